@@ -1,0 +1,1 @@
+"""What both sides of fleetsync need: spec, settings, Celery app, Redis state, errors, logs, metrics."""
