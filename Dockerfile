@@ -1,0 +1,20 @@
+# One image for every fleetsync role: worker, beat, flower, CLI.
+FROM python:3.12-slim
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git openssh-client ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+
+RUN useradd --create-home --uid 10001 fleetsync
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY shared ./shared
+COPY workers ./workers
+COPY scheduler ./scheduler
+RUN pip install --no-cache-dir .
+
+USER fleetsync
+ENV FLEETSYNC_CACHE_DIR=/home/fleetsync/.cache/fleetsync \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/fleetsync-metrics
+ENTRYPOINT ["fleetsync"]
+CMD ["--help"]

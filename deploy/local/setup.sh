@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Prepare this machine for fleetsync's demo and tests: system packages, a
+# virtual environment with the project, and the Kubernetes binaries (built
+# once from the Go module proxy and cached under ~/.cache/fleetsync).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+need_pkgs=()
+command -v redis-server >/dev/null || need_pkgs+=(redis-server)
+command -v git >/dev/null || need_pkgs+=(git)
+command -v openssl >/dev/null || need_pkgs+=(openssl)
+command -v docker-compose >/dev/null || need_pkgs+=(docker-compose)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing system packages: ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  else
+    say "missing system packages: ${need_pkgs[*]} (install them, e.g. sudo apt-get install ${need_pkgs[*]})"
+    exit 1
+  fi
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  "$PY" -m venv .venv
+fi
+if ! .venv/bin/python -c 'import shared, workers, scheduler, pytest, importlinter' 2>/dev/null \
+   || [ pyproject.toml -nt .venv/.installed ]; then
+  say "installing fleetsync and its test tools into .venv"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[test]'
+  touch .venv/.installed
+fi
+
+say "checking Kubernetes binaries (kube-apiserver, etcd)"
+.venv/bin/fleetsync dev build

@@ -1,0 +1,1 @@
+"""Sub-commands of the fleetsync CLI, one module each."""

@@ -1,0 +1,100 @@
+"""``fleetsync dev up|down|status|build``: the local fleet for demos, tests and development."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from scheduler.dev import fleet as devfleet
+from scheduler.dev.binaries import BinaryError, ensure_binaries
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    dev = sub.add_parser("dev", help="local Redis and Kubernetes control planes")
+    dev_sub = dev.add_subparsers(dest="dev_command", metavar="ACTION", required=True)
+
+    up = dev_sub.add_parser("up", help="start Redis and N local control planes")
+    up.add_argument("--clusters", type=int, default=None, help="how many (default 3)")
+    up.add_argument("--names", help="comma-separated cluster names (default dev-1..dev-N)")
+    _state_arg(up)
+    up.set_defaults(func=cmd_up)
+
+    down = dev_sub.add_parser("down", help="stop everything `dev up` started, remove its data")
+    _state_arg(down)
+    down.set_defaults(func=cmd_down)
+
+    status = dev_sub.add_parser("status", help="what runs and what answers")
+    _state_arg(status)
+    status.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    status.set_defaults(func=cmd_status)
+
+    build = dev_sub.add_parser("build", help="find or build kube-apiserver and etcd")
+    build.set_defaults(func=cmd_build)
+
+
+def _state_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help=f"where the fleet keeps its state (default {devfleet.default_state_dir()})")
+
+
+def _names(args: argparse.Namespace) -> list[str]:
+    if args.names:
+        names = [n.strip() for n in args.names.split(",") if n.strip()]
+        if args.clusters is not None and args.clusters != len(names):
+            raise SystemExit(f"error: --clusters {args.clusters} but {len(names)} --names given")
+        return names
+    return [f"dev-{i}" for i in range(1, (args.clusters or 3) + 1)]
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    state_dir = args.state_dir or devfleet.default_state_dir()
+    try:
+        state = devfleet.up(_names(args), state_dir, progress=_say)
+    except (devfleet.DevFleetError, BinaryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"redis: {state.redis_url}")
+    for name, path in state.clusters.items():
+        print(f"{name}: {state.servers[name]}  kubeconfig {path}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    try:
+        devfleet.down(args.state_dir or devfleet.default_state_dir(), progress=_say)
+    except devfleet.DevFleetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    state_dir = args.state_dir or devfleet.default_state_dir()
+    rows = devfleet.status(state_dir)
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print(f"No local fleet in {state_dir}")
+    for row in rows if args.output == "table" else []:
+        if "pid" in row:
+            print(f"{row['name']:<28} pid {row['pid']:<8} {'running' if row['alive'] else 'STOPPED'}")
+        else:
+            print(f"{row['name']:<28} {row['server']:<26} {'ready' if row['ready'] else 'NOT READY'}")
+    healthy = all(r.get("alive", True) and r.get("ready", True) for r in rows)
+    return 0 if rows and healthy else 1
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    try:
+        found = ensure_binaries(_say)
+    except BinaryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"kube-apiserver: {found.kube_apiserver}\netcd: {found.etcd}")
+    return 0
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,71 @@
+"""One settings object, built once from the environment and passed on.
+
+Nothing deeper in the code reads ``os.environ``: tasks, the CLI and tests build
+a ``Settings`` at their edge and hand it down.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Mapping
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "fleetsync"
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "fleetsync"
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = DEFAULT_REDIS_URL
+    fleet_path: str | None = None
+    cache_dir: Path = Path()                 # git mirrors and checkouts of this host
+    lock_ttl: float = 60.0                   # a sync unit's lock lives this long unless renewed
+    task_time_limit: float = 900.0           # the longest a task may run (hard limit)
+    render_cache_ttl: float = 24 * 3600.0
+    history_size: int = 50
+    queue_per_cluster: bool = False          # route apply to apply.<cluster> (pull mode)
+    log_level: str = "INFO"
+    metrics_port: int | None = None          # workers expose Prometheus metrics here
+    metrics_dir: str | None = None           # prometheus multiprocess directory
+
+    @property
+    def visibility_timeout(self) -> float:
+        """Redis redelivers an unacked task after this: longer than the longest task."""
+        return self.task_time_limit * 2 + 60
+
+    def with_(self, **changes: object) -> "Settings":
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from ``FLEETSYNC_*`` variables; unknown ones are ignored."""
+    env = os.environ if env is None else env
+    port = env.get("FLEETSYNC_METRICS_PORT")
+    return Settings(
+        redis_url=env.get("FLEETSYNC_REDIS_URL", DEFAULT_REDIS_URL),
+        fleet_path=env.get("FLEETSYNC_FLEET") or None,
+        cache_dir=Path(env.get("FLEETSYNC_CACHE_DIR") or _default_cache_dir()),
+        lock_ttl=float(env.get("FLEETSYNC_LOCK_TTL", 60)),
+        task_time_limit=float(env.get("FLEETSYNC_TASK_TIME_LIMIT", 900)),
+        render_cache_ttl=float(env.get("FLEETSYNC_RENDER_CACHE_TTL", 24 * 3600)),
+        history_size=int(env.get("FLEETSYNC_HISTORY_SIZE", 50)),
+        queue_per_cluster=env.get("FLEETSYNC_QUEUE_PER_CLUSTER", "") in ("1", "true", "yes"),
+        log_level=env.get("FLEETSYNC_LOG_LEVEL", "INFO").upper(),
+        metrics_port=int(port) if port else None,
+        metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
+    )
+
+
+def state_dir() -> Path:
+    """Where the local dev fleet keeps its state by default."""
+    return _default_state_dir()

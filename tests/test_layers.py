@@ -1,0 +1,43 @@
+"""The house rules that keep the layers apart, checked as tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_import_contracts_hold():
+    lint = Path(sys.executable).with_name("lint-imports")
+    if not lint.exists():
+        pytest.skip("import-linter is not installed (pip install -e .[test])")
+    proc = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_scheduler_runs_without_workers_or_kubernetes_loaded():
+    code = ("import sys, scheduler.cli; scheduler.cli.build_parser();"
+            "bad = [m for m in sys.modules if m.startswith(('workers', 'kubernetes'))];"
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_docker_compose_file_is_valid():
+    compose = shutil.which("docker-compose")
+    if compose is None:
+        pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
+    env = {**os.environ, "FLOWER_BASIC_AUTH": "admin:change-me"}
+    proc = subprocess.run([compose, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+                          cwd=ROOT, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    services = subprocess.run([compose, "-f", str(ROOT / "docker-compose.yml"), "config",
+                               "--services"], cwd=ROOT, capture_output=True, text=True,
+                              env=env).stdout
+    assert set(services.split()) >= {"redis", "worker", "beat", "flower"}

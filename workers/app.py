@@ -1,0 +1,15 @@
+"""The worker-side Celery app: ``celery -A workers.app worker`` (or ``fleetsync worker``).
+
+Settings come from the environment once, here at the edge; the tasks module is
+included so that the worker registers every ``fleetsync.*`` task.
+"""
+
+from __future__ import annotations
+
+from shared.celery_app import make_app
+from shared.settings import from_env
+
+settings = from_env()
+app = make_app(settings, include=["workers.tasks"])
+
+import workers.signals  # noqa: E402,F401  (logging and metrics wiring, once)
