@@ -1,0 +1,233 @@
+"""Running the git CLI for the fetch stage: credentials by reference, bounded time, no leaks.
+
+``workers.gitsource`` decides *what* to run against its mirrors; this module
+decides *how*: every call goes through ``run_git``, which gives git a child
+environment built by ``git_environment`` (credentials read from the named
+environment variables at call time and handed over only through that
+environment, never argv, URL or logs), a timeout that kills the whole process
+group, and an English locale so that ``fetch_error`` can map git's stderr onto
+``SourceError`` (permanent: missing ref, auth refused, no such repository) or
+``TransientError`` (network, 5xx, timeouts: Celery retries). Every message is
+scrubbed of URL userinfo and of the secret values themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+from shared.errors import FleetsyncError, SourceError, TransientError
+from shared.spec import Source
+
+DEFAULT_TIMEOUT = 120.0
+
+# Variables that would point git at another repository or inject configuration.
+_DROPPED_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
+                "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_NAMESPACE",
+                "GIT_CONFIG_PARAMETERS", "GIT_ASKPASS", "SSH_ASKPASS")
+_USER_VAR = "FLEETSYNC_GIT_USERNAME"
+_PASSWORD_VAR = "FLEETSYNC_GIT_PASSWORD"
+# A credential helper in shell: it reads the secrets from its own environment.
+_HELPER = ('!f() { test "$1" = get || return 0; '
+           f'printf "username=%s\\npassword=%s\\n" "${_USER_VAR}" "${_PASSWORD_VAR}"; }}; f')
+_USERINFO_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
+
+_AUTH_PATTERNS = ("authentication failed", "returned error: 401", "returned error: 403",
+                  "permission denied (", "could not read username", "could not read password",
+                  "terminal prompts disabled", "access denied", "invalid username or password")
+_BOILERPLATE = ("Please make sure you have the correct access rights", "and the repository exists")
+_NOT_FOUND_RE = re.compile(r"does not appear to be a git repository|repository .* not found"
+                           r"|returned error: 404|no such repository", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class GitEnv:
+    """The child environment for git and the secret values that must never be shown."""
+
+    env: dict[str, str] = field(repr=False)      # holds the password for git's helper
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def redact(self, text: str) -> str:
+        return redact(text, self.secrets)
+
+
+class GitFailed(Exception):
+    """A git command exited non-zero; ``stderr`` is already scrubbed of secrets."""
+
+    def __init__(self, command: str, returncode: int, stderr: str) -> None:
+        super().__init__(f"git {command} exited {returncode}: {stderr}")
+        self.command = command
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+class GitTimeout(GitFailed):
+    """A git command ran longer than its timeout and was killed with its children."""
+
+
+def scrub_url(url: str) -> str:
+    """``https://user:pw@host/x`` -> ``https://host/x``; other URLs are returned unchanged."""
+    return _USERINFO_RE.sub(r"\g<scheme>", url)
+
+
+def redact(text: str, secrets: Sequence[str] = ()) -> str:
+    """Remove URL userinfo and every secret value from ``text``."""
+    text = scrub_url(text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def check_url(source: Source) -> None:
+    """Refuse URLs that would leak into argv or smuggle options: inline passwords, leading '-'."""
+    if source.url.startswith("-") or not source.url.strip():
+        raise SourceError(f"source {source.name}: invalid URL {scrub_url(source.url)!r}")
+    if "://" in source.url and urlsplit(source.url).password is not None:
+        raise SourceError(f"source {source.name}: the URL carries a password; reference it "
+                          f"with auth.usernameEnv/passwordEnv instead ({scrub_url(source.url)})")
+
+
+def plain_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` made safe for git: no inherited repository or config, never a prompt."""
+    env = {k: v for k, v in environ.items()
+           if k not in _DROPPED_ENV and not k.startswith("GIT_CONFIG_")}
+    env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="", LC_ALL="C", LANGUAGE="C")
+    return env
+
+
+def local_environment(environ: Mapping[str, str]) -> GitEnv:
+    """For commands that only read a local repository: no credentials at all."""
+    return GitEnv(_with_config(plain_environment(environ), []))
+
+
+def git_environment(source: Source, environ: Mapping[str, str]) -> GitEnv:
+    """The environment for git calls on behalf of ``source``; SourceError if a credential is missing."""
+    env = plain_environment(environ)
+    config: list[tuple[str, str]] = []
+    secrets: tuple[str, ...] = ()
+    auth = source.auth
+    if auth.ssh_key_file:
+        env["GIT_SSH_COMMAND"] = _ssh_command(source, auth.ssh_key_file)
+    if auth.password_env:
+        username = _read_var(source, environ, auth.username_env, "usernameEnv") \
+            if auth.username_env else "git"
+        password = _read_var(source, environ, auth.password_env, "passwordEnv")
+        env[_USER_VAR], env[_PASSWORD_VAR] = username, password
+        secrets = (password,)
+        scope = _credential_scope(source.url)
+        if scope:
+            config.append((f"credential.{scope}.helper", _HELPER))
+    elif auth.username_env:
+        raise SourceError(f"source {source.name}: auth.usernameEnv needs auth.passwordEnv too")
+    return GitEnv(_with_config(env, config), secrets)
+
+
+def _with_config(env: dict[str, str], extra: list[tuple[str, str]]) -> dict[str, str]:
+    """Pass configuration through GIT_CONFIG_* variables: it never shows in argv."""
+    config = [
+        ("credential.helper", ""),          # no host-wide helper answers for us
+        ("gc.autoDetach", "false"),         # auto gc must not outlive the call
+        ("maintenance.autoDetach", "false"),
+        ("core.askPass", ""),
+        *extra,
+    ]
+    env["GIT_CONFIG_COUNT"] = str(len(config))
+    for i, (key, value) in enumerate(config):
+        env[f"GIT_CONFIG_KEY_{i}"], env[f"GIT_CONFIG_VALUE_{i}"] = key, value
+    return env
+
+
+def _read_var(source: Source, environ: Mapping[str, str], name: str, field_name: str) -> str:
+    value = environ.get(name)
+    if not value:
+        raise SourceError(f"source {source.name}: environment variable {name} "
+                          f"(auth.{field_name}) is not set")
+    return value
+
+
+def _ssh_command(source: Source, key_file: str) -> str:
+    if not os.access(key_file, os.R_OK):
+        raise SourceError(f"source {source.name}: ssh key file {key_file} is not readable")
+    return (f"ssh -i {shlex.quote(key_file)} -o IdentitiesOnly=yes "
+            "-o StrictHostKeyChecking=accept-new -o BatchMode=yes")
+
+
+def _credential_scope(url: str) -> str | None:
+    """``scheme://host:port`` of an HTTP(S) URL: credentials answer for that origin only."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, host, "", "", ""))
+
+
+def run_git(args: Sequence[str], genv: GitEnv, *, timeout: float = DEFAULT_TIMEOUT,
+            stdin: bytes | None = None) -> str:
+    """Run ``git ARGS``; return stdout; raise GitFailed / GitTimeout (messages redacted).
+
+    git runs in its own session so that a timeout can kill its helpers
+    (remote-http, ssh, upload-pack) too, and it is always waited for.
+    """
+    command = next((a for a in args if not a.startswith("-") and "=" not in a), "git")
+    try:
+        proc = subprocess.Popen(["git", *args], env=genv.env, start_new_session=True,
+                                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as exc:
+        raise GitFailed(command, -1, f"cannot run git: {exc}") from exc
+    with proc:
+        try:
+            out, err = proc.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            proc.communicate()
+            raise GitTimeout(command, -9, f"timed out after {timeout:g}s") from None
+        except BaseException:
+            _kill_group(proc)
+            proc.communicate()
+            raise
+    if proc.returncode != 0:
+        stderr = genv.redact(err.decode(errors="replace").strip())
+        raise GitFailed(command, proc.returncode, stderr)
+    return out.decode(errors="replace")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def fetch_error(source: Source, failed: GitFailed) -> FleetsyncError:
+    """Map a failed fetch onto the error family that decides whether a retry can help."""
+    url = scrub_url(source.url)
+    where = f"source {source.name}"
+    detail = _last_lines(failed.stderr)
+    lowered = failed.stderr.lower()
+    if isinstance(failed, GitTimeout):
+        return TransientError(f"{where}: fetching {url}: git {failed.command} {failed.stderr}")
+    if any(p in lowered for p in _AUTH_PATTERNS):
+        return SourceError(f"{where}: authentication refused by {url}: {detail}")
+    if "host key verification failed" in lowered:
+        return SourceError(f"{where}: ssh host key verification failed for {url}: {detail}")
+    if _NOT_FOUND_RE.search(failed.stderr):
+        return SourceError(f"{where}: repository not found at {url}: {detail}")
+    if "couldn't find remote ref" in lowered:
+        return SourceError(f"{where}: {source.ref_kind} {source.ref!r} not found in {url}: {detail}")
+    # Connection refused, DNS, resets, 5xx, 429, early EOF: the network may recover.
+    return TransientError(f"{where}: fetching {url} failed: {detail}")
+
+
+def _last_lines(stderr: str, count: int = 3) -> str:
+    """The informative end of git's stderr, without its generic advice."""
+    lines = [ln.strip() for ln in stderr.splitlines()
+             if ln.strip() and not ln.startswith(_BOILERPLATE)]
+    return " | ".join(lines[-count:]) or "(no message)"
