@@ -13,7 +13,7 @@ import sys
 
 from shared.errors import FleetsyncError
 
-COMMANDS = ("dev",)
+COMMANDS = ("dev", "validate", "local", "sync", "status", "runners")
 
 
 def build_parser() -> argparse.ArgumentParser:

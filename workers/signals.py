@@ -24,7 +24,7 @@ def _setup_logging(**_: Any) -> None:
 def _bind_task(task_id: str | None = None, task: Any = None, args: Any = None,
                kwargs: Any = None, **_: Any) -> None:
     logs.clear()
-    logs.bind(task_id=task_id, task=getattr(task, "name", None), **_names(args, kwargs))
+    logs.bind(task_id=task_id, task=getattr(task, "name", None), **_names(task, args, kwargs))
 
 
 @signals.task_postrun.connect
@@ -32,7 +32,37 @@ def _unbind_task(**_: Any) -> None:
     logs.clear()
 
 
-def _names(args: Any, kwargs: Any) -> dict[str, Any]:
-    """The cluster/app/source names in a task call, for the log context."""
-    found = {k: v for k, v in (kwargs or {}).items() if k in ("app", "cluster", "source", "revision")}
-    return found
+_ARG_NAMES = {
+    "fleetsync.reconcile_cluster": ("cluster",),
+    "fleetsync.fetch_source": ("source",),
+    "fleetsync.sync": ("app", "cluster"),
+    "fleetsync.render": ("app", "cluster", "revision"),
+    "fleetsync.apply": ("app", "cluster", "render_key"),
+}
+
+
+def _names(task: Any, args: Any, kwargs: Any) -> dict[str, Any]:
+    """The cluster/app/source/revision names in a task call, for the log context."""
+    names = _ARG_NAMES.get(getattr(task, "name", ""), ())
+    found = {k: v for k, v in zip(names, args or ()) if k != "render_key"}
+    found.update({k: v for k, v in (kwargs or {}).items() if k in ("cluster", "revision")})
+    stage = getattr(task, "name", "").removeprefix("fleetsync.")
+    return {**found, "stage": stage}
+
+
+@signals.worker_init.connect
+def _serve_metrics(**_: Any) -> None:
+    port = from_env().metrics_port
+    if port:
+        from shared import metrics
+
+        metrics.serve(port)
+
+
+@signals.worker_process_shutdown.connect
+def _process_gone(pid: int | None = None, **_: Any) -> None:
+    import os
+
+    from shared import metrics
+
+    metrics.mark_process_dead(pid or os.getpid())

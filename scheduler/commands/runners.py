@@ -1,0 +1,87 @@
+"""``fleetsync worker|beat|flower``: run the Celery and Flower processes with fleetsync's app.
+
+Each builds the real command line (``celery -A ... worker|beat|flower``) and
+replaces this process with it, so signals and exit codes are the service's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+import tempfile
+
+from shared.celery_app import STAGE_QUEUES
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    worker = sub.add_parser("worker", help="run a Celery worker (extra options go to celery)")
+    worker.add_argument("--cluster", help="pull mode: consume only apply.CLUSTER")
+    worker.add_argument("--queues", help="comma-separated queues (default: every stage queue)")
+    worker.set_defaults(func=run_worker, passthrough=True)
+
+    beat = sub.add_parser("beat", help="run Celery beat with the schedule from the fleet spec")
+    beat.set_defaults(func=run_beat, passthrough=True)
+
+    flower = sub.add_parser("flower", help="run Flower (its API is open only on loopback)")
+    flower.add_argument("--port", type=int, default=5555)
+    flower.add_argument("--address", default="127.0.0.1")
+    flower.set_defaults(func=run_flower, passthrough=True)
+
+
+def worker_argv(args: argparse.Namespace) -> list[str]:
+    queues = args.queues or (f"apply.{args.cluster}" if args.cluster else ",".join(STAGE_QUEUES))
+    return [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queues,
+            "--without-mingle", *args.extra]
+
+
+def beat_argv(args: argparse.Namespace) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "scheduler.app", "beat",
+            "-S", "scheduler.beat:FleetScheduler", *args.extra]
+
+
+def is_loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def flower_argv(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
+    """Flower's command; refuses to listen beyond loopback without authentication."""
+    authenticated = any(env.get(k) for k in ("FLOWER_BASIC_AUTH", "FLOWER_AUTH")) or any(
+        a.startswith(("--basic-auth", "--auth")) for a in args.extra)
+    if not is_loopback(args.address) and not authenticated:
+        raise SystemExit(
+            f"error: Flower on {args.address} would be reachable beyond loopback without "
+            "authentication: set FLOWER_BASIC_AUTH=user:password (or --basic-auth, or Flower's "
+            "OAuth options --auth/--auth_provider), or use --address 127.0.0.1")
+    if is_loopback(args.address) and not authenticated:
+        env["FLOWER_UNAUTHENTICATED_API"] = "true"   # local use: scripts may POST tasks
+    return [sys.executable, "-m", "celery", "-A", "scheduler.app", "flower",
+            f"--port={args.port}", f"--address={args.address}", *args.extra]
+
+
+def _exec(argv: list[str], env: dict[str, str]) -> int:
+    sys.stdout.flush()
+    os.execve(argv[0], argv, env)
+    return 0  # not reached
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    env = dict(os.environ)
+    if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="fleetsync-metrics-")
+    return _exec(worker_argv(args), env)
+
+
+def run_beat(args: argparse.Namespace) -> int:
+    return _exec(beat_argv(args), dict(os.environ))
+
+
+def run_flower(args: argparse.Namespace) -> int:
+    env = dict(os.environ)
+    return _exec(flower_argv(args, env), env)

@@ -1,0 +1,51 @@
+"""``fleetsync sync APP [--cluster C] [--wait] [--timeout S] [--local]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from scheduler.commands.local import run_local
+from scheduler.commands.validate import add_file_arg
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("sync", help="sync an application now (enqueued, or --local here)")
+    parser.add_argument("app")
+    parser.add_argument("--cluster", help="one cluster (default: every cluster APP targets)")
+    parser.add_argument("--wait", action="store_true", help="wait until every unit is applied")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
+    parser.add_argument("--local", action="store_true",
+                        help="fetch, render and apply in this process instead of on workers")
+    parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    add_file_arg(parser)
+    parser.set_defaults(func=run, local_command="sync")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.local:
+        if not args.cluster:
+            print("error: --local needs --cluster", file=sys.stderr)
+            return 2
+        return run_local(args)
+    from scheduler.client import Client
+
+    client = Client()
+    try:
+        result = client.sync(args.app, args.cluster, wait=args.wait, timeout=args.timeout,
+                             trigger="cli")
+    except Exception as exc:  # the task's own error, reconstructed by Celery
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    if args.output == "json":
+        print(json.dumps(result, indent=2, default=str))
+    elif not args.wait:
+        print(f"enqueued fleetsync.sync {args.app} ({result['task_id']})")
+    else:
+        for unit in result["units"]:
+            print(f"{unit.get('cluster', '?'):<20} {unit.get('phase', '?'):<12} "
+                  f"{(unit.get('revision') or '')[:12]:<13} {unit.get('message', '')}")
+    return 0 if not args.wait or result.get("ok") else 1
