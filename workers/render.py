@@ -1,0 +1,162 @@
+"""The render stage: the objects one sync unit wants at one revision.
+
+A render is two steps of very different cost, kept apart so that a fleet shares
+the expensive one:
+
+1. ``build_raw(tree, path)``: kustomize build of a kustomization, or the text of
+   every manifest file of a plain directory. Depends only on the checkout, the
+   path (after ``${var}`` substitution) and the renderer; expensive; cached in
+   Redis under a key without cluster variables, so 100 clusters that differ only
+   in ``cluster_name`` run kustomize once.
+2. ``finish(raw, variables, namespace)``: ``${var}`` substitution on the text,
+   safe YAML loading, then ``manifests.normalize``. Cheap and pure; run per
+   cluster. Its result is cached too, keyed on the values of the variables the
+   text actually references, and that key is what the apply stage receives.
+
+``render()`` composes both without a cache; ``render_cached()`` with one.
+Every error leaving this module names the sync unit and the revision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from shared.errors import FleetsyncError, RenderError, TransientError
+from shared.spec import Application, Cluster
+from workers import kustomize
+from workers.checkout import RawDoc, display, read_manifests, resolve_inside
+from workers.manifests import Located, ScopePredicate, is_cluster_scoped, normalize
+from workers.render_cache import RenderCache, render_key
+from workers.safe_yaml import load_documents
+from workers.variables import referenced, substitute
+
+RENDERER = "fleetsync-render/1"   # bump when finish() or build_raw() change their output
+
+
+@functools.lru_cache(maxsize=1)
+def renderer_version() -> str:
+    """``RENDERER`` plus the kustomize version: part of every cache key."""
+    try:
+        return f"{RENDERER} {kustomize.version()}"
+    except RenderError:
+        return f"{RENDERER} kustomize/none"
+
+
+def __getattr__(name: str) -> Any:
+    # RENDERER_VERSION runs kubectl once, on first use rather than on import.
+    if name == "RENDERER_VERSION":
+        return renderer_version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def app_path(app: Application, variables: Mapping[str, str]) -> str:
+    """The application's path with ``${var}`` substituted."""
+    return substitute(app.path, variables, where=f"application {app.name!r} path")
+
+
+def build_raw(tree: Path, path: str, *, allow_remote_bases: bool = False,
+              timeout: float = kustomize.DEFAULT_TIMEOUT) -> list[RawDoc]:
+    """The expensive step: kustomize output, or every manifest file's text."""
+    root = tree.resolve()
+    directory = resolve_inside(root, path)
+    if kustomize.kustomization_file(directory) is None:
+        return read_manifests(root, directory)
+    text = kustomize.build(root, directory, allow_remote=allow_remote_bases, timeout=timeout)
+    return [RawDoc(f"{display(root, directory)} (kustomize build)", text)]
+
+
+def finish(raw: list[RawDoc], variables: Mapping[str, str], namespace: str | None = None,
+           scoped: ScopePredicate = is_cluster_scoped) -> list[dict[str, Any]]:
+    """The cheap step: substitute, load, check, default the namespace, order."""
+    docs: list[Located] = []
+    for doc in raw:
+        text = substitute(doc.text, variables, where=doc.source)
+        docs.extend(Located(value, f"{doc.source}:{line}")
+                    for line, value in load_documents(text, doc.source))
+    return normalize(docs, namespace, scoped)
+
+
+def unit_of(app: Application, cluster: Cluster) -> str:
+    return f"{app.name}/{cluster.name}"
+
+
+@contextlib.contextmanager
+def labelled(unit: str, revision: str) -> Iterator[None]:
+    """Re-raise render errors with the sync unit and revision attached."""
+    try:
+        yield
+    except (RenderError, TransientError) as exc:
+        if exc.unit:
+            raise
+        again: FleetsyncError
+        if isinstance(exc, TransientError):
+            again = type(exc)(exc.message, delay=exc.delay, unit=unit, revision=revision or None, obj=exc.obj)
+        else:
+            again = type(exc)(exc.message, unit=unit, revision=revision or None, obj=exc.obj)
+        raise again from exc
+
+
+def render(app: Application, cluster: Cluster, tree: Path, *, revision: str = "",
+           source: str = "") -> list[dict[str, Any]]:
+    """The objects ``app`` wants on ``cluster`` from the checkout ``tree``, uncached."""
+    del source  # the checkout is given: the source only matters to the cache key
+    variables = cluster.variables()
+    with labelled(unit_of(app, cluster), revision):
+        raw = build_raw(tree, app_path(app, variables), allow_remote_bases=app.allow_remote_bases)
+        return finish(raw, variables, app.namespace)
+
+
+def _keys(app: Application, source: str, rel: str, revision: str, raw: list[RawDoc] | None,
+          variables: Mapping[str, str]) -> str:
+    """The raw key (``raw`` None) or the final key (values of the referenced variables)."""
+    renderer = renderer_version() + (" remote-bases" if app.allow_remote_bases else "")
+    where = f"{source}:{rel}"
+    if raw is None:
+        return render_key(revision, where, {}, renderer, None)
+    names = set().union(*(referenced(doc.text) for doc in raw))
+    used = {name: variables[name] for name in sorted(names) if name in variables}
+    return render_key(revision, where, used, renderer, app.namespace)
+
+
+def _raw(app: Application, root: Path, rel: str, cache: RenderCache | None,
+         key: str) -> tuple[list[RawDoc], bool]:
+    """The expensive step, through the cache when there is one."""
+    def build() -> list[dict[str, Any]]:
+        docs = build_raw(root, rel, allow_remote_bases=app.allow_remote_bases)
+        return [asdict(doc) for doc in docs]
+
+    rows, hit = cache.get_or_render(key, build) if cache is not None else (build(), False)
+    return [RawDoc(row["source"], row["text"]) for row in rows], hit
+
+
+def _final(raw: list[RawDoc], variables: Mapping[str, str], namespace: str | None,
+           cache: RenderCache | None, key: str) -> list[dict[str, Any]]:
+    """The cheap step, stored under the final key for the apply stage."""
+    objects = cache.get(key) if cache is not None else None
+    if objects is None:
+        objects = finish(raw, variables, namespace)
+        if cache is not None:
+            cache.put(key, objects)
+    return objects
+
+
+def render_cached(app: Application, cluster: Cluster, tree: Path, cache: RenderCache | None,
+                  revision: str, source: str = "") -> tuple[list[dict[str, Any]], str, bool]:
+    """``(objects, key, hit)``: the render, the cache key it is stored under, and
+    whether the expensive step came from the cache.
+
+    Without a cache or a revision nothing is stored (an empty revision does not
+    identify the checkout's content); the key is still computed.
+    """
+    variables = cluster.variables()
+    cache = cache if revision else None
+    with labelled(unit_of(app, cluster), revision):
+        root = tree.resolve()
+        rel = display(root, resolve_inside(root, app_path(app, variables)))
+        raw, hit = _raw(app, root, rel, cache, _keys(app, source, rel, revision, None, variables))
+        key = _keys(app, source, rel, revision, raw, variables)
+        return _final(raw, variables, app.namespace, cache, key), key, hit

@@ -1,0 +1,158 @@
+"""A content-addressed render cache in Redis, and the collapse of identical renders.
+
+Keys are sha256 digests of everything a render depends on (revision, path,
+variables, renderer version, namespace), so an entry never needs invalidating:
+a new revision is a new key, and old keys age out with their TTL. Values are
+zstd-compressed JSON: manifests compress about tenfold.
+
+When a fleet of workers asks for the same render at once (a new revision lands
+on 100 clusters), ``get_or_render`` lets one of them build it under a short
+Redis lock (``SET <key>:lock NX PX``) while the others poll for the result.
+A waiter gives up waiting after ``wait_seconds`` and builds it itself: the
+cache is an optimisation, never a dependency (DESIGN: durable truth).
+
+Failures: a ``RenderError`` (permanent: the same input fails the same way) is
+remembered for ``error_ttl_seconds`` (short, one minute by default) so that the
+other 99 clusters get the message without running kustomize 99 more times; a
+short TTL because a "permanent" kustomize failure of a remote base can still be
+a network blip. Transient errors and anything else are never cached.
+
+This is an adapter: Redis errors become ``TransientError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from typing import Any, Callable, Mapping
+
+import redis
+import zstandard
+
+from shared.errors import RenderError, TransientError
+
+PREFIX = "fleetsync:render:"
+Objects = list[dict[str, Any]]
+
+# Delete the lock only if we still hold it: it may have expired and been taken.
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def render_key(revision: str, path: str, variables: Mapping[str, str], renderer_version: str,
+               namespace: str | None) -> str:
+    """sha256 hex of a canonical JSON of everything a render depends on."""
+    return hashlib.sha256(canonical_json({
+        "revision": revision, "path": path, "variables": dict(variables),
+        "renderer": renderer_version, "namespace": namespace,
+    })).hexdigest()
+
+
+def compress(objects: Objects) -> bytes:
+    return zstandard.ZstdCompressor(level=3).compress(canonical_json(objects))
+
+
+def decompress(blob: bytes) -> Objects:
+    return json.loads(zstandard.ZstdDecompressor().decompress(blob))
+
+
+class RenderCache:
+    """Renders by key in Redis, with TTL, and one builder per key at a time."""
+
+    def __init__(self, redis_client: "redis.Redis[bytes]", ttl_seconds: float, *,
+                 lock_seconds: float = 120.0, wait_seconds: float = 90.0,
+                 poll_seconds: float = 0.05, error_ttl_seconds: float = 60.0) -> None:
+        self.redis = redis_client
+        self.ttl_ms = max(1, int(ttl_seconds * 1000))
+        self.lock_ms = max(1, int(lock_seconds * 1000))
+        self.wait_seconds = wait_seconds
+        self.poll_seconds = poll_seconds
+        self.error_ttl_ms = max(1, int(error_ttl_seconds * 1000))
+        self._release = redis_client.register_script(_RELEASE)
+
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except redis.RedisError as exc:
+            raise TransientError(f"render cache: {what} failed: {exc}") from exc
+
+    def get(self, key: str) -> Objects | None:
+        """The objects stored under ``key``, or None (absent, expired or unreadable)."""
+        blob = self._call("get", lambda: self.redis.get(PREFIX + key))
+        if blob is None:
+            return None
+        try:
+            return decompress(blob)
+        except (zstandard.ZstdError, ValueError):
+            return None  # a damaged entry is a miss; the put after the render replaces it
+
+    def put(self, key: str, objects: Objects) -> None:
+        blob = compress(objects)
+        self._call("put", lambda: self.redis.set(PREFIX + key, blob, px=self.ttl_ms))
+
+    def failure(self, key: str) -> RenderError | None:
+        """The RenderError remembered for ``key``, if any."""
+        raw = self._call("get", lambda: self.redis.get(PREFIX + key + ":error"))
+        if raw is None:
+            return None
+        saved = json.loads(raw)
+        return RenderError(saved["message"], obj=saved.get("obj"))
+
+    def remember_failure(self, key: str, exc: RenderError) -> None:
+        value = canonical_json({"message": exc.message, "obj": exc.obj})
+        self._call("put", lambda: self.redis.set(PREFIX + key + ":error", value, px=self.error_ttl_ms))
+
+    def _lookup(self, key: str) -> Objects | None:
+        error = self.failure(key)
+        if error is not None:
+            raise error
+        return self.get(key)
+
+    def _build(self, key: str, fn: Callable[[], Objects]) -> Objects:
+        try:
+            objects = fn()
+        except RenderError as exc:
+            self.remember_failure(key, exc)
+            raise
+        self.put(key, objects)
+        return objects
+
+    def _acquire(self, key: str, token: str) -> bool:
+        return bool(self._call("lock", lambda: self.redis.set(PREFIX + key + ":lock", token,
+                                                               nx=True, px=self.lock_ms)))
+
+    def _build_locked(self, key: str, token: str, fn: Callable[[], Objects]) -> tuple[Objects, bool]:
+        try:
+            cached = self._lookup(key)  # built by someone between our miss and our lock
+            if cached is not None:
+                return cached, True
+            return self._build(key, fn), False
+        finally:
+            self._call("unlock", lambda: self._release(keys=[PREFIX + key + ":lock"], args=[token]))
+
+    def get_or_render(self, key: str, fn: Callable[[], Objects]) -> tuple[Objects, bool]:
+        """``(objects, hit)``: from the cache, or built by ``fn`` once fleet-wide.
+
+        Errors from ``fn`` propagate; a ``RenderError`` is also remembered briefly.
+        """
+        cached = self._lookup(key)
+        if cached is not None:
+            return cached, True
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + self.wait_seconds
+        while time.monotonic() < deadline:
+            if self._acquire(key, token):
+                return self._build_locked(key, token, fn)
+            time.sleep(self.poll_seconds)
+            cached = self._lookup(key)
+            if cached is not None:
+                return cached, True
+        return self._build(key, fn), False  # the holder is stuck: do not wait forever
