@@ -13,7 +13,7 @@ import sys
 
 from shared.errors import FleetsyncError
 
-COMMANDS = ("dev", "validate", "local", "sync", "status", "runners")
+COMMANDS = ("dev", "validate", "local", "sync", "status", "runners", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

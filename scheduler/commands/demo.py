@@ -1,0 +1,67 @@
+"""``fleetsync demo [--keep] [--interval S] [--state-dir DIR]``: the tutorial, end to end."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+from scheduler.commands.status import STATUS_COLUMNS, format_table
+from scheduler.dev.binaries import BinaryError, ensure_binaries
+from scheduler.dev.demo import Demo, DemoFailed
+from scheduler.dev.demo_steps import STEPS
+from scheduler.dev.fleet import DevFleetError
+from shared.settings import state_dir
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("demo", help="walk the GitOps tutorial on a local fleet")
+    parser.add_argument("--keep", action="store_true",
+                        help="stay up after the steps; Ctrl-C stops everything")
+    parser.add_argument("--interval", type=int, default=5,
+                        help="reconcile and poll interval in seconds (default 5)")
+    parser.add_argument("--state-dir", type=Path, default=state_dir() / "demo")
+    parser.set_defaults(func=run)
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        ensure_binaries(say)
+    except BinaryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    demo = Demo(args.state_dir, interval=args.interval, say=say)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    total = time.monotonic()
+    try:
+        demo.start()
+        for number, (name, step) in enumerate(STEPS, 1):
+            started = time.monotonic()
+            detail = step(demo)
+            say(f"[{number}/{len(STEPS)}] {name:<13} ok  {time.monotonic() - started:6.1f}s  {detail}")
+        say(f"\nAll {len(STEPS)} steps passed in {time.monotonic() - total:.1f}s.\n")
+        rows = sorted(demo.statuses().values(), key=lambda r: r["cluster"])
+        for row in rows:
+            row["short_revision"] = row["revision"][:12]
+        say(format_table(rows, STATUS_COLUMNS))
+        say(f"\nFlower: {demo.flower_url}")
+        if args.keep:
+            say("Staying up (--keep); press Ctrl-C to stop everything.")
+            while True:
+                time.sleep(3600)
+        return 0
+    except (DemoFailed, DevFleetError) as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        say("\nStopping...")
+        return 0 if args.keep else 130
+    finally:
+        demo.stop()
+        say("Stopped every process the demo started.")
