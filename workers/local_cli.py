@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from shared.errors import FleetsyncError
+from shared.logs import configure
 from shared.redisconn import reachable
 from shared.settings import from_env
 from workers import pipeline
@@ -81,7 +82,7 @@ def format_result(result: dict[str, Any]) -> str:
         return f"{result['app']} on {result['cluster']}: {result['message']}"
     lines = [f"{result['app']} on {result['cluster']} at {result.get('revision', '')[:12]}: "
              f"{result.get('phase')}"]
-    for action, names in (result.get("changes") or {}).items():
+    for action, names in (result.get("changed") or {}).items():
         for name in names:
             lines.append(f"  {action:<10} {name}")
     counts = result.get("counts", {})
@@ -96,11 +97,15 @@ COMMANDS = {"render": cmd_render, "diff": cmd_diff, "sync": cmd_sync}
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
+    configure(os.environ.get("FLEETSYNC_LOG_LEVEL", "WARNING").upper())
     try:
         return COMMANDS[args.command](args)
     except FleetsyncError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:          # `fleetsync render ... | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

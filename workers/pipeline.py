@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from shared import metrics
-from shared.errors import (DependencyNotReady, FleetsyncError, LockBusy, PermanentError,
-                           SpecError)
+from shared.errors import (DependencyNotReady, FleetsyncError, HealthError, LockBusy,
+                           PermanentError, SpecError)
 from shared.locks import Lock, Locks, unit_id
 from shared.logs import bind, get_logger
 from shared.redisconn import RedisError, connect
@@ -207,6 +207,9 @@ def _apply_locked(ctx: Context, req: ApplyRequest, app: Application, cluster: Cl
         objects = req.objects if req.objects is not None else _cached_objects(ctx, req)
         result = apply_unit(ctx.kube(cluster), app=app, objects=objects,
                             revision=req.revision, token=token)
+    except HealthError as exc:        # health can still come: look again next tick
+        _record_failure(ctx, req, exc, started_at, "")
+        raise
     except PermanentError as exc:
         _record_failure(ctx, req, exc, started_at, f"{req.revision}:{spec_hash}")
         raise
@@ -214,7 +217,7 @@ def _apply_locked(ctx: Context, req: ApplyRequest, app: Application, cluster: Cl
         _record_failure(ctx, req, exc, started_at, "")
         raise
     summary = result.to_dict()
-    phase = "Ready" if summary.get("healthy", True) else "Progressing"
+    phase = "Ready" if summary.get("healthy", True) or not app.wait else "Progressing"
     metrics.record_apply(summary.get("counts", {}), summary.get("drift_corrections", 0))
     _record(ctx, req, phase, _message(summary), summary, started_at, "")
     metrics.reconcile_duration.labels("apply").observe(time.time() - started_at)
