@@ -7,9 +7,11 @@ on the Redis server's clock, so it keeps increasing even after Redis is flushed.
 The apply stage writes the token into the in-cluster inventory, which refuses a
 smaller one.
 
-A request that finds the unit locked is *coalesced*: it sets a pending flag and
-returns at once; the holder, when it finishes, sees the flag and runs once
-more. No worker slot waits on a lock.
+Requests are coalesced twice. While a run of the unit is queued and has not
+started, another request joins it (``enqueue_once`` hands back the queued task
+id). An apply that finds the unit locked sets a pending flag and returns at
+once; the holder, when it finishes, sees the flag and runs once more. No
+worker slot waits on a lock, and requests never pile up.
 """
 
 from __future__ import annotations
@@ -59,6 +61,10 @@ def pending_key(unit: str) -> str:
     return f"{PREFIX}:pending:{unit}"
 
 
+def queued_key(unit: str) -> str:
+    return f"{PREFIX}:queued:{unit}"
+
+
 @dataclass
 class Lock:
     unit: str
@@ -101,6 +107,19 @@ class Locks:
         """Release; True when a coalesced request asked for one more run."""
         self._release(keys=[lock_key(lock.unit)], args=[lock.owner])
         return bool(self.client.getdel(pending_key(lock.unit)))
+
+    def enqueue_once(self, unit: str, task_id: str) -> str:
+        """The apply task id that will serve a sync of ``unit``: ``task_id`` when
+        nothing is queued yet (the caller sends it), else the one already queued."""
+        key = queued_key(unit)
+        ttl = max(60, self.ttl_ms // 1000 * 2)
+        if self.client.set(key, task_id, nx=True, ex=ttl):
+            return task_id
+        return self.client.get(key) or task_id
+
+    def started(self, unit: str) -> None:
+        """The queued run has begun: the next request queues a new one."""
+        self.client.delete(queued_key(unit))
 
     def next_token(self, unit: str) -> int:
         return int(self._token(keys=[f"{PREFIX}:fence:{unit}"]))

@@ -6,6 +6,7 @@ skips with the reason elsewhere.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -42,7 +43,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = devfleet.free_port()
     data = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(data)],
+                             "--appendonly", "no", "--dir", str(data), "--databases", "256"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10
@@ -54,6 +55,25 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(10)
+
+
+_databases = itertools.count(1)
+
+
+def new_redis_db(redis_url: str) -> str:
+    """A Redis database of its own: a test's workers never see another test's tasks."""
+    import redis
+
+    url = f"{redis_url.rsplit('/', 1)[0]}/{next(_databases)}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return url
+
+
+@pytest.fixture()
+def isolated_redis_url(redis_url: str) -> str:
+    return new_redis_db(redis_url)
 
 
 @pytest.fixture()
@@ -113,13 +133,18 @@ def celery_worker(redis_url: str, celery_app) -> Iterator[subprocess.Popen]:
 
 
 @pytest.fixture(scope="session")
-def dev_fleet(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[devfleet.FleetState]:
-    """Two local control planes (``dev-1``, ``dev-2``) for the whole session."""
+def k8s_binaries() -> None:
     try:
         if find_binaries() is None:
             need("kube-apiserver and etcd", "run `fleetsync dev build` (or .ci/run) first")
     except BinaryError as exc:
         need("kube-apiserver and etcd", str(exc))
+
+
+@pytest.fixture(scope="session")
+def dev_fleet(redis_url: str, k8s_binaries: None,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[devfleet.FleetState]:
+    """Two local control planes (``dev-1``, ``dev-2``) for the whole session."""
     state_dir = tmp_path_factory.mktemp("fleet")
     os.environ["FLEETSYNC_REDIS_URL"] = redis_url
     state = devfleet.up(["dev-1", "dev-2"], state_dir, progress=lambda _: None)

@@ -82,7 +82,7 @@ class Stack:
         self.repo.push()
         return sha
 
-    def write_spec(self, clusters: list[str], prune: bool = True) -> None:
+    def write_spec(self, clusters: list[str], prune: bool = True, wait: str | None = None) -> None:
         lines = ["sources:", "  - name: git", f"    url: {self.repo.bare_url()}",
                  "    branch: main", f"    interval: {self.interval}s", "clusters:"]
         for name in clusters:
@@ -90,6 +90,8 @@ class Stack:
                       "    labels: {team: t}", f"    interval: {self.interval}s"]
         lines += ["applications:", f"  - name: {self.app}", "    source: git", "    path: app",
                   "    clusters: {matchLabels: {team: t}}", f"    prune: {str(prune).lower()}"]
+        if wait:
+            lines += ["    wait: true", f"    timeout: {wait}"]
         tmp = self.spec.with_suffix(".tmp")
         tmp.write_text("\n".join(lines) + "\n")
         os.replace(tmp, self.spec)

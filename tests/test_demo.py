@@ -13,8 +13,8 @@ from tests.conftest import ROOT
 pytestmark = [pytest.mark.k8s, pytest.mark.slow]
 
 
-def test_demo_walks_every_step(dev_fleet, tmp_path, redis_url):
-    env = {**os.environ, "FLEETSYNC_REDIS_URL": redis_url}
+def test_demo_walks_every_step(k8s_binaries, tmp_path, isolated_redis_url):
+    env = {**os.environ, "FLEETSYNC_REDIS_URL": isolated_redis_url}
     proc = subprocess.run([sys.executable, "-m", "scheduler.cli", "demo", "--interval", "3",
                            "--state-dir", str(tmp_path / "demo")],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

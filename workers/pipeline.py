@@ -232,9 +232,20 @@ def _cached_objects(ctx: Context, req: ApplyRequest) -> list[dict]:
     return objects
 
 
+def enqueue_once(ctx: Context, app_name: str, cluster: str, task_id: str) -> str:
+    """The apply task id serving this request: ours, or the run already queued."""
+    return ctx.locks.enqueue_once(unit_id(app_name, cluster), task_id) if ctx.locks else task_id
+
+
+def started(ctx: Context, app_name: str, cluster: str) -> None:
+    if ctx.locks:
+        ctx.locks.started(unit_id(app_name, cluster))
+
+
 def _acquire(ctx: Context, req: ApplyRequest) -> Lock | None:
     if not ctx.locks:
         return None
+    ctx.locks.started(unit_id(req.app, req.cluster))
     lock = ctx.locks.acquire_or_coalesce(unit_id(req.app, req.cluster))
     if req.requested_at:
         metrics.lock_wait.observe(max(0.0, time.time() - req.requested_at))

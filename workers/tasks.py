@@ -91,11 +91,14 @@ def _enqueue(ctx: pipeline.Context, app_name: str, cluster: str, trigger: str, f
     except PermanentError as exc:
         pipeline.record_stage_failure(ctx, app_name, cluster, "", exc, trigger, "fetch")
         return {"app": app_name, "cluster": cluster, "error": exc.message}
-    apply_id = str(uuid.uuid4())
-    app.send_task("fleetsync.render", args=[app_name, cluster, revision],
-                  kwargs={"trigger": trigger, "apply_task_id": apply_id,
-                          "requested_at": time.time()})
-    return {"app": app_name, "cluster": cluster, "revision": revision, "apply_task_id": apply_id}
+    wanted = str(uuid.uuid4())
+    apply_id = pipeline.enqueue_once(ctx, app_name, cluster, wanted)
+    if apply_id == wanted:
+        app.send_task("fleetsync.render", args=[app_name, cluster, revision],
+                      kwargs={"trigger": trigger, "apply_task_id": apply_id,
+                              "requested_at": time.time()})
+    return {"app": app_name, "cluster": cluster, "revision": revision, "apply_task_id": apply_id,
+            "coalesced": apply_id != wanted}
 
 
 @app.task(name="fleetsync.render", bind=True, **RETRY)
@@ -106,6 +109,7 @@ def render(self: Any, app_name: str, cluster: str, revision: str, trigger: str =
         result = pipeline.render(ctx, app_name, cluster, revision)
     except PermanentError as exc:
         pipeline.record_stage_failure(ctx, app_name, cluster, revision, exc, trigger, "render")
+        pipeline.started(ctx, app_name, cluster)
         raise
     app.send_task("fleetsync.apply", args=[app_name, cluster, result["render_key"]],
                   kwargs={"revision": revision, "trigger": trigger,
