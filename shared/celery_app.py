@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from shared.settings import Settings
 
@@ -78,7 +78,9 @@ def make_app(settings: Settings, include: Iterable[str] = ()) -> Celery:
         worker_send_task_events=True,
         worker_hijack_root_logger=False,
         task_default_queue="reconcile",
-        task_queues=[Queue(q) for q in STAGE_QUEUES],
+        task_default_exchange="reconcile",
+        task_default_routing_key="reconcile",
+        task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q) for q in STAGE_QUEUES],
         task_create_missing_queues=True,
         task_routes=(_Router(settings),),
         enable_utc=True,
