@@ -1,0 +1,171 @@
+"""The apply engine: one sync unit's objects made live, as a pipeline that reads top down.
+
+    observe -> plan -> refuse conflicts -> validate (dry-run) -> apply -> prune
+            -> inventory -> health -> ApplyResult
+
+Every decision is made by the pure modules (``plan``, ``health.check``); this
+module only sequences the I/O verbs. A no-op reconcile (nothing drifted, same
+revision) stops after the plan: no dry-run, no write, and N+1 reads for N
+objects.
+
+The inventory is written before the health wait (the DESIGN lists it after):
+objects that were applied must be in the inventory even when they then fail to
+become healthy, or a later prune could not find them. When apply or prune fails
+part way, the inventory gets what was applied and what survived, then the
+error is raised; every error carries the sync unit and the revision.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from shared.errors import FleetsyncError
+from shared.spec import Application
+from workers.apply import health
+from workers.apply import inventory as inv
+from workers.apply.discovery import PROCESS, Discovery
+from workers.apply.execute import apply_all, prune_all
+from workers.apply.kube import Kube
+from workers.apply.observe import Observation, observe
+from workers.apply.plan import CONFIGURED, CREATED, ChangeSet, ownership_error, plan
+from workers.apply.refs import ObjectRef, is_namespace
+from workers.apply.validate import Validation, validate
+
+DRIFTED = "drifted from Git"
+CRD_TIMEOUT = 60.0
+SHORT_LIST = 10
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What one apply did; ``to_dict`` is the small JSON-able form for Celery results."""
+
+    app: str
+    revision: str
+    changeset: ChangeSet
+    requests: int
+    writes: int
+    dry_runs: int
+    duration: float
+    unhealthy: tuple[str, ...] = ()
+    unvalidated: tuple[str, ...] = ()
+    inventory_written: bool = False
+    dry_run_only: bool = False
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.changeset.counts()
+
+    @property
+    def drift_corrections(self) -> int:
+        """Objects fleetsync had applied that someone changed, put back as Git says."""
+        return sum(1 for c in self.changeset.by_action(CONFIGURED) if c.reason == DRIFTED)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.unhealthy
+
+    def to_dict(self) -> dict[str, Any]:
+        drifted = [c for c in self.changeset.by_action(CONFIGURED) if c.drift][:SHORT_LIST]
+        return {
+            "revision": self.revision, "counts": self.counts,
+            "changed": self.changeset.summary(SHORT_LIST),
+            "drift": {str(c.ref): list(c.drift[:5]) for c in drifted},
+            "drift_corrections": self.drift_corrections,
+            "requests": self.requests, "writes": self.writes, "dry_runs": self.dry_runs,
+            "duration_s": round(self.duration, 3), "healthy": self.healthy,
+            "unhealthy": list(self.unhealthy[:SHORT_LIST]),
+            "unvalidated": list(self.unvalidated[:SHORT_LIST]),
+            "inventory_written": self.inventory_written, "dry_run_only": self.dry_run_only,
+        }
+
+
+@dataclass(frozen=True)
+class _Done:
+    changeset: ChangeSet
+    checked: Validation
+    unhealthy: tuple[str, ...] = ()
+    wrote: bool = False
+
+
+def apply_unit(kube: Kube, *, app: Application, objects: list[dict], revision: str, token: int,
+               dry_run_only: bool = False, discovery: Discovery = PROCESS,
+               poll: float = 1.0) -> ApplyResult:
+    """Make the cluster hold ``objects`` for ``app`` at ``revision``; see the module doc.
+
+    ``token`` is the fencing token of the sync unit's lock; ``dry_run_only`` stops
+    after validation. Raises ApplyError/OwnershipError/HealthError (permanent),
+    TransientError/StaleInventory (retry).
+    """
+    started, session = time.monotonic(), kube.session()
+    try:
+        done = _reconcile(session, app, objects, revision, token, dry_run_only, discovery, poll)
+    except FleetsyncError as exc:
+        exc.unit = exc.unit or (f"{kube.name}/{app.name}" if kube.name else app.name)
+        exc.revision = exc.revision or revision
+        raise
+    spent = session.counters.snapshot()
+    return ApplyResult(app.name, revision, done.changeset, spent["requests"], spent["writes"],
+                       spent["dry_runs"], time.monotonic() - started, done.unhealthy,
+                       done.checked.unvalidated, done.wrote, dry_run_only)
+
+
+def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str, token: int,
+               dry_run_only: bool, discovery: Discovery, poll: float) -> _Done:
+    seen = observe(kube, app.name, objects, discovery)
+    inv.check_token(app.name, seen.inventory, token)      # a stale worker stops before writing
+    changeset = plan(seen.desired.values(), seen.live, seen.inventory.refs, app=app.name,
+                     prune=app.prune, adopt=app.adopt)
+    conflict = ownership_error(changeset, app=app.name)
+    if conflict:
+        raise conflict
+    writes = {c.ref: seen.desired[c.ref] for c in changeset.to_apply()}
+    checked = validate(kube, writes, seen.resources, new_namespaces=new_namespaces(changeset),
+                       pending=seen.pending) if writes else Validation()
+    if dry_run_only:
+        return _Done(changeset, checked)
+
+    applied = apply_all(kube, writes, seen.resources, pending=seen.pending,
+                        on_crds=lambda: _refresh(kube, discovery, seen),
+                        crd_timeout=min(app.timeout, CRD_TIMEOUT))
+    if applied.failed:
+        _record(kube, app, token, seen, set(seen.inventory.refs) | set(applied.done),
+                seen.inventory.revision)
+        raise applied.error("apply")
+    pruned = prune_all(kube, [c.ref for c in changeset.to_prune()], seen.live, seen.resources)
+    refs = set(seen.desired) | set(changeset.kept) | set(pruned.failed)
+    wrote = _record(kube, app, token, seen, refs, revision)
+    if pruned.failed:
+        raise pruned.error("prune")
+
+    current = _current(seen, applied.done)
+    if app.wait:
+        health.wait(kube, current, seen.resources, timeout=app.timeout, poll=poll)
+        return _Done(changeset, checked, (), wrote)
+    return _Done(changeset, checked, tuple(health.describe(health.unhealthy(current))), wrote)
+
+
+def new_namespaces(changeset: ChangeSet) -> frozenset[str]:
+    """Namespaces this plan creates: objects in them cannot be dry-run in place."""
+    return frozenset(c.ref.name for c in changeset.by_action(CREATED) if is_namespace(c.ref))
+
+
+def _current(seen: Observation, applied: dict[ObjectRef, dict | None]) -> dict[ObjectRef, dict]:
+    """The latest state known of every desired object, without another read."""
+    return {ref: applied.get(ref) or seen.live.get(ref) or {} for ref in seen.desired}
+
+
+def _record(kube: Kube, app: Application, token: int, seen: Observation, refs: set[ObjectRef],
+            revision: str) -> bool:
+    """Write the inventory (a no-op when unchanged); True when it wrote."""
+    stored = inv.write(kube, app.name, refs, token=token, revision=revision,
+                       previous=seen.inventory)
+    return stored is not seen.inventory
+
+
+def _refresh(kube: Kube, discovery: Discovery, seen: Observation) -> None:
+    """After CRDs are established: learn their kinds, when objects of them follow."""
+    if seen.pending:
+        discovery.refresh(kube)

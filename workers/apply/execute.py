@@ -1,0 +1,113 @@
+"""The two write verbs of a plan: apply (in tiers) and prune (in reverse tiers).
+
+Both carry out a ``ChangeSet`` and nothing else, and both report partial
+success instead of stopping at the first failure, so that the engine can put
+what was applied, and what survived a failed delete, into the inventory before
+it raises (after kustomize-controller: survivors go back into the inventory).
+
+Apply is server-side apply, tier by tier (Namespaces, CRDs, other
+cluster-scoped, namespaced), concurrently within a tier. After the CRD tier it
+waits for the CRDs to be Established and refreshes discovery when custom
+resources of them follow in the same run. Prune deletes with a ``uid``
+precondition, so it only ever deletes the very object the plan saw.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from shared.errors import ApplyError, FleetsyncError, TransientError
+from workers.apply import health
+from workers.apply.discovery import Resource
+from workers.apply.kube import Kube, NotFound, detail
+from workers.apply.refs import ObjectRef, is_crd, prune_order, tiers
+
+CONCURRENCY = 8
+NEW_KIND_GRACE = 5.0     # seconds a just-established CRD's endpoint may still answer 404
+
+
+@dataclass
+class Outcome:
+    """What one write verb did: ``done`` per ref (the server's object, or None), and failures."""
+
+    done: dict[ObjectRef, dict | None] = field(default_factory=dict)
+    failed: dict[ObjectRef, FleetsyncError] = field(default_factory=dict)
+
+    def error(self, verb: str) -> FleetsyncError:
+        """One error for every failure: transient if any is (the retry redoes it all)."""
+        lines = [f"{ref}: {detail(exc)}" for ref, exc in sorted(self.failed.items())]
+        text = f"{len(lines)} object(s) failed to {verb}:\n  " + "\n  ".join(lines)
+        first = str(min(self.failed))
+        transient = [e for e in self.failed.values() if isinstance(e, TransientError)]
+        if transient:
+            return TransientError(text, delay=transient[0].delay, obj=first)
+        return ApplyError(text, obj=first)
+
+
+def _each(refs: list[ObjectRef], work: Callable[[ObjectRef], dict | None],
+          outcome: Outcome) -> None:
+    """Run ``work`` for every ref concurrently, recording results and failures."""
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        futures = {ref: pool.submit(work, ref) for ref in refs}
+    for ref, future in futures.items():
+        try:
+            outcome.done[ref] = future.result()
+        except FleetsyncError as exc:
+            outcome.failed[ref] = exc
+
+
+def apply_all(kube: Kube, objects: Mapping[ObjectRef, dict],
+              resources: Mapping[ObjectRef, Resource], *, pending: frozenset[ObjectRef],
+              on_crds: Callable[[], None], crd_timeout: float) -> Outcome:
+    """Server-side apply of ``objects``, tier by tier; stops after the first failing tier."""
+    outcome = Outcome()
+
+    def one(ref: ObjectRef) -> dict:
+        return _apply_one(kube, objects[ref], resources[ref].path(ref), ref in pending)
+
+    for group in tiers(objects):
+        _each(group, one, outcome)
+        if outcome.failed:
+            return outcome
+        crds = {r: outcome.done[r] or {} for r in group if is_crd(r)}
+        if crds:
+            try:
+                health.wait(kube, crds, resources, timeout=crd_timeout, poll=0.1)
+                on_crds()
+            except FleetsyncError as exc:
+                outcome.failed.update(dict.fromkeys(crds, exc))
+                return outcome
+    return outcome
+
+
+def _apply_one(kube: Kube, obj: dict, path: str, new_kind: bool) -> dict:
+    """Apply one object; a kind whose CRD was just established gets a short grace period."""
+    deadline = time.monotonic() + (NEW_KIND_GRACE if new_kind else 0)
+    while True:
+        try:
+            return kube.apply(path, obj)
+        except NotFound:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+
+
+def prune_all(kube: Kube, refs: list[ObjectRef], live: Mapping[ObjectRef, dict | None],
+              resources: Mapping[ObjectRef, Resource]) -> Outcome:
+    """Delete ``refs`` in reverse apply order; a 404 counts as deleted."""
+    outcome = Outcome()
+
+    def one(ref: ObjectRef) -> None:
+        uid = ((live.get(ref) or {}).get("metadata") or {}).get("uid")
+        try:
+            kube.delete(resources[ref].path(ref), uid=uid)
+        except NotFound:
+            pass                        # already gone: what prune wanted
+        return None
+
+    for group in reversed(tiers(refs)):
+        _each(prune_order(group), one, outcome)
+    return outcome

@@ -1,0 +1,128 @@
+"""The inventory: what one sync unit applied last time, kept in the target cluster.
+
+Prune needs to know what fleetsync applied before; that must survive Redis
+being wiped (DESIGN "Durable truth"), so it lives next to the objects: one
+ConfigMap ``fleetsync-<app>`` in ``fleetsync-system`` per sync unit, with
+
+    revision    the commit last applied
+    token       the fencing token of the lock holder that wrote it (an integer)
+    objects     JSON list of ObjectRef ids
+    applied_at  when (UTC, ISO 8601)
+
+``write`` is a compare-and-swap: it refuses a token lower than the stored one,
+and replaces with the ``resourceVersion`` it read (or creates when there was
+none), so a worker whose lock expired cannot overwrite a newer inventory; both
+cases raise ``StaleInventory``. A write that would change nothing is skipped, so
+a no-op reconcile costs no write.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Iterable
+
+from shared.errors import StaleInventory
+from workers.apply.kube import Conflict, Kube, NotFound
+from workers.apply.refs import ObjectRef
+
+NAMESPACE = "fleetsync-system"
+INVENTORY_LABEL = "fleetsync.io/inventory"
+CONFIGMAPS = f"/api/v1/namespaces/{NAMESPACE}/configmaps"
+
+
+@dataclass(frozen=True)
+class Inventory:
+    refs: tuple[ObjectRef, ...] = ()
+    revision: str = ""
+    token: int = 0
+    resource_version: str | None = None     # None: no ConfigMap yet
+
+    def same_as(self, refs: Iterable[ObjectRef], revision: str) -> bool:
+        return set(self.refs) == set(refs) and self.revision == revision
+
+
+def name_for(app: str) -> str:
+    return f"fleetsync-{app}"
+
+
+def to_configmap(app: str, refs: Iterable[ObjectRef], revision: str, token: int,
+                 resource_version: str | None, now: datetime) -> dict:
+    """The ConfigMap body (pure)."""
+    meta: dict = {"name": name_for(app), "namespace": NAMESPACE,
+                  "labels": {INVENTORY_LABEL: app}}
+    if resource_version:
+        meta["resourceVersion"] = resource_version
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {
+        "revision": revision, "token": str(token),
+        "objects": json.dumps(sorted(r.id for r in refs)),
+        "applied_at": now.strftime("%Y-%m-%dT%H:%M:%SZ")}}
+
+
+def from_configmap(configmap: dict) -> Inventory:
+    """The inventory stored in a ConfigMap (pure); damaged fields read as empty."""
+    data = configmap.get("data") or {}
+    try:
+        ids = json.loads(data.get("objects") or "[]")
+    except ValueError:
+        ids = []
+    try:
+        token = int(data.get("token") or 0)
+    except ValueError:
+        token = 0
+    return Inventory(tuple(ObjectRef.parse(i) for i in ids if i.count("/") >= 3),
+                     data.get("revision", ""), token,
+                     (configmap.get("metadata") or {}).get("resourceVersion"))
+
+
+def read(kube: Kube, app: str) -> Inventory:
+    """The stored inventory, or an empty one (no resourceVersion) when there is none."""
+    configmap = kube.get_or_none(f"{CONFIGMAPS}/{name_for(app)}")
+    return Inventory() if configmap is None else from_configmap(configmap)
+
+
+def check_token(app: str, stored: Inventory, token: int) -> None:
+    """``StaleInventory`` when a lock holder newer than us (higher token) wrote it."""
+    if stored.token > token:
+        raise StaleInventory(f"inventory {NAMESPACE}/{name_for(app)} was written with fencing "
+                             f"token {stored.token}, newer than ours ({token})")
+
+
+def write(kube: Kube, app: str, refs: Iterable[ObjectRef], *, token: int, revision: str,
+          previous: Inventory) -> Inventory:
+    """Store ``refs`` at ``revision`` unless nothing changed; ``StaleInventory`` when a
+    newer writer got there first."""
+    refs = tuple(sorted(set(refs)))
+    if previous.same_as(refs, revision):
+        return previous
+    check_token(app, previous, token)
+    body = to_configmap(app, refs, revision, token, previous.resource_version,
+                        datetime.now(timezone.utc))
+    try:
+        if previous.resource_version is None:
+            stored = _create(kube, body)
+        else:
+            stored = kube.replace(f"{CONFIGMAPS}/{name_for(app)}", body)
+    except (Conflict, NotFound) as exc:
+        raise StaleInventory(f"inventory {NAMESPACE}/{name_for(app)} changed since it was read "
+                             f"(resourceVersion {previous.resource_version}): {exc.detail}"
+                             ) from exc
+    return from_configmap(stored)
+
+
+def _create(kube: Kube, body: dict) -> dict:
+    """Create the ConfigMap; the namespace too, the first time (404 says it is missing)."""
+    try:
+        return kube.create(CONFIGMAPS, body)
+    except NotFound:
+        _ensure_namespace(kube)
+        return kube.create(CONFIGMAPS, body)
+
+
+def _ensure_namespace(kube: Kube) -> None:
+    try:
+        kube.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                           "metadata": {"name": NAMESPACE}})
+    except Conflict:
+        pass                        # created meanwhile by another sync unit

@@ -1,0 +1,270 @@
+"""The Kubernetes adapter of the apply engine: the only module that imports ``kubernetes``.
+
+Everything above this module speaks plain dicts and URL paths (built by
+``discovery``); this module turns them into HTTP requests through the official
+client's ``ApiClient`` (for its kubeconfig, TLS and auth handling), counts every
+request it makes, and turns every failure into a fleetsync error type chained
+with ``raise ... from``:
+
+    400/422 invalid, 409 conflict, 401/403 refused   -> ApplyError subclasses (permanent)
+    404                                              -> NotFound
+    429, 5xx, connection errors, timeouts            -> TransientError (delay = Retry-After)
+
+The counters let callers report how many requests and writes a reconcile cost;
+server-side dry-runs are counted apart from writes because they change nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from shared.errors import ApplyError, FleetsyncError, TransientError
+
+FIELD_MANAGER = "fleetsync"
+APPLY_PATCH = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
+DEFAULT_TIMEOUT = (5.0, 30.0)          # (connect, read) seconds: a stuck API server fails fast
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class KubeError(ApplyError):
+    """A permanent refusal by the API server; ``detail`` is the server's own message."""
+
+    def __init__(self, message: str, *, status: int = 0, detail: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail or message
+
+
+class NotFound(KubeError):
+    """The object (or its namespace, or its kind) does not exist: 404."""
+
+    reason = "NotFound"
+
+
+class Conflict(KubeError):
+    """409: AlreadyExists, or a resourceVersion / uid precondition that no longer holds."""
+
+    reason = "Conflict"
+
+
+class Invalid(KubeError):
+    """400/422: the API server refused the object as invalid."""
+
+    reason = "Invalid"
+
+
+class Refused(KubeError):
+    """401/403: authentication or authorization refused; retrying will not help."""
+
+    reason = "Forbidden"
+
+
+class Unavailable(TransientError):
+    """429, 5xx, a connection error or a timeout: the API server may answer later."""
+
+    reason = "KubeUnavailable"
+
+    def __init__(self, message: str, *, status: int = 0, detail: str = "",
+                 delay: float | None = None) -> None:
+        super().__init__(message, delay=delay)
+        self.status = status
+        self.detail = detail or message
+
+
+@dataclass
+class Counters:
+    """Requests made through one ``Kube``, by method; thread-safe."""
+
+    by_method: dict[str, int] = field(default_factory=dict)
+    dry_runs: int = 0
+    parent: "Counters | None" = None            # also counted there (the client's totals)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, method: str, dry_run: bool) -> None:
+        with self._lock:
+            self.by_method[method] = self.by_method.get(method, 0) + 1
+            if dry_run:
+                self.dry_runs += 1
+        if self.parent is not None:
+            self.parent.record(method, dry_run)
+
+    @property
+    def requests(self) -> int:
+        return sum(self.by_method.values())
+
+    @property
+    def writes(self) -> int:
+        """POST/PUT/PATCH/DELETE that could change something (dry-runs excluded)."""
+        return sum(n for m, n in self.by_method.items() if m in WRITE_METHODS) - self.dry_runs
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {"requests": self.requests, "writes": self.writes, "dry_runs": self.dry_runs}
+
+
+def server_message(body: str | bytes | None) -> str:
+    """The ``message`` of a Kubernetes ``Status`` body, or the body itself, shortened."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if not body:
+        return ""
+    try:
+        status = json.loads(body)
+    except ValueError:
+        return body.strip()[:500]
+    if isinstance(status, dict) and status.get("message"):
+        return str(status["message"])
+    return body.strip()[:500]
+
+
+def retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (the API server sends whole seconds)."""
+    value = (headers or {}).get("Retry-After") or (headers or {}).get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+_PERMANENT: dict[int, type[KubeError]] = {
+    404: NotFound, 409: Conflict, 400: Invalid, 422: Invalid, 401: Refused, 403: Refused,
+}
+
+
+def classify(status: int, message: str, delay: float | None, what: str) -> FleetsyncError:
+    """The fleetsync error for an HTTP failure status (pure: tested without a server)."""
+    text = f"{what}: {message or f'HTTP {status}'}"
+    if status in _PERMANENT:
+        return _PERMANENT[status](text, status=status, detail=message)
+    if status == 429 or status >= 500 or status == 0:
+        return Unavailable(text, status=status, detail=message, delay=delay)
+    return KubeError(text, status=status, detail=message)
+
+
+def detail(error: BaseException) -> str:
+    """The API server's message carried by an error from this module (or its text)."""
+    return str(getattr(error, "detail", None) or error)
+
+
+class Kube:
+    """HTTP verbs against one cluster's API server, counted and with wrapped errors."""
+
+    def __init__(self, api_client: k8s_client.ApiClient, *, name: str | None = None,
+                 timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> None:
+        self.api = api_client
+        self.name = name
+        self.timeout = timeout
+        self.counters = Counters()
+
+    @classmethod
+    def from_kubeconfig(cls, kubeconfig: str | None = None, context: str | None = None,
+                        *, name: str | None = None) -> "Kube":
+        """From a kubeconfig file; with none, in-cluster config, then ``$KUBECONFIG``."""
+        configuration = k8s_client.Configuration()
+        try:
+            if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+                k8s_config.load_incluster_config(client_configuration=configuration)
+            else:
+                k8s_config.load_kube_config(config_file=kubeconfig, context=context,
+                                            client_configuration=configuration,
+                                            persist_config=False)
+        except (ConfigException, OSError) as exc:
+            raise ApplyError(f"cannot load kubeconfig {kubeconfig or '(default)'}: {exc}",
+                             unit=name) from exc
+        return cls(k8s_client.ApiClient(configuration), name=name)
+
+    def session(self) -> "Kube":
+        """This client with counters of its own (still adding to ours): exact counts for
+        one reconcile even when threads share a ``Kube``."""
+        session = Kube(self.api, name=self.name, timeout=self.timeout)
+        session.counters = Counters(parent=self.counters)
+        return session
+
+    @property
+    def server(self) -> str:
+        """The API server URL: the key for per-server caches such as discovery."""
+        return str(self.api.configuration.host)
+
+    def close(self) -> None:
+        self.api.close()
+
+    # --- verbs ----------------------------------------------------------------
+
+    def get(self, path: str, *, accept: str | None = None) -> dict:
+        return self.request("GET", path, accept=accept)
+
+    def get_or_none(self, path: str) -> dict | None:
+        try:
+            return self.get(path)
+        except NotFound:
+            return None
+
+    def list_items(self, path: str, *, label_selector: str | None = None) -> list[dict]:
+        query = [("labelSelector", label_selector)] if label_selector else []
+        return list(self.request("GET", path, query=query).get("items") or [])
+
+    def apply(self, path: str, obj: dict, *, dry_run: bool = False) -> dict:
+        """Server-side apply as ``fleetsync``, forcing conflicts (Git owns its fields)."""
+        query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+        return self.request("PATCH", path, query=query, body=obj, content_type=APPLY_PATCH,
+                            dry_run=dry_run)
+
+    def create(self, path: str, obj: dict, *, dry_run: bool = False) -> dict:
+        """POST to a collection path."""
+        return self.request("POST", path, query=[("fieldManager", FIELD_MANAGER)], body=obj,
+                            dry_run=dry_run)
+
+    def replace(self, path: str, obj: dict) -> dict:
+        """PUT; ``metadata.resourceVersion`` in ``obj`` makes it a compare-and-swap (409)."""
+        return self.request("PUT", path, query=[("fieldManager", FIELD_MANAGER)], body=obj)
+
+    def delete(self, path: str, *, uid: str | None = None) -> dict:
+        """Background deletion; with ``uid``, only if it is still that very object."""
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions",
+                                "propagationPolicy": "Background"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        return self.request("DELETE", path, body=body)
+
+    def merge_patch(self, path: str, patch: dict) -> dict:
+        return self.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
+
+    # --- transport --------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, query: Iterable[tuple[str, str]] = (),
+                body: dict | None = None, content_type: str = "application/json",
+                accept: str | None = None, dry_run: bool = False) -> dict:
+        """One counted HTTP request; the decoded JSON body, or a fleetsync error."""
+        params = list(query) + ([("dryRun", "All")] if dry_run else [])
+        headers = {"Accept": accept or "application/json", "Content-Type": content_type}
+        what = f"{method} {path}"
+        self.counters.record(method, dry_run)
+        try:
+            prepared = self.api.param_serialize(method, path, query_params=params or None,
+                                                header_params=headers, body=body,
+                                                auth_settings=["BearerToken"])
+            response = self.api.call_api(*prepared, _request_timeout=self.timeout)
+            data = response.read()
+        except ApiException as exc:
+            raise classify(exc.status or 0, server_message(exc.body or exc.reason),
+                           retry_after(exc.headers), what) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise Unavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+        if not 200 <= response.status <= 299:
+            raise classify(response.status, server_message(data), retry_after(response.headers),
+                           what)
+        try:
+            return json.loads(data) if data else {}
+        except ValueError as exc:     # a proxy's error page, a truncated body
+            raise Unavailable(f"{what}: the response is not JSON: {data[:200]!r}") from exc

@@ -1,0 +1,112 @@
+"""Observe: everything a plan needs to know, read in as few requests as possible.
+
+    objects --stamp, scope--> desired --discovery--> Resource per ref
+            --GET each (thread pool)--> live      + inventory (GET, same pool)
+
+One GET per object (desired, and previous-inventory objects that are no longer
+desired) plus one for the inventory: a no-op reconcile of N objects costs N+1
+reads. A LIST per kind would not find unlabelled objects (which the plan must
+see to refuse or adopt them) without listing everything of that kind.
+
+Custom resources whose CRD is in the same render and not served yet are
+``pending``: their Resource comes from the CRD spec and their live state is
+absent without asking.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Iterable
+
+from shared.errors import ApplyError
+from workers.apply import inventory as inv
+from workers.apply.discovery import Discovery, Resource, TypeKey, from_crd
+from workers.apply.kube import Kube
+from workers.apply.refs import ObjectRef, is_crd, ref_of, stamp
+
+READ_CONCURRENCY = 8
+DEFAULT_NAMESPACE = "default"
+
+
+@dataclass(frozen=True)
+class Observation:
+    desired: dict[ObjectRef, dict]          # stamped, namespace set exactly when namespaced
+    resources: dict[ObjectRef, Resource]    # for desired and previous-inventory refs
+    live: dict[ObjectRef, dict | None]
+    inventory: inv.Inventory
+    pending: frozenset[ObjectRef]           # kinds defined by a CRD of this render, not served yet
+
+
+def check_shape(objects: Iterable[dict]) -> None:
+    """Every object has apiVersion, kind and name, and no ref appears twice."""
+    seen: set[ObjectRef] = set()
+    for index, obj in enumerate(objects):
+        ref = ref_of(obj)
+        if not (ref.api_version and ref.kind and ref.name):
+            raise ApplyError(f"object #{index} lacks apiVersion, kind or metadata.name",
+                             obj=str(ref))
+        if ref in seen:
+            raise ApplyError(f"{ref} appears twice in the render", obj=str(ref))
+        seen.add(ref)
+
+
+def scoped(obj: dict, namespaced: bool) -> dict:
+    """``obj`` with a namespace exactly when its kind is namespaced (as kubectl does)."""
+    meta = obj.get("metadata") or {}
+    if namespaced and not meta.get("namespace"):
+        return {**obj, "metadata": {**meta, "namespace": DEFAULT_NAMESPACE}}
+    if not namespaced and "namespace" in meta:
+        return {**obj, "metadata": {k: v for k, v in meta.items() if k != "namespace"}}
+    return obj
+
+
+def crd_kinds(objects: Iterable[dict]) -> dict[TypeKey, Resource]:
+    """Kinds the CRDs among ``objects`` define."""
+    kinds: dict[TypeKey, Resource] = {}
+    for obj in objects:
+        if is_crd(ref_of(obj)):
+            kinds.update(from_crd(obj))
+    return kinds
+
+
+def desired_objects(kube: Kube, app: str, objects: list[dict], discovery: Discovery
+                    ) -> tuple[dict[ObjectRef, dict], dict[ObjectRef, Resource], set[ObjectRef]]:
+    """Stamp, resolve and scope the render; which refs are pending on a CRD of it."""
+    check_shape(objects)
+    stamped = [stamp(obj, app) for obj in objects]
+    found = discovery.resolve(kube, [ref_of(o) for o in stamped], pending=crd_kinds(stamped))
+    served = discovery.catalog(kube)
+    desired: dict[ObjectRef, dict] = {}
+    resources: dict[ObjectRef, Resource] = {}
+    pending: set[ObjectRef] = set()
+    for obj in stamped:
+        resource = found[ref_of(obj)]
+        obj = scoped(obj, resource.namespaced)
+        ref = ref_of(obj)
+        desired[ref], resources[ref] = obj, resource
+        if (resource.api_version, resource.kind) not in served:
+            pending.add(ref)
+    check_shape(desired.values())    # scoping can make two refs one
+    return desired, resources, pending
+
+
+def observe(kube: Kube, app: str, objects: list[dict], discovery: Discovery) -> Observation:
+    """Desired objects, their live state, the inventory and its objects' live state."""
+    desired, resources, pending = desired_objects(kube, app, objects, discovery)
+    with ThreadPoolExecutor(READ_CONCURRENCY) as pool:
+        stored = pool.submit(inv.read, kube, app)
+        live_desired = _read_all(pool, kube, resources, [r for r in desired if r not in pending])
+        inventory = stored.result()
+        leftovers = [r for r in inventory.refs if r not in desired]
+        found = discovery.lookup(kube, leftovers)
+        live_left = _read_all(pool, kube, found, list(found))
+    live = {**dict.fromkeys(pending), **live_desired, **live_left,
+            **{r: None for r in leftovers if r not in found}}
+    return Observation(desired, {**found, **resources}, live, inventory, frozenset(pending))
+
+
+def _read_all(pool: ThreadPoolExecutor, kube: Kube, resources: dict[ObjectRef, Resource],
+              refs: list[ObjectRef]) -> dict[ObjectRef, dict | None]:
+    futures = {ref: pool.submit(kube.get_or_none, resources[ref].path(ref)) for ref in refs}
+    return {ref: future.result() for ref, future in futures.items()}
