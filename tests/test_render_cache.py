@@ -224,3 +224,20 @@ def test_render_error_through_render_cached_names_each_unit(redis_client: redis.
         assert err.value.unit == f"platform/{name}" and err.value.revision == "rev9"
         assert "missing.yaml" in err.value.message
     assert kustomize_runs.calls == 1
+
+
+def test_raw_and_final_keys_differ_when_no_variable_is_used(tmp_path, redis_client):
+    """A render that references no variable must not store its objects over its raw text."""
+    from shared.spec import Application, Cluster, Selector
+    from workers.render import render_cached
+    from workers.render_cache import RenderCache
+
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain, namespace: x}\ndata: {a: b}\n")
+    app = Application("plain", "src", "app", Selector(names=("c",)))
+    cache = RenderCache(redis_client, 60)
+    objects, key, _ = render_cached(app, Cluster("c"), tmp_path, cache, "f" * 40, "src")
+    assert cache.get(key) == objects
+    again, key2, hit = render_cached(app, Cluster("c"), tmp_path, cache, "f" * 40, "src")
+    assert hit and key2 == key and again == objects and again[0]["kind"] == "ConfigMap"

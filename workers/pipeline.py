@@ -293,6 +293,7 @@ def _record(ctx: Context, req: ApplyRequest, phase: str, message: str, summary: 
         ctx.status.add_history(req.app, req.cluster, {
             "revision": req.revision, "trigger": req.trigger, "result": phase,
             "message": message, "changes": summary.get("counts", {}),
+            "requests": summary.get("requests"), "writes": summary.get("writes"),
             "started_at": now_iso(started_at), "finished_at": now_iso(finished),
             "task_id": req.task_id})
     except RedisError as exc:       # status is a cache: never fail a sync for it

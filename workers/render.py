@@ -115,8 +115,8 @@ def _keys(app: Application, source: str, rel: str, revision: str, raw: list[RawD
     """The raw key (``raw`` None) or the final key (values of the referenced variables)."""
     renderer = renderer_version() + (" remote-bases" if app.allow_remote_bases else "")
     where = f"{source}:{rel}"
-    if raw is None:
-        return render_key(revision, where, {}, renderer, None)
+    if raw is None:       # a key of its own kind: it must never equal a final key
+        return render_key(revision, f"raw:{where}", {}, renderer, None)
     names = set().union(*(referenced(doc.text) for doc in raw))
     used = {name: variables[name] for name in sorted(names) if name in variables}
     return render_key(revision, where, used, renderer, app.namespace)
