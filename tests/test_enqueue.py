@@ -106,6 +106,7 @@ def test_flower_refuses_to_listen_beyond_loopback_without_auth(stack):
 
 
 def test_metrics_are_exposed_by_the_worker(stack, dev_fleet):
+    stack.stop()                      # this worker alone serves the syncs below
     port = free_port()
     stack.start_worker("metrics", FLEETSYNC_METRICS_PORT=str(port),
                        PROMETHEUS_MULTIPROC_DIR=str(_fresh_dir(stack.tmp / "prom")))

@@ -143,8 +143,27 @@ def render(ctx: Context, app_name: str, cluster_name: str, revision: str) -> dic
     tree = _checkout(ctx, source, revision)
     objects, key, hit = render_cached(app, cluster, tree, ctx.cache, revision, source.name)
     metrics.reconcile_duration.labels("render").observe(time.monotonic() - started)
+    if ctx.redis is not None:
+        ctx.redis.set(_render_memo(fleet, app, cluster, revision), key,
+                      ex=int(ctx.settings.render_cache_ttl))
     return {"app": app_name, "cluster": cluster_name, "revision": revision, "render_key": key,
             "objects": len(objects), "cache_hit": hit, "_objects": objects}
+
+
+def known_render(ctx: Context, app_name: str, cluster_name: str, revision: str) -> str | None:
+    """The render key of this unit at this revision and spec, when it is still cached:
+    a reconcile then goes straight to apply (render is a pure function of these)."""
+    if ctx.redis is None or ctx.cache is None:
+        return None
+    fleet = ctx.fleet()
+    app, cluster = resolve(fleet, app_name, cluster_name)
+    key = ctx.redis.get(_render_memo(fleet, app, cluster, revision))
+    return key if key and ctx.cache.exists(key) else None
+
+
+def _render_memo(fleet: Fleet, app: Application, cluster: Cluster, revision: str) -> str:
+    return (f"fleetsync:rendered:{unit_id(app.name, cluster.name)}:{revision}:"
+            f"{unit_spec_hash(fleet, app, cluster)}")
 
 
 def _checkout(ctx: Context, source: Any, revision: str) -> Path:

@@ -94,6 +94,9 @@ class RenderCache:
         except (zstandard.ZstdError, ValueError):
             return None  # a damaged entry is a miss; the put after the render replaces it
 
+    def exists(self, key: str) -> bool:
+        return bool(self._call("exists", lambda: self.redis.exists(PREFIX + key)))
+
     def put(self, key: str, objects: Objects) -> None:
         blob = compress(objects)
         self._call("put", lambda: self.redis.set(PREFIX + key, blob, px=self.ttl_ms))

@@ -48,12 +48,12 @@ def ping(payload: dict | None = None) -> dict:
     return {"pong": True, "worker": f"{socket.gethostname()}:{os.getpid()}", "echo": payload}
 
 
-@app.task(name="fleetsync.fetch_source", bind=True, **RETRY)
+@app.task(name="fleetsync.fetch_source", bind=True, ignore_result=True, **RETRY)
 def fetch_source(self: Any, source: str) -> dict:
     return {"source": source, "revision": pipeline.fetch(context(), source)}
 
 
-@app.task(name="fleetsync.reconcile_cluster", bind=True, **RETRY)
+@app.task(name="fleetsync.reconcile_cluster", bind=True, ignore_result=True, **RETRY)
 def reconcile_cluster(self: Any, cluster: str, trigger: str = "beat") -> dict:
     ctx = context()
     fleet = ctx.fleet()
@@ -94,14 +94,18 @@ def _enqueue(ctx: pipeline.Context, app_name: str, cluster: str, trigger: str, f
     wanted = str(uuid.uuid4())
     apply_id = pipeline.enqueue_once(ctx, app_name, cluster, wanted)
     if apply_id == wanted:
-        app.send_task("fleetsync.render", args=[app_name, cluster, revision],
-                      kwargs={"trigger": trigger, "apply_task_id": apply_id,
-                              "requested_at": time.time()})
+        known = pipeline.known_render(ctx, app_name, cluster, revision)
+        if known:
+            _send_apply(app_name, cluster, known, revision, trigger, time.time(), apply_id)
+        else:
+            app.send_task("fleetsync.render", args=[app_name, cluster, revision],
+                          kwargs={"trigger": trigger, "apply_task_id": apply_id,
+                                  "requested_at": time.time()})
     return {"app": app_name, "cluster": cluster, "revision": revision, "apply_task_id": apply_id,
             "coalesced": apply_id != wanted}
 
 
-@app.task(name="fleetsync.render", bind=True, **RETRY)
+@app.task(name="fleetsync.render", bind=True, ignore_result=True, **RETRY)
 def render(self: Any, app_name: str, cluster: str, revision: str, trigger: str = "beat",
            apply_task_id: str | None = None, requested_at: float | None = None) -> dict:
     ctx = context()
@@ -111,12 +115,17 @@ def render(self: Any, app_name: str, cluster: str, revision: str, trigger: str =
         pipeline.record_stage_failure(ctx, app_name, cluster, revision, exc, trigger, "render")
         pipeline.started(ctx, app_name, cluster)
         raise
-    app.send_task("fleetsync.apply", args=[app_name, cluster, result["render_key"]],
-                  kwargs={"revision": revision, "trigger": trigger,
-                          "requested_at": requested_at or time.time()},
-                  task_id=apply_task_id)
+    _send_apply(app_name, cluster, result["render_key"], revision, trigger,
+                requested_at or time.time(), apply_task_id)
     result.pop("_objects")
     return result
+
+
+def _send_apply(app_name: str, cluster: str, render_key: str, revision: str, trigger: str,
+                requested_at: float, task_id: str | None) -> None:
+    app.send_task("fleetsync.apply", args=[app_name, cluster, render_key],
+                  kwargs={"revision": revision, "trigger": trigger, "requested_at": requested_at},
+                  task_id=task_id)
 
 
 @app.task(name="fleetsync.apply", bind=True, **RETRY)

@@ -15,17 +15,16 @@ precondition, so it only ever deletes the very object the plan saw.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from shared.errors import ApplyError, FleetsyncError, TransientError
 from workers.apply import health
+from workers.apply.pool import shared
 from workers.apply.discovery import Resource
 from workers.apply.kube import Kube, NotFound, detail
 from workers.apply.refs import ObjectRef, is_crd, prune_order, tiers
 
-CONCURRENCY = 8
 NEW_KIND_GRACE = 5.0     # seconds a just-established CRD's endpoint may still answer 404
 
 
@@ -50,8 +49,8 @@ class Outcome:
 def _each(refs: list[ObjectRef], work: Callable[[ObjectRef], dict | None],
           outcome: Outcome) -> None:
     """Run ``work`` for every ref concurrently, recording results and failures."""
-    with ThreadPoolExecutor(CONCURRENCY) as pool:
-        futures = {ref: pool.submit(work, ref) for ref in refs}
+    pool = shared()
+    futures = {ref: pool.submit(work, ref) for ref in refs}
     for ref, future in futures.items():
         try:
             outcome.done[ref] = future.result()

@@ -16,6 +16,8 @@ absent without asking.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+
+from workers.apply.pool import shared
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -25,7 +27,6 @@ from workers.apply.discovery import Discovery, Resource, TypeKey, from_crd
 from workers.apply.kube import Kube
 from workers.apply.refs import ObjectRef, is_crd, ref_of, stamp
 
-READ_CONCURRENCY = 8
 DEFAULT_NAMESPACE = "default"
 
 
@@ -94,13 +95,13 @@ def desired_objects(kube: Kube, app: str, objects: list[dict], discovery: Discov
 def observe(kube: Kube, app: str, objects: list[dict], discovery: Discovery) -> Observation:
     """Desired objects, their live state, the inventory and its objects' live state."""
     desired, resources, pending = desired_objects(kube, app, objects, discovery)
-    with ThreadPoolExecutor(READ_CONCURRENCY) as pool:
-        stored = pool.submit(inv.read, kube, app)
-        live_desired = _read_all(pool, kube, resources, [r for r in desired if r not in pending])
-        inventory = stored.result()
-        leftovers = [r for r in inventory.refs if r not in desired]
-        found = discovery.lookup(kube, leftovers)
-        live_left = _read_all(pool, kube, found, list(found))
+    pool = shared()
+    stored = pool.submit(inv.read, kube, app)
+    live_desired = _read_all(pool, kube, resources, [r for r in desired if r not in pending])
+    inventory = stored.result()
+    leftovers = [r for r in inventory.refs if r not in desired]
+    found = discovery.lookup(kube, leftovers)
+    live_left = _read_all(pool, kube, found, list(found))
     live = {**dict.fromkeys(pending), **live_desired, **live_left,
             **{r: None for r in leftovers if r not in found}}
     return Observation(desired, {**found, **resources}, live, inventory, frozenset(pending))

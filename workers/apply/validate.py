@@ -22,17 +22,16 @@ Two kinds of object cannot be dry-run where they will live:
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Mapping
 
 from shared.errors import ApplyError
+from workers.apply.pool import shared
 from workers.apply.discovery import Resource
 from workers.apply.kube import Invalid, Kube, KubeError, detail
 from workers.apply.refs import ObjectRef
 
 STAND_INS = ("fleetsync-system", "default")
-CONCURRENCY = 8
 
 
 @dataclass(frozen=True)
@@ -46,11 +45,11 @@ def validate(kube: Kube, objects: Mapping[ObjectRef, dict], resources: Mapping[O
     """Dry-run every object; raise ``ApplyError`` listing every invalid one."""
     stand_in = stand_in_namespace(kube) if any(r.namespace in new_namespaces
                                                for r in objects) else ""
-    with ThreadPoolExecutor(CONCURRENCY) as pool:
-        futures = {ref: pool.submit(_dry_run, kube, ref, obj, resources[ref],
-                                    stand_in if ref.namespace in new_namespaces else "")
-                   for ref, obj in objects.items() if ref not in pending}
-        outcomes = {ref: future.result() for ref, future in futures.items()}
+    pool = shared()
+    futures = {ref: pool.submit(_dry_run, kube, ref, obj, resources[ref],
+                                stand_in if ref.namespace in new_namespaces else "")
+               for ref, obj in objects.items() if ref not in pending}
+    outcomes = {ref: future.result() for ref, future in futures.items()}
     result = Validation(
         tuple(f"{ref}: {msg}" for ref, (ok, msg) in sorted(outcomes.items()) if ok is False),
         tuple(f"{ref}: {msg}" for ref, (ok, msg) in sorted(outcomes.items()) if ok is None)
