@@ -174,6 +174,19 @@ class Bench:
                     requests += entry.get("requests") or 0
         return done, writes, requests
 
+    def lock_waits(self) -> list[float]:
+        """Request-to-lock time of the latest sync of every unit."""
+        store = StatusStore(connect(self.fleet.redis_url))
+        waits = []
+        for status in store.all_statuses():
+            entries = store.history(status.app, status.cluster, limit=1)
+            if entries and entries[0].get("lock_wait_s") is not None:
+                waits.append(entries[0]["lock_wait_s"])
+        return sorted(waits)
+
+    def redis_commands(self) -> int:
+        return int(connect(self.fleet.redis_url).info("stats")["total_commands_processed"])
+
     def wait_all(self, since: float, what: str, timeout: float) -> float:
         total = len(self.apps) * self.args.clusters
         started, last = time.monotonic(), -1
@@ -204,10 +217,12 @@ class Bench:
         print("Cold sync (beat's first tick)", flush=True)
         t0 = time.time()
         self.spawn("beat", "beat", "-l", "WARNING")
-        cold = self.wait_all(t0, "cold sync", self.args.timeout) + 0.0
+        self.wait_all(t0, "cold sync", self.args.timeout)
         cold = time.time() - t0
+        cold_waits = self.lock_waits()
 
         print("No-op pass", flush=True)
+        commands = self.redis_commands()
         t1 = time.time()
         from shared.celery_app import make_app
         from shared.settings import Settings
@@ -217,6 +232,7 @@ class Bench:
             celery.send_task("fleetsync.reconcile_cluster", args=[name], kwargs={"trigger": "api"})
         self.wait_all(t1, "no-op pass", self.args.timeout)
         noop = time.time() - t1
+        noop_commands = self.redis_commands() - commands
         _, writes, requests = self.units_done(t1, count_writes=True)
 
         print("Commit to applied", flush=True)
@@ -244,6 +260,10 @@ class Bench:
                 "workers": self.args.workers, "concurrency": self.args.concurrency,
                 "cold_sync_s": round(cold, 2), "noop_pass_s": round(noop, 2),
                 "noop_writes": writes, "noop_requests_per_app": round(requests / units, 2),
+                "noop_redis_commands_per_unit": round(noop_commands / units, 1),
+                "cold_lock_wait_p50_s": _pct(cold_waits, 0.5),
+                "cold_lock_wait_p95_s": _pct(cold_waits, 0.95),
+                "cold_lock_wait_max_s": _pct(cold_waits, 1.0),
                 "commit_to_applied_s": round(commit_to_applied, 2),
                 "kubectl_loop_s": round(kubectl_s, 2),
                 "kubectl_vs_fleetsync_cold": round(kubectl_s / cold * self.args.clusters, 1),
@@ -262,6 +282,12 @@ class Bench:
         took = time.time() - started
         devfleet.down(state, progress=lambda _: None)
         return took
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    return round(values[min(len(values) - 1, int(q * len(values)))], 3)
 
 
 def _svc_port(kubeconfig: str, name: str) -> str:

@@ -81,7 +81,8 @@ class Context:
 
         key = f"{cluster.name}|{cluster.kubeconfig}|{cluster.context}"
         if key not in self._kubes:
-            self._kubes[key] = Kube.from_kubeconfig(cluster.kubeconfig, cluster.context)
+            self._kubes[key] = Kube.from_kubeconfig(cluster.kubeconfig, cluster.context,
+                                                    name=cluster.name)
         return self._kubes[key]
 
 
@@ -197,7 +198,11 @@ def apply(ctx: Context, req: ApplyRequest) -> dict[str, Any]:
     bind(app=req.app, cluster=req.cluster, revision=req.revision, stage="apply")
     if app.suspend:
         return _record_suspended(ctx, req)
-    _check_dependencies(ctx, fleet, app, cluster)
+    try:
+        _check_dependencies(ctx, fleet, app, cluster)
+    except DependencyNotReady as exc:
+        _waiting(ctx, req, exc)
+        raise
     spec_hash = unit_spec_hash(fleet, app, cluster)
     skipped = _skip_known_failure(ctx, req, spec_hash)
     if skipped:
@@ -282,6 +287,13 @@ def _check_dependencies(ctx: Context, fleet: Fleet, app: Application, cluster: C
                                  unit=unit_id(app.name, cluster.name))
 
 
+def _waiting(ctx: Context, req: ApplyRequest, exc: DependencyNotReady) -> None:
+    """Visible in ``status`` while it waits; history records syncs, not waits."""
+    if ctx.status:
+        ctx.status.set_status(UnitStatus(req.app, req.cluster, "Progressing", req.revision,
+                                         exc.message, now_iso(), exc.reason))
+
+
 def _skip_known_failure(ctx: Context, req: ApplyRequest, spec_hash: str) -> dict | None:
     """A permanent failure is not retried by beat until the revision or the spec changes."""
     if req.trigger != "beat" or not ctx.status:
@@ -313,6 +325,7 @@ def _record(ctx: Context, req: ApplyRequest, phase: str, message: str, summary: 
             "revision": req.revision, "trigger": req.trigger, "result": phase,
             "message": message, "changes": summary.get("counts", {}),
             "requests": summary.get("requests"), "writes": summary.get("writes"),
+            "lock_wait_s": round(started_at - req.requested_at, 3) if req.requested_at else None,
             "started_at": now_iso(started_at), "finished_at": now_iso(finished),
             "task_id": req.task_id})
     except RedisError as exc:       # status is a cache: never fail a sync for it

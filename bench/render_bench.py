@@ -1,0 +1,86 @@
+"""Render time per application: plain YAML, kustomize (the tutorial), and cache hits.
+
+    .venv/bin/python bench/render_bench.py [--runs 20] [--json OUT]
+
+Needs a Redis for the cache-hit figures: ``FLEETSYNC_REDIS_URL`` or one started
+here with ``redis-server`` on a free port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scheduler.dev import fleet as devfleet  # noqa: E402
+from scheduler.dev.tutorial import write_tutorial  # noqa: E402
+from shared.spec import Application, Cluster, Selector  # noqa: E402
+from workers.render import render, render_cached  # noqa: E402
+from workers.render_cache import RenderCache  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from fleet_bench import app_objects  # noqa: E402
+
+
+def timed(fn, runs: int) -> float:
+    fn()                                          # warm up: imports, kustomize version
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - started)
+    return round(statistics.median(samples) * 1000, 2)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    import redis
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "tree"
+        write_tutorial(tree)
+        plain = tree / "plain"
+        plain.mkdir()
+        (plain / "app.yaml").write_text("\n---\n".join(json.dumps(o) for o in app_objects("web")))
+        port = devfleet.free_port()
+        server = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port),
+                                   "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        try:
+            url = f"redis://127.0.0.1:{port}/0"
+            while not devfleet.redis_answers(url):
+                time.sleep(0.05)
+            cache = RenderCache(redis.Redis.from_url(url), 3600)
+            cluster = Cluster("production", vars={"replicas": "3"})
+            kustomized = Application("tutorial", "src", "clusters/production", Selector(names=("production",)))
+            flat = Application("plain", "src", "plain", Selector(names=("production",)))
+            result = {
+                "plain_render_ms": timed(lambda: render(flat, cluster, tree), args.runs),
+                "kustomize_render_ms": timed(lambda: render(kustomized, cluster, tree), args.runs),
+                "cache_hit_ms": timed(lambda: render_cached(kustomized, cluster, tree, cache,
+                                                            "a" * 40, "src"), args.runs),
+                "runs": args.runs,
+            }
+        finally:
+            server.terminate()
+            server.wait(10)
+    for key, value in result.items():
+        print(f"{key:<22} {value}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
