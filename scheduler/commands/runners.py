@@ -32,12 +32,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def worker_argv(args: argparse.Namespace) -> list[str]:
     queues = args.queues or (f"apply.{args.cluster}" if args.cluster else ",".join(STAGE_QUEUES))
-    return [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queues,
+    return [sys.executable, "-m", "celery", "-A", "workers.app", "--quiet", "worker", "-Q", queues,
             "--without-mingle", *args.extra]
 
 
 def beat_argv(args: argparse.Namespace) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "scheduler.app", "beat",
+    return [sys.executable, "-m", "celery", "-A", "scheduler.app", "--quiet", "beat",
             "-S", "scheduler.beat:FleetScheduler", *args.extra]
 
 
