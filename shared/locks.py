@@ -7,11 +7,12 @@ on the Redis server's clock, so it keeps increasing even after Redis is flushed.
 The apply stage writes the token into the in-cluster inventory, which refuses a
 smaller one.
 
-Requests are coalesced twice. While a run of the unit is queued and has not
-started, another request joins it (``enqueue_once`` hands back the queued task
-id). An apply that finds the unit locked sets a pending flag and returns at
-once; the holder, when it finishes, sees the flag and runs once more. No
-worker slot waits on a lock, and requests never pile up.
+Requests are coalesced. While a run of the unit is queued and has not taken
+the lock, another request joins it (``enqueue_once`` hands back the queued
+task id). A queued run that finds the unit locked sets a pending flag and
+returns at once; the holder, when it finishes, sees the flag and runs once
+more, and only then can a new run be queued. No worker slot waits on a lock,
+and however many requests arrive, at most one run waits behind the current one.
 """
 
 from __future__ import annotations

@@ -218,6 +218,8 @@ def apply(ctx: Context, req: ApplyRequest) -> dict[str, Any]:
             result = _apply_locked(ctx, req, app, cluster, lock, started_at, spec_hash)
     finally:
         rerun = ctx.locks.release(lock) if ctx.locks and lock else False
+        if rerun:          # the coalesced requests' run: let it queue afresh
+            started(ctx, req.app, req.cluster)
     result["rerun"] = rerun
     return result
 
@@ -269,8 +271,8 @@ def started(ctx: Context, app_name: str, cluster: str) -> None:
 def _acquire(ctx: Context, req: ApplyRequest) -> Lock | None:
     if not ctx.locks:
         return None
-    ctx.locks.started(unit_id(req.app, req.cluster))
     lock = ctx.locks.acquire_or_coalesce(unit_id(req.app, req.cluster))
+    ctx.locks.started(unit_id(req.app, req.cluster))   # later requests queue a new run
     if req.requested_at:
         metrics.lock_wait.observe(max(0.0, time.time() - req.requested_at))
     return lock
