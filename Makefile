@@ -7,7 +7,8 @@ setup:
 demo: setup
 	.venv/bin/fleetsync demo
 
-test: setup
+test:
+	@bash deploy/local/setup.sh --for-tests
 	.venv/bin/pytest $(PYTEST_ARGS)
 
 lint: setup

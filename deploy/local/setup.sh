@@ -7,11 +7,15 @@ cd "$(dirname "$0")/../.."
 
 say() { printf '==> %s\n' "$*" >&2; }
 
+for_tests=false
+[ "${1:-}" = "--for-tests" ] && for_tests=true
+
 need_pkgs=()
 command -v redis-server >/dev/null || need_pkgs+=(redis-server)
 command -v git >/dev/null || need_pkgs+=(git)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
-command -v docker-compose >/dev/null || need_pkgs+=(docker-compose)
+# the tests check docker-compose.yml with `docker-compose config` (no engine needed)
+$for_tests && ! command -v docker-compose >/dev/null && need_pkgs+=(docker-compose)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing system packages: ${need_pkgs[*]}"
