@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from shared import metrics
 from shared.errors import (DependencyNotReady, FleetsyncError, HealthError, LockBusy,
-                           PermanentError, SpecError)
+                           PermanentError, SourceError, SpecError)
 from shared.locks import Lock, Locks, unit_id
 from shared.logs import bind, get_logger
 from shared.redisconn import RedisError, connect
@@ -168,8 +169,6 @@ def _render_memo(fleet: Fleet, app: Application, cluster: Cluster, revision: str
 
 
 def _checkout(ctx: Context, source: Any, revision: str) -> Path:
-    from shared.errors import SourceError
-
     try:
         return ctx.sources.checkout(source, revision)
     except SourceError:
@@ -214,7 +213,7 @@ def apply(ctx: Context, req: ApplyRequest) -> dict[str, Any]:
                 "coalesced": True, "message": exc.message}
     started_at = time.time()
     try:
-        with ctx.locks.renewing(lock) if ctx.locks and lock else _nullcontext():
+        with ctx.locks.renewing(lock) if ctx.locks and lock else nullcontext():
             result = _apply_locked(ctx, req, app, cluster, lock, started_at, spec_hash)
     finally:
         rerun = ctx.locks.release(lock) if ctx.locks and lock else False
@@ -345,14 +344,6 @@ def _record_suspended(ctx: Context, req: ApplyRequest) -> dict[str, Any]:
     now = time.time()
     _record(ctx, req, "Suspended", "suspended in the fleet spec", {}, now, "")
     return {"app": req.app, "cluster": req.cluster, "phase": "Suspended"}
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_: object) -> None:
-        return None
 
 
 # --- all three, in this process --------------------------------------------------
