@@ -144,8 +144,8 @@ def _expand(op: str, parts: tuple[str | None, ...], pre: str | None) -> list[Com
         raise ValueError("a prerelease needs a full major.minor.patch version")
     prerelease = tuple(pre.split(".")) if pre else ()
     if len(nums) == 3 and op in _OPS:
-        return [Comparator(op, Version(*nums, prerelease))]
-    low = Version(*(nums + [0, 0, 0])[:3], prerelease)
+        return [Comparator(op, _version(nums, prerelease))]
+    low = _version(nums, prerelease)
     if op == "~":
         return _bounded(low, _bump(nums, min(len(nums), 2) - 1) if nums else None)
     if op == "^":
@@ -166,7 +166,13 @@ def _known_parts(parts: tuple[str | None, ...]) -> list[int]:
 def _bump(nums: list[int], index: int) -> Version:
     """The first version past the given prefix, e.g. [1, 2] bumped at 1 -> 1.3.0."""
     head = nums[:index] + [nums[index] + 1]
-    return Version(*(head + [0, 0, 0])[:3])
+    return _version(head)
+
+
+def _version(nums: list[int], prerelease: tuple[str, ...] = ()) -> Version:
+    """A version from a prefix of its numbers; missing ones are 0."""
+    major, minor, patch = (nums + [0, 0, 0])[:3]
+    return Version(major, minor, patch, prerelease)
 
 
 def _caret_upper(nums: list[int]) -> Version | None:

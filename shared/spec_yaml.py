@@ -115,7 +115,7 @@ class _PyLoader(_NoAnchors, yaml.SafeLoader):
 def _fast_loader() -> Callable[[bytes], Any]:
     """libyaml's parser (about 20x faster) feeding PyYAML's composer, which we can hook."""
     try:
-        from yaml.cyaml import CParser
+        from yaml.cyaml import CParser  # type: ignore[attr-defined]
     except ImportError:
         return _PyLoader
 
@@ -203,7 +203,7 @@ def mapping(node: Node, field: str, report: Report, allowed: Sequence[str],
 def entries(node: MappingNode, field: str, report: Report) -> list[tuple[str, Node, Node]]:
     """(key, key node, value node) for each string key, reporting other keys and duplicates."""
     seen: dict[str, int] = {}
-    out = []
+    out: list[tuple[str, Node, Node]] = []
     for key_node, value_node in node.value:
         if not (isinstance(key_node, ScalarNode) and key_node.tag == STR):
             report.error(key_node, field or "(top level)", f"keys must be strings, not {kind(key_node)}")

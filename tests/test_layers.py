@@ -21,6 +21,15 @@ def test_import_contracts_hold():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_mypy_is_clean():
+    try:
+        import mypy  # noqa: F401
+    except ImportError:
+        pytest.skip("mypy is not installed (pip install -e .[test])")
+    proc = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
 def test_scheduler_runs_without_workers_or_kubernetes_loaded():
     code = ("import sys, scheduler.cli; scheduler.cli.build_parser();"
             "bad = [m for m in sys.modules if m.startswith(('workers', 'kubernetes'))];"

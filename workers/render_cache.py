@@ -67,7 +67,7 @@ def decompress(blob: bytes) -> Objects:
 class RenderCache:
     """Renders by key in Redis, with TTL, and one builder per key at a time."""
 
-    def __init__(self, redis_client: "redis.Redis[bytes]", ttl_seconds: float, *,
+    def __init__(self, redis_client: "redis.Redis", ttl_seconds: float, *,
                  lock_seconds: float = 120.0, wait_seconds: float = 90.0,
                  poll_seconds: float = 0.05, error_ttl_seconds: float = 60.0) -> None:
         self.redis = redis_client

@@ -45,9 +45,9 @@ class StrictConstructor(SafeConstructor):
         return self.construct_mapping(node)  # type: ignore[arg-type]
 
 
-StrictConstructor.add_constructor("tag:yaml.org,2002:timestamp", StrictConstructor.as_string)
-StrictConstructor.add_constructor("tag:yaml.org,2002:binary", StrictConstructor.as_string)
-StrictConstructor.add_constructor("tag:yaml.org,2002:set", StrictConstructor.as_mapping)
+StrictConstructor.add_constructor("tag:yaml.org,2002:timestamp", StrictConstructor.as_string)  # type: ignore[type-var]
+StrictConstructor.add_constructor("tag:yaml.org,2002:binary", StrictConstructor.as_string)  # type: ignore[type-var]
+StrictConstructor.add_constructor("tag:yaml.org,2002:set", StrictConstructor.as_mapping)  # type: ignore[type-var]
 
 
 class StrictLoader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser,
@@ -70,7 +70,7 @@ class StrictLoader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser,
 
 FastLoader: type | None = None
 if getattr(yaml, "__with_libyaml__", False):
-    from yaml.cyaml import CParser
+    from yaml.cyaml import CParser  # type: ignore[attr-defined]
 
     class _CStrictLoader(CParser, StrictConstructor, Resolver):  # type: ignore[misc]
         """libyaml parses and composes; aliases are refused on the node graph."""
