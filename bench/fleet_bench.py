@@ -324,6 +324,11 @@ class _keep:
         return None
 
 
+def _interrupt(*_: object) -> None:
+    """SIGTERM stops everything as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clusters", type=int, default=1)
@@ -334,7 +339,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--work-dir", type=Path, help="keep logs and repos here (default: a temp dir)")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     if args.work_dir:
         args.work_dir.mkdir(parents=True, exist_ok=True)
     with (tempfile.TemporaryDirectory(prefix="fleetsync-bench-") if not args.work_dir

@@ -30,6 +30,11 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
+def _interrupt(*_: object) -> None:
+    """SIGTERM stops everything as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         ensure_binaries(say)
@@ -37,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     demo = Demo(args.state_dir, interval=args.interval, say=say)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     total = time.monotonic()
     try:
         demo.start()

@@ -127,7 +127,7 @@ class Demo:
             "flower": [*cli, "flower", "--port", str(port)],
         }
         for name, argv in commands.items():
-            self.services.append(_spawn(self.state_dir / "logs" / f"{name}.log", name, argv,
+            self.services.append(devfleet.spawn(self.state_dir / "logs" / f"{name}.log", name, argv,
                                         self.env()))
         self.say(f"Started 2 workers, beat and Flower ({self.flower_url}); logs in "
                  f"{self.state_dir / 'logs'}")
@@ -168,10 +168,3 @@ def kubectl_binary() -> str:
     beside = Path(sys.executable).with_name("kubectl")
     return str(beside) if beside.exists() else (shutil.which("kubectl") or "kubectl")
 
-
-def _spawn(log: Path, name: str, argv: list[str], env: dict[str, str]) -> devfleet.Proc:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    return devfleet.Proc(name, proc.pid, str(log))

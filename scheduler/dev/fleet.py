@@ -139,14 +139,17 @@ def _start_redis(state: FleetState, progress: Progress) -> None:
 
 # --- processes ---------------------------------------------------------------
 
-def _spawn(state: FleetState, name: str, argv: list[str]) -> Proc:
-    logs = state.state_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    log = logs / f"{name}.log"
+def spawn(log: Path, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
+    """Start ``argv`` in a session of its own (``down`` stops its whole group), output to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+        popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
                                  stdin=subprocess.DEVNULL, start_new_session=True)
-    proc = Proc(name, popen.pid, str(log))
+    return Proc(name, popen.pid, str(log))
+
+
+def _spawn(state: FleetState, name: str, argv: list[str]) -> Proc:
+    proc = spawn(state.state_dir / "logs" / f"{name}.log", name, argv)
     state.processes.append(proc)
     return proc
 
