@@ -26,3 +26,15 @@ def test_history_is_capped_newest_first(redis_client):
 def _url(client) -> str:
     kw = client.connection_pool.connection_kwargs
     return f"redis://{kw['host']}:{kw['port']}/{kw.get('db', 0)}"
+
+
+def test_one_fetch_per_source_per_interval_fleet_wide(redis_client):
+    import time
+
+    store = StatusStore(redis_client.__class__.from_url(_url(redis_client), decode_responses=True))
+    claims = [store.claim_fetch("platform", interval=0.3) for _ in range(20)]
+    assert claims.count(True) == 1
+    time.sleep(0.35)
+    assert store.claim_fetch("platform", interval=0.3) is True
+    store.set_source_revision("platform", "a" * 40, 123.0)
+    assert store.source_revision("platform") == ("a" * 40, 123.0)

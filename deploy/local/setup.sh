@@ -14,6 +14,7 @@ need_pkgs=()
 command -v redis-server >/dev/null || need_pkgs+=(redis-server)
 command -v git >/dev/null || need_pkgs+=(git)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
+"${PYTHON:-python3}" -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 # the tests check docker-compose.yml with `docker-compose config` (no engine needed)
 $for_tests && ! command -v docker-compose >/dev/null && need_pkgs+=(docker-compose)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
