@@ -314,7 +314,6 @@ def _message(summary: dict[str, Any]) -> str:
 
 def _record(ctx: Context, req: ApplyRequest, phase: str, message: str, summary: dict,
             started_at: float, failed_key: str, reason: str = "") -> None:
-    metrics.sync_ready.labels(req.cluster, req.app).set(1 if phase == "Ready" else 0)
     if not ctx.status:
         return
     finished = time.time()

@@ -52,11 +52,14 @@ def _names(task: Any, args: Any, kwargs: Any) -> dict[str, Any]:
 
 @signals.worker_init.connect
 def _serve_metrics(**_: Any) -> None:
-    port = from_env().metrics_port
-    if port:
+    settings = from_env()
+    if settings.metrics_port:
         from shared import metrics
+        from shared.redisconn import connect
+        from shared.status import StatusStore
 
-        metrics.serve(port)
+        store = StatusStore(connect(settings.redis_url))
+        metrics.serve(settings.metrics_port, statuses=store.all_statuses)
 
 
 @signals.worker_process_shutdown.connect
