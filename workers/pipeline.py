@@ -123,6 +123,12 @@ def fetch(ctx: Context, source_name: str) -> str:
     return revision
 
 
+def clusters_using(fleet: Fleet, source_name: str) -> list[str]:
+    """Clusters with at least one unsuspended application of ``source_name``."""
+    return [c.name for c in fleet.clusters.values()
+            if any(a.source == source_name and not a.suspend for a in fleet.applications_for(c))]
+
+
 def current_revision(ctx: Context, source_name: str) -> str:
     """The source's revision, fetched at most once per interval fleet-wide."""
     source = ctx.fleet().sources[source_name]

@@ -50,7 +50,16 @@ def ping(payload: dict | None = None) -> dict:
 
 @app.task(name="fleetsync.fetch_source", bind=True, ignore_result=True, **RETRY)
 def fetch_source(self: Any, source: str) -> dict:
-    return {"source": source, "revision": pipeline.fetch(context(), source)}
+    """Fetch; a new revision reconciles the clusters that use the source now, not next tick."""
+    ctx = context()
+    known = ctx.status.source_revision(source) if ctx.status else None
+    revision = pipeline.fetch(ctx, source)
+    clusters: list[str] = []
+    if known and known[0] != revision:
+        clusters = pipeline.clusters_using(ctx.fleet(), source)
+        for cluster in clusters:
+            app.send_task("fleetsync.reconcile_cluster", args=[cluster])
+    return {"source": source, "revision": revision, "reconciled": clusters}
 
 
 @app.task(name="fleetsync.reconcile_cluster", bind=True, ignore_result=True, **RETRY)
