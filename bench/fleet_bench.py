@@ -252,8 +252,10 @@ class Bench:
         for proc in self.procs:
             _stop(proc)
 
-        print("kubectl loop on a fresh cluster", flush=True)
-        kubectl_s = self.kubectl_loop(repo)
+        kubectl_s = 0.0
+        if not self.args.skip_kubectl:
+            print("kubectl loop on a fresh cluster", flush=True)
+            kubectl_s = self.kubectl_loop(repo)
         devfleet.down(self.root / "fleet", progress=lambda _: None)
         units = len(self.apps) * self.args.clusters
         return {"clusters": self.args.clusters, "apps": self.args.apps,
@@ -336,6 +338,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=4, help="pool size of each worker")
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--skip-kubectl", action="store_true",
+                        help="skip the kubectl loop (quick comparisons of fleetsync alone)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--work-dir", type=Path, help="keep logs and repos here (default: a temp dir)")
     args = parser.parse_args()

@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def worker_argv(args: argparse.Namespace) -> list[str]:
     queues = args.queues or (f"apply.{args.cluster}" if args.cluster else ",".join(STAGE_QUEUES))
     return [sys.executable, "-m", "celery", "-A", "workers.app", "--quiet", "worker", "-Q", queues,
-            "--without-mingle", *args.extra]
+            "--without-mingle", "--without-gossip", *args.extra]
 
 
 def beat_argv(args: argparse.Namespace) -> list[str]:
