@@ -14,6 +14,7 @@ import hashlib
 import json
 import time
 from contextlib import nullcontext
+from functools import cached_property
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -56,11 +57,11 @@ class Context:
         cache = RenderCache(connect(settings.redis_url, decode=False), settings.render_cache_ttl)
         return cls(settings, client, cache)
 
-    @property
+    @cached_property
     def status(self) -> StatusStore | None:
         return StatusStore(self.redis, self.settings.history_size) if self.redis else None
 
-    @property
+    @cached_property
     def locks(self) -> Locks | None:
         return Locks(self.redis, self.settings.lock_ttl) if self.redis else None
 
