@@ -11,6 +11,7 @@ COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY workers ./workers
 COPY scheduler ./scheduler
+# devtools/ (local fleet, demo) stays out of the image: `fleetsync dev|demo` are not offered here.
 RUN pip install --no-cache-dir .
 
 USER fleetsync

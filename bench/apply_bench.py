@@ -1,6 +1,6 @@
 """What one apply costs: requests, writes and wall time for a four-object application.
 
-Starts its own local control plane (``scheduler.dev.fleet.up``), applies one app
+Starts its own local control plane (``devtools.fleet.up``), applies one app
 (a Deployment scaled to zero, a ServiceAccount, a Service and an Ingress) with a
 cold discovery cache, applies it again unchanged (the no-op reconcile, which
 must make zero writes), then scales the Deployment by hand and applies once more
@@ -23,7 +23,7 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scheduler.dev import fleet as devfleet  # noqa: E402
+from devtools import fleet as devfleet  # noqa: E402
 from workers.apply.discovery import Discovery  # noqa: E402
 from workers.apply.engine import ApplyResult, apply_unit  # noqa: E402
 from workers.apply.kube import Kube  # noqa: E402

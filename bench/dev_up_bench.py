@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from scheduler.dev import fleet as devfleet
-from scheduler.dev.binaries import ensure_binaries
+from devtools import fleet as devfleet
+from devtools.binaries import ensure_binaries
 
 
 def main() -> int:

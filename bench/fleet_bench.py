@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scheduler.dev import fleet as devfleet  # noqa: E402
+from devtools import fleet as devfleet  # noqa: E402
 from shared.redisconn import connect  # noqa: E402
 from shared.status import StatusStore  # noqa: E402
 

@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scheduler.dev import fleet as devfleet  # noqa: E402
-from scheduler.dev.tutorial import write_tutorial  # noqa: E402
+from devtools import fleet as devfleet  # noqa: E402
+from devtools.tutorial import write_tutorial  # noqa: E402
 from shared.spec import Application, Cluster, Selector  # noqa: E402
 from workers.render import render, render_cached  # noqa: E402
 from workers.render_cache import RenderCache  # noqa: E402

@@ -3,6 +3,11 @@
 Each sub-command lives in its own module under ``scheduler/commands`` and
 registers itself with ``add_parser(subparsers)``; this module only assembles
 them and turns known errors into a message on stderr and exit code 1.
+
+Sub-commands from other packages (``fleetsync dev`` and ``fleetsync demo`` from
+``devtools/``) register through the ``fleetsync.commands`` entry-point group, so
+the scheduler never imports them; an entry point whose package is not installed
+(the container image carries no dev tools) is left out.
 """
 
 from __future__ import annotations
@@ -10,10 +15,36 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from importlib.metadata import EntryPoint, entry_points
+from typing import Callable
 
 from shared.errors import FleetsyncError
 
-COMMANDS = ("dev", "validate", "local", "sync", "status", "runners", "demo")
+COMMANDS = ("validate", "local", "sync", "status", "runners")
+ENTRY_POINT_GROUP = "fleetsync.commands"
+
+AddParser = Callable[[argparse._SubParsersAction], None]
+
+
+def plugin_commands() -> dict[str, AddParser]:
+    """``add_parser`` of every installed entry point in ``fleetsync.commands``, by name."""
+    found: dict[str, AddParser] = {}
+    for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if entry.name in found:
+            continue  # the same distribution seen twice on sys.path
+        add_parser = _load(entry)
+        if add_parser is not None:
+            found[entry.name] = add_parser
+    return found
+
+
+def _load(entry: EntryPoint) -> AddParser | None:
+    try:
+        return entry.load()  # type: ignore[no-any-return]
+    except ModuleNotFoundError as exc:
+        if exc.name and (entry.module + ".").startswith(exc.name + "."):
+            return None  # the package that provides it is not installed
+        raise
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"scheduler.commands.{name}").add_parser(sub)
+    for add_parser in plugin_commands().values():
+        add_parser(sub)
     return parser
 
 

@@ -17,8 +17,8 @@ from typing import Iterator
 
 import pytest
 
-from scheduler.dev import fleet as devfleet
-from scheduler.dev.binaries import BinaryError, find_binaries
+from devtools import fleet as devfleet
+from devtools.binaries import BinaryError, find_binaries
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

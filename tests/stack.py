@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import redis
 
-from scheduler.dev import fleet as devfleet
+from devtools import fleet as devfleet
 from shared.status import StatusStore
 from tests.gitutil import GitRepo
 

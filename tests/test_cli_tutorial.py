@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.dev import tutorial
+from devtools import tutorial
 from tests.conftest import ROOT
 from tests.gitutil import GitRepo
 
@@ -61,7 +61,7 @@ class Operator:
 @pytest.fixture(scope="module")
 def operator(dev_fleet, redis_url, tmp_path_factory):
     """A cluster of its own: the tutorial's namespaces are fixed names."""
-    from scheduler.dev import fleet as devfleet
+    from devtools import fleet as devfleet
 
     state = tmp_path_factory.mktemp("tutorial-fleet")
     fleet = devfleet.up(["production"], state, progress=lambda _: None)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.dev import fleet as devfleet
+from devtools import fleet as devfleet
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.k8s

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from scheduler.dev.tutorial import remove_app, set_web_image_tag, write_tutorial
+from devtools.tutorial import remove_app, set_web_image_tag, write_tutorial
 from shared.errors import RenderError
 from shared.spec import Application, Cluster, Selector
 from workers import kustomize

@@ -12,7 +12,7 @@ import pytest
 import redis
 import zstandard
 
-from scheduler.dev.tutorial import write_tutorial
+from devtools.tutorial import write_tutorial
 from shared.errors import RenderError, TransientError
 from shared.spec import Application, Cluster, Selector
 from workers import kustomize

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 from typing import Callable
 
-from scheduler.dev import tutorial
-from scheduler.dev.demo import CLUSTERS, NEW_TAG, OLD_TAG, Demo
+from devtools import tutorial
+from devtools.demo import CLUSTERS, NEW_TAG, OLD_TAG, Demo
 
 
 def _image(d: Demo, cluster: str, name: str = "web-app") -> str:

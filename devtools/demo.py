@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from scheduler.dev import fleet as devfleet
-from scheduler.dev import tutorial
+from devtools import fleet as devfleet
+from devtools import tutorial
 from shared.redisconn import connect
 from shared.status import StatusStore
 

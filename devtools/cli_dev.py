@@ -1,4 +1,8 @@
-"""``fleetsync dev up|down|status|build``: the local fleet for demos, tests and development."""
+"""``fleetsync dev up|down|status|build``: the local fleet for demos, tests and development.
+
+Registered with the CLI through the ``fleetsync.commands`` entry-point group, so
+that ``scheduler/`` never imports this package.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from scheduler.dev import fleet as devfleet
-from scheduler.dev.binaries import BinaryError, ensure_binaries
+from devtools import fleet as devfleet
+from devtools.binaries import BinaryError, ensure_binaries
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

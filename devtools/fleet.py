@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from scheduler.dev.binaries import Binaries, ensure_binaries
+from devtools.binaries import Binaries, ensure_binaries
 from shared.settings import DEFAULT_REDIS_URL, state_dir
 
 Progress = Callable[[str], None]

@@ -1,18 +1,23 @@
-"""``fleetsync demo [--keep] [--interval S] [--state-dir DIR]``: the tutorial, end to end."""
+"""``fleetsync demo [--keep] [--interval S] [--state-dir DIR]``: the tutorial, end to end.
+
+Registered with the CLI through the ``fleetsync.commands`` entry-point group, so
+that ``scheduler/`` never imports this package; the final status table comes from
+``fleetsync status`` run as a process, like every other scheduler service here.
+"""
 
 from __future__ import annotations
 
 import argparse
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-from scheduler.commands.status import STATUS_COLUMNS, format_table
-from scheduler.dev.binaries import BinaryError, ensure_binaries
-from scheduler.dev.demo import Demo, DemoFailed
-from scheduler.dev.demo_steps import STEPS
-from scheduler.dev.fleet import DevFleetError
+from devtools.binaries import BinaryError, ensure_binaries
+from devtools.demo import APP, Demo, DemoFailed
+from devtools.demo_steps import STEPS
+from devtools.fleet import DevFleetError
 from shared.settings import state_dir
 
 
@@ -51,10 +56,8 @@ def run(args: argparse.Namespace) -> int:
             detail = step(demo)
             say(f"[{number}/{len(STEPS)}] {name:<13} ok  {time.monotonic() - started:6.1f}s  {detail}")
         say(f"\nAll {len(STEPS)} steps passed in {time.monotonic() - total:.1f}s.\n")
-        rows = sorted(demo.statuses().values(), key=lambda r: r["cluster"])
-        for row in rows:
-            row["short_revision"] = row["revision"][:12]
-        say(format_table(rows, STATUS_COLUMNS))
+        subprocess.run([sys.executable, "-m", "scheduler.cli", "status", "--app", APP],
+                       env=demo.env(), check=False)
         say(f"\nFlower: {demo.flower_url}")
         if args.keep:
             say("Staying up (--keep); press Ctrl-C to stop everything.")
