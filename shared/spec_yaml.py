@@ -1,8 +1,8 @@
-"""Reading YAML as nodes that remember their line, for the fleet spec loader.
+"""Reading typed values out of YAML nodes that remember their line, for the spec loader.
 
-``spec_loader`` knows the fleet rules; this module knows how to get a YAML file
-into a node tree safely (size limit, no anchors or aliases, bounded nesting)
-and how to read typed values out of nodes while collecting problems as
+``spec_loader`` knows the fleet rules; ``shared.yamlsafe`` gets a YAML file into
+a node tree safely (size limit, no anchors or aliases, bounded nesting); this
+module reads typed values out of the nodes while collecting problems as
 ``file:line: field.path: message`` instead of stopping at the first one.
 
 Each reader takes ``(node, field, report)``, reports what is wrong and returns
@@ -11,15 +11,13 @@ Each reader takes ``(node, field, report)``, reports what is wrong and returns
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, Mapping, Sequence, TypeVar
+from typing import Callable, Collection, Mapping, Sequence, TypeVar
 
-import yaml
-from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-from yaml.resolver import Resolver
+
+from shared.yamlsafe import YAMLRefused, compose_file
 
 STR, BOOL, NULL = (f"tag:yaml.org,2002:{t}" for t in ("str", "bool", "null"))
 _KINDS = {STR: "a string", "tag:yaml.org,2002:int": "a number", "tag:yaml.org,2002:float": "a number",
@@ -93,85 +91,17 @@ def kind(node: Node) -> str:
 
 # -- from file to node tree -------------------------------------------------
 
-class _AnchorRefused(yaml.MarkedYAMLError):
-    pass
-
-
-class _NoAnchors:
-    """Composer mixin that stops at the first anchor or alias: no alias bombs, no merges."""
-
-    def compose_node(self, parent: Node | None, index: object) -> Node | None:
-        event = self.peek_event()  # type: ignore[attr-defined]
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise _AnchorRefused(problem="anchors and aliases are not allowed",
-                                 problem_mark=event.start_mark)
-        return super().compose_node(parent, index)  # type: ignore[misc]
-
-
-class _PyLoader(_NoAnchors, yaml.SafeLoader):
-    """Pure-Python scanner and parser: the fallback when PyYAML has no libyaml."""
-
-
-def _fast_loader() -> Callable[[bytes], Any]:
-    """libyaml's parser (about 20x faster) feeding PyYAML's composer, which we can hook."""
-    try:
-        from yaml.cyaml import CParser  # type: ignore[attr-defined]
-    except ImportError:
-        return _PyLoader
-
-    class _CLoader(_NoAnchors, Composer, CParser, Resolver):  # type: ignore[misc]
-        def __init__(self, stream: bytes) -> None:
-            CParser.__init__(self, stream)
-            Composer.__init__(self)
-            Resolver.__init__(self)
-
-    return _CLoader
-
-
-_Loader = _fast_loader()
-
-
 def compose(path: str, report: Report, max_bytes: int) -> Node | None:
-    """The file's single document as a node tree, or None after reporting why not."""
-    data = _read_bytes(path, report, max_bytes)
-    if data is None:
-        return None
-    loader = _Loader(data)
-    try:
-        root = loader.get_single_node()
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        what = ", ".join(filter(None, (err.context, err.problem)))
-        report.error_at(mark.line + 1 if mark else 1, f"invalid YAML: {what}")
-        return None
-    except yaml.reader.ReaderError as err:
-        report.error_at(1, f"invalid YAML: {err.reason} at byte {err.position}")
-        return None
-    except yaml.YAMLError as err:
-        report.error_at(1, f"invalid YAML: {err}")
-        return None
-    except RecursionError:
-        report.error_at(1, "invalid YAML: nested too deeply")
-        return None
-    finally:
-        loader.dispose()
-    if root is None:
-        report.error_at(1, "the file is empty")
-    return root
+    """The file's single document as a node tree, or None after reporting why not.
 
-
-def _read_bytes(path: str, report: Report, max_bytes: int) -> bytes | None:
+    The loading itself (size cap, anchors and aliases refused, nesting bounded)
+    is ``shared.yamlsafe``'s node mode.
+    """
     try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            data = fh.read(max_bytes + 1) if size <= max_bytes else b""
-    except OSError as err:
-        report.error_at(0, f"cannot read: {err.strerror or err}")
+        return compose_file(path, max_bytes)
+    except YAMLRefused as err:
+        report.error_at(err.line, err.message)
         return None
-    if size > max_bytes or len(data) > max_bytes:
-        report.error_at(1, f"the file is larger than {max_bytes} bytes; refusing to parse it")
-        return None
-    return data
 
 
 # -- readers: node + field path -> value, or None after a report ------------

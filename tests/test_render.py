@@ -427,25 +427,3 @@ def test_render_reads_nothing_outside_with_relative_tree(tmp_path: Path, monkeyp
     monkeypatch.chdir(tmp_path)
     assert names(render(app(), Cluster("c"), Path("repo"))) == ["ConfigMap//x"]
     assert os.getcwd() == str(tmp_path)
-
-
-@pytest.mark.parametrize("fast", [True, False], ids=["libyaml", "pure"])
-@pytest.mark.parametrize("text, line", [
-    ('a0: &a0 ["lol", "lol"]\na1: &a1 [*a0, *a0]\n', 2),
-    ("base: &b {x: 1}\nother:\n  y: 2\n  z: *b\n", 4),
-    ("base: &b {x: 1}\nd:\n  <<: *b\n", 3),
-    ("a: &a [*a]\n", 1),
-])
-def test_both_loaders_refuse_aliases(text: str, line: int, fast: bool) -> None:
-    from workers.safe_yaml import load_documents
-    with pytest.raises(RenderError, match=rf"^f\.yaml:{line}: YAML aliases are not allowed$"):
-        load_documents(text, "f.yaml", fast=fast)
-
-
-@pytest.mark.parametrize("fast", [True, False], ids=["libyaml", "pure"])
-def test_both_loaders_agree_on_values_and_lines(fast: bool) -> None:
-    from workers.safe_yaml import load_documents
-    text = "---\n# c\nk: 2024-01-01\nb: !!binary aGVsbG8=\ns: !!set {a, b}\nanchored: &x 1\n---\n---\nx: 1\n"
-    assert load_documents(text, "f.yaml", fast=fast) == [
-        (3, {"k": "2024-01-01", "b": "aGVsbG8=", "s": {"a": None, "b": None}, "anchored": 1}),
-        (9, {"x": 1})]

@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from shared.errors import RenderError, TransientError
+from shared.yamlsafe import load_documents
 from workers.checkout import (MAX_FILE_BYTES, MAX_TOTAL_BYTES, display, inside, read_text,
                               refuse_escaping_links)
-from workers.safe_yaml import load_documents
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 LOAD_RESTRICTOR = "LoadRestrictionsRootOnly"

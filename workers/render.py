@@ -27,11 +27,11 @@ from typing import Any, Iterator, Mapping
 
 from shared.errors import FleetsyncError, RenderError, TransientError
 from shared.spec import Application, Cluster
+from shared.yamlsafe import load_documents
 from workers import kustomize
 from workers.checkout import RawDoc, display, read_manifests, resolve_inside
 from workers.manifests import Located, ScopePredicate, is_cluster_scoped, normalize
 from workers.render_cache import RenderCache, render_key
-from workers.safe_yaml import load_documents
 from workers.variables import referenced, substitute
 
 RENDERER = "fleetsync-render/1"   # bump when finish() or build_raw() change their output
