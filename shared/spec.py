@@ -57,6 +57,24 @@ class Selector:
 
 
 @dataclass(frozen=True)
+class Directory:
+    """How a plain directory is read (an application path without a kustomization).
+
+    By default (Flux-compatible) the directory's own manifest files are read and
+    every immediate sub-directory holding a ``kustomization.yaml`` is built as a
+    kustomization; other sub-directories are ignored. ``recurse`` (Argo
+    CD-compatible) reads sub-directories too. ``include`` and ``exclude`` are
+    globs over the path relative to the application directory (a glob without
+    ``/`` matches the file name); ``include`` empty means ``*.yaml``, ``*.yml``
+    and ``*.json``.
+    """
+
+    recurse: bool = False
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Application:
     name: str
     source: str
@@ -70,6 +88,10 @@ class Application:
     suspend: bool = False
     adopt: bool = False
     allow_remote_bases: bool = False
+    directory: Directory = Directory()
+    allow_empty: bool = False          # render 0 objects and prune everything it managed
+    force: bool = False                # delete and re-create on immutable-field refusals
+    create_namespace: bool = False     # create ``namespace`` when it does not exist
 
 
 @dataclass(frozen=True)

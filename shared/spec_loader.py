@@ -27,7 +27,7 @@ from yaml.nodes import Node, ScalarNode, SequenceNode
 from shared import spec_yaml as y
 from shared.errors import SpecError
 from shared.semver import parse_range
-from shared.spec import Application, Auth, Cluster, Fleet, Selector, Source
+from shared.spec import Application, Auth, Cluster, Directory, Fleet, Selector, Source
 from shared.spec_yaml import Map, Report
 
 MAX_BYTES = 1024 * 1024
@@ -50,7 +50,9 @@ _AUTH_KEYS = ("sshKeyFile", "usernameEnv", "passwordEnv")
 _CLUSTER_KEYS = ("name", "kubeconfig", "context", "labels", "vars", "interval")
 _SELECTOR_KEYS = ("names", "matchLabels")
 _APP_KEYS = ("name", "source", "path", "clusters", "namespace", "prune", "wait", "timeout",
-             "dependsOn", "suspend", "adopt", "allowRemoteBases")
+             "dependsOn", "suspend", "adopt", "allowRemoteBases", "directory", "allowEmpty",
+             "force", "createNamespace")
+_DIRECTORY_KEYS = ("recurse", "include", "exclude")
 _SECRET = ("inline secrets are not allowed: put the value in an environment variable "
            "and reference it with usernameEnv/passwordEnv, or give sshKeyFile")
 _SECRET_HINTS = {k: _SECRET for k in ("password", "token", "secret", "username", "user",
@@ -281,8 +283,38 @@ def _application(node: Node, field: str, report: Report, sources: Collection[str
         depends_on=m.read("dependsOn", partial(y.names, known=None, what="application"), report, ()),
         suspend=m.read("suspend", y.boolean, report, False),
         adopt=m.read("adopt", y.boolean, report, False),
-        allow_remote_bases=m.read("allowRemoteBases", y.boolean, report, False))
+        allow_remote_bases=m.read("allowRemoteBases", y.boolean, report, False),
+        directory=m.read("directory", _directory, report, Directory()),
+        allow_empty=m.read("allowEmpty", y.boolean, report, False),
+        force=m.read("force", y.boolean, report, False),
+        create_namespace=m.read("createNamespace", y.boolean, report, False))
+    if app.create_namespace and "namespace" not in m.values:
+        report.error(m.values["createNamespace"], m.at("createNamespace"),
+                     "needs the application's namespace: set namespace to the one to create")
     return (app, m) if app.name else None
+
+
+def _glob(text: str) -> str | None:
+    if text.startswith("/"):
+        return f"{text!r} must be relative to the application path, not absolute"
+    return "must not contain '..' segments" if ".." in text.split("/") else None
+
+
+def _globs(node: Node, field: str, report: Report) -> tuple[str, ...] | None:
+    items = y.sequence(node, field, report)
+    if items is None:
+        return None
+    found = [y.checked(item, f"{field}[{i}]", report, _glob) for i, item in enumerate(items)]
+    return tuple(g for g in found if g is not None)
+
+
+def _directory(node: Node, field: str, report: Report) -> Directory | None:
+    m = y.mapping(node, field, report, _DIRECTORY_KEYS)
+    if m is None:
+        return None
+    return Directory(recurse=m.read("recurse", y.boolean, report, False),
+                     include=m.read("include", _globs, report, ()),
+                     exclude=m.read("exclude", _globs, report, ()))
 
 
 def _reference(node: Node, field: str, report: Report, known: Collection[str], what: str) -> str | None:
