@@ -2,33 +2,36 @@
 
 The spec loader calls ``parse_range`` to reject a bad range when the fleet file
 is read; the Git fetcher calls ``matching_max`` with the repository's tags to
-pick the revision. Both are pure: text in, value out.
+pick the revision (chart versions can be picked the same way). Both are pure:
+text in, value out.
 
-Range syntax (the npm/node-semver subset that Git tags need): comparators
-``>= <= > < =`` with full or partial versions, tilde ``~1.2``, caret ``^1.2.3``,
-x-ranges ``1.2.x`` / ``1.*`` / ``*``; comparators separated by spaces or commas
-must all hold, and ``||`` joins alternatives. A prerelease version matches only
-when a comparator of the same alternative names a prerelease of the same
-``major.minor.patch`` (node-semver's rule), so ``^1.0`` never picks ``1.3.0-rc.1``.
+The grammar, the expansion of partial, tilde, caret and x-ranges, the
+prerelease rule and the version order are those of ``nodesemver``, a port of
+npm's own node-semver: a prerelease version matches only when a comparator of
+the same ``||`` alternative names a prerelease of the same ``major.minor.patch``,
+so ``^1.0`` never picks ``1.3.0-rc.1``. This module is the thin layer that keeps
+the spec's contract on top of it: comparators may also be separated by commas
+(``>=1.0.0, <2.0.0``); an empty range or alternative and hyphen ranges
+(``1.2.3 - 2.0.0``) are refused; and a bad range is reported with the comparator
+that cannot be read, for the loader's ``file:line: field`` message.
+
+``semantic_version``'s ``NpmSpec`` was the other candidate; it departs from
+node-semver on prerelease comparators (``2.0.0-rc.1`` matches ``2.0.0``,
+``<=1.2`` matches ``1.3.0-rc.1``, ``~2.0.0-rc.1`` misses ``2.0.1``), which would
+change which tag a source follows.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Any, Iterable
 
-_VERSION_RE = re.compile(
-    r"v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
-    r"(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?"
-)
-_PART = r"(\*|[xX]|\d+)"
-_COMPARATOR_RE = re.compile(
-    rf"\s*(>=|<=|>|<|=|~|\^)?\s*v?{_PART}(?:\.{_PART})?(?:\.{_PART})?"
-    r"(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?\s*(?:,\s*)?"
-)
-_WILDCARDS = {"*", "x", "X"}
+import nodesemver
+
+# ``>= 1.2`` -> ``>=1.2``: after this, every comparator is one whitespace-free word.
+_OPERATOR_GAP = re.compile(r"(>=|<=|>|<|=|~>?|\^)\s+")
 
 
 @dataclass(frozen=True)
@@ -40,165 +43,73 @@ class Version:
     patch: int
     prerelease: tuple[str, ...] = ()
 
-    def key(self) -> tuple:
-        """Sort key: numeric identifiers below alphanumeric ones, releases above prereleases."""
-        if not self.prerelease:
-            return (self.major, self.minor, self.patch, 1, ())
-        ids = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in self.prerelease)
-        return (self.major, self.minor, self.patch, 0, ids)
+    def __str__(self) -> str:
+        pre = f"-{'.'.join(self.prerelease)}" if self.prerelease else ""
+        return f"{self.major}.{self.minor}.{self.patch}{pre}"
+
+    def key(self) -> Any:
+        """Sort key in semver precedence (prereleases below their release)."""
+        return _precedence(str(self))
 
     def triple(self) -> tuple[int, int, int]:
         return (self.major, self.minor, self.patch)
 
 
-_OPS: dict[str, Callable[[tuple, tuple], bool]] = {
-    ">=": lambda a, b: a >= b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    "<": lambda a, b: a < b,
-    "=": lambda a, b: a == b,
-}
-
-
-@dataclass(frozen=True)
-class Comparator:
-    op: str                  # one of _OPS
-    version: Version
-
-    def test(self, version: Version) -> bool:
-        return _OPS[self.op](version.key(), self.version.key())
-
-
 @dataclass(frozen=True)
 class Range:
-    """Alternatives (``||``) of comparator sets that must all hold; callable on a Version."""
+    """A parsed range (``||`` alternatives of comparator sets); callable on a Version."""
 
-    alternatives: tuple[tuple[Comparator, ...], ...]
+    text: str                 # normalised: what nodesemver parsed
+    parsed: Any = None        # nodesemver.Range
 
     def __call__(self, version: Version) -> bool:
-        return any(_set_matches(cs, version) for cs in self.alternatives)
+        return bool(self.parsed.test(str(version)))
 
 
 def parse_version(text: str) -> Version | None:
     """``1.2.3``, ``v1.2.3-rc.1``, ``1.2.3+build`` -> Version; anything else -> None."""
-    m = _VERSION_RE.fullmatch(text.strip())
-    if not m:
+    parsed = nodesemver.parse(text.strip(), False)
+    if parsed is None:
         return None
-    pre = tuple(m.group(4).split(".")) if m.group(4) else ()
-    return Version(int(m.group(1)), int(m.group(2)), int(m.group(3)), pre)
+    return Version(parsed.major, parsed.minor, parsed.patch,
+                   tuple(str(part) for part in parsed.prerelease))
 
 
 def parse_range(text: str) -> Range:
     """Parse a range such as ``>=1.0.0 <2.0.0`` or ``^1.2``; raise ValueError if malformed."""
     if not text.strip():
         raise ValueError("empty semver range")
-    return Range(tuple(_parse_set(part, text) for part in text.split("||")))
+    normalised = " || ".join(_alternative(part, text) for part in text.split("||"))
+    return Range(normalised, nodesemver.make_range(normalised, False))
 
 
 def matching_max(tags: Iterable[str], range_text: str) -> str | None:
     """The tag (as given, e.g. ``v1.2.3``) with the highest version in range, or None.
 
     Tags that are not semantic versions are ignored; a ValueError is raised for a
-    malformed range.
+    malformed range. Of tags with equal versions (``v1.2.3``, ``1.2.3``) the first wins.
     """
     wanted = parse_range(range_text)
-    best: tuple[tuple, str] | None = None
-    for tag in tags:
-        version = parse_version(tag)
-        if version is None or not wanted(version):
-            continue
-        if best is None or version.key() > best[0]:
-            best = (version.key(), tag)
-    return best[1] if best else None
+    versions = ((tag, parse_version(tag)) for tag in tags)
+    in_range = [(version.key(), tag) for tag, version in versions
+                if version is not None and wanted(version)]
+    return max(in_range, key=lambda pair: pair[0], default=(None, None))[1]
 
 
-def _set_matches(comparators: tuple[Comparator, ...], version: Version) -> bool:
-    if not all(c.test(version) for c in comparators):
-        return False
-    if not version.prerelease:
-        return True
-    return any(c.version.prerelease and c.version.triple() == version.triple() for c in comparators)
-
-
-def _parse_set(part: str, whole: str) -> tuple[Comparator, ...]:
-    comparators: list[Comparator] = []
-    pos, part = 0, part.strip()
-    if not part:
+def _alternative(part: str, whole: str) -> str:
+    """One alternative as space-separated comparators, each checked on its own."""
+    comparators = _OPERATOR_GAP.sub(r"\1", part.replace(",", " ")).split()
+    if not comparators:
         raise ValueError(f"invalid semver range {whole!r}: empty alternative")
-    while pos < len(part):
-        m = _COMPARATOR_RE.match(part, pos)
-        if not m or m.end() == pos:
-            raise ValueError(f"invalid semver range {whole!r}: cannot read {part[pos:]!r}")
+    if "-" in comparators:
+        raise ValueError(f"invalid semver range {whole!r}: hyphen ranges are not supported; "
+                         "write >=A <=B")
+    for comparator in comparators:
         try:
-            comparators.extend(_expand(m.group(1) or "=", m.group(2, 3, 4), m.group(5)))
-        except ValueError as err:
-            raise ValueError(f"invalid semver range {whole!r}: {err}") from None
-        pos = m.end()
-    return tuple(comparators)
+            nodesemver.make_range(comparator, False)
+        except ValueError:
+            raise ValueError(f"invalid semver range {whole!r}: cannot read {comparator!r}") from None
+    return " ".join(comparators)
 
 
-def _expand(op: str, parts: tuple[str | None, ...], pre: str | None) -> list[Comparator]:
-    """Turn one written comparator (maybe partial, tilde, caret) into plain ones."""
-    nums = _known_parts(parts)
-    if pre and len(nums) < 3:
-        raise ValueError("a prerelease needs a full major.minor.patch version")
-    prerelease = tuple(pre.split(".")) if pre else ()
-    if len(nums) == 3 and op in _OPS:
-        return [Comparator(op, _version(nums, prerelease))]
-    low = _version(nums, prerelease)
-    if op == "~":
-        return _bounded(low, _bump(nums, min(len(nums), 2) - 1) if nums else None)
-    if op == "^":
-        return _bounded(low, _caret_upper(nums))
-    return _partial(op, nums, low)
-
-
-def _known_parts(parts: tuple[str | None, ...]) -> list[int]:
-    """Leading numeric parts; a wildcard makes every later part a wildcard too."""
-    nums: list[int] = []
-    for p in parts:
-        if p is None or p in _WILDCARDS:
-            break
-        nums.append(int(p))
-    return nums
-
-
-def _bump(nums: list[int], index: int) -> Version:
-    """The first version past the given prefix, e.g. [1, 2] bumped at 1 -> 1.3.0."""
-    head = nums[:index] + [nums[index] + 1]
-    return _version(head)
-
-
-def _version(nums: list[int], prerelease: tuple[str, ...] = ()) -> Version:
-    """A version from a prefix of its numbers; missing ones are 0."""
-    major, minor, patch = (nums + [0, 0, 0])[:3]
-    return Version(major, minor, patch, prerelease)
-
-
-def _caret_upper(nums: list[int]) -> Version | None:
-    """``^`` allows changes that keep the left-most non-zero part of the version."""
-    if not nums:
-        return None
-    for i, n in enumerate(nums):
-        if n != 0:
-            return _bump(nums, i)
-    return _bump(nums, len(nums) - 1)
-
-
-def _bounded(low: Version, high: Version | None) -> list[Comparator]:
-    upper = [Comparator("<", high)] if high else []
-    return [Comparator(">=", low), *upper]
-
-
-def _partial(op: str, nums: list[int], low: Version) -> list[Comparator]:
-    """Comparators against a partial version such as ``1.2`` or ``1.x``."""
-    if not nums:
-        return [] if op in ("=", ">=", "<=") else [Comparator("<", Version(0, 0, 0))]
-    after = _bump(nums, len(nums) - 1)
-    return {
-        "=": _bounded(low, after),
-        ">=": [Comparator(">=", low)],
-        ">": [Comparator(">=", after)],
-        "<": [Comparator("<", low)],
-        "<=": [Comparator("<", after)],
-    }[op]
+_precedence = functools.cmp_to_key(lambda a, b: nodesemver.compare(a, b, False))
