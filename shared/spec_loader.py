@@ -26,6 +26,7 @@ from yaml.nodes import Node, ScalarNode, SequenceNode
 
 from shared import spec_yaml as y
 from shared.errors import SpecError
+from shared.refnames import ref_name_problem
 from shared.semver import parse_range
 from shared.spec import Application, Auth, Cluster, Directory, Fleet, Selector, Source
 from shared.spec_yaml import Map, Report
@@ -35,7 +36,6 @@ MAX_BYTES = 1024 * 1024
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _COMMIT = re.compile(r"[0-9a-fA-F]{7,40}")
-_BAD_REF = re.compile(r"[\s~^:?*\[\\]|\.\.|@\{")
 _URLS = (re.compile(r"(https?|ssh)://[^\s/]+(/\S*)?"), re.compile(r"file://\S+"),
          re.compile(r"[\w.-]+@[\w.-]+:\S+"), re.compile(r"/\S+"))
 _URL_PASSWORD = re.compile(r"[a-z]+://[^/@\s]*:[^/@\s]*@")
@@ -127,7 +127,7 @@ def _ref_problem(ref_kind: str, ref: str) -> str | None:
         except ValueError as err:
             return str(err)
         return None
-    return f"{ref!r} is not a valid Git ref name" if _BAD_REF.search(ref) else None
+    return ref_name_problem(ref_kind, ref)
 
 
 def _env_name(text: str) -> str | None:
