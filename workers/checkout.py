@@ -6,9 +6,9 @@ symlink loops and enormous files all occur. This module is the only place that
 turns a repository path into file contents for a plain-YAML application, and
 the place the kustomize stage uses to vet the directories it will hand over.
 
-Data flow: ``resolve_inside(tree, rel)`` -> directory; ``read_manifests(tree,
-dir)`` -> ``RawDoc`` per file, sorted by path relative to the checkout, each
-text checked against the size caps before it is read.
+Data flow: ``resolve_inside(tree, rel)`` -> directory; ``workers.layout`` decides
+which files of it are read; ``read_files`` -> ``RawDoc`` per file, each checked
+against the size caps before it is read.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable
 
 from shared.errors import RenderError
 
@@ -63,34 +63,6 @@ def display(tree: Path, path: Path) -> str:
         return path.name
 
 
-def walk(tree: Path, directory: Path, logical: Path | None = None,
-         seen: frozenset[Path] = frozenset()) -> Iterator[tuple[Path, Path]]:
-    """Every regular file below ``directory`` as ``(logical path, real path)``.
-
-    Symlinks are followed only while they stay inside ``tree``; one that leaves
-    it is a ``RenderError`` naming the link. Directory loops are cut. Hidden
-    entries (``.git``, ``.github``) are skipped: they are never manifests.
-    """
-    logical = directory if logical is None else logical
-    seen = seen | {directory}
-    with os.scandir(directory) as entries:
-        children = sorted(entries, key=lambda e: e.name)
-    for entry in children:
-        if entry.name.startswith("."):
-            continue
-        name = logical / entry.name
-        real = Path(entry.path)
-        if entry.is_symlink():
-            real = real.resolve()
-            if not inside(tree, real):
-                raise RenderError(f"symlink {display(tree, name)!r} points outside the repository checkout")
-        if real.is_dir():
-            if real not in seen:
-                yield from walk(tree, real, name, seen)
-        elif real.is_file():
-            yield name, real
-
-
 def check_size(size: int, total: int, where: str) -> int:
     """The new running total; refuse a file or a sum over the caps."""
     if size > MAX_FILE_BYTES:
@@ -109,20 +81,17 @@ def read_text(real: Path, where: str) -> str:
         raise RenderError(f"{where}: cannot read: {exc.strerror}") from exc
 
 
-def read_manifests(tree: Path, directory: Path) -> list[RawDoc]:
-    """Every ``*.yaml``, ``*.yml`` and ``*.json`` below ``directory``, sorted by path.
+def read_files(files: Iterable[tuple[str, Path]], total: int = 0) -> tuple[list[RawDoc], int]:
+    """Each ``(where, real path)`` as a ``RawDoc``, and the running total of bytes.
 
-    ``tree`` and ``directory`` are resolved paths. Sizes are checked with
-    ``stat`` before anything is read.
+    Sizes are checked with ``stat`` before anything is read; ``total`` carries
+    what the application already rendered from (other files, kustomize output).
     """
-    files = sorted((display(tree, name), real) for name, real in walk(tree, directory)
-                   if name.suffix.lower() in MANIFEST_SUFFIXES)
     docs: list[RawDoc] = []
-    total = 0
     for where, real in files:
         total = check_size(real.stat().st_size, total, where)
         docs.append(RawDoc(where, read_text(real, where)))
-    return docs
+    return docs, total
 
 
 def refuse_escaping_links(tree: Path, directory: Path) -> None:

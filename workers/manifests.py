@@ -6,6 +6,15 @@ for namespaced objects, duplicate detection, and one stable order (Namespaces
 and CRDs first, then kind, namespace, name) so that two renders of the same
 input are byte-for-byte equal and the apply stage can apply in this order.
 
+A repository holds YAML that is not Kubernetes (CI config, chart values, data
+files). A document that is clearly not an object (not a mapping, or neither
+``apiVersion`` nor ``kind``) is skipped with a warning; half of one (one of the
+two, or no ``metadata.name``) is refused, since that is a mistake in a manifest.
+Objects fleetsync cannot manage are refused with what to do instead: one with
+only ``metadata.generateName`` (it could never be found again to update or
+prune) and hooks (``argocd.argoproj.io/hook``, ``helm.sh/hook``), whose
+lifecycle belongs to another tool.
+
 Scope is decided without an API server: ``is_cluster_scoped`` knows the
 built-in cluster-scoped kinds and treats everything else as namespaced. The
 apply stage may pass its own discovery-backed predicate instead.
@@ -45,6 +54,11 @@ FIRST_KINDS: dict[tuple[str, str], int] = {
 }
 
 ScopePredicate = Callable[[str, str], bool]
+
+HOOKS = {
+    "argocd.argoproj.io/hook": "an Argo CD hook",
+    "helm.sh/hook": "a Helm hook outside a chart",
+}
 
 
 def group_of(api_version: str) -> str:
@@ -91,10 +105,54 @@ def _missing(obj: Any) -> list[str]:
     return [field for field, value in wanted if not isinstance(value, str) or not value]
 
 
+def not_an_object(obj: Any) -> str | None:
+    """Why a document is clearly not a Kubernetes object, or None when it may be one."""
+    if not isinstance(obj, dict):
+        return f"a {type(obj).__name__}, not a mapping"
+    if "apiVersion" not in obj and "kind" not in obj:
+        return "no apiVersion and no kind"
+    return None
+
+
+def skip_non_objects(docs: Iterable[Located]) -> tuple[list[Located], list[str]]:
+    """The documents that may be objects, and a warning for each one skipped."""
+    kept: list[Located] = []
+    warnings: list[str] = []
+    for doc in docs:
+        why = not_an_object(doc.obj)
+        if why is None:
+            kept.append(doc)
+        else:
+            warnings.append(f"{doc.where}: skipped, not a Kubernetes object ({why})")
+    return kept, warnings
+
+
+def _unmanageable(doc: Located) -> str | None:
+    """Why fleetsync cannot manage this object, with what to do instead; or None."""
+    meta = doc.obj.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    what = f"{doc.obj.get('kind', 'object')} {meta.get('name') or meta.get('generateName') or ''}".strip()
+    found = meta.get("annotations")
+    annotations: dict[str, Any] = found if isinstance(found, dict) else {}
+    for key, name in HOOKS.items():
+        if key in annotations:
+            return (f"{what} is {name} ({key}: {annotations[key]}); fleetsync has no sync hooks: "
+                    "remove the annotation to apply it as an ordinary object, or move it to an "
+                    "application of its own that the others list in dependsOn")
+    if not meta.get("name") and meta.get("generateName"):
+        return (f"{what} has metadata.generateName and no metadata.name; fleetsync applies "
+                "objects by name and could never find a generated one again to update or prune "
+                "it: give it a fixed metadata.name")
+    return None
+
+
 def check_object(doc: Located) -> None:
     """Refuse an object without apiVersion, kind or metadata.name, naming its place."""
     if not isinstance(doc.obj, dict):
         raise RenderError(f"{doc.where}: a document must be a mapping, found {type(doc.obj).__name__}")
+    refusal = _unmanageable(doc)
+    if refusal:
+        raise RenderError(f"{doc.where}: {refusal}")
     missing = _missing(doc.obj)
     if missing:
         raise RenderError(f"{doc.where}: object has no {', '.join(missing)}")
@@ -141,9 +199,16 @@ def order_key(obj: dict[str, Any]) -> tuple[int, str, str, str, str]:
 def normalize(docs: Iterable[Located], namespace: str | None = None,
               scoped: ScopePredicate = is_cluster_scoped) -> list[dict[str, Any]]:
     """The desired objects: Lists expanded, checked, defaulted, unique, ordered."""
-    flat = expand_lists(docs)
+    return normalize_report(docs, namespace, scoped)[0]
+
+
+def normalize_report(docs: Iterable[Located], namespace: str | None = None,
+                     scoped: ScopePredicate = is_cluster_scoped
+                     ) -> tuple[list[dict[str, Any]], list[str]]:
+    """``normalize``, and a warning for every document skipped as not an object."""
+    flat, warnings = skip_non_objects(expand_lists(docs))
     for doc in flat:
         check_object(doc)
     defaulted = [Located(with_defaults(d.obj, namespace, scoped), d.where) for d in flat]
     refuse_duplicates(defaulted)
-    return sorted((d.obj for d in defaulted), key=order_key)
+    return sorted((d.obj for d in defaulted), key=order_key), warnings

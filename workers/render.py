@@ -3,38 +3,61 @@
 A render is two steps of very different cost, kept apart so that a fleet shares
 the expensive one:
 
-1. ``build_raw(tree, path)``: kustomize build of a kustomization, or the text of
-   every manifest file of a plain directory. Depends only on the checkout, the
-   path (after ``${var}`` substitution) and the renderer; expensive; cached in
-   Redis under a key without cluster variables, so 100 clusters that differ only
-   in ``cluster_name`` run kustomize once.
+1. ``build_raw(tree, path)``: kustomize build of a kustomization, or, for a
+   plain directory, the text of the manifest files and the kustomize output of
+   the sub-directories that ``workers.layout`` picks (per the application's
+   ``directory`` options). Depends only on the checkout, the path (after
+   ``${var}`` substitution), those options and the renderer; expensive; cached
+   in Redis under a key without cluster variables, so 100 clusters that differ
+   only in ``cluster_name`` run kustomize once.
 2. ``finish(raw, variables, namespace)``: ``${var}`` substitution on the text,
    safe YAML loading, then ``manifests.normalize``. Cheap and pure; run per
    cluster. Its result is cached too, keyed on the values of the variables the
    text actually references, and that key is what the apply stage receives.
 
-``render()`` composes both without a cache; ``render_cached()`` with one.
-Every error leaving this module names the sync unit and the revision.
+``render()`` composes both without a cache; ``render_unit()`` with one, and
+returns a ``Rendered`` that carries the warnings (documents skipped as not
+Kubernetes objects) next to the objects; ``render_cached()`` is its older
+tuple form. A render of zero objects is not refused here: whether that is
+allowed depends on what the unit applied before, which only the apply stage
+knows (``allowEmpty``). Every error leaving this module names the sync unit and
+the revision.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from shared.errors import FleetsyncError, RenderError, TransientError
-from shared.spec import Application, Cluster
+from shared.logs import get_logger
+from shared.spec import Application, Cluster, Directory
 from shared.yamlsafe import load_documents
 from workers import kustomize
-from workers.checkout import RawDoc, display, read_manifests, resolve_inside
-from workers.manifests import Located, ScopePredicate, is_cluster_scoped, normalize
+from workers.checkout import RawDoc, check_size, display, read_files, resolve_inside
+from workers.layout import scan
+from workers.manifests import Located, ScopePredicate, is_cluster_scoped, normalize_report
 from workers.render_cache import RenderCache, render_key
 from workers.variables import referenced, substitute
 
-RENDERER = "fleetsync-render/1"   # bump when finish() or build_raw() change their output
+RENDERER = "fleetsync-render/2"   # bump when finish() or build_raw() change their output
+WARNINGS = ":warnings"            # suffix of the cache entry holding a final render's warnings
+
+log = get_logger("fleetsync.render")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One unit's render: the objects, their cache key, whether the expensive step
+    was a cache hit, and warnings about documents that were skipped."""
+
+    objects: list[dict[str, Any]]
+    key: str = ""
+    hit: bool = False
+    warnings: tuple[str, ...] = ()
 
 
 @functools.lru_cache(maxsize=1)
@@ -59,25 +82,43 @@ def app_path(app: Application, variables: Mapping[str, str]) -> str:
 
 
 def build_raw(tree: Path, path: str, *, allow_remote_bases: bool = False,
-              timeout: float = kustomize.DEFAULT_TIMEOUT) -> list[RawDoc]:
-    """The expensive step: kustomize output, or every manifest file's text."""
+              timeout: float = kustomize.DEFAULT_TIMEOUT,
+              directory: Directory = Directory()) -> list[RawDoc]:
+    """The expensive step: kustomize output, or a plain directory's files and kustomizations."""
     root = tree.resolve()
-    directory = resolve_inside(root, path)
-    if kustomize.kustomization_file(directory) is None:
-        return read_manifests(root, directory)
-    text = kustomize.build(root, directory, allow_remote=allow_remote_bases, timeout=timeout)
-    return [RawDoc(f"{display(root, directory)} (kustomize build)", text)]
+    target = resolve_inside(root, path)
+    if kustomize.kustomization_file(target) is not None:
+        return [_kustomize(root, target, allow_remote_bases, timeout)]
+    layout = scan(root, target, directory)
+    docs, total = read_files(layout.files)
+    for where, real in layout.kustomizations:
+        built = _kustomize(root, real, allow_remote_bases, timeout)
+        total = check_size(len(built.text), total, where)
+        docs.append(RawDoc(f"{where} (kustomize build)", built.text))
+    return sorted(docs, key=lambda doc: doc.source)
+
+
+def _kustomize(root: Path, directory: Path, allow_remote: bool, timeout: float) -> RawDoc:
+    text = kustomize.build(root, directory, allow_remote=allow_remote, timeout=timeout)
+    return RawDoc(f"{display(root, directory)} (kustomize build)", text)
 
 
 def finish(raw: list[RawDoc], variables: Mapping[str, str], namespace: str | None = None,
            scoped: ScopePredicate = is_cluster_scoped) -> list[dict[str, Any]]:
     """The cheap step: substitute, load, check, default the namespace, order."""
+    return finish_report(raw, variables, namespace, scoped)[0]
+
+
+def finish_report(raw: list[RawDoc], variables: Mapping[str, str], namespace: str | None = None,
+                  scoped: ScopePredicate = is_cluster_scoped
+                  ) -> tuple[list[dict[str, Any]], list[str]]:
+    """``finish``, and the warnings about documents skipped as not Kubernetes objects."""
     docs: list[Located] = []
     for doc in raw:
         text = substitute(doc.text, variables, where=doc.source)
         docs.extend(Located(value, f"{doc.source}:{line}")
                     for line, value in load_documents(text, doc.source))
-    return normalize(docs, namespace, scoped)
+    return normalize_report(docs, namespace, scoped)
 
 
 def unit_of(app: Application, cluster: Cluster) -> str:
@@ -103,17 +144,23 @@ def labelled(unit: str, revision: str) -> Iterator[None]:
 def render(app: Application, cluster: Cluster, tree: Path, *, revision: str = "",
            source: str = "") -> list[dict[str, Any]]:
     """The objects ``app`` wants on ``cluster`` from the checkout ``tree``, uncached."""
-    del source  # the checkout is given: the source only matters to the cache key
-    variables = cluster.variables()
-    with labelled(unit_of(app, cluster), revision):
-        raw = build_raw(tree, app_path(app, variables), allow_remote_bases=app.allow_remote_bases)
-        return finish(raw, variables, app.namespace)
+    return render_unit(app, cluster, tree, None, revision, source).objects
+
+
+def _renderer(app: Application) -> str:
+    """Everything besides the revision, path and variables that changes a render's output."""
+    renderer = renderer_version() + (" remote-bases" if app.allow_remote_bases else "")
+    if app.directory != Directory():
+        options = app.directory
+        renderer += (f" directory recurse={options.recurse} include={list(options.include)}"
+                     f" exclude={list(options.exclude)}")
+    return renderer
 
 
 def _keys(app: Application, source: str, rel: str, revision: str, raw: list[RawDoc] | None,
           variables: Mapping[str, str]) -> str:
     """The raw key (``raw`` None) or the final key (values of the referenced variables)."""
-    renderer = renderer_version() + (" remote-bases" if app.allow_remote_bases else "")
+    renderer = _renderer(app)
     where = f"{source}:{rel}"
     if raw is None:       # a key of its own kind: it must never equal a final key
         return render_key(revision, f"raw:{where}", {}, renderer, None)
@@ -126,7 +173,8 @@ def _raw(app: Application, root: Path, rel: str, cache: RenderCache | None,
          key: str) -> tuple[list[RawDoc], bool]:
     """The expensive step, through the cache when there is one."""
     def build() -> list[dict[str, Any]]:
-        docs = build_raw(root, rel, allow_remote_bases=app.allow_remote_bases)
+        docs = build_raw(root, rel, allow_remote_bases=app.allow_remote_bases,
+                         directory=app.directory)
         return [asdict(doc) for doc in docs]
 
     rows, hit = cache.get_or_render(key, build) if cache is not None else (build(), False)
@@ -134,20 +182,22 @@ def _raw(app: Application, root: Path, rel: str, cache: RenderCache | None,
 
 
 def _final(raw: list[RawDoc], variables: Mapping[str, str], namespace: str | None,
-           cache: RenderCache | None, key: str) -> list[dict[str, Any]]:
-    """The cheap step, stored under the final key for the apply stage."""
+           cache: RenderCache | None, key: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The cheap step, stored under the final key for the apply stage (its warnings beside)."""
     objects = cache.get(key) if cache is not None else None
-    if objects is None:
-        objects = finish(raw, variables, namespace)
-        if cache is not None:
-            cache.put(key, objects)
-    return objects
+    if objects is not None and cache is not None:
+        return objects, [row["warning"] for row in cache.get(key + WARNINGS) or []]
+    objects, warnings = finish_report(raw, variables, namespace)
+    if cache is not None:
+        if warnings:      # first: a reader that finds the objects finds their warnings
+            cache.put(key + WARNINGS, [{"warning": w} for w in warnings])
+        cache.put(key, objects)
+    return objects, warnings
 
 
-def render_cached(app: Application, cluster: Cluster, tree: Path, cache: RenderCache | None,
-                  revision: str, source: str = "") -> tuple[list[dict[str, Any]], str, bool]:
-    """``(objects, key, hit)``: the render, the cache key it is stored under, and
-    whether the expensive step came from the cache.
+def render_unit(app: Application, cluster: Cluster, tree: Path, cache: RenderCache | None,
+                revision: str, source: str = "") -> Rendered:
+    """The render of one unit, through ``cache`` when given, with its key and warnings.
 
     Without a cache or a revision nothing is stored (an empty revision does not
     identify the checkout's content); the key is still computed.
@@ -159,4 +209,14 @@ def render_cached(app: Application, cluster: Cluster, tree: Path, cache: RenderC
         rel = display(root, resolve_inside(root, app_path(app, variables)))
         raw, hit = _raw(app, root, rel, cache, _keys(app, source, rel, revision, None, variables))
         key = _keys(app, source, rel, revision, raw, variables)
-        return _final(raw, variables, app.namespace, cache, key), key, hit
+        objects, warnings = _final(raw, variables, app.namespace, cache, key)
+    return Rendered(objects, key, hit, tuple(warnings))
+
+
+def render_cached(app: Application, cluster: Cluster, tree: Path, cache: RenderCache | None,
+                  revision: str, source: str = "") -> tuple[list[dict[str, Any]], str, bool]:
+    """``(objects, key, hit)`` of ``render_unit``; its warnings go to the log."""
+    rendered = render_unit(app, cluster, tree, cache, revision, source)
+    for warning in rendered.warnings:
+        log.warning("render skipped a document", unit=unit_of(app, cluster), detail=warning)
+    return rendered.objects, rendered.key, rendered.hit
