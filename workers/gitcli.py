@@ -7,8 +7,17 @@ environment variables at call time and handed over only through that
 environment, never argv, URL or logs), a timeout that kills the whole process
 group, and an English locale so that ``fetch_error`` can map git's stderr onto
 ``SourceError`` (permanent: missing ref, auth refused, no such repository) or
-``TransientError`` (network, 5xx, timeouts: Celery retries). Every message is
-scrubbed of URL userinfo and of the secret values themselves.
+``TransientError`` (network, 5xx, timeouts: Celery retries). Every message
+keeps git's own reason, trimmed to its last useful lines, as ``(git: ...)``, and
+is scrubbed of URL userinfo and of the secret values themselves.
+
+GitPython is not used: its command runner copies the worker's whole environment
+(so inherited ``GIT_DIR`` or ``GIT_CONFIG_*`` cannot be dropped, and no explicit
+environment can be given), kills on timeout by listing children with
+``pgrep``/``ps`` rather than killing a process group, and leaves git running
+when the call is interrupted (a Celery soft time limit); its ``Repo`` objects
+keep ``git cat-file`` processes alive between calls. One ``subprocess`` call
+per git command does what the fetch stage needs.
 """
 
 from __future__ import annotations
@@ -41,7 +50,8 @@ _USERINFO_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
 _AUTH_PATTERNS = ("authentication failed", "returned error: 401", "returned error: 403",
                   "permission denied (", "could not read username", "could not read password",
                   "terminal prompts disabled", "access denied", "invalid username or password")
-_BOILERPLATE = ("Please make sure you have the correct access rights", "and the repository exists")
+_BOILERPLATE = ("Please make sure you have the correct access rights", "and the repository exists",
+                "fatal: Could not read from remote repository.", "hint:")
 _NOT_FOUND_RE = re.compile(r"does not appear to be a git repository|repository .* not found"
                            r"|returned error: 404|no such repository", re.IGNORECASE)
 
@@ -170,10 +180,19 @@ def _credential_scope(url: str) -> str | None:
 
 def run_git(args: Sequence[str], genv: GitEnv, *, timeout: float = DEFAULT_TIMEOUT,
             stdin: bytes | None = None) -> str:
-    """Run ``git ARGS``; return stdout; raise GitFailed / GitTimeout (messages redacted).
+    """Run ``git ARGS``; return stdout; raise GitFailed / GitTimeout (messages redacted)."""
+    return run_git_said(args, genv, timeout=timeout, stdin=stdin)[0]
 
-    git runs in its own session so that a timeout can kill its helpers
-    (remote-http, ssh, upload-pack) too, and it is always waited for.
+
+def run_git_said(args: Sequence[str], genv: GitEnv, *, timeout: float = DEFAULT_TIMEOUT,
+                 stdin: bytes | None = None) -> tuple[str, str]:
+    """Like ``run_git``, and also what git said on stderr (redacted) when it succeeded.
+
+    A fetch can exit 0 and still refuse a ref (``warning: rejected refs/heads/main
+    because shallow roots are not allowed to be updated``): that is the reason the
+    caller gives when the ref is then missing. git runs in its own session so that
+    a timeout can kill its helpers (remote-http, ssh, upload-pack) too, and it is
+    always waited for.
     """
     command = next((a for a in args if not a.startswith("-") and "=" not in a), "git")
     try:
@@ -193,10 +212,10 @@ def run_git(args: Sequence[str], genv: GitEnv, *, timeout: float = DEFAULT_TIMEO
             _kill_group(proc)
             proc.communicate()
             raise
+    stderr = genv.redact(err.decode(errors="replace").strip())
     if proc.returncode != 0:
-        stderr = genv.redact(err.decode(errors="replace").strip())
         raise GitFailed(command, proc.returncode, stderr)
-    return out.decode(errors="replace")
+    return out.decode(errors="replace"), stderr
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -210,24 +229,30 @@ def fetch_error(source: Source, failed: GitFailed) -> FleetsyncError:
     """Map a failed fetch onto the error family that decides whether a retry can help."""
     url = scrub_url(source.url)
     where = f"source {source.name}"
-    detail = _last_lines(failed.stderr)
+    said = git_said(failed.stderr) or " (git gave no reason)"
     lowered = failed.stderr.lower()
     if isinstance(failed, GitTimeout):
         return TransientError(f"{where}: fetching {url}: git {failed.command} {failed.stderr}")
     if any(p in lowered for p in _AUTH_PATTERNS):
-        return SourceError(f"{where}: authentication refused by {url}: {detail}")
+        return SourceError(f"{where}: authentication refused by {url}{said}")
     if "host key verification failed" in lowered:
-        return SourceError(f"{where}: ssh host key verification failed for {url}: {detail}")
+        return SourceError(f"{where}: ssh host key verification failed for {url}{said}")
     if _NOT_FOUND_RE.search(failed.stderr):
-        return SourceError(f"{where}: repository not found at {url}: {detail}")
+        return SourceError(f"{where}: repository not found at {url}{said}")
     if "couldn't find remote ref" in lowered:
-        return SourceError(f"{where}: {source.ref_kind} {source.ref!r} not found in {url}: {detail}")
+        return missing_ref_error(source, failed.stderr)
     # Connection refused, DNS, resets, 5xx, 429, early EOF: the network may recover.
-    return TransientError(f"{where}: fetching {url} failed: {detail}")
+    return TransientError(f"{where}: fetching {url} failed{said}")
 
 
-def _last_lines(stderr: str, count: int = 3) -> str:
-    """The informative end of git's stderr, without its generic advice."""
+def missing_ref_error(source: Source, stderr: str = "") -> SourceError:
+    """``source S: branch 'x' not found in URL (git: ...)``; git's part only when it said something."""
+    return SourceError(f"source {source.name}: {source.ref_kind} {source.ref!r} not found "
+                       f"in {scrub_url(source.url)}{git_said(stderr)}")
+
+
+def git_said(stderr: str, count: int = 2) -> str:
+    """`` (git: LAST USEFUL LINES)`` of already-redacted stderr, or "" when git said nothing useful."""
     lines = [ln.strip() for ln in stderr.splitlines()
-             if ln.strip() and not ln.startswith(_BOILERPLATE)]
-    return " | ".join(lines[-count:]) or "(no message)"
+             if ln.strip() and not ln.strip().startswith(_BOILERPLATE)]
+    return f" (git: {' | '.join(lines[-count:])})" if lines else ""

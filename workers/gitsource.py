@@ -11,7 +11,9 @@ a second call for the same SHA is a single ``stat``. ``revision_info`` gives
 the author, date and subject for history entries.
 
 All git work goes through ``workers.gitcli`` (credentials, timeouts, error
-mapping); this module raises only ``SourceError`` and ``TransientError``.
+mapping); this module raises only ``SourceError`` and ``TransientError``. What
+git said while fetching travels on to the resolve step, so that a ref git
+refused without failing (a shallow source) is reported with git's reason.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ from typing import Iterator, Mapping
 from shared.errors import SourceError, TransientError
 from shared.spec import Source
 from workers.gitcli import (DEFAULT_TIMEOUT, GitEnv, GitFailed, GitTimeout, check_url,
-                            fetch_error, git_environment, local_environment, run_git,
-                            scrub_url)
+                            fetch_error, git_environment, git_said, local_environment,
+                            missing_ref_error, run_git, run_git_said, scrub_url)
 
 REF_KINDS = ("branch", "tag", "semver", "commit")
 _HEX_RE = re.compile(r"[0-9a-f]{4,64}")
@@ -61,9 +63,10 @@ class SourceCache:
         asked_at = time.time()
         with _locked(mirror.with_suffix(".lock"), self.timeout * 2, source):
             self._ensure_mirror(mirror, genv)
+            said = ""
             if not self._already_present(mirror, source, genv):
-                self._fetch(mirror, source, genv, asked_at)
-            return self._resolve(mirror, source, genv)
+                said = self._fetch(mirror, source, genv, asked_at)
+            return self._resolve(mirror, source, genv, said)
 
     def checkout(self, source: Source, revision: str) -> Path:
         """A read-only directory holding the tree of ``revision`` (a full SHA), cached by SHA."""
@@ -111,33 +114,35 @@ class SourceCache:
         return source.ref_kind == "commit" and bool(
             self._commit_candidates(mirror, source.ref.lower(), genv))
 
-    def _fetch(self, mirror: Path, source: Source, genv: GitEnv, asked_at: float) -> None:
+    def _fetch(self, mirror: Path, source: Source, genv: GitEnv, asked_at: float) -> str:
+        """Fetch the refs the source needs; return what git said (warnings) on success."""
         refspecs = _refspecs(source)
         if _fetched_since(mirror, asked_at, refspecs):
-            return   # another process fetched the same refs after we asked: reuse it
+            return ""   # another process fetched the same refs after we asked: reuse it
         started = time.time()
         args = mirror_args(mirror) + ["fetch", "-q", "--prune", "--no-tags",
                                       "--no-write-fetch-head", "--", source.url, *refspecs]
         try:
-            run_git(args, genv, timeout=self.timeout)
+            said = run_git_said(args, genv, timeout=self.timeout)[1]
         except GitFailed as exc:
             raise fetch_error(source, exc) from exc
         (mirror / _STAMP).write_text(f"{started!r}\n" + "\n".join(refspecs) + "\n")
+        return said
 
     # -- resolving refs -----------------------------------------------------
 
-    def _resolve(self, mirror: Path, source: Source, genv: GitEnv) -> str:
+    def _resolve(self, mirror: Path, source: Source, genv: GitEnv, said: str = "") -> str:
         if source.ref_kind == "branch":
             sha = self._rev(mirror, f"refs/heads/{source.ref}", genv)
         elif source.ref_kind == "tag":
             sha = self._rev(mirror, f"refs/tags/{source.ref}", genv)
         elif source.ref_kind == "semver":
-            sha = self._rev(mirror, f"refs/tags/{self._semver_tag(mirror, source, genv)}", genv)
+            tag = self._semver_tag(mirror, source, genv, said)
+            sha = self._rev(mirror, f"refs/tags/{tag}", genv)
         else:
             sha = self._commit(mirror, source, genv)
         if sha is None:
-            raise SourceError(f"source {source.name}: {source.ref_kind} {source.ref!r} not found "
-                              f"in {scrub_url(source.url)}")
+            raise missing_ref_error(source, said)
         return sha
 
     def _rev(self, mirror: Path, ref: str, genv: GitEnv) -> str | None:
@@ -151,7 +156,7 @@ class SourceCache:
             return None
         return out.strip() or None
 
-    def _semver_tag(self, mirror: Path, source: Source, genv: GitEnv) -> str:
+    def _semver_tag(self, mirror: Path, source: Source, genv: GitEnv, said: str) -> str:
         from shared.semver import matching_max  # only semver sources need it
 
         tags = self._git_local(source, mirror_args(mirror) + [
@@ -162,7 +167,7 @@ class SourceCache:
             raise SourceError(f"source {source.name}: {exc}") from exc
         if best is None:
             raise SourceError(f"source {source.name}: no tag matches semver range {source.ref!r} "
-                              f"in {scrub_url(source.url)} ({len(tags)} tags)")
+                              f"in {scrub_url(source.url)} ({len(tags)} tags){git_said(said)}")
         return best
 
     def _commit(self, mirror: Path, source: Source, genv: GitEnv) -> str | None:
