@@ -1,20 +1,39 @@
-"""``fleetsync status`` and ``fleetsync history``: what Redis knows about every sync unit."""
+"""``fleetsync status`` and ``fleetsync history``: what Redis knows about every sync unit.
+
+The status table is read when something is wrong, so it shows the reason first
+and one line per unit, whatever the messages look like: the ``cluster/app
+@rev:`` prefix that every error carries (and that the table's own columns
+already say) is stripped, multi-line messages (lists of invalid objects) are
+folded onto one line, and the line is cut to the terminal's width
+(``shutil.get_terminal_size``, so ``COLUMNS`` works in scripts). ``-o wide``
+prints the whole message, still one line per unit; ``-o json`` gives every
+field as stored.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
+from datetime import datetime, timezone
 
 from shared.redisconn import connect
 from shared.settings import from_env
 from shared.status import StatusStore
+
+_PREFIX = re.compile(r"(?P<unit>[^\s:]+)(?: @[0-9a-f]+)?(?: \[(?P<obj>[^\]]*)\])?: ")
+_QUIET = ("Ready", "Suspended", "Unknown")    # phases whose message is not a failure reason
+ELLIPSIS = "…"
+MIN_MESSAGE = 20
+DEFAULT_WIDTH = 120
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     status = sub.add_parser("status", help="phase, revision and message of every sync unit")
     status.add_argument("--cluster")
     status.add_argument("--app")
-    status.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    status.add_argument("-o", "--output", choices=("table", "wide", "json"), default="table")
     status.set_defaults(func=run_status)
 
     history = sub.add_parser("history", help="recent syncs of one unit, newest first")
@@ -29,11 +48,97 @@ def _store() -> StatusStore:
     return StatusStore(connect(settings.redis_url), settings.history_size)
 
 
-def rows(cluster: str | None = None, app: str | None = None) -> list[dict]:
+def rows(cluster: str | None = None, app: str | None = None, *,
+         with_reason: bool = False) -> list[dict]:
     keep = ("app", "cluster", "phase", "revision", "message", "last_synced_at")
+    keep += ("reason",) if with_reason else ()
     return [{k: s.to_dict()[k] for k in keep} for s in _store().all_statuses()
             if (cluster is None or s.cluster == cluster) and (app is None or s.app == app)]
 
+
+# -- the message, made readable (pure) ------------------------------------------
+
+def strip_unit(message: str, app: str, cluster: str) -> str:
+    """``message`` without the ``cluster/app @rev [obj]:`` prefix errors carry."""
+    units = {f"{app}/{cluster}", f"{cluster}/{app}", app}
+    found = _PREFIX.match(message)
+    if found is None or found["unit"] not in units:
+        return message
+    rest = message[found.end():]
+    obj = found["obj"]
+    return f"{obj}: {rest}" if obj and obj not in rest else rest
+
+
+def fold(message: str) -> str:
+    """Every line of ``message`` on one line: after a ``:`` with a space, else with ``; ``."""
+    out = ""
+    for line in (part.strip() for part in message.splitlines()):
+        if line:
+            out += line if not out else (" " if out.endswith(":") else "; ") + line
+    return out
+
+
+def summary(row: dict) -> str:
+    """What to read first about a unit: the reason of a failure, then the message, one line."""
+    text = fold(strip_unit(row.get("message", ""), row["app"], row["cluster"]))
+    reason = row.get("reason", "")
+    if reason and row.get("phase") not in _QUIET and not text.startswith(reason):
+        return f"{reason}: {text}" if text else reason
+    return text
+
+
+def cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:max(0, width - 1)] + ELLIPSIS
+
+
+def age(stamp: str, now: datetime) -> str:
+    """``2025-01-02T03:04:05.000Z`` as ``5s``, ``3m``, ``2h`` or ``4d`` before ``now``."""
+    try:
+        then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return stamp
+    seconds = max(0, int((now - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def format_status(table: list[dict], *, width: int, wide: bool = False,
+                  now: datetime | None = None) -> str:
+    """The status table, one line per unit; messages cut to ``width`` unless ``wide``."""
+    now = now or datetime.now(timezone.utc)
+    lines = [{"cluster": r["cluster"], "app": r["app"], "phase": r["phase"],
+              "revision": r["revision"][:12 if wide else 8],
+              "synced": r["last_synced_at"] if wide else age(r["last_synced_at"], now),
+              "message": summary(r)} for r in table]
+    titles = {"cluster": "CLUSTER", "app": "APP", "phase": "PHASE", "revision": "REVISION",
+              "synced": "SYNCED", "message": "MESSAGE"}
+    widths = {key: max([len(title)] + [len(line[key]) for line in lines])
+              for key, title in titles.items() if key != "message"}
+    room = max(MIN_MESSAGE, width - sum(w + 2 for w in widths.values()))
+    out = []
+    for line in [titles, *lines]:
+        fixed = "  ".join(line[key].ljust(w) for key, w in widths.items())
+        message = line["message"] if wide or line is titles else cut(line["message"], room)
+        out.append(f"{fixed}  {message}".rstrip())
+    return "\n".join(out)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    if args.output == "json":
+        print(json.dumps(rows(args.cluster, args.app), indent=2))
+        return 0
+    table = rows(args.cluster, args.app, with_reason=True)
+    if not table:
+        print("no sync units known yet (is beat running, or has anything been synced?)")
+        return 0
+    width = shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+    print(format_status(table, width=width, wide=args.output == "wide"))
+    return 0
+
+
+# -- history --------------------------------------------------------------------
 
 def format_table(table: list[dict], columns: list[tuple[str, str, int]]) -> str:
     lines = ["  ".join(title.ljust(width) for _, title, width in columns).rstrip()]
@@ -41,25 +146,6 @@ def format_table(table: list[dict], columns: list[tuple[str, str, int]]) -> str:
         lines.append("  ".join(str(row.get(key, ""))[:width].ljust(width)
                                for key, _, width in columns).rstrip())
     return "\n".join(lines)
-
-
-STATUS_COLUMNS = [("cluster", "CLUSTER", 16), ("app", "APP", 20), ("phase", "PHASE", 11),
-                  ("short_revision", "REVISION", 12), ("last_synced_at", "SYNCED", 24),
-                  ("message", "MESSAGE", 60)]
-
-
-def run_status(args: argparse.Namespace) -> int:
-    table = rows(args.cluster, args.app)
-    if args.output == "json":
-        print(json.dumps(table, indent=2))
-        return 0
-    if not table:
-        print("no sync units known yet (is beat running, or has anything been synced?)")
-        return 0
-    for row in table:
-        row["short_revision"] = row["revision"][:12]
-    print(format_table(table, STATUS_COLUMNS))
-    return 0
 
 
 def run_history(args: argparse.Namespace) -> int:
