@@ -50,7 +50,7 @@ def _store() -> StatusStore:
 
 def rows(cluster: str | None = None, app: str | None = None, *,
          with_reason: bool = False) -> list[dict]:
-    keep = ("app", "cluster", "phase", "revision", "message", "last_synced_at")
+    keep: tuple[str, ...] = ("app", "cluster", "phase", "revision", "message", "last_synced_at")
     keep += ("reason",) if with_reason else ()
     return [{k: s.to_dict()[k] for k in keep} for s in _store().all_statuses()
             if (cluster is None or s.cluster == cluster) and (app is None or s.app == app)]
