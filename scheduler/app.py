@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shared import tasks_api
 from shared.celery_app import make_app
 from shared.logs import configure
 from shared.settings import from_env
@@ -22,6 +23,5 @@ def _signature_only(name: str):
     app.task(name=name)(stub)
 
 
-for _name in ("fleetsync.sync", "fleetsync.reconcile_cluster", "fleetsync.fetch_source",
-              "fleetsync.render", "fleetsync.apply", "fleetsync.ping"):
+for _name in tasks_api.TASKS:
     _signature_only(_name)

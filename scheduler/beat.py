@@ -11,17 +11,16 @@ stays, and the problems are logged.
 from __future__ import annotations
 
 import random
-import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 from celery.beat import Scheduler
 
-from shared.errors import SpecError
+from shared import tasks_api
 from shared.logs import get_logger
 from shared.settings import from_env
-from shared.spec import Fleet, load_fleet
+from shared.spec import Fleet
+from shared.spec_watch import SpecWatcher
 
 log = get_logger("fleetsync.beat")
 SPEC_CHECK_SECONDS = 3.0
@@ -33,11 +32,11 @@ def entries(fleet: Fleet) -> dict[str, dict[str, Any]]:
     for cluster in fleet.clusters.values():
         if fleet.applications_for(cluster):
             out[f"reconcile:{cluster.name}"] = _entry(
-                "fleetsync.reconcile_cluster", [cluster.name], cluster.interval)
+                tasks_api.RECONCILE_CLUSTER, [cluster.name], cluster.interval)
     used = {app.source for app in fleet.applications.values() if not app.suspend}
     for source in fleet.sources.values():
         if source.name in used:
-            out[f"fetch:{source.name}"] = _entry("fleetsync.fetch_source", [source.name],
+            out[f"fetch:{source.name}"] = _entry(tasks_api.FETCH_SOURCE, [source.name],
                                                  source.interval)
     return out
 
@@ -56,38 +55,23 @@ class FleetScheduler(Scheduler):
     """A Celery beat scheduler whose entries come from ``FLEETSYNC_FLEET``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._spec_mtime: float | None = None
-        self._spec_checked = 0.0
+        self._watcher = SpecWatcher(from_env().fleet_path, check_every=SPEC_CHECK_SECONDS)
         super().__init__(*args, **kwargs)
 
     def setup_schedule(self) -> None:
-        self._reload_spec(force=True)
+        self._reload_spec()
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
-        if time.monotonic() - self._spec_checked >= SPEC_CHECK_SECONDS:
-            self._reload_spec()
+        self._reload_spec(force=False)
         return min(super().tick(*args, **kwargs), SPEC_CHECK_SECONDS)
 
-    def _reload_spec(self, force: bool = False) -> None:
-        self._spec_checked = time.monotonic()
-        path = from_env().fleet_path
-        if not path:
-            log.error("no fleet spec: set FLEETSYNC_FLEET")
-            return
-        try:
-            mtime = Path(path).stat().st_mtime
-        except OSError as exc:
-            log.error("fleet spec unreadable", path=path, error=exc.strerror)
-            return
-        if not force and mtime == self._spec_mtime:
-            return
-        self._spec_mtime = mtime
-        try:
-            fleet = load_fleet(path)
-        except SpecError as exc:
-            log.error("fleet spec invalid; keeping the last schedule", problems=exc.problems)
-            return
-        self._merge(entries(fleet))
+    def _reload_spec(self, force: bool = True) -> None:
+        fleet, changed, error = self._watcher.poll(force)
+        if error is not None:
+            log.error("fleet spec invalid or unreadable; keeping the last schedule",
+                      problems=error.problems)
+        if fleet is not None and changed:
+            self._merge(entries(fleet))
 
     def _merge(self, wanted: dict[str, dict[str, Any]]) -> None:
         now = datetime.now(timezone.utc)

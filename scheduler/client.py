@@ -1,21 +1,31 @@
 """Enqueue syncs from scripts: the Python API behind ``fleetsync sync``.
 
     from scheduler.client import sync
-    sync("platform", cluster="production", wait=True, timeout=300)
+    result = sync("platform", cluster="production", wait=True, timeout=300)
+    result["ok"]        # True only when every targeted unit ended Ready
 
-It sends ``fleetsync.sync`` by name (no worker code is imported); with
-``wait=True`` it also waits for each unit's apply task and returns their results.
+It sends ``fleetsync.sync`` by name (no worker code is imported). The task
+answers with one *run* per targeted unit: a run of its own, or the queued run
+the request joined (it had not started, so it serves this request too). With
+``wait=True`` the client follows each run's record in Redis until it ends
+(following a run that was superseded to the one that replaced it) and reports
+the outcome: phase, revision and message, never a run that began before the
+request.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
-from celery.exceptions import TimeoutError as CeleryTimeout
-
+from shared import keys, tasks_api
 from shared.celery_app import make_app
+from shared.protocol import Phase, RunState
+from shared.redisconn import connect
 from shared.settings import Settings, from_env
+
+MAX_HOPS = 20
 
 
 class Client:
@@ -24,29 +34,61 @@ class Client:
         self.app = make_app(self.settings)
 
     def sync(self, app: str, cluster: str | None = None, *, wait: bool = False,
-             timeout: float = 300.0, trigger: str = "api") -> dict[str, Any]:
+             timeout: float = 300.0, trigger: str = "api", poll: float = 0.25) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
-        sent = self.app.send_task("fleetsync.sync", args=[app, cluster], kwargs={"trigger": trigger})
+        sent = self.app.send_task(tasks_api.SYNC, args=[app, cluster], kwargs={"trigger": trigger})
         if not wait:
             return {"task_id": sent.id, "app": app, "cluster": cluster}
         plan = sent.get(timeout=timeout, propagate=True)
-        units = [self._wait_unit(unit, deadline) for unit in plan.get("units", [])]
-        ok = all(u.get("state") == "SUCCESS" and u.get("phase") in ("Ready", None) or
-                 u.get("coalesced") for u in units)
+        units = self.wait_runs(plan.get("units", []), deadline, poll)
+        ok = bool(units) and all(u["phase"] == Phase.READY.value for u in units)
         return {"task_id": sent.id, "app": app, "cluster": cluster, "ok": ok, "units": units}
 
-    def _wait_unit(self, unit: dict[str, Any], deadline: float) -> dict[str, Any]:
-        if "apply_task_id" not in unit:
-            return {**unit, "state": "FAILURE", "phase": "Failed"}
-        result = self.app.AsyncResult(unit["apply_task_id"])
-        try:
-            value = result.get(timeout=max(0.1, deadline - time.monotonic()), propagate=False)
-        except CeleryTimeout:
-            return {**unit, "state": "TIMEOUT", "phase": "Unknown",
-                    "message": "still running when the timeout ran out"}
-        if result.state != "SUCCESS":
-            return {**unit, "state": result.state, "phase": "Failed", "message": str(value)}
-        return {**unit, "state": "SUCCESS", **(value or {})}
+    def wait_runs(self, requests: list[dict[str, Any]], deadline: float,
+                  poll: float = 0.25) -> list[dict[str, Any]]:
+        """The outcome of each request's run, waiting until ``deadline`` (monotonic)."""
+        outcomes: dict[int, dict[str, Any]] = {}
+        while True:
+            for i, req in enumerate(requests):
+                if i not in outcomes:
+                    found = self.outcome(req)
+                    if found is not None:
+                        outcomes[i] = found
+            if len(outcomes) == len(requests) or time.monotonic() >= deadline:
+                break
+            time.sleep(poll)
+        return [outcomes.get(i) or self._still(req) for i, req in enumerate(requests)]
+
+    def outcome(self, req: dict[str, Any]) -> dict[str, Any] | None:
+        """The ended run serving ``req``, or None while it has not ended."""
+        base = {"app": req.get("app"), "cluster": req.get("cluster"), "run_id": req.get("run_id")}
+        if not req.get("run_id"):
+            return {**base, "phase": Phase.FAILED.value, "revision": req.get("revision", ""),
+                    "message": req.get("error") or "no run was queued"}
+        redis = connect(self.settings.redis_url)
+        run_id = req["run_id"]
+        for _ in range(MAX_HOPS):
+            record = redis.hgetall(keys.run(run_id))
+            if not record:
+                return {**base, "run_id": run_id, "phase": Phase.UNKNOWN.value, "revision": "",
+                        "message": "the run's record is gone (Redis was flushed or it expired)"}
+            if record.get("superseded_by"):
+                run_id = record["superseded_by"]
+                continue
+            if record.get("state") != RunState.DONE.value:
+                return None
+            return {**base, "run_id": run_id, "phase": record.get("phase", Phase.UNKNOWN.value),
+                    "revision": record.get("revision", ""), "message": record.get("summary", ""),
+                    "result": json.loads(record.get("result") or "{}")}
+        return None
+
+    def _still(self, req: dict[str, Any]) -> dict[str, Any]:
+        record = connect(self.settings.redis_url).hgetall(keys.run(req.get("run_id") or "-"))
+        state = record.get("state") or "queued"
+        detail = f": {record['summary']}" if record.get("summary") else ""
+        return {"app": req.get("app"), "cluster": req.get("cluster"), "run_id": req.get("run_id"),
+                "phase": Phase.UNKNOWN.value, "revision": record.get("revision", ""),
+                "timed_out": True, "message": f"still {state} when the timeout ran out{detail}"}
 
     def close(self) -> None:
         self.app.close()

@@ -15,43 +15,19 @@ from typing import Any, Iterable
 from celery import Celery
 from kombu import Exchange, Queue
 
+from shared import tasks_api
 from shared.settings import Settings
 
-TASK_QUEUES = {
-    "fleetsync.reconcile_cluster": "reconcile",
-    "fleetsync.sync": "reconcile",
-    "fleetsync.fetch_source": "fetch",
-    "fleetsync.render": "render",
-    "fleetsync.apply": "apply",
-    "fleetsync.ping": "reconcile",
-}
-STAGE_QUEUES = ("reconcile", "fetch", "render", "apply")
-
-
-def apply_queue(cluster: str, settings: Settings) -> str:
-    return f"apply.{cluster}" if settings.queue_per_cluster else "apply"
-
-
-def route_for(name: str, args: Iterable[Any], settings: Settings) -> str | None:
-    """Pure routing decision: the queue for task ``name`` called with ``args``."""
-    queue = TASK_QUEUES.get(name)
-    if name == "fleetsync.apply":
-        args = list(args)
-        if len(args) >= 2:
-            return apply_queue(str(args[1]), settings)
-    return queue
-
-
 class _Router:
+    """Celery's router hook over the pure ``tasks_api.route``."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
     def __call__(self, name: str, args: Any, kwargs: Any, options: Any, task: Any = None,
                  **_: Any) -> dict[str, str] | None:
-        cluster_args = list(args or ())
-        if not cluster_args and kwargs and "cluster" in kwargs:
-            cluster_args = [kwargs.get("app"), kwargs["cluster"]]
-        queue = route_for(name, cluster_args, self.settings)
+        queue = tasks_api.route(name, args or (), kwargs or {},
+                                queue_per_cluster=self.settings.queue_per_cluster)
         return {"queue": queue} if queue else None
 
 
@@ -71,6 +47,9 @@ def make_app(settings: Settings, include: Iterable[str] = ()) -> Celery:
         broker_transport_options={"visibility_timeout": settings.visibility_timeout},
         result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
         broker_connection_retry_on_startup=True,
+        # a Redis restart is a blip: keep publishing (sends, retries) for about 30 s
+        task_publish_retry_policy={"max_retries": 12, "interval_start": 0.5,
+                                   "interval_step": 0.5, "interval_max": 5},
         result_expires=3600,
         result_extended=True,
         task_track_started=False,          # Flower learns "started" from events
@@ -80,7 +59,8 @@ def make_app(settings: Settings, include: Iterable[str] = ()) -> Celery:
         task_default_queue="reconcile",
         task_default_exchange="reconcile",
         task_default_routing_key="reconcile",
-        task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q) for q in STAGE_QUEUES],
+        task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q)
+                     for q in tasks_api.STAGE_QUEUES],
         task_create_missing_queues=True,
         task_routes=(_Router(settings),),
         enable_utc=True,

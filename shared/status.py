@@ -1,24 +1,28 @@
 """Status and recent history of every sync unit, kept in Redis.
 
-Status is a hash per unit (phase, revision, message, last_synced_at, counts of
-the last change set); history is a capped list of JSON entries, newest first.
-Both are caches of what happened: Redis may be wiped, and the next reconcile
-writes them again. Sources' last known revisions live here too, so that one
-fetch per source per interval serves the whole fleet.
+Status is a hash per unit (phase, revision, message, last sync, counts of the
+last change set); history is a capped list of JSON entries, newest first. Both
+are caches of what happened: Redis may be wiped, and the next reconcile writes
+them again. Sources' last known revisions live here too, so that one fetch per
+source per interval serves the whole fleet.
+
+The outcome of a run is written together with the protocol's own keys
+(``shared/runs.py`` calls ``status_ops`` and ``HistoryEntry.ops`` inside its
+compare-and-set), so status and the end of a run can never disagree.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
-from shared.locks import PREFIX, unit_id
+from shared import keys
+from shared.protocol import Phase
 
-PHASES = ("Ready", "Progressing", "Drifted", "Failed", "Suspended", "Unknown")
-TRIGGERS = ("beat", "cli", "api", "webhook", "coalesced", "retry")
+PHASES = tuple(p.value for p in Phase)
 
 
 def now_iso(ts: float | None = None) -> str:
@@ -26,22 +30,15 @@ def now_iso(ts: float | None = None) -> str:
         .isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _status_key(unit: str) -> str:
-    return f"{PREFIX}:status:{unit}"
-
-
-def _history_key(unit: str) -> str:
-    return f"{PREFIX}:history:{unit}"
-
-
-UNITS_KEY = f"{PREFIX}:units"
+class _Writes(Protocol):
+    def add(self, cmd: str, key: str, *args: Any) -> None: ...
 
 
 @dataclass(frozen=True)
 class UnitStatus:
     app: str
     cluster: str
-    phase: str = "Unknown"
+    phase: str = Phase.UNKNOWN.value
     revision: str = ""
     message: str = ""
     last_synced_at: str = ""
@@ -50,10 +47,47 @@ class UnitStatus:
     failed_key: str = ""            # (revision, spec hash) that failed permanently
 
     def to_dict(self) -> dict[str, Any]:
-        return {"app": self.app, "cluster": self.cluster, "phase": self.phase,
+        return {"app": self.app, "cluster": self.cluster, "phase": str(self.phase),
                 "revision": self.revision, "message": self.message,
                 "last_synced_at": self.last_synced_at, "reason": self.reason,
                 "counts": self.counts or {}}
+
+    def mapping(self) -> dict[str, str]:
+        out = {k: str(v) for k, v in self.to_dict().items() if k != "counts"}
+        out["counts"] = json.dumps(self.counts or {})
+        out["failed_key"] = self.failed_key
+        return out
+
+
+def status_ops(ops: _Writes, status: UnitStatus) -> None:
+    unit = keys.unit_id(status.app, status.cluster)
+    ops.add("HSET", keys.status(unit), *[x for kv in status.mapping().items() for x in kv])
+    ops.add("SADD", keys.UNITS, unit)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One sync in a unit's history: what triggered it, what it did, when."""
+
+    revision: str
+    trigger: str
+    result: str
+    message: str
+    started_at: str
+    finished_at: str
+    run_id: str = ""
+    task_id: str = ""
+    changes: dict[str, int] = field(default_factory=dict)
+    requests: int | None = None
+    writes: int | None = None
+    lock_wait_s: float | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    def ops(self, ops: _Writes, unit: str, size: int) -> None:
+        ops.add("LPUSH", keys.history(unit), self.to_json())
+        ops.add("LTRIM", keys.history(unit), 0, size - 1)
 
 
 class StatusStore:
@@ -65,38 +99,33 @@ class StatusStore:
 
     # -- status ---------------------------------------------------------------
     def set_status(self, status: UnitStatus) -> None:
-        unit = unit_id(status.app, status.cluster)
-        mapping = {k: v for k, v in status.to_dict().items() if k != "counts"}
-        mapping["counts"] = json.dumps(status.counts or {})
-        mapping["failed_key"] = status.failed_key
         pipe = self.client.pipeline(transaction=False)
-        pipe.hset(_status_key(unit), mapping=mapping)
-        pipe.sadd(UNITS_KEY, unit)
+        status_ops(_PipeWrites(pipe), status)
         pipe.execute()
 
     def get_status(self, app: str, cluster: str) -> UnitStatus:
-        raw = self.client.hgetall(_status_key(unit_id(app, cluster)))
+        raw = self.client.hgetall(keys.status(keys.unit_id(app, cluster)))
         return _from_hash(app, cluster, raw)
 
     def all_statuses(self) -> list[UnitStatus]:
-        units = sorted(self.client.smembers(UNITS_KEY))
+        units = sorted(self.client.smembers(keys.UNITS))
         pipe = self.client.pipeline(transaction=False)
         for unit in units:
-            pipe.hgetall(_status_key(unit))
+            pipe.hgetall(keys.status(unit))
         rows = []
         for unit, raw in zip(units, pipe.execute()):
-            cluster, app = unit.split("/", 1)
+            app, cluster = keys.split_unit(unit)
             rows.append(_from_hash(app, cluster, raw))
         return rows
 
     def forget(self, app: str, cluster: str) -> None:
-        unit = unit_id(app, cluster)
-        self.client.delete(_status_key(unit), _history_key(unit))
-        self.client.srem(UNITS_KEY, unit)
+        unit = keys.unit_id(app, cluster)
+        self.client.delete(keys.status(unit), keys.history(unit))
+        self.client.srem(keys.UNITS, unit)
 
     # -- history --------------------------------------------------------------
     def add_history(self, app: str, cluster: str, entry: dict[str, Any]) -> None:
-        key = _history_key(unit_id(app, cluster))
+        key = keys.history(keys.unit_id(app, cluster))
         pipe = self.client.pipeline(transaction=False)
         pipe.lpush(key, json.dumps(entry, sort_keys=True))
         pipe.ltrim(key, 0, self.history_size - 1)
@@ -104,29 +133,38 @@ class StatusStore:
 
     def history(self, app: str, cluster: str, limit: int | None = None) -> list[dict[str, Any]]:
         end = (limit or self.history_size) - 1
-        return [json.loads(x) for x in self.client.lrange(_history_key(unit_id(app, cluster)), 0, end)]
+        return [json.loads(x) for x in
+                self.client.lrange(keys.history(keys.unit_id(app, cluster)), 0, end)]
 
     # -- sources --------------------------------------------------------------
     def set_source_revision(self, source: str, revision: str, fetched_at: float) -> None:
-        self.client.hset(f"{PREFIX}:source:{source}",
+        self.client.hset(keys.source(source),
                          mapping={"revision": revision, "fetched_at": repr(fetched_at)})
 
     def source_revision(self, source: str) -> tuple[str, float] | None:
-        raw = self.client.hgetall(f"{PREFIX}:source:{source}")
+        raw = self.client.hgetall(keys.source(source))
         if not raw.get("revision"):
             return None
         return raw["revision"], float(raw.get("fetched_at", 0))
 
     def claim_fetch(self, source: str, interval: float) -> bool:
         """True for exactly one caller per source per interval, fleet-wide."""
-        return bool(self.client.set(f"{PREFIX}:fetching:{source}", "1", nx=True,
+        return bool(self.client.set(keys.fetching(source), "1", nx=True,
                                     px=max(1, int(interval * 1000))))
+
+
+class _PipeWrites:
+    def __init__(self, pipe: Any) -> None:
+        self.pipe = pipe
+
+    def add(self, cmd: str, key: str, *args: Any) -> None:
+        self.pipe.execute_command(cmd, key, *args)
 
 
 def _from_hash(app: str, cluster: str, raw: dict[str, str]) -> UnitStatus:
     if not raw:
         return UnitStatus(app, cluster)
-    return UnitStatus(app, cluster, raw.get("phase", "Unknown"), raw.get("revision", ""),
+    return UnitStatus(app, cluster, raw.get("phase", Phase.UNKNOWN.value), raw.get("revision", ""),
                       raw.get("message", ""), raw.get("last_synced_at", ""),
                       raw.get("reason", ""), json.loads(raw.get("counts") or "{}"),
                       raw.get("failed_key", ""))

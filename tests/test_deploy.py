@@ -244,7 +244,7 @@ def test_worker_metrics_service_is_scraped(base: list[dict], pull: list[dict]) -
 def test_worker_commands_consume_the_right_queues(base: list[dict], pull: list[dict]) -> None:
     """The container args, as `fleetsync` parses them, give the intended Celery queues."""
     from scheduler.commands.runners import worker_argv
-    from shared.celery_app import STAGE_QUEUES
+    from shared.tasks_api import STAGE_QUEUES
 
     central = pod_spec(one(base, "Deployment", "fleetsync-worker"))["containers"][0]
     argv = worker_argv(parse_cli(central["args"]))

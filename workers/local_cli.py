@@ -1,4 +1,4 @@
-"""``fleetsync render|diff|sync --local``: the pipeline run in this process.
+"""``fleetsync render|diff|sync --local``: the stages run in this process.
 
 ``scheduler.commands.local`` starts ``python -m workers.local_cli`` with the
 user's arguments, so that the scheduler side never imports worker code. Errors
@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from typing import Any
 
 import yaml
@@ -19,7 +20,8 @@ from shared.errors import FleetsyncError
 from shared.logs import configure
 from shared.redisconn import reachable
 from shared.settings import from_env
-from workers import pipeline
+from workers import runner, stages
+from workers.context import Context
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -32,23 +34,23 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def context(args: argparse.Namespace, use_redis: bool) -> pipeline.Context:
+def context(args: argparse.Namespace, use_redis: bool) -> Context:
     if not args.file:
         raise FleetsyncError("no fleet spec: pass -f FILE or set FLEETSYNC_FLEET")
     settings = from_env().with_(fleet_path=args.file)
-    return pipeline.Context.connect(settings, use_redis and reachable(settings.redis_url))
+    return Context.connect(settings, use_redis and reachable(settings.redis_url))
 
 
-def rendered(ctx: pipeline.Context, args: argparse.Namespace) -> dict[str, Any]:
-    app, _ = pipeline.resolve(ctx.fleet(), args.app, args.cluster)
-    revision = pipeline.fetch(ctx, app.source)
-    return pipeline.render(ctx, args.app, args.cluster, revision)
+def rendered(ctx: Context, args: argparse.Namespace) -> stages.Rendered:
+    app, _ = stages.resolve(ctx.fleet(), args.app, args.cluster)
+    revision = stages.fetch(ctx, app.source)
+    return stages.render(ctx, args.app, args.cluster, revision)
 
 
 def cmd_render(args: argparse.Namespace) -> int:
     ctx = context(args, use_redis=False)
-    objects = rendered(ctx, args)["_objects"]
-    yaml.safe_dump_all(objects, sys.stdout, sort_keys=False, default_flow_style=False)
+    yaml.safe_dump_all(rendered(ctx, args).objects, sys.stdout, sort_keys=False,
+                       default_flow_style=False)
     return 0
 
 
@@ -57,24 +59,59 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
     ctx = context(args, use_redis=False)
     result = rendered(ctx, args)
-    app, cluster = pipeline.resolve(ctx.fleet(), args.app, args.cluster)
-    changeset = diff_unit(ctx.kube(cluster), app, result["_objects"])
+    app, cluster = stages.resolve(ctx.fleet(), args.app, args.cluster)
+    changeset = diff_unit(ctx.kube(cluster), app, result.objects)
     text = format_diff(changeset)
-    print(text if text else f"{args.app} on {args.cluster}: in sync with {result['revision'][:12]}")
+    revision = ctx.status.source_revision(app.source)
+    at = revision[0][:12] if revision else ""
+    print(text if text else f"{args.app} on {args.cluster}: in sync with {at}")
     return 1 if changeset.has_writes() else 0
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
     ctx = context(args, use_redis=True)
     say = (lambda msg: print(msg, file=sys.stderr)) if args.output == "table" else (lambda _: None)
-    if ctx.redis is None:
+    if ctx.local:
         say("Redis is not reachable: syncing without the workers' lock")
-    result = pipeline.sync_unit(ctx, args.app, args.cluster, trigger="cli", progress=say)
+    result = sync_here(ctx, args.app, args.cluster, progress=say)
     if args.output == "json":
         print(json.dumps(result, indent=2, default=str))
     else:
         print(format_result(result))
     return 0 if result.get("phase") in ("Ready", "Progressing") or result.get("coalesced") else 1
+
+
+def sync_here(ctx: Context, app: str, cluster: str, progress: Any,
+              timeout: float = 600.0) -> dict[str, Any]:
+    """Request a run and carry out its stages in this process, as workers would."""
+    request, sends = runner.request(ctx, app, cluster, "cli", fresh=True)
+    progress(f"fetched at {request.get('revision', '')[:12]}")
+    if request.get("error"):
+        return {**request, "phase": "Failed", "message": request["error"]}
+    if request["joined"] and not sends:
+        return {**request, "coalesced": True,
+                "message": f"joined run {request['run_id']} queued by the workers"}
+    deadline = time.monotonic() + timeout
+    result: dict[str, Any] = {}
+    while sends and time.monotonic() < deadline:
+        send = sends.pop(0)
+        call = runner.call_of(send.name, send.args, send.kwargs)
+        stage = runner.render if send.name.endswith("render") else runner.apply
+        nxt = stage(ctx, call)
+        if nxt.error is not None:
+            raise nxt.error
+        result = nxt.result
+        if "objects" in result:
+            progress(f"rendered {result['objects']} object(s)")
+        if result.get("verdict") == "busy":
+            return {**result, "app": app, "cluster": cluster, "coalesced": True,
+                    "message": "the unit is being synced by a worker; this run goes next"}
+        sends += [s for s in nxt.send if s.kwargs.get("run_id") == call.run_id]
+        if nxt.retry_in is not None:
+            progress(f"{result.get('summary', 'retrying')}")
+            time.sleep(min(nxt.retry_in, max(0.0, deadline - time.monotonic())))
+            sends.insert(0, runner.Send(send.name, send.args, {**send.kwargs, **nxt.retry_kwargs}))
+    return result
 
 
 def format_result(result: dict[str, Any]) -> str:

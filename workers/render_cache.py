@@ -31,17 +31,12 @@ from typing import Any, Callable, Mapping
 import redis
 import zstandard
 
+from shared import keys
 from shared.errors import RenderError, TransientError
+from shared.locks import Leases
 
-PREFIX = "fleetsync:render:"
+PREFIX = keys.RENDER_PREFIX
 Objects = list[dict[str, Any]]
-
-# Delete the lock only if we still hold it: it may have expired and been taken.
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
-
 
 def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
@@ -76,7 +71,7 @@ class RenderCache:
         self.wait_seconds = wait_seconds
         self.poll_seconds = poll_seconds
         self.error_ttl_ms = max(1, int(error_ttl_seconds * 1000))
-        self._release = redis_client.register_script(_RELEASE)
+        self._leases = Leases(redis_client)
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         try:
@@ -129,8 +124,8 @@ class RenderCache:
         return objects
 
     def _acquire(self, key: str, token: str) -> bool:
-        return bool(self._call("lock", lambda: self.redis.set(PREFIX + key + ":lock", token,
-                                                               nx=True, px=self.lock_ms)))
+        return bool(self._call("lock", lambda: self._leases.acquire(PREFIX + key + ":lock", token,
+                                                                     self.lock_ms)))
 
     def _build_locked(self, key: str, token: str, fn: Callable[[], Objects]) -> tuple[Objects, bool]:
         try:
@@ -139,7 +134,7 @@ class RenderCache:
                 return cached, True
             return self._build(key, fn), False
         finally:
-            self._call("unlock", lambda: self._release(keys=[PREFIX + key + ":lock"], args=[token]))
+            self._call("unlock", lambda: self._leases.release(PREFIX + key + ":lock", token))
 
     def get_or_render(self, key: str, fn: Callable[[], Objects]) -> tuple[Objects, bool]:
         """``(objects, hit)``: from the cache, or built by ``fn`` once fleet-wide.

@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import signals
 
-from shared import logs
+from shared import logs, tasks_api
 from shared.settings import from_env
 
 
@@ -32,22 +32,11 @@ def _unbind_task(**_: Any) -> None:
     logs.clear()
 
 
-_ARG_NAMES = {
-    "fleetsync.reconcile_cluster": ("cluster",),
-    "fleetsync.fetch_source": ("source",),
-    "fleetsync.sync": ("app", "cluster"),
-    "fleetsync.render": ("app", "cluster", "revision"),
-    "fleetsync.apply": ("app", "cluster", "render_key"),
-}
-
-
 def _names(task: Any, args: Any, kwargs: Any) -> dict[str, Any]:
-    """The cluster/app/source/revision names in a task call, for the log context."""
-    names = _ARG_NAMES.get(getattr(task, "name", ""), ())
-    found = {k: v for k, v in zip(names, args or ()) if k != "render_key"}
-    found.update({k: v for k, v in (kwargs or {}).items() if k in ("cluster", "revision")})
-    stage = getattr(task, "name", "").removeprefix("fleetsync.")
-    return {**found, "stage": stage}
+    """The app/cluster/source/revision names in a task call, for the log context."""
+    name = getattr(task, "name", "") or ""
+    return {**tasks_api.log_fields(name, args or (), kwargs or {}),
+            "stage": name.removeprefix("fleetsync.")}
 
 
 @signals.worker_init.connect

@@ -1,151 +1,145 @@
-"""Celery tasks: thin wrappers that take names, call one pipeline stage, return a small dict.
+"""Celery tasks: thin wrappers that take names, call one stage, carry out its ``Next``.
 
-Task names and JSON arguments are a public API (Flower's REST interface and
-operators' scripts call them):
-
-    fleetsync.reconcile_cluster(cluster)            beat, every cluster.interval
-    fleetsync.fetch_source(source)                  beat, every source.interval
-    fleetsync.sync(app, cluster=None)               CLI, scripts, Flower
-    fleetsync.render(app, cluster, revision)        enqueued by the two above
-    fleetsync.apply(app, cluster, render_key)       enqueued by render
-
-Transient errors are retried by Celery with exponential backoff and jitter;
-permanent ones are recorded as ``Failed`` and raised (Flower shows them red).
+The names and arguments are the public contract of ``shared/tasks_api.py``.
+A stage (``workers/runner.py``) decides; the task only sends what the stage
+asks for, retries with the countdown it gives, and raises the error that ended
+a run so that Flower shows it failed. A Redis or broker blip anywhere is
+retried with backoff; anything unexpected still ends the run it belonged to.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import time
-import uuid
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
-from shared.errors import DependencyNotReady, PermanentError, TransientError
+from shared import tasks_api
+from shared.errors import PermanentError, TransientError
+from shared.logs import get_logger
+from shared.protocol import backoff
 from shared.settings import from_env
-from workers import pipeline
-from workers.app import app
+from workers import runner, stages
+from workers.app import app as celery
+from workers.context import Context
 
-RETRY: dict[str, Any] = {
-    "autoretry_for": (TransientError,),
-    "retry_backoff": 2,
-    "retry_backoff_max": 300,
-    "retry_jitter": True,
-    "max_retries": 10,
-}
+log = get_logger("fleetsync.tasks")
+MAX_TRANSIENT_RETRIES = 10
 
 
 @lru_cache(maxsize=1)
-def context() -> pipeline.Context:
+def context() -> Context:
     """This worker process's clients, built once from the environment."""
-    return pipeline.Context.connect(from_env())
+    return Context.connect(from_env())
 
 
-@app.task(name="fleetsync.ping")
+def _carry_out(task: Any, nxt: runner.Next) -> dict:
+    for send in nxt.send:
+        celery.send_task(send.name, args=send.args, kwargs=send.kwargs)
+    if nxt.retry_in is not None:
+        raise task.retry(countdown=nxt.retry_in, kwargs={**(task.request.kwargs or {}), **nxt.retry_kwargs},
+                         max_retries=None)
+    if nxt.error is not None:
+        raise nxt.error
+    return nxt.result
+
+
+def _stage(task: Any, stage: Callable[[Context, runner.Call], runner.Next],
+           call: runner.Call) -> dict:
+    ctx = context()
+    try:
+        nxt = stage(ctx, call)
+    except TransientError as exc:      # Redis or the spec file blinked outside the stage
+        raise task.retry(exc=exc, countdown=exc.delay or backoff(task.request.retries),
+                         max_retries=MAX_TRANSIENT_RETRIES)
+    except PermanentError:
+        raise
+    except Exception as exc:
+        runner.crashed(ctx, call, exc)
+        raise
+    return _carry_out(task, nxt)
+
+
+@celery.task(name=tasks_api.PING)
 def ping(payload: dict | None = None) -> dict:
     """Round trip through the broker: proves a worker is consuming."""
     return {"pong": True, "worker": f"{socket.gethostname()}:{os.getpid()}", "echo": payload}
 
 
-@app.task(name="fleetsync.fetch_source", bind=True, ignore_result=True, **RETRY)
+@celery.task(name=tasks_api.FETCH_SOURCE, bind=True, ignore_result=True,
+          autoretry_for=(TransientError,), retry_backoff=2, retry_backoff_max=300,
+          retry_jitter=True, max_retries=MAX_TRANSIENT_RETRIES)
 def fetch_source(self: Any, source: str) -> dict:
     """Fetch; a new revision reconciles the clusters that use the source now, not next tick."""
     ctx = context()
-    known = ctx.status.source_revision(source) if ctx.status else None
-    revision = pipeline.fetch(ctx, source)
+    known = ctx.status.source_revision(source)
+    revision = stages.fetch(ctx, source)
     clusters: list[str] = []
     if known and known[0] != revision:
-        clusters = pipeline.clusters_using(ctx.fleet(), source)
+        clusters = stages.clusters_using(ctx.fleet(), source)
         for cluster in clusters:
-            app.send_task("fleetsync.reconcile_cluster", args=[cluster])
+            celery.send_task(tasks_api.RECONCILE_CLUSTER, args=[cluster])
     return {"source": source, "revision": revision, "reconciled": clusters}
 
 
-@app.task(name="fleetsync.reconcile_cluster", bind=True, ignore_result=True, **RETRY)
+@celery.task(name=tasks_api.RECONCILE_CLUSTER, bind=True, ignore_result=True,
+          autoretry_for=(TransientError,), retry_backoff=2, retry_backoff_max=300,
+          retry_jitter=True, max_retries=MAX_TRANSIENT_RETRIES)
 def reconcile_cluster(self: Any, cluster: str, trigger: str = "beat") -> dict:
     ctx = context()
     fleet = ctx.fleet()
     if cluster not in fleet.clusters:
-        return {"cluster": cluster, "skipped": "not in the fleet spec"}
+        log.debug("dropped: cluster not in the fleet spec", cluster=cluster)
+        return {"cluster": cluster, "dropped": "not in the fleet spec"}
     apps = fleet.applications_for(fleet.clusters[cluster])
-    pipeline.forget_removed(ctx, cluster, {a.name for a in apps})
-    units = [_enqueue(ctx, a.name, cluster, trigger, fresh=False) for a in apps]
+    _forget_removed(ctx, cluster, {a.name for a in apps})
+    units = [_request(ctx, a.name, cluster, trigger) for a in apps]
     return {"cluster": cluster, "units": units}
 
 
-@app.task(name="fleetsync.sync", bind=True, **RETRY)
+@celery.task(name=tasks_api.SYNC, bind=True, autoretry_for=(TransientError,), retry_backoff=2,
+          retry_backoff_max=60, retry_jitter=True, max_retries=MAX_TRANSIENT_RETRIES)
 def sync(self: Any, app: str, cluster: str | None = None, trigger: str = "api") -> dict:
     """Sync one application now, on one cluster or on every cluster it targets."""
+    app_name = app
     ctx = context()
     fleet = ctx.fleet()
-    if app not in fleet.applications:
-        raise PermanentError(f"no application named {app!r} in {fleet.path}")
-    targets = [cluster] if cluster else [c.name for c in fleet.clusters_for(fleet.applications[app])]
-    fresh: set[str] = set()
-    units = []
-    for name in targets:
-        units.append(_enqueue(ctx, app, name, trigger, fresh=fleet.applications[app].source not in fresh))
-        fresh.add(fleet.applications[app].source)
-    return {"app": app, "units": units}
+    if app_name not in fleet.applications:
+        raise PermanentError(f"no application named {app_name!r} in {fleet.path}")
+    application = fleet.applications[app_name]
+    targets = [cluster] if cluster else [c.name for c in fleet.clusters_for(application)]
+    units = [_request(ctx, app_name, name, trigger, fresh=i == 0) for i, name in enumerate(targets)]
+    return {"app": app_name, "units": units}
 
 
-def _enqueue(ctx: pipeline.Context, app_name: str, cluster: str, trigger: str, fresh: bool) -> dict:
-    """Resolve the revision and send render (which sends apply, with a known task id)."""
-    fleet = ctx.fleet()
-    app_spec, _ = pipeline.resolve(fleet, app_name, cluster)
+def _request(ctx: Context, app_name: str, cluster: str, trigger: str,
+             fresh: bool = False) -> dict:
     try:
-        revision = (pipeline.fetch(ctx, app_spec.source) if fresh
-                    else pipeline.current_revision(ctx, app_spec.source))
+        result, sends = runner.request(ctx, app_name, cluster, trigger, fresh=fresh)
     except PermanentError as exc:
-        pipeline.record_stage_failure(ctx, app_name, cluster, "", exc, trigger, "fetch")
-        return {"app": app_name, "cluster": cluster, "error": exc.message}
-    wanted = str(uuid.uuid4())
-    apply_id = pipeline.enqueue_once(ctx, app_name, cluster, wanted)
-    if apply_id == wanted:
-        known = pipeline.known_render(ctx, app_name, cluster, revision)
-        if known:
-            _send_apply(app_name, cluster, known, revision, trigger, time.time(), apply_id)
-        else:
-            app.send_task("fleetsync.render", args=[app_name, cluster, revision],
-                          kwargs={"trigger": trigger, "apply_task_id": apply_id,
-                                  "requested_at": time.time()})
-    return {"app": app_name, "cluster": cluster, "revision": revision, "apply_task_id": apply_id,
-            "coalesced": apply_id != wanted}
-
-
-@app.task(name="fleetsync.render", bind=True, ignore_result=True, **RETRY)
-def render(self: Any, app_name: str, cluster: str, revision: str, trigger: str = "beat",
-           apply_task_id: str | None = None, requested_at: float | None = None) -> dict:
-    ctx = context()
-    try:
-        result = pipeline.render(ctx, app_name, cluster, revision)
-    except PermanentError as exc:
-        pipeline.record_stage_failure(ctx, app_name, cluster, revision, exc, trigger, "render")
-        pipeline.started(ctx, app_name, cluster)
-        raise
-    _send_apply(app_name, cluster, result["render_key"], revision, trigger,
-                requested_at or time.time(), apply_task_id)
-    result.pop("_objects")
+        return {"unit": f"{cluster}/{app_name}", "app": app_name, "cluster": cluster,
+                "run_id": "", "error": str(exc)}
+    for send in sends:
+        celery.send_task(send.name, args=send.args, kwargs=send.kwargs)
     return result
 
 
-def _send_apply(app_name: str, cluster: str, render_key: str, revision: str, trigger: str,
-                requested_at: float, task_id: str | None) -> None:
-    app.send_task("fleetsync.apply", args=[app_name, cluster, render_key],
-                  kwargs={"revision": revision, "trigger": trigger, "requested_at": requested_at},
-                  task_id=task_id)
+def _forget_removed(ctx: Context, cluster: str, apps: set[str]) -> None:
+    """Drop status of units that the spec no longer has on ``cluster``."""
+    for status in ctx.status.all_statuses():
+        if status.cluster == cluster and status.app not in apps:
+            ctx.status.forget(status.app, cluster)
 
 
-@app.task(name="fleetsync.apply", bind=True, **RETRY)
-def apply(self: Any, app_name: str, cluster: str, render_key: str, revision: str = "",
-          trigger: str = "beat", requested_at: float | None = None) -> dict:
-    req = pipeline.ApplyRequest(app_name, cluster, revision, render_key, trigger,
-                                self.request.id or "", requested_at)
-    try:
-        result = pipeline.apply(context(), req)
-    except DependencyNotReady as exc:
-        raise self.retry(exc=exc, countdown=3, max_retries=200)
-    if result.pop("rerun", False):
-        app.send_task("fleetsync.sync", args=[app_name, cluster], kwargs={"trigger": "coalesced"})
-    return result
+def _call(task: Any, name: str, args: list[Any], kw: dict[str, Any]) -> runner.Call:
+    return runner.call_of(name, args, kw, task.request.id or "")
+
+
+@celery.task(name=tasks_api.RENDER, bind=True, ignore_result=True)
+def render(self: Any, app: str, cluster: str, revision: str, **kw: Any) -> dict:
+    return _stage(self, runner.render, _call(self, tasks_api.RENDER, [app, cluster, revision], kw))
+
+
+@celery.task(name=tasks_api.APPLY, bind=True)
+def apply(self: Any, app: str, cluster: str, render_key: str, **kw: Any) -> dict:
+    return _stage(self, runner.apply, _call(self, tasks_api.APPLY, [app, cluster, render_key], kw))

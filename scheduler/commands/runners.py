@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 
-from shared.celery_app import STAGE_QUEUES
+from shared.tasks_api import STAGE_QUEUES, apply_queue
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def worker_argv(args: argparse.Namespace) -> list[str]:
-    queues = args.queues or (f"apply.{args.cluster}" if args.cluster else ",".join(STAGE_QUEUES))
+    queues = args.queues or (apply_queue(args.cluster, True) if args.cluster else ",".join(STAGE_QUEUES))
     return [sys.executable, "-m", "celery", "-A", "workers.app", "--quiet", "worker", "-Q", queues,
             "--without-mingle", "--without-gossip", *args.extra]
 

@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("sync", help="sync an application now (enqueued, or --local here)")
     parser.add_argument("app")
     parser.add_argument("--cluster", help="one cluster (default: every cluster APP targets)")
-    parser.add_argument("--wait", action="store_true", help="wait until every unit is applied")
+    parser.add_argument("--wait", action="store_true", help="wait for the outcome; exit 0 only when every unit ends Ready")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
     parser.add_argument("--local", action="store_true",
                         help="fetch, render and apply in this process instead of on workers")
@@ -46,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"enqueued fleetsync.sync {args.app} ({result['task_id']})")
     else:
         for unit in result["units"]:
-            print(f"{unit.get('cluster', '?'):<20} {unit.get('phase', '?'):<12} "
+            print(f"{unit.get('cluster') or '?':<20} {unit.get('phase', '?'):<12} "
                   f"{(unit.get('revision') or '')[:12]:<13} {unit.get('message', '')}")
+        late = [u["cluster"] for u in result["units"] if u.get("timed_out")]
+        if late:
+            print(f"timed out after {args.timeout:g} s; still running: {', '.join(late)}",
+                  file=sys.stderr)
     return 0 if not args.wait or result.get("ok") else 1

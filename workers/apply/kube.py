@@ -71,9 +71,11 @@ class Refused(KubeError):
 
 
 class Unavailable(TransientError):
-    """429, 5xx, a connection error or a timeout: the API server may answer later."""
+    """429, 5xx, a connection error or a timeout: the API server may answer later.
+    ``unreachable`` says why, when it did not answer at all (the cluster is down)."""
 
     reason = "KubeUnavailable"
+    unreachable = ""
 
     def __init__(self, message: str, *, status: int = 0, detail: str = "",
                  delay: float | None = None) -> None:
@@ -150,6 +152,32 @@ def classify(status: int, message: str, delay: float | None, what: str) -> Fleet
     if status == 429 or status >= 500 or status == 0:
         return Unavailable(text, status=status, detail=message, delay=delay)
     return KubeError(text, status=status, detail=message)
+
+
+def unreachable_reason(exc: BaseException) -> str:
+    """A short reason for a request that got no answer: ``connection refused``, ..."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(error, (TimeoutError, urllib3.exceptions.TimeoutError)):
+            return "timed out"
+        if isinstance(error, urllib3.exceptions.NameResolutionError):
+            return "host name not resolved"
+        if isinstance(error, urllib3.exceptions.SSLError):
+            return "TLS handshake failed"
+        if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:
+            error = error.reason
+            continue
+        error = error.__cause__ or error.__context__
+    text = str(exc).lower()
+    if "refused" in text:
+        return "connection refused"
+    if "timed out" in text or "timeout" in text:
+        return "timed out"
+    return "no answer"
 
 
 def detail(error: BaseException) -> str:
@@ -260,7 +288,9 @@ class Kube:
             raise classify(exc.status or 0, server_message(exc.body or exc.reason),
                            retry_after(exc.headers), what) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise Unavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+            error = Unavailable(f"{what}: {unreachable_reason(exc)} ({type(exc).__name__})")
+            error.unreachable = unreachable_reason(exc)
+            raise error from exc
         if not 200 <= response.status <= 299:
             raise classify(response.status, server_message(data), retry_after(response.headers),
                            what)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from shared.spec import Application, Cluster, Fleet, Selector, Source
-from workers.pipeline import clusters_using, unit_spec_hash
+from workers.stages import clusters_using, unit_spec_hash
 
 
 def fleet(suspend: bool = False, replicas: str = "3") -> Fleet:

@@ -1,0 +1,111 @@
+"""The public task contract: task names, their arguments, queues, routing, results.
+
+Flower's REST API, operators' scripts, beat, the client and the workers all
+speak through these names; this module is their one home. Arguments are JSON
+(strings, numbers, lists, dicts) and positional arguments keep their order:
+
+    fleetsync.sync(app, cluster=None)                 public: CLI, scripts, Flower
+    fleetsync.reconcile_cluster(cluster)              beat, every cluster.interval
+    fleetsync.fetch_source(source)                    beat, every source.interval
+    fleetsync.render(app, cluster, revision)          internal: one stage of a run
+    fleetsync.apply(app, cluster, render_key)         internal: one stage of a run
+    fleetsync.ping(payload=None)                      health check
+
+Internal stages also carry keyword arguments (``run_id``, ``trigger``,
+``requested_at``, ``revision``); a sync *run* (shared/protocol.py) is named by
+``run_id``, not by a Celery task id, because one run may span several tasks
+(render, apply, retries).
+
+Every stage that finishes a run returns one result shape, ``unit_result``:
+phase and a one-line summary first (what Flower shows), details after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from shared.keys import unit_id
+
+SYNC = "fleetsync.sync"
+RECONCILE_CLUSTER = "fleetsync.reconcile_cluster"
+FETCH_SOURCE = "fleetsync.fetch_source"
+RENDER = "fleetsync.render"
+APPLY = "fleetsync.apply"
+PING = "fleetsync.ping"
+
+STAGE_QUEUES = ("reconcile", "fetch", "render", "apply")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    args: tuple[str, ...]           # positional arguments, in order
+    kwargs: tuple[str, ...]         # optional keyword arguments
+    queue: str                      # "apply" becomes apply.<cluster> in pull mode
+    public: bool                    # may be enqueued from outside the workers
+
+    def named(self, args: Iterable[Any] = (), kwargs: Mapping[str, Any] | None = None
+              ) -> dict[str, Any]:
+        """The call's arguments by name (positional ones matched to their names)."""
+        found = dict(zip(self.args, args or ()))
+        found.update({k: v for k, v in (kwargs or {}).items() if k in self.args + self.kwargs})
+        return found
+
+
+_STAGE_KW = ("run_id", "trigger", "requested_at")
+TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
+    TaskSpec(SYNC, ("app", "cluster"), ("trigger",), "reconcile", True),
+    TaskSpec(RECONCILE_CLUSTER, ("cluster",), ("trigger",), "reconcile", False),
+    TaskSpec(FETCH_SOURCE, ("source",), (), "fetch", False),
+    TaskSpec(RENDER, ("app", "cluster", "revision"), _STAGE_KW, "render", False),
+    TaskSpec(APPLY, ("app", "cluster", "render_key"), _STAGE_KW + ("revision",), "apply", False),
+    TaskSpec(PING, ("payload",), (), "reconcile", True),
+)}
+
+
+def apply_queue(cluster: str, queue_per_cluster: bool) -> str:
+    return f"apply.{cluster}" if queue_per_cluster else "apply"
+
+
+def route(name: str, args: Iterable[Any] = (), kwargs: Mapping[str, Any] | None = None, *,
+          queue_per_cluster: bool = False) -> str | None:
+    """The queue for task ``name`` called with these arguments (pure)."""
+    spec = TASKS.get(name)
+    if spec is None:
+        return None
+    if spec.queue == "apply":
+        cluster = spec.named(args, kwargs).get("cluster")
+        if cluster:
+            return apply_queue(str(cluster), queue_per_cluster)
+    return spec.queue
+
+
+def log_fields(name: str, args: Iterable[Any] = (), kwargs: Mapping[str, Any] | None = None
+               ) -> dict[str, Any]:
+    """Names worth binding to every log line of a task: app, cluster, source, revision."""
+    spec = TASKS.get(name)
+    if spec is None:
+        return {}
+    named = spec.named(args, kwargs)
+    return {k: v for k, v in named.items()
+            if k in ("app", "cluster", "source", "revision", "run_id", "trigger") and v}
+
+
+# -- results ------------------------------------------------------------------------
+
+def unit_result(app: str, cluster: str, phase: str, summary: str, *, run_id: str = "",
+                revision: str = "", **details: Any) -> dict[str, Any]:
+    """The one result shape of a run's outcome: phase and summary first."""
+    return {"phase": phase, "summary": summary, "unit": unit_id(app, cluster), "app": app,
+            "cluster": cluster, "revision": revision, "run_id": run_id, **details}
+
+
+def request_result(app: str, cluster: str, run_id: str, *, joined: bool, revision: str = "",
+                   error: str = "") -> dict[str, Any]:
+    """What a request for one unit led to: a run of its own, or one it joined."""
+    out: dict[str, Any] = {"unit": unit_id(app, cluster), "app": app, "cluster": cluster,
+                           "run_id": run_id, "joined": joined, "revision": revision}
+    if error:
+        out["error"] = error
+    return out

@@ -1,0 +1,89 @@
+"""The composition root of a worker process (or of ``fleetsync sync --local``).
+
+One ``Context`` per process holds the clients every stage uses, built once
+from ``Settings``: Redis (status, protocol, render cache), Git mirrors, the fleet
+spec watcher and one Kubernetes client per cluster. ``--local`` runs against an
+in-process Redis (fakeredis, with Lua) instead of the real one: the same code
+paths and the same protocol, so nothing branches on "is there a Redis?".
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from shared.clusters import ClusterHealth
+from shared.redisconn import connect
+from shared.runs import Runs, Timing
+from shared.settings import Settings
+from shared.spec import Cluster, Fleet
+from shared.spec_watch import SpecWatcher
+from shared.status import StatusStore
+from workers.gitsource import SourceCache
+from workers.render_cache import RenderCache
+
+MAX_CLIENTS = 256          # Kubernetes clients kept per process (least recently used go)
+
+
+@dataclass
+class Context:
+    settings: Settings
+    redis: Any                      # decoded client
+    raw: Any                        # bytes client, for the render cache
+    local: bool = False             # an in-process Redis: nothing is shared with workers
+    _kubes: "OrderedDict[str, Any]" = field(default_factory=OrderedDict, init=False)
+
+    @classmethod
+    def connect(cls, settings: Settings, use_redis: bool = True) -> "Context":
+        if use_redis:
+            return cls(settings, connect(settings.redis_url), connect(settings.redis_url, False))
+        import fakeredis
+
+        server = fakeredis.FakeServer()
+        return cls(settings, fakeredis.FakeRedis(server=server, decode_responses=True),
+                   fakeredis.FakeRedis(server=server), local=True)
+
+    @cached_property
+    def sources(self) -> SourceCache:
+        return SourceCache(self.settings.cache_dir / "git")
+
+    @cached_property
+    def cache(self) -> RenderCache:
+        return RenderCache(self.raw, self.settings.render_cache_ttl)
+
+    @cached_property
+    def status(self) -> StatusStore:
+        return StatusStore(self.redis, self.settings.history_size)
+
+    @cached_property
+    def runs(self) -> Runs:
+        return Runs(self.redis, Timing(lock_ms=int(self.settings.lock_ttl * 1000),
+                                       queued_ms=int(max(180.0, 3 * self.settings.lock_ttl) * 1000),
+                                       history_size=self.settings.history_size))
+
+    @cached_property
+    def clusters(self) -> ClusterHealth:
+        return ClusterHealth(self.redis)
+
+    @cached_property
+    def watcher(self) -> SpecWatcher:
+        return SpecWatcher(self.settings.fleet_path, check_every=1.0)
+
+    def fleet(self) -> Fleet:
+        """The fleet spec, re-read when the file changes."""
+        return self.watcher.load()
+
+    def kube(self, cluster: Cluster) -> Any:
+        from workers.apply.kube import Kube
+
+        key = f"{cluster.name}|{cluster.kubeconfig}|{cluster.context}"
+        if key in self._kubes:
+            self._kubes.move_to_end(key)
+            return self._kubes[key]
+        client = Kube.from_kubeconfig(cluster.kubeconfig, cluster.context, name=cluster.name)
+        self._kubes[key] = client
+        while len(self._kubes) > MAX_CLIENTS:
+            self._kubes.popitem(last=False)[1].close()
+        return client

@@ -1,0 +1,359 @@
+"""One run of a sync unit, stage by stage, through the protocol.
+
+    request ──> render ──> apply ──> end (outcome: status, history, run record)
+                  │          │
+                  └──────────┴──> retry (queued again) / superseded / parked
+
+Each function here is one stage of a run: it asks ``ctx.runs`` (the protocol)
+whether the run may go on, calls one domain function of ``workers/stages.py``,
+and returns a ``Next``: the run's small result, the tasks to send, and whether
+to retry this task after a countdown. It never calls Celery: ``workers/tasks.py``
+carries out the ``Next``. So the whole lifecycle of a run reads in this file,
+and every way out of a stage goes through ``_finish`` (the run is over) or
+``_wait`` (the run is queued again), which is what keeps the protocol's
+promise: every run ends with an outcome, and its marker is always cleared.
+
+Stages never re-enter each other under the lock: apply with a missing render
+goes back to the render stage (releasing the lock), it does not render itself.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from shared import keys, metrics, tasks_api
+from shared.errors import FleetsyncError, PermanentError, TransientError
+from shared.logs import bind, get_logger
+from shared.protocol import Phase, Verdict, backoff
+from shared.runs import Outcome
+from shared.status import HistoryEntry, UnitStatus, now_iso
+from workers import stages
+from workers.context import Context
+
+log = get_logger("fleetsync.runner")
+
+MAX_ATTEMPTS = 10                   # transient failures of one run before it gives up
+DEPENDENCY_POLL = 3.0               # seconds between looks at a dependency's phase
+MAX_DEPENDENCY_WAIT = 900.0
+PROBE_TTL = 30.0
+
+
+@dataclass(frozen=True)
+class Call:
+    """One stage of one run, as its task was called."""
+
+    app: str
+    cluster: str
+    run_id: str
+    trigger: str = "beat"
+    requested_at: float = 0.0
+    revision: str = ""
+    render_key: str = ""
+    task_id: str = ""
+    attempt: int = 0                # transient failures so far (waits do not count)
+    waited: float = 0.0             # seconds spent waiting for dependencies
+
+    @property
+    def unit(self) -> str:
+        return keys.unit_id(self.app, self.cluster)
+
+    def stage_kwargs(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "trigger": self.trigger,
+                "requested_at": self.requested_at, "attempt": self.attempt,
+                "waited": self.waited}
+
+
+@dataclass(frozen=True)
+class Send:
+    name: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Next:
+    result: dict[str, Any]
+    send: tuple[Send, ...] = ()
+    retry_in: float | None = None           # retry this stage's task after that many seconds
+    retry_kwargs: dict[str, Any] = field(default_factory=dict)
+    error: FleetsyncError | None = None     # raise it after sending (the task shows failed)
+
+
+# --- request ----------------------------------------------------------------------
+
+def request(ctx: Context, app_name: str, cluster_name: str, trigger: str,
+            fresh: bool = False) -> tuple[dict[str, Any], list[Send]]:
+    """A sync of one unit is asked for: join the queued run, or queue one."""
+    fleet = ctx.fleet()
+    app, cluster = stages.resolve(fleet, app_name, cluster_name)
+    now = time.time()
+    try:
+        revision = (stages.fetch(ctx, app.source) if fresh
+                    else stages.current_revision(ctx, app.source))
+    except PermanentError as exc:
+        step = ctx.runs.request(app_name, cluster_name, trigger=trigger, requested_at=now)
+        if step.verdict == Verdict.QUEUED:
+            _finish(ctx, Call(app_name, cluster_name, step.other, trigger, now), "",
+                    _failed(exc, ""), started=now)
+        return tasks_api.request_result(app_name, cluster_name, step.other, joined=True,
+                                        error=str(exc)), []
+    if trigger == "beat" and _failed_before(ctx, fleet, app, cluster, revision):
+        return tasks_api.request_result(app_name, cluster_name, "", joined=False,
+                                        revision=revision,
+                                        error="failed permanently at this revision and spec"), []
+    step = ctx.runs.request(app_name, cluster_name, trigger=trigger, revision=revision,
+                            requested_at=now)
+    call = Call(app_name, cluster_name, step.other, trigger, now, revision)
+    sends: list[Send] = []
+    if step.verdict == Verdict.QUEUED:
+        if app.suspend:
+            _finish(ctx, call, "", Outcome(Phase.SUSPENDED, "suspended in the fleet spec",
+                                           revision), started=now)
+        else:
+            key = stages.known_render(ctx, app_name, cluster_name, revision)
+            sends.append(_apply_send(replace(call, render_key=key)) if key else _render_send(call))
+    elif step.verdict == Verdict.REVIVE:
+        sends += _resend(ctx, step.other)
+    return tasks_api.request_result(app_name, cluster_name, step.other,
+                                    joined=step.verdict != Verdict.QUEUED, revision=revision), sends
+
+
+def _failed_before(ctx: Context, fleet: Any, app: Any, cluster: Any, revision: str) -> bool:
+    """Beat does not retry a permanent failure until the revision or the spec changes."""
+    status = ctx.status.get_status(app.name, cluster.name)
+    return (status.phase == Phase.FAILED.value
+            and status.failed_key == f"{revision}:{stages.unit_spec_hash(fleet, app, cluster)}")
+
+
+# --- render -------------------------------------------------------------------------
+
+def render(ctx: Context, call: Call) -> Next:
+    bind(app=call.app, cluster=call.cluster, run_id=call.run_id, stage="render")
+    if not _in_spec(ctx, call):
+        return _drop(ctx, call)
+    step, revision = ctx.runs.touch(call.unit, call.run_id)
+    if step.verdict != Verdict.GO:
+        return Next(_dropped(call, step.verdict, step.other))
+    call = replace(call, revision=revision or call.revision)
+    started = time.time()
+    try:
+        rendered = stages.render(ctx, call.app, call.cluster, call.revision)
+    except PermanentError as exc:
+        return _finish(ctx, call, "", _failed(exc, _failed_key(ctx, call)), started=started)
+    except TransientError as exc:
+        return _transient(ctx, call, "", exc, started)
+    return Next({"run_id": call.run_id, "unit": call.unit, "revision": call.revision,
+                 "objects": len(rendered.objects), "cache_hit": rendered.cache_hit},
+                (_apply_send(replace(call, render_key=rendered.key)),))
+
+
+# --- apply ---------------------------------------------------------------------------
+
+def apply(ctx: Context, call: Call) -> Next:
+    bind(app=call.app, cluster=call.cluster, run_id=call.run_id, revision=call.revision,
+         stage="apply")
+    if not _in_spec(ctx, call):
+        return _drop(ctx, call)
+    fleet = ctx.fleet()
+    app, cluster = stages.resolve(fleet, call.app, call.cluster)
+    waiting = stages.waiting_for(ctx, fleet, app, cluster)
+    if waiting:
+        return _wait_for_dependencies(ctx, call, waiting)
+    owner = uuid.uuid4().hex
+    begun = ctx.runs.begin(call.unit, call.run_id, owner, cluster.name,
+                           park={"render_key": call.render_key, "revision": call.revision})
+    verdict = begun.step.verdict
+    if verdict != Verdict.STARTED:
+        return Next(_dropped(call, verdict, begun.step.other))
+    started = time.time()
+    if call.requested_at:
+        metrics.lock_wait.observe(max(0.0, started - call.requested_at))
+    if begun.revision and begun.revision != call.revision:     # a newer request joined it
+        return _back_to_render(ctx, replace(call, revision=begun.revision), owner)
+    probing = False
+    if begun.cluster_next_try:
+        down = ctx.clusters.down(cluster.name)
+        if down and (time.time() < down.next_at
+                     or not ctx.clusters.claim_probe(cluster.name, PROBE_TTL)):
+            return _wait(ctx, call, owner, down.message(),
+                         max(1.0, down.next_at - time.time()) + 0.5, bounded=False)
+        probing = down is not None
+    objects = ctx.cache.get(call.render_key) if call.render_key else None
+    if objects is None:              # expired, or Redis was flushed: render again
+        return _back_to_render(ctx, call, owner)
+    lost = threading.Event()
+    with ctx.runs.renewing(call.unit, owner, on_lost=lost.set):
+        try:
+            result = stages.apply_objects(ctx, app, cluster, objects, call.revision,
+                                          begun.token)
+        except PermanentError as exc:
+            return _finish(ctx, call, owner, _failed(exc, _failed_key(ctx, call)), started)
+        except TransientError as exc:
+            if _unreachable(exc):
+                down = ctx.clusters.mark_down(cluster.name, ctx.kube(cluster).server,
+                                              _unreachable(exc))
+                return _wait(ctx, call, owner, down.message(),
+                             max(1.0, down.next_at - time.time()) + 0.5, bounded=False)
+            return _transient(ctx, call, owner, exc, started)
+    if probing:
+        ctx.clusters.mark_up(cluster.name)
+    summary = result.to_dict()
+    metrics.record_apply(summary.get("counts", {}), summary.get("drift_corrections", 0))
+    phase = Phase.READY if summary.get("healthy", True) or not app.wait else Phase.PROGRESSING
+    message = stages.message(summary.get("counts", {}))
+    if lost.is_set():
+        message += " (the unit's lock was lost during the run)"
+    return _finish(ctx, call, owner, Outcome(phase, message, call.revision, result=summary),
+                   started)
+
+
+def _unreachable(exc: TransientError) -> str:
+    """Why the cluster did not answer at all (connection refused, timed out), or ""."""
+    return str(getattr(exc, "unreachable", "") or "")
+
+
+def _wait_for_dependencies(ctx: Context, call: Call, waiting: list[str]) -> Next:
+    message = f"waiting for {', '.join(waiting)} to be Ready"
+    if call.waited >= MAX_DEPENDENCY_WAIT:
+        return _finish(ctx, call, "", Outcome(Phase.FAILED, f"gave up {message}", call.revision,
+                                              reason="DependencyNotReady"), time.time())
+    nxt = _wait(ctx, call, "", message, DEPENDENCY_POLL, bounded=False)
+    return replace(nxt, retry_kwargs={**nxt.retry_kwargs,
+                                      "waited": call.waited + DEPENDENCY_POLL})
+
+
+def _back_to_render(ctx: Context, call: Call, owner: str) -> Next:
+    step = ctx.runs.retry(call.unit, call.run_id, owner, countdown=0)
+    if step.verdict != Verdict.RETRY:
+        return Next(_dropped(call, step.verdict, step.other), tuple(_resend(ctx, step.send)))
+    return Next({"run_id": call.run_id, "unit": call.unit, "summary": "render again"},
+                (_render_send(call),))
+
+
+# --- every way out of a stage ----------------------------------------------------------
+
+def _transient(ctx: Context, call: Call, owner: str, exc: TransientError, started: float) -> Next:
+    metrics.task_failures.labels("apply" if owner else "render", exc.reason).inc()
+    if call.attempt + 1 >= MAX_ATTEMPTS:
+        return _finish(ctx, call, owner, Outcome(
+            Phase.FAILED, f"gave up after {MAX_ATTEMPTS} attempts: {exc}", call.revision,
+            reason=exc.reason), started)
+    countdown = exc.delay if exc.delay else backoff(call.attempt, cap=300.0)
+    return _wait(ctx, call, owner, str(exc), countdown, bounded=True)
+
+
+def _wait(ctx: Context, call: Call, owner: str, message: str, countdown: float, *,
+          bounded: bool) -> Next:
+    """The run is queued again, to go on after ``countdown`` (still the unit's one run)."""
+    status = UnitStatus(call.app, call.cluster, Phase.PROGRESSING.value, call.revision,
+                        message, now_iso(), "Waiting")
+    step = ctx.runs.retry(call.unit, call.run_id, owner, countdown=countdown, status=status)
+    if step.verdict != Verdict.RETRY:
+        return Next(_dropped(call, step.verdict, step.other), tuple(_resend(ctx, step.send)))
+    log.info("run waits", message=message, countdown=round(countdown, 1))
+    attempt = call.attempt + 1 if bounded else call.attempt
+    return Next(tasks_api.unit_result(call.app, call.cluster, Phase.PROGRESSING.value,
+                                      f"next try in {countdown:.0f} s: {message}",
+                                      run_id=call.run_id, revision=call.revision),
+                retry_in=countdown, retry_kwargs={**call.stage_kwargs(), "attempt": attempt})
+
+
+def _finish(ctx: Context, call: Call, owner: str, outcome: Outcome, started: float) -> Next:
+    """The run is over: its outcome goes to the run record, the status and history."""
+    finished = time.time()
+    summary = outcome.result or {}
+    status = UnitStatus(call.app, call.cluster, outcome.phase.value, call.revision,
+                        outcome.summary, now_iso(finished), outcome.reason,
+                        summary.get("counts"), outcome.failed_key)
+    entry = HistoryEntry(call.revision, call.trigger, outcome.phase.value, outcome.summary,
+                         now_iso(started), now_iso(finished), call.run_id, call.task_id,
+                         summary.get("counts", {}), summary.get("requests"),
+                         summary.get("writes"),
+                         round(started - call.requested_at, 3) if call.requested_at else None)
+    step = ctx.runs.end(call.unit, call.run_id, owner, outcome, status=status, entry=entry)
+    result = tasks_api.unit_result(call.app, call.cluster, outcome.phase.value, outcome.summary,
+                                   run_id=call.run_id, revision=call.revision, **summary)
+    error = outcome.error if outcome.phase == Phase.FAILED else None
+    return Next(result, tuple(_resend(ctx, step.send)), error=error)
+
+
+def _failed(exc: FleetsyncError, failed_key: str) -> Outcome:
+    return Outcome(Phase.FAILED, str(exc), reason=exc.reason, failed_key=failed_key, error=exc)
+
+
+def _failed_key(ctx: Context, call: Call) -> str:
+    fleet = ctx.fleet()
+    app, cluster = stages.resolve(fleet, call.app, call.cluster)
+    return f"{call.revision}:{stages.unit_spec_hash(fleet, app, cluster)}"
+
+
+def crashed(ctx: Context, call: Call, exc: BaseException) -> None:
+    """A bug or an unexpected error: end the run so that nothing waits on it forever."""
+    try:
+        _finish(ctx, call, "", Outcome(Phase.FAILED, f"internal error: {type(exc).__name__}: {exc}",
+                                       call.revision, reason="InternalError"), time.time())
+    except FleetsyncError:
+        log.exception("could not record the end of a crashed run")
+
+
+def _in_spec(ctx: Context, call: Call) -> bool:
+    fleet = ctx.fleet()
+    app = fleet.applications.get(call.app)
+    return (app is not None and call.cluster in fleet.clusters
+            and app.clusters.matches(fleet.clusters[call.cluster]))
+
+
+def _drop(ctx: Context, call: Call) -> Next:
+    """A task for a unit the current spec no longer has (or a spec it came from)."""
+    log.debug("dropped: unit not in the current fleet spec", unit=call.unit)
+    ctx.runs.end(call.unit, call.run_id, "", Outcome(Phase.REMOVED, "not in the fleet spec"),
+                 status=None, entry=None)
+    return Next({"run_id": call.run_id, "unit": call.unit, "dropped": "not in the fleet spec"})
+
+
+def _dropped(call: Call, verdict: Verdict, other: str) -> dict[str, Any]:
+    why = {Verdict.BUSY: "parked: it runs when the current sync of the unit ends",
+           Verdict.SUPERSEDED: f"superseded by run {other}",
+           Verdict.DUPLICATE: "a second delivery of a run that began already"}
+    return {"run_id": call.run_id, "unit": call.unit, "verdict": verdict.value,
+            "summary": why.get(verdict, verdict.value)}
+
+
+# --- what to send ------------------------------------------------------------------------
+
+def call_of(name: str, args: list[Any], kwargs: dict[str, Any], task_id: str = "") -> Call:
+    """The ``Call`` a render or apply task was sent with."""
+    app, cluster, third = (list(args) + ["", "", ""])[:3]
+    is_apply = name == tasks_api.APPLY
+    return Call(app, cluster, kwargs.get("run_id") or task_id, kwargs.get("trigger") or "beat",
+                float(kwargs.get("requested_at") or 0),
+                kwargs.get("revision") or ("" if is_apply else third),
+                third if is_apply else "", task_id, int(kwargs.get("attempt") or 0),
+                float(kwargs.get("waited") or 0))
+
+
+def _render_send(call: Call) -> Send:
+    return Send(tasks_api.RENDER, [call.app, call.cluster, call.revision], call.stage_kwargs())
+
+
+def _apply_send(call: Call) -> Send:
+    return Send(tasks_api.APPLY, [call.app, call.cluster, call.render_key],
+                {**call.stage_kwargs(), "revision": call.revision})
+
+
+def _resend(ctx: Context, run_id: str) -> list[Send]:
+    """Send a parked (or revived) run's next stage, from its run record."""
+    if not run_id:
+        return []
+    record = ctx.runs.run(run_id)
+    if not record.get("unit"):
+        return []
+    app, cluster = keys.split_unit(record["unit"])
+    call = Call(app, cluster, run_id, record.get("trigger", "coalesced"),
+                float(record.get("requested_at") or 0), record.get("revision", ""),
+                record.get("render_key", ""))
+    return [_apply_send(call) if call.render_key else _render_send(call)]

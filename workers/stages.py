@@ -1,0 +1,148 @@
+"""The three stages of a sync, as domain functions: fetch, render, apply.
+
+Each takes a ``Context`` and names and does one thing; none of them knows about
+runs, locks or retries (``workers/runner.py`` does). ``fetch`` turns a source
+into a revision, ``render`` turns (app, cluster, revision) into a render key in
+the cache, ``apply_objects`` makes a cluster hold a render's objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from shared import keys, metrics
+from shared.errors import PermanentError, SourceError
+from shared.logs import get_logger
+from shared.protocol import Phase
+from shared.spec import Application, Cluster, Fleet, Source
+from workers.context import Context
+from workers.render import render_cached
+
+log = get_logger("fleetsync.stages")
+
+
+def unit_spec_hash(fleet: Fleet, app: Application, cluster: Cluster) -> str:
+    """What, besides the revision, decides the outcome of a sync: the app, cluster and source spec."""
+    payload = [asdict(app), asdict(cluster), asdict(fleet.sources[app.source])]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def resolve(fleet: Fleet, app_name: str, cluster_name: str) -> tuple[Application, Cluster]:
+    app = fleet.applications.get(app_name)
+    if app is None:
+        raise PermanentError(f"no application named {app_name!r} in {fleet.path}")
+    cluster = fleet.clusters.get(cluster_name)
+    if cluster is None:
+        raise PermanentError(f"no cluster named {cluster_name!r} in {fleet.path}")
+    if not app.clusters.matches(cluster):
+        raise PermanentError(f"application {app_name!r} does not target cluster {cluster_name!r}")
+    return app, cluster
+
+
+# --- fetch ---------------------------------------------------------------------
+
+def fetch(ctx: Context, source_name: str) -> str:
+    """Fetch ``source_name`` now and record its revision fleet-wide."""
+    fleet = ctx.fleet()
+    source = fleet.sources.get(source_name)
+    if source is None:
+        raise PermanentError(f"no source named {source_name!r} in {fleet.path}")
+    started = time.monotonic()
+    revision = ctx.sources.fetch(source)
+    metrics.source_fetch_duration.labels(source_name).observe(time.monotonic() - started)
+    ctx.status.set_source_revision(source_name, revision, time.time())
+    log.info("source fetched", source=source_name, revision=revision,
+             seconds=round(time.monotonic() - started, 3))
+    return revision
+
+
+def clusters_using(fleet: Fleet, source_name: str) -> list[str]:
+    """Clusters with at least one unsuspended application of ``source_name``."""
+    return [c.name for c in fleet.clusters.values()
+            if any(a.source == source_name and not a.suspend for a in fleet.applications_for(c))]
+
+
+def current_revision(ctx: Context, source_name: str) -> str:
+    """The source's revision, fetched at most once per interval fleet-wide."""
+    source = ctx.fleet().sources[source_name]
+    known = ctx.status.source_revision(source_name)
+    if known and time.time() - known[1] < source.interval:
+        return known[0]
+    if known and not ctx.status.claim_fetch(source_name, source.interval):
+        return known[0]            # another worker is fetching it right now
+    return fetch(ctx, source_name)
+
+
+# --- render --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Rendered:
+    key: str
+    objects: list[dict]
+    cache_hit: bool
+
+
+def render(ctx: Context, app_name: str, cluster_name: str, revision: str) -> Rendered:
+    """Render one sync unit at ``revision``; the objects go to the cache under the key."""
+    fleet = ctx.fleet()
+    app, cluster = resolve(fleet, app_name, cluster_name)
+    source = fleet.sources[app.source]
+    started = time.monotonic()
+    tree = _checkout(ctx, source, revision)
+    objects, key, hit = render_cached(app, cluster, tree, ctx.cache, revision, source.name)
+    metrics.reconcile_duration.labels("render").observe(time.monotonic() - started)
+    ctx.redis.set(_memo(fleet, app, cluster, revision), key, ex=int(ctx.settings.render_cache_ttl))
+    return Rendered(key, objects, hit)
+
+
+def known_render(ctx: Context, app_name: str, cluster_name: str, revision: str) -> str | None:
+    """The render key of this unit at this revision and spec, when it is still cached:
+    a reconcile then goes straight to apply (render is a pure function of these)."""
+    fleet = ctx.fleet()
+    app, cluster = resolve(fleet, app_name, cluster_name)
+    key = ctx.redis.get(_memo(fleet, app, cluster, revision))
+    return key if key and ctx.cache.exists(key) else None
+
+
+def _memo(fleet: Fleet, app: Application, cluster: Cluster, revision: str) -> str:
+    return keys.rendered(keys.unit_id(app.name, cluster.name), revision,
+                         unit_spec_hash(fleet, app, cluster))
+
+
+def _checkout(ctx: Context, source: Source, revision: str) -> Path:
+    try:
+        return ctx.sources.checkout(source, revision)
+    except SourceError:
+        ctx.sources.fetch(source)          # this host's mirror may not have it yet
+        return ctx.sources.checkout(source, revision)
+
+
+# --- apply ---------------------------------------------------------------------
+
+def waiting_for(ctx: Context, fleet: Fleet, app: Application, cluster: Cluster) -> list[str]:
+    """The dependencies of ``app`` on ``cluster`` that are not Ready yet."""
+    return [dep for dep in app.depends_on
+            if dep in fleet.applications and fleet.applications[dep].clusters.matches(cluster)
+            and ctx.status.get_status(dep, cluster.name).phase != Phase.READY.value]
+
+
+def apply_objects(ctx: Context, app: Application, cluster: Cluster, objects: list[dict],
+                  revision: str, token: int) -> Any:
+    """The apply engine on this unit's cluster; an ``ApplyResult``."""
+    from workers.apply.engine import apply_unit
+
+    started = time.monotonic()
+    result = apply_unit(ctx.kube(cluster), app=app, objects=objects, revision=revision,
+                        token=token)
+    metrics.reconcile_duration.labels("apply").observe(time.monotonic() - started)
+    return result
+
+
+def message(counts: dict[str, int]) -> str:
+    parts = [f"{n} {action}" for action, n in counts.items() if n]
+    return ", ".join(parts) or "nothing to do"
