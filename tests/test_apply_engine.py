@@ -41,8 +41,8 @@ def resource_versions(kube: Kube, ns: str) -> dict[str, str]:
 def test_first_apply_creates_everything_labelled_and_records_the_inventory(kube, unit):
     name, ns, objects = unit
     result = apply_unit(kube, app=application(name), objects=objects, revision="rev-1", token=1)
-    assert result.counts == {"created": 6, "configured": 0, "unchanged": 0, "pruned": 0,
-                             "skipped": 0}
+    assert result.counts == {"created": 6, "configured": 0, "replaced": 0, "unchanged": 0,
+                             "pruned": 0, "skipped": 0}
     assert result.dry_runs == 6 and result.writes >= 6
     for path in (f"/apis/apps/v1/namespaces/{ns}/deployments/{name}",
                  f"/api/v1/namespaces/{ns}/configmaps/settings", f"/api/v1/namespaces/{ns}"):

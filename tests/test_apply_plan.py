@@ -231,4 +231,4 @@ def test_format_diff_shows_every_kind_of_change():
 def test_counts_cover_every_action(prune):
     changes = plan([], {}, [], app=APP, prune=prune, adopt=False)
     assert changes.counts() == dict.fromkeys(
-        ["created", "configured", "unchanged", "pruned", "skipped"], 0)
+        ["created", "configured", "replaced", "unchanged", "pruned", "skipped"], 0)

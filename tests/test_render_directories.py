@@ -15,10 +15,9 @@ from typing import Any
 import pytest
 
 from shared.errors import RenderError
-from shared.spec import Application, Cluster, Directory, Selector, Source
-from tests.gitutil import GitRepo
+from shared.spec import Application, Cluster, Directory, Selector
+from tests.gitrender import Repo
 from workers import kustomize
-from workers.gitsource import SourceCache
 from workers.render import render, render_unit
 from workers.render_cache import RenderCache
 
@@ -39,25 +38,6 @@ def app(path: str, **kw: Any) -> Application:
 
 def names(objects: list[dict[str, Any]]) -> list[str]:
     return [f"{o['kind']}/{o['metadata'].get('namespace', '')}/{o['metadata']['name']}" for o in objects]
-
-
-class Repo:
-    """A work repository and the checkout of its latest commit, as a worker sees it."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.git = GitRepo(tmp / "work")
-        self.cache = SourceCache(tmp / "cache")
-        self.source = Source("gitops", "", "branch", "main", 60.0)
-
-    def write(self, files: dict[str, str]) -> "Repo":
-        for rel, text in files.items():
-            self.git.write(rel, text)
-        return self
-
-    def tree(self) -> Path:
-        self.git.commit("layout")
-        source = Source("gitops", self.git.bare_url(), "branch", "main", 60.0)
-        return self.cache.checkout(source, self.cache.fetch(source))
 
 
 @pytest.fixture()

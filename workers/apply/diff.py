@@ -16,11 +16,13 @@ Unchanged objects are left out, so an empty string means "in sync".
 from __future__ import annotations
 
 from shared.spec import Application
+from workers.apply import namespaces
 from workers.apply.discovery import PROCESS, Discovery
 from workers.apply.kube import Kube
 from workers.apply.observe import observe
 from workers.apply.plan import (CONFIGURED, CREATED, PRUNE_DISABLED, PRUNED, SKIPPED, Change,
                                 ChangeSet, plan)
+from workers.apply.refs import ref_of
 
 
 def format_diff(changeset: ChangeSet) -> str:
@@ -45,6 +47,10 @@ def _lines(change: Change) -> list[str]:
 def diff_unit(kube: Kube, app: Application, objects: list[dict],
               discovery: Discovery = PROCESS) -> ChangeSet:
     """The ChangeSet an apply of ``objects`` would carry out now; reads only."""
-    seen = observe(kube, app.name, objects, discovery)
+    own_namespace = namespaces.wanted(app, objects)
+    seen = observe(kube, app.name, objects + [own_namespace] if own_namespace else objects,
+                   discovery)
+    if own_namespace:
+        seen = namespaces.leave_foreign(seen, ref_of(own_namespace), app.name)
     return plan(seen.desired.values(), seen.live, seen.inventory.refs, app=app.name,
                 prune=app.prune, adopt=app.adopt)

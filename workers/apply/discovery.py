@@ -8,7 +8,9 @@ services come and go. It costs two requests with aggregated discovery
 legacy per-group-version documents on servers that do not serve it.
 
 An unknown kind triggers one refresh (a CRD may have just been established);
-still unknown after that, it is an ``ApplyError`` naming the objects. Kinds a
+still unknown after that, it is an ``ApplyError`` naming the objects, with a
+hint that tells a removed built-in version from a CRD that does not serve the
+version from a missing CRD (``workers.apply.hints``). Kinds a
 desired CRD is about to define are resolved from the CRD itself (``from_crd``),
 so a CRD and its custom resources can go in one apply.
 """
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 from urllib.parse import quote
 
-from shared.errors import ApplyError
+from workers.apply import hints
 from workers.apply.kube import Kube, NotFound
 from workers.apply.refs import ObjectRef
 
@@ -152,9 +154,7 @@ class Discovery:
         found = self.lookup(kube, refs, pending)
         unknown = [r for r in refs if r not in found]
         if unknown:
-            names = ", ".join(f"{r} ({r.api_version})" for r in unknown)
-            raise ApplyError(f"unknown kind for {len(unknown)} object(s): {names}; is its CRD "
-                             "installed and established?", obj=str(unknown[0]))
+            raise hints.explain(kube, unknown, self.catalog(kube))
         return found
 
     def forget(self, kube: Kube) -> None:

@@ -1,7 +1,8 @@
 """The apply engine: one sync unit's objects made live, as a pipeline that reads top down.
 
-    observe -> plan -> refuse conflicts -> validate (dry-run) -> apply -> prune
-            -> inventory -> health -> ApplyResult
+    (+ namespace) -> observe -> refuse an empty render -> plan -> refuse conflicts
+        -> validate (dry-run) -> apply (replace on immutable fields with force)
+        -> prune -> inventory -> health -> ApplyResult
 
 Every decision is made by the pure modules (``plan``, ``health.check``); this
 module only sequences the I/O verbs. A no-op reconcile (nothing drifted, same
@@ -13,6 +14,12 @@ objects that were applied must be in the inventory even when they then fail to
 become healthy, or a later prune could not find them. When apply or prune fails
 part way, the inventory gets what was applied and what survived, then the
 error is raised; every error carries the sync unit and the revision.
+
+A render of zero objects is refused here, not in the render stage, because
+only here is the previous inventory known: a unit that managed objects and now
+renders none would prune them all (an application rewritten into a format
+fleetsync does not read, a wrong path after a reorganisation). It is
+``Failed`` with nothing written unless the application sets ``allowEmpty``.
 """
 
 from __future__ import annotations
@@ -21,21 +28,28 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from shared.errors import FleetsyncError
+from shared.errors import ApplyError, FleetsyncError
 from shared.spec import Application
-from workers.apply import health
+from workers.apply import health, namespaces
 from workers.apply import inventory as inv
 from workers.apply.discovery import PROCESS, Discovery
 from workers.apply.execute import apply_all, prune_all
 from workers.apply.kube import Kube
 from workers.apply.observe import Observation, observe
-from workers.apply.plan import CONFIGURED, CREATED, ChangeSet, ownership_error, plan
-from workers.apply.refs import ObjectRef, is_namespace
+from workers.apply.plan import CONFIGURED, CREATED, ChangeSet, ownership_error, plan, with_replaced
+from workers.apply.refs import ObjectRef, is_namespace, ref_of
 from workers.apply.validate import Validation, validate
 
 DRIFTED = "drifted from Git"
 CRD_TIMEOUT = 60.0
 SHORT_LIST = 10
+EMPTY = "rendered 0 objects; refusing to prune everything it manages; set allowEmpty: true to allow"
+
+
+class EmptyRender(ApplyError):
+    """The render has no object while the unit's inventory holds some (and no allowEmpty)."""
+
+    reason = "EmptyRender"
 
 
 @dataclass(frozen=True)
@@ -114,8 +128,13 @@ def apply_unit(kube: Kube, *, app: Application, objects: list[dict], revision: s
 
 def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str, token: int,
                dry_run_only: bool, discovery: Discovery, poll: float) -> _Done:
-    seen = observe(kube, app.name, objects, discovery)
+    own_namespace = namespaces.wanted(app, objects)
+    wanted = objects + [own_namespace] if own_namespace else objects
+    seen = observe(kube, app.name, wanted, discovery)
     inv.check_token(app.name, seen.inventory, token)      # a stale worker stops before writing
+    if own_namespace:
+        seen = namespaces.leave_foreign(seen, ref_of(own_namespace), app.name)
+    refuse_empty(app, objects, seen.inventory, own_namespace)
     changeset = plan(seen.desired.values(), seen.live, seen.inventory.refs, app=app.name,
                      prune=app.prune, adopt=app.adopt)
     conflict = ownership_error(changeset, app=app.name)
@@ -123,13 +142,15 @@ def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str,
         raise conflict
     writes = {c.ref: seen.desired[c.ref] for c in changeset.to_apply()}
     checked = validate(kube, writes, seen.resources, new_namespaces=new_namespaces(changeset),
-                       pending=seen.pending) if writes else Validation()
+                       pending=seen.pending, force=app.force) if writes else Validation()
     if dry_run_only:
         return _Done(changeset, checked)
 
     applied = apply_all(kube, writes, seen.resources, pending=seen.pending,
                         on_crds=lambda: _refresh(kube, discovery, seen),
-                        crd_timeout=min(app.timeout, CRD_TIMEOUT))
+                        crd_timeout=min(app.timeout, CRD_TIMEOUT), force=app.force,
+                        replace_timeout=app.timeout)
+    changeset = with_replaced(changeset, applied.replaced)
     if applied.failed:
         _record(kube, app, token, seen, set(seen.inventory.refs) | set(applied.done),
                 seen.inventory.revision)
@@ -145,6 +166,17 @@ def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str,
         health.wait(kube, current, seen.resources, timeout=app.timeout, poll=poll)
         return _Done(changeset, checked, (), wrote)
     return _Done(changeset, checked, tuple(health.describe(health.unhealthy(current))), wrote)
+
+
+def refuse_empty(app: Application, rendered: list[dict], stored: inv.Inventory,
+                 own_namespace: dict | None) -> None:
+    """``EmptyRender`` when nothing is rendered but the inventory holds objects (besides
+    the namespace that createNamespace made), unless the application allows it."""
+    if rendered or app.allow_empty:
+        return
+    ours = ref_of(own_namespace) if own_namespace else None
+    if any(ref != ours for ref in stored.refs):
+        raise EmptyRender(EMPTY)
 
 
 def new_namespaces(changeset: ChangeSet) -> frozenset[str]:

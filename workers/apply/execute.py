@@ -10,6 +10,11 @@ cluster-scoped, namespaced), concurrently within a tier. After the CRD tier it
 waits for the CRDs to be Established and refreshes discovery when custom
 resources of them follow in the same run. Prune deletes with a ``uid``
 precondition, so it only ever deletes the very object the plan saw.
+
+An update refused because a field is immutable is replaced (deleted and
+re-created, ``workers.apply.immutable``) when the application sets ``force``;
+``Outcome.replaced`` says which. Without ``force`` the failure is one line
+naming the field.
 """
 
 from __future__ import annotations
@@ -19,10 +24,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from shared.errors import ApplyError, FleetsyncError, TransientError
-from workers.apply import health
+from workers.apply import health, immutable
 from workers.apply.pool import shared
 from workers.apply.discovery import Resource
-from workers.apply.kube import Kube, NotFound, detail
+from workers.apply.kube import Invalid, Kube, NotFound, detail
 from workers.apply.refs import ObjectRef, is_crd, prune_order, tiers
 
 NEW_KIND_GRACE = 5.0     # seconds a just-established CRD's endpoint may still answer 404
@@ -34,6 +39,7 @@ class Outcome:
 
     done: dict[ObjectRef, dict | None] = field(default_factory=dict)
     failed: dict[ObjectRef, FleetsyncError] = field(default_factory=dict)
+    replaced: set[ObjectRef] = field(default_factory=set)
 
     def error(self, verb: str) -> FleetsyncError:
         """One error for every failure: transient if any is (the retry redoes it all)."""
@@ -60,12 +66,24 @@ def _each(refs: list[ObjectRef], work: Callable[[ObjectRef], dict | None],
 
 def apply_all(kube: Kube, objects: Mapping[ObjectRef, dict],
               resources: Mapping[ObjectRef, Resource], *, pending: frozenset[ObjectRef],
-              on_crds: Callable[[], None], crd_timeout: float) -> Outcome:
+              on_crds: Callable[[], None], crd_timeout: float, force: bool = False,
+              replace_timeout: float = 60.0) -> Outcome:
     """Server-side apply of ``objects``, tier by tier; stops after the first failing tier."""
     outcome = Outcome()
 
     def one(ref: ObjectRef) -> dict:
-        return _apply_one(kube, objects[ref], resources[ref].path(ref), ref in pending)
+        path = resources[ref].path(ref)
+        try:
+            return _apply_one(kube, objects[ref], path, ref in pending)
+        except Invalid as exc:
+            if not immutable.is_immutable(exc):
+                raise
+            if not force:
+                line = immutable.refusal(exc.detail)
+                raise Invalid(line, status=exc.status, detail=line) from exc
+        replaced = immutable.replace(kube, path, objects[ref], timeout=replace_timeout)
+        outcome.replaced.add(ref)
+        return replaced
 
     for group in tiers(objects):
         _each(group, one, outcome)

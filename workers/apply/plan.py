@@ -16,7 +16,7 @@ lists, is no longer desired, and still carries this application's label.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping
 
 from shared.errors import OwnershipError
@@ -27,9 +27,9 @@ from workers.apply.refs import (APP_LABEL, ObjectRef, apply_order, owner_of, pru
 __all__ = ["ACTIONS", "Change", "ChangeSet", "ObjectRef", "apply_order", "ownership_error",
            "plan", "prune_order", "ref_of", "stamp", "tiers"]
 
-CREATED, CONFIGURED, UNCHANGED, PRUNED, SKIPPED = (
-    "created", "configured", "unchanged", "pruned", "skipped")
-ACTIONS = (CREATED, CONFIGURED, UNCHANGED, PRUNED, SKIPPED)
+CREATED, CONFIGURED, REPLACED, UNCHANGED, PRUNED, SKIPPED = (
+    "created", "configured", "replaced", "unchanged", "pruned", "skipped")
+ACTIONS = (CREATED, CONFIGURED, REPLACED, UNCHANGED, PRUNED, SKIPPED)
 PRUNE_DISABLED = "prune disabled"
 
 
@@ -45,7 +45,7 @@ class Change:
 
     @property
     def writes(self) -> bool:
-        return self.action in (CREATED, CONFIGURED, PRUNED)
+        return self.action in (CREATED, CONFIGURED, REPLACED, PRUNED)
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class ChangeSet:
         return [c for c in self.entries if c.action == action]
 
     def to_apply(self) -> list[Change]:
-        return [c for c in self.entries if c.action in (CREATED, CONFIGURED)]
+        return [c for c in self.entries if c.action in (CREATED, CONFIGURED, REPLACED)]
 
     def to_prune(self) -> list[Change]:
         return self.by_action(PRUNED)
@@ -128,6 +128,17 @@ def decide_leftover(ref: ObjectRef, live: dict | None, *, app: str, prune: bool)
     if not prune:
         return Change(ref, SKIPPED, PRUNE_DISABLED)
     return Change(ref, PRUNED, "no longer in Git")
+
+
+def with_replaced(changeset: ChangeSet, refs: Iterable[ObjectRef]) -> ChangeSet:
+    """The change set after the executor deleted and re-created ``refs`` (``force``): an
+    update the API server refused because a field is immutable became a replacement."""
+    replaced = set(refs)
+    if not replaced:
+        return changeset
+    entries = tuple(replace(c, action=REPLACED, reason=f"{c.reason}; an immutable field changed")
+                    if c.ref in replaced else c for c in changeset.entries)
+    return ChangeSet(entries, changeset.kept)
 
 
 def ownership_error(changeset: ChangeSet, *, app: str) -> OwnershipError | None:

@@ -21,8 +21,9 @@ def unique(prefix: str) -> str:
 
 def application(name: str, **flags: Any) -> Application:
     """An Application for ``name`` with spec defaults, overridden by ``flags``."""
-    return Application(name=name, source="test", path=".", clusters=Selector(names=("dev-1",)),
-                       **flags)
+    fields: dict[str, Any] = {"source": "test", "path": ".",
+                              "clusters": Selector(names=("dev-1",)), **flags}
+    return Application(name=name, **fields)
 
 
 def namespace(name: str) -> dict:

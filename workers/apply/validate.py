@@ -18,6 +18,10 @@ Two kinds of object cannot be dry-run where they will live:
   validated by its real apply, and ``unvalidated`` says so.
 * Custom resources whose CRD is in this render and not served yet: the server
   cannot validate a kind it does not know; they are validated by their apply.
+
+A dry-run refused because an immutable field changed is an invalid object in
+one line (the field, and ``force: true``), unless the application sets
+``force``: then it passes, and the apply replaces the object.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from typing import Mapping
 from shared.errors import ApplyError
 from workers.apply.pool import shared
 from workers.apply.discovery import Resource
-from workers.apply.kube import Invalid, Kube, KubeError, detail
+from workers.apply.immutable import is_immutable, refusal
+from workers.apply.kube import Invalid, Kube, KubeError, NotFound, detail
 from workers.apply.refs import ObjectRef
 
 STAND_INS = ("fleetsync-system", "default")
@@ -41,13 +46,14 @@ class Validation:
 
 
 def validate(kube: Kube, objects: Mapping[ObjectRef, dict], resources: Mapping[ObjectRef, Resource],
-             *, new_namespaces: frozenset[str], pending: frozenset[ObjectRef]) -> Validation:
+             *, new_namespaces: frozenset[str], pending: frozenset[ObjectRef],
+             force: bool = False) -> Validation:
     """Dry-run every object; raise ``ApplyError`` listing every invalid one."""
     stand_in = stand_in_namespace(kube) if any(r.namespace in new_namespaces
                                                for r in objects) else ""
     pool = shared()
     futures = {ref: pool.submit(_dry_run, kube, ref, obj, resources[ref],
-                                stand_in if ref.namespace in new_namespaces else "")
+                                stand_in if ref.namespace in new_namespaces else "", force)
                for ref, obj in objects.items() if ref not in pending}
     outcomes = {ref: future.result() for ref, future in futures.items()}
     result = Validation(
@@ -61,6 +67,16 @@ def validate(kube: Kube, objects: Mapping[ObjectRef, dict], resources: Mapping[O
     return result
 
 
+def _refused(exc: KubeError, ref: ObjectRef, force: bool) -> tuple[bool, str]:
+    """A dry-run refusal, as a one-line reason where we know a better one than the server's."""
+    if is_immutable(exc):
+        return (True, "") if force else (False, refusal(exc.detail))
+    if isinstance(exc, NotFound) and ref.namespace and f'namespaces "{ref.namespace}" not found' in exc.detail:
+        return False, (f"{detail(exc)}: add the namespace to Git, or set createNamespace: true "
+                       "on the application")
+    return False, detail(exc)
+
+
 def stand_in_namespace(kube: Kube) -> str:
     """A namespace that exists, to dry-run objects whose own namespace does not yet."""
     for name in STAND_INS[:-1]:
@@ -70,7 +86,7 @@ def stand_in_namespace(kube: Kube) -> str:
 
 
 def _dry_run(kube: Kube, ref: ObjectRef, obj: dict, resource: Resource,
-             stand_in: str) -> tuple[bool | None, str]:
+             stand_in: str, force: bool = False) -> tuple[bool | None, str]:
     """(True, "") valid; (False, message) invalid; (None, why) could not be checked.
 
     Transient errors propagate: the whole apply is retried rather than half-checked.
@@ -80,7 +96,7 @@ def _dry_run(kube: Kube, ref: ObjectRef, obj: dict, resource: Resource,
             kube.apply(resource.path(ref), obj, dry_run=True)
             return True, ""
         except KubeError as exc:
-            return False, detail(exc)
+            return _refused(exc, ref, force)
     moved = {**obj, "metadata": {**obj["metadata"], "namespace": stand_in}}
     try:
         kube.create(resource.collection(stand_in), moved, dry_run=True)

@@ -1,0 +1,41 @@
+"""``createNamespace``: the application's namespace, created and owned only when it was missing.
+
+Users of Argo CD expect ``CreateNamespace=true``: an application whose
+``namespace:`` does not exist yet should not fail with ``namespaces "x" not
+found``. The namespace is added to the render as one more desired object, so
+it goes through the same plan, dry-run, apply, inventory and prune as the
+rest, and carries the ownership label like everything fleetsync applies.
+
+It is owned only if this application created it: when the namespace already
+exists without this application's label (made by hand, by another tool, or by
+another application), it is taken out of the desired objects again after
+observing, so it is neither adopted, nor reported as a conflict, nor recorded
+in the inventory, and therefore never pruned. Pure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from shared.spec import Application
+from workers.apply.observe import Observation
+from workers.apply.refs import ObjectRef, is_namespace, owner_of, ref_of
+
+
+def wanted(app: Application, objects: list[dict]) -> dict | None:
+    """The Namespace to add to the render, or None (not asked, or Git has it already)."""
+    if not app.create_namespace or not app.namespace:
+        return None
+    for obj in objects:
+        ref = ref_of(obj)
+        if is_namespace(ref) and ref.name == app.namespace:
+            return None
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": app.namespace}}
+
+
+def leave_foreign(seen: Observation, ref: ObjectRef, app: str) -> Observation:
+    """``seen`` without the namespace among the desired objects when it exists and is not ours."""
+    live = seen.live.get(ref)
+    if live is None or owner_of(live) == app:
+        return seen
+    return dataclasses.replace(seen, desired={r: o for r, o in seen.desired.items() if r != ref})
