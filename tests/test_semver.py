@@ -76,3 +76,27 @@ def test_malformed_ranges_are_refused(bad: str) -> None:
 def test_range_is_callable_on_versions() -> None:
     in_range = parse_range("~1.2")
     assert in_range(Version(1, 2, 9)) and not in_range(Version(1, 3, 0))
+
+
+@pytest.mark.parametrize("wanted, tags, best", [
+    ("2.0.0-rc.1", ["2.0.0", "2.0.0-rc.1"], "2.0.0-rc.1"),          # exact prerelease, not the release
+    ("<=1.2", ["1.2.3", "1.3.0-rc.1"], "1.2.3"),                      # no prerelease named
+    ("<1.2.3", ["1.2.2", "1.2.3-rc.1"], "1.2.2"),
+    ("~2.0.0-rc.1", ["2.0.0-rc.1", "2.0.1"], "2.0.1"),                # releases after the rc count
+    (">=1.3.0-rc.0 <1.3.0", ["1.3.0", "1.3.0-rc.2"], "1.3.0-rc.2"),  # only the 1.3.0 candidates
+    (">=2.0.0-rc.1 ^1.x", ["1.9.0", "2.0.0"], None),                  # every comparator must hold
+])
+def test_prerelease_comparators_follow_node_semver(wanted: str, tags: list[str],
+                                                   best: str | None) -> None:
+    assert matching_max(tags, wanted) == best
+
+
+@pytest.mark.parametrize("bad, named", [(">=1.0.0 foo", "'foo'"), ("^1 || >=2 <", "'<'"),
+                                        ("1.0.0, =>2", "'=>2'")])
+def test_a_bad_range_names_the_comparator_it_cannot_read(bad: str, named: str) -> None:
+    with pytest.raises(ValueError, match=f"cannot read {named}$"):
+        parse_range(bad)
+
+
+def test_equal_versions_keep_the_first_tag() -> None:
+    assert matching_max(["v1.2.3", "1.2.3"], "^1") == "v1.2.3"
