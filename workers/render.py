@@ -144,7 +144,12 @@ def labelled(unit: str, revision: str) -> Iterator[None]:
 def render(app: Application, cluster: Cluster, tree: Path, *, revision: str = "",
            source: str = "") -> list[dict[str, Any]]:
     """The objects ``app`` wants on ``cluster`` from the checkout ``tree``, uncached."""
-    return render_unit(app, cluster, tree, None, revision, source).objects
+    del source  # the checkout is given: the source only matters to the cache key
+    variables = cluster.variables()
+    with labelled(unit_of(app, cluster), revision):
+        raw = build_raw(tree, app_path(app, variables), allow_remote_bases=app.allow_remote_bases,
+                        directory=app.directory)
+        return finish(raw, variables, app.namespace)
 
 
 def _renderer(app: Application) -> str:

@@ -5,7 +5,10 @@ label), the live object for every ref it might touch (``None`` when absent), and
 the previous inventory, and returns a ``ChangeSet``: one ``Change`` per object
 with an action, a reason, and for ``configured`` the drifted fields. The
 executor (``engine``) only carries out what the ChangeSet says; tests check
-every decision here without a cluster or a mock.
+every decision here without a cluster or a mock. One action is known only
+after the fact: ``replaced``, an update the API server refused because a field
+is immutable, carried out as delete and create under ``force``
+(``with_replaced``).
 
 Ownership is the label ``fleetsync.io/application``: an unlabelled live object
 is taken over only with ``adopt``; an object labelled for another application
