@@ -95,10 +95,14 @@ def log_fields(name: str, args: Iterable[Any] = (), kwargs: Mapping[str, Any] | 
 # -- results ------------------------------------------------------------------------
 
 def unit_result(app: str, cluster: str, phase: str, summary: str, *, run_id: str = "",
-                revision: str = "", **details: Any) -> dict[str, Any]:
+                revision: str = "", details: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The one result shape of a run's outcome: phase and summary first."""
-    return {"phase": phase, "summary": summary, "unit": unit_id(app, cluster), "app": app,
-            "cluster": cluster, "revision": revision, "run_id": run_id, **details}
+    out: dict[str, Any] = {"phase": phase, "summary": summary, "unit": unit_id(app, cluster),
+                           "app": app, "cluster": cluster, "revision": revision,
+                           "run_id": run_id}
+    for key, value in (details or {}).items():
+        out.setdefault(key, value)
+    return out
 
 
 def request_result(app: str, cluster: str, run_id: str, *, joined: bool, revision: str = "",

@@ -85,7 +85,7 @@ def test_simultaneous_syncs_of_one_unit_never_overlap_or_pile_up(stack):
     client = Client(Settings(redis_url=stack.redis_url))
     try:
         sent = [client.app.send_task("fleetsync.sync", args=[stack.app, "dev-1"]) for _ in range(8)]
-        queued = {r.get(timeout=30)["units"][0]["apply_task_id"] for r in sent}
+        queued = {r.get(timeout=30)["units"][0]["run_id"] for r in sent}
     finally:
         client.close()
     assert len(queued) <= 2, f"eight requests queued {len(queued)} runs"

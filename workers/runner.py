@@ -276,7 +276,7 @@ def _finish(ctx: Context, call: Call, owner: str, outcome: Outcome, started: flo
                          round(started - call.requested_at, 3) if call.requested_at else None)
     step = ctx.runs.end(call.unit, call.run_id, owner, outcome, status=status, entry=entry)
     result = tasks_api.unit_result(call.app, call.cluster, outcome.phase.value, outcome.summary,
-                                   run_id=call.run_id, revision=call.revision, **summary)
+                                   run_id=call.run_id, revision=call.revision, details=summary)
     error = outcome.error if outcome.phase == Phase.FAILED else None
     return Next(result, tuple(_resend(ctx, step.send)), error=error)
 
@@ -294,8 +294,11 @@ def _failed_key(ctx: Context, call: Call) -> str:
 def crashed(ctx: Context, call: Call, exc: BaseException) -> None:
     """A bug or an unexpected error: end the run so that nothing waits on it forever."""
     try:
-        _finish(ctx, call, "", Outcome(Phase.FAILED, f"internal error: {type(exc).__name__}: {exc}",
-                                       call.revision, reason="InternalError"), time.time())
+        why = (f"gave up: {exc}" if isinstance(exc, FleetsyncError)
+               else f"internal error: {type(exc).__name__}: {exc}")
+        _finish(ctx, call, "", Outcome(Phase.FAILED, why, call.revision,
+                                       reason=getattr(exc, "reason", "InternalError")),
+                time.time())
     except FleetsyncError:
         log.exception("could not record the end of a crashed run")
 

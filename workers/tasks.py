@@ -14,6 +14,8 @@ import socket
 from functools import lru_cache
 from typing import Any, Callable
 
+from celery.exceptions import Retry
+
 from shared import tasks_api
 from shared.errors import PermanentError, TransientError
 from shared.logs import get_logger
@@ -37,8 +39,9 @@ def _carry_out(task: Any, nxt: runner.Next) -> dict:
     for send in nxt.send:
         celery.send_task(send.name, args=send.args, kwargs=send.kwargs)
     if nxt.retry_in is not None:
-        raise task.retry(countdown=nxt.retry_in, kwargs={**(task.request.kwargs or {}), **nxt.retry_kwargs},
-                         max_retries=None)
+        # the stage bounds its own attempts; a wait (dependency, cluster down) is not one
+        raise task.retry(countdown=nxt.retry_in,
+                         kwargs={**(task.request.kwargs or {}), **nxt.retry_kwargs})
     if nxt.error is not None:
         raise nxt.error
     return nxt.result
@@ -48,16 +51,17 @@ def _stage(task: Any, stage: Callable[[Context, runner.Call], runner.Next],
            call: runner.Call) -> dict:
     ctx = context()
     try:
-        nxt = stage(ctx, call)
-    except TransientError as exc:      # Redis or the spec file blinked outside the stage
-        raise task.retry(exc=exc, countdown=exc.delay or backoff(task.request.retries),
-                         max_retries=MAX_TRANSIENT_RETRIES)
-    except PermanentError:
+        return _carry_out(task, stage(ctx, call))
+    except (Retry, PermanentError):
         raise
+    except TransientError as exc:      # Redis or the spec file blinked outside the stage
+        if task.request.retries >= MAX_TRANSIENT_RETRIES:
+            runner.crashed(ctx, call, exc)
+            raise
+        raise task.retry(exc=exc, countdown=exc.delay or backoff(task.request.retries))
     except Exception as exc:
         runner.crashed(ctx, call, exc)
         raise
-    return _carry_out(task, nxt)
 
 
 @celery.task(name=tasks_api.PING)
@@ -135,11 +139,11 @@ def _call(task: Any, name: str, args: list[Any], kw: dict[str, Any]) -> runner.C
     return runner.call_of(name, args, kw, task.request.id or "")
 
 
-@celery.task(name=tasks_api.RENDER, bind=True, ignore_result=True)
+@celery.task(name=tasks_api.RENDER, bind=True, ignore_result=True, max_retries=None)
 def render(self: Any, app: str, cluster: str, revision: str, **kw: Any) -> dict:
     return _stage(self, runner.render, _call(self, tasks_api.RENDER, [app, cluster, revision], kw))
 
 
-@celery.task(name=tasks_api.APPLY, bind=True)
+@celery.task(name=tasks_api.APPLY, bind=True, max_retries=None)
 def apply(self: Any, app: str, cluster: str, render_key: str, **kw: Any) -> dict:
     return _stage(self, runner.apply, _call(self, tasks_api.APPLY, [app, cluster, render_key], kw))

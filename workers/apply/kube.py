@@ -156,26 +156,23 @@ def classify(status: int, message: str, delay: float | None, what: str) -> Fleet
 
 def unreachable_reason(exc: BaseException) -> str:
     """A short reason for a request that got no answer: ``connection refused``, ..."""
-    seen: set[int] = set()
+    chain: list[BaseException] = []
     error: BaseException | None = exc
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(error, (TimeoutError, urllib3.exceptions.TimeoutError)):
-            return "timed out"
-        if isinstance(error, urllib3.exceptions.NameResolutionError):
-            return "host name not resolved"
-        if isinstance(error, urllib3.exceptions.SSLError):
-            return "TLS handshake failed"
-        if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:
-            error = error.reason
-            continue
-        error = error.__cause__ or error.__context__
-    text = str(exc).lower()
-    if "refused" in text:
+    while error is not None and error not in chain:
+        chain.append(error)
+        reason = getattr(error, "reason", None)
+        error = reason if isinstance(reason, BaseException) else (error.__cause__
+                                                                  or error.__context__)
+    text = " ".join(str(e) for e in chain).lower()
+    # urllib3's NewConnectionError is also a timeout class: look for a refusal first
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in text:
         return "connection refused"
-    if "timed out" in text or "timeout" in text:
+    if any(isinstance(e, urllib3.exceptions.NameResolutionError) for e in chain):
+        return "host name not resolved"
+    if any(isinstance(e, urllib3.exceptions.SSLError) for e in chain):
+        return "TLS handshake failed"
+    if any(isinstance(e, (TimeoutError, urllib3.exceptions.TimeoutError)) for e in chain) \
+            or "timed out" in text:
         return "timed out"
     return "no answer"
 
