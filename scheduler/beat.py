@@ -43,7 +43,8 @@ def entries(fleet: Fleet) -> dict[str, dict[str, Any]]:
 
 def _entry(task: str, args: list[str], interval: float) -> dict[str, Any]:
     return {"task": task, "schedule": timedelta(seconds=interval), "args": args,
-            "options": {"expires": max(interval, 5.0)}}
+            "options": {"expires": max(interval, 5.0),
+                        "argsrepr": tasks_api.describe(task, args, {"trigger": "beat"})}}
 
 
 def first_run_offset(interval: float, rng: random.Random = random._inst) -> float:  # type: ignore[attr-defined]

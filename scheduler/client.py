@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from shared import keys, tasks_api
-from shared.celery_app import make_app
+from shared.celery_app import make_app, send
 from shared.protocol import Phase, RunState
 from shared.redisconn import connect
 from shared.settings import Settings, from_env
@@ -36,7 +36,7 @@ class Client:
     def sync(self, app: str, cluster: str | None = None, *, wait: bool = False,
              timeout: float = 300.0, trigger: str = "api", poll: float = 0.25) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
-        sent = self.app.send_task(tasks_api.SYNC, args=[app, cluster], kwargs={"trigger": trigger})
+        sent = send(self.app, tasks_api.SYNC, [app, cluster], {"trigger": trigger})
         if not wait:
             return {"task_id": sent.id, "app": app, "cluster": cluster}
         plan = sent.get(timeout=timeout, propagate=True)

@@ -68,3 +68,11 @@ def make_app(settings: Settings, include: Iterable[str] = ()) -> Celery:
     )
     app.conf.fleetsync_settings = settings
     return app
+
+
+def send(app: Celery, name: str, args: list[Any] | None = None,
+         kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
+    """Send task ``name`` by name, with the readable form of its arguments for Flower."""
+    return app.send_task(name, args=args or [], kwargs=kwargs or {},
+                         argsrepr=tasks_api.describe(name, args or [], kwargs),
+                         kwargsrepr=tasks_api.describe_kwargs(kwargs), **options)

@@ -113,3 +113,40 @@ def request_result(app: str, cluster: str, run_id: str, *, joined: bool, revisio
     if error:
         out["error"] = error
     return out
+
+
+# -- what people read (Flower's task list, logs) ---------------------------------------
+
+def describe(name: str, args: Iterable[Any] = (), kwargs: Mapping[str, Any] | None = None) -> str:
+    """A task call as a person reads it: ``platform@staging rev 81a51c7 (beat)``.
+
+    Celery sends it as ``argsrepr``, so Flower's list shows it and its search
+    (``args:staging``) finds a unit's tasks; the JSON arguments stay the API.
+    """
+    spec = TASKS.get(name)
+    if spec is None:
+        return ", ".join(map(repr, args))
+    named = spec.named(args, kwargs)
+    trigger = (kwargs or {}).get("trigger")
+    tail = f" ({trigger})" if trigger else ""
+    if "app" in spec.args:
+        unit = f"{named.get('app')}@{named.get('cluster') or 'every cluster'}"
+        revision = named.get("revision") or (kwargs or {}).get("revision")
+        rev = f" rev {str(revision)[:7]}" if revision else ""
+        return f"{unit}{rev}{tail}"
+    if "cluster" in spec.args:
+        return f"cluster {named.get('cluster')}{tail}"
+    if "source" in spec.args:
+        return f"source {named.get('source')}{tail}"
+    return ", ".join(map(repr, args))
+
+
+def describe_kwargs(kwargs: Mapping[str, Any] | None) -> str:
+    """The internal keyword arguments, short: ``run 1a2b3c4d, attempt 2``."""
+    kwargs = kwargs or {}
+    parts = []
+    if kwargs.get("run_id"):
+        parts.append(f"run {str(kwargs['run_id'])[:8]}")
+    if kwargs.get("attempt"):
+        parts.append(f"attempt {kwargs['attempt']}")
+    return ", ".join(parts)

@@ -140,3 +140,17 @@ def test_backoff_grows_is_capped_and_never_early():
     assert 1 <= delays[0] <= 2 and 2 <= delays[1] <= 4
     assert all(30 <= d <= 60 for d in delays[6:])
     assert [p.cluster_backoff(n) for n in range(1, 7)] == [5, 10, 20, 40, 60, 60]
+
+
+def test_task_calls_read_as_units_for_people():
+    from shared.tasks_api import describe, describe_kwargs
+
+    assert describe("fleetsync.apply", ["platform", "staging", "k" * 64],
+                    {"revision": "81a51c7deadbeef", "trigger": "beat"}) \
+        == "platform@staging rev 81a51c7 (beat)"
+    assert describe("fleetsync.sync", ["platform", None], {"trigger": "cli"}) \
+        == "platform@every cluster (cli)"
+    assert describe("fleetsync.reconcile_cluster", ["prod"], {"trigger": "beat"}) \
+        == "cluster prod (beat)"
+    assert describe("fleetsync.fetch_source", ["git"]) == "source git"
+    assert describe_kwargs({"run_id": "1a2b3c4d5e", "attempt": 2}) == "run 1a2b3c4d, attempt 2"

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from celery.exceptions import Retry
 
 from shared import tasks_api
+from shared.celery_app import send as send_task
 from shared.errors import PermanentError, TransientError
 from shared.logs import get_logger
 from shared.protocol import backoff
@@ -37,7 +38,7 @@ def context() -> Context:
 
 def _carry_out(task: Any, nxt: runner.Next) -> dict:
     for send in nxt.send:
-        celery.send_task(send.name, args=send.args, kwargs=send.kwargs)
+        send_task(celery, send.name, send.args, send.kwargs)
     if nxt.retry_in is not None:
         # the stage bounds its own attempts; a wait (dependency, cluster down) is not one
         raise task.retry(countdown=nxt.retry_in,
@@ -82,7 +83,7 @@ def fetch_source(self: Any, source: str) -> dict:
     if known and known[0] != revision:
         clusters = stages.clusters_using(ctx.fleet(), source)
         for cluster in clusters:
-            celery.send_task(tasks_api.RECONCILE_CLUSTER, args=[cluster])
+            send_task(celery, tasks_api.RECONCILE_CLUSTER, [cluster], {"trigger": "beat"})
     return {"source": source, "revision": revision, "reconciled": clusters}
 
 
@@ -124,7 +125,7 @@ def _request(ctx: Context, app_name: str, cluster: str, trigger: str,
         return {"unit": f"{cluster}/{app_name}", "app": app_name, "cluster": cluster,
                 "run_id": "", "error": str(exc)}
     for send in sends:
-        celery.send_task(send.name, args=send.args, kwargs=send.kwargs)
+        send_task(celery, send.name, send.args, send.kwargs)
     return result
 
 
