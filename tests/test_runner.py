@@ -1,0 +1,61 @@
+"""Every way out of a stage, on the in-process Redis (the ``--local`` stand-in): a
+transient error waits as the apiserver asks (Retry-After), attempts are bounded, and
+giving up still ends the run with its outcome."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from shared.errors import TransientError
+from shared.protocol import Verdict
+from shared.settings import Settings
+from workers import runner
+from workers.context import Context
+
+
+@pytest.fixture()
+def ctx(tmp_path):
+    return Context.connect(Settings(cache_dir=tmp_path), use_redis=False)
+
+
+def _queued_call(ctx: Context, attempt: int = 0) -> runner.Call:
+    step = ctx.runs.request("web", "c1", trigger="beat", revision="abc")
+    assert step.verdict == Verdict.QUEUED
+    return runner.Call("web", "c1", step.other, "beat", time.time(), "abc", attempt=attempt)
+
+
+def test_retry_after_from_the_apiserver_sets_the_countdown(ctx):
+    call = _queued_call(ctx)
+    nxt = runner._transient(ctx, call, "", TransientError("429 Too Many Requests", delay=7.0),
+                            time.time())
+    assert nxt.retry_in == 7.0 and nxt.retry_kwargs["attempt"] == 1
+    assert ctx.runs.run(call.run_id)["state"] == "retrying"
+    assert ctx.status.get_status("web", "c1").phase == "Progressing"
+
+
+def test_without_retry_after_the_countdown_backs_off(ctx):
+    call = _queued_call(ctx, attempt=4)
+    nxt = runner._transient(ctx, call, "", TransientError("503"), time.time())
+    assert 16 <= nxt.retry_in <= 32
+
+
+def test_the_last_attempt_ends_the_run_failed_and_clears_its_marker(ctx):
+    call = _queued_call(ctx, attempt=runner.MAX_ATTEMPTS - 1)
+    nxt = runner._transient(ctx, call, "", TransientError("503 from the apiserver"), time.time())
+    assert nxt.retry_in is None
+    record = ctx.runs.run(call.run_id)
+    assert record["state"] == "done" and record["phase"] == "Failed"
+    assert "gave up after 10 attempts: 503 from the apiserver" in record["summary"]
+    assert ctx.runs.unit("c1/web").queued == ""
+    status = ctx.status.get_status("web", "c1")
+    assert status.phase == "Failed" and status.failed_key == ""     # beat tries again
+
+
+def test_a_crash_still_ends_the_run(ctx):
+    call = _queued_call(ctx)
+    runner.crashed(ctx, call, KeyError("boom"))
+    record = ctx.runs.run(call.run_id)
+    assert record["state"] == "done" and "internal error: KeyError" in record["summary"]
+    assert ctx.runs.request("web", "c1", trigger="beat").verdict == Verdict.QUEUED
