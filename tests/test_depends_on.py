@@ -51,8 +51,11 @@ def test_dependent_waits_for_its_dependency_without_holding_the_only_worker(
             return store.get_status(app, "dev-1").phase
         stack.wait("base waited for health and failed",
                    lambda: phase(f"base-{stack.app}") == "Failed", timeout=60)
-        top = store.get_status(f"top-{stack.app}", "dev-1")
-        assert top.phase == "Progressing" and "waiting for" in top.message
+        stack.wait("top waits for base, which is not Ready", lambda: (
+            store.get_status(f"top-{stack.app}", "dev-1").phase == "Progressing"
+            and f"waiting for base-{stack.app}" in store.get_status(
+                f"top-{stack.app}", "dev-1").message), timeout=60)
+        assert phase(f"base-{stack.app}") == "Failed"
         core = client.CoreV1Api(kube_clients["dev-1"])
         assert "top" not in [c.metadata.name for c in core.list_namespaced_config_map(ns).items]
 
