@@ -37,6 +37,7 @@ class Settings:
     log_level: str = "INFO"
     metrics_port: int | None = None          # workers expose Prometheus metrics here
     metrics_dir: str | None = None           # prometheus multiprocess directory
+    flower_url: str | None = None            # Flower as operators open it: the CLI links tasks there
 
     @property
     def visibility_timeout(self) -> float:
@@ -63,6 +64,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         log_level=env.get("FLEETSYNC_LOG_LEVEL", "INFO").upper(),
         metrics_port=int(port) if port else None,
         metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
+        flower_url=env.get("FLEETSYNC_FLOWER_URL", "").rstrip("/") or None,
     )
 
 

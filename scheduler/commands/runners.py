@@ -8,6 +8,15 @@ wrong moment (a Redis restart or failover), and a fleet must not lose its
 workers to a Redis blip. The supervisor forwards every stop signal, and starts
 the worker again (1, 2, 4 ... 30 s apart) only when it exited on its own with a
 failure. ``--no-restart`` runs it bare.
+
+Flower is an operator's live view, so ``fleetsync flower`` starts it configured
+for that: the task list shows each task's readable arguments (``argsrepr``:
+``platform@staging rev 81a51c7 (beat)``), its result (phase and summary first)
+and its exception; history is kept in a state file (``FLEETSYNC_FLOWER_DB``,
+by default one per broker under the state directory) and survives a restart.
+Each of these defaults gives way to the same Flower option given on the command
+line (``--max_tasks=50000``) or as a ``FLOWER_*`` variable (``FLOWER_MAX_TASKS``),
+which Flower reads before its command line and would otherwise be overridden.
 """
 
 from __future__ import annotations
@@ -16,13 +25,17 @@ import argparse
 import ipaddress
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
+from urllib.parse import urlsplit
 
+from shared.settings import DEFAULT_REDIS_URL, state_dir
 from shared.tasks_api import STAGE_QUEUES, apply_queue
 
 
@@ -63,10 +76,50 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+# What an operator's Tasks page shows, in order (Flower's slugs).
+FLOWER_COLUMNS = "name,state,args,result,exception,received,runtime,uuid,worker"
+FLOWER_MAX_TASKS = 10_000                 # kept in memory and in the state file
+FLOWER_SAVE_INTERVAL_MS = 60_000          # besides the save when Flower stops
+
+
+def flower_db(env: dict[str, str]) -> Path:
+    """Flower's state file: ``FLEETSYNC_FLOWER_DB``, or one per broker in the state directory.
+
+    One file per broker (host, port, database; never the password), so that a
+    Flower pointed at another Redis does not show that fleet's old tasks.
+    """
+    if env.get("FLEETSYNC_FLOWER_DB"):
+        return Path(env["FLEETSYNC_FLOWER_DB"])
+    url = urlsplit(env.get("FLEETSYNC_REDIS_URL") or DEFAULT_REDIS_URL)
+    broker = f"{url.hostname or 'localhost'}-{url.port or 6379}-{url.path.strip('/') or '0'}"
+    return state_dir() / f"flower-{re.sub(r'[^A-Za-z0-9.-]', '_', broker)}.db"
+
+
+def _flower_option(arg: str) -> str:
+    """``--basic-auth=u:p`` and ``--basic_auth=u:p`` both name ``basic_auth``."""
+    return arg.lstrip("-").partition("=")[0].replace("-", "_")
+
+
+def flower_defaults(env: dict[str, str], extra: list[str]) -> dict[str, str]:
+    """fleetsync's Flower options, less those the operator set (argument or ``FLOWER_*``)."""
+    defaults = {"tasks_columns": FLOWER_COLUMNS, "persistent": "True",
+                "db": str(flower_db(env)), "state_save_interval": str(FLOWER_SAVE_INTERVAL_MS),
+                "max_tasks": str(FLOWER_MAX_TASKS)}
+    given = {_flower_option(a) for a in extra if a.startswith("--")}
+    return {k: v for k, v in defaults.items()
+            if k not in given and not env.get(f"FLOWER_{k.upper()}")}
+
+
+def flower_authenticated(env: dict[str, str], extra: list[str]) -> bool:
+    """Basic auth or Flower's OAuth (``--auth`` with ``--auth_provider``) is configured."""
+    given = {_flower_option(a) for a in extra if a.startswith("--")}
+    return bool({"basic_auth", "auth"} & given) or any(
+        env.get(k) for k in ("FLOWER_BASIC_AUTH", "FLOWER_AUTH"))
+
+
 def flower_argv(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
     """Flower's command; refuses to listen beyond loopback without authentication."""
-    authenticated = any(env.get(k) for k in ("FLOWER_BASIC_AUTH", "FLOWER_AUTH")) or any(
-        a.startswith(("--basic-auth", "--auth")) for a in args.extra)
+    authenticated = flower_authenticated(env, args.extra)
     if not is_loopback(args.address) and not authenticated:
         raise SystemExit(
             f"error: Flower on {args.address} would be reachable beyond loopback without "
@@ -74,8 +127,9 @@ def flower_argv(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
             "OAuth options --auth/--auth_provider), or use --address 127.0.0.1")
     if is_loopback(args.address) and not authenticated:
         env["FLOWER_UNAUTHENTICATED_API"] = "true"   # local use: scripts may POST tasks
+    options = [f"--{k}={v}" for k, v in flower_defaults(env, args.extra).items()]
     return [sys.executable, "-m", "celery", "-A", "scheduler.app", "flower",
-            f"--port={args.port}", f"--address={args.address}", *args.extra]
+            f"--port={args.port}", f"--address={args.address}", *options, *args.extra]
 
 
 def _exec(argv: list[str], env: dict[str, str]) -> int:
@@ -134,4 +188,8 @@ def run_beat(args: argparse.Namespace) -> int:
 
 def run_flower(args: argparse.Namespace) -> int:
     env = dict(os.environ)
-    return _exec(flower_argv(args, env), env)
+    argv = flower_argv(args, env)
+    db = flower_db(env)
+    if f"--db={db}" in argv:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    return _exec(argv, env)

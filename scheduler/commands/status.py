@@ -8,6 +8,10 @@ folded onto one line, and the line is cut to the terminal's width
 (``shutil.get_terminal_size``, so ``COLUMNS`` works in scripts). ``-o wide``
 prints the whole message, still one line per unit; ``-o json`` gives every
 field as stored.
+
+With ``FLEETSYNC_FLOWER_URL`` set, ``history`` and ``status -o wide`` link each
+sync to its Celery task in Flower (``<url>/task/<task_id>``): the task that
+ended the run, whose result or exception tells what happened.
 """
 
 from __future__ import annotations
@@ -46,6 +50,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _store() -> StatusStore:
     settings = from_env()
     return StatusStore(connect(settings.redis_url), settings.history_size)
+
+
+def task_url(flower_url: str | None, task_id: str) -> str:
+    """Where Flower shows task ``task_id``, or "" without a Flower URL or a task."""
+    return f"{flower_url.rstrip('/')}/task/{task_id}" if flower_url and task_id else ""
 
 
 def rows(cluster: str | None = None, app: str | None = None, *,
@@ -108,12 +117,15 @@ def format_status(table: list[dict], *, width: int, wide: bool = False,
                   now: datetime | None = None) -> str:
     """The status table, one line per unit; messages cut to ``width`` unless ``wide``."""
     now = now or datetime.now(timezone.utc)
+    linked = wide and any(r.get("flower") for r in table)
     lines = [{"cluster": r["cluster"], "app": r["app"], "phase": r["phase"],
               "revision": r["revision"][:12 if wide else 8],
               "synced": r["last_synced_at"] if wide else age(r["last_synced_at"], now),
+              **({"flower": r.get("flower", "")} if linked else {}),
               "message": summary(r)} for r in table]
     titles = {"cluster": "CLUSTER", "app": "APP", "phase": "PHASE", "revision": "REVISION",
-              "synced": "SYNCED", "message": "MESSAGE"}
+              "synced": "SYNCED", **({"flower": "FLOWER"} if linked else {}),
+              "message": "MESSAGE"}
     widths = {key: max([len(title)] + [len(line[key]) for line in lines])
               for key, title in titles.items() if key != "message"}
     room = max(MIN_MESSAGE, width - sum(w + 2 for w in widths.values()))
@@ -133,6 +145,12 @@ def run_status(args: argparse.Namespace) -> int:
     if not table:
         print("no sync units known yet (is beat running, or has anything been synced?)")
         return 0
+    flower_url = from_env().flower_url
+    if args.output == "wide" and flower_url:
+        store = _store()
+        for row in table:
+            last = store.history(row["app"], row["cluster"], limit=1)
+            row["flower"] = task_url(flower_url, last[0].get("task_id", "") if last else "")
     width = shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
     print(format_status(table, width=width, wide=args.output == "wide"))
     return 0
@@ -150,14 +168,25 @@ def format_table(table: list[dict], columns: list[tuple[str, str, int]]) -> str:
 
 def run_history(args: argparse.Namespace) -> int:
     entries = _store().history(args.app, args.cluster)
+    flower_url = from_env().flower_url
+    if flower_url:
+        for entry in entries:
+            entry["flower_url"] = task_url(flower_url, entry.get("task_id", ""))
     if args.output == "json":
         print(json.dumps(entries, indent=2))
         return 0
-    for entry in entries:
-        entry["short_revision"] = entry.get("revision", "")[:12]
-        entry["changed"] = ", ".join(f"{k} {v}" for k, v in entry.get("changes", {}).items() if v)
-    print(format_table(entries, [
+    print(format_history(entries, linked=bool(flower_url)))
+    return 0
+
+
+def format_history(entries: list[dict], *, linked: bool = False) -> str:
+    """The history table; its last column is the Flower link of each task, else the task id."""
+    rows = [{**entry, "short_revision": entry.get("revision", "")[:12],
+             "changed": ", ".join(f"{k} {v}" for k, v in entry.get("changes", {}).items() if v)}
+            for entry in entries]
+    last = ("flower_url", "FLOWER") if linked else ("task_id", "TASK")
+    width = max([len(last[1])] + [len(str(r.get(last[0], ""))) for r in rows])
+    return format_table(rows, [
         ("started_at", "STARTED", 24), ("finished_at", "FINISHED", 24),
         ("trigger", "TRIGGER", 9), ("result", "RESULT", 11), ("short_revision", "REVISION", 12),
-        ("changed", "CHANGES", 40)]))
-    return 0
+        ("changed", "CHANGES", 40), (*last, width)])
