@@ -17,6 +17,8 @@ command -v openssl >/dev/null || need_pkgs+=(openssl)
 "${PYTHON:-python3}" -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 # the tests check docker-compose.yml with `docker-compose config` (no engine needed)
 $for_tests && ! command -v docker-compose >/dev/null && need_pkgs+=(docker-compose)
+# the browser tests drive Debian's chromium with Playwright (it cannot download its own here)
+$for_tests && ! command -v chromium >/dev/null && need_pkgs+=(chromium)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing system packages: ${need_pkgs[*]}"
