@@ -19,6 +19,8 @@ import json
 import time
 from typing import Any
 
+from celery.exceptions import TimeoutError as CeleryTimeout
+
 from shared import keys, tasks_api
 from shared.celery_app import make_app, send
 from shared.protocol import Phase, RunState
@@ -39,7 +41,14 @@ class Client:
         sent = send(self.app, tasks_api.SYNC, [app, cluster], {"trigger": trigger})
         if not wait:
             return {"task_id": sent.id, "app": app, "cluster": cluster}
-        plan = sent.get(timeout=timeout, propagate=True)
+        try:
+            plan = sent.get(timeout=timeout, propagate=True)
+        except CeleryTimeout:
+            return {"task_id": sent.id, "app": app, "cluster": cluster, "ok": False,
+                    "units": [{"app": app, "cluster": cluster or "(every cluster)",
+                               "phase": Phase.UNKNOWN.value, "timed_out": True,
+                               "message": "no worker took the sync request in time "
+                                          "(is a worker running on this Redis?)"}]}
         units = self.wait_runs(plan.get("units", []), deadline, poll)
         ok = bool(units) and all(u["phase"] == Phase.READY.value for u in units)
         return {"task_id": sent.id, "app": app, "cluster": cluster, "ok": ok, "units": units}

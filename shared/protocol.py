@@ -73,6 +73,7 @@ class Trigger(str, enum.Enum):
 
 class Verdict(str, enum.Enum):
     QUEUED = "queued"               # request: a new run was queued; send it
+    SKIPPED = "skipped"             # request (beat): failed permanently at this revision and spec
     JOINED = "joined"               # request: joined the queued run
     REVIVE = "revive"               # request: joined a parked run whose holder is gone; send it
     STARTED = "started"             # begin: the run holds the lock
@@ -113,8 +114,11 @@ class Step:
 FINISHED = (RunState.RUNNING, RunState.DONE)
 
 
-def request(unit: Unit, new_run: str) -> Step:
-    """A sync of the unit is asked for."""
+def request(unit: Unit, new_run: str, known_failure: bool = False) -> Step:
+    """A sync of the unit is asked for; ``known_failure``: beat asks again for a unit that
+    failed permanently at this revision and spec, which only a change can cure."""
+    if known_failure:
+        return Step(unit, Verdict.SKIPPED)
     if unit.queued:
         if unit.pending == unit.queued and not unit.lock:
             return Step(unit, Verdict.REVIVE, other=unit.queued)

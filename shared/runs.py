@@ -146,6 +146,15 @@ class Runs:
     # -- transitions ---------------------------------------------------------------
     def request(self, app: str, cluster: str, *, trigger: str, revision: str = "",
                 requested_at: float | None = None) -> Step:
+        return self.request_reading(app, cluster, trigger=trigger, revision=revision,
+                                    requested_at=requested_at)[0]
+
+    def request_reading(self, app: str, cluster: str, *, trigger: str, revision: str = "",
+                        requested_at: float | None = None, failed_key: str = "",
+                        memo: str = "") -> tuple[Step, str]:
+        """Join the queued run or queue one. With ``failed_key`` (beat's requests), a unit
+        that failed permanently at that (revision:spec) is skipped. Also returns the value
+        of ``memo`` (a key read in the same round trip: the unit's known render)."""
         unit, new = keys.unit_id(app, cluster), uuid.uuid4().hex
 
         def writes(step: Step, ops: Ops) -> None:
@@ -153,14 +162,21 @@ class Runs:
                 self._run_fields(ops, new, state=RunState.QUEUED, unit=unit, app=app,
                                  cluster=cluster, trigger=trigger, revision=revision,
                                  requested_at=repr(requested_at or time.time()))
-            elif revision:         # the joined run has not started: it serves the newest
-                self._run_fields(ops, step.other, revision=revision)
-        return self._transition(unit, new, lambda u, _: protocol.request(u, new), writes)
+            elif step.verdict != Verdict.SKIPPED and revision:
+                self._run_fields(ops, step.other, revision=revision)   # it serves the newest
+
+        def decide(u: Unit, _: RunState | None, extra: list[str]) -> Step:
+            return protocol.request(u, new, known_failure=bool(failed_key)
+                                    and extra[0] == failed_key)
+        reads = [(keys.status(unit), "failed_key"), (memo or keys.status(unit), "" if memo
+                                                     else "phase")]
+        step, extra = self._transition_with(unit, new, decide, writes, reads, [])
+        return step, (extra[1] if memo else "")
 
     def touch(self, unit: str, run_id: str) -> tuple[Step, str]:
         """A lockless stage begins; also the revision the run must serve now."""
         step, extra = self._transition_with(
-            unit, run_id, lambda u, s: protocol.touch(u, run_id, s),
+            unit, run_id, lambda u, s, _: protocol.touch(u, run_id, s),
             self._superseded_writes(run_id), [(keys.run(run_id), "revision")], [])
         return step, extra[0]
 
@@ -184,7 +200,7 @@ class Runs:
                 self._run_fields(ops, step.lost, state=RunState.DONE, phase=Phase.FAILED,
                                  summary="the worker running it was lost (its lock expired)")
         step, extra_values = self._transition_with(
-            unit, run_id, lambda u, s: protocol.begin(u, run_id, s, owner), writes, extra,
+            unit, run_id, lambda u, s, _: protocol.begin(u, run_id, s, owner), writes, extra,
             tokens)
         return Begun(step, tokens[0] if tokens else 0, extra_values[0],
                      float(extra_values[1] or 0), extra_values[2])
@@ -279,10 +295,11 @@ class Runs:
     def _transition(self, unit: str, run_id: str,
                     decide: Callable[[Unit, RunState | None], Step],
                     writes: Callable[[Step, Ops], None]) -> Step:
-        return self._transition_with(unit, run_id, decide, writes, [], [])[0]
+        return self._transition_with(unit, run_id, lambda u, s, _: decide(u, s), writes,
+                                     [], [])[0]
 
     def _transition_with(self, unit: str, run_id: str,
-                         decide: Callable[[Unit, RunState | None], Step],
+                         decide: Callable[[Unit, RunState | None, list[str]], Step],
                          writes: Callable[[Step, Ops], None], extra: list[tuple[str, str]],
                          tokens: list[int]) -> tuple[Step, list[str]]:
         names = [keys.queued(unit), keys.pending(unit), keys.running(unit), keys.lock(unit)]
@@ -293,7 +310,7 @@ class Runs:
             values = self._call(lambda: self._read(keys=all_keys, args=[spec]))
             before = Unit(*values[:4])
             state = RunState(values[4]) if values[4] else None
-            step = decide(before, state)
+            step = decide(before, state, list(values[5:]))
             ops = Ops()
             for key, value in zip(names, values[:4]):
                 ops.expects(key, value)

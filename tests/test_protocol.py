@@ -154,3 +154,8 @@ def test_task_calls_read_as_units_for_people():
         == "cluster prod (beat)"
     assert describe("fleetsync.fetch_source", ["git"]) == "source git"
     assert describe_kwargs({"run_id": "1a2b3c4d5e", "attempt": 2}) == "run 1a2b3c4d, attempt 2"
+
+
+def test_beat_skips_a_unit_that_failed_permanently_at_this_revision_and_spec():
+    step = p.request(Unit(), "r1", known_failure=True)
+    assert step.verdict == Verdict.SKIPPED and step.unit == Unit()

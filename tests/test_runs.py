@@ -134,3 +134,21 @@ def test_the_adapter_follows_the_pure_transitions(client):
             states[pure.lost] = RunState.DONE
         expected = pure.unit
         assert runs.unit(UNIT) == expected, (event, run, before)
+
+
+def test_a_request_reads_the_known_render_and_skips_known_failures_in_one_trip(client):
+    runs = Runs(client)
+    client.set("fleetsync:rendered:c1/web:abc:h", "key1")
+    step, memo = runs.request_reading("web", "c1", trigger="beat", revision="abc",
+                                      memo="fleetsync:rendered:c1/web:abc:h")
+    assert step.verdict == Verdict.QUEUED and memo == "key1"
+    StatusStore(client).set_status(UnitStatus("web", "c1", "Failed", "abc", "bad",
+                                              failed_key="abc:h"))
+    _end(runs, step.other, "", Phase.FAILED)
+    client.hset(keys.status(UNIT), "failed_key", "abc:h")
+    skipped, _ = runs.request_reading("web", "c1", trigger="beat", revision="abc",
+                                      failed_key="abc:h")
+    assert skipped.verdict == Verdict.SKIPPED
+    again, _ = runs.request_reading("web", "c1", trigger="beat", revision="abd",
+                                    failed_key="abd:h")
+    assert again.verdict == Verdict.QUEUED

@@ -103,13 +103,22 @@ def test_sync_wait_exits_zero_for_a_unit_that_becomes_ready(stack):
 
 
 def test_sync_wait_timeout_says_what_was_still_running(stack):
-    proc = _cli(stack, "sync", stack.app, "--cluster", "dev-2", "--wait", "--timeout", "0.01")
-    assert proc.returncode == 1
-    assert "timed out after 0.01 s; still running: dev-2" in proc.stderr
+    stack.write_spec(["dev-1", "dev-2"], wait="20s")     # health never comes: no controllers
+    try:
+        proc = _cli(stack, "sync", stack.app, "--cluster", "dev-2", "--wait", "--timeout", "3")
+    finally:
+        stack.write_spec(["dev-1", "dev-2"])
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "timed out after 3 s; still running: dev-2" in proc.stderr
+    assert "Unknown" in proc.stdout and "still " in proc.stdout
 
 
 def test_no_marker_or_lock_is_left_once_the_fleet_is_quiet(stack):
     rev = stack.repo.head()
+    client = redis.Redis.from_url(stack.redis_url)
+    stack.wait("the slow runs of the last test over, every unit Ready", lambda: (
+        not list(client.scan_iter("fleetsync:lock:*"))
+        and all(stack.ready_at(c, rev) for c in ("dev-1", "dev-2"))), timeout=90)
     for proc in [p for p in stack.procs if "beat" in " ".join(map(str, p.args))]:
         stack.kill(proc)
     stack.wait("every marker and lock released",

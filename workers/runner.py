@@ -86,14 +86,17 @@ class Next:
 # --- request ----------------------------------------------------------------------
 
 def request(ctx: Context, app_name: str, cluster_name: str, trigger: str,
-            fresh: bool = False) -> tuple[dict[str, Any], list[Send]]:
-    """A sync of one unit is asked for: join the queued run, or queue one."""
+            fresh: bool = False, revisions: dict[str, str] | None = None
+            ) -> tuple[dict[str, Any], list[Send]]:
+    """A sync of one unit is asked for: join the queued run, or queue one.
+
+    ``revisions`` carries the sources' revisions already looked up by the caller
+    (one look-up per source per reconcile, not one per unit)."""
     fleet = ctx.fleet()
     app, cluster = stages.resolve(fleet, app_name, cluster_name)
     now = time.time()
     try:
-        revision = (stages.fetch(ctx, app.source) if fresh
-                    else stages.current_revision(ctx, app.source))
+        revision = _revision(ctx, app.source, fresh, revisions)
     except PermanentError as exc:
         step = ctx.runs.request(app_name, cluster_name, trigger=trigger, requested_at=now)
         if step.verdict == Verdict.QUEUED:
@@ -101,32 +104,38 @@ def request(ctx: Context, app_name: str, cluster_name: str, trigger: str,
                     _failed(exc, ""), started=now)
         return tasks_api.request_result(app_name, cluster_name, step.other, joined=True,
                                         error=str(exc)), []
-    if trigger == "beat" and _failed_before(ctx, fleet, app, cluster, revision):
+    spec_hash = stages.unit_spec_hash(fleet, app, cluster)
+    step, render_key = ctx.runs.request_reading(
+        app_name, cluster_name, trigger=trigger, revision=revision, requested_at=now,
+        failed_key=f"{revision}:{spec_hash}" if trigger == "beat" else "",
+        memo=stages.memo_key(app, cluster, revision, spec_hash))
+    if step.verdict == Verdict.SKIPPED:
         return tasks_api.request_result(app_name, cluster_name, "", joined=False,
                                         revision=revision,
                                         error="failed permanently at this revision and spec"), []
-    step = ctx.runs.request(app_name, cluster_name, trigger=trigger, revision=revision,
-                            requested_at=now)
     call = Call(app_name, cluster_name, step.other, trigger, now, revision)
     sends: list[Send] = []
     if step.verdict == Verdict.QUEUED:
         if app.suspend:
             _finish(ctx, call, "", Outcome(Phase.SUSPENDED, "suspended in the fleet spec",
                                            revision), started=now)
+        elif render_key:     # rendered at this revision and spec already: straight to apply
+            sends.append(_apply_send(replace(call, render_key=render_key)))
         else:
-            key = stages.known_render(ctx, app_name, cluster_name, revision)
-            sends.append(_apply_send(replace(call, render_key=key)) if key else _render_send(call))
+            sends.append(_render_send(call))
     elif step.verdict == Verdict.REVIVE:
         sends += _resend(ctx, step.other)
     return tasks_api.request_result(app_name, cluster_name, step.other,
                                     joined=step.verdict != Verdict.QUEUED, revision=revision), sends
 
 
-def _failed_before(ctx: Context, fleet: Any, app: Any, cluster: Any, revision: str) -> bool:
-    """Beat does not retry a permanent failure until the revision or the spec changes."""
-    status = ctx.status.get_status(app.name, cluster.name)
-    return (status.phase == Phase.FAILED.value
-            and status.failed_key == f"{revision}:{stages.unit_spec_hash(fleet, app, cluster)}")
+def _revision(ctx: Context, source: str, fresh: bool, known: dict[str, str] | None) -> str:
+    if known is not None and source in known:
+        return known[source]
+    revision = stages.fetch(ctx, source) if fresh else stages.current_revision(ctx, source)
+    if known is not None:
+        known[source] = revision
+    return revision
 
 
 # --- render -------------------------------------------------------------------------

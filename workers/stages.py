@@ -100,18 +100,15 @@ def render(ctx: Context, app_name: str, cluster_name: str, revision: str) -> Ren
     return Rendered(key, objects, hit)
 
 
-def known_render(ctx: Context, app_name: str, cluster_name: str, revision: str) -> str | None:
-    """The render key of this unit at this revision and spec, when it is still cached:
-    a reconcile then goes straight to apply (render is a pure function of these)."""
-    fleet = ctx.fleet()
-    app, cluster = resolve(fleet, app_name, cluster_name)
-    key = ctx.redis.get(_memo(fleet, app, cluster, revision))
-    return key if key and ctx.cache.exists(key) else None
+def memo_key(app: Application, cluster: Cluster, revision: str, spec_hash: str) -> str:
+    """Where the render key of this unit at this revision and spec is remembered while
+    its render is cached: a reconcile then goes straight to apply (render is a pure
+    function of these). The memo expires with the render cache entry."""
+    return keys.rendered(keys.unit_id(app.name, cluster.name), revision, spec_hash)
 
 
 def _memo(fleet: Fleet, app: Application, cluster: Cluster, revision: str) -> str:
-    return keys.rendered(keys.unit_id(app.name, cluster.name), revision,
-                         unit_spec_hash(fleet, app, cluster))
+    return memo_key(app, cluster, revision, unit_spec_hash(fleet, app, cluster))
 
 
 def _checkout(ctx: Context, source: Source, revision: str) -> Path:

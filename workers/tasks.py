@@ -98,7 +98,8 @@ def reconcile_cluster(self: Any, cluster: str, trigger: str = "beat") -> dict:
         return {"cluster": cluster, "dropped": "not in the fleet spec"}
     apps = fleet.applications_for(fleet.clusters[cluster])
     _forget_removed(ctx, cluster, {a.name for a in apps})
-    units = [_request(ctx, a.name, cluster, trigger) for a in apps]
+    revisions: dict[str, str] = {}
+    units = [_request(ctx, a.name, cluster, trigger, revisions=revisions) for a in apps]
     return {"cluster": cluster, "units": units}
 
 
@@ -113,14 +114,16 @@ def sync(self: Any, app: str, cluster: str | None = None, trigger: str = "api") 
         raise PermanentError(f"no application named {app_name!r} in {fleet.path}")
     application = fleet.applications[app_name]
     targets = [cluster] if cluster else [c.name for c in fleet.clusters_for(application)]
-    units = [_request(ctx, app_name, name, trigger, fresh=i == 0) for i, name in enumerate(targets)]
+    revisions: dict[str, str] = {}       # fetched now, once
+    units = [_request(ctx, app_name, name, trigger, fresh=True, revisions=revisions)
+             for name in targets]
     return {"app": app_name, "units": units}
 
 
-def _request(ctx: Context, app_name: str, cluster: str, trigger: str,
-             fresh: bool = False) -> dict:
+def _request(ctx: Context, app_name: str, cluster: str, trigger: str, *,
+             fresh: bool = False, revisions: dict[str, str]) -> dict:
     try:
-        result, sends = runner.request(ctx, app_name, cluster, trigger, fresh=fresh)
+        result, sends = runner.request(ctx, app_name, cluster, trigger, fresh, revisions)
     except PermanentError as exc:
         return {"unit": f"{cluster}/{app_name}", "app": app_name, "cluster": cluster,
                 "run_id": "", "error": str(exc)}
@@ -145,6 +148,6 @@ def render(self: Any, app: str, cluster: str, revision: str, **kw: Any) -> dict:
     return _stage(self, runner.render, _call(self, tasks_api.RENDER, [app, cluster, revision], kw))
 
 
-@celery.task(name=tasks_api.APPLY, bind=True, max_retries=None)
+@celery.task(name=tasks_api.APPLY, bind=True, ignore_result=True, max_retries=None)
 def apply(self: Any, app: str, cluster: str, render_key: str, **kw: Any) -> dict:
     return _stage(self, runner.apply, _call(self, tasks_api.APPLY, [app, cluster, render_key], kw))
