@@ -1,11 +1,16 @@
-"""Find or build the Kubernetes control-plane binaries the local fleet runs.
+"""Find or build the Kubernetes binaries the local fleet runs.
 
-kube-apiserver and etcd come from ``$FLEETSYNC_K8S_BIN``, then from ``PATH``,
-then from a cache outside the repository (``~/.cache/fleetsync/k8s/<version>``).
-When none has them, they are built from the Go module proxy: a tiny wrapper
-module pins every ``k8s.io/*`` staging module to its published ``v0.N.P`` tag
-(``k8s.io/kubernetes`` cannot be ``go install``-ed directly because of its own
-``replace`` directives), and ``go build`` writes the binaries into the cache.
+A bare control plane needs etcd and kube-apiserver; a cluster with workloads
+also runs kube-controller-manager, kube-scheduler and kwok (fake Nodes whose
+Pods progress as its Stages say). Each binary comes from ``$FLEETSYNC_K8S_BIN``
+when it is set (it must then hold every binary asked for), else from ``PATH``,
+else from a cache outside the repository (``~/.cache/fleetsync/k8s/...``).
+
+What is missing is built from the Go module proxy. ``k8s.io/kubernetes``
+cannot be ``go install``-ed because of its own ``replace`` directives, so a tiny
+wrapper module pins every ``k8s.io/*`` staging module to its published
+``v0.N.P`` tag and ``go build`` writes the binaries into the cache; etcd is
+built the same way. kwok has no such replaces: ``go install`` builds it.
 """
 
 from __future__ import annotations
@@ -15,22 +20,44 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 KUBERNETES_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.7.3"
+KWOK_VERSION = "v0.8.0"
+
+CONTROL_PLANE = ("kube-apiserver", "etcd")
+WORKLOADS = ("kube-controller-manager", "kube-scheduler", "kwok")
+KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+Progress = Callable[[str], None]
 
 
 class BinaryError(RuntimeError):
-    """A control-plane binary is missing and cannot be built."""
+    """A binary is missing and cannot be built; the message says what to do."""
 
 
 @dataclass(frozen=True)
 class Binaries:
     kube_apiserver: Path
     etcd: Path
+    kube_controller_manager: Path | None = None
+    kube_scheduler: Path | None = None
+    kwok: Path | None = None
+
+    def path(self, name: str) -> Path:
+        found = getattr(self, name.replace("-", "_"))
+        if found is None:
+            raise BinaryError(f"{name} was not looked up (ask for workloads=True)")
+        return found
+
+
+def wanted(workloads: bool) -> tuple[str, ...]:
+    return CONTROL_PLANE + (WORKLOADS if workloads else ())
 
 
 def cache_root() -> Path:
@@ -39,64 +66,101 @@ def cache_root() -> Path:
 
 
 def bin_dir(version: str = KUBERNETES_VERSION) -> Path:
+    """Where etcd and the Kubernetes commands of ``version`` are cached."""
     return cache_root() / "k8s" / f"{version}-etcd{ETCD_VERSION}" / "bin"
 
 
-def find_binaries() -> Binaries | None:
-    """The binaries to use, without building: env dir, then PATH, then cache."""
+def kwok_dir(version: str = KWOK_VERSION) -> Path:
+    return cache_root() / "k8s" / f"kwok-{version}" / "bin"
+
+
+def cached(name: str) -> Path:
+    return (kwok_dir() if name == "kwok" else bin_dir()) / name
+
+
+def _executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+def _binaries(found: dict[str, Path]) -> Binaries:
+    return Binaries(**{name.replace("-", "_"): path for name, path in found.items()})
+
+
+def lookup(workloads: bool = False) -> tuple[dict[str, Path], list[str]]:
+    """(found name -> path, missing names), without building.
+
+    With ``$FLEETSYNC_K8S_BIN`` set, that directory alone is looked at."""
     env_dir = os.environ.get("FLEETSYNC_K8S_BIN")
-    if env_dir:
-        found = _pair(Path(env_dir) / "kube-apiserver", Path(env_dir) / "etcd")
-        if found is None:
-            raise BinaryError(
-                f"FLEETSYNC_K8S_BIN={env_dir} does not hold both kube-apiserver and etcd; "
-                "unset it to use the cache, or run `fleetsync dev build`"
-            )
-        return found
-    on_path = (shutil.which("kube-apiserver"), shutil.which("etcd"))
-    if on_path[0] and on_path[1]:
-        return Binaries(Path(on_path[0]), Path(on_path[1]))
-    return _pair(bin_dir() / "kube-apiserver", bin_dir() / "etcd")
+    found: dict[str, Path] = {}
+    for name in wanted(workloads):
+        if env_dir:
+            candidates = [Path(env_dir) / name]
+        else:
+            on_path = shutil.which(name)
+            candidates = ([Path(on_path)] if on_path else []) + [cached(name)]
+        path = next((c for c in candidates if _executable(c)), None)
+        if path is not None:
+            found[name] = path
+    return found, [n for n in wanted(workloads) if n not in found]
 
 
-def _pair(apiserver: Path, etcd: Path) -> Binaries | None:
-    if os.access(apiserver, os.X_OK) and os.access(etcd, os.X_OK):
-        return Binaries(apiserver, etcd)
-    return None
+def find_binaries(workloads: bool = False) -> Binaries | None:
+    """The binaries to use, without building: env dir, then PATH, then cache.
+
+    None when one is missing; a ``$FLEETSYNC_K8S_BIN`` lacking one is an error."""
+    found, missing = lookup(workloads)
+    if missing and os.environ.get("FLEETSYNC_K8S_BIN"):
+        raise _env_dir_error(missing)
+    return None if missing else _binaries(found)
 
 
-def ensure_binaries(progress=print) -> Binaries:
+def _env_dir_error(missing: list[str]) -> BinaryError:
+    env_dir = os.environ.get("FLEETSYNC_K8S_BIN")
+    return BinaryError(
+        f"FLEETSYNC_K8S_BIN={env_dir} does not hold {' and '.join(missing)} (an executable "
+        "file of that name); add it there, or unset FLEETSYNC_K8S_BIN to use PATH and the "
+        "cache (`fleetsync dev build` builds what is missing)")
+
+
+def ensure_binaries(progress: Progress = print, workloads: bool = True) -> Binaries:
     """Return usable binaries, building the missing ones into the cache."""
-    found = find_binaries()
-    if found is not None:
-        return found
+    found, missing = lookup(workloads)
+    if not missing:
+        return _binaries(found)
+    if os.environ.get("FLEETSYNC_K8S_BIN"):
+        raise _env_dir_error(missing)
     if shutil.which("go") is None:
         raise BinaryError(
-            "kube-apiserver and etcd were not found (FLEETSYNC_K8S_BIN, PATH, "
-            f"{bin_dir()}) and Go is not installed to build them: install Go >= 1.26 "
-            "(https://go.dev/doc/install) or put both binaries on PATH"
-        )
-    out = bin_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    if not os.access(out / "etcd", os.X_OK):
-        build_etcd(out / "etcd", progress)
-    if not os.access(out / "kube-apiserver", os.X_OK):
-        build_kube_apiserver(out / "kube-apiserver", progress)
-    return Binaries(out / "kube-apiserver", out / "etcd")
+            f"{', '.join(missing)} not found (FLEETSYNC_K8S_BIN, PATH, {cache_root() / 'k8s'}) "
+            "and Go is not installed to build them: install Go >= 1.26 "
+            "(https://go.dev/doc/install) or put the binaries on PATH")
+    progress(f"Missing: {', '.join(missing)}; building into {cache_root() / 'k8s'}")
+    if "etcd" in missing:
+        build_etcd(cached("etcd"), progress)
+    commands = [n for n in KUBERNETES_COMMANDS if n in missing]
+    if commands:
+        build_kubernetes(commands, bin_dir(), progress)
+    if "kwok" in missing:
+        build_kwok(cached("kwok"), progress)
+    for name in missing:
+        found[name] = cached(name)
+    return _binaries(found)
 
 
-def _go_env(workdir: Path) -> dict[str, str]:
+# --- building ----------------------------------------------------------------
+
+def _go_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(GOFLAGS="-mod=mod", CGO_ENABLED="0", GOTOOLCHAIN="local", GOWORK="off")
+    env.update(GOFLAGS="-mod=mod", CGO_ENABLED="0", GOTOOLCHAIN="local", GOWORK="off", **extra)
     return env
 
 
-def _run(cmd: list[str], cwd: Path, progress, what: str) -> None:
+def _run(cmd: list[str], cwd: Path, progress: Progress, what: str,
+         env: dict[str, str] | None = None) -> None:
     progress(f"  $ {' '.join(cmd)}")
     started = time.monotonic()
-    proc = subprocess.Popen(
-        cmd, cwd=cwd, env=_go_env(cwd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env or _go_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     last: list[str] = []
     for line in proc.stdout:
@@ -117,10 +181,8 @@ def _wrapper(name: str, go_mod: str) -> Path:
     return wrapper
 
 
-def _with_heartbeat(fn, progress, what: str) -> None:
+def _with_heartbeat(fn: Callable[[], None], progress: Progress, what: str) -> None:
     """Print a line every 30s while a long, quiet `go build` runs."""
-    import threading
-
     stop = threading.Event()
     started = time.monotonic()
 
@@ -136,11 +198,19 @@ def _with_heartbeat(fn, progress, what: str) -> None:
         stop.set()
 
 
+def _build_into(dest: Path, build: Callable[[Path], None]) -> None:
+    """Build to ``dest.partial`` and rename: an interrupted build leaves no half binary."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".partial")
+    build(tmp)
+    tmp.rename(dest)
+
+
 def staging_modules(version: str = KUBERNETES_VERSION) -> list[str]:
     """The k8s.io staging modules that k8s.io/kubernetes replaces with ./staging."""
     gomod = subprocess.run(
         ["go", "mod", "download", "-json", f"k8s.io/kubernetes@{version}"],
-        check=True, capture_output=True, text=True, env=_go_env(Path.cwd()),
+        check=True, capture_output=True, text=True, env=_go_env(),
     ).stdout
     mod_path = re.search(r'"GoMod":\s*"([^"]+)"', gomod)
     if not mod_path:
@@ -149,18 +219,21 @@ def staging_modules(version: str = KUBERNETES_VERSION) -> list[str]:
     return sorted(set(re.findall(r"^\s*(k8s\.io/[\w.-]+)\s*=>\s*\./staging/", text, re.M)))
 
 
-def build_kube_apiserver(dest: Path, progress=print, version: str = KUBERNETES_VERSION) -> None:
-    progress(f"Building kube-apiserver {version} from the Go module proxy "
-             "(a cold build takes 10-25 minutes on 2 cores; it is cached afterwards)")
+def build_kubernetes(commands: list[str], out: Path, progress: Progress = print,
+                     version: str = KUBERNETES_VERSION) -> None:
+    """Build ``commands`` (kube-apiserver, kube-controller-manager, kube-scheduler)
+    of ``k8s.io/kubernetes@version`` into ``out``, from one wrapper module."""
+    progress(f"Building {', '.join(commands)} {version} from the Go module proxy (a cold "
+             "build takes 5-25 minutes per command on 2 cores; it is cached afterwards)")
     minor = version.lstrip("v").split(".")
     staging_version = f"v0.{minor[1]}.{minor[2]}"
     replaces = "\n".join(f"\t{m} => {m} {staging_version}" for m in staging_modules(version))
-    wrapper = _wrapper(f"kube-apiserver-{version}", (
+    wrapper = _wrapper(f"kubernetes-{version}", (
         "module fleetsync.local/k8sbuild\n\ngo 1.26\n\n"
         f"require k8s.io/kubernetes {version}\n\nreplace (\n{replaces}\n)\n"
     ))
-    _run(["go", "get", f"k8s.io/kubernetes/cmd/kube-apiserver@{version}"], wrapper, progress,
-         "kube-apiserver")
+    _run(["go", "get", *(f"k8s.io/kubernetes/cmd/{c}@{version}" for c in KUBERNETES_COMMANDS)],
+         wrapper, progress, ", ".join(commands))
     ldflags = " ".join([
         "-s", "-w",
         f"-X k8s.io/component-base/version.gitVersion={version}",
@@ -168,27 +241,57 @@ def build_kube_apiserver(dest: Path, progress=print, version: str = KUBERNETES_V
         f"-X k8s.io/component-base/version.gitMinor={minor[1]}",
         "-X k8s.io/component-base/version.gitTreeState=clean",
     ])
-    tmp = dest.with_suffix(".partial")
-    _with_heartbeat(lambda: _run(
-        ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp),
-         "k8s.io/kubernetes/cmd/kube-apiserver"], wrapper, progress, "kube-apiserver"),
-        progress, "kube-apiserver")
-    tmp.rename(dest)
+    for command in commands:
+        progress(f"Building {command} {version}")
+
+        def build(tmp: Path, command: str = command) -> None:
+            _with_heartbeat(lambda: _run(
+                ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp),
+                 f"k8s.io/kubernetes/cmd/{command}"], wrapper, progress, command),
+                progress, command)
+
+        _build_into(out / command, build)
 
 
-def build_etcd(dest: Path, progress=print, version: str = ETCD_VERSION) -> None:
+def build_kube_apiserver(dest: Path, progress: Progress = print,
+                         version: str = KUBERNETES_VERSION) -> None:
+    build_kubernetes(["kube-apiserver"], dest.parent, progress, version)
+
+
+def build_etcd(dest: Path, progress: Progress = print, version: str = ETCD_VERSION) -> None:
     progress(f"Building etcd {version} from the Go module proxy")
     wrapper = _wrapper(f"etcd-{version}", (
         "module fleetsync.local/etcdbuild\n\ngo 1.26\n\n"
         f"require go.etcd.io/etcd/server/v3 {version}\n"
     ))
     _run(["go", "get", f"go.etcd.io/etcd/server/v3@{version}"], wrapper, progress, "etcd")
-    tmp = dest.with_suffix(".partial")
-    _with_heartbeat(lambda: _run(
+    _build_into(dest, lambda tmp: _with_heartbeat(lambda: _run(
         ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(tmp),
          "go.etcd.io/etcd/server/v3"], wrapper, progress, "etcd"),
-        progress, "etcd")
-    tmp.rename(dest)
+        progress, "etcd"))
+
+
+def build_kwok(dest: Path, progress: Progress = print, version: str = KWOK_VERSION) -> None:
+    """``go install sigs.k8s.io/kwok/cmd/kwok@version`` into a scratch GOBIN, then ``dest``."""
+    progress(f"Building kwok {version} from the Go module proxy (about 3 minutes on 2 cores)")
+    gobin = cache_root() / "build" / f"kwok-{version}"
+    gobin.mkdir(parents=True, exist_ok=True)
+    env = _go_env(GOBIN=str(gobin))
+    env.pop("GOFLAGS")    # `go install pkg@version` builds outside any module
+
+    def build(tmp: Path) -> None:
+        _with_heartbeat(lambda: _run(
+            ["go", "install", "-trimpath", "-ldflags", "-s -w",
+             f"sigs.k8s.io/kwok/cmd/kwok@{version}"], gobin, progress, "kwok", env),
+            progress, "kwok")
+        (gobin / "kwok").rename(tmp)
+
+    _build_into(dest, build)
+
+
+def describe(found: Binaries) -> str:
+    return "\n".join(f"{name}: {found.path(name)}" for name in CONTROL_PLANE + WORKLOADS
+                     if getattr(found, name.replace("-", "_")) is not None)
 
 
 def main() -> int:
@@ -197,7 +300,7 @@ def main() -> int:
     except BinaryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"kube-apiserver: {found.kube_apiserver}\netcd: {found.etcd}")
+    print(describe(found))
     return 0
 
 

@@ -44,5 +44,5 @@ if ! .venv/bin/python -c 'import shared, workers, scheduler, pytest, importlinte
   touch .venv/.installed
 fi
 
-say "checking Kubernetes binaries (kube-apiserver, etcd)"
+say "checking Kubernetes binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok)"
 .venv/bin/fleetsync dev build
