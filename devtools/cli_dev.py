@@ -12,16 +12,24 @@ import sys
 from pathlib import Path
 
 from devtools import fleet as devfleet
-from devtools.binaries import BinaryError, ensure_binaries
+from devtools import workloads as wl
+from devtools.binaries import BinaryError, describe, ensure_binaries
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    dev = sub.add_parser("dev", help="local Redis and Kubernetes control planes")
+    dev = sub.add_parser("dev", help="local Redis and Kubernetes clusters")
     dev_sub = dev.add_subparsers(dest="dev_command", metavar="ACTION", required=True)
 
-    up = dev_sub.add_parser("up", help="start Redis and N local control planes")
+    up = dev_sub.add_parser("up", help="start Redis and N local clusters")
     up.add_argument("--clusters", type=int, default=None, help="how many (default 3)")
     up.add_argument("--names", help="comma-separated cluster names (default dev-1..dev-N)")
+    up.add_argument("--no-workloads", dest="workloads", action="store_false",
+                    help="bare control planes (etcd, kube-apiserver): no controllers, "
+                         "scheduler, kwok or Nodes")
+    up.add_argument("--nodes", type=_count, default=wl.DEFAULT_NODES,
+                    help=f"fake Nodes per cluster (default {wl.DEFAULT_NODES})")
+    up.add_argument("--nodes-timeout", type=float, default=wl.NODES_READY_TIMEOUT,
+                    help=f"seconds for the Nodes to be Ready (default {wl.NODES_READY_TIMEOUT:g})")
     _state_arg(up)
     up.set_defaults(func=cmd_up)
 
@@ -34,8 +42,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     status.add_argument("-o", "--output", choices=("table", "json"), default="table")
     status.set_defaults(func=cmd_status)
 
-    build = dev_sub.add_parser("build", help="find or build kube-apiserver and etcd")
+    build = dev_sub.add_parser("build", help="find or build etcd, kube-apiserver, "
+                               "kube-controller-manager, kube-scheduler and kwok")
+    build.add_argument("--no-workloads", dest="workloads", action="store_false",
+                       help="only what a bare control plane needs (etcd, kube-apiserver)")
     build.set_defaults(func=cmd_build)
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
 
 
 def _state_arg(parser: argparse.ArgumentParser) -> None:
@@ -55,13 +73,15 @@ def _names(args: argparse.Namespace) -> list[str]:
 def cmd_up(args: argparse.Namespace) -> int:
     state_dir = args.state_dir or devfleet.default_state_dir()
     try:
-        state = devfleet.up(_names(args), state_dir, progress=_say)
+        state = devfleet.up(_names(args), state_dir, progress=_say, workloads=args.workloads,
+                            nodes=args.nodes, nodes_timeout=args.nodes_timeout)
     except (devfleet.DevFleetError, BinaryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"redis: {state.redis_url}")
     for name, path in state.clusters.items():
-        print(f"{name}: {state.servers[name]}  kubeconfig {path}")
+        nodes = f"  nodes {len(state.nodes[name])}" if state.nodes.get(name) else ""
+        print(f"{name}: {state.servers[name]}  kubeconfig {path}{nodes}")
     return 0
 
 
@@ -85,18 +105,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         if "pid" in row:
             print(f"{row['name']:<28} pid {row['pid']:<8} {'running' if row['alive'] else 'STOPPED'}")
         else:
-            print(f"{row['name']:<28} {row['server']:<26} {'ready' if row['ready'] else 'NOT READY'}")
+            nodes = f"  nodes {row['nodes_ready']} Ready" if "nodes_ready" in row else ""
+            print(f"{row['name']:<28} {row['server']:<26} "
+                  f"{'ready' if row['ready'] else 'NOT READY'}{nodes}")
     healthy = all(r.get("alive", True) and r.get("ready", True) for r in rows)
     return 0 if rows and healthy else 1
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     try:
-        found = ensure_binaries(_say)
+        found = ensure_binaries(_say, workloads=args.workloads)
     except BinaryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"kube-apiserver: {found.kube_apiserver}\netcd: {found.etcd}")
+    print(describe(found))
     return 0
 
 

@@ -59,7 +59,7 @@ class Demo:
 
     # -- setting up -------------------------------------------------------------
     def start(self) -> None:
-        self.fleet = devfleet.up(CLUSTERS, self.state_dir, progress=self.say)
+        self.fleet = devfleet.up(CLUSTERS, self.state_dir, progress=self.say, workloads=True)
         self._make_repo()
         self._write_spec()
         self._start_services()

@@ -1,12 +1,16 @@
-"""The local fleet: a real Redis and N real Kubernetes control planes on loopback.
+"""The local fleet: a real Redis and N real Kubernetes clusters on loopback.
 
 ``up`` starts (or reuses) Redis, then for every cluster an etcd and a
 kube-apiserver on free loopback ports, each with its own data directory, waits
 for every ``/readyz``, and writes ``DIR/kubeconfigs/<name>.yaml`` and
-``DIR/dev.json``. Everything it starts is recorded in ``dev.json`` so that
-``down`` can stop it; when ``up`` fails half way it stops what it started.
-The control planes run no controllers: nothing reconciles Deployments or
-garbage-collects, which is what tests want (they set status themselves).
+``DIR/dev.json``. With workloads (the default) every cluster also runs
+kube-controller-manager, kube-scheduler and kwok with N fake Nodes, and ``up``
+returns once those Nodes are Ready (see ``devtools.workloads``): Pods are
+scheduled, run, fail on demand, and are garbage-collected as on a real cluster.
+``workloads=False`` keeps the bare control plane, where nothing reconciles
+Deployments or garbage-collects (tests that set status by hand want that).
+Everything it starts is recorded in ``dev.json`` so that ``down`` can stop it;
+when ``up`` fails half way it stops what it started.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from devtools import workloads as wl
 from devtools.binaries import Binaries, ensure_binaries
 from shared.settings import DEFAULT_REDIS_URL, state_dir
 
@@ -52,12 +57,18 @@ class FleetState:
     clusters: dict[str, str] = field(default_factory=dict)       # name -> kubeconfig
     servers: dict[str, str] = field(default_factory=dict)        # name -> https URL
     processes: list[Proc] = field(default_factory=list)
+    nodes: dict[str, list[str]] = field(default_factory=dict)    # name -> fake Nodes (workloads)
+
+    @property
+    def workloads(self) -> bool:
+        return bool(self.nodes)
 
     def to_json(self) -> dict:
         return {
             "redis_url": self.redis_url,
             "clusters": self.clusters,
             "servers": self.servers,
+            "nodes": self.nodes,
             "processes": [vars(p) for p in self.processes],
         }
 
@@ -65,7 +76,8 @@ class FleetState:
     def from_json(cls, state_dir: Path, data: dict) -> "FleetState":
         return cls(state_dir, data["redis_url"], dict(data.get("clusters", {})),
                    dict(data.get("servers", {})),
-                   [Proc(**p) for p in data.get("processes", [])])
+                   [Proc(**p) for p in data.get("processes", [])],
+                   {k: list(v) for k, v in data.get("nodes", {}).items()})
 
 
 def default_state_dir() -> Path:
@@ -162,7 +174,10 @@ def _log_tail(proc: Proc, lines: int = 8) -> str:
     return "\n".join("    " + line[:300] for line in text[-lines:])
 
 
-def _wait(ready: Callable[[], bool], state: FleetState, name: str, timeout: float) -> None:
+def _wait(ready: Callable[[], bool], state: FleetState, name: str, timeout: float,
+          what: Callable[[], str] | None = None) -> None:
+    """Poll ``ready`` until true; a process of ``name`` exiting, or the timeout, is an
+    error naming it (``what`` says what was not ready, by default ``name``)."""
     deadline = time.monotonic() + timeout
     procs = [p for p in state.processes if p.name == name or p.name.startswith(name + "-")]
     while time.monotonic() < deadline:
@@ -173,7 +188,7 @@ def _wait(ready: Callable[[], bool], state: FleetState, name: str, timeout: floa
                 raise DevFleetError(f"{proc.name} exited during start-up "
                                     f"(log {proc.log}):\n{_log_tail(proc)}")
         time.sleep(0.1)
-    raise DevFleetError(f"{name} was not ready after {timeout:.0f}s (logs in "
+    raise DevFleetError(f"{what() if what else name + ' was not ready'} after {timeout:g}s (logs in "
                         f"{state.state_dir / 'logs'})")
 
 
@@ -307,13 +322,17 @@ def _check_not_running(state_dir: Path) -> None:
     (state_dir / "dev.json").unlink()
 
 
-def up(names: list[str], state_dir: Path, progress: Progress = print) -> FleetState:
-    """Start Redis and one control plane per name; on any failure stop what was started."""
+def up(names: list[str], state_dir: Path, progress: Progress = print, workloads: bool = True,
+       nodes: int = wl.DEFAULT_NODES, nodes_timeout: float = wl.NODES_READY_TIMEOUT) -> FleetState:
+    """Start Redis and one cluster per name; on any failure stop what was started.
+
+    With ``workloads`` each cluster also runs its controllers, scheduler and kwok
+    with ``nodes`` fake Nodes, which must be Ready within ``nodes_timeout`` seconds."""
     started = time.monotonic()
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     _check_not_running(state_dir)
-    bins = ensure_binaries(progress)
+    bins = ensure_binaries(progress, workloads=workloads)
     state = FleetState(state_dir, "")
     try:
         _start_redis(state, progress)
@@ -328,12 +347,43 @@ def up(names: list[str], state_dir: Path, progress: Progress = print) -> FleetSt
             kubeconfig = state_dir / "kubeconfigs" / f"{name}.yaml"
             write_kubeconfig(kubeconfig, name, state.servers[name], pki / "serving.crt")
             state.clusters[name] = str(kubeconfig)
+        if workloads:
+            _start_workloads(state, names, bins, pki, nodes, nodes_timeout, progress)
     except BaseException:
         stop_processes(state.processes, grace=5)
         raise
     (state_dir / "dev.json").write_text(json.dumps(state.to_json(), indent=2) + "\n")
     progress(f"Ready in {time.monotonic() - started:.1f}s; state in {state_dir / 'dev.json'}")
     return state
+
+
+def _start_workloads(state: FleetState, names: list[str], bins: Binaries, pki: Path,
+                     count: int, timeout: float, progress: Progress) -> None:
+    """Controllers, scheduler and kwok per cluster, then its fake Nodes, then wait for them."""
+    ca = pki / "serving.crt"
+    node_names = wl.node_names(count)
+    for name in names:
+        for proc_name, argv in wl.commands(name, Path(state.clusters[name]), bins, pki):
+            _spawn(state, proc_name, argv)
+        try:
+            wl.create_nodes(state.servers[name], ca, ADMIN_TOKEN, node_names)
+        except wl.ApiError as exc:
+            raise DevFleetError(f"{name}: cannot create its fake Nodes: {exc}") from exc
+        state.nodes[name] = node_names
+    progress(f"Waiting for {count} Node(s) per cluster to be Ready "
+             "(kube-controller-manager, kube-scheduler, kwok)")
+    pending = {name: list(node_names) for name in names}
+
+    def ready(name: str) -> bool:
+        pending[name] = wl.nodes_not_ready(state.servers[name], ca, ADMIN_TOKEN, node_names)
+        return not pending[name]
+
+    def wait(name: str) -> None:
+        _wait(lambda: ready(name), state, name, timeout,
+              what=lambda: f"cluster {name}: Node(s) {', '.join(pending[name])} not Ready")
+
+    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+        list(pool.map(wait, names))
 
 
 def down(state_dir: Path, progress: Progress = print) -> None:
@@ -361,5 +411,10 @@ def status(state_dir: Path) -> list[dict]:
     pki = state.state_dir / "pki" / "serving.crt"
     rows = [{"name": p.name, "pid": p.pid, "alive": pid_alive(p.pid)} for p in state.processes]
     for name, server in state.servers.items():
-        rows.append({"name": name, "server": server, "ready": readyz(server, pki)})
+        row: dict = {"name": name, "server": server, "ready": readyz(server, pki)}
+        if state.nodes.get(name):
+            not_ready = wl.nodes_not_ready(server, pki, ADMIN_TOKEN, state.nodes[name])
+            row["nodes_ready"] = f"{len(state.nodes[name]) - len(not_ready)}/{len(state.nodes[name])}"
+            row["ready"] = row["ready"] and not not_ready
+        rows.append(row)
     return rows

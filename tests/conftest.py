@@ -147,7 +147,25 @@ def dev_fleet(redis_url: str, k8s_binaries: None,
     """Two local control planes (``dev-1``, ``dev-2``) for the whole session."""
     state_dir = tmp_path_factory.mktemp("fleet")
     os.environ["FLEETSYNC_REDIS_URL"] = redis_url
-    state = devfleet.up(["dev-1", "dev-2"], state_dir, progress=lambda _: None)
+    state = devfleet.up(["dev-1", "dev-2"], state_dir, progress=lambda _: None, workloads=False)
+    yield state
+    devfleet.down(state_dir, progress=lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def workload_fleet(redis_url: str,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[devfleet.FleetState]:
+    """One cluster (``work-1``) with controllers, scheduler, kwok and 3 fake Nodes: real
+    Pods, rollouts, Jobs, garbage collection. Started only when a test asks for it."""
+    try:
+        if find_binaries(workloads=True) is None:
+            need("kube-controller-manager, kube-scheduler and kwok",
+                 "run `fleetsync dev build` (or .ci/run) first")
+    except BinaryError as exc:
+        need("kube-controller-manager, kube-scheduler and kwok", str(exc))
+    state_dir = tmp_path_factory.mktemp("workload-fleet")
+    os.environ["FLEETSYNC_REDIS_URL"] = redis_url
+    state = devfleet.up(["work-1"], state_dir, progress=lambda _: None, workloads=True)
     yield state
     devfleet.down(state_dir, progress=lambda _: None)
 

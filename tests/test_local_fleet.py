@@ -1,4 +1,5 @@
-"""The local fleet: real etcd + kube-apiserver per cluster, up, used and down."""
+"""The local fleet: real etcd + kube-apiserver per cluster (and, with workloads, controllers,
+scheduler and kwok Nodes), up, used and down; bad input named, nothing left running."""
 
 from __future__ import annotations
 
@@ -53,7 +54,10 @@ def test_up_status_down_through_cli_leaves_nothing(dev_fleet, tmp_path, redis_ur
     assert proc.returncode == 0, proc.stderr
     state = devfleet.read_state(tmp_path)
     assert state is not None and list(state.clusters) == ["solo"]
-    assert _cli("dev", "status", "--state-dir", str(tmp_path)).returncode == 0
+    assert {"solo-controller-manager", "solo-scheduler", "solo-kwok"} <= {
+        p.name for p in state.processes}, "workloads are on by default"
+    status = _cli("dev", "status", "--state-dir", str(tmp_path))
+    assert status.returncode == 0 and "nodes 3/3 Ready" in status.stdout, status.stdout
     pids = [p.pid for p in state.processes]
     down = _cli("dev", "down", "--state-dir", str(tmp_path))
     assert down.returncode == 0, down.stderr
@@ -97,4 +101,54 @@ def test_process_dying_at_start_stops_the_rest(dev_fleet, tmp_path, redis_url, m
         devfleet.up(["clash"], tmp_path, progress=lambda _: None)
     taken.close()
     assert started and not any(devfleet.pid_alive(p.pid) for p in started)
+    assert not (tmp_path / "dev.json").exists()
+
+
+def _control_plane_only_dir(tmp_path: Path) -> Path:
+    """A FLEETSYNC_K8S_BIN with etcd and kube-apiserver but none of the workload binaries."""
+    from devtools.binaries import find_binaries
+
+    found = find_binaries()
+    assert found is not None
+    only = tmp_path / "bin"
+    only.mkdir(parents=True)
+    (only / "etcd").symlink_to(found.etcd)
+    (only / "kube-apiserver").symlink_to(found.kube_apiserver)
+    return only
+
+
+def test_missing_workload_binary_is_named_and_nothing_starts(dev_fleet, tmp_path, redis_url):
+    proc = _cli("dev", "up", "--clusters", "1", "--state-dir", str(tmp_path / "s"),
+                FLEETSYNC_K8S_BIN=str(_control_plane_only_dir(tmp_path)),
+                FLEETSYNC_REDIS_URL=redis_url)
+    assert proc.returncode == 1
+    assert "does not hold kube-controller-manager and kube-scheduler and kwok" in proc.stderr
+    assert not (tmp_path / "s" / "dev.json").exists() and not (tmp_path / "s" / "logs").exists()
+
+
+def test_build_reports_a_missing_workload_binary(tmp_path):
+    proc = _cli("dev", "build", FLEETSYNC_K8S_BIN=str(_control_plane_only_dir(tmp_path)))
+    assert proc.returncode == 1 and "does not hold kube-controller-manager" in proc.stderr
+    ok = _cli("dev", "build", "--no-workloads",
+              FLEETSYNC_K8S_BIN=str(_control_plane_only_dir(tmp_path / "again")))
+    assert ok.returncode == 0, ok.stderr
+    assert "kube-apiserver:" in ok.stdout and "kwok" not in ok.stdout
+
+
+def test_nodes_not_ready_in_time_are_named_and_everything_stops(dev_fleet, tmp_path, redis_url,
+                                                                 monkeypatch):
+    from devtools.binaries import find_binaries
+
+    if find_binaries(workloads=True) is None:
+        pytest.skip("kube-controller-manager, kube-scheduler or kwok not built")
+    monkeypatch.setenv("FLEETSYNC_REDIS_URL", redis_url)
+    started: list[devfleet.Proc] = []
+    real_spawn = devfleet._spawn
+    monkeypatch.setattr(devfleet, "_spawn", lambda *a: started.append(real_spawn(*a)) or started[-1])
+    with pytest.raises(devfleet.DevFleetError) as caught:
+        devfleet.up(["late"], tmp_path, progress=lambda _: None, nodes=2, nodes_timeout=0.05)
+    message = str(caught.value)
+    assert "cluster late: Node(s) kwok-node-1, kwok-node-2 not Ready after 0.05s" in message
+    assert {"late-controller-manager", "late-scheduler", "late-kwok"} <= {p.name for p in started}
+    assert not any(devfleet.pid_alive(p.pid) for p in started)
     assert not (tmp_path / "dev.json").exists()
