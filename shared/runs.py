@@ -1,11 +1,12 @@
 """The Redis adapter of the sync-unit protocol: runs, locks, outcomes.
 
-Each transition of ``shared/protocol.py`` is carried out in two commands: one
-script reads the unit's snapshot (queued, pending, running, lock, and the run's
-state), the pure function decides, and a second script writes the decision only
-if the snapshot is still the same (compare-and-set; on a race the transition is
-decided again). The rules stay in Python; the Lua below is a dumb, generic
-compare-and-set. The writes of an ending carry the outcome too (run record,
+Each transition of ``shared/protocol.py`` is carried out by one script call in
+the usual case: the pure function decides on the snapshot the unit usually has
+at that point (queued, pending, running, lock and the run's state), and the
+script writes the decision only if Redis holds exactly that snapshot
+(compare-and-set); otherwise it answers what it holds and the transition is
+decided again on that. The rules stay in Python; the Lua below is a dumb,
+generic compare-and-set. The writes of an ending carry the outcome too (run record,
 unit status, history), so a run can never end without its outcome recorded.
 
 Redis errors become ``TransientError`` here (a Redis restart is a blip; the
@@ -21,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 import threading
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import redis
 
@@ -31,26 +32,32 @@ from shared.locks import Leases
 from shared.protocol import Phase, RunState, Step, Unit, Verdict
 from shared.status import HistoryEntry, UnitStatus, status_ops
 
-_READ = """
-local out = {}
-for i, r in ipairs(cjson.decode(ARGV[1])) do
+# Compare what the caller assumed; on any difference answer what is there instead, so
+# the caller decides again. Else read what it asked for and write. Only the commands
+# listed may be written; FENCE draws a fencing token.
+_CAS = """
+local expect, actual, same = cjson.decode(ARGV[1]), {}, true
+local plain, names = {}, {}
+for i, e in ipairs(expect) do
+  if e[2] == '' then plain[#plain + 1] = i; names[#names + 1] = KEYS[e[1]] end
+end
+if #names > 0 then
+  local got = redis.call('MGET', unpack(names))
+  for j, i in ipairs(plain) do actual[i] = got[j] or '' end
+end
+for i, e in ipairs(expect) do
+  if e[2] ~= '' then actual[i] = redis.call('HGET', KEYS[e[1]], e[2]) or '' end
+  if actual[i] ~= e[3] then same = false end
+end
+if not same then return {0, actual} end
+local reads, tokens = {}, {}
+for i, r in ipairs(cjson.decode(ARGV[2])) do
   local v
   if r[2] == '' then v = redis.call('GET', KEYS[r[1]]) else v = redis.call('HGET', KEYS[r[1]], r[2]) end
-  out[i] = v or ''
-end
-return out
-"""
-
-# Compare, then write. Only the commands listed may be written; FENCE draws a token.
-_CAS = """
-for _, e in ipairs(cjson.decode(ARGV[1])) do
-  local v
-  if e[2] == '' then v = redis.call('GET', KEYS[e[1]]) else v = redis.call('HGET', KEYS[e[1]], e[2]) end
-  if (v or '') ~= e[3] then return {0} end
+  reads[i] = v or ''
 end
 local allowed = {SET=1, DEL=1, HSET=1, PEXPIRE=1, LPUSH=1, LTRIM=1, SADD=1, SREM=1}
-local out = {1}
-for _, op in ipairs(cjson.decode(ARGV[2])) do
+for _, op in ipairs(cjson.decode(ARGV[3])) do
   local cmd, key = op[1], KEYS[op[2]]
   if cmd == 'FENCE' then
     local t = redis.call('TIME')
@@ -58,7 +65,7 @@ for _, op in ipairs(cjson.decode(ARGV[2])) do
     local last = tonumber(redis.call('GET', key) or '0')
     if token <= last then token = last + 1 end
     redis.call('SET', key, string.format('%d', token))
-    out[#out + 1] = string.format('%d', token)
+    tokens[#tokens + 1] = string.format('%d', token)
   elseif allowed[cmd] then
     local args = {}
     for i = 3, #op do args[#args + 1] = op[i] end
@@ -67,20 +74,23 @@ for _, op in ipairs(cjson.decode(ARGV[2])) do
     return redis.error_reply('command not allowed: ' .. cmd)
   end
 end
-return out
+return {1, reads, tokens}
 """
-
 
 REFRESH = (Verdict.GO, Verdict.BUSY)
 
 
 class Ops:
-    """Writes for the compare-and-set script, keys by name."""
+    """The compare-and-set of one transition: what is assumed, read and written, keys by
+    name. Fields written to one hash, and expiries, are merged into one command each."""
 
     def __init__(self) -> None:
         self.keys: list[str] = []
         self.expect: list[list[Any]] = []
+        self.reads: list[list[Any]] = []
         self.ops: list[list[Any]] = []
+        self.hashes: dict[str, dict[str, str]] = {}
+        self.expiries: dict[str, int] = {}
 
     def _k(self, key: str) -> int:
         if key not in self.keys:
@@ -90,8 +100,17 @@ class Ops:
     def expects(self, key: str, value: str, field: str = "") -> None:
         self.expect.append([self._k(key), field, value])
 
+    def read(self, key: str, field: str = "") -> None:
+        self.reads.append([self._k(key), field])
+
     def add(self, cmd: str, key: str, *args: Any) -> None:
-        self.ops.append([cmd, self._k(key), *[str(a) for a in args]])
+        if cmd == "HSET":
+            self.hashes.setdefault(key, {}).update(
+                {str(k): str(v) for k, v in zip(args[::2], args[1::2])})
+        elif cmd == "PEXPIRE":
+            self.expiries[key] = int(args[0])
+        else:
+            self.ops.append([cmd, self._k(key), *[str(a) for a in args]])
 
     def put(self, key: str, value: str, ttl_ms: int = 0) -> None:
         """SET (or DEL when empty), with a TTL when given."""
@@ -101,6 +120,14 @@ class Ops:
             self.add("SET", key, value, "PX", ttl_ms)
         else:
             self.add("SET", key, value)
+
+    def writes(self) -> list[list[Any]]:
+        out = list(self.ops)
+        for key, fields in self.hashes.items():
+            out.append(["HSET", self._k(key), *[x for kv in fields.items() for x in kv]])
+        for key, ms in self.expiries.items():
+            out.append(["PEXPIRE", self._k(key), str(ms)])
+        return out
 
 
 @dataclass(frozen=True)
@@ -115,7 +142,6 @@ class Timing:
 class Begun:
     step: Step
     token: int = 0
-    failed_key: str = ""            # the unit's (revision:spec) that failed permanently
     cluster_next_try: float = 0.0   # when the cluster is down: when to try it next
     revision: str = ""              # the revision the run must serve (newest request's)
 
@@ -139,7 +165,6 @@ class Runs:
     def __init__(self, client: Any, timing: Timing = Timing()) -> None:
         self.client = client
         self.timing = timing
-        self._read = client.register_script(_READ)
         self._cas = client.register_script(_CAS)
         self._leases = Leases(client)
 
@@ -165,29 +190,27 @@ class Runs:
             elif step.verdict != Verdict.SKIPPED and revision:
                 self._run_fields(ops, step.other, revision=revision)   # it serves the newest
 
-        def decide(u: Unit, _: RunState | None, extra: list[str]) -> Step:
+        def decide(u: Unit, _: RunState | None, known: list[str]) -> Step:
             return protocol.request(u, new, known_failure=bool(failed_key)
-                                    and extra[0] == failed_key)
-        reads = [(keys.status(unit), "failed_key"), (memo or keys.status(unit), "" if memo
-                                                     else "phase")]
-        step, extra = self._transition_with(unit, new, decide, writes, reads, [])
-        return step, (extra[1] if memo else "")
+                                    and known[0] == failed_key)
+        decision = [(keys.status(unit), "failed_key", "")] if failed_key else []
+        step, values, _ = self._transition(unit, new, decide, writes, Unit(), None,
+                                           reads=[(memo, "")] if memo else [],
+                                           decision=decision)
+        return step, (values[0] if memo else "")
 
     def touch(self, unit: str, run_id: str) -> tuple[Step, str]:
         """A lockless stage begins; also the revision the run must serve now."""
-        step, extra = self._transition_with(
+        step, values, _ = self._transition(
             unit, run_id, lambda u, s, _: protocol.touch(u, run_id, s),
-            self._superseded_writes(run_id), [(keys.run(run_id), "revision")], [])
-        return step, extra[0]
+            self._superseded_writes(run_id), Unit(queued=run_id), RunState.QUEUED,
+            reads=[(keys.run(run_id), "revision")])
+        return step, values[0]
 
     def begin(self, unit: str, run_id: str, owner: str, cluster: str,
               park: dict[str, str] | None = None) -> Begun:
         """Take the unit's lock for ``run_id``; when busy, park it with ``park`` (how to
         send its apply stage again) for the holder to send when it ends."""
-        tokens: list[int] = []
-        extra = [(keys.status(unit), "failed_key"), (keys.cluster_down(cluster), "next_at"),
-                 (keys.run(run_id), "revision")]
-
         def writes(step: Step, ops: Ops) -> None:
             self._superseded_writes(run_id)(step, ops)
             if step.verdict == Verdict.BUSY and park:
@@ -199,11 +222,11 @@ class Runs:
             if step.lost:
                 self._run_fields(ops, step.lost, state=RunState.DONE, phase=Phase.FAILED,
                                  summary="the worker running it was lost (its lock expired)")
-        step, extra_values = self._transition_with(
-            unit, run_id, lambda u, s, _: protocol.begin(u, run_id, s, owner), writes, extra,
-            tokens)
-        return Begun(step, tokens[0] if tokens else 0, extra_values[0],
-                     float(extra_values[1] or 0), extra_values[2])
+        step, values, tokens = self._transition(
+            unit, run_id, lambda u, s, _: protocol.begin(u, run_id, s, owner), writes,
+            Unit(queued=run_id), RunState.QUEUED,
+            reads=[(keys.cluster_down(cluster), "next_at"), (keys.run(run_id), "revision")])
+        return Begun(step, tokens[0] if tokens else 0, float(values[0] or 0), values[1])
 
     def retry(self, unit: str, run_id: str, owner: str, *, countdown: float,
               status: UnitStatus | None = None) -> Step:
@@ -217,8 +240,9 @@ class Runs:
                 if status is not None:
                     status_ops(ops, status)
             self._superseded_writes(run_id)(step, ops)
-        return self._transition(unit, run_id, lambda u, _: protocol.retry(u, run_id, owner),
-                                writes)
+        return self._transition(unit, run_id,
+                                lambda u, _, __: protocol.retry(u, run_id, owner), writes,
+                                *self._holding(run_id, owner))[0]
 
     def end(self, unit: str, run_id: str, owner: str, outcome: Outcome, *,
             status: UnitStatus | None, entry: HistoryEntry | None) -> Step:
@@ -232,8 +256,16 @@ class Runs:
                 status_ops(ops, status)
             if entry is not None:
                 entry.ops(ops, unit, self.timing.history_size)
-        return self._transition(unit, run_id, lambda u, _: protocol.end(u, run_id, owner),
-                                writes)
+        return self._transition(unit, run_id,
+                                lambda u, _, __: protocol.end(u, run_id, owner), writes,
+                                *self._holding(run_id, owner))[0]
+
+    @staticmethod
+    def _holding(run_id: str, owner: str) -> tuple[Unit, RunState]:
+        """What an ending most likely finds: the run holding the lock, or still queued."""
+        if owner:
+            return Unit(running=run_id, lock=owner), RunState.RUNNING
+        return Unit(queued=run_id), RunState.QUEUED
 
     # -- reads -----------------------------------------------------------------------
     def run(self, run_id: str) -> dict[str, str]:
@@ -293,38 +325,38 @@ class Runs:
         return writes
 
     def _transition(self, unit: str, run_id: str,
-                    decide: Callable[[Unit, RunState | None], Step],
-                    writes: Callable[[Step, Ops], None]) -> Step:
-        return self._transition_with(unit, run_id, lambda u, s, _: decide(u, s), writes,
-                                     [], [])[0]
-
-    def _transition_with(self, unit: str, run_id: str,
-                         decide: Callable[[Unit, RunState | None, list[str]], Step],
-                         writes: Callable[[Step, Ops], None], extra: list[tuple[str, str]],
-                         tokens: list[int]) -> tuple[Step, list[str]]:
+                    decide: Callable[[Unit, RunState | None, list[str]], Step],
+                    writes: Callable[[Step, Ops], None], guess: Unit,
+                    guess_state: RunState | None, *, reads: Sequence[tuple[str, str]] = (),
+                    decision: Sequence[tuple[str, str, str]] = ()
+                    ) -> tuple[Step, list[str], list[int]]:
+        """Decide on an assumed snapshot (``guess``: what the unit usually looks like at
+        this point) and write if Redis agrees; else decide again on what Redis answered.
+        One round trip in the usual case. ``decision`` are further values the decision
+        depends on (key, field, assumed value); ``reads`` are only read, after the check."""
         names = [keys.queued(unit), keys.pending(unit), keys.running(unit), keys.lock(unit)]
-        reads = [(k, "") for k in names] + [(keys.run(run_id), "state")] + extra
-        all_keys = list(dict.fromkeys(k for k, _ in reads))
-        spec = json.dumps([[all_keys.index(k) + 1, f] for k, f in reads])
+        assumed = [guess.queued, guess.pending, guess.running, guess.lock,
+                   guess_state.value if guess_state else "", *[d[2] for d in decision]]
         for _ in range(50):
-            values = self._call(lambda: self._read(keys=all_keys, args=[spec]))
-            before = Unit(*values[:4])
-            state = RunState(values[4]) if values[4] else None
-            step = decide(before, state, list(values[5:]))
+            before = Unit(*assumed[:4])
+            step = decide(before, RunState(assumed[4]) if assumed[4] else None, assumed[5:])
             ops = Ops()
-            for key, value in zip(names, values[:4]):
+            for key, value in zip(names, assumed[:4]):
                 ops.expects(key, value)
-            ops.expects(keys.run(run_id), values[4], "state")
+            ops.expects(keys.run(run_id), assumed[4], "state")
+            for (key, field, _), value in zip(decision, assumed[5:]):
+                ops.expects(key, value, field)
+            for key, field in reads:
+                ops.read(key, field)
             self._unit_writes(ops, unit, step, before)
-            if step.run_state is not None and step.verdict not in (Verdict.SUPERSEDED,):
+            if step.run_state is not None and step.verdict != Verdict.SUPERSEDED:
                 self._run_fields(ops, run_id, state=step.run_state)
             writes(step, ops)
-            result = self._call(lambda: self._cas(keys=ops.keys,
-                                                  args=[json.dumps(ops.expect),
-                                                        json.dumps(ops.ops)]))
+            result = self._call(lambda: self._cas(keys=ops.keys, args=[
+                json.dumps(ops.expect), json.dumps(ops.reads), json.dumps(ops.writes())]))
             if int(result[0]) == 1:
-                tokens.extend(int(t) for t in result[1:])
-                return step, list(values[5:])
+                return step, list(result[1]), [int(t) for t in result[2]]
+            assumed = list(result[1])
         raise TransientError(f"sync unit {unit}: too much contention on its protocol keys",
                              unit=unit)
 
