@@ -33,6 +33,10 @@ class FleetsyncError(Exception):
         prefix = " ".join(where)
         return f"{prefix}: {self.message}" if prefix else self.message
 
+    def __repr__(self) -> str:
+        """What Celery (and so Flower) shows of a failed task: with its unit and revision."""
+        return f"{type(self).__name__}({str(self)!r})"
+
 
 class PermanentError(FleetsyncError):
     """Retrying will not help until the input (revision, spec) changes."""

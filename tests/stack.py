@@ -102,7 +102,8 @@ class Stack:
     def env(self, **extra: str) -> dict[str, str]:
         return {**os.environ, "FLEETSYNC_REDIS_URL": self.redis_url,
                 "FLEETSYNC_FLEET": str(self.spec), "FLEETSYNC_CACHE_DIR": str(self.tmp / "cache"),
-                "FLEETSYNC_LOCK_TTL": "6", "PYTHONPATH": str(ROOT), **self.env_extra, **extra}
+                "FLEETSYNC_LOCK_TTL": "6", "PYTHONPATH": str(ROOT),
+                "FLEETSYNC_FLOWER_DB": str(self.tmp / "flower.db"), **self.env_extra, **extra}
 
     def _spawn(self, name: str, argv: list[str], **env: str) -> subprocess.Popen:
         log = open(self.tmp / f"{name}.log", "ab")

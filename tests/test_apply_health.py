@@ -121,7 +121,7 @@ def test_wait_returns_once_the_rollout_is_reported(kube, kube_clients):
         result = apply_unit(kube, app=app, objects=objects, revision="r1", token=1, poll=0.2)
     finally:
         patcher.join()
-    assert result.healthy and result.to_dict()["healthy"] is True
+    assert result.healthy and "health_pending" not in result.to_dict()
     assert 1.0 < time.monotonic() - started < 15
 
 
@@ -144,5 +144,5 @@ def test_without_wait_health_is_reported_not_enforced(kube):
     result = apply_unit(kube, app=application(name), objects=[namespace(ns),
                         deployment(name, ns, replicas=1)], revision="r1", token=1)
     assert not result.healthy
-    assert result.to_dict()["unhealthy"] == [
+    assert result.to_dict()["health_pending"] == [
         f"Deployment/{ns}/{name}: Progressing: rollout not observed yet (0/1 replicas available)"]

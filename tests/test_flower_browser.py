@@ -230,9 +230,6 @@ def test_rows_name_the_application_and_cluster_and_results_read_top_down(
     page.screenshot(path=str(artifacts / "02-task-ready.png"), full_page=True)
 
 
-@pytest.mark.xfail(raises=AssertionError, reason="workers/apply/engine.py ApplyResult.to_dict reports 'healthy': False and "
-                          "'unhealthy' [...] next to phase Ready when the application does not "
-                          "wait for health (to be renamed or dropped by the health work)")
 def test_no_field_of_a_ready_result_contradicts_its_phase(fleet: tuple[Stack, Flower],
                                                           page: Any, artifacts: Path) -> None:
     stack, flower = fleet
@@ -289,9 +286,6 @@ def test_a_bad_commit_shows_the_failed_unit_and_reason(
     page.screenshot(path=str(artifacts / "05-failed-task.png"), full_page=True)
 
 
-@pytest.mark.xfail(raises=AssertionError, reason="Celery's task-failed event carries repr(exc), built from exc.args; "
-                          "FleetsyncError (shared/errors.py) adds its 'unit @rev:' prefix only in "
-                          "__str__, so Flower shows the bare message")
 def test_the_failed_tasks_exception_alone_names_the_unit(
         fleet: tuple[Stack, Flower], bad_commit: str, page: Any, artifacts: Path) -> None:
     """Flower's exception (and any alert that reads only it) says which unit failed."""

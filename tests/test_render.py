@@ -131,7 +131,7 @@ def test_kustomize_error_is_trimmed(tmp_path: Path) -> None:
     assert "Error:" not in message and "error:" not in message.split("failed:")[1][:8]
     assert str(tmp_path) not in message
     assert len(message) < 1000
-    assert err.value.unit == "demo/c" and err.value.revision == "deadbeef"
+    assert err.value.unit == "c/demo" and err.value.revision == "deadbeef"
 
 
 def test_kustomize_timeout_is_transient(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -261,7 +261,7 @@ def test_timestamps_stay_strings(tmp_path: Path) -> None:
 def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
     write(tmp_path, "app/ok.yaml", cm("ok"))
     write(tmp_path, "app/sub/bad.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: [\n")
-    with pytest.raises(RenderError, match=r"^demo/c: app/sub/bad\.yaml:4: "):
+    with pytest.raises(RenderError, match=r"^c/demo: app/sub/bad\.yaml:4: "):
         render(app(directory=RECURSE), Cluster("c"), tmp_path)
 
 

@@ -221,7 +221,7 @@ def test_render_error_through_render_cached_names_each_unit(redis_client: redis.
     for name in ("a", "b", "c"):
         with pytest.raises(RenderError) as err:
             render_cached(app("app"), Cluster(name), tmp_path, cache, "rev9")
-        assert err.value.unit == f"platform/{name}" and err.value.revision == "rev9"
+        assert err.value.unit == f"{name}/platform" and err.value.revision == "rev9"
         assert "missing.yaml" in err.value.message
     assert kustomize_runs.calls == 1
 

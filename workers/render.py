@@ -122,7 +122,7 @@ def finish_report(raw: list[RawDoc], variables: Mapping[str, str], namespace: st
 
 
 def unit_of(app: Application, cluster: Cluster) -> str:
-    return f"{app.name}/{cluster.name}"
+    return f"{cluster.name}/{app.name}"
 
 
 @contextlib.contextmanager

@@ -155,7 +155,9 @@ def render(ctx: Context, call: Call) -> Next:
         return _finish(ctx, call, "", _failed(exc, _failed_key(ctx, call)), started=started)
     except TransientError as exc:
         return _transient(ctx, call, "", exc, started)
-    return Next({"run_id": call.run_id, "unit": call.unit, "revision": call.revision,
+    return Next({"summary": f"rendered {len(rendered.objects)} object(s)"
+                            + (" (cached)" if rendered.cache_hit else "") + "; apply next",
+                 "unit": call.unit, "revision": call.revision, "run_id": call.run_id,
                  "objects": len(rendered.objects), "cache_hit": rendered.cache_hit},
                 (_apply_send(replace(call, render_key=rendered.key)),))
 
@@ -212,7 +214,7 @@ def apply(ctx: Context, call: Call) -> Next:
         ctx.clusters.mark_up(cluster.name)
     summary = result.to_dict()
     metrics.record_apply(summary.get("counts", {}), summary.get("drift_corrections", 0))
-    phase = Phase.READY if summary.get("healthy", True) or not app.wait else Phase.PROGRESSING
+    phase = Phase.READY if result.healthy or not app.wait else Phase.PROGRESSING
     message = stages.message(summary.get("counts", {}))
     if lost.is_set():
         message += " (the unit's lock was lost during the run)"

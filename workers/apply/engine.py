@@ -83,17 +83,18 @@ class ApplyResult:
 
     def to_dict(self) -> dict[str, Any]:
         drifted = [c for c in self.changeset.by_action(CONFIGURED) if c.drift][:SHORT_LIST]
-        return {
-            "revision": self.revision, "counts": self.counts,
-            "changed": self.changeset.summary(SHORT_LIST),
+        out: dict[str, Any] = {
+            "counts": self.counts, "changed": self.changeset.summary(SHORT_LIST),
             "drift": {str(c.ref): list(c.drift[:5]) for c in drifted},
             "drift_corrections": self.drift_corrections,
             "requests": self.requests, "writes": self.writes, "dry_runs": self.dry_runs,
-            "duration_s": round(self.duration, 3), "healthy": self.healthy,
-            "unhealthy": list(self.unhealthy[:SHORT_LIST]),
+            "duration_s": round(self.duration, 3),
             "unvalidated": list(self.unvalidated[:SHORT_LIST]),
             "inventory_written": self.inventory_written, "dry_run_only": self.dry_run_only,
         }
+        if self.unhealthy:        # the phase says whether it counts; these are the objects
+            out["health_pending"] = list(self.unhealthy[:SHORT_LIST])
+        return out
 
 
 @dataclass(frozen=True)
