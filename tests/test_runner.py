@@ -59,3 +59,19 @@ def test_a_crash_still_ends_the_run(ctx):
     record = ctx.runs.run(call.run_id)
     assert record["state"] == "done" and "internal error: KeyError" in record["summary"]
     assert ctx.runs.request("web", "c1", trigger="beat").verdict == Verdict.QUEUED
+
+
+def test_a_task_for_a_unit_the_spec_no_longer_has_is_dropped_quietly(tmp_path):
+    spec = tmp_path / "fleet.yaml"
+    spec.write_text("sources:\n  - name: git\n    url: file:///srv/gitops.git\n    branch: main\n"
+                    "clusters:\n  - name: c1\n    labels: {env: prod}\n"
+                    "applications:\n  - name: web\n    source: git\n    path: web\n"
+                    "    clusters: {names: [c1]}\n")
+    ctx = Context.connect(Settings(cache_dir=tmp_path, fleet_path=str(spec)), use_redis=False)
+    run = ctx.runs.request("ghost", "c1", trigger="beat", revision="abc").other
+    for stage in (runner.render, runner.apply):
+        nxt = stage(ctx, runner.Call("ghost", "c1", run, "beat", time.time(), "abc", "k"))
+        assert nxt.result["dropped"] == "not in the fleet spec" and nxt.error is None
+        assert not nxt.send and nxt.retry_in is None
+    assert ctx.runs.run(run)["state"] == "done" and ctx.runs.unit("c1/ghost").queued == ""
+    assert ctx.status.get_status("ghost", "c1").phase == "Unknown"     # no status written
