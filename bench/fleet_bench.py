@@ -3,7 +3,10 @@
     .venv/bin/python bench/fleet_bench.py --clusters 1 --apps 1000 --workers 2 --json out.json
 
 Each application is the Flux benchmark's app: a Deployment scaled to zero, a
-ServiceAccount, a Service and an Ingress. Measured:
+ServiceAccount, a Service and an Ingress, on bare control planes. With
+``--replicas N`` the Deployment has N replicas and the clusters run workloads
+(controllers, scheduler, kwok with 3 fake Nodes), so every app has running Pods.
+Measured:
 
     cold_sync_s           start of beat until every sync unit is Ready
     noop_pass_s           one reconcile of the whole fleet with nothing changed
@@ -14,6 +17,7 @@ ServiceAccount, a Service and an Ingress. Measured:
     kubectl_loop_s        the same apps applied to a fresh cluster by a loop of
                           `kubectl apply --server-side` (what users script without fleetsync)
     worker_rss_mb         peak resident memory of one worker (main process and pool)
+    cold_available_s      (--replicas only) start of beat until every Deployment is available
 """
 
 from __future__ import annotations
@@ -39,13 +43,13 @@ from shared.status import StatusStore  # noqa: E402
 NAMESPACE = "bench"
 
 
-def app_objects(name: str, port: int = 80) -> list[dict]:
+def app_objects(name: str, port: int = 80, replicas: int = 0) -> list[dict]:
     labels = {"app": name}
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": NAMESPACE}},
         {"apiVersion": "apps/v1", "kind": "Deployment",
          "metadata": {"name": name, "namespace": NAMESPACE},
-         "spec": {"replicas": 0, "selector": {"matchLabels": labels},
+         "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
                   "template": {"metadata": {"labels": labels},
                                "spec": {"serviceAccountName": name,
                                         "containers": [{"name": "app", "image": "nginx:1.25"}]}}}},
@@ -59,10 +63,11 @@ def app_objects(name: str, port: int = 80) -> list[dict]:
     ]
 
 
-def write_app(repo: Path, name: str, port: int = 80) -> None:
+def write_app(repo: Path, name: str, port: int = 80, replicas: int = 0) -> None:
     path = repo / "apps" / name / "app.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n---\n".join(json.dumps(o) for o in app_objects(name, port)) + "\n")
+    path.write_text("\n---\n".join(json.dumps(o) for o in app_objects(name, port, replicas))
+                    + "\n")
 
 
 def git(repo: Path, *args: str) -> str:
@@ -70,14 +75,14 @@ def git(repo: Path, *args: str) -> str:
                           text=True).stdout.strip()
 
 
-def make_repo(root: Path, apps: list[str]) -> tuple[Path, Path]:
+def make_repo(root: Path, apps: list[str], replicas: int = 0) -> tuple[Path, Path]:
     repo, bare = root / "repo", root / "repo.git"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
     git(repo, "config", "user.name", "bench")
     git(repo, "config", "user.email", "bench@example.com")
     for name in apps:
-        write_app(repo, name)
+        write_app(repo, name, replicas=replicas)
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "apps")
     subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True)
@@ -203,10 +208,11 @@ class Bench:
     def run(self) -> dict:
         names = [f"bench-{i}" for i in range(1, self.args.clusters + 1)]
         print(f"Starting {len(names)} cluster(s) and Redis", flush=True)
-        self.fleet = devfleet.up(names, self.root / "fleet", progress=lambda _: None)
+        self.fleet = devfleet.up(names, self.root / "fleet", progress=lambda _: None,
+                                 workloads=self.args.replicas > 0)
         for kubeconfig in self.fleet.clusters.values():
             create_namespace(kubeconfig)
-        repo, bare = make_repo(self.root, self.apps)
+        repo, bare = make_repo(self.root, self.apps, self.args.replicas)
         write_spec(self.root / "fleet.yaml", bare, self.fleet.clusters, self.apps)
         workers = [self.spawn(f"worker-{i}", "worker", "-n", f"bench-{i}@%h", "-c",
                               str(self.args.concurrency), "-l", "WARNING")
@@ -219,6 +225,7 @@ class Bench:
         self.spawn("beat", "beat", "-l", "WARNING")
         self.wait_all(t0, "cold sync", self.args.timeout)
         cold = time.time() - t0
+        cold_available = self.wait_available(t0) if self.args.replicas > 0 else None
         cold_waits = self.lock_waits()
 
         print("No-op pass", flush=True)
@@ -236,7 +243,7 @@ class Bench:
         _, writes, requests = self.units_done(t1, count_writes=True)
 
         print("Commit to applied", flush=True)
-        write_app(repo, self.apps[0], port=8080)
+        write_app(repo, self.apps[0], port=8080, replicas=self.args.replicas)
         t2 = time.time()
         git(repo, "commit", "-q", "-am", "app-0000: port 8080")
         git(repo, "push", "-q", "origin", "main")
@@ -269,11 +276,30 @@ class Bench:
                 "commit_to_applied_s": round(commit_to_applied, 2),
                 "kubectl_loop_s": round(kubectl_s, 2),
                 "kubectl_vs_fleetsync_cold": round(kubectl_s / cold * self.args.clusters, 1),
-                "worker_rss_mb": round(sampler.peak_kb / 1024, 1)}
+                "worker_rss_mb": round(sampler.peak_kb / 1024, 1),
+                **({"replicas": self.args.replicas, "cold_available_s": cold_available}
+                   if self.args.replicas > 0 else {})}
+
+    def wait_available(self, since: float) -> float:
+        """Seconds from ``since`` until every app's Deployment has all replicas available."""
+        total = len(self.apps) * self.args.clusters
+        last = -1
+        while time.time() - since < self.args.timeout:
+            done = sum(_available(kubeconfig, self.args.replicas)
+                       for kubeconfig in self.fleet.clusters.values())
+            if done != last:
+                print(f"  available: {done}/{total} Deployments", flush=True)
+                last = done
+            if done >= total:
+                return round(time.time() - since, 2)
+            time.sleep(1)
+        raise SystemExit(f"only {last}/{total} Deployments available after "
+                         f"{self.args.timeout:.0f}s (logs in {self.root})")
 
     def kubectl_loop(self, repo: Path) -> float:
         state = self.root / "kubectl-fleet"
-        fresh = devfleet.up(["kubectl-loop"], state, progress=lambda _: None)
+        fresh = devfleet.up(["kubectl-loop"], state, progress=lambda _: None,
+                            workloads=self.args.replicas > 0)
         kubeconfig = fresh.clusters["kubectl-loop"]
         create_namespace(kubeconfig)
         started = time.time()
@@ -290,6 +316,14 @@ def _pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
     return round(values[min(len(values) - 1, int(q * len(values)))], 3)
+
+
+def _available(kubeconfig: str, replicas: int) -> int:
+    """How many Deployments in the bench namespace have ``replicas`` available."""
+    out = subprocess.run([kubectl(), "--kubeconfig", kubeconfig, "get", "deploy", "-n", NAMESPACE,
+                          "-o", "json"], capture_output=True, text=True).stdout
+    items = json.loads(out or "{}").get("items", [])
+    return sum((d.get("status") or {}).get("availableReplicas") == replicas for d in items)
 
 
 def _svc_port(kubeconfig: str, name: str) -> str:
@@ -338,6 +372,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=4, help="pool size of each worker")
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--replicas", type=int, default=0,
+                        help="replicas per app's Deployment (default 0, Flux's app); above 0 the "
+                             "clusters run controllers, scheduler and kwok Nodes")
     parser.add_argument("--skip-kubectl", action="store_true",
                         help="skip the kubectl loop (quick comparisons of fleetsync alone)")
     parser.add_argument("--json", type=Path)

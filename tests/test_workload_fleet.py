@@ -247,3 +247,30 @@ def test_a_new_namespace_gets_its_default_serviceaccount(api, ns):
     core = client.CoreV1Api(api_client)
     wait_for(lambda: [sa for sa in core.list_namespaced_service_account(ns).items
                       if sa.metadata.name == "default"], "ServiceAccount default created")
+
+
+def test_a_broken_rollout_keeps_the_old_pods_serving(api, ns):
+    client, api_client = api
+    apps = client.AppsV1Api(api_client)
+    apps.create_namespaced_deployment(ns, deployment("web", "nginx:1.25.3", 3))
+    wait_for(lambda: apps.read_namespaced_deployment("web", ns).status.available_replicas == 3,
+             "3/3 available")
+    apps.patch_namespaced_deployment("web", ns, {"spec": {"template": {"spec": {
+        "containers": [{"name": "app", "image": "nginx:broken"}]}}}})
+
+    def stuck() -> bool:
+        found = pods(api, ns, "web")
+        new = [p for p in found if p.spec.containers[0].image == "nginx:broken"]
+        return bool(new) and all(
+            s.state.waiting is not None and s.state.waiting.reason == "ImagePullBackOff"
+            for p in new for s in p.status.container_statuses or []) and all(
+            p.status.container_statuses for p in new)
+
+    wait_for(stuck, "the new Pod in ImagePullBackOff", seen=lambda: summary(pods(api, ns, "web")))
+    def one_updated():
+        status = apps.read_namespaced_deployment("web", ns).status
+        return status if status.updated_replicas == 1 else None
+
+    assert wait_for(one_updated, "updatedReplicas 1").available_replicas == 3
+    old = [p for p in pods(api, ns, "web") if p.spec.containers[0].image == "nginx:1.25.3"]
+    assert len(old) == 3 and all(pod_ready(p) for p in old)
