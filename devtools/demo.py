@@ -1,7 +1,7 @@
 """``fleetsync demo``: the GitOps tutorial, walked end to end on a local fleet.
 
-It starts Redis and three local control planes (production, staging,
-development), writes the tutorial's repository into a local Git repository,
+It starts Redis and three local clusters with workloads (production, staging,
+development: controllers, scheduler and kwok Nodes, so Pods run), writes the tutorial's repository into a local Git repository,
 writes a fleet spec for it, starts two workers, beat and Flower, and then walks
 the tutorial's steps, each checked against the live clusters (with ``kubectl``,
 as a user would) and timed: initial sync, drift corrected, an image update,

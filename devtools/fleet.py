@@ -339,7 +339,8 @@ def up(names: list[str], state_dir: Path, progress: Progress = print, workloads:
         pki = _pki(state_dir)
         for name in names:
             _start_cluster(state, name, bins, pki)
-        progress(f"Starting {len(names)} control plane(s): {', '.join(names)}")
+        progress(f"Starting {len(names)} control plane(s): {', '.join(names)}"
+                 + ("" if workloads else " (no workloads)"))
         with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
             list(pool.map(lambda n: _wait(lambda: readyz(state.servers[n], pki / "serving.crt"),
                                           state, n, READY_TIMEOUT), names))
@@ -362,6 +363,9 @@ def _start_workloads(state: FleetState, names: list[str], bins: Binaries, pki: P
     """Controllers, scheduler and kwok per cluster, then its fake Nodes, then wait for them."""
     ca = pki / "serving.crt"
     node_names = wl.node_names(count)
+    if not wl.STAGES.is_file():
+        raise DevFleetError(f"kwok's Stages are missing ({wl.STAGES}): the devtools package "
+                            "is incomplete; reinstall it (pip install -e .)")
     for name in names:
         for proc_name, argv in wl.commands(name, Path(state.clusters[name]), bins, pki):
             _spawn(state, proc_name, argv)

@@ -126,6 +126,22 @@ def test_missing_workload_binary_is_named_and_nothing_starts(dev_fleet, tmp_path
     assert not (tmp_path / "s" / "dev.json").exists() and not (tmp_path / "s" / "logs").exists()
 
 
+def test_no_workloads_needs_only_etcd_and_apiserver(dev_fleet, tmp_path, redis_url):
+    env = {"FLEETSYNC_K8S_BIN": str(_control_plane_only_dir(tmp_path)),
+           "FLEETSYNC_REDIS_URL": redis_url}
+    state_dir = str(tmp_path / "s")
+    proc = _cli("dev", "up", "--names", "bare", "--no-workloads", "--state-dir", state_dir, **env)
+    try:
+        assert proc.returncode == 0, proc.stderr
+        state = devfleet.read_state(tmp_path / "s")
+        assert state is not None and state.nodes == {}
+        assert sorted(p.name for p in state.processes) == ["bare-apiserver", "bare-etcd"]
+        status = _cli("dev", "status", "--state-dir", state_dir)
+        assert status.returncode == 0 and "nodes" not in status.stdout
+    finally:
+        assert _cli("dev", "down", "--state-dir", state_dir).returncode == 0
+
+
 def test_build_reports_a_missing_workload_binary(tmp_path):
     proc = _cli("dev", "build", FLEETSYNC_K8S_BIN=str(_control_plane_only_dir(tmp_path)))
     assert proc.returncode == 1 and "does not hold kube-controller-manager" in proc.stderr
