@@ -64,7 +64,7 @@ def operator(dev_fleet, redis_url, tmp_path_factory):
     from devtools import fleet as devfleet
 
     state = tmp_path_factory.mktemp("tutorial-fleet")
-    fleet = devfleet.up(["production"], state, progress=lambda _: None)
+    fleet = devfleet.up(["production"], state, progress=lambda _: None, workloads=False)
     yield Operator(tmp_path_factory.mktemp("tutorial"), fleet.clusters["production"], redis_url)
     devfleet.down(state, progress=lambda _: None)
 

@@ -29,7 +29,8 @@ INTERVAL = 5
 
 @pytest.fixture()
 def outage_fleet(dev_fleet, tmp_path):
-    state = devfleet.up(["outage"], tmp_path / "fleet", progress=lambda _: None)
+    state = devfleet.up(["outage"], tmp_path / "fleet", progress=lambda _: None,
+                        workloads=False)
     try:
         yield state
     finally:
