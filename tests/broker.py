@@ -1,12 +1,11 @@
 """What the broker holds right now, read from Redis as kombu stores it: every
 fleetsync task message waiting in a queue or delivered and not yet acknowledged
-(running, or held by a worker until its retry countdown), by sync unit."""
+(running, or held by a worker until its retry countdown), by sync unit and run."""
 
 from __future__ import annotations
 
 import base64
 import json
-from collections import Counter
 from typing import Any, Iterator
 
 from shared.tasks_api import STAGE_QUEUES, TASKS
@@ -28,12 +27,24 @@ def _call(message: dict) -> tuple[str, list, dict]:
     return message["headers"]["task"], args, kwargs
 
 
-def stage_tasks_by_unit(client: Any) -> Counter:
-    """How many render/apply messages each unit (``cluster/app``) has in the broker."""
-    found: Counter = Counter()
+def waiting_runs_by_unit(client: Any) -> dict[str, set[str]]:
+    """The runs of each unit that have a message in the broker and wait to run (queued or
+    retrying): the unit's live task chains. A message of a run that is running (the
+    next stage, or a retry published before the attempt is acknowledged) or that has
+    ended (dropped when delivered) is no chain of its own."""
+    found: dict[str, set[str]] = {}
+    for unit, run_id in _stage_calls(client):
+        state = client.hget(f"fleetsync:run:{run_id}", "state")
+        if isinstance(state, bytes):
+            state = state.decode()
+        if state in ("queued", "retrying"):
+            found.setdefault(unit, set()).add(run_id)
+    return found
+
+
+def _stage_calls(client: Any) -> Iterator[tuple[str, str]]:
     for message in _messages(client):
         name, args, kwargs = _call(message)
         if name in ("fleetsync.render", "fleetsync.apply"):
             named = TASKS[name].named(args, kwargs)
-            found[f"{named['cluster']}/{named['app']}"] += 1
-    return found
+            yield f"{named['cluster']}/{named['app']}", kwargs.get("run_id", "")

@@ -69,7 +69,7 @@ class Context:
 
     @cached_property
     def watcher(self) -> SpecWatcher:
-        return SpecWatcher(self.settings.fleet_path, check_every=1.0)
+        return SpecWatcher(self.settings.fleet_path)   # one stat per look: never stale
 
     def fleet(self) -> Fleet:
         """The fleet spec, re-read when the file changes."""
