@@ -46,3 +46,17 @@ def test_local_sync_with_redis_records_the_run_like_workers(dev_fleet, redis_url
     entry = stack.history("dev-1")[0]
     assert entry["trigger"] == "cli" and entry["result"] == "Ready"
     assert stack.status("dev-1")["phase"] == "Ready"
+
+
+def test_render_warns_about_a_document_that_is_no_object(dev_fleet, redis_url, tmp_path):
+    stack = Stack(tmp_path, new_redis_db(redis_url), dev_fleet.clusters)
+    stack.repo.write("app/values.yaml", "title: not a Kubernetes object\nreplicas: 3\n")
+    stack.repo.commit("a values file beside the manifests")
+    stack.repo.push()
+    stack.write_spec(["dev-1"])
+    proc = subprocess.run([sys.executable, "-m", "scheduler.cli", "render", stack.app,
+                           "--cluster", "dev-1"], cwd=ROOT, env=stack.env(), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: " in proc.stderr and "app/values.yaml" in proc.stderr
+    assert "kind: ConfigMap" in proc.stdout and "title:" not in proc.stdout

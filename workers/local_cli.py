@@ -49,8 +49,10 @@ def rendered(ctx: Context, args: argparse.Namespace) -> stages.Rendered:
 
 def cmd_render(args: argparse.Namespace) -> int:
     ctx = context(args, use_redis=False)
-    yaml.safe_dump_all(rendered(ctx, args).objects, sys.stdout, sort_keys=False,
-                       default_flow_style=False)
+    result = rendered(ctx, args)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    yaml.safe_dump_all(result.objects, sys.stdout, sort_keys=False, default_flow_style=False)
     return 0
 
 

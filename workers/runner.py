@@ -158,7 +158,8 @@ def render(ctx: Context, call: Call) -> Next:
     return Next({"summary": f"rendered {len(rendered.objects)} object(s)"
                             + (" (cached)" if rendered.cache_hit else "") + "; apply next",
                  "unit": call.unit, "revision": call.revision, "run_id": call.run_id,
-                 "objects": len(rendered.objects), "cache_hit": rendered.cache_hit},
+                 "objects": len(rendered.objects), "cache_hit": rendered.cache_hit,
+                 "warnings": list(rendered.warnings[:10])},
                 (_apply_send(replace(call, render_key=rendered.key)),))
 
 

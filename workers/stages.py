@@ -21,7 +21,7 @@ from shared.logs import get_logger
 from shared.protocol import Phase
 from shared.spec import Application, Cluster, Fleet, Source
 from workers.context import Context
-from workers.render import render_cached
+from workers.render import render_unit
 
 log = get_logger("fleetsync.stages")
 
@@ -85,6 +85,7 @@ class Rendered:
     key: str
     objects: list[dict]
     cache_hit: bool
+    warnings: tuple[str, ...] = ()          # documents skipped because they are no objects
 
 
 def render(ctx: Context, app_name: str, cluster_name: str, revision: str) -> Rendered:
@@ -94,10 +95,13 @@ def render(ctx: Context, app_name: str, cluster_name: str, revision: str) -> Ren
     source = fleet.sources[app.source]
     started = time.monotonic()
     tree = _checkout(ctx, source, revision)
-    objects, key, hit = render_cached(app, cluster, tree, ctx.cache, revision, source.name)
+    done = render_unit(app, cluster, tree, ctx.cache, revision, source.name)
     metrics.reconcile_duration.labels("render").observe(time.monotonic() - started)
-    ctx.redis.set(_memo(fleet, app, cluster, revision), key, ex=int(ctx.settings.render_cache_ttl))
-    return Rendered(key, objects, hit)
+    ctx.redis.set(_memo(fleet, app, cluster, revision), done.key,
+                  ex=int(ctx.settings.render_cache_ttl))
+    for warning in done.warnings:
+        log.warning("render skipped a document", detail=warning)
+    return Rendered(done.key, done.objects, done.hit, done.warnings)
 
 
 def memo_key(app: Application, cluster: Cluster, revision: str, spec_hash: str) -> str:
