@@ -21,6 +21,7 @@ from shared.celery_app import send as send_task
 from shared.errors import PermanentError, TransientError
 from shared.logs import get_logger
 from shared.protocol import backoff
+from shared.redisconn import RedisError
 from shared.settings import from_env
 from workers import runner, stages
 from workers.app import app as celery
@@ -28,6 +29,9 @@ from workers.context import Context
 
 log = get_logger("fleetsync.tasks")
 MAX_TRANSIENT_RETRIES = 10
+# A Redis error anywhere (status, source revisions, the cache) is a blip, as is any
+# transient error of ours: retried with backoff, never a failure of the unit.
+RETRIED = (TransientError, RedisError)
 
 
 @lru_cache(maxsize=1)
@@ -55,11 +59,12 @@ def _stage(task: Any, stage: Callable[[Context, runner.Call], runner.Next],
         return _carry_out(task, stage(ctx, call))
     except (Retry, PermanentError):
         raise
-    except TransientError as exc:      # Redis or the spec file blinked outside the stage
+    except RETRIED as exc:             # Redis or the spec file blinked outside the stage
         if task.request.retries >= MAX_TRANSIENT_RETRIES:
             runner.crashed(ctx, call, exc)
             raise
-        raise task.retry(exc=exc, countdown=exc.delay or backoff(task.request.retries))
+        delay = getattr(exc, "delay", None)
+        raise task.retry(exc=exc, countdown=delay or backoff(task.request.retries))
     except Exception as exc:
         runner.crashed(ctx, call, exc)
         raise
@@ -72,7 +77,7 @@ def ping(payload: dict | None = None) -> dict:
 
 
 @celery.task(name=tasks_api.FETCH_SOURCE, bind=True, ignore_result=True,
-          autoretry_for=(TransientError,), retry_backoff=2, retry_backoff_max=300,
+          autoretry_for=RETRIED, retry_backoff=2, retry_backoff_max=300,
           retry_jitter=True, max_retries=MAX_TRANSIENT_RETRIES)
 def fetch_source(self: Any, source: str) -> dict:
     """Fetch; a new revision reconciles the clusters that use the source now, not next tick."""
@@ -88,7 +93,7 @@ def fetch_source(self: Any, source: str) -> dict:
 
 
 @celery.task(name=tasks_api.RECONCILE_CLUSTER, bind=True, ignore_result=True,
-          autoretry_for=(TransientError,), retry_backoff=2, retry_backoff_max=300,
+          autoretry_for=RETRIED, retry_backoff=2, retry_backoff_max=300,
           retry_jitter=True, max_retries=MAX_TRANSIENT_RETRIES)
 def reconcile_cluster(self: Any, cluster: str, trigger: str = "beat") -> dict:
     ctx = context()
@@ -103,7 +108,7 @@ def reconcile_cluster(self: Any, cluster: str, trigger: str = "beat") -> dict:
     return {"cluster": cluster, "units": units}
 
 
-@celery.task(name=tasks_api.SYNC, bind=True, autoretry_for=(TransientError,), retry_backoff=2,
+@celery.task(name=tasks_api.SYNC, bind=True, autoretry_for=RETRIED, retry_backoff=2,
           retry_backoff_max=60, retry_jitter=True, max_retries=MAX_TRANSIENT_RETRIES)
 def sync(self: Any, app: str, cluster: str | None = None, trigger: str = "api") -> dict:
     """Sync one application now, on one cluster or on every cluster it targets."""
