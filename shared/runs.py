@@ -133,7 +133,7 @@ class Ops:
 @dataclass(frozen=True)
 class Timing:
     lock_ms: int = 60_000           # a unit's lock lives this long unless renewed
-    queued_ms: int = 180_000        # a queued run that never begins is given up after this
+    queued_ms: int = 180_000        # a queued run that never begins a stage is given up after this
     run_ms: int = 6 * 3600_000      # run records are kept this long for waiters
     history_size: int = 50
 

@@ -27,6 +27,14 @@ from workers.render_cache import RenderCache
 MAX_CLIENTS = 256          # Kubernetes clients kept per process (least recently used go)
 
 
+def queued_timeout(settings: Settings) -> float:
+    """How long a queued run may go without beginning a stage before it is presumed lost
+    (its task died with a worker, or with a Redis restart) and the next request queues a
+    new one: three lock lifetimes, at least a minute. A slow queue only costs a run that
+    is superseded (dropped when it is delivered), never two applies at once."""
+    return max(60.0, 3 * settings.lock_ttl)
+
+
 @dataclass
 class Context:
     settings: Settings
@@ -60,7 +68,7 @@ class Context:
     @cached_property
     def runs(self) -> Runs:
         return Runs(self.redis, Timing(lock_ms=int(self.settings.lock_ttl * 1000),
-                                       queued_ms=int(max(180.0, 3 * self.settings.lock_ttl) * 1000),
+                                       queued_ms=int(queued_timeout(self.settings) * 1000),
                                        history_size=self.settings.history_size))
 
     @cached_property
