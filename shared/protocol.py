@@ -135,15 +135,20 @@ def touch(unit: Unit, run: str, state: RunState | None) -> Step:
     return Step(replace(unit, queued=run), Verdict.GO, RunState.QUEUED)
 
 
-def begin(unit: Unit, run: str, state: RunState | None, owner: str) -> Step:
-    """The apply stage of ``run`` wants the unit's lock (owner token ``owner``)."""
-    redelivered = state == RunState.RUNNING and unit.running == run and not unit.lock
-    if state in FINISHED and not redelivered:    # the attempt that began it died: resume
+def begin(unit: Unit, run: str, state: RunState | None, owner: str,
+          previous_owner: str = "") -> Step:
+    """The apply stage of ``run`` wants the unit's lock (owner token ``owner``).
+
+    ``previous_owner`` is the lock owner of this run's own previous attempt, when that
+    attempt could not release it (Redis failed under it): the retry takes it over."""
+    mine = bool(previous_owner) and unit.lock == previous_owner
+    resumed = state == RunState.RUNNING and unit.running == run and (not unit.lock or mine)
+    if state in FINISHED and not resumed:     # a second delivery of a run that began
         return Step(unit, Verdict.DUPLICATE)
     if unit.queued and unit.queued != run:
         return Step(unit, Verdict.SUPERSEDED, RunState.DONE, other=unit.queued)
     lost = unit.running if unit.running and not unit.lock and unit.running != run else ""
-    if unit.lock:
+    if unit.lock and not (resumed and mine):
         return Step(replace(unit, queued=run, pending=run), Verdict.BUSY, RunState.QUEUED)
     return Step(Unit(lock=owner, running=run), Verdict.STARTED, RunState.RUNNING, lost=lost)
 

@@ -208,7 +208,7 @@ class Runs:
         return step, values[0]
 
     def begin(self, unit: str, run_id: str, owner: str, cluster: str,
-              park: dict[str, str] | None = None) -> Begun:
+              park: dict[str, str] | None = None, taking_over: str = "") -> Begun:
         """Take the unit's lock for ``run_id``; when busy, park it with ``park`` (how to
         send its apply stage again) for the holder to send when it ends."""
         def writes(step: Step, ops: Ops) -> None:
@@ -223,7 +223,8 @@ class Runs:
                 self._run_fields(ops, step.lost, state=RunState.DONE, phase=Phase.FAILED,
                                  summary="the worker running it was lost (its lock expired)")
         step, values, tokens = self._transition(
-            unit, run_id, lambda u, s, _: protocol.begin(u, run_id, s, owner), writes,
+            unit, run_id, lambda u, s, _: protocol.begin(u, run_id, s, owner, taking_over),
+            writes,
             Unit(queued=run_id), RunState.QUEUED,
             reads=[(keys.cluster_down(cluster), "next_at"), (keys.run(run_id), "revision")])
         return Begun(step, tokens[0] if tokens else 0, float(values[0] or 0), values[1])

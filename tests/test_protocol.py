@@ -159,3 +159,13 @@ def test_task_calls_read_as_units_for_people():
 def test_beat_skips_a_unit_that_failed_permanently_at_this_revision_and_spec():
     step = p.request(Unit(), "r1", known_failure=True)
     assert step.verdict == Verdict.SKIPPED and step.unit == Unit()
+
+
+def test_a_retry_takes_over_the_lock_its_own_attempt_could_not_release():
+    held = Unit(running="r1", lock="o1")                  # Redis failed under attempt o1
+    step = p.begin(held, "r1", RunState.RUNNING, "o2", previous_owner="o1")
+    assert step.verdict == Verdict.STARTED and step.unit == Unit(running="r1", lock="o2")
+    assert p.begin(held, "r1", RunState.RUNNING, "o2").verdict == Verdict.DUPLICATE
+    other = Unit(running="r1", lock="o9")                 # not its lock: a second delivery
+    assert p.begin(other, "r1", RunState.RUNNING, "o2", previous_owner="o1").verdict \
+        == Verdict.DUPLICATE

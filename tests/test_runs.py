@@ -152,3 +152,15 @@ def test_a_request_reads_the_known_render_and_skips_known_failures_in_one_trip(c
     again, _ = runs.request_reading("web", "c1", trigger="beat", revision="abd",
                                     failed_key="abd:h")
     assert again.verdict == Verdict.QUEUED
+
+
+def test_a_retry_takes_over_its_own_lock_in_redis(client):
+    runs = Runs(client)
+    run = runs.request("web", "c1", trigger="beat").other
+    first = runs.begin(UNIT, run, "o1", "c1")
+    assert first.step.verdict == Verdict.STARTED          # then Redis failed: no release
+    again = runs.begin(UNIT, run, "o2", "c1", taking_over="o1")
+    assert again.step.verdict == Verdict.STARTED and again.token > first.token
+    assert client.get(keys.lock(UNIT)) == "o2"
+    _end(runs, run, "o2")
+    assert runs.unit(UNIT) == Unit()

@@ -28,8 +28,10 @@ from typing import Any
 from shared import keys, metrics, tasks_api
 from shared.errors import FleetsyncError, PermanentError, TransientError
 from shared.logs import bind, get_logger
+from shared.redisconn import RedisError
 from shared.protocol import Phase, Verdict, backoff
-from shared.runs import Outcome
+from shared.runs import Begun, Outcome
+from shared.spec import Application, Cluster
 from shared.status import HistoryEntry, UnitStatus, now_iso
 from workers import stages
 from workers.context import Context
@@ -56,6 +58,8 @@ class Call:
     task_id: str = ""
     attempt: int = 0                # transient failures so far (waits do not count)
     waited: float = 0.0             # seconds spent waiting for dependencies
+    owner: str = ""                 # the lock owner of this stage's previous attempt, when
+                                    # Redis failed before it could release the lock
 
     @property
     def unit(self) -> str:
@@ -177,10 +181,29 @@ def apply(ctx: Context, call: Call) -> Next:
         return _wait_for_dependencies(ctx, call, waiting)
     owner = uuid.uuid4().hex
     begun = ctx.runs.begin(call.unit, call.run_id, owner, cluster.name,
-                           park={"render_key": call.render_key, "revision": call.revision})
+                           park={"render_key": call.render_key, "revision": call.revision},
+                           taking_over=call.owner)
     verdict = begun.step.verdict
     if verdict != Verdict.STARTED:
         return Next(_dropped(call, verdict, begun.step.other))
+    try:
+        return _apply_started(ctx, call, app, cluster, begun, owner)
+    except (TransientError, RedisError) as exc:
+        if call.attempt + 1 >= MAX_ATTEMPTS:
+            raise
+        # Redis failed under this attempt (a restart, a failover): the lock could not be
+        # released, so the retry carries its owner and takes the lock over at once
+        log.warning("apply retried after a Redis failure", error=str(exc))
+        countdown = backoff(call.attempt, cap=30.0)
+        return Next({"run_id": call.run_id, "unit": call.unit,
+                     "summary": f"retrying in {countdown:.0f} s: {exc}"}, retry_in=countdown,
+                    retry_kwargs={**call.stage_kwargs(), "attempt": call.attempt + 1,
+                                  "owner": owner})
+
+
+def _apply_started(ctx: Context, call: Call, app: Application, cluster: Cluster,
+                   begun: Begun, owner: str) -> Next:
+    """The apply stage once the run holds the lock: every way out releases it."""
     started = time.time()
     if call.requested_at:
         metrics.lock_wait.observe(max(0.0, started - call.requested_at))
@@ -271,7 +294,8 @@ def _wait(ctx: Context, call: Call, owner: str, message: str, countdown: float, 
     return Next(tasks_api.unit_result(call.app, call.cluster, Phase.PROGRESSING.value,
                                       f"next try in {countdown:.0f} s: {message}",
                                       run_id=call.run_id, revision=call.revision),
-                retry_in=countdown, retry_kwargs={**call.stage_kwargs(), "attempt": attempt})
+                retry_in=countdown, retry_kwargs={**call.stage_kwargs(), "attempt": attempt,
+                                                  "owner": ""})
 
 
 def _finish(ctx: Context, call: Call, owner: str, outcome: Outcome, started: float) -> Next:
@@ -348,7 +372,7 @@ def call_of(name: str, args: list[Any], kwargs: dict[str, Any], task_id: str = "
                 float(kwargs.get("requested_at") or 0),
                 kwargs.get("revision") or ("" if is_apply else third),
                 third if is_apply else "", task_id, int(kwargs.get("attempt") or 0),
-                float(kwargs.get("waited") or 0))
+                float(kwargs.get("waited") or 0), str(kwargs.get("owner") or ""))
 
 
 def _render_send(call: Call) -> Send:
