@@ -94,16 +94,6 @@ class HealthError(PermanentError):
     reason = "HealthCheckFailed"
 
 
-class DependencyNotReady(TransientError):
-    """An application in ``dependsOn`` is not Ready yet on this cluster."""
-
-    reason = "DependencyNotReady"
-
-
-class LockBusy(TransientError):
-    """Another worker holds the sync unit's lock."""
-
-    reason = "LockBusy"
 
 
 class StaleInventory(TransientError):

@@ -13,7 +13,6 @@ from urllib.parse import urlparse, urlunparse
 
 import redis
 
-from shared.errors import TransientError
 
 
 @lru_cache(maxsize=8)
@@ -38,9 +37,6 @@ def redact(url: str) -> str:
     netloc = f"{parsed.username or ''}:***@{parsed.hostname}" + (f":{parsed.port}" if parsed.port else "")
     return urlunparse(parsed._replace(netloc=netloc))
 
-
-def wrap(exc: Exception, url: str) -> TransientError:
-    return TransientError(f"Redis at {redact(url)} is unreachable: {exc.__class__.__name__}")
 
 
 RedisError = redis.RedisError

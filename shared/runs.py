@@ -277,9 +277,6 @@ class Runs:
             keys.queued(unit), keys.pending(unit), keys.running(unit), keys.lock(unit)))
         return Unit(*[v or "" for v in values])
 
-    def lock_ttl_ms(self, unit: str) -> int:
-        return int(self._call(lambda: self.client.pttl(keys.lock(unit))))
-
     def renew(self, unit: str, owner: str) -> bool:
         return bool(self._call(lambda: self._leases.renew(keys.lock(unit), owner,
                                                           self.timing.lock_ms)))

@@ -22,9 +22,6 @@ from typing import Any, Protocol
 from shared import keys
 from shared.protocol import Phase
 
-PHASES = tuple(p.value for p in Phase)
-
-
 def now_iso(ts: float | None = None) -> str:
     return datetime.fromtimestamp(ts if ts is not None else time.time(), timezone.utc) \
         .isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -13,6 +13,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from shared.spec import Auth, Source
+
 _ENV_DROP = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY")
 
 
@@ -97,3 +99,8 @@ class GitRepo:
         """Push, then return the bare repository's ``file://`` URL."""
         self.push()
         return self.bare_path.resolve().as_uri()
+
+
+def src(url: str, kind: str = "branch", ref: str = "main", auth: Auth = Auth()) -> Source:
+    """A source named ``platform`` for ``url``, following ``kind`` ``ref``."""
+    return Source(name="platform", url=url, ref_kind=kind, ref=ref, interval=60.0, auth=auth)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.githttp import GitHttpServer
-from tests.gitutil import GitRepo, git
+from tests.gitutil import GitRepo, git, src
 from shared.errors import SourceError, TransientError
-from shared.spec import Auth, Source
+from shared.spec import Auth
 from workers.gitcli import git_said
 from workers.gitsource import SourceCache
 
@@ -28,9 +28,6 @@ def repo(tmp_path: Path) -> GitRepo:
 def cache(tmp_path: Path) -> SourceCache:
     return SourceCache(tmp_path / "cache", timeout=20)
 
-
-def src(url: str, kind: str = "branch", ref: str = "main", auth: Auth = Auth()) -> Source:
-    return Source(name="platform", url=url, ref_kind=kind, ref=ref, interval=60.0, auth=auth)
 
 
 def shallow_copy(repo: GitRepo, tmp_path: Path) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.githttp import GitHttpServer
-from tests.gitutil import GitRepo
+from tests.gitutil import GitRepo, src
 from shared.errors import SourceError, TransientError
 from shared.spec import Auth, Source
 from workers import gitcli
@@ -57,9 +57,6 @@ def repo(tmp_path: Path) -> GitRepo:
 def cache(tmp_path: Path) -> SourceCache:
     return SourceCache(tmp_path / "cache", timeout=20)
 
-
-def src(url: str, kind: str = "branch", ref: str = "main", auth: Auth = Auth()) -> Source:
-    return Source(name="platform", url=url, ref_kind=kind, ref=ref, interval=60.0, auth=auth)
 
 
 def test_branch_resolves_and_new_commits_are_picked_up(repo: GitRepo, cache: SourceCache) -> None:

@@ -29,7 +29,7 @@ from shared import keys, metrics, tasks_api
 from shared.errors import FleetsyncError, PermanentError, TransientError
 from shared.logs import bind, get_logger
 from shared.redisconn import RedisError
-from shared.protocol import Phase, Verdict, backoff
+from shared.protocol import Phase, Trigger, Verdict, backoff
 from shared.runs import Begun, Outcome
 from shared.spec import Application, Cluster
 from shared.status import HistoryEntry, UnitStatus, now_iso
@@ -51,7 +51,7 @@ class Call:
     app: str
     cluster: str
     run_id: str
-    trigger: str = "beat"
+    trigger: str = Trigger.BEAT.value
     requested_at: float = 0.0
     revision: str = ""
     render_key: str = ""
@@ -111,7 +111,7 @@ def request(ctx: Context, app_name: str, cluster_name: str, trigger: str,
     spec_hash = stages.unit_spec_hash(fleet, app, cluster)
     step, render_key = ctx.runs.request_reading(
         app_name, cluster_name, trigger=trigger, revision=revision, requested_at=now,
-        failed_key=f"{revision}:{spec_hash}" if trigger == "beat" else "",
+        failed_key=f"{revision}:{spec_hash}" if trigger == Trigger.BEAT else "",
         memo=stages.memo_key(app, cluster, revision, spec_hash))
     if step.verdict == Verdict.SKIPPED:
         return tasks_api.request_result(app_name, cluster_name, "", joined=False,
@@ -368,7 +368,7 @@ def call_of(name: str, args: list[Any], kwargs: dict[str, Any], task_id: str = "
     """The ``Call`` a render or apply task was sent with."""
     app, cluster, third = (list(args) + ["", "", ""])[:3]
     is_apply = name == tasks_api.APPLY
-    return Call(app, cluster, kwargs.get("run_id") or task_id, kwargs.get("trigger") or "beat",
+    return Call(app, cluster, kwargs.get("run_id") or task_id, kwargs.get("trigger") or Trigger.BEAT.value,
                 float(kwargs.get("requested_at") or 0),
                 kwargs.get("revision") or ("" if is_apply else third),
                 third if is_apply else "", task_id, int(kwargs.get("attempt") or 0),
@@ -392,7 +392,7 @@ def _resend(ctx: Context, run_id: str) -> list[Send]:
     if not record.get("unit"):
         return []
     app, cluster = keys.split_unit(record["unit"])
-    call = Call(app, cluster, run_id, record.get("trigger", "coalesced"),
+    call = Call(app, cluster, run_id, record.get("trigger", Trigger.COALESCED.value),
                 float(record.get("requested_at") or 0), record.get("revision", ""),
                 record.get("render_key", ""))
     return [_apply_send(call) if call.render_key else _render_send(call)]

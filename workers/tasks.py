@@ -130,8 +130,7 @@ def _request(ctx: Context, app_name: str, cluster: str, trigger: str, *,
     try:
         result, sends = runner.request(ctx, app_name, cluster, trigger, fresh, revisions)
     except PermanentError as exc:
-        return {"unit": f"{cluster}/{app_name}", "app": app_name, "cluster": cluster,
-                "run_id": "", "error": str(exc)}
+        return tasks_api.request_result(app_name, cluster, "", joined=False, error=str(exc))
     for send in sends:
         send_task(celery, send.name, send.args, send.kwargs)
     return result
