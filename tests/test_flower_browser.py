@@ -256,15 +256,21 @@ def test_search_by_cluster_finds_only_that_clusters_tasks(
     page.screenshot(path=str(artifacts / "03-search-dev-1.png"))
 
 
-def test_a_bad_commit_shows_the_failed_unit_and_reason(
-        fleet: tuple[Stack, Flower], bad_commit: str, page: Any, artifacts: Path) -> None:
-    stack, flower = fleet
+def failed_render_of_dev_1(page: Any, stack: Stack, flower: Flower,
+                           artifacts: Path) -> tuple[list[dict], dict]:
+    """The rows Flower lists for ``state:FAILURE``, and dev-1's failed render among them."""
     open_tasks(page, flower.base)
     search(page, "state:FAILURE")
     found = wait_rows(page, "the failed render of dev-1", lambda rs: any(
         unit_row(r, stack.app, "dev-1", "fleetsync.render") for r in rs), artifacts)
+    return found, next(r for r in found if unit_row(r, stack.app, "dev-1", "fleetsync.render"))
+
+
+def test_a_bad_commit_shows_the_failed_unit_and_reason(
+        fleet: tuple[Stack, Flower], bad_commit: str, page: Any, artifacts: Path) -> None:
+    stack, flower = fleet
+    found, failed = failed_render_of_dev_1(page, stack, flower, artifacts)
     assert all(r["state"] == "FAILURE" for r in found), found
-    failed = next(r for r in found if unit_row(r, stack.app, "dev-1", "fleetsync.render"))
     assert failed["args"].startswith(f"{stack.app}@dev-1 rev {bad_commit[:7]}"), failed  # the unit
     assert failed["exception"].startswith("RenderError("), failed                        # the reason
     assert "app/config.yaml:4: while parsing a flow sequence" in failed["exception"], failed
@@ -290,11 +296,7 @@ def test_the_failed_tasks_exception_alone_names_the_unit(
         fleet: tuple[Stack, Flower], bad_commit: str, page: Any, artifacts: Path) -> None:
     """Flower's exception (and any alert that reads only it) says which unit failed."""
     stack, flower = fleet
-    open_tasks(page, flower.base)
-    search(page, "state:FAILURE")
-    found = wait_rows(page, "the failed render of dev-1", lambda rs: any(
-        unit_row(r, stack.app, "dev-1", "fleetsync.render") for r in rs), artifacts)
-    failed = next(r for r in found if unit_row(r, stack.app, "dev-1", "fleetsync.render"))
+    _, failed = failed_render_of_dev_1(page, stack, flower, artifacts)
     exception = failed["exception"]
     assert stack.app in exception and "dev-1" in exception and bad_commit[:12] in exception, failed
 
