@@ -160,7 +160,13 @@ def test_nodes_not_ready_in_time_are_named_and_everything_stops(dev_fleet, tmp_p
     monkeypatch.setenv("FLEETSYNC_REDIS_URL", redis_url)
     started: list[devfleet.Proc] = []
     real_spawn = devfleet._spawn
-    monkeypatch.setattr(devfleet, "_spawn", lambda *a: started.append(real_spawn(*a)) or started[-1])
+
+    def spawn(state: devfleet.FleetState, name: str, argv: list[str]) -> devfleet.Proc:
+        if name.endswith("-kwok"):          # nothing makes the Nodes Ready: a kwok that hangs
+            argv = ["sleep", "600"]
+        started.append(real_spawn(state, name, argv))
+        return started[-1]
+    monkeypatch.setattr(devfleet, "_spawn", spawn)
     with pytest.raises(devfleet.DevFleetError) as caught:
         devfleet.up(["late"], tmp_path, progress=lambda _: None, nodes=2, nodes_timeout=0.05)
     message = str(caught.value)

@@ -67,11 +67,15 @@ def _protocol_keys(url: str) -> list[str]:
 
 def test_a_fixing_commit_reaches_every_failed_cluster_within_one_interval(stack):
     bad = _bad_commit(stack)
+    seen: dict[str, dict] = {}
+
+    def failed_at_bad(cluster: str) -> bool:
+        seen[cluster] = stack.status(cluster)
+        return seen[cluster]["phase"] == "Failed" and seen[cluster]["revision"] == bad
     for cluster in ("dev-1", "dev-2"):
-        stack.wait(f"{cluster} Failed at the bad commit", lambda c=cluster: (
-            stack.status(c)["phase"] == "Failed" and stack.status(c)["revision"] == bad),
-            timeout=60)
-    assert "config.yaml" in stack.status("dev-1")["message"]
+        stack.wait(f"{cluster} Failed at the bad commit", lambda c=cluster: failed_at_bad(c),
+                   timeout=60)
+    assert "config.yaml" in seen["dev-1"]["message"]
     _ticks_pass(stack, 2)            # beat runs over the failed units: nothing may stick
     fixed = stack.commit("fixed", value="fixed")
     committed = time.monotonic()
