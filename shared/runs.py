@@ -157,6 +157,7 @@ class Outcome:
     result: dict[str, Any] | None = None
     failed_key: str = ""
     error: Any = None               # the FleetsyncError that ended it, if any
+    health_deadline: float = 0.0    # Progressing on health: when it turns Degraded
 
 
 class Runs:

@@ -42,17 +42,31 @@ class UnitStatus:
     reason: str = ""
     counts: dict[str, int] | None = None
     failed_key: str = ""            # (revision, spec hash) that failed permanently
+    run_id: str = ""                # the run whose outcome this is (health follow-ups check it)
+    health_deadline: float = 0.0    # Progressing on health: Degraded if not healthy by then
+    last_success_at: str = ""       # the last run that applied (kept when a later one fails)
+    interval: float = 0.0           # the unit's reconcile interval: stale past 3 of them
 
     def to_dict(self) -> dict[str, Any]:
         return {"app": self.app, "cluster": self.cluster, "phase": str(self.phase),
                 "revision": self.revision, "message": self.message,
                 "last_synced_at": self.last_synced_at, "reason": self.reason,
-                "counts": self.counts or {}}
+                "counts": self.counts or {}, "last_success_at": self.last_success_at,
+                "interval": self.interval}
 
     def mapping(self) -> dict[str, str]:
-        out = {k: str(v) for k, v in self.to_dict().items() if k != "counts"}
+        """The hash fields to write. ``last_success_at`` and ``interval`` are written only
+        when known, so a failed run keeps the last success."""
+        out = {k: str(v) for k, v in self.to_dict().items()
+               if k not in ("counts", "last_success_at", "interval")}
         out["counts"] = json.dumps(self.counts or {})
         out["failed_key"] = self.failed_key
+        out["run_id"] = self.run_id
+        out["health_deadline"] = repr(self.health_deadline)
+        if self.last_success_at:
+            out["last_success_at"] = self.last_success_at
+        if self.interval:
+            out["interval"] = repr(self.interval)
         return out
 
 
@@ -164,4 +178,13 @@ def _from_hash(app: str, cluster: str, raw: dict[str, str]) -> UnitStatus:
     return UnitStatus(app, cluster, raw.get("phase", Phase.UNKNOWN.value), raw.get("revision", ""),
                       raw.get("message", ""), raw.get("last_synced_at", ""),
                       raw.get("reason", ""), json.loads(raw.get("counts") or "{}"),
-                      raw.get("failed_key", ""))
+                      raw.get("failed_key", ""), raw.get("run_id", ""),
+                      _float(raw.get("health_deadline")), raw.get("last_success_at", ""),
+                      _float(raw.get("interval")))
+
+
+def _float(value: str | None) -> float:
+    try:
+        return float(value or 0)
+    except ValueError:
+        return 0.0

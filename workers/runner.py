@@ -42,6 +42,7 @@ MAX_ATTEMPTS = 10                   # transient failures of one run before it gi
 DEPENDENCY_POLL = 3.0               # seconds between looks at a dependency's phase
 MAX_DEPENDENCY_WAIT = 900.0
 PROBE_TTL = 30.0
+APPLIED = (Phase.READY, Phase.PROGRESSING, Phase.DEGRADED)   # the run reached the cluster
 
 
 @dataclass(frozen=True)
@@ -285,7 +286,8 @@ def _wait(ctx: Context, call: Call, owner: str, message: str, countdown: float, 
           bounded: bool) -> Next:
     """The run is queued again, to go on after ``countdown`` (still the unit's one run)."""
     status = UnitStatus(call.app, call.cluster, Phase.PROGRESSING.value, call.revision,
-                        message, now_iso(), "Waiting")
+                        message, now_iso(), "Waiting", run_id=call.run_id,
+                        interval=_interval(ctx, call))
     step = ctx.runs.retry(call.unit, call.run_id, owner, countdown=countdown, status=status)
     if step.verdict != Verdict.RETRY:
         return Next(_dropped(call, step.verdict, step.other), tuple(_resend(ctx, step.send)))
@@ -302,9 +304,12 @@ def _finish(ctx: Context, call: Call, owner: str, outcome: Outcome, started: flo
     """The run is over: its outcome goes to the run record, the status and history."""
     finished = time.time()
     summary = outcome.result or {}
+    applied = outcome.phase in APPLIED
     status = UnitStatus(call.app, call.cluster, outcome.phase.value, call.revision,
                         outcome.summary, now_iso(finished), outcome.reason,
-                        summary.get("counts"), outcome.failed_key)
+                        summary.get("counts"), outcome.failed_key, call.run_id,
+                        outcome.health_deadline, now_iso(finished) if applied else "",
+                        _interval(ctx, call))
     entry = HistoryEntry(call.revision, call.trigger, outcome.phase.value, outcome.summary,
                          now_iso(started), now_iso(finished), call.run_id, call.task_id,
                          summary.get("counts", {}), summary.get("requests"),
@@ -315,6 +320,11 @@ def _finish(ctx: Context, call: Call, owner: str, outcome: Outcome, started: flo
                                    run_id=call.run_id, revision=call.revision, details=summary)
     error = outcome.error if outcome.phase == Phase.FAILED else None
     return Next(result, tuple(_resend(ctx, step.send)), error=error)
+
+
+def _interval(ctx: Context, call: Call) -> float:
+    cluster = ctx.fleet().clusters.get(call.cluster)
+    return cluster.interval if cluster else 0.0
 
 
 def _failed(exc: FleetsyncError, failed_key: str) -> Outcome:
