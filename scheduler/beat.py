@@ -6,6 +6,10 @@ its interval and one ``fleetsync.fetch_source`` per source at its interval.
 at most), so a cluster added or removed is picked up without restarting beat.
 A spec that does not validate schedules nothing new: the last good schedule
 stays, and the problems are logged.
+
+Every tick also records beat's heartbeat in Redis (``shared/heartbeat.py``, at
+most once a second): a silent beat is otherwise invisible, since nothing fails
+when nothing is scheduled.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from typing import Any
 from celery.beat import Scheduler
 
 from shared import tasks_api
+from shared.heartbeat import Heartbeat
 from shared.logs import get_logger
+from shared.redisconn import connect
 from shared.settings import from_env
 from shared.spec import Fleet
 from shared.spec_watch import SpecWatcher
@@ -56,13 +62,16 @@ class FleetScheduler(Scheduler):
     """A Celery beat scheduler whose entries come from ``FLEETSYNC_FLEET``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._watcher = SpecWatcher(from_env().fleet_path, check_every=SPEC_CHECK_SECONDS)
+        settings = from_env()
+        self._watcher = SpecWatcher(settings.fleet_path, check_every=SPEC_CHECK_SECONDS)
+        self._heartbeat = Heartbeat(lambda: connect(settings.redis_url))
         super().__init__(*args, **kwargs)
 
     def setup_schedule(self) -> None:
         self._reload_spec()
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
+        self._heartbeat.tick()
         self._reload_spec(force=False)
         return min(super().tick(*args, **kwargs), SPEC_CHECK_SECONDS)
 

@@ -6,6 +6,7 @@ groups, which is also how access is split between roles:
 
     protocol   queued:, pending:, running:, lock:, fence:, run:      workers, client (read)
     state      status:, history:, units, source:, fetching:, cluster:   workers, scheduler
+               beat:last_tick                                      beat (writes), metrics (reads)
     caches     render:, rendered:                                  workers only
     broker     Celery/kombu's own keys (queues, unacked, results)  everyone who enqueues
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 PREFIX = "fleetsync"
 RENDER_PREFIX = f"{PREFIX}:render:"
 UNITS = f"{PREFIX}:units"
+BEAT_LAST_TICK = f"{PREFIX}:beat:last_tick"     # epoch seconds of beat's last tick (shared/heartbeat.py)
 
 
 def unit_id(app: str, cluster: str) -> str:
