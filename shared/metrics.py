@@ -5,18 +5,33 @@ Every metric is declared here, once. When ``PROMETHEUS_MULTIPROC_DIR`` is set
 process writes its samples there and ``serve`` exposes the merged view from the
 worker's main process.
 
-``fleetsync_sync_ready`` is not a per-process gauge: it is read from the units'
-status in Redis at scrape time, so every worker reports the same fleet-wide
-truth, whichever worker (or CLI) synced a unit last.
+The fleet's state is not made of per-process gauges: ``ReadinessCollector``
+reads it from Redis at scrape time, so every worker reports the same fleet-wide
+truth, whichever worker (or CLI) synced a unit last:
+
+    fleetsync_sync_ready{cluster,app}                           1 when Ready
+    fleetsync_unit_last_success_timestamp_seconds{cluster,app}  the last run that applied
+    fleetsync_unit_interval_seconds{cluster,app}                the unit's reconcile interval
+    fleetsync_beat_last_tick_timestamp_seconds                  beat's heartbeat
+
+A unit that never applied has no last-success sample, and one whose interval
+is unknown (0) no interval sample, so ``FleetsyncUnitStale`` (last success
+older than 3 intervals) never fires on a guess; ``FleetsyncSyncNotReady``
+covers units that never got anywhere. Beat's series is absent until beat
+first ticks, which ``FleetsyncBeatSilent`` reports with ``absent()``.
 """
 
 from __future__ import annotations
 
 import os
+from datetime import datetime
+from functools import partial
 from typing import Any, Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
+
+from shared import heartbeat
 
 _BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -51,28 +66,82 @@ def registry() -> CollectorRegistry:
 
 
 class ReadinessCollector:
-    """``fleetsync_sync_ready{cluster,app}`` from the status of every unit in Redis."""
+    """The fleet's state from Redis: every unit's readiness, last success and interval, and
+    beat's last tick (see the module docstring)."""
 
-    def __init__(self, statuses: Callable[[], Iterable[Any]]) -> None:
+    def __init__(self, statuses: Callable[[], Iterable[Any]],
+                 beat_tick: Callable[[], float | None] | None = None) -> None:
         self.statuses = statuses
+        self.beat_tick = beat_tick
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily("fleetsync_sync_ready", "1 when the sync unit is Ready, else 0.",
-                                   labels=["cluster", "app"])
+        yield from self._units()
+        yield self._beat()
+
+    def _units(self) -> list[GaugeMetricFamily]:
+        labels = ["cluster", "app"]
+        ready = GaugeMetricFamily("fleetsync_sync_ready", "1 when the sync unit is Ready, else 0.",
+                                  labels=labels)
+        success = GaugeMetricFamily(
+            "fleetsync_unit_last_success_timestamp_seconds",
+            "When the sync unit's last run that reached its cluster ended (Ready, Progressing "
+            "or Degraded); absent for a unit that never did.", labels=labels)
+        interval = GaugeMetricFamily(
+            "fleetsync_unit_interval_seconds",
+            "The sync unit's reconcile interval (its cluster's); absent while unknown.",
+            labels=labels)
         try:
             for status in self.statuses():
-                family.add_metric([status.cluster, status.app], 1 if status.phase == "Ready" else 0)
-        except Exception:  # Redis away: expose no readiness rather than fail the scrape
-            return
-        yield family
+                unit = [status.cluster, status.app]
+                ready.add_metric(unit, 1 if status.phase == "Ready" else 0)
+                stamp = epoch_seconds(status.last_success_at)
+                if stamp is not None:
+                    success.add_metric(unit, stamp)
+                if status.interval > 0:
+                    interval.add_metric(unit, status.interval)
+        except Exception:  # Redis away: expose no unit rather than fail the scrape
+            return []
+        return [ready, success, interval]
+
+    def _beat(self) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(
+            "fleetsync_beat_last_tick_timestamp_seconds",
+            "When beat last ticked (it writes this at most once a second); absent until it does.")
+        try:
+            tick = self.beat_tick() if self.beat_tick is not None else None
+        except Exception:  # Redis away: no sample, as if beat never ticked
+            tick = None
+        if tick is not None:
+            family.add_metric([], tick)
+        return family
+
+
+def epoch_seconds(stamp: str) -> float | None:
+    """An ISO timestamp as stored in status (``2025-01-02T03:04:05.000Z``) as epoch seconds."""
+    if not stamp:
+        return None
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def serve(port: int, statuses: Callable[[], Iterable[Any]] | None = None,
-          addr: str = "0.0.0.0") -> Any:
+          addr: str = "0.0.0.0", beat_tick: Callable[[], float | None] | None = None) -> Any:
+    """Serve ``/metrics``; with ``statuses``, the fleet's state read from Redis too.
+
+    Without ``beat_tick``, beat's last tick is read through the Redis client of the store
+    whose ``all_statuses`` is given (what ``workers/signals.py`` passes)."""
     reg = registry()
     if statuses is not None:
-        reg.register(ReadinessCollector(statuses))  # type: ignore[arg-type]
+        reg.register(ReadinessCollector(  # type: ignore[arg-type]
+            statuses, beat_tick if beat_tick is not None else _beat_tick_beside(statuses)))
     return start_http_server(port, addr=addr, registry=reg)
+
+
+def _beat_tick_beside(statuses: Callable[[], Iterable[Any]]) -> Callable[[], float | None] | None:
+    client = getattr(getattr(statuses, "__self__", None), "client", None)
+    return None if client is None else partial(heartbeat.last_tick, client)
 
 
 def mark_process_dead(pid: int) -> None:
