@@ -64,7 +64,7 @@ def test_table_is_one_line_per_unit_within_the_width() -> None:
     text = format_status(table, width=100, now=NOW)
     lines = text.splitlines()
     assert len(lines) == 4 and all(len(line) <= 100 for line in lines)
-    assert lines[0].split() == ["CLUSTER", "APP", "PHASE", "REVISION", "SYNCED", "MESSAGE"]
+    assert lines[0].split() == ["CLUSTER", "APP", "PHASE", "REVISION", "AGE", "MESSAGE"]
     assert lines[1].split()[:6] == ["dev-1", "shop", "Failed", "01234567", "1m", "ApplyFailed:"]
     assert lines[1].endswith("…") and lines[3].endswith("3 created")
     wide = format_status(table, width=100, wide=True, now=NOW).splitlines()

@@ -9,6 +9,12 @@ folded onto one line, and the line is cut to the terminal's width
 prints the whole message, still one line per unit; ``-o json`` gives every
 field as stored.
 
+Each unit shows its AGE, the time since its last run ended. A unit not run for
+more than 3 of its intervals is stale (DESIGN: phases): its phase shows as
+``Unknown (stale since <last_synced_at>)``, because what Redis says about it
+may no longer be true (beat stopped, workers gone). ``-o json`` keeps the
+stored phase and adds ``age_s`` and ``stale``.
+
 With ``FLEETSYNC_FLOWER_URL`` set, ``history`` and ``status -o wide`` link each
 sync to its Celery task in Flower (``<url>/task/<task_id>``): the task that
 ended the run, whose result or exception tells what happened.
@@ -28,6 +34,7 @@ from shared.status import StatusStore
 
 _PREFIX = re.compile(r"(?P<unit>[^\s:]+)(?: @[0-9a-f]+)?(?: \[(?P<obj>[^\]]*)\])?: ")
 _QUIET = ("Ready", "Suspended", "Unknown")    # phases whose message is not a failure reason
+STALE_INTERVALS = 3                           # a unit not run for this many intervals is stale
 ELLIPSIS = "…"
 MIN_MESSAGE = 20
 DEFAULT_WIDTH = 120
@@ -58,11 +65,16 @@ def task_url(flower_url: str | None, task_id: str) -> str:
 
 
 def rows(cluster: str | None = None, app: str | None = None, *,
-         with_reason: bool = False) -> list[dict]:
+         with_reason: bool = False, now: datetime | None = None) -> list[dict]:
+    now = now or datetime.now(timezone.utc)
     keep: tuple[str, ...] = ("app", "cluster", "phase", "revision", "message", "last_synced_at")
     keep += ("reason",) if with_reason else ()
-    return [{k: s.to_dict()[k] for k in keep} for s in _store().all_statuses()
-            if (cluster is None or s.cluster == cluster) and (app is None or s.app == app)]
+    out = []
+    for s in _store().all_statuses():
+        if (cluster is None or s.cluster == cluster) and (app is None or s.app == app):
+            age_s, stale = freshness(s.last_synced_at, s.interval, now)
+            out.append({**{k: s.to_dict()[k] for k in keep}, "age_s": age_s, "stale": stale})
+    return out
 
 
 # -- the message, made readable (pure) ------------------------------------------
@@ -100,11 +112,32 @@ def cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[:max(0, width - 1)] + ELLIPSIS
 
 
+def _parse(stamp: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def freshness(last_synced_at: str, interval: float, now: datetime) -> tuple[float | None, bool]:
+    """Seconds since the unit's last run ended (None: never), and whether that is more
+    than ``STALE_INTERVALS`` of its intervals (never stale while the interval is unknown)."""
+    then = _parse(last_synced_at)
+    if then is None:
+        return None, False
+    age_s = round(max(0.0, (now - then).total_seconds()), 1)
+    return age_s, interval > 0 and age_s > STALE_INTERVALS * interval
+
+
+def phase_shown(row: dict) -> str:
+    """The phase as the table shows it: ``Unknown (stale since ...)`` for a stale unit."""
+    return f"Unknown (stale since {row['last_synced_at']})" if row.get("stale") else row["phase"]
+
+
 def age(stamp: str, now: datetime) -> str:
     """``2025-01-02T03:04:05.000Z`` as ``5s``, ``3m``, ``2h`` or ``4d`` before ``now``."""
-    try:
-        then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
+    then = _parse(stamp)
+    if then is None:
         return stamp
     seconds = max(0, int((now - then).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -118,14 +151,15 @@ def format_status(table: list[dict], *, width: int, wide: bool = False,
     """The status table, one line per unit; messages cut to ``width`` unless ``wide``."""
     now = now or datetime.now(timezone.utc)
     linked = wide and any(r.get("flower") for r in table)
-    lines = [{"cluster": r["cluster"], "app": r["app"], "phase": r["phase"],
+    lines = [{"cluster": r["cluster"], "app": r["app"], "phase": phase_shown(r),
               "revision": r["revision"][:12 if wide else 8],
-              "synced": r["last_synced_at"] if wide else age(r["last_synced_at"], now),
+              **({"synced": r["last_synced_at"]} if wide else {}),
+              "age": age(r["last_synced_at"], now),
               **({"flower": r.get("flower", "")} if linked else {}),
               "message": summary(r)} for r in table]
     titles = {"cluster": "CLUSTER", "app": "APP", "phase": "PHASE", "revision": "REVISION",
-              "synced": "SYNCED", **({"flower": "FLOWER"} if linked else {}),
-              "message": "MESSAGE"}
+              **({"synced": "SYNCED"} if wide else {}), "age": "AGE",
+              **({"flower": "FLOWER"} if linked else {}), "message": "MESSAGE"}
     widths = {key: max([len(title)] + [len(line[key]) for line in lines])
               for key, title in titles.items() if key != "message"}
     room = max(MIN_MESSAGE, width - sum(w + 2 for w in widths.values()))
@@ -138,10 +172,11 @@ def format_status(table: list[dict], *, width: int, wide: bool = False,
 
 
 def run_status(args: argparse.Namespace) -> int:
+    now = datetime.now(timezone.utc)
     if args.output == "json":
-        print(json.dumps(rows(args.cluster, args.app), indent=2))
+        print(json.dumps(rows(args.cluster, args.app, now=now), indent=2))
         return 0
-    table = rows(args.cluster, args.app, with_reason=True)
+    table = rows(args.cluster, args.app, with_reason=True, now=now)
     if not table:
         print("no sync units known yet (is beat running, or has anything been synced?)")
         return 0
@@ -152,7 +187,7 @@ def run_status(args: argparse.Namespace) -> int:
             last = store.history(row["app"], row["cluster"], limit=1)
             row["flower"] = task_url(flower_url, last[0].get("task_id", "") if last else "")
     width = shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
-    print(format_status(table, width=width, wide=args.output == "wide"))
+    print(format_status(table, width=width, wide=args.output == "wide", now=now))
     return 0
 
 
