@@ -10,7 +10,9 @@ the request joined (it had not started, so it serves this request too). With
 ``wait=True`` the client follows each run's record in Redis until it ends
 (following a run that was superseded to the one that replaced it) and reports
 the outcome: phase, revision and message, never a run that began before the
-request.
+request. A run that ended ``Progressing`` while its workloads roll out is
+followed further, through the unit's status, until its health follow-up settles
+it ``Ready`` or ``Degraded`` (or a newer run's outcome replaces it).
 """
 
 from __future__ import annotations
@@ -86,15 +88,29 @@ class Client:
                 continue
             if record.get("state") != RunState.DONE.value:
                 return None
-            return {**base, "run_id": run_id, "phase": record.get("phase", Phase.UNKNOWN.value),
-                    "revision": record.get("revision", ""), "message": record.get("summary", ""),
-                    "result": json.loads(record.get("result") or "{}")}
+            found = {**base, "run_id": run_id, "phase": record.get("phase", Phase.UNKNOWN.value),
+                     "revision": record.get("revision", ""), "message": record.get("summary", ""),
+                     "result": json.loads(record.get("result") or "{}")}
+            if found["phase"] != Phase.PROGRESSING.value or not record.get("unit"):
+                return found
+            status = redis.hgetall(keys.status(record["unit"]))
+            if status.get("run_id") != run_id:
+                return found                    # a newer outcome replaced its follow-up
+            if status.get("phase") == Phase.PROGRESSING.value:
+                return None                     # the rollout goes on: its follow-up looks
+            return {**found, "phase": status.get("phase", Phase.UNKNOWN.value),
+                    "message": status.get("message", "")}
         return None
 
     def _still(self, req: dict[str, Any]) -> dict[str, Any]:
-        record = connect(self.settings.redis_url).hgetall(keys.run(req.get("run_id") or "-"))
+        redis = connect(self.settings.redis_url)
+        record = redis.hgetall(keys.run(req.get("run_id") or "-"))
         state = record.get("state") or "queued"
         detail = f": {record['summary']}" if record.get("summary") else ""
+        if state == RunState.DONE.value and record.get("unit"):      # health not settled
+            state = "waiting for health"
+            message = redis.hget(keys.status(record["unit"]), "message")
+            detail = f": {message}" if message else detail
         return {"app": req.get("app"), "cluster": req.get("cluster"), "run_id": req.get("run_id"),
                 "phase": Phase.UNKNOWN.value, "revision": record.get("revision", ""),
                 "timed_out": True, "message": f"still {state} when the timeout ran out{detail}"}

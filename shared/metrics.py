@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
-from functools import partial
 from typing import Any, Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
-from shared import heartbeat
 
 _BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -128,20 +126,12 @@ def epoch_seconds(stamp: str) -> float | None:
 
 def serve(port: int, statuses: Callable[[], Iterable[Any]] | None = None,
           addr: str = "0.0.0.0", beat_tick: Callable[[], float | None] | None = None) -> Any:
-    """Serve ``/metrics``; with ``statuses``, the fleet's state read from Redis too.
-
-    Without ``beat_tick``, beat's last tick is read through the Redis client of the store
-    whose ``all_statuses`` is given (what ``workers/signals.py`` passes)."""
+    """Serve ``/metrics``; with ``statuses`` (and ``beat_tick``), the fleet's state read
+    from Redis too."""
     reg = registry()
     if statuses is not None:
-        reg.register(ReadinessCollector(  # type: ignore[arg-type]
-            statuses, beat_tick if beat_tick is not None else _beat_tick_beside(statuses)))
+        reg.register(ReadinessCollector(statuses, beat_tick))  # type: ignore[arg-type]
     return start_http_server(port, addr=addr, registry=reg)
-
-
-def _beat_tick_beside(statuses: Callable[[], Iterable[Any]]) -> Callable[[], float | None] | None:
-    client = getattr(getattr(statuses, "__self__", None), "client", None)
-    return None if client is None else partial(heartbeat.last_tick, client)
 
 
 def mark_process_dead(pid: int) -> None:

@@ -262,6 +262,21 @@ class Runs:
                                 lambda u, _, __: protocol.end(u, run_id, owner), writes,
                                 *self._holding(run_id, owner))[0]
 
+    def settle(self, unit: str, run_id: str, status: UnitStatus,
+               entry: HistoryEntry | None = None) -> bool:
+        """A health follow-up's verdict on the outcome of run ``run_id``: written only if
+        the unit's status is still that run's and still Progressing (a newer run, or a
+        follow-up that got there first, wins). True when written."""
+        ops = Ops()
+        ops.expects(keys.status(unit), run_id, "run_id")
+        ops.expects(keys.status(unit), Phase.PROGRESSING.value, "phase")
+        status_ops(ops, status)
+        if entry is not None:
+            entry.ops(ops, unit, self.timing.history_size)
+        result = self._call(lambda: self._cas(keys=ops.keys, args=[
+            json.dumps(ops.expect), json.dumps(ops.reads), json.dumps(ops.writes())]))
+        return int(result[0]) == 1
+
     @staticmethod
     def _holding(run_id: str, owner: str) -> tuple[Unit, RunState]:
         """What an ending most likely finds: the run holding the lock, or still queued."""

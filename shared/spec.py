@@ -82,7 +82,7 @@ class Application:
     clusters: Selector
     namespace: str | None = None
     prune: bool = True
-    wait: bool = False
+    wait: bool = True                  # health counts in the phase (Ready = healthy)
     timeout: float = 120.0
     depends_on: tuple[str, ...] = ()
     suspend: bool = False

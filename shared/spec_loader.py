@@ -278,7 +278,7 @@ def _application(node: Node, field: str, report: Report, sources: Collection[str
         clusters=m.read("clusters", partial(_selector, clusters=clusters), report, Selector()),
         namespace=m.read("namespace", _name, report, None),
         prune=m.read("prune", y.boolean, report, True),
-        wait=m.read("wait", y.boolean, report, False),
+        wait=m.read("wait", y.boolean, report, True),
         timeout=m.read("timeout", _duration, report, 120.0),
         depends_on=m.read("dependsOn", partial(y.names, known=None, what="application"), report, ()),
         suspend=m.read("suspend", y.boolean, report, False),

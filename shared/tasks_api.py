@@ -9,6 +9,7 @@ speak through these names; this module is their one home. Arguments are JSON
     fleetsync.fetch_source(source)                    beat, every source.interval
     fleetsync.render(app, cluster, revision)          internal: one stage of a run
     fleetsync.apply(app, cluster, render_key)         internal: one stage of a run
+    fleetsync.check_health(app, cluster, run_id)      internal: a run's health follow-up
     fleetsync.ping(payload=None)                      health check
 
 Internal stages also carry keyword arguments (``run_id``, ``trigger``,
@@ -32,6 +33,7 @@ RECONCILE_CLUSTER = "fleetsync.reconcile_cluster"
 FETCH_SOURCE = "fleetsync.fetch_source"
 RENDER = "fleetsync.render"
 APPLY = "fleetsync.apply"
+CHECK_HEALTH = "fleetsync.check_health"
 PING = "fleetsync.ping"
 
 STAGE_QUEUES = ("reconcile", "fetch", "render", "apply")
@@ -60,6 +62,8 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
     TaskSpec(FETCH_SOURCE, ("source",), (), "fetch", False),
     TaskSpec(RENDER, ("app", "cluster", "revision"), _STAGE_KW, "render", False),
     TaskSpec(APPLY, ("app", "cluster", "render_key"), _STAGE_KW + ("revision",), "apply", False),
+    TaskSpec(CHECK_HEALTH, ("app", "cluster", "run_id"),
+             ("revision", "deadline", "objects", "round", "trigger"), "apply", False),
     TaskSpec(PING, ("payload",), (), "reconcile", True),
 )}
 

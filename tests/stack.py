@@ -15,13 +15,16 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import redis
+import yaml
 
 from devtools import fleet as devfleet
 from shared.status import StatusStore
 from tests.gitutil import GitRepo
+from tests.slowproxy import SlowProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,6 +61,7 @@ class Stack:
     interval: int = 2
     env_extra: dict[str, str] = field(default_factory=dict)
     procs: list[subprocess.Popen] = field(default_factory=list)
+    proxies: list[SlowProxy] = field(default_factory=list)
     app: str = field(default_factory=lambda: "app" + uuid.uuid4().hex[:6])
 
     def __post_init__(self) -> None:
@@ -82,6 +86,24 @@ class Stack:
         self.repo.push()
         return sha
 
+    @contextmanager
+    def slow_wire(self, clusters: list[str], delay: float) -> Iterator[None]:
+        """While inside, specs written reach ``clusters`` through a wire that delays every
+        request by ``delay`` (a real API server behind a slow proxy): applies take a while."""
+        original = self.kubeconfigs
+        slow = dict(original)
+        for name in clusters:
+            config = Path(original[name])
+            server = yaml.safe_load(config.read_text())["clusters"][0]["cluster"]["server"]
+            proxy = SlowProxy(server, delay)     # kept until stop(): a task in flight may
+            self.proxies.append(proxy)           # still use it after the spec moves on
+            slow[name] = str(proxy.kubeconfig(config, self.tmp / f"slow-{name}-{proxy.port}.yaml"))
+        self.kubeconfigs = slow
+        try:
+            yield
+        finally:
+            self.kubeconfigs = original
+
     def write_spec(self, clusters: list[str], prune: bool = True, wait: str | None = None) -> None:
         lines = ["sources:", "  - name: git", f"    url: {self.repo.bare_url()}",
                  "    branch: main", f"    interval: {self.interval}s", "clusters:"]
@@ -90,8 +112,9 @@ class Stack:
                       "    labels: {team: t}", f"    interval: {self.interval}s"]
         lines += ["applications:", f"  - name: {self.app}", "    source: git", "    path: app",
                   "    clusters: {matchLabels: {team: t}}", f"    prune: {str(prune).lower()}"]
-        if wait:
-            lines += ["    wait: true", f"    timeout: {wait}"]
+        # bare control planes run no controllers: a Deployment there never becomes
+        # available, so health is only counted when a test asks for it
+        lines += ["    wait: true", f"    timeout: {wait}"] if wait else ["    wait: false"]
         tmp = self.spec.with_suffix(".tmp")
         tmp.write_text("\n".join(lines) + "\n")
         os.replace(tmp, self.spec)
@@ -133,6 +156,9 @@ class Stack:
             if proc.poll() is None:
                 self.kill(proc, signal.SIGTERM)
         self.procs.clear()
+        for proxy in self.proxies:
+            proxy.close()
+        self.proxies.clear()
 
     # -- observing --------------------------------------------------------------------
     @property

@@ -1,15 +1,11 @@
-"""Health: pure checks per kind, and waiting on a real API server for a rollout."""
+"""Health: pure checks per kind and per Pod, and what apply and its follow-up report on a real API server."""
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 
-from shared.errors import HealthError
-from workers.apply.engine import apply_unit
-from workers.apply.health import DEGRADED, HEALTHY, PROGRESSING, check
+from workers.apply.engine import apply_unit, recheck_unit
+from workers.apply.health import DEGRADED, HEALTHY, PROGRESSING, check, pod_problem, selector_of
 from workers.apply.kube import Kube
 from workers.apply.testing import application, configmap, deployment, namespace, unique
 
@@ -92,57 +88,59 @@ def test_everything_else_is_healthy():
     assert check(configmap("c", "n"))[0] == HEALTHY
 
 
-# --- against a real API server --------------------------------------------------
+def pod(name: str, *statuses: dict) -> dict:
+    return {"kind": "Pod", "metadata": {"name": name}, "status": {"containerStatuses": list(statuses)}}
+
+
+def test_a_container_that_cannot_become_ready_is_named_with_its_reason():
+    crashing = {"name": "web", "restartCount": 4, "state": {"waiting": {
+        "reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container"}}}
+    assert pod_problem(pod("p", crashing)) == \
+        "container web: CrashLoopBackOff, 4 restarts: back-off 40s restarting failed container"
+    pulling = {"name": "web", "state": {"waiting": {"reason": "ImagePullBackOff"}}}
+    assert pod_problem(pod("p", pulling)) == "container web: ImagePullBackOff"
+
+
+def test_a_container_still_starting_is_no_problem():
+    creating = {"name": "web", "state": {"waiting": {"reason": "ContainerCreating"}}}
+    running = {"name": "web", "ready": True, "state": {"running": {}}}
+    assert pod_problem(pod("p", creating)) == "" and pod_problem(pod("p", running)) == ""
+    assert pod_problem({"kind": "Pod", "metadata": {"name": "p"}}) == ""
+
+
+def test_selector_is_built_from_match_labels():
+    assert selector_of(deployment("web", "n", 1)) == "app=web"
+    assert selector_of({"spec": {"selector": {"matchExpressions": []}}}) == ""
+
+
+# --- against a real API server (no controllers: nothing ever rolls out) ------------
 
 @pytest.fixture()
 def kube(kube_clients) -> Kube:
     return Kube(kube_clients["dev-1"], name="dev-1")
 
 
-def set_rolled_out(api_client, name: str, ns: str, replicas: int, delay: float) -> None:
-    """What the deployment controller would do: report the rollout in status."""
-    from kubernetes import client
-
-    time.sleep(delay)
-    status = {"status": rolled_out(replicas)}
-    client.AppsV1Api(api_client).patch_namespaced_deployment_status(name, ns, status)
-
-
 @pytest.mark.k8s
-def test_wait_returns_once_the_rollout_is_reported(kube, kube_clients):
+def test_apply_reports_health_and_never_waits_for_it(kube):
     ns, name = unique("health"), unique("web")
-    app = application(name, wait=True, timeout=20)
-    objects = [namespace(ns), deployment(name, ns, replicas=2)]
-    patcher = threading.Thread(target=set_rolled_out,
-                               args=(kube_clients["dev-1"], name, ns, 2, 1.5))
-    patcher.start()
-    try:
-        started = time.monotonic()
-        result = apply_unit(kube, app=app, objects=objects, revision="r1", token=1, poll=0.2)
-    finally:
-        patcher.join()
-    assert result.healthy and "health_pending" not in result.to_dict()
-    assert 1.0 < time.monotonic() - started < 15
-
-
-@pytest.mark.k8s
-def test_wait_times_out_naming_the_unhealthy_object(kube):
-    ns, name = unique("health"), unique("web")
-    app = application(name, wait=True, timeout=1.5)
     objects = [namespace(ns), deployment(name, ns, replicas=3), configmap("c", ns)]
-    with pytest.raises(HealthError) as caught:
-        apply_unit(kube, app=app, objects=objects, revision="r1", token=1, poll=0.2)
-    message = str(caught.value)
-    assert f"Deployment/{ns}/{name}: Progressing" in message
-    assert "ConfigMap" not in message
-    assert f"dev-1/{name}" in message and "@r1" in message      # unit and revision
+    result = apply_unit(kube, app=application(name, timeout=600), objects=objects,
+                        revision="r1", token=1)
+    assert not result.healthy and not result.degraded
+    assert result.to_dict()["health"] == [
+        f"Deployment/{ns}/{name}: Progressing: rollout not observed yet (0/3 replicas available)"]
+    again = apply_unit(kube, app=application(name, timeout=600), objects=objects,
+                       revision="r1", token=2)
+    assert again.writes == 0 and [p[0] for p in again.problems] == [p[0] for p in result.problems]
 
 
 @pytest.mark.k8s
-def test_without_wait_health_is_reported_not_enforced(kube):
+def test_a_follow_up_reads_only_objects_the_unit_owns(kube):
     ns, name = unique("health"), unique("web")
-    result = apply_unit(kube, app=application(name), objects=[namespace(ns),
-                        deployment(name, ns, replicas=1)], revision="r1", token=1)
-    assert not result.healthy
-    assert result.to_dict()["health_pending"] == [
-        f"Deployment/{ns}/{name}: Progressing: rollout not observed yet (0/1 replicas available)"]
+    objects = [namespace(ns), deployment(name, ns, replicas=1), configmap("c", ns)]
+    result = apply_unit(kube, app=application(name), objects=objects, revision="r1", token=1)
+    pending = [ref.id for ref, _, _ in result.problems]
+    forged = ["apps/v1/Deployment/kube-system/not-ours", "v1/Secret/default/token", "junk"]
+    problems = recheck_unit(kube, name, pending + forged)
+    assert [str(ref) for ref in problems] == [f"Deployment/{ns}/{name}"]
+    assert recheck_unit(kube, name, forged) == {}

@@ -1,7 +1,8 @@
 """The GitOps tutorial's exercises through the CLI, as an operator types them.
 
 `fleetsync sync --local`, `diff`, `render` and `validate` against a real local
-control plane and a real Git repository laid out as the tutorial lays it out.
+cluster with controllers and kwok Nodes, and a real Git repository laid out as
+the tutorial lays it out.
 """
 
 from __future__ import annotations
@@ -59,14 +60,11 @@ class Operator:
 
 
 @pytest.fixture(scope="module")
-def operator(dev_fleet, redis_url, tmp_path_factory):
-    """A cluster of its own: the tutorial's namespaces are fixed names."""
-    from devtools import fleet as devfleet
-
-    state = tmp_path_factory.mktemp("tutorial-fleet")
-    fleet = devfleet.up(["production"], state, progress=lambda _: None, workloads=False)
-    yield Operator(tmp_path_factory.mktemp("tutorial"), fleet.clusters["production"], redis_url)
-    devfleet.down(state, progress=lambda _: None)
+def operator(workload_fleet, redis_url, tmp_path_factory):
+    """The cluster with workloads, named production in this spec: Pods really run, so a
+    sync is Ready only once they are (the tutorial's namespaces are used by no other test)."""
+    yield Operator(tmp_path_factory.mktemp("tutorial"), workload_fleet.clusters["work-1"],
+                   redis_url)
 
 
 def test_validate_and_render(operator):
@@ -78,9 +76,15 @@ def test_validate_and_render(operator):
     assert "env: production" in rendered.stdout
 
 
+def running_pods(operator, app: str) -> int:
+    return len(operator.kubectl("get", "pods", "-n", "web", "-l", f"app={app}",
+                                "--field-selector=status.phase=Running", "-o", "name").split())
+
+
 def test_first_sync_then_a_second_sync_writes_nothing(operator):
     first = operator.sync()
     assert first["phase"] == "Ready" and first["counts"]["created"] == 9
+    assert running_pods(operator, "web-app") == 3       # Ready means the Pods are
     second = operator.sync()
     assert second["counts"]["unchanged"] == 9 and second["writes"] == 0
 

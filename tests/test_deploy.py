@@ -369,7 +369,8 @@ def test_alert_rules() -> None:
 
     rules = yaml.safe_load((PROMETHEUS / "alerts.yaml").read_text())
     alerts = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
-    assert set(alerts) == {"FleetsyncSyncNotReady", "FleetsyncTaskFailures", "FleetsyncDriftCorrections"}
+    assert set(alerts) == {"FleetsyncSyncNotReady", "FleetsyncTaskFailures",
+                           "FleetsyncDriftCorrections", "FleetsyncUnitStale", "FleetsyncBeatSilent"}
     assert "(fleetsync_sync_ready) == 0" in alerts["FleetsyncSyncNotReady"]["expr"]
     assert alerts["FleetsyncSyncNotReady"]["for"] == "10m"
     assert "rate(fleetsync_task_failures_total" in alerts["FleetsyncTaskFailures"]["expr"]

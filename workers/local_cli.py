@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from shared import tasks_api
 from shared.errors import FleetsyncError
 from shared.logs import configure
 from shared.redisconn import reachable
@@ -97,6 +98,13 @@ def sync_here(ctx: Context, app: str, cluster: str, progress: Any,
     result: dict[str, Any] = {}
     while sends and time.monotonic() < deadline:
         send = sends.pop(0)
+        if send.name == tasks_api.CHECK_HEALTH:     # the run ended Progressing: follow it
+            time.sleep(min(send.countdown, max(0.0, deadline - time.monotonic())))
+            nxt = runner.check_health(ctx, runner.health_call_of(send.args, send.kwargs))
+            result = {**result, **nxt.result}
+            progress(result.get("summary", ""))
+            sends += list(nxt.send)
+            continue
         call = runner.call_of(send.name, send.args, send.kwargs)
         stage = runner.render if send.name.endswith("render") else runner.apply
         nxt = stage(ctx, call)
@@ -108,7 +116,8 @@ def sync_here(ctx: Context, app: str, cluster: str, progress: Any,
         if result.get("verdict") == "busy":
             return {**result, "app": app, "cluster": cluster, "coalesced": True,
                     "message": "the unit is being synced by a worker; this run goes next"}
-        sends += [s for s in nxt.send if s.kwargs.get("run_id") == call.run_id]
+        sends += [s for s in nxt.send if s.kwargs.get("run_id") == call.run_id
+                  or s.name == tasks_api.CHECK_HEALTH]
         if nxt.retry_in is not None:
             progress(f"{result.get('summary', 'retrying')}")
             time.sleep(min(nxt.retry_in, max(0.0, deadline - time.monotonic())))

@@ -1,7 +1,7 @@
 """One run of a sync unit, stage by stage, through the protocol.
 
     request ──> render ──> apply ──> end (outcome: status, history, run record)
-                  │          │
+                  │          │          └──> check_health, while Progressing on health
                   └──────────┴──> retry (queued again) / superseded / parked
 
 Each function here is one stage of a run: it asks ``ctx.runs`` (the protocol)
@@ -15,6 +15,14 @@ promise: every run ends with an outcome, and its marker is always cleared.
 
 Stages never re-enter each other under the lock: apply with a missing render
 goes back to the render stage (releasing the lock), it does not render itself.
+
+Health counts in the phase (unless the application sets ``wait: false``): a run
+whose objects are applied but not all healthy ends ``Progressing`` (or
+``Degraded`` when an object failed, or its health deadline, ``timeout`` after it
+first became unhealthy at this revision, has passed). It holds no lock and no
+worker while the rollout proceeds: ``check_health`` follow-ups re-read only the
+unhealthy objects, a few seconds apart, and settle the run's status ``Ready`` or
+``Degraded``, unless a newer run wrote the status first.
 """
 
 from __future__ import annotations
@@ -77,6 +85,7 @@ class Send:
     name: str
     args: list[Any]
     kwargs: dict[str, Any]
+    countdown: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -239,12 +248,145 @@ def _apply_started(ctx: Context, call: Call, app: Application, cluster: Cluster,
         ctx.clusters.mark_up(cluster.name)
     summary = result.to_dict()
     metrics.record_apply(summary.get("counts", {}), summary.get("drift_corrections", 0))
-    phase = Phase.READY if result.healthy or not app.wait else Phase.PROGRESSING
     message = stages.message(summary.get("counts", {}))
     if lost.is_set():
         message += " (the unit's lock was lost during the run)"
-    return _finish(ctx, call, owner, Outcome(phase, message, call.revision, result=summary),
-                   started)
+    outcome, follow_up = _health_outcome(ctx, call, app, result, message)
+    nxt = _finish(ctx, call, owner, replace(outcome, result=summary), started)
+    return replace(nxt, send=nxt.send + follow_up)
+
+
+# --- health ------------------------------------------------------------------------------
+
+HEALTH_POLL = (2.0, 2.0, 3.0, 5.0, 10.0)    # seconds before each follow-up, by round
+SHOWN = 2                                    # unhealthy objects named in a status message
+
+
+def _health_outcome(ctx: Context, call: Call, app: Application, result: Any,
+                    message: str) -> tuple[Outcome, tuple[Send, ...]]:
+    """The phase an applied run ends in, from its objects' health, and its follow-up."""
+    if result.healthy:
+        return Outcome(Phase.READY, message, call.revision), ()
+    lines = result.health_lines()
+    if not app.wait:
+        return Outcome(Phase.READY, f"{message}; health not counted (wait: false): "
+                                    f"{_short(lines)}", call.revision), ()
+    if result.degraded:
+        return Outcome(Phase.DEGRADED, f"{message}; degraded: {_short(lines)}", call.revision,
+                       reason="Degraded"), ()
+    deadline = _health_deadline(ctx, call, app)
+    if time.time() >= deadline:
+        return Outcome(Phase.DEGRADED, f"{message}; not healthy after {app.timeout:g}s: "
+                                       f"{_short(lines)}", call.revision,
+                       reason="HealthTimeout"), ()
+    pending = [ref.id for ref, _, _ in result.problems]
+    follow_up = Send(tasks_api.CHECK_HEALTH, [call.app, call.cluster, call.run_id],
+                     {"revision": call.revision, "deadline": deadline, "objects": pending,
+                      "round": 0, "trigger": call.trigger}, countdown=HEALTH_POLL[0])
+    return Outcome(Phase.PROGRESSING, f"{message}; waiting for {_short(lines)}", call.revision,
+                   reason="WaitingForHealth", health_deadline=deadline), (follow_up,)
+
+
+def _health_deadline(ctx: Context, call: Call, app: Application) -> float:
+    """``timeout`` after the unit first turned unhealthy at this revision: a tick that
+    finds it still unhealthy keeps the deadline, it does not start the clock again."""
+    before = ctx.status.get_status(call.app, call.cluster)
+    if before.revision == call.revision and before.health_deadline and before.phase in (
+            Phase.PROGRESSING.value, Phase.DEGRADED.value):
+        return before.health_deadline
+    return time.time() + app.timeout
+
+
+def _short(lines: list[str]) -> str:
+    more = len(lines) - SHOWN
+    return "; ".join(lines[:SHOWN]) + (f" (and {more} more)" if more > 0 else "")
+
+
+@dataclass(frozen=True)
+class HealthCall:
+    """One follow-up of a run that ended Progressing on health."""
+
+    app: str
+    cluster: str
+    run_id: str
+    revision: str
+    deadline: float
+    objects: tuple[str, ...]
+    round: int = 0
+    trigger: str = Trigger.BEAT.value
+    task_id: str = ""
+
+    @property
+    def unit(self) -> str:
+        return keys.unit_id(self.app, self.cluster)
+
+
+def health_call_of(args: list[Any], kwargs: dict[str, Any], task_id: str = "") -> HealthCall:
+    app, cluster, run_id = (list(args) + ["", "", ""])[:3]
+    objects = kwargs.get("objects") or []
+    return HealthCall(str(app), str(cluster), str(run_id), str(kwargs.get("revision") or ""),
+                      float(kwargs.get("deadline") or 0),
+                      tuple(str(o) for o in objects) if isinstance(objects, list) else (),
+                      int(kwargs.get("round") or 0),
+                      str(kwargs.get("trigger") or Trigger.BEAT.value), task_id)
+
+
+def check_health(ctx: Context, hc: HealthCall) -> Next:
+    """Re-check the unhealthy objects of run ``hc.run_id``; settle its status when they
+    are healthy, one failed or the deadline passed, else look again a little later."""
+    bind(app=hc.app, cluster=hc.cluster, run_id=hc.run_id, revision=hc.revision,
+         stage="check_health")
+    before = ctx.status.get_status(hc.app, hc.cluster)
+    if before.run_id != hc.run_id or before.phase != Phase.PROGRESSING.value \
+            or before.revision != hc.revision:
+        return Next({"run_id": hc.run_id, "unit": hc.unit,
+                     "summary": "nothing to do: a newer outcome was recorded"})
+    fleet = ctx.fleet()
+    try:
+        app, cluster = stages.resolve(fleet, hc.app, hc.cluster)
+        problems = stages.recheck_health(ctx, app, cluster, list(hc.objects))
+    except FleetsyncError as exc:
+        if time.time() >= hc.deadline or isinstance(exc, PermanentError):
+            return Next({"run_id": hc.run_id, "unit": hc.unit,
+                         "summary": f"health not checked: {exc}; the next sync looks again"})
+        return _next_check(hc, [*hc.objects], f"could not check health: {exc}")
+    lines = [f"{ref}: {status}: {message}" for ref, (status, message) in sorted(
+        problems.items(), key=lambda kv: (kv[1][0] != "Degraded", kv[0]))]
+    applied = stages.message(before.counts or {})
+    if not problems:
+        phase, message, reason = Phase.READY, f"{applied}; healthy", ""
+    elif any(v[0] == "Degraded" for v in problems.values()):
+        phase, message, reason = Phase.DEGRADED, f"{applied}; degraded: {_short(lines)}", \
+            "Degraded"
+    elif time.time() >= hc.deadline:
+        phase, message, reason = Phase.DEGRADED, (
+            f"{applied}; not healthy after {app.timeout:g}s: {_short(lines)}"), "HealthTimeout"
+    else:
+        status = replace(before, message=f"{applied}; waiting for {_short(lines)}",
+                         last_success_at="")
+        if not ctx.runs.settle(hc.unit, hc.run_id, status):
+            return Next({"run_id": hc.run_id, "unit": hc.unit,
+                         "summary": "nothing to do: a newer outcome was recorded"})
+        return _next_check(hc, [ref.id for ref in problems], status.message)
+    status = replace(before, phase=phase.value, message=message, reason=reason,
+                     health_deadline=0.0, last_success_at="")
+    entry = HistoryEntry(hc.revision, "health", phase.value, message, now_iso(), now_iso(),
+                         hc.run_id, hc.task_id, before.counts or {})
+    settled = ctx.runs.settle(hc.unit, hc.run_id, status, entry)
+    log.info("health settled" if settled else "health outcome dropped: a newer one won",
+             phase=phase.value, message=message)
+    return Next(tasks_api.unit_result(hc.app, hc.cluster, phase.value, message,
+                                      run_id=hc.run_id, revision=hc.revision))
+
+
+def _next_check(hc: HealthCall, objects: list[str], message: str) -> Next:
+    countdown = HEALTH_POLL[min(hc.round + 1, len(HEALTH_POLL) - 1)]
+    send = Send(tasks_api.CHECK_HEALTH, [hc.app, hc.cluster, hc.run_id],
+                {"revision": hc.revision, "deadline": hc.deadline, "objects": objects,
+                 "round": hc.round + 1, "trigger": hc.trigger}, countdown=countdown)
+    return Next(tasks_api.unit_result(hc.app, hc.cluster, Phase.PROGRESSING.value,
+                                      f"next look in {countdown:.0f} s: {message}",
+                                      run_id=hc.run_id, revision=hc.revision), (send,))
 
 
 def _unreachable(exc: TransientError) -> str:

@@ -43,12 +43,15 @@ def _names(task: Any, args: Any, kwargs: Any) -> dict[str, Any]:
 def _serve_metrics(**_: Any) -> None:
     settings = from_env()
     if settings.metrics_port:
-        from shared import metrics
+        from functools import partial
+
+        from shared import heartbeat, metrics
         from shared.redisconn import connect
         from shared.status import StatusStore
 
         store = StatusStore(connect(settings.redis_url))
-        metrics.serve(settings.metrics_port, statuses=store.all_statuses)
+        metrics.serve(settings.metrics_port, statuses=store.all_statuses,
+                      beat_tick=partial(heartbeat.last_tick, store.client))
 
 
 @signals.worker_process_shutdown.connect

@@ -144,6 +144,14 @@ def apply_objects(ctx: Context, app: Application, cluster: Cluster, objects: lis
     return result
 
 
+def recheck_health(ctx: Context, app: Application, cluster: Cluster,
+                   ref_ids: list[str]) -> dict[Any, tuple[str, str]]:
+    """The health follow-up's reads: only ``ref_ids``, and only those the unit owns."""
+    from workers.apply.engine import recheck_unit
+
+    return recheck_unit(ctx.kube(cluster), app.name, ref_ids)
+
+
 def message(counts: dict[str, int]) -> str:
     parts = [f"{n} {action}" for action, n in counts.items() if n]
     return ", ".join(parts) or "nothing to do"

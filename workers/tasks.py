@@ -42,7 +42,8 @@ def context() -> Context:
 
 def _carry_out(task: Any, nxt: runner.Next) -> dict:
     for send in nxt.send:
-        send_task(celery, send.name, send.args, send.kwargs)
+        options = {"countdown": send.countdown} if send.countdown else {}
+        send_task(celery, send.name, send.args, send.kwargs, **options)
     if nxt.retry_in is not None:
         # the stage bounds its own attempts; a wait (dependency, cluster down) is not one
         raise task.retry(countdown=nxt.retry_in,
@@ -155,3 +156,12 @@ def render(self: Any, app: str, cluster: str, revision: str, **kw: Any) -> dict:
 @celery.task(name=tasks_api.APPLY, bind=True, ignore_result=True, max_retries=None)
 def apply(self: Any, app: str, cluster: str, render_key: str, **kw: Any) -> dict:
     return _stage(self, runner.apply, _call(self, tasks_api.APPLY, [app, cluster, render_key], kw))
+
+
+@celery.task(name=tasks_api.CHECK_HEALTH, bind=True, ignore_result=True,
+          autoretry_for=RETRIED, retry_backoff=2, retry_backoff_max=30, retry_jitter=True,
+          max_retries=MAX_TRANSIENT_RETRIES)
+def check_health(self: Any, app: str, cluster: str, run_id: str, **kw: Any) -> dict:
+    """A run's health follow-up: cheap reads, no lock, then settle or look again later."""
+    call = runner.health_call_of([app, cluster, run_id], kw, self.request.id or "")
+    return _carry_out(self, runner.check_health(context(), call))

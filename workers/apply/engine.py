@@ -2,16 +2,17 @@
 
     (+ namespace) -> observe -> refuse an empty render -> plan -> refuse conflicts
         -> validate (dry-run) -> apply (replace on immutable fields with force)
-        -> prune -> inventory -> health -> ApplyResult
+        -> prune -> inventory -> health (assessed, never waited for) -> ApplyResult
 
 Every decision is made by the pure modules (``plan``, ``health.check``); this
 module only sequences the I/O verbs. A no-op reconcile (nothing drifted, same
 revision) stops after the plan: no dry-run, no write, and N+1 reads for N
 objects.
 
-The inventory is written before the health wait (the DESIGN lists it after):
-objects that were applied must be in the inventory even when they then fail to
-become healthy, or a later prune could not find them. When apply or prune fails
+Health is assessed from the objects already held (apply responses, live reads),
+on every apply including a no-op one, so a workload that broke after a Ready
+sync is seen at the next tick; the engine never waits for it (the runner ends the
+run Progressing and a cheap follow-up re-checks only the unhealthy objects). When apply or prune fails
 part way, the inventory gets what was applied and what survived, then the
 error is raised; every error carries the sync unit and the revision.
 
@@ -63,7 +64,7 @@ class ApplyResult:
     writes: int
     dry_runs: int
     duration: float
-    unhealthy: tuple[str, ...] = ()
+    problems: tuple[tuple[ObjectRef, str, str], ...] = ()     # (object, status, message)
     unvalidated: tuple[str, ...] = ()
     inventory_written: bool = False
     dry_run_only: bool = False
@@ -79,7 +80,16 @@ class ApplyResult:
 
     @property
     def healthy(self) -> bool:
-        return not self.unhealthy
+        return not self.problems
+
+    @property
+    def degraded(self) -> bool:
+        return any(status == health.DEGRADED for _, status, _ in self.problems)
+
+    def health_lines(self) -> list[str]:
+        """``Deployment/web/web-app: Progressing: 2/3 replicas available``, Degraded first."""
+        order = sorted(self.problems, key=lambda p: (p[1] != health.DEGRADED, p[0]))
+        return [f"{ref}: {status}: {message}" for ref, status, message in order]
 
     def to_dict(self) -> dict[str, Any]:
         drifted = [c for c in self.changeset.by_action(CONFIGURED) if c.drift][:SHORT_LIST]
@@ -92,8 +102,8 @@ class ApplyResult:
             "unvalidated": list(self.unvalidated[:SHORT_LIST]),
             "inventory_written": self.inventory_written, "dry_run_only": self.dry_run_only,
         }
-        if self.unhealthy:        # the phase says whether it counts; these are the objects
-            out["health_pending"] = list(self.unhealthy[:SHORT_LIST])
+        if self.problems:         # the phase says whether it counts; these are the objects
+            out["health"] = self.health_lines()[:SHORT_LIST]
         return out
 
 
@@ -101,13 +111,12 @@ class ApplyResult:
 class _Done:
     changeset: ChangeSet
     checked: Validation
-    unhealthy: tuple[str, ...] = ()
+    problems: tuple[tuple[ObjectRef, str, str], ...] = ()
     wrote: bool = False
 
 
 def apply_unit(kube: Kube, *, app: Application, objects: list[dict], revision: str, token: int,
-               dry_run_only: bool = False, discovery: Discovery = PROCESS,
-               poll: float = 1.0) -> ApplyResult:
+               dry_run_only: bool = False, discovery: Discovery = PROCESS) -> ApplyResult:
     """Make the cluster hold ``objects`` for ``app`` at ``revision``; see the module doc.
 
     ``token`` is the fencing token of the sync unit's lock; ``dry_run_only`` stops
@@ -116,19 +125,19 @@ def apply_unit(kube: Kube, *, app: Application, objects: list[dict], revision: s
     """
     started, session = time.monotonic(), kube.session()
     try:
-        done = _reconcile(session, app, objects, revision, token, dry_run_only, discovery, poll)
+        done = _reconcile(session, app, objects, revision, token, dry_run_only, discovery)
     except FleetsyncError as exc:
         exc.unit = exc.unit or (f"{kube.name}/{app.name}" if kube.name else app.name)
         exc.revision = exc.revision or revision
         raise
     spent = session.counters.snapshot()
     return ApplyResult(app.name, revision, done.changeset, spent["requests"], spent["writes"],
-                       spent["dry_runs"], time.monotonic() - started, done.unhealthy,
+                       spent["dry_runs"], time.monotonic() - started, done.problems,
                        done.checked.unvalidated, done.wrote, dry_run_only)
 
 
 def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str, token: int,
-               dry_run_only: bool, discovery: Discovery, poll: float) -> _Done:
+               dry_run_only: bool, discovery: Discovery) -> _Done:
     own_namespace = namespaces.wanted(app, objects)
     wanted = objects + [own_namespace] if own_namespace else objects
     seen = observe(kube, app.name, wanted, discovery)
@@ -162,11 +171,30 @@ def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str,
     if pruned.failed:
         raise pruned.error("prune")
 
-    current = _current(seen, applied.done)
-    if app.wait:
-        health.wait(kube, current, seen.resources, timeout=app.timeout, poll=poll)
-        return _Done(changeset, checked, (), wrote)
-    return _Done(changeset, checked, tuple(health.describe(health.unhealthy(current))), wrote)
+    problems = health.assess(kube, _current(seen, applied.done))
+    return _Done(changeset, checked,
+                 tuple((ref, status, msg) for ref, (status, msg) in sorted(problems.items())),
+                 wrote)
+
+
+MAX_RECHECK = 50          # objects one health follow-up reads at most
+
+
+def recheck_unit(kube: Kube, app: str, ref_ids: list[str],
+                 discovery: Discovery = PROCESS) -> dict[ObjectRef, health.Verdict]:
+    """The health follow-up of a unit that was Progressing: read only the objects still
+    unhealthy then, and assess them. The ids come through the broker, so only those in
+    the unit's own inventory are read (one more GET): nothing else can be asked for."""
+    owned = set(inv.read(kube, app).refs)
+    refs = [ref for ref in (_parse(i) for i in ref_ids[:MAX_RECHECK]) if ref in owned]
+    return health.recheck(kube, discovery.lookup(kube, refs)) if refs else {}
+
+
+def _parse(ref_id: str) -> ObjectRef | None:
+    try:
+        return ObjectRef.parse(str(ref_id))
+    except ValueError:
+        return None
 
 
 def refuse_empty(app: Application, rendered: list[dict], stored: inv.Inventory,

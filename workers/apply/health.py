@@ -1,12 +1,19 @@
-"""Health: is an applied object doing what it was asked to? Pure checks plus a wait loop.
+"""Health: is an applied object doing what it was asked to? Pure checks, Pod diagnosis, a wait.
 
 ``check(obj)`` reads only the object itself (generation vs observedGeneration,
 replica counts, conditions) and answers Healthy, Progressing or Degraded with a
-short message, the way kstatus does; it never calls the API. ``wait`` starts
-from objects the caller already holds (apply responses, live reads), so a unit
-that is already healthy costs no request, and re-reads only the unhealthy ones
-until they are healthy or ``timeout`` passes, then raises ``HealthError`` naming
-each one (``Deployment/web/web-app: Progressing: 0/3 replicas available``).
+short message, the way kstatus does; it never calls the API.
+
+``assess`` starts from objects the caller already holds (apply responses, live
+reads), so a unit that is already healthy costs no request. A workload whose
+controller has seen its spec but which is still short of available replicas is
+diagnosed from its Pods (one LIST): a container in CrashLoopBackOff or
+ImagePullBackOff makes it Degraded at once, naming the Pod and the reason;
+waiting longer will not cure it. ``recheck`` reads only the given objects again
+(the follow-up of a unit that was Progressing).
+
+``wait`` blocks until healthy; only CRD establishment uses it (a CRD is
+established within seconds, and its custom resources cannot be applied before).
 """
 
 from __future__ import annotations
@@ -139,6 +146,74 @@ def unhealthy(objects: Mapping[ObjectRef, Mapping]) -> dict[ObjectRef, Verdict]:
 
 def describe(problems: Mapping[ObjectRef, Verdict]) -> list[str]:
     return [f"{ref}: {status}: {message}" for ref, (status, message) in sorted(problems.items())]
+
+
+# A container waiting for one of these reasons will not become Ready by waiting longer.
+FAILING = ("CrashLoopBackOff", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
+           "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+_WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
+
+
+def pod_problem(pod: Mapping) -> str:
+    """Why a Pod's container cannot become Ready (``container web: CrashLoopBackOff, 4
+    restarts: back-off 40s``), or "" (pure)."""
+    status = _status(pod)
+    for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason") or ""
+        if reason in FAILING:
+            restarts = cs.get("restartCount") or 0
+            text = f"container {cs.get('name', '?')}: {reason}"
+            if restarts:
+                text += f", {restarts} restart{'s' if restarts != 1 else ''}"
+            detail = (waiting.get("message") or "").strip().splitlines()
+            return text + (f": {detail[0][:160]}" if detail else "")
+    return ""
+
+
+def selector_of(obj: Mapping) -> str:
+    """The workload's Pod label selector (matchLabels only), or "" when it has none."""
+    labels = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def diagnose(kube: Kube, obj: Mapping, verdict: Verdict) -> Verdict:
+    """A Progressing workload's verdict, Degraded when one of its Pods cannot become Ready.
+
+    Only workloads whose controller observed the current spec are diagnosed (a rollout
+    that was just applied has no new Pods yet); one LIST of Pods by its selector."""
+    if verdict[0] != PROGRESSING or obj.get("kind") not in _WORKLOADS or not _observed(obj):
+        return verdict
+    selector, meta = selector_of(obj), obj.get("metadata") or {}
+    if not selector or not meta.get("namespace"):
+        return verdict
+    pods = kube.list_items(f"/api/v1/namespaces/{meta['namespace']}/pods",
+                           label_selector=selector)
+    for pod in sorted(pods, key=lambda p: (p.get("metadata") or {}).get("name", "")):
+        problem = pod_problem(pod)
+        if problem:
+            name = (pod.get("metadata") or {}).get("name", "?")
+            return DEGRADED, f"{verdict[1]}; Pod {name}: {problem}"
+    return verdict
+
+
+def assess(kube: Kube, objects: Mapping[ObjectRef, Mapping]) -> dict[ObjectRef, Verdict]:
+    """The objects that are not Healthy, with verdicts, Pods diagnosed where it helps."""
+    return {ref: diagnose(kube, objects[ref], verdict)
+            for ref, verdict in unhealthy(objects).items()}
+
+
+def recheck(kube: Kube, refs: Mapping[ObjectRef, Resource]) -> dict[ObjectRef, Verdict]:
+    """Read ``refs`` again (only them) and assess them; a missing one is Progressing."""
+    found: dict[ObjectRef, Mapping] = {}
+    problems: dict[ObjectRef, Verdict] = {}
+    for ref, resource in sorted(refs.items()):
+        obj = kube.get_or_none(resource.path(ref))
+        if obj is None:
+            problems[ref] = (PROGRESSING, "not found")
+        else:
+            found[ref] = obj
+    return {**problems, **assess(kube, found)}
 
 
 def wait(kube: Kube, objects: Mapping[ObjectRef, Mapping], resources: Mapping[ObjectRef, Resource],
