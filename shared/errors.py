@@ -21,6 +21,7 @@ class FleetsyncError(Exception):
         self.unit = unit
         self.revision = revision
         self.obj = obj
+        self.drifted: tuple[str, ...] = ()     # objects whose drift this error left uncorrected
 
     def __str__(self) -> str:
         where = []

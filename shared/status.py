@@ -92,6 +92,7 @@ class HistoryEntry:
     requests: int | None = None
     writes: int | None = None
     lock_wait_s: float | None = None
+    drift: dict[str, list[str]] = field(default_factory=dict)   # corrected: object -> fields
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

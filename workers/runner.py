@@ -236,6 +236,11 @@ def _apply_started(ctx: Context, call: Call, app: Application, cluster: Cluster,
             result = stages.apply_objects(ctx, app, cluster, objects, call.revision,
                                           begun.token)
         except PermanentError as exc:
+            if exc.drifted:          # retried every tick: what refused may let go
+                return _finish(ctx, call, owner, Outcome(
+                    Phase.DRIFTED, f"drifted from Git and not corrected "
+                                   f"({', '.join(exc.drifted[:3])}): {exc}", call.revision,
+                    reason=exc.reason, error=exc), started)
             return _finish(ctx, call, owner, _failed(exc, _failed_key(ctx, call)), started)
         except TransientError as exc:
             if _unreachable(exc):
@@ -249,6 +254,8 @@ def _apply_started(ctx: Context, call: Call, app: Application, cluster: Cluster,
     summary = result.to_dict()
     metrics.record_apply(summary.get("counts", {}), summary.get("drift_corrections", 0))
     message = stages.message(summary.get("counts", {}))
+    if summary.get("corrected_drift"):
+        message = f"corrected drift: {_drift_line(summary['corrected_drift'])} ({message})"
     if lost.is_set():
         message += " (the unit's lock was lost during the run)"
     outcome, follow_up = _health_outcome(ctx, call, app, result, message)
@@ -389,6 +396,13 @@ def _next_check(hc: HealthCall, objects: list[str], message: str) -> Next:
                                       run_id=hc.run_id, revision=hc.revision), (send,))
 
 
+def _drift_line(corrected: dict[str, list[str]]) -> str:
+    """``Deployment/web/web-app spec.replicas: 5 -> 3`` (and how many more objects)."""
+    ref, fields = next(iter(corrected.items()))
+    more = len(corrected) - 1
+    return f"{ref} {'; '.join(fields[:3])}" + (f" (and {more} more object(s))" if more else "")
+
+
 def _unreachable(exc: TransientError) -> str:
     """Why the cluster did not answer at all (connection refused, timed out), or ""."""
     return str(getattr(exc, "unreachable", "") or "")
@@ -456,11 +470,12 @@ def _finish(ctx: Context, call: Call, owner: str, outcome: Outcome, started: flo
                          now_iso(started), now_iso(finished), call.run_id, call.task_id,
                          summary.get("counts", {}), summary.get("requests"),
                          summary.get("writes"),
-                         round(started - call.requested_at, 3) if call.requested_at else None)
+                         round(started - call.requested_at, 3) if call.requested_at else None,
+                         summary.get("corrected_drift") or {})
     step = ctx.runs.end(call.unit, call.run_id, owner, outcome, status=status, entry=entry)
     result = tasks_api.unit_result(call.app, call.cluster, outcome.phase.value, outcome.summary,
                                    run_id=call.run_id, revision=call.revision, details=summary)
-    error = outcome.error if outcome.phase == Phase.FAILED else None
+    error = outcome.error if outcome.phase in (Phase.FAILED, Phase.DRIFTED) else None
     return Next(result, tuple(_resend(ctx, step.send)), error=error)
 
 

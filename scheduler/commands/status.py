@@ -221,7 +221,15 @@ def format_history(entries: list[dict], *, linked: bool = False) -> str:
             for entry in entries]
     last = ("flower_url", "FLOWER") if linked else ("task_id", "TASK")
     width = max([len(last[1])] + [len(str(r.get(last[0], ""))) for r in rows])
-    return format_table(rows, [
+    table = format_table(rows, [
         ("started_at", "STARTED", 24), ("finished_at", "FINISHED", 24),
         ("trigger", "TRIGGER", 9), ("result", "RESULT", 11), ("short_revision", "REVISION", 12),
-        ("changed", "CHANGES", 40), (*last, width)])
+        ("changed", "CHANGES", 40), (*last, width)]).splitlines()
+    lines = table[:1]
+    for row, line in zip(rows, table[1:]):    # each entry, then what it corrected or why
+        lines.append(line)
+        for ref, fields in (row.get("drift") or {}).items():
+            lines += [f"    drift corrected: {ref} {field}" for field in fields]
+        if row.get("result") not in ("Ready", "Progressing") and row.get("message"):
+            lines.append(f"    {row['message'].splitlines()[0][:200]}")
+    return "\n".join(lines)

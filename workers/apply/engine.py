@@ -26,7 +26,7 @@ fleetsync does not read, a wrong path after a reorganisation). It is
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from shared.errors import ApplyError, FleetsyncError
@@ -68,6 +68,8 @@ class ApplyResult:
     unvalidated: tuple[str, ...] = ()
     inventory_written: bool = False
     dry_run_only: bool = False
+    was_applied: bool = False       # the unit was already applied at this revision: what
+                                    # differs live was changed in the cluster, not in Git
 
     @property
     def counts(self) -> dict[str, int]:
@@ -75,8 +77,15 @@ class ApplyResult:
 
     @property
     def drift_corrections(self) -> int:
-        """Objects fleetsync had applied that someone changed, put back as Git says."""
-        return sum(1 for c in self.changeset.by_action(CONFIGURED) if c.reason == DRIFTED)
+        """Objects fleetsync had applied at this revision that someone changed, put back."""
+        return len(self.corrected()) if self.was_applied else 0
+
+    def corrected(self) -> dict[str, list[str]]:
+        """The corrected objects and their fields (``spec.replicas: 5 -> 3``), a few of each."""
+        if not self.was_applied:
+            return {}
+        return {str(c.ref): list(c.drift[:5]) for c in self.changeset.by_action(CONFIGURED)
+                if c.reason == DRIFTED}
 
     @property
     def healthy(self) -> bool:
@@ -104,6 +113,9 @@ class ApplyResult:
         }
         if self.problems:         # the phase says whether it counts; these are the objects
             out["health"] = self.health_lines()[:SHORT_LIST]
+        corrected = self.corrected()
+        if corrected:
+            out["corrected_drift"] = dict(list(corrected.items())[:SHORT_LIST])
         return out
 
 
@@ -113,6 +125,7 @@ class _Done:
     checked: Validation
     problems: tuple[tuple[ObjectRef, str, str], ...] = ()
     wrote: bool = False
+    was_applied: bool = False
 
 
 def apply_unit(kube: Kube, *, app: Application, objects: list[dict], revision: str, token: int,
@@ -133,7 +146,7 @@ def apply_unit(kube: Kube, *, app: Application, objects: list[dict], revision: s
     spent = session.counters.snapshot()
     return ApplyResult(app.name, revision, done.changeset, spent["requests"], spent["writes"],
                        spent["dry_runs"], time.monotonic() - started, done.problems,
-                       done.checked.unvalidated, done.wrote, dry_run_only)
+                       done.checked.unvalidated, done.wrote, dry_run_only, done.was_applied)
 
 
 def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str, token: int,
@@ -150,6 +163,19 @@ def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str,
     conflict = ownership_error(changeset, app=app.name)
     if conflict:
         raise conflict
+    was_applied = seen.inventory.revision == revision
+    try:
+        done = _write(kube, app, revision, token, dry_run_only, discovery, seen, changeset)
+    except FleetsyncError as exc:       # drift found and left standing: the unit is Drifted
+        if was_applied:
+            exc.drifted = tuple(str(c.ref) for c in changeset.by_action(CONFIGURED)
+                                if c.reason == DRIFTED)
+        raise
+    return replace(done, was_applied=was_applied)
+
+
+def _write(kube: Kube, app: Application, revision: str, token: int, dry_run_only: bool,
+           discovery: Discovery, seen: Observation, changeset: ChangeSet) -> _Done:
     writes = {c.ref: seen.desired[c.ref] for c in changeset.to_apply()}
     checked = validate(kube, writes, seen.resources, new_namespaces=new_namespaces(changeset),
                        pending=seen.pending, force=app.force) if writes else Validation()
