@@ -1,4 +1,4 @@
-"""``fleetsync demo [--keep] [--interval S] [--state-dir DIR]``: the tutorial, end to end.
+"""``fleetsync demo [--keep] [--interval S] [--fetch-interval S] [--state-dir DIR]``: the tutorial, end to end.
 
 Registered with the CLI through the ``fleetsync.commands`` entry-point group, so
 that ``scheduler/`` never imports this package; the final status table comes from
@@ -26,7 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--keep", action="store_true",
                         help="stay up after the steps; Ctrl-C stops everything")
     parser.add_argument("--interval", type=int, default=5,
-                        help="reconcile and poll interval in seconds (default 5)")
+                        help="reconcile interval of every cluster in seconds (default 5)")
+    parser.add_argument("--fetch-interval", type=int, default=2,
+                        help="how often the Git source is polled, in seconds (default 2)")
     parser.add_argument("--state-dir", type=Path, default=state_dir() / "demo")
     parser.set_defaults(func=run)
 
@@ -46,15 +48,17 @@ def run(args: argparse.Namespace) -> int:
     except BinaryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    demo = Demo(args.state_dir, interval=args.interval, say=say)
+    demo = Demo(args.state_dir, interval=args.interval, fetch_interval=args.fetch_interval,
+                say=say)
     signal.signal(signal.SIGTERM, _interrupt)
     total = time.monotonic()
     try:
         demo.start()
         for number, (name, step) in enumerate(STEPS, 1):
             started = time.monotonic()
-            detail = step(demo)
-            say(f"[{number}/{len(STEPS)}] {name:<13} ok  {time.monotonic() - started:6.1f}s  {detail}")
+            first, *more = step(demo).splitlines()
+            head = f"[{number}/{len(STEPS)}] {name:<14} ok  {time.monotonic() - started:6.1f}s  "
+            say(head + first + "".join("\n" + " " * len(head) + line for line in more))
         say(f"\nAll {len(STEPS)} steps passed in {time.monotonic() - total:.1f}s.\n")
         subprocess.run([sys.executable, "-m", "scheduler.cli", "status", "--app", APP],
                        env=demo.env(), check=False)

@@ -1,12 +1,14 @@
 """``fleetsync demo``: the GitOps tutorial, walked end to end on a local fleet.
 
 It starts Redis and three local clusters with workloads (production, staging,
-development: controllers, scheduler and kwok Nodes, so Pods run), writes the tutorial's repository into a local Git repository,
-writes a fleet spec for it, starts two workers, beat and Flower, and then walks
-the tutorial's steps, each checked against the live clusters (with ``kubectl``,
-as a user would) and timed: initial sync, drift corrected, an image update,
-``git revert``, and prune. Everything it started is stopped at the end (or on
-Ctrl-C with ``--keep``).
+development: controllers, scheduler and kwok Nodes, so Pods run), writes the
+tutorial's repository into a local Git repository, writes a fleet spec for it,
+starts two workers, beat and Flower, and then walks the tutorial's steps, each
+checked against the live clusters (with ``kubectl``, as a user would:
+Deployments and their Pods) and timed: initial sync, drift
+corrected, an image update rolled out Pod by Pod, a broken image that leaves
+production Degraded until ``git revert``, a rollback, and prune. Everything it
+started is stopped at the end (or on Ctrl-C with ``--keep``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -23,12 +26,13 @@ from typing import Callable
 
 from devtools import fleet as devfleet
 from devtools import tutorial
+from devtools.demo_pods import Pod, PodWatch, pods_of
 from shared.redisconn import connect
 from shared.status import StatusStore
 
 CLUSTERS = list(tutorial.CLUSTERS)
 APP = "platform"
-OLD_TAG, NEW_TAG = "1.25.3", "1.27.0"
+OLD_TAG, NEW_TAG, BROKEN_TAG = "1.25.3", "1.27.0", "broken"
 Say = Callable[[str], None]
 
 
@@ -39,11 +43,13 @@ class DemoFailed(RuntimeError):
 @dataclass
 class Demo:
     state_dir: Path
-    interval: int = 5
+    interval: int = 5               # beat reconciles each cluster this often
+    fetch_interval: int = 2         # and polls the Git source this often (a webhook's stand-in)
     say: Say = print
     fleet: devfleet.FleetState | None = None
     services: list[devfleet.Proc] = field(default_factory=list)
     flower_url: str = ""
+    commits: dict[str, str] = field(default_factory=dict)   # step -> the commit it made
 
     @property
     def repo(self) -> Path:
@@ -94,7 +100,7 @@ class Demo:
     def _write_spec(self) -> None:
         assert self.fleet is not None
         lines = ["sources:", "  - name: gitops", f"    url: file://{self.bare}",
-                 "    branch: main", f"    interval: {self.interval}s", "clusters:"]
+                 "    branch: main", f"    interval: {self.fetch_interval}s", "clusters:"]
         for name in CLUSTERS:
             lines += [f"  - name: {name}", f"    kubeconfig: {self.fleet.clusters[name]}",
                       f"    labels: {{env: {name}}}", f"    interval: {self.interval}s"]
@@ -133,6 +139,11 @@ class Demo:
                  f"{self.state_dir / 'logs'}")
 
     def stop(self) -> None:
+        for proc in self.services:      # all at once: the workers' warm shutdowns overlap
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
         devfleet.stop_processes(self.services, grace=10)
         self.services.clear()
         devfleet.down(self.state_dir, progress=lambda _: None)
@@ -148,6 +159,20 @@ class Demo:
         out = self.kubectl(cluster, "get", "deployment", name, "-n", tutorial.APP_NAMESPACE,
                            "-o", "json")
         return json.loads(out) if out else None
+
+    def _pod_argv(self, cluster: str, app: str) -> list[str]:
+        assert self.fleet is not None
+        return [kubectl_binary(), "--kubeconfig", self.fleet.clusters[cluster], "get", "pods",
+                "-n", tutorial.APP_NAMESPACE, "-l", f"app={app}"]
+
+    def pods(self, cluster: str, app: str = "web-app") -> list[Pod]:
+        """``app``'s Pods on ``cluster`` (none when kubectl fails)."""
+        proc = subprocess.run([*self._pod_argv(cluster, app), "-o", "json"],
+                              capture_output=True, text=True, timeout=30)
+        return pods_of(proc.stdout if proc.returncode == 0 else "")
+
+    def watch_pods(self, cluster: str, app: str = "web-app") -> PodWatch:
+        return PodWatch(self._pod_argv(cluster, app))
 
     def statuses(self) -> dict[str, dict]:
         assert self.fleet is not None

@@ -11,8 +11,9 @@ the request joined (it had not started, so it serves this request too). With
 (following a run that was superseded to the one that replaced it) and reports
 the outcome: phase, revision and message, never a run that began before the
 request. A run that ended ``Progressing`` while its workloads roll out is
-followed further, through the unit's status, until its health follow-up settles
-it ``Ready`` or ``Degraded`` (or a newer run's outcome replaces it).
+followed further, through the unit's status, until a health follow-up (its own,
+or that of a later run at the same revision) settles it ``Ready`` or
+``Degraded``, or a newer revision's outcome replaces it.
 """
 
 from __future__ import annotations
@@ -94,10 +95,10 @@ class Client:
             if found["phase"] != Phase.PROGRESSING.value or not record.get("unit"):
                 return found
             status = redis.hgetall(keys.status(record["unit"]))
-            if status.get("run_id") != run_id:
-                return found                    # a newer outcome replaced its follow-up
+            if status.get("run_id") != run_id and status.get("revision") != found["revision"]:
+                return found                    # a newer revision's outcome replaced it
             if status.get("phase") == Phase.PROGRESSING.value:
-                return None                     # the rollout goes on: its follow-up looks
+                return None                     # the rollout goes on: a follow-up looks
             return {**found, "phase": status.get("phase", Phase.UNKNOWN.value),
                     "message": status.get("message", "")}
         return None

@@ -53,7 +53,8 @@ def test_cli_sync_wait_prints_each_cluster(stack):
                             text=True, timeout=60)
     rows = json.loads(status.stdout)
     assert {r["cluster"] for r in rows} == {"dev-1", "dev-2"}
-    assert set(rows[0]) == {"app", "cluster", "phase", "revision", "message", "last_synced_at"}
+    assert set(rows[0]) == {"app", "cluster", "phase", "revision", "message", "last_synced_at",
+                            "age_s", "stale"}
 
 
 def test_cli_sync_of_unknown_app_fails_clearly(stack):

@@ -118,7 +118,7 @@ def test_defaults_and_file_order(validate: Validate) -> None:
     assert list(fleet.applications) == ["web", "api"]
     web, dev = fleet.applications["web"], fleet.clusters["dev"]
     assert (web.prune, web.wait, web.timeout, web.suspend, web.adopt, web.allow_remote_bases) == (
-        True, False, 120.0, False, False, False)
+        True, True, 120.0, False, False, False)
     assert web.namespace is None and web.depends_on == ()
     assert (dev.kubeconfig, dev.context, dev.interval, dev.vars) == (None, None, 60.0, {})
     assert fleet.sources["gitops"].interval == 60.0 and fleet.sources["gitops"].auth == Auth()

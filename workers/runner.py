@@ -480,7 +480,11 @@ def _finish(ctx: Context, call: Call, owner: str, outcome: Outcome, started: flo
 
 
 def _interval(ctx: Context, call: Call) -> float:
-    cluster = ctx.fleet().clusters.get(call.cluster)
+    """The unit's reconcile interval, for staleness; 0 when the spec cannot tell."""
+    try:
+        cluster = ctx.fleet().clusters.get(call.cluster)
+    except FleetsyncError:          # an outcome is recorded even without a readable spec
+        return 0.0
     return cluster.interval if cluster else 0.0
 
 
