@@ -38,6 +38,10 @@ class Settings:
     metrics_port: int | None = None          # workers expose Prometheus metrics here
     metrics_dir: str | None = None           # prometheus multiprocess directory
     flower_url: str | None = None            # Flower as operators open it: the CLI links tasks there
+    metrics_addr: str = "127.0.0.1"          # where workers' metrics listen (0.0.0.0 in a Pod)
+    cache_key_file: str | None = None        # workers' key for render entries (AEAD); see render_cache
+    allow_local_sources: bool = False        # local paths and file:// sources (demo, tests)
+    sops_age_key_file: str | None = None     # age identities that decrypt SOPS files at render
 
     @property
     def visibility_timeout(self) -> float:
@@ -65,6 +69,10 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         metrics_port=int(port) if port else None,
         metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         flower_url=env.get("FLEETSYNC_FLOWER_URL", "").rstrip("/") or None,
+        metrics_addr=env.get("FLEETSYNC_METRICS_ADDR") or "127.0.0.1",
+        cache_key_file=env.get("FLEETSYNC_CACHE_KEY_FILE") or None,
+        allow_local_sources=env.get("FLEETSYNC_ALLOW_LOCAL_SOURCES", "") in ("1", "true", "yes"),
+        sops_age_key_file=env.get("FLEETSYNC_SOPS_AGE_KEY_FILE") or None,
     )
 
 
