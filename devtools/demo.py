@@ -5,10 +5,14 @@ development: controllers, scheduler and kwok Nodes, so Pods run), writes the
 tutorial's repository into a local Git repository, writes a fleet spec for it,
 starts two workers, beat and Flower, and then walks the tutorial's steps, each
 checked against the live clusters (with ``kubectl``, as a user would:
-Deployments and their Pods) and timed: initial sync, drift
-corrected, an image update rolled out Pod by Pod, a broken image that leaves
-production Degraded until ``git revert``, a rollback, and prune. Everything it
-started is stopped at the end (or on Ctrl-C with ``--keep``).
+Deployments and their Pods) and timed: initial sync, drift corrected, an image
+update rolled out Pod by Pod, a broken image that leaves production Degraded
+until ``git revert``, a rollback, and prune. Everything it started is stopped at
+the end (or on Ctrl-C with ``--keep``).
+
+The Git source is polled every ``fetch_interval`` (2 s) while beat reconciles
+each cluster every ``interval`` (5 s): the short poll stands in for the webhook
+that would announce a push to a real forge, and keeps the walk under a minute.
 """
 
 from __future__ import annotations
