@@ -20,6 +20,18 @@ class Auth:
 
 
 @dataclass(frozen=True)
+class Verify:
+    """Whose commit signatures a source's revisions must carry.
+
+    ``kind`` is ``ssh`` (``file`` is an allowed-signers file, as ``ssh-keygen -Y``
+    reads it) or ``gpg`` (``file`` holds the trusted public keys, armored or not).
+    """
+
+    kind: str
+    file: str
+
+
+@dataclass(frozen=True)
 class Source:
     name: str
     url: str
@@ -27,6 +39,10 @@ class Source:
     ref: str
     interval: float          # seconds
     auth: Auth = Auth()
+    insecure: bool = False                 # plain http:// allowed (never with credentials)
+    known_hosts: str | None = None         # ssh: the known_hosts file that pins the host key
+    ssh_host_key_policy: str = "strict"    # or "accept-new": learn an unknown host's key once
+    verify: Verify | None = None           # every revision must be signed by a trusted key
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ def test_drifted_field_is_configured_with_its_path():
 def test_drift_in_a_named_list_item_names_the_item():
     want = stamp(deployment("web", "web", image="nginx:2"), APP)
     live = live_of(deployment("web", "web", image="nginx:1"))
-    assert drift(want, live) == [
+    assert drift(want, live, values=True) == [
         "spec.template.spec.containers[web].image: nginx:1 -> nginx:2"]
 
 
@@ -94,7 +94,7 @@ def test_drift_by_index_and_missing_fields():
             "spec": {"ports": [{"port": 80}, {"port": 443}], "type": "ClusterIP"}}
     live = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
             "spec": {"ports": [{"port": 81, "protocol": "TCP"}]}}
-    assert drift(want, live) == ["spec.ports[0].port: 81 -> 80",
+    assert drift(want, live, values=True) == ["spec.ports[0].port: 81 -> 80",
                                  'spec.ports[1]: <absent> -> {"port": 443}',
                                  "spec.type: <absent> -> ClusterIP"]
 
@@ -102,7 +102,7 @@ def test_drift_by_index_and_missing_fields():
 def test_scalar_lists_compare_whole_and_extra_map_items_are_drift():
     want = {"kind": "X", "spec": {"args": ["a", "b"], "rules": [{"x": 1}]}}
     live = {"kind": "X", "spec": {"args": ["a"], "rules": [{"x": 1}, {"x": 2}]}}
-    assert drift(want, live) == ['spec.args: ["a"] -> ["a", "b"]',
+    assert drift(want, live, values=True) == ['spec.args: ["a"] -> ["a", "b"]',
                                  "spec.rules: 2 items -> 1 items"]
 
 
@@ -114,7 +114,7 @@ def test_quantities_compare_by_value_only_in_resource_maps():
                                   "data": {"v": "1"}}}
     live = {"kind": "X", "spec": {"resources": {"requests": {"cpu": "1", "memory": "1024Mi"}},
                                   "data": {"v": 1}}}
-    assert drift(want, live) == ['spec.data.v: 1 -> "1"']
+    assert drift(want, live, values=True) == ['spec.data.v: 1 -> "1"']
 
 
 def test_null_and_empty_desired_fields_and_server_metadata_are_not_drift():
@@ -123,7 +123,7 @@ def test_null_and_empty_desired_fields_and_server_metadata_are_not_drift():
             "data": {}, "status": {"phase": "x"}}
     live = {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "c", "creationTimestamp": "2025-01-01T00:00:00Z"}}
-    assert drift(want, live) == []
+    assert drift(want, live, values=True) == []
 
 
 def test_secret_string_data_compares_as_data_and_values_are_never_shown():
@@ -133,7 +133,7 @@ def test_secret_string_data_compares_as_data_and_values_are_never_shown():
             "data": {"password": "aHVudGVyMg=="}}
     other = {**same, "data": {"password": "b3RoZXI="}}
     assert drift(want, same) == []
-    assert drift(want, other) == ["data.password: (secret value changed)"]
+    assert drift(want, other, values=True) == ["data.password: (secret value changed)"]
 
 
 def test_unlabelled_live_object_is_a_conflict_unless_adopted():
@@ -146,7 +146,8 @@ def test_unlabelled_live_object_is_a_conflict_unless_adopted():
     assert error is not None and "ConfigMap/web/c" in str(error)
     assert "adopt" in str(error)
 
-    adopted = plan([want], {ref_of(want): live}, [], app=APP, prune=True, adopt=True)
+    adopted = plan([want], {ref_of(want): live}, [], app=APP, prune=True, adopt=True,
+                   values=True)
     (change,) = adopted.entries
     assert (change.action, change.reason) == ("configured", "adopted")
     assert change.drift == (f"metadata.labels.{APP_LABEL}: <absent> -> {APP}",)
@@ -156,7 +157,8 @@ def test_unlabelled_live_object_is_a_conflict_unless_adopted():
 def test_object_of_another_application_is_a_conflict_even_with_adopt():
     want = stamp(configmap("c", "web"), APP)
     live = live_of(configmap("c", "web"), owner="billing")
-    changes = plan([want], {ref_of(want): live}, [], app=APP, prune=True, adopt=True)
+    changes = plan([want], {ref_of(want): live}, [], app=APP, prune=True, adopt=True,
+                   values=True)
     (change,) = changes.entries
     assert change.conflict and "billing" in change.reason
     assert "billing" in str(ownership_error(changes, app=APP))
@@ -221,7 +223,7 @@ def test_format_diff_shows_every_kind_of_change():
     live_cur = live_of(cur, data={"v": "1"})
     changes = plan([new, cur], {ref_of(new): None, ref_of(cur): live_cur,
                                 ref_of(old): live_of(old)},
-                   refs(cur, old), app=APP, prune=True, adopt=False)
+                   refs(cur, old), app=APP, prune=True, adopt=False, values=True)
     assert format_diff(changes).splitlines() == [
         "~ ConfigMap/web/cur", "    data.v: 1 -> 2", "+ ConfigMap/web/new",
         "- ConfigMap/web/old (prune)"]
@@ -232,3 +234,20 @@ def test_counts_cover_every_action(prune):
     changes = plan([], {}, [], app=APP, prune=prune, adopt=False)
     assert changes.counts() == dict.fromkeys(
         ["created", "configured", "replaced", "unchanged", "pruned", "skipped"], 0)
+
+
+def test_without_values_only_harmless_values_are_shown():
+    want = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w"},
+            "spec": {"replicas": 3, "paused": False, "template": {"spec": {"containers": [
+                {"name": "web", "image": "nginx:1.27", "env": [
+                    {"name": "DB_PASSWORD", "value": "s3cret-in-git"}]}]}}}}
+    live = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w"},
+            "spec": {"replicas": 5, "paused": True, "template": {"spec": {"containers": [
+                {"name": "web", "image": "nginx:1.25", "env": [
+                    {"name": "DB_PASSWORD", "value": "changed-by-hand"}]}]}}}}
+    lines = drift(want, live)
+    assert lines == [
+        "spec.replicas: 5 -> 3", "spec.paused: true -> false",
+        "spec.template.spec.containers[web].image: nginx:1.25 -> nginx:1.27",
+        "spec.template.spec.containers[web].env[DB_PASSWORD].value: changed"]
+    assert "s3cret" not in " ".join(lines) and "by-hand" not in " ".join(lines)

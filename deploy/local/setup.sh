@@ -19,6 +19,8 @@ command -v openssl >/dev/null || need_pkgs+=(openssl)
 $for_tests && ! command -v docker-compose >/dev/null && need_pkgs+=(docker-compose)
 # the browser tests drive Debian's chromium with Playwright (it cannot download its own here)
 $for_tests && ! command -v chromium >/dev/null && need_pkgs+=(chromium)
+# the Git transport tests run a real sshd on loopback
+$for_tests && [ ! -x /usr/sbin/sshd ] && need_pkgs+=(openssh-server)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing system packages: ${need_pkgs[*]}"

@@ -53,4 +53,4 @@ def diff_unit(kube: Kube, app: Application, objects: list[dict],
     if own_namespace:
         seen = namespaces.leave_foreign(seen, ref_of(own_namespace), app.name)
     return plan(seen.desired.values(), seen.live, seen.inventory.refs, app=app.name,
-                prune=app.prune, adopt=app.adopt)
+                prune=app.prune, adopt=app.adopt, values=True)

@@ -9,7 +9,13 @@ Lists of maps are matched by their ``name`` key when every item has one
 (containers, env, volumes), else by index. Quantities under resource maps
 compare by value (``cpu: 0.5`` is live ``500m``), and a Secret's ``stringData``
 is compared as the base64 ``data`` the server stores. Each difference is one
-line, ``spec.replicas: 5 -> 3`` (live -> desired); Secret values are never shown.
+line, ``spec.replicas: 5 -> 3`` (live -> desired).
+
+Values stay in the cluster: lines go to results, history and logs, so by
+default a value is shown only when it cannot carry a secret: numbers, booleans,
+absent, and container images; any other string is ``path: changed``. With
+``values=True`` (``fleetsync diff``, run by someone who can read the cluster)
+every value is shown except a Secret's, which never is.
 """
 
 from __future__ import annotations
@@ -47,13 +53,35 @@ def parse_quantity(value: Any) -> Decimal | None:
         return None
 
 
-def drift(desired: dict, live: dict) -> list[str]:
+def drift(desired: dict, live: dict, *, values: bool = False) -> list[str]:
     """Every ``path: live -> desired`` line where ``live`` differs from what ``desired`` sets."""
     secret = desired.get("kind") == "Secret" and desired.get("apiVersion") == "v1"
     want = comparable(desired)
     lines: list[str] = []
-    _compare(want, live, "", lines, secret)
+    _compare(want, live, "", lines, _Show(secret, values))
     return lines
+
+
+class _Show:
+    """How a line shows values: a Secret's never, others all or only the harmless ones."""
+
+    def __init__(self, secret: bool, values: bool) -> None:
+        self.secret, self.values = secret, values
+
+    def line(self, path: str, have: Any, want: Any) -> str:
+        if self.secret and path.split(".")[0] in ("data", "stringData"):
+            return f"{path}: (secret value changed)"
+        if not self.values and not (_harmless(have) and _harmless(want)
+                                    or path.rsplit(".", 1)[-1] == "image"):
+            return f"{path}: changed"
+        # quote strings when the other side is not one, so "1" -> 1 does not read as 1 -> 1
+        quote = have is not None and isinstance(have, str) != isinstance(want, str)
+        return f"{path}: {_show(have, quote)} -> {_show(want, quote)}"
+
+
+def _harmless(value: Any) -> bool:
+    """A value that cannot carry a secret: a number, a boolean, nothing."""
+    return value is None or isinstance(value, (bool, int, float))
 
 
 def comparable(desired: dict) -> dict:
@@ -70,40 +98,40 @@ def comparable(desired: dict) -> dict:
     return out
 
 
-def _compare(want: Any, have: Any, path: str, lines: list[str], secret: bool) -> None:
+def _compare(want: Any, have: Any, path: str, lines: list[str], show: _Show) -> None:
     if want is None or _empty(want) and have in (None, {}, []):
         return
     if isinstance(want, dict):
-        _compare_maps(want, have, path, lines, secret)
+        _compare_maps(want, have, path, lines, show)
     elif isinstance(want, list):
-        _compare_lists(want, have, path, lines, secret)
+        _compare_lists(want, have, path, lines, show)
     elif not _same_scalar(want, have, path):
-        lines.append(_line(path, have, want, secret))
+        lines.append(show.line(path, have, want))
 
 
-def _compare_maps(want: dict, have: Any, path: str, lines: list[str], secret: bool) -> None:
+def _compare_maps(want: dict, have: Any, path: str, lines: list[str], show: _Show) -> None:
     if not isinstance(have, dict):
-        lines.append(_line(path, have, want, secret))
+        lines.append(show.line(path, have, want))
         return
     for key, value in want.items():
-        _compare(value, have.get(key), _join(path, key), lines, secret)
+        _compare(value, have.get(key), _join(path, key), lines, show)
 
 
-def _compare_lists(want: list, have: Any, path: str, lines: list[str], secret: bool) -> None:
+def _compare_lists(want: list, have: Any, path: str, lines: list[str], show: _Show) -> None:
     if not isinstance(have, list):
-        lines.append(_line(path, have, want, secret))
+        lines.append(show.line(path, have, want))
         return
     if _keyed(want) and _keyed(have):
         by_name = {item["name"]: item for item in have}
         for item in want:
-            _compare(item, by_name.get(item["name"]), f"{path}[{item['name']}]", lines, secret)
+            _compare(item, by_name.get(item["name"]), f"{path}[{item['name']}]", lines, show)
         return
     if len(want) != len(have) and not all(isinstance(i, dict) for i in want + have):
-        lines.append(_line(path, have, want, secret))
+        lines.append(show.line(path, have, want))
         return
     for index, item in enumerate(want):
         _compare(item, have[index] if index < len(have) else None, f"{path}[{index}]", lines,
-                 secret)
+                 show)
     if len(have) > len(want):
         lines.append(f"{path}: {len(have)} items -> {len(want)} items")
 
@@ -141,14 +169,6 @@ def _is_quantity_path(path: str) -> bool:
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
-
-
-def _line(path: str, have: Any, want: Any, secret: bool) -> str:
-    if secret and path.split(".")[0] in ("data", "stringData"):
-        return f"{path}: (secret value changed)"
-    # quote strings when the other side is not one, so "1" -> 1 does not read as 1 -> 1
-    quote = have is not None and isinstance(have, str) != isinstance(want, str)
-    return f"{path}: {_show(have, quote)} -> {_show(want, quote)}"
 
 
 def _show(value: Any, quote: bool = False, limit: int = 60) -> str:

@@ -90,10 +90,13 @@ class ChangeSet:
 
 
 def plan(desired: Iterable[dict], live: Mapping[ObjectRef, dict | None],
-         inventory: Iterable[ObjectRef], *, app: str, prune: bool, adopt: bool) -> ChangeSet:
-    """Decide create/configure/unchanged/skip for desired objects, prune/skip for the rest."""
+         inventory: Iterable[ObjectRef], *, app: str, prune: bool, adopt: bool,
+         values: bool = False) -> ChangeSet:
+    """Decide create/configure/unchanged/skip for desired objects, prune/skip for the rest.
+    Drift lines carry values only with ``values`` (``fleetsync diff``); else see
+    ``drift.drift``: results, history and logs never hold a value that could be secret."""
     wanted = {ref_of(obj): obj for obj in desired}
-    entries = [decide(wanted[ref], live.get(ref), app=app, adopt=adopt)
+    entries = [decide(wanted[ref], live.get(ref), app=app, adopt=adopt, values=values)
                for ref in apply_order(wanted)]
     gone = [ref for ref in prune_order(set(inventory)) if ref not in wanted]
     leftovers = [decide_leftover(ref, live.get(ref), app=app, prune=prune) for ref in gone]
@@ -101,7 +104,8 @@ def plan(desired: Iterable[dict], live: Mapping[ObjectRef, dict | None],
     return ChangeSet(tuple(entries + leftovers), kept)
 
 
-def decide(desired: dict, live: dict | None, *, app: str, adopt: bool) -> Change:
+def decide(desired: dict, live: dict | None, *, app: str, adopt: bool,
+           values: bool = False) -> Change:
     """The decision for one desired object."""
     ref = ref_of(desired)
     if live is None:
@@ -113,7 +117,7 @@ def decide(desired: dict, live: dict | None, *, app: str, adopt: bool) -> Change
     if owner is None and not adopt:
         return Change(ref, SKIPPED, "exists and was not applied by fleetsync (set adopt: true "
                                     "to take it over)", conflict=True)
-    fields = tuple(drift(desired, live))
+    fields = tuple(drift(desired, live, values=values))
     if owner is None:
         return Change(ref, CONFIGURED, "adopted", fields)
     if fields:
