@@ -46,6 +46,9 @@ apply_objects = Counter(
 lock_wait = Histogram(
     "fleetsync_lock_wait_seconds", "Time from a sync request being queued to its unit's lock.",
     buckets=_BUCKETS)
+refused = Counter(
+    "fleetsync_refused_total", "Render entries and tasks refused as changed or forged, by what.",
+    ["what"])
 task_failures = Counter(
     "fleetsync_task_failures_total", "Failed task runs, by stage and reason.", ["stage", "reason"])
 

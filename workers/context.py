@@ -22,7 +22,9 @@ from shared.spec import Cluster, Fleet
 from shared.spec_watch import SpecWatcher
 from shared.status import StatusStore
 from workers.gitsource import SourceCache
+from workers import sealing
 from workers.render_cache import RenderCache
+from workers.sealing import Sealer
 
 MAX_CLIENTS = 256          # Kubernetes clients kept per process (least recently used go)
 
@@ -58,8 +60,13 @@ class Context:
         return SourceCache(self.settings.cache_dir / "git")
 
     @cached_property
+    def sealer(self) -> Sealer:
+        """This worker's key: render entries sealed, internal tasks signed."""
+        return sealing.load(self.settings.cache_key_file, self.settings.cache_dir)
+
+    @cached_property
     def cache(self) -> RenderCache:
-        return RenderCache(self.raw, self.settings.render_cache_ttl)
+        return RenderCache(self.raw, self.settings.render_cache_ttl, sealer=self.sealer)
 
     @cached_property
     def status(self) -> StatusStore:

@@ -169,9 +169,13 @@ def _keys(app: Application, source: str, rel: str, revision: str, raw: list[RawD
     where = f"{source}:{rel}"
     if raw is None:       # a key of its own kind: it must never equal a final key
         return render_key(revision, f"raw:{where}", {}, renderer, None)
+    return render_key(revision, where, _used(raw, variables), renderer, app.namespace)
+
+
+def _used(raw: list[RawDoc], variables: Mapping[str, str]) -> dict[str, str]:
+    """The variables the documents refer to, with their values on this cluster."""
     names = set().union(*(referenced(doc.text) for doc in raw))
-    used = {name: variables[name] for name in sorted(names) if name in variables}
-    return render_key(revision, where, used, renderer, app.namespace)
+    return {name: variables[name] for name in sorted(names) if name in variables}
 
 
 def _raw(app: Application, root: Path, rel: str, cache: RenderCache | None,
@@ -187,8 +191,10 @@ def _raw(app: Application, root: Path, rel: str, cache: RenderCache | None,
 
 
 def _final(raw: list[RawDoc], variables: Mapping[str, str], namespace: str | None,
-           cache: RenderCache | None, key: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """The cheap step, stored under the final key for the apply stage (its warnings beside)."""
+           cache: RenderCache | None, key: str,
+           meta: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The cheap step, stored under the final key for the apply stage (its warnings beside),
+    with ``meta``: what it was rendered for, checked again before it is applied."""
     objects = cache.get(key) if cache is not None else None
     if objects is not None and cache is not None:
         return objects, [row["warning"] for row in cache.get(key + WARNINGS) or []]
@@ -196,8 +202,32 @@ def _final(raw: list[RawDoc], variables: Mapping[str, str], namespace: str | Non
     if cache is not None:
         if warnings:      # first: a reader that finds the objects finds their warnings
             cache.put(key + WARNINGS, [{"warning": w} for w in warnings])
-        cache.put(key, objects)
+        cache.put(key, objects, meta)
     return objects, warnings
+
+
+def entry_meta(app: Application, cluster: Cluster, source: str, revision: str,
+               used: Mapping[str, str]) -> dict[str, Any]:
+    """What a final render entry was rendered for: the inputs of its key, in the clear
+    inside the sealed entry. Units with equal inputs share an entry (their renders
+    are equal), so it names no unit: ``mismatch`` checks it against one."""
+    return {"revision": revision, "source": source,
+            "path": app_path(app, cluster.variables()), "namespace": app.namespace,
+            "renderer": _renderer(app), "vars": dict(used)}
+
+
+def mismatch(meta: Mapping[str, Any], app: Application, cluster: Cluster,
+             revision: str) -> str:
+    """Why a render entry is not a render of ``app`` on ``cluster`` at ``revision``, or ""."""
+    variables = cluster.variables()
+    want = entry_meta(app, cluster, app.source, revision, {})
+    for field in ("revision", "source", "path", "namespace", "renderer"):
+        if meta.get(field) != want[field]:
+            return f"it was rendered for {field} {meta.get(field)!r}, not {want[field]!r}"
+    used = meta.get("vars")
+    if not isinstance(used, dict) or any(variables.get(k) != v for k, v in used.items()):
+        return "it was rendered with other values of the cluster's variables"
+    return ""
 
 
 def render_unit(app: Application, cluster: Cluster, tree: Path, cache: RenderCache | None,
@@ -214,7 +244,8 @@ def render_unit(app: Application, cluster: Cluster, tree: Path, cache: RenderCac
         rel = display(root, resolve_inside(root, app_path(app, variables)))
         raw, hit = _raw(app, root, rel, cache, _keys(app, source, rel, revision, None, variables))
         key = _keys(app, source, rel, revision, raw, variables)
-        objects, warnings = _final(raw, variables, app.namespace, cache, key)
+        objects, warnings = _final(raw, variables, app.namespace, cache, key, entry_meta(
+            app, cluster, source, revision, _used(raw, variables)))
     return Rendered(objects, key, hit, tuple(warnings))
 
 

@@ -3,7 +3,11 @@
 Keys are sha256 digests of everything a render depends on (revision, path,
 variables, renderer version, namespace), so an entry never needs invalidating:
 a new revision is a new key, and old keys age out with their TTL. Values are
-zstd-compressed JSON: manifests compress about tenfold.
+zstd-compressed JSON (manifests compress about tenfold), with what the entry was
+rendered for (``meta``: revision, path, namespace, the variables it used), sealed
+with the workers' key (``workers/sealing.py``): a Secret is never readable in
+Redis, and an entry changed there, or moved under another key, does not open. It
+is then a miss, logged and counted, and the render runs again.
 
 When a fleet of workers asks for the same render at once (a new revision lands
 on 100 clusters), ``get_or_render`` lets one of them build it under a short
@@ -31,9 +35,13 @@ from typing import Any, Callable, Mapping
 import redis
 import zstandard
 
-from shared import keys
+from shared import keys, metrics
 from shared.errors import RenderError, TransientError
 from shared.locks import Leases
+from shared.logs import get_logger
+from workers.sealing import Sealer, Tampered
+
+log = get_logger("fleetsync.render_cache")
 
 PREFIX = keys.RENDER_PREFIX
 Objects = list[dict[str, Any]]
@@ -51,11 +59,11 @@ def render_key(revision: str, path: str, variables: Mapping[str, str], renderer_
     })).hexdigest()
 
 
-def compress(objects: Objects) -> bytes:
-    return zstandard.ZstdCompressor(level=3).compress(canonical_json(objects))
+def compress(value: Any) -> bytes:
+    return zstandard.ZstdCompressor(level=3).compress(canonical_json(value))
 
 
-def decompress(blob: bytes) -> Objects:
+def decompress(blob: bytes) -> Any:
     return json.loads(zstandard.ZstdDecompressor().decompress(blob))
 
 
@@ -64,8 +72,12 @@ class RenderCache:
 
     def __init__(self, redis_client: "redis.Redis", ttl_seconds: float, *,
                  lock_seconds: float = 120.0, wait_seconds: float = 90.0,
-                 poll_seconds: float = 0.05, error_ttl_seconds: float = 60.0) -> None:
+                 poll_seconds: float = 0.05, error_ttl_seconds: float = 60.0,
+                 sealer: Sealer | None = None) -> None:
+        """``sealer`` is the workers' key (always, in workers); without one entries are
+        stored in the clear, which only tests of the cache's mechanics do."""
         self.redis = redis_client
+        self.sealer = sealer
         self.ttl_ms = max(1, int(ttl_seconds * 1000))
         self.lock_ms = max(1, int(lock_seconds * 1000))
         self.wait_seconds = wait_seconds
@@ -81,32 +93,59 @@ class RenderCache:
 
     def get(self, key: str) -> Objects | None:
         """The objects stored under ``key``, or None (absent, expired or unreadable)."""
-        blob = self._call("get", lambda: self.redis.get(PREFIX + key))
-        if blob is None:
+        entry = self.get_entry(key)
+        return None if entry is None else entry[0]
+
+    def get_entry(self, key: str) -> tuple[Any, dict[str, Any]] | None:
+        """``(value, meta)`` stored under ``key``, or None (absent, expired, damaged, or
+        not sealed by a key of this worker: then it is logged and counted)."""
+        plain = self._read(PREFIX + key)
+        if plain is None:
             return None
         try:
-            return decompress(blob)
+            entry = decompress(plain)
         except (zstandard.ZstdError, ValueError):
             return None  # a damaged entry is a miss; the put after the render replaces it
+        if not isinstance(entry, dict) or "o" not in entry:
+            return None
+        return entry["o"], entry.get("m") or {}
 
     def exists(self, key: str) -> bool:
         return bool(self._call("exists", lambda: self.redis.exists(PREFIX + key)))
 
-    def put(self, key: str, objects: Objects) -> None:
-        blob = compress(objects)
+    def put(self, key: str, objects: Any, meta: dict[str, Any] | None = None) -> None:
+        blob = self._seal(PREFIX + key, compress({"m": meta or {}, "o": objects}))
         self._call("put", lambda: self.redis.set(PREFIX + key, blob, px=self.ttl_ms))
 
     def failure(self, key: str) -> RenderError | None:
         """The RenderError remembered for ``key``, if any."""
-        raw = self._call("get", lambda: self.redis.get(PREFIX + key + ":error"))
+        raw = self._read(PREFIX + key + ":error")
         if raw is None:
             return None
-        saved = json.loads(raw)
+        try:
+            saved = json.loads(raw)
+        except ValueError:
+            return None
         return RenderError(saved["message"], obj=saved.get("obj"))
 
     def remember_failure(self, key: str, exc: RenderError) -> None:
-        value = canonical_json({"message": exc.message, "obj": exc.obj})
+        value = self._seal(PREFIX + key + ":error",
+                           canonical_json({"message": exc.message, "obj": exc.obj}))
         self._call("put", lambda: self.redis.set(PREFIX + key + ":error", value, px=self.error_ttl_ms))
+
+    def _seal(self, name: str, plain: bytes) -> bytes:
+        return plain if self.sealer is None else self.sealer.seal(plain, name.encode())
+
+    def _read(self, name: str) -> bytes | None:
+        blob = self._call("get", lambda: self.redis.get(name))
+        if blob is None or self.sealer is None:
+            return blob
+        try:
+            return self.sealer.open(blob, name.encode())
+        except Tampered as exc:
+            log.error("render cache entry refused", key=name, why=str(exc))
+            metrics.refused.labels("render_entry").inc()
+            return None
 
     def _lookup(self, key: str) -> Objects | None:
         error = self.failure(key)
