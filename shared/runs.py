@@ -231,12 +231,15 @@ class Runs:
         return Begun(step, tokens[0] if tokens else 0, float(values[0] or 0), values[1])
 
     def retry(self, unit: str, run_id: str, owner: str, *, countdown: float,
-              status: UnitStatus | None = None) -> Step:
+              status: UnitStatus | None = None, revision: str = "") -> Step:
+        """Queue the run again; with ``revision``, it serves that revision from now on."""
         def writes(step: Step, ops: Ops) -> None:
             if step.verdict == Verdict.RETRY:
                 self._run_fields(ops, run_id, state=RunState.RETRYING,
                                  next_try_at=repr(time.time() + countdown),
                                  summary=status.message if status else "")
+                if revision:
+                    self._run_fields(ops, run_id, revision=revision)
                 ops.add("PEXPIRE", keys.queued(unit),
                         int(countdown * 1000) + self.timing.queued_ms)
                 if status is not None:

@@ -218,7 +218,7 @@ def _apply_started(ctx: Context, call: Call, app: Application, cluster: Cluster,
     if call.requested_at:
         metrics.lock_wait.observe(max(0.0, started - call.requested_at))
     if begun.revision and begun.revision != call.revision:     # a newer request joined it
-        return _back_to_render(ctx, replace(call, revision=begun.revision), owner)
+        return _back_to_render(ctx, replace(call, revision=begun.revision), owner, moved=True)
     probing = False
     if begun.cluster_next_try:
         down = ctx.clusters.down(cluster.name)
@@ -227,9 +227,13 @@ def _apply_started(ctx: Context, call: Call, app: Application, cluster: Cluster,
             return _wait(ctx, call, owner, down.message(),
                          max(1.0, down.next_at - time.time()) + 0.5, bounded=False)
         probing = down is not None
-    objects = ctx.cache.get(call.render_key) if call.render_key else None
-    if objects is None:              # expired, or Redis was flushed: render again
+    entry = ctx.cache.get_entry(call.render_key) if call.render_key else None
+    if entry is None:                # expired, flushed, or refused as tampered: render again
         return _back_to_render(ctx, call, owner)
+    objects, meta = entry
+    refused = _refuse_render(ctx, call, app, cluster, meta)
+    if refused is not None:
+        return _back_to_render(ctx, replace(call, revision=refused), owner, moved=True)
     lost = threading.Event()
     with ctx.runs.renewing(call.unit, owner, on_lost=lost.set):
         try:
@@ -418,8 +422,31 @@ def _wait_for_dependencies(ctx: Context, call: Call, waiting: list[str]) -> Next
                                       "waited": call.waited + DEPENDENCY_POLL})
 
 
-def _back_to_render(ctx: Context, call: Call, owner: str) -> Next:
-    step = ctx.runs.retry(call.unit, call.run_id, owner, countdown=0)
+def _refuse_render(ctx: Context, call: Call, app: Application, cluster: Cluster,
+                   meta: dict[str, Any]) -> str | None:
+    """The revision to render again at when this render entry may not be applied: it is
+    not a render of this unit at this revision, or the source is at a newer revision
+    already (an old render replayed, or a commit that landed since). Recorded in the
+    unit's history, logged and counted; None when it may be applied."""
+    why = stages.render_mismatch(meta, app, cluster, call.revision)
+    desired = stages.recorded_revision(ctx, app.source) or call.revision
+    if not why and desired == call.revision:
+        return None
+    what = "render_binding" if why else "old_render"
+    why = why or f"the source is at {desired[:12]} now"
+    message = f"render entry of revision {call.revision[:12]} refused: {why}; rendering again"
+    log.warning("render entry refused", why=why, render_key=call.render_key)
+    metrics.refused.labels(what).inc()
+    ctx.status.add_history(call.app, call.cluster, {
+        "revision": call.revision, "trigger": call.trigger, "result": "Refused",
+        "message": message, "started_at": now_iso(), "finished_at": now_iso(),
+        "run_id": call.run_id, "task_id": call.task_id, "changes": {}})
+    return desired
+
+
+def _back_to_render(ctx: Context, call: Call, owner: str, moved: bool = False) -> Next:
+    step = ctx.runs.retry(call.unit, call.run_id, owner, countdown=0,
+                          revision=call.revision if moved else "")
     if step.verdict != Verdict.RETRY:
         return Next(_dropped(call, step.verdict, step.other), tuple(_resend(ctx, step.send)))
     return Next({"run_id": call.run_id, "unit": call.unit, "summary": "render again"},

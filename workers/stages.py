@@ -125,6 +125,20 @@ def _checkout(ctx: Context, source: Source, revision: str) -> Path:
 
 # --- apply ---------------------------------------------------------------------
 
+def render_mismatch(meta: dict[str, Any], app: Application, cluster: Cluster,
+                    revision: str) -> str:
+    """Why a render entry is not ``app`` on ``cluster`` at ``revision``, or ""."""
+    from workers.render import mismatch
+
+    return mismatch(meta, app, cluster, revision)
+
+
+def recorded_revision(ctx: Context, source_name: str) -> str:
+    """The source's revision as last fetched, fleet-wide ("" when never)."""
+    known = ctx.status.source_revision(source_name)
+    return known[0] if known else ""
+
+
 def waiting_for(ctx: Context, fleet: Fleet, app: Application, cluster: Cluster) -> list[str]:
     """The dependencies of ``app`` on ``cluster`` that are not Ready yet."""
     return [dep for dep in app.depends_on

@@ -3,7 +3,10 @@
 The names and arguments are the public contract of ``shared/tasks_api.py``.
 A stage (``workers/runner.py``) decides; the task only sends what the stage
 asks for, retries with the countdown it gives, and raises the error that ended
-a run so that Flower shows it failed. A Redis or broker blip anywhere is
+a run so that Flower shows it failed. The internal stages (render, apply,
+check_health) are signed by the worker that sends them (``workers/sealing.py``)
+and refused unsigned: through Flower's API or the broker only ``fleetsync.sync``
+and beat's tasks can be started from outside the workers. A Redis or broker blip anywhere is
 retried with backoff; anything unexpected still ends the run it belonged to.
 """
 
@@ -16,7 +19,7 @@ from typing import Any, Callable
 
 from celery.exceptions import Retry
 
-from shared import tasks_api
+from shared import metrics, tasks_api
 from shared.celery_app import send as send_task
 from shared.errors import PermanentError, TransientError
 from shared.logs import get_logger
@@ -26,6 +29,7 @@ from shared.settings import from_env
 from workers import runner, stages
 from workers.app import app as celery
 from workers.context import Context
+from workers.sealing import SIGNATURE
 
 log = get_logger("fleetsync.tasks")
 MAX_TRANSIENT_RETRIES = 10
@@ -40,14 +44,42 @@ def context() -> Context:
     return Context.connect(from_env())
 
 
+INTERNAL = (tasks_api.RENDER, tasks_api.APPLY, tasks_api.CHECK_HEALTH)
+
+
+def _signed(name: str, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with the workers' signature when ``name`` is an internal stage."""
+    if name not in INTERNAL:
+        return kwargs
+    body = {k: v for k, v in kwargs.items() if k != SIGNATURE}
+    return {**body, SIGNATURE: context().sealer.sign(name, args, body)}
+
+
+def _send(send: runner.Send) -> None:
+    options = {"countdown": send.countdown} if send.countdown else {}
+    send_task(celery, send.name, send.args, _signed(send.name, send.args, send.kwargs),
+              **options)
+
+
+def _refused(task: Any, args: list[Any], kwargs: dict[str, Any]) -> dict | None:
+    """A result when this internal task was not sent by a worker (no valid signature):
+    it does nothing, not even end the run it names; it is logged and counted."""
+    why = context().sealer.verify(task.name, args, kwargs)
+    if not why:
+        return None
+    log.error("task refused", task=task.name, why=why, task_args=[str(a)[:80] for a in args])
+    metrics.refused.labels(task.name).inc()
+    return {"refused": why}
+
+
 def _carry_out(task: Any, nxt: runner.Next) -> dict:
     for send in nxt.send:
-        options = {"countdown": send.countdown} if send.countdown else {}
-        send_task(celery, send.name, send.args, send.kwargs, **options)
+        _send(send)
     if nxt.retry_in is not None:
         # the stage bounds its own attempts; a wait (dependency, cluster down) is not one
-        raise task.retry(countdown=nxt.retry_in,
-                         kwargs={**(task.request.kwargs or {}), **nxt.retry_kwargs})
+        args = list(task.request.args or [])
+        kwargs = {**(task.request.kwargs or {}), **nxt.retry_kwargs}
+        raise task.retry(countdown=nxt.retry_in, kwargs=_signed(task.name, args, kwargs))
     if nxt.error is not None:
         raise nxt.error
     return nxt.result
@@ -133,7 +165,7 @@ def _request(ctx: Context, app_name: str, cluster: str, trigger: str, *,
     except PermanentError as exc:
         return tasks_api.request_result(app_name, cluster, "", joined=False, error=str(exc))
     for send in sends:
-        send_task(celery, send.name, send.args, send.kwargs)
+        _send(send)
     return result
 
 
@@ -150,12 +182,16 @@ def _call(task: Any, name: str, args: list[Any], kw: dict[str, Any]) -> runner.C
 
 @celery.task(name=tasks_api.RENDER, bind=True, ignore_result=True, max_retries=None)
 def render(self: Any, app: str, cluster: str, revision: str, **kw: Any) -> dict:
-    return _stage(self, runner.render, _call(self, tasks_api.RENDER, [app, cluster, revision], kw))
+    args = [app, cluster, revision]
+    return _refused(self, args, kw) or _stage(self, runner.render,
+                                              _call(self, tasks_api.RENDER, args, kw))
 
 
 @celery.task(name=tasks_api.APPLY, bind=True, ignore_result=True, max_retries=None)
 def apply(self: Any, app: str, cluster: str, render_key: str, **kw: Any) -> dict:
-    return _stage(self, runner.apply, _call(self, tasks_api.APPLY, [app, cluster, render_key], kw))
+    args = [app, cluster, render_key]
+    return _refused(self, args, kw) or _stage(self, runner.apply,
+                                              _call(self, tasks_api.APPLY, args, kw))
 
 
 @celery.task(name=tasks_api.CHECK_HEALTH, bind=True, ignore_result=True,
@@ -163,5 +199,8 @@ def apply(self: Any, app: str, cluster: str, render_key: str, **kw: Any) -> dict
           max_retries=MAX_TRANSIENT_RETRIES)
 def check_health(self: Any, app: str, cluster: str, run_id: str, **kw: Any) -> dict:
     """A run's health follow-up: cheap reads, no lock, then settle or look again later."""
+    refused = _refused(self, [app, cluster, run_id], kw)
+    if refused:
+        return refused
     call = runner.health_call_of([app, cluster, run_id], kw, self.request.id or "")
     return _carry_out(self, runner.check_health(context(), call))
