@@ -157,6 +157,7 @@ class Bench:
         return {**os.environ, "FLEETSYNC_REDIS_URL": self.fleet.redis_url,
                 "FLEETSYNC_FLEET": str(self.root / "fleet.yaml"),
                 "FLEETSYNC_CACHE_DIR": str(self.root / "cache"), "FLEETSYNC_LOG_LEVEL": "WARNING",
+                "FLEETSYNC_ALLOW_LOCAL_SOURCES": "true",
                 "PYTHONPATH": str(ROOT)}
 
     def spawn(self, name: str, *argv: str) -> subprocess.Popen:

@@ -87,7 +87,7 @@ def run(fetches: int, commit_every: int) -> None:
         head = upstream.commit()
         source = Source(name="bench", url=upstream.bare.as_uri(), ref_kind="branch", ref="main",
                         interval=60.0, auth=Auth())
-        cache = SourceCache(root / "cache", timeout=60)
+        cache = SourceCache(root / "cache", timeout=60, allow_local=True)
         new_revisions, last = 0, ""
         started = time.monotonic()
         print(f"{'fetches':>8} {'rss_kib':>8} {'open_fds':>8} {'children':>8} {'new_revs':>8} "

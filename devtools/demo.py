@@ -118,6 +118,7 @@ class Demo:
         return {**os.environ, "FLEETSYNC_REDIS_URL": self.fleet.redis_url,
                 "FLEETSYNC_FLEET": str(self.spec),
                 "FLEETSYNC_CACHE_DIR": str(self.state_dir / "cache"),
+                "FLEETSYNC_ALLOW_LOCAL_SOURCES": "true",     # the tutorial repository is on disk
                 "PROMETHEUS_MULTIPROC_DIR": str(self._metrics_dir())}
 
     def _metrics_dir(self) -> Path:

@@ -29,6 +29,7 @@ from shared.errors import SpecError
 from shared.refnames import ref_name_problem
 from shared.semver import parse_range
 from shared.spec import Application, Auth, Cluster, Directory, Fleet, Selector, Source
+from shared.spec_source import SOURCE_KEYS, read_security
 from shared.spec_yaml import Map, Report
 
 MAX_BYTES = 1024 * 1024
@@ -45,7 +46,7 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 _TOP_KEYS = ("sources", "clusters", "applications")
 _REF_KINDS = ("branch", "tag", "semver", "commit")
-_SOURCE_KEYS = ("name", "url", *_REF_KINDS, "interval", "auth")
+_SOURCE_KEYS = ("name", "url", *_REF_KINDS, "interval", "auth", *SOURCE_KEYS)
 _AUTH_KEYS = ("sshKeyFile", "usernameEnv", "passwordEnv")
 _CLUSTER_KEYS = ("name", "kubeconfig", "context", "labels", "vars", "interval")
 _SELECTOR_KEYS = ("names", "matchLabels")
@@ -220,7 +221,8 @@ def _source(node: Node, field: str, report: Report) -> Built[Source] | None:
     ref_kind, ref = _ref(m, report)
     interval = m.read("interval", _duration, report, 60.0)
     auth = m.read("auth", _auth, report, Auth())
-    return (Source(name, url, ref_kind, ref, interval, auth), m) if name else None
+    security = read_security(m, url, auth, report)
+    return (Source(name, url, ref_kind, ref, interval, auth, **security), m) if name else None
 
 
 def _ref(m: Map, report: Report) -> tuple[str, str]:

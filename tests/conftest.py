@@ -22,6 +22,8 @@ from devtools.binaries import BinaryError, find_binaries
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# The tests' Git sources are repositories on disk: workers (and this process) may read them.
+os.environ["FLEETSYNC_ALLOW_LOCAL_SOURCES"] = "true"
 
 
 def need(what: str, why: str) -> None:

@@ -2,17 +2,22 @@
 
 ``GitHttpServer(project_root, username, password)`` serves every bare repository
 below ``project_root`` through ``git http-backend`` (run as a CGI per request)
-behind a ``http.server`` that demands Basic auth. Use it as a context manager;
-``url(name)`` gives ``http://127.0.0.1:<port>/<name>``. ``fail_status`` makes
-every request fail with that status (e.g. 503) and ``hang`` makes requests
-stall until the server stops, for transient-error and timeout tests.
+behind a ``http.server`` that demands Basic auth (``username=None``: no auth).
+Use it as a context manager; ``url(name)`` gives ``http://127.0.0.1:<port>/<name>``.
+``tls=True`` serves HTTPS with a self-signed certificate for 127.0.0.1 made with
+``openssl`` (``ca_file`` is what ``GIT_SSL_CAINFO`` must name): credentials are
+only ever sent over HTTPS. ``fail_status`` makes every request fail with that
+status (e.g. 503) and ``hang`` makes requests stall until the server stops, for
+transient-error and timeout tests.
 """
 
 from __future__ import annotations
 
 import base64
 import hmac
+import ssl
 import subprocess
+import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,10 +29,12 @@ BACKEND = "/usr/lib/git-core/git-http-backend"
 class GitHttpServer:
     """``git http-backend`` behind Basic auth on 127.0.0.1:<free port>."""
 
-    def __init__(self, project_root: Path | str, username: str = "fleet",
+    def __init__(self, project_root: Path | str, username: str | None = "fleet",
                  password: str = "s3cret-pw", *, fail_status: int | None = None,
-                 hang: bool = False) -> None:
+                 hang: bool = False, tls: bool = False) -> None:
         self.project_root = Path(project_root)
+        self.tls = tls
+        self._certs = tempfile.TemporaryDirectory(prefix="githttp-") if tls else None
         self.username = username
         self.password = password
         self.fail_status = fail_status
@@ -43,12 +50,20 @@ class GitHttpServer:
         return self._server.server_address[1]
 
     def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{name}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/{name}"
+
+    @property
+    def ca_file(self) -> str:
+        assert self._certs is not None, "not a TLS server"
+        return str(Path(self._certs.name) / "cert.pem")
 
     def __enter__(self) -> "GitHttpServer":
         handler = type("Handler", (_Handler,), {"owner": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
+        if self._certs is not None:
+            self._server.socket = self._tls_context().wrap_socket(self._server.socket,
+                                                                  server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -60,8 +75,23 @@ class GitHttpServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
+        if self._certs is not None:
+            self._certs.cleanup()
+
+    def _tls_context(self) -> ssl.SSLContext:
+        key = Path(self.ca_file).with_name("key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", str(key), "-out", self.ca_file],
+                       check=True, capture_output=True, timeout=30)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.ca_file, str(key))
+        return context
 
     def authorized(self, header: str | None) -> bool:
+        if self.username is None:
+            return True
         expected = "Basic " + base64.b64encode(
             f"{self.username}:{self.password}".encode()).decode()
         return header is not None and hmac.compare_digest(header.encode(), expected.encode())
@@ -111,7 +141,7 @@ class _Handler(BaseHTTPRequestHandler):
             "GIT_PROJECT_ROOT": str(self.owner.project_root), "GIT_HTTP_EXPORT_ALL": "1",
             "PATH_INFO": parts.path, "QUERY_STRING": parts.query,
             "REQUEST_METHOD": self.command, "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-            "CONTENT_LENGTH": str(len(body)), "REMOTE_USER": self.owner.username,
+            "CONTENT_LENGTH": str(len(body)), "REMOTE_USER": self.owner.username or "",
             "REMOTE_ADDR": self.client_address[0], "GATEWAY_INTERFACE": "CGI/1.1",
             "SERVER_PROTOCOL": "HTTP/1.1", "PATH": "/usr/bin:/bin",
             "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),

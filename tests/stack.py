@@ -125,7 +125,7 @@ class Stack:
     def env(self, **extra: str) -> dict[str, str]:
         return {**os.environ, "FLEETSYNC_REDIS_URL": self.redis_url,
                 "FLEETSYNC_FLEET": str(self.spec), "FLEETSYNC_CACHE_DIR": str(self.tmp / "cache"),
-                "FLEETSYNC_LOCK_TTL": "6", "PYTHONPATH": str(ROOT),
+                "FLEETSYNC_LOCK_TTL": "6", "PYTHONPATH": str(ROOT), "FLEETSYNC_ALLOW_LOCAL_SOURCES": "true",
                 "FLEETSYNC_FLOWER_DB": str(self.tmp / "flower.db"), **self.env_extra, **extra}
 
     def _spawn(self, name: str, argv: list[str], **env: str) -> subprocess.Popen:

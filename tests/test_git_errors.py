@@ -91,11 +91,12 @@ def test_credentials_never_appear_in_git_reasons(repo: GitRepo, tmp_path: Path) 
     served = tmp_path / "served"
     served.mkdir()
     git("clone", "-q", "--bare", repo.bare_url(), str(served / "platform.git"))
-    env = {"GIT_USER": "fleet", "GIT_PW": "wrong-horse-battery", "PATH": os.environ["PATH"]}
     auth = Auth(username_env="GIT_USER", password_env="GIT_PW")
-    with GitHttpServer(served) as server:
+    with GitHttpServer(served, tls=True) as server:
+        env = {"GIT_USER": "fleet", "GIT_PW": "wrong-horse-battery", "PATH": os.environ["PATH"],
+               "GIT_SSL_CAINFO": server.ca_file}
         cache = SourceCache(tmp_path / "cache", timeout=20, environ=env)
-        url = server.url("platform.git").replace("http://", "http://fleet@")
+        url = server.url("platform.git").replace("https://", "https://fleet@")
         with pytest.raises(SourceError, match=r"authentication refused by .* \(git: ") as caught:
             cache.fetch(src(url, "branch", "nope", auth=auth))
     text = f"{caught.value} {caught.value!r} {caught.value.__cause__}"
@@ -107,8 +108,9 @@ def test_transient_errors_quote_git_too(repo: GitRepo, tmp_path: Path) -> None:
     served = tmp_path / "served"
     served.mkdir()
     git("clone", "-q", "--bare", repo.bare_url(), str(served / "platform.git"))
-    cache = SourceCache(tmp_path / "cache", timeout=20, environ={"PATH": os.environ["PATH"]})
-    with GitHttpServer(served, fail_status=503) as server:
+    with GitHttpServer(served, fail_status=503, tls=True) as server:
+        cache = SourceCache(tmp_path / "cache", timeout=20,
+                            environ={"PATH": os.environ["PATH"], "GIT_SSL_CAINFO": server.ca_file})
         with pytest.raises(TransientError, match=r"fetching .* failed \(git: .*503"):
             cache.fetch(src(server.url("platform.git")))
 

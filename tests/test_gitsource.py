@@ -1,4 +1,4 @@
-"""The fetch stage's Git sources against real repositories: file:// and smart HTTP on loopback."""
+"""The fetch stage's Git sources against real repositories: file:// and smart HTTPS on loopback."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import stat
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -233,9 +234,14 @@ def http_source(url: str, password_env: str = "GIT_PW") -> Source:
     return src(url, auth=Auth(username_env="GIT_USER", password_env=password_env))
 
 
+def tls_env(server: GitHttpServer, **extra: str) -> dict[str, str]:
+    """A worker environment that trusts the server's self-signed certificate."""
+    return {"PATH": os.environ["PATH"], "GIT_SSL_CAINFO": server.ca_file, **extra}
+
+
 def test_http_basic_auth_from_environment(http_repo: GitRepo, tmp_path: Path) -> None:
-    env = {"GIT_USER": "fleet", "GIT_PW": "s3cret-pw", "PATH": os.environ["PATH"]}
-    with GitHttpServer(tmp_path / "served") as server:
+    with GitHttpServer(tmp_path / "served", tls=True) as server:
+        env = tls_env(server, GIT_USER="fleet", GIT_PW="s3cret-pw")
         cache = SourceCache(tmp_path / "cache", timeout=20, environ=env)
         assert cache.fetch(http_source(server.url("platform.git"))) == http_repo.head()
     statuses = [status for _, _, status in server.requests]
@@ -244,8 +250,8 @@ def test_http_basic_auth_from_environment(http_repo: GitRepo, tmp_path: Path) ->
 
 
 def test_http_wrong_password_is_refused_quickly(http_repo: GitRepo, tmp_path: Path) -> None:
-    env = {"GIT_USER": "fleet", "GIT_PW": "wrong-horse-battery", "PATH": os.environ["PATH"]}
-    with GitHttpServer(tmp_path / "served") as server:
+    with GitHttpServer(tmp_path / "served", tls=True) as server:
+        env = tls_env(server, GIT_USER="fleet", GIT_PW="wrong-horse-battery")
         cache = SourceCache(tmp_path / "cache", timeout=20, environ=env)
         started = time.monotonic()
         with pytest.raises(SourceError, match="authentication refused") as caught:
@@ -256,8 +262,8 @@ def test_http_wrong_password_is_refused_quickly(http_repo: GitRepo, tmp_path: Pa
 
 
 def test_http_without_credentials_is_refused(http_repo: GitRepo, tmp_path: Path) -> None:
-    with GitHttpServer(tmp_path / "served") as server:
-        cache = SourceCache(tmp_path / "cache", timeout=20, environ={"PATH": os.environ["PATH"]})
+    with GitHttpServer(tmp_path / "served", tls=True) as server:
+        cache = SourceCache(tmp_path / "cache", timeout=20, environ=tls_env(server))
         with pytest.raises(SourceError, match="authentication refused"):
             cache.fetch(src(server.url("platform.git")))
 
@@ -265,14 +271,14 @@ def test_http_without_credentials_is_refused(http_repo: GitRepo, tmp_path: Path)
 def test_missing_password_variable_is_named(tmp_path: Path) -> None:
     cache = SourceCache(tmp_path / "cache", environ={"GIT_USER": "fleet"})
     with pytest.raises(SourceError, match=r"environment variable GIT_PW \(auth.passwordEnv\)"):
-        cache.fetch(http_source("http://127.0.0.1:9/x.git"))
+        cache.fetch(http_source("https://127.0.0.1:9/x.git"))
 
 
 def test_server_errors_and_refused_connections_are_transient(http_repo: GitRepo,
                                                              tmp_path: Path) -> None:
-    env = {"GIT_USER": "fleet", "GIT_PW": "s3cret-pw", "PATH": os.environ["PATH"]}
-    cache = SourceCache(tmp_path / "cache", timeout=20, environ=env)
-    with GitHttpServer(tmp_path / "served", fail_status=503) as server:
+    with GitHttpServer(tmp_path / "served", fail_status=503, tls=True) as server:
+        env = tls_env(server, GIT_USER="fleet", GIT_PW="s3cret-pw")
+        cache = SourceCache(tmp_path / "cache", timeout=20, environ=env)
         with pytest.raises(TransientError, match="503"):
             cache.fetch(http_source(server.url("platform.git")))
     closed = server.url("platform.git")                     # nobody listens there any more
@@ -282,8 +288,8 @@ def test_server_errors_and_refused_connections_are_transient(http_repo: GitRepo,
 
 def test_a_hanging_server_times_out_without_leaking(http_repo: GitRepo, tmp_path: Path) -> None:
     before = {line.split()[0] for line in children()}
-    cache = SourceCache(tmp_path / "cache", timeout=1, environ={"PATH": os.environ["PATH"]})
-    with GitHttpServer(tmp_path / "served", hang=True) as server:
+    with GitHttpServer(tmp_path / "served", hang=True, tls=True) as server:
+        cache = SourceCache(tmp_path / "cache", timeout=1, environ=tls_env(server))
         started = time.monotonic()
         with pytest.raises(TransientError, match="timed out after 1s"):
             cache.fetch(src(server.url("platform.git")))
@@ -302,13 +308,21 @@ def test_git_environment_holds_credentials_only_by_reference(tmp_path: Path) -> 
     key.write_text("not really a key\n")
     source = src("https://git.example.com/org/x.git",
                  auth=Auth(ssh_key_file=str(key), username_env="U", password_env="P"))
-    genv = gitcli.git_environment(source, {"U": "bob", "P": "hunter2", "GIT_DIR": "/elsewhere"})
-    assert genv.env["GIT_SSH_COMMAND"].startswith(f"ssh -i {key} -o IdentitiesOnly=yes")
-    assert "StrictHostKeyChecking=accept-new" in genv.env["GIT_SSH_COMMAND"]
+    genv = gitcli.git_environment(source, {"U": "bob", "P": "hunter2", "GIT_DIR": "/elsewhere",
+                                           "GIT_SSL_NO_VERIFY": "1", "GIT_SSH_COMMAND": "evil"})
+    assert "GIT_SSH_COMMAND" not in genv.env         # an https source runs no ssh at all
     assert genv.env["GIT_TERMINAL_PROMPT"] == "0" and "GIT_DIR" not in genv.env
+    assert "GIT_SSL_NO_VERIFY" not in genv.env
+    assert genv.env["GIT_CONFIG_NOSYSTEM"] == "1" and genv.env["GIT_CONFIG_GLOBAL"] == "/dev/null"
     config = [v for k, v in genv.env.items() if k.startswith("GIT_CONFIG_")]
     assert not any("hunter2" in v for v in config)
     assert "credential.https://git.example.com.helper" in genv.env.values()
     assert genv.redact("https://bob:hunter2@h/x failed hunter2") == "https://h/x failed ***"
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    ssh = replace(src("ssh://git@h/x", auth=Auth(ssh_key_file=str(key))), known_hosts=str(known))
+    command = gitcli.git_environment(ssh, {}).env["GIT_SSH_COMMAND"]
+    assert f"-i {key} -o IdentitiesOnly=yes" in command and "-F /dev/null" in command
+    assert "StrictHostKeyChecking=yes" in command and f'UserKnownHostsFile="{known}"' in command
     with pytest.raises(SourceError, match="ssh key file .* is not readable"):
-        gitcli.git_environment(src("ssh://git@h/x", auth=Auth(ssh_key_file="/nonexistent")), {})
+        gitcli.git_environment(replace(ssh, auth=Auth(ssh_key_file="/nonexistent")), {})

@@ -4,10 +4,13 @@
 decides *how*: every call goes through ``run_git``, which gives git a child
 environment built by ``git_environment`` (credentials read from the named
 environment variables at call time and handed over only through that
-environment, never argv, URL or logs), a timeout that kills the whole process
-group, and an English locale so that ``fetch_error`` can map git's stderr onto
-``SourceError`` (permanent: missing ref, auth refused, no such repository) or
-``TransientError`` (network, 5xx, timeouts: Celery retries). Every message
+environment, never argv, URL or logs; no system or global git configuration;
+only the transports ``workers.gittransport`` allows), a timeout that kills the
+whole process group, a guard that kills that group when the worker dies, and
+an English locale so that ``fetch_error`` can map git's stderr onto
+``SourceError`` (permanent: missing ref, auth refused, no such repository, a
+refused ssh host key) or ``TransientError`` (network, 5xx, timeouts: Celery
+retries). Every message
 keeps git's own reason, trimmed to its last useful lines, as ``(git: ...)``, and
 is scrubbed of URL userinfo and of the secret values themselves.
 
@@ -22,30 +25,34 @@ per git command does what the fetch stage needs.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
-import shlex
 import signal
 import subprocess
+import sys
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from shared.errors import FleetsyncError, SourceError, TransientError
+from shared.git_urls import scrub_url, transport
 from shared.spec import Source
+from workers.gittransport import check_transport, protocol_config, ssh_command
 
 DEFAULT_TIMEOUT = 120.0
 
-# Variables that would point git at another repository or inject configuration.
-_DROPPED_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
-                "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_NAMESPACE",
-                "GIT_CONFIG_PARAMETERS", "GIT_ASKPASS", "SSH_ASKPASS")
+# Of the worker's GIT_* variables only these reach git: the others would point it at
+# another repository, inject configuration or ssh commands, turn TLS checks off
+# (GIT_SSL_NO_VERIFY) or trace requests, credentials included, into files.
+_KEPT_GIT_ENV = ("GIT_SSL_CAINFO", "GIT_SSL_CAPATH")
+_DROPPED_ENV = ("SSH_ASKPASS",)
 _USER_VAR = "FLEETSYNC_GIT_USERNAME"
 _PASSWORD_VAR = "FLEETSYNC_GIT_PASSWORD"
 # A credential helper in shell: it reads the secrets from its own environment.
 _HELPER = ('!f() { test "$1" = get || return 0; '
            f'printf "username=%s\\npassword=%s\\n" "${_USER_VAR}" "${_PASSWORD_VAR}"; }}; f')
-_USERINFO_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
 
 _AUTH_PATTERNS = ("authentication failed", "returned error: 401", "returned error: 403",
                   "permission denied (", "could not read username", "could not read password",
@@ -81,11 +88,6 @@ class GitTimeout(GitFailed):
     """A git command ran longer than its timeout and was killed with its children."""
 
 
-def scrub_url(url: str) -> str:
-    """``https://user:pw@host/x`` -> ``https://host/x``; other URLs are returned unchanged."""
-    return _USERINFO_RE.sub(r"\g<scheme>", url)
-
-
 def redact(text: str, secrets: Sequence[str] = ()) -> str:
     """Remove URL userinfo and every secret value from ``text``."""
     text = scrub_url(text)
@@ -105,26 +107,43 @@ def check_url(source: Source) -> None:
 
 
 def plain_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """``environ`` made safe for git: no inherited repository or config, never a prompt."""
+    """``environ`` made safe for git: no inherited repository, config or ssh, never a prompt.
+
+    No system or global configuration file is read (``GIT_CONFIG_NOSYSTEM``,
+    ``GIT_CONFIG_GLOBAL=/dev/null``): everything git is told comes from here.
+    """
     env = {k: v for k, v in environ.items()
-           if k not in _DROPPED_ENV and not k.startswith("GIT_CONFIG_")}
-    env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="", LC_ALL="C", LANGUAGE="C")
+           if k not in _DROPPED_ENV and (not k.startswith("GIT_") or k in _KEPT_GIT_ENV)}
+    env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="", LC_ALL="C", LANGUAGE="C",
+               GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL="/dev/null")
     return env
 
 
-def local_environment(environ: Mapping[str, str]) -> GitEnv:
-    """For commands that only read a local repository: no credentials at all."""
-    return GitEnv(_with_config(plain_environment(environ), []))
+def local_environment(environ: Mapping[str, str],
+                      config: Sequence[tuple[str, str]] = ()) -> GitEnv:
+    """For commands that only read a local repository: no credentials, no transport at all.
+
+    ``config`` adds settings of the caller's (the signature checks' ``gpg.*``)."""
+    return GitEnv(_with_config(plain_environment(environ),
+                               [("protocol.allow", "never"), *config]))
 
 
-def git_environment(source: Source, environ: Mapping[str, str]) -> GitEnv:
-    """The environment for git calls on behalf of ``source``; SourceError if a credential is missing."""
+def git_environment(source: Source, environ: Mapping[str, str], *, allow_local: bool = False,
+                    learned_hosts: Path | None = None) -> GitEnv:
+    """The environment for git calls on behalf of ``source``.
+
+    SourceError when the transport is refused (see ``workers.gittransport``) or a
+    credential is missing. ``allow_local`` is ``FLEETSYNC_ALLOW_LOCAL_SOURCES``;
+    ``learned_hosts`` is where ``sshHostKeyPolicy: accept-new`` keeps host keys.
+    """
+    found = check_transport(source, allow_local=allow_local)
     env = plain_environment(environ)
-    config: list[tuple[str, str]] = []
+    config = protocol_config(found, allow_local=allow_local, insecure=source.insecure)
     secrets: tuple[str, ...] = ()
     auth = source.auth
-    if auth.ssh_key_file:
-        env["GIT_SSH_COMMAND"] = _ssh_command(source, auth.ssh_key_file)
+    if found.kind == "ssh":
+        env["GIT_SSH_COMMAND"] = ssh_command(source, learned_hosts)
+        env["GIT_SSH_VARIANT"] = "ssh"
     if auth.password_env:
         username = _read_var(source, environ, auth.username_env, "usernameEnv") \
             if auth.username_env else "git"
@@ -162,17 +181,10 @@ def _read_var(source: Source, environ: Mapping[str, str], name: str, field_name:
     return value
 
 
-def _ssh_command(source: Source, key_file: str) -> str:
-    if not os.access(key_file, os.R_OK):
-        raise SourceError(f"source {source.name}: ssh key file {key_file} is not readable")
-    return (f"ssh -i {shlex.quote(key_file)} -o IdentitiesOnly=yes "
-            "-o StrictHostKeyChecking=accept-new -o BatchMode=yes")
-
-
 def _credential_scope(url: str) -> str | None:
-    """``scheme://host:port`` of an HTTP(S) URL: credentials answer for that origin only."""
+    """``https://host:port`` of an HTTPS URL: credentials answer for that origin only."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme != "https" or not parts.hostname:
         return None
     host = parts.netloc.rsplit("@", 1)[-1]
     return urlunsplit((parts.scheme, host, "", "", ""))
@@ -192,11 +204,14 @@ def run_git_said(args: Sequence[str], genv: GitEnv, *, timeout: float = DEFAULT_
     because shallow roots are not allowed to be updated``): that is the reason the
     caller gives when the ref is then missing. git runs in its own session so that
     a timeout can kill its helpers (remote-http, ssh, upload-pack) too, and it is
-    always waited for.
+    always waited for. It also dies with the worker (``_dies_with_parent``): a
+    worker killed with SIGKILL leaves no git behind, nor any of git's helpers.
     """
     command = next((a for a in args if not a.startswith("-") and "=" not in a), "git")
+    arm = _dies_with_parent()
+    argv = [*_GUARD, *args] if arm else ["git", *args]
     try:
-        proc = subprocess.Popen(["git", *args], env=genv.env, start_new_session=True,
+        proc = subprocess.Popen(argv, env=genv.env, start_new_session=True, preexec_fn=arm,
                                 stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except OSError as exc:
@@ -218,6 +233,42 @@ def run_git_said(args: Sequence[str], genv: GitEnv, *, timeout: float = DEFAULT_
     return out.decode(errors="replace"), stderr
 
 
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()          # looked up once: the child after fork only calls it
+_PR_SET_PDEATHSIG = 1
+# git's helpers (remote-https, ssh) are its children: a signal to git alone would leave
+# them waiting on the network. This shell is the session leader; told that the worker
+# died (SIGTERM from the kernel), it kills the whole session, git and helpers alike.
+# (A background job's stdin would be /dev/null: it is passed on through descriptor 3.)
+_GUARD = ("sh", "-c", 'trap "kill -KILL 0" TERM; exec 3<&0; git "$@" <&3 3<&- & wait $!', "git")
+
+
+def _dies_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel signal git's guard when the worker dies (Linux).
+
+    The signal follows the *thread* that started git; ``run_git`` always waits for
+    git in that thread, so it fires only when the worker itself is gone. A worker
+    that died between fork and exec is caught by comparing the parent's pid.
+    Elsewhere git only gets its own session (killed on timeout), as before.
+    """
+    if _PRCTL is None:
+        return None
+    prctl, parent = _PRCTL, os.getpid()
+
+    def arm() -> None:
+        if prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0 or os.getppid() != parent:
+            os._exit(127)
+    return arm
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -235,14 +286,30 @@ def fetch_error(source: Source, failed: GitFailed) -> FleetsyncError:
         return TransientError(f"{where}: fetching {url}: git {failed.command} {failed.stderr}")
     if any(p in lowered for p in _AUTH_PATTERNS):
         return SourceError(f"{where}: authentication refused by {url}{said}")
-    if "host key verification failed" in lowered:
-        return SourceError(f"{where}: ssh host key verification failed for {url}{said}")
+    if "host key verification failed" in lowered or "host identification has changed" in lowered:
+        return host_key_error(source, failed.stderr)
     if _NOT_FOUND_RE.search(failed.stderr):
         return SourceError(f"{where}: repository not found at {url}{said}")
     if "couldn't find remote ref" in lowered:
         return missing_ref_error(source, failed.stderr)
     # Connection refused, DNS, resets, 5xx, 429, early EOF: the network may recover.
     return TransientError(f"{where}: fetching {url} failed{said}")
+
+
+def host_key_error(source: Source, stderr: str) -> SourceError:
+    """A refused ssh host key, naming the source, the host and the file it was checked against."""
+    found = transport(source.url)
+    host = f"{found.host or '?'}{f':{found.port}' if found.port else ''}"
+    pinned = f"knownHosts {source.known_hosts}" if source.known_hosts else "the keys learned so far"
+    lowered = stderr.lower()
+    if "has changed" in lowered or "host identification has changed" in lowered:
+        what = (f"the ssh host key of {host} has changed: it does not match {pinned}; if the "
+                "server's key was replaced on purpose, put its new key in knownHosts")
+    else:
+        what = f"the ssh host key of {host} is not in {pinned}"
+    said = git_said("\n".join(ln for ln in stderr.splitlines()     # not ssh's advice to delete it
+                               if re.search(r"host key (for|is known)|^SHA256:", ln.strip(), re.I)))
+    return SourceError(f"source {source.name}: {what}{said}")
 
 
 def missing_ref_error(source: Source, stderr: str = "") -> SourceError:

@@ -11,9 +11,10 @@ a second call for the same SHA is a single ``stat``. ``revision_info`` gives
 the author, date and subject for history entries.
 
 All git work goes through ``workers.gitcli`` (credentials, timeouts, error
-mapping); this module raises only ``SourceError`` and ``TransientError``. What
-git said while fetching travels on to the resolve step, so that a ref git
-refused without failing (a shallow source) is reported with git's reason.
+mapping, the transports a source may use: ``workers.gittransport``); this
+module raises only ``SourceError`` and ``TransientError``. What git said while
+fetching travels on to the resolve step, so that a ref git refused without
+failing (a shallow source) is reported with git's reason.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from shared.errors import SourceError, TransientError
+from shared.settings import from_env
 from shared.spec import Source
 from workers.gitcli import (DEFAULT_TIMEOUT, GitEnv, GitFailed, GitTimeout, check_url,
                             fetch_error, git_environment, git_said, local_environment,
@@ -48,18 +50,25 @@ class SourceCache:
     """Bare mirrors and read-only checkouts of Git sources, below one root directory."""
 
     def __init__(self, root: str | os.PathLike[str], *, timeout: float = DEFAULT_TIMEOUT,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None,
+                 allow_local: bool | None = None) -> None:
+        """``allow_local``: local paths and ``file://`` sources may be fetched
+        (``Settings.allow_local_sources``); None reads it from ``environ`` as the
+        settings do (FLEETSYNC_ALLOW_LOCAL_SOURCES)."""
         self.root = Path(root)
         self.timeout = timeout
         self._environ = os.environ if environ is None else environ
+        self.allow_local = (from_env(self._environ).allow_local_sources
+                            if allow_local is None else allow_local)
 
     # -- public API ---------------------------------------------------------
 
     def fetch(self, source: Source) -> str:
         """Update the source's mirror and return the full commit SHA its ref points at now."""
         _check_source(source)
-        genv = git_environment(source, self._environ)
         mirror = self.mirror_path(source)
+        genv = git_environment(source, self._environ, allow_local=self.allow_local,
+                               learned_hosts=self.root / "known_hosts" / mirror.stem)
         asked_at = time.time()
         with _locked(mirror.with_suffix(".lock"), self.timeout * 2, source):
             self._ensure_mirror(mirror, genv)
