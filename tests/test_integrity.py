@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -158,13 +159,31 @@ def test_a_render_entry_changed_in_redis_is_refused_and_rendered_again(stack, ku
     assert "render cache entry refused" in log and "does not authenticate" in log
 
 
-def test_apply_and_render_sent_through_flower_are_refused(stack, kube_clients):
+def test_flower_sends_only_sync_and_workers_refuse_unsigned_stages(stack, kube_clients):
     from kubernetes import client
 
-    for name, third in (("fleetsync.apply", "0" * 64), ("fleetsync.render", "deadbeef")):
-        sent = http(f"{stack.flower}/api/task/async-apply/{name}",
-                    {"args": [stack.app, "dev-1", third], "kwargs": {"run_id": uuid.uuid4().hex}})
-        assert sent["task-id"]
+    from shared.celery_app import make_app, send
+    from shared.settings import Settings
+
+    for name in ("fleetsync.apply", "fleetsync.render", "fleetsync.check_health",
+                 "fleetsync.reconcile_cluster"):
+        for route in ("async-apply", "apply", "send-task"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                http(f"{stack.flower}/api/task/{route}/{name}",
+                     {"args": [stack.app, "dev-1", "0" * 64]})
+            assert refused.value.code in (404, 500), (route, name, refused.value.code)
+    flower_log = (stack.tmp / "flower.log").read_text()
+    assert "fleetsync.apply cannot be sent from here; allowed: fleetsync.ping, fleetsync.sync" \
+        in flower_log
+    # with a broker credential, past Flower: the worker refuses what it did not sign
+    celery = make_app(Settings(redis_url=stack.redis_url))
+    try:
+        send(celery, "fleetsync.apply", [stack.app, "dev-1", "0" * 64],
+             {"run_id": uuid.uuid4().hex})
+        send(celery, "fleetsync.render", [stack.app, "dev-1", "deadbeef"],
+             {"run_id": uuid.uuid4().hex})
+    finally:
+        celery.close()
     stack.wait("both refused by the worker", lambda: (stack.tmp / "w1.log").read_text().count(
         "unsigned: only workers send this task") >= 2, timeout=60)
     assert all(e["result"] != "Refused" for e in stack.history("dev-1"))   # they did nothing

@@ -187,7 +187,7 @@ def run_beat(args: argparse.Namespace) -> int:
 
 
 def run_flower(args: argparse.Namespace) -> int:
-    env = dict(os.environ)
+    env = {**os.environ, "FLEETSYNC_PROCESS": "flower"}     # its API sends a short list only
     argv = flower_argv(args, env)
     db = flower_db(env)
     if f"--db={db}" in argv:
