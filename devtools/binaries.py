@@ -11,6 +11,14 @@ cannot be ``go install``-ed because of its own ``replace`` directives, so a tiny
 wrapper module pins every ``k8s.io/*`` staging module to its published
 ``v0.N.P`` tag and ``go build`` writes the binaries into the cache; etcd is
 built the same way. kwok has no such replaces: ``go install`` builds it.
+
+``sops`` (SOPS-encrypted manifests, decrypted at render) and ``age-keygen``
+(age identities for the tests and for operators trying SOPS locally) are
+``go install``-ed the same way, from the pinned sops and the ``filippo.io/age``
+version that sops itself requires. ``sops`` is taken from ``$FLEETSYNC_SOPS_BIN``
+(the executable) when set, else ``PATH``, else the cache; ``age-keygen`` from
+``PATH``, else the cache. Workers do not look in this cache: they use
+``$FLEETSYNC_SOPS_BIN`` or ``PATH`` (see ``workers/sops.py``).
 """
 
 from __future__ import annotations
@@ -29,8 +37,11 @@ from typing import Callable
 KUBERNETES_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.7.3"
 KWOK_VERSION = "v0.8.0"
+SOPS_VERSION = "v3.13.3"
+AGE_VERSION = "v1.3.1"      # the filippo.io/age that sops SOPS_VERSION requires
 
 CONTROL_PLANE = ("kube-apiserver", "etcd")
+SOPS_TOOLS = ("sops", "age-keygen")
 WORKLOADS = ("kube-controller-manager", "kube-scheduler", "kwok")
 KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
@@ -274,19 +285,79 @@ def build_etcd(dest: Path, progress: Progress = print, version: str = ETCD_VERSI
 def build_kwok(dest: Path, progress: Progress = print, version: str = KWOK_VERSION) -> None:
     """``go install sigs.k8s.io/kwok/cmd/kwok@version`` into a scratch GOBIN, then ``dest``."""
     progress(f"Building kwok {version} from the Go module proxy (about 3 minutes on 2 cores)")
-    gobin = cache_root() / "build" / f"kwok-{version}"
+    _go_install("kwok", f"sigs.k8s.io/kwok/cmd/kwok@{version}", dest, progress)
+
+
+def _go_install(name: str, package: str, dest: Path, progress: Progress) -> None:
+    """``go install package`` (``path@version``) into a scratch GOBIN, then ``dest``."""
+    gobin = cache_root() / "build" / package.rpartition("/")[2].replace("@", "-")
     gobin.mkdir(parents=True, exist_ok=True)
     env = _go_env(GOBIN=str(gobin))
     env.pop("GOFLAGS")    # `go install pkg@version` builds outside any module
 
     def build(tmp: Path) -> None:
         _with_heartbeat(lambda: _run(
-            ["go", "install", "-trimpath", "-ldflags", "-s -w",
-             f"sigs.k8s.io/kwok/cmd/kwok@{version}"], gobin, progress, "kwok", env),
-            progress, "kwok")
-        (gobin / "kwok").rename(tmp)
+            ["go", "install", "-trimpath", "-ldflags", "-s -w", package], gobin, progress, name, env),
+            progress, name)
+        (gobin / name).rename(tmp)
 
     _build_into(dest, build)
+
+
+# --- sops and age-keygen ---------------------------------------------------------
+
+def sops_dir(version: str = SOPS_VERSION) -> Path:
+    """Where sops ``version`` and the age-keygen it goes with are cached."""
+    return cache_root() / "k8s" / f"sops-{version}" / "bin"
+
+
+def lookup_sops() -> tuple[dict[str, Path], list[str]]:
+    """(found name -> path, missing names) of ``SOPS_TOOLS``, without building.
+
+    ``$FLEETSYNC_SOPS_BIN``, when set, is the sops to use and must be executable."""
+    found: dict[str, Path] = {}
+    given = os.environ.get("FLEETSYNC_SOPS_BIN")
+    if given:
+        if not _executable(Path(given)):
+            raise BinaryError(f"FLEETSYNC_SOPS_BIN={given} is not an executable file; point it "
+                              "at sops, or unset it to use PATH and the cache (`fleetsync dev "
+                              "build` builds sops when it is missing)")
+        found["sops"] = Path(given)
+    for name in SOPS_TOOLS:
+        on_path = shutil.which(name)
+        candidates = ([Path(on_path)] if on_path else []) + [sops_dir() / name]
+        path = found.get(name) or next((c for c in candidates if _executable(c)), None)
+        if path is not None:
+            found[name] = path
+    return found, [n for n in SOPS_TOOLS if n not in found]
+
+
+def find_sops() -> dict[str, Path] | None:
+    """sops and age-keygen without building, or None when one is missing."""
+    found, missing = lookup_sops()
+    return None if missing else found
+
+
+def ensure_sops(progress: Progress = print) -> dict[str, Path]:
+    """sops and age-keygen, building the missing ones into the cache."""
+    found, missing = lookup_sops()
+    if not missing:
+        return found
+    if shutil.which("go") is None:
+        raise BinaryError(
+            f"{' and '.join(missing)} not found (PATH, {sops_dir()}) and Go is not installed to "
+            "build them: install Go >= 1.26 (https://go.dev/doc/install) or put them on PATH")
+    progress(f"Missing: {', '.join(missing)}; building into {sops_dir()}")
+    if "sops" in missing:
+        progress(f"Building sops {SOPS_VERSION} from the Go module proxy (about 2 minutes "
+                 "on 2 cores)")
+        _go_install("sops", f"github.com/getsops/sops/v3/cmd/sops@{SOPS_VERSION}",
+                    sops_dir() / "sops", progress)
+    if "age-keygen" in missing:
+        progress(f"Building age-keygen {AGE_VERSION} from the Go module proxy")
+        _go_install("age-keygen", f"filippo.io/age/cmd/age-keygen@{AGE_VERSION}",
+                    sops_dir() / "age-keygen", progress)
+    return {**found, **{name: sops_dir() / name for name in missing}}
 
 
 def describe(found: Binaries) -> str:
@@ -294,13 +365,19 @@ def describe(found: Binaries) -> str:
                      if getattr(found, name.replace("-", "_")) is not None)
 
 
+def describe_tools(found: dict[str, Path]) -> str:
+    return "\n".join(f"{name}: {path}" for name, path in found.items())
+
+
 def main() -> int:
     try:
         found = ensure_binaries(lambda msg: print(msg, flush=True))
+        tools = ensure_sops(lambda msg: print(msg, flush=True))
     except BinaryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(describe(found))
+    print(describe_tools(tools))
     return 0
 
 
