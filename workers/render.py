@@ -22,6 +22,11 @@ tuple form. A render of zero objects is not refused here: whether that is
 allowed depends on what the unit applied before, which only the apply stage
 knows (``allowEmpty``). Every error leaving this module names the sync unit and
 the revision.
+
+SOPS files are decrypted in the expensive step (``workers.sops``): a plain
+directory's in memory as they are read, a kustomization's in a private copy of
+the checkout that kustomize builds. A file that this worker cannot decrypt
+fails the render with the file and the reason, and nothing is applied.
 """
 
 from __future__ import annotations
@@ -41,9 +46,10 @@ from workers.checkout import RawDoc, check_size, display, read_files, resolve_in
 from workers.layout import scan
 from workers.manifests import Located, ScopePredicate, is_cluster_scoped, normalize_report
 from workers.render_cache import RenderCache, render_key
+from workers.sops import Sops, decrypt_doc
 from workers.variables import referenced, substitute
 
-RENDERER = "fleetsync-render/2"   # bump when finish() or build_raw() change their output
+RENDERER = "fleetsync-render/3"   # bump when finish() or build_raw() change their output
 WARNINGS = ":warnings"            # suffix of the cache entry holding a final render's warnings
 
 log = get_logger("fleetsync.render")
@@ -83,23 +89,26 @@ def app_path(app: Application, variables: Mapping[str, str]) -> str:
 
 def build_raw(tree: Path, path: str, *, allow_remote_bases: bool = False,
               timeout: float = kustomize.DEFAULT_TIMEOUT,
-              directory: Directory = Directory()) -> list[RawDoc]:
-    """The expensive step: kustomize output, or a plain directory's files and kustomizations."""
+              directory: Directory = Directory(), sops: Sops = Sops()) -> list[RawDoc]:
+    """The expensive step: kustomize output, or a plain directory's files and kustomizations,
+    SOPS files decrypted with ``sops``."""
     root = tree.resolve()
     target = resolve_inside(root, path)
     if kustomize.kustomization_file(target) is not None:
-        return [_kustomize(root, target, allow_remote_bases, timeout)]
+        return [_kustomize(root, target, allow_remote_bases, timeout, sops)]
     layout = scan(root, target, directory)
     docs, total = read_files(layout.files)
+    docs = [decrypt_doc(doc, sops) for doc in docs]
     for where, real in layout.kustomizations:
-        built = _kustomize(root, real, allow_remote_bases, timeout)
+        built = _kustomize(root, real, allow_remote_bases, timeout, sops)
         total = check_size(len(built.text), total, where)
         docs.append(RawDoc(f"{where} (kustomize build)", built.text))
     return sorted(docs, key=lambda doc: doc.source)
 
 
-def _kustomize(root: Path, directory: Path, allow_remote: bool, timeout: float) -> RawDoc:
-    text = kustomize.build(root, directory, allow_remote=allow_remote, timeout=timeout)
+def _kustomize(root: Path, directory: Path, allow_remote: bool, timeout: float,
+               sops: Sops) -> RawDoc:
+    text = kustomize.build(root, directory, allow_remote=allow_remote, timeout=timeout, sops=sops)
     return RawDoc(f"{display(root, directory)} (kustomize build)", text)
 
 
@@ -142,13 +151,15 @@ def labelled(unit: str, revision: str) -> Iterator[None]:
 
 
 def render(app: Application, cluster: Cluster, tree: Path, *, revision: str = "",
-           source: str = "") -> list[dict[str, Any]]:
-    """The objects ``app`` wants on ``cluster`` from the checkout ``tree``, uncached."""
+           source: str = "", sops: Sops | None = None) -> list[dict[str, Any]]:
+    """The objects ``app`` wants on ``cluster`` from the checkout ``tree``, uncached.
+
+    ``sops`` None: this worker's (``Sops.from_env``)."""
     del source  # the checkout is given: the source only matters to the cache key
     variables = cluster.variables()
     with labelled(unit_of(app, cluster), revision):
         raw = build_raw(tree, app_path(app, variables), allow_remote_bases=app.allow_remote_bases,
-                        directory=app.directory)
+                        directory=app.directory, sops=sops or Sops.from_env())
         return finish(raw, variables, app.namespace)
 
 
@@ -179,11 +190,11 @@ def _used(raw: list[RawDoc], variables: Mapping[str, str]) -> dict[str, str]:
 
 
 def _raw(app: Application, root: Path, rel: str, cache: RenderCache | None,
-         key: str) -> tuple[list[RawDoc], bool]:
+         key: str, sops: Sops) -> tuple[list[RawDoc], bool]:
     """The expensive step, through the cache when there is one."""
     def build() -> list[dict[str, Any]]:
         docs = build_raw(root, rel, allow_remote_bases=app.allow_remote_bases,
-                         directory=app.directory)
+                         directory=app.directory, sops=sops)
         return [asdict(doc) for doc in docs]
 
     rows, hit = cache.get_or_render(key, build) if cache is not None else (build(), False)
@@ -231,18 +242,21 @@ def mismatch(meta: Mapping[str, Any], app: Application, cluster: Cluster,
 
 
 def render_unit(app: Application, cluster: Cluster, tree: Path, cache: RenderCache | None,
-                revision: str, source: str = "") -> Rendered:
+                revision: str, source: str = "", sops: Sops | None = None) -> Rendered:
     """The render of one unit, through ``cache`` when given, with its key and warnings.
 
     Without a cache or a revision nothing is stored (an empty revision does not
-    identify the checkout's content); the key is still computed.
+    identify the checkout's content); the key is still computed. ``sops`` None:
+    this worker's age key and sops (``Sops.from_env``).
     """
+    sops = sops or Sops.from_env()
     variables = cluster.variables()
     cache = cache if revision else None
     with labelled(unit_of(app, cluster), revision):
         root = tree.resolve()
         rel = display(root, resolve_inside(root, app_path(app, variables)))
-        raw, hit = _raw(app, root, rel, cache, _keys(app, source, rel, revision, None, variables))
+        raw, hit = _raw(app, root, rel, cache, _keys(app, source, rel, revision, None, variables),
+                        sops)
         key = _keys(app, source, rel, revision, raw, variables)
         objects, warnings = _final(raw, variables, app.namespace, cache, key, entry_meta(
             app, cluster, source, revision, _used(raw, variables)))
@@ -250,9 +264,10 @@ def render_unit(app: Application, cluster: Cluster, tree: Path, cache: RenderCac
 
 
 def render_cached(app: Application, cluster: Cluster, tree: Path, cache: RenderCache | None,
-                  revision: str, source: str = "") -> tuple[list[dict[str, Any]], str, bool]:
+                  revision: str, source: str = "", sops: Sops | None = None
+                  ) -> tuple[list[dict[str, Any]], str, bool]:
     """``(objects, key, hit)`` of ``render_unit``; its warnings go to the log."""
-    rendered = render_unit(app, cluster, tree, cache, revision, source)
+    rendered = render_unit(app, cluster, tree, cache, revision, source, sops)
     for warning in rendered.warnings:
         log.warning("render skipped a document", unit=unit_of(app, cluster), detail=warning)
     return rendered.objects, rendered.key, rendered.hit
