@@ -18,10 +18,11 @@ from shared.spec import Auth, Source
 _ENV_DROP = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY")
 
 
-def git(*args: str, cwd: Path | None = None) -> str:
-    """Run git and return its stdout; raise with stderr on failure."""
+def git(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    """Run git and return its stdout; raise with stderr on failure. ``env`` adds variables."""
+    extra = env or {}
     env = {k: v for k, v in os.environ.items() if k not in _ENV_DROP}
-    env.update(GIT_TERMINAL_PROMPT="0", LC_ALL="C", GIT_CONFIG_NOSYSTEM="1")
+    env.update(GIT_TERMINAL_PROMPT="0", LC_ALL="C", GIT_CONFIG_NOSYSTEM="1", **extra)
     proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=60)
     if proc.returncode != 0:
@@ -64,6 +65,15 @@ class GitRepo:
         """Stage everything and commit (empty commits allowed); return the new SHA."""
         self._git("add", "-A")
         self._git("commit", "-q", "--allow-empty", "-m", message)
+        return self.head()
+
+    def signed_commit(self, message: str, key: str, fmt: str = "ssh",
+                      env: dict[str, str] | None = None) -> str:
+        """Commit signed with ``key`` (an ssh private key file, or a gpg key id with ``fmt``
+        ``openpgp`` and ``GNUPGHOME`` in ``env``); return the new SHA."""
+        self._git("add", "-A")
+        git("-c", f"gpg.format={fmt}", "-c", f"user.signingkey={key}", "commit", "-q",
+            "--allow-empty", "-S", "-m", message, cwd=self.path, env=env)
         return self.head()
 
     def head(self) -> str:

@@ -14,7 +14,10 @@ All git work goes through ``workers.gitcli`` (credentials, timeouts, error
 mapping, the transports a source may use: ``workers.gittransport``); this
 module raises only ``SourceError`` and ``TransientError``. What git said while
 fetching travels on to the resolve step, so that a ref git refused without
-failing (a shallow source) is reported with git's reason.
+failing (a shallow source) is reported with git's reason. A source with
+``verify`` returns a revision only once ``workers.gitverify`` has accepted its
+signature: a refused head fails the fetch, so the revision recorded for the
+source, and applied, stays the last verified one.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from shared.spec import Source
 from workers.gitcli import (DEFAULT_TIMEOUT, GitEnv, GitFailed, GitTimeout, check_url,
                             fetch_error, git_environment, git_said, local_environment,
                             missing_ref_error, run_git, run_git_said, scrub_url)
+from workers.gitverify import Verifier
 
 REF_KINDS = ("branch", "tag", "semver", "commit")
 _HEX_RE = re.compile(r"[0-9a-f]{4,64}")
@@ -60,6 +64,7 @@ class SourceCache:
         self._environ = os.environ if environ is None else environ
         self.allow_local = (from_env(self._environ).allow_local_sources
                             if allow_local is None else allow_local)
+        self._verifier = Verifier(self._environ, timeout)
 
     # -- public API ---------------------------------------------------------
 
@@ -75,7 +80,9 @@ class SourceCache:
             said = ""
             if not self._already_present(mirror, source, genv):
                 said = self._fetch(mirror, source, genv, asked_at)
-            return self._resolve(mirror, source, genv, said)
+            sha = self._resolve(mirror, source, genv, said)
+            self._verifier.verify_revision(source, mirror, sha)
+            return sha
 
     def checkout(self, source: Source, revision: str) -> Path:
         """A read-only directory holding the tree of ``revision`` (a full SHA), cached by SHA."""
