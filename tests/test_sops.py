@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,6 @@ from shared.spec import Application, Cluster, Selector
 from tests.conftest import ROOT, need, new_redis_db
 from tests.gitrender import Repo
 from tests.stack import Stack
-from workers import kustomize
 from workers.render import render
 from workers.sops import DecryptionFailed, Sops, metadata, sweep
 
@@ -135,11 +135,13 @@ def test_only_files_with_top_level_sops_metadata_are_sops_files() -> None:
 # --- plain directories: decrypted in memory ---------------------------------------------
 
 def test_plain_directory_secret_is_decrypted_and_the_checkout_keeps_ciphertext(
-        tools, key, tmp_path: Path) -> None:
+        tools, key, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = Repo(tmp_path).write({"apps/db/secret.yaml": encrypt(tools, key, SECRET),
                                  "apps/db/config.yaml": CONFIG})
     tree = repo.tree()
-    objects = render(app("apps/db"), Cluster("dev-1"), tree, sops=sops_with(tools, key))
+    monkeypatch.chdir(key.path.parent)           # a key file named relative to the worker's cwd
+    objects = render(app("apps/db"), Cluster("dev-1"), tree,
+                     sops=Sops(key.path.name, str(tools["sops"])))
     [secret] = objects_of(objects, "Secret")
     assert secret["stringData"] == {"password": PASSWORD} and "sops" not in secret
     assert objects_of(objects, "ConfigMap")[0]["data"] == {"mode": "fast"}
@@ -182,10 +184,6 @@ def kustomize_repo(tools, key, tmp_path: Path) -> Repo:
 
 def test_kustomization_builds_the_decrypted_secret(tools, key, tmp_path: Path,
                                                    private_tmp: Path) -> None:
-    try:
-        kustomize.command()
-    except Exception as exc:  # noqa: BLE001 - the wheel is part of the install
-        pytest.fail(f"kustomize is missing: {exc}")
     tree = kustomize_repo(tools, key, tmp_path).tree()
     for path in ("apps/db", "clusters/${cluster_name}"):      # a kustomization; a Flux directory
         objects = render(app(path), Cluster("dev-1"), tree, sops=sops_with(tools, key))
@@ -214,6 +212,11 @@ def test_a_copy_left_by_a_dead_worker_is_swept(tmp_path: Path) -> None:
     (left / "tree").mkdir(parents=True)
     mine = tmp_path / f"fleetsync-sops-{os.getpid()}-def"
     mine.mkdir()
+    sweep(tmp_path)
+    assert left.exists(), "a fresh copy is left alone: its process may live in another PID namespace"
+    long_ago = time.time() - 3600
+    for path in (left, mine):
+        os.utime(path, (long_ago, long_ago))
     sweep(tmp_path)
     assert not left.exists() and mine.exists()
 

@@ -14,8 +14,8 @@ Where the plaintext lives, and for how long:
   private copy of the checkout (``0700`` temp dir under ``TMPDIR``; files
   hard-linked where the file system allows, copied otherwise), writes the
   decrypted files into it (``0600``), and removes it when the build is done.
-  A copy left by a worker killed meanwhile is removed by the next decryption
-  on that host (its directory name carries the dead process's id). The shared,
+  A copy left by a worker killed meanwhile is removed, once 15 minutes old, by
+  the next decryption on that host (its name carries the dead process's id). The shared,
   read-only checkout never holds plaintext.
 
 How sops runs: ``$FLEETSYNC_SOPS_BIN``, else ``sops`` on ``PATH`` (``fleetsync
@@ -56,6 +56,7 @@ TYPES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 KEY_TYPES = ("age", "pgp", "kms", "gcp_kms", "azure_kv", "hc_vault", "hckms")
 TEMP_PREFIX = "fleetsync-sops-"
 MAX_REASON = 600
+SWEEP_AFTER = 900.0     # no render outlives a task's default hard time limit
 _MARKER = {"yaml": re.compile(r"^sops:", re.M), "json": re.compile(r'"sops"\s*:')}
 
 log = get_logger("fleetsync.sops")
@@ -136,7 +137,8 @@ def decrypt(text: str, where: str, meta: list[dict[str, Any]], sops: Sops) -> st
     binary = _binary(sops, where)
     _check_key(sops, where, recipients, meta)
     with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX + "home-") as home:
-        env = {"SOPS_AGE_KEY_FILE": str(sops.age_key_file), "SOPS_DECRYPTION_ORDER": "age",
+        env = {"SOPS_AGE_KEY_FILE": os.path.abspath(str(sops.age_key_file)),   # sops runs in home
+               "SOPS_DECRYPTION_ORDER": "age",
                "HOME": home, "XDG_CONFIG_HOME": home}
         argv = [binary, "decrypt", "--input-type", kind, "--output-type", kind]
         started = time.monotonic()
@@ -161,7 +163,7 @@ def _binary(sops: Sops, where: str) -> str:
         raise DecryptionFailed(
             f"cannot decrypt {where}: sops is not installed on this worker (put it on PATH or "
             "set FLEETSYNC_SOPS_BIN; `fleetsync dev build` builds it)")
-    return found
+    return os.path.abspath(found) if os.sep in found else found
 
 
 def _check_key(sops: Sops, where: str, recipients: list[str], meta: list[dict[str, Any]]) -> None:
@@ -235,13 +237,18 @@ def _write_private(path: Path, text: str) -> None:
         out.write(text)
 
 
-def sweep(root: Path | None = None) -> None:
-    """Remove decrypted copies left by processes of this host that died before cleaning up."""
+def sweep(root: Path | None = None, older_than: float = SWEEP_AFTER) -> None:
+    """Remove decrypted copies left by processes of this host that died before cleaning up.
+
+    Only copies older than ``older_than`` seconds: a process id seen from another
+    PID namespace sharing this TMPDIR must not lose a copy in use."""
     root = Path(tempfile.gettempdir()) if root is None else root
     for entry in root.glob(f"{TEMP_PREFIX}[0-9]*-*"):
         pid = entry.name[len(TEMP_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(entry, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            old = time.time() - entry.stat().st_mtime > older_than
+            if old and pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(entry, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
