@@ -20,7 +20,7 @@ from typing import Callable
 
 from shared.errors import FleetsyncError
 
-COMMANDS = ("validate", "local", "sync", "status", "runners")
+COMMANDS = ("validate", "local", "sync", "status", "runners", "acl")
 ENTRY_POINT_GROUP = "fleetsync.commands"
 
 AddParser = Callable[[argparse._SubParsersAction], None]
