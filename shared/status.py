@@ -150,8 +150,20 @@ class StatusStore:
 
     # -- sources --------------------------------------------------------------
     def set_source_revision(self, source: str, revision: str, fetched_at: float) -> None:
-        self.client.hset(keys.source(source),
-                         mapping={"revision": revision, "fetched_at": repr(fetched_at)})
+        """A fetch succeeded: its revision, and no standing error."""
+        self.client.hset(keys.source(source), mapping={
+            "revision": revision, "fetched_at": repr(fetched_at), "error": ""})
+
+    def set_source_error(self, source: str, message: str) -> None:
+        """A fetch was refused (an unsigned head, a missing ref): the last good revision
+        stays the source's, and this says why it does not move."""
+        self.client.hset(keys.source(source), mapping={"error": message,
+                                                       "error_at": repr(time.time())})
+
+    def source_state(self, source: str) -> tuple[str, str]:
+        """(last good revision or "", standing fetch error or "") in one read."""
+        raw = self.client.hgetall(keys.source(source))
+        return raw.get("revision", ""), raw.get("error", "")
 
     def source_revision(self, source: str) -> tuple[str, float] | None:
         raw = self.client.hgetall(keys.source(source))

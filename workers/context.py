@@ -57,7 +57,8 @@ class Context:
 
     @cached_property
     def sources(self) -> SourceCache:
-        return SourceCache(self.settings.cache_dir / "git")
+        return SourceCache(self.settings.cache_dir / "git",
+                           allow_local=self.settings.allow_local_sources)
 
     @cached_property
     def sealer(self) -> Sealer:

@@ -146,7 +146,14 @@ def request(ctx: Context, app_name: str, cluster_name: str, trigger: str,
 def _revision(ctx: Context, source: str, fresh: bool, known: dict[str, str] | None) -> str:
     if known is not None and source in known:
         return known[source]
-    revision = stages.fetch(ctx, source) if fresh else stages.current_revision(ctx, source)
+    try:
+        revision = stages.fetch(ctx, source) if fresh else stages.current_revision(ctx, source)
+    except PermanentError:
+        revision = stages.recorded_source(ctx, source)[0]
+        if not revision:         # never fetched: nothing to stay at
+            raise
+        log.warning("source fetch refused; its last good revision stays", source=source,
+                    revision=revision)
     if known is not None:
         known[source] = revision
     return revision
@@ -262,6 +269,9 @@ def _apply_started(ctx: Context, call: Call, app: Application, cluster: Cluster,
         message = f"corrected drift: {_drift_line(summary['corrected_drift'])} ({message})"
     if lost.is_set():
         message += " (the unit's lock was lost during the run)"
+    source_error = stages.recorded_source(ctx, app.source)[1]
+    if source_error:              # the last good revision stays applied: say why
+        message += f"; source {app.source} stays at {call.revision[:12]}: {source_error}"
     outcome, follow_up = _health_outcome(ctx, call, app, result, message)
     nxt = _finish(ctx, call, owner, replace(outcome, result=summary), started)
     return replace(nxt, send=nxt.send + follow_up)
@@ -429,7 +439,7 @@ def _refuse_render(ctx: Context, call: Call, app: Application, cluster: Cluster,
     already (an old render replayed, or a commit that landed since). Recorded in the
     unit's history, logged and counted; None when it may be applied."""
     why = stages.render_mismatch(meta, app, cluster, call.revision)
-    desired = stages.recorded_revision(ctx, app.source) or call.revision
+    desired = stages.recorded_source(ctx, app.source)[0] or call.revision
     if not why and desired == call.revision:
         return None
     what = "render_binding" if why else "old_render"

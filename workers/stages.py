@@ -53,7 +53,11 @@ def fetch(ctx: Context, source_name: str) -> str:
     if source is None:
         raise PermanentError(f"no source named {source_name!r} in {fleet.path}")
     started = time.monotonic()
-    revision = ctx.sources.fetch(source)
+    try:
+        revision = ctx.sources.fetch(source)
+    except PermanentError as exc:       # refused: the last good revision stays, with why
+        ctx.status.set_source_error(source_name, str(exc))
+        raise
     metrics.source_fetch_duration.labels(source_name).observe(time.monotonic() - started)
     ctx.status.set_source_revision(source_name, revision, time.time())
     log.info("source fetched", source=source_name, revision=revision,
@@ -133,10 +137,10 @@ def render_mismatch(meta: dict[str, Any], app: Application, cluster: Cluster,
     return mismatch(meta, app, cluster, revision)
 
 
-def recorded_revision(ctx: Context, source_name: str) -> str:
-    """The source's revision as last fetched, fleet-wide ("" when never)."""
-    known = ctx.status.source_revision(source_name)
-    return known[0] if known else ""
+def recorded_source(ctx: Context, source_name: str) -> tuple[str, str]:
+    """The source's last good revision fleet-wide ("" when never), and why its latest
+    fetch was refused ("" when it was not)."""
+    return ctx.status.source_state(source_name)
 
 
 def waiting_for(ctx: Context, fleet: Fleet, app: Application, cluster: Cluster) -> list[str]:
