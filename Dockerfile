@@ -13,9 +13,11 @@ COPY workers ./workers
 COPY scheduler ./scheduler
 # devtools/ (local fleet, demo) stays out of the image: `fleetsync dev|demo` are not offered here.
 RUN pip install --no-cache-dir .
+# refuses to start with deploy/'s example credentials ("change-me"), then runs fleetsync
+COPY deploy/image/entrypoint.sh /usr/local/bin/fleetsync-entrypoint
 
 USER fleetsync
 ENV FLEETSYNC_CACHE_DIR=/home/fleetsync/.cache/fleetsync \
     PROMETHEUS_MULTIPROC_DIR=/tmp/fleetsync-metrics
-ENTRYPOINT ["fleetsync"]
+ENTRYPOINT ["fleetsync-entrypoint"]
 CMD ["--help"]

@@ -393,3 +393,100 @@ def test_alert_rules() -> None:
         proc = subprocess.run([promtool, "check", "rules", str(PROMETHEUS / "alerts.yaml")],
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --- (d) no working default credentials -------------------------------------------
+
+ENTRYPOINT = ROOT / "deploy" / "image" / "entrypoint.sh"
+
+
+def secret_values(objs: list[dict], prefix: str) -> dict[str, str]:
+    import base64
+
+    return {k: base64.b64decode(v).decode()
+            for k, v in generated(objs, "Secret", prefix)["data"].items()}
+
+
+def run_entrypoint(env: dict[str, str]) -> subprocess.CompletedProcess:
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return subprocess.run(["sh", str(ENTRYPOINT), "--help"], capture_output=True, text=True,
+                          env={"PATH": path, "HOME": os.environ.get("HOME", "/tmp"), **env},
+                          timeout=60)
+
+
+@pytest.mark.parametrize("secret,key", [("fleetsync-redis-auth", "FLEETSYNC_REDIS_URL"),
+                                        ("fleetsync-flower-auth", "FLOWER_BASIC_AUTH")])
+def test_image_refuses_the_example_credentials(base: list[dict], pull: list[dict],
+                                               secret: str, key: str) -> None:
+    example = secret_values(base, secret)[key]
+    proc = run_entrypoint({key: example})
+    assert proc.returncode == 78
+    assert f"refusing to start: {key} still holds the example value" in proc.stderr
+    if key == "FLEETSYNC_REDIS_URL":     # the pull worker's example too
+        assert run_entrypoint({key: secret_values(pull, secret)[key]}).returncode == 78
+    # a real value: the real fleetsync runs
+    ok = run_entrypoint({key: "redis://:0f3c9a@fleetsync-redis:6379/0"})
+    assert ok.returncode == 0, ok.stderr
+    assert "fleetsync" in ok.stdout
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["fleetsync-entrypoint"]' in dockerfile
+    assert "COPY deploy/image/entrypoint.sh /usr/local/bin/fleetsync-entrypoint" in dockerfile
+
+
+def test_bundled_redis_refuses_an_example_or_empty_password(base: list[dict]) -> None:
+    c = pod_spec(one(base, "Deployment", "fleetsync-redis"))["containers"][0]
+    assert c["command"] == ["sh", "-c"] and "--requirepass" in c["args"][0]
+    example = secret_values(base, "fleetsync-redis-auth")["REDIS_PASSWORD"]
+    for password in (example, ""):
+        proc = subprocess.run(["sh", "-c", c["args"][0]], capture_output=True, text=True,
+                              env={"PATH": os.environ.get("PATH", ""), "REDIS_PASSWORD": password},
+                              timeout=30)
+        assert proc.returncode == 78, proc.stderr
+        assert "redis: refusing to start: REDIS_PASSWORD" in proc.stderr
+
+
+def test_compose_defaults_are_refused() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert "change-me" in services["redis"]["environment"]["REDIS_PASSWORD"]
+    assert "--requirepass" in services["redis"]["command"][0]
+    for name in ("worker", "beat", "flower"):
+        url = services[name]["environment"]["FLEETSYNC_REDIS_URL"]
+        default = url.split(":-", 1)[1].rstrip("}")
+        assert run_entrypoint({"FLEETSYNC_REDIS_URL": default}).returncode == 78, name
+    assert services["worker"]["environment"]["FLEETSYNC_METRICS_ADDR"] == "0.0.0.0"
+
+
+# --- (e) metrics bind address and NetworkPolicies -------------------------------------
+
+def test_metrics_listen_beyond_loopback_in_pods(base: list[dict], pull: list[dict]) -> None:
+    from shared.settings import from_env
+
+    for objs in (base, pull):
+        data = generated(objs, "ConfigMap", "fleetsync-config")["data"]
+        assert from_env(data).metrics_addr == "0.0.0.0"
+    assert from_env({}).metrics_addr == "127.0.0.1"
+
+
+def policy_for(objs: list[dict], deployment: str) -> dict:
+    labels = one(objs, "Deployment", deployment)["spec"]["template"]["metadata"]["labels"]
+    found = [p for p in find(objs, "NetworkPolicy")
+             if p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()]
+    assert len(found) == 1, f"expected one NetworkPolicy for {deployment}, found {len(found)}"
+    assert found[0]["spec"]["policyTypes"] == ["Ingress"]
+    return found[0]
+
+
+def ingress_ports(policy: dict) -> set[str]:
+    return {p["port"] for rule in policy["spec"].get("ingress", []) for p in rule["ports"]}
+
+
+def test_network_policies(base: list[dict], pull: list[dict]) -> None:
+    assert ingress_ports(policy_for(base, "fleetsync-worker")) == {"metrics"}
+    assert ingress_ports(policy_for(base, "fleetsync-beat")) == set()       # nothing gets in
+    flower = policy_for(base, "fleetsync-flower")
+    assert ingress_ports(flower) == {"http"}
+    assert flower["spec"]["ingress"][0]["from"] == [
+        {"namespaceSelector": {"matchLabels": {"fleetsync.io/flower-access": "true"}}}]
+    assert ingress_ports(policy_for(base, "fleetsync-redis")) == {"redis"}
+    assert ingress_ports(policy_for(pull, "fleetsync-pull-worker")) == {"metrics"}

@@ -50,7 +50,8 @@ def _serve_metrics(**_: Any) -> None:
         from shared.status import StatusStore
 
         store = StatusStore(connect(settings.redis_url))
-        metrics.serve(settings.metrics_port, statuses=store.all_statuses,
+        metrics.serve(settings.metrics_port, addr=settings.metrics_addr,
+                      statuses=store.all_statuses,
                       beat_tick=partial(heartbeat.last_tick, store.client))
 
 
