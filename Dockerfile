@@ -17,6 +17,9 @@ RUN pip install --no-cache-dir .
 COPY deploy/image/entrypoint.sh /usr/local/bin/fleetsync-entrypoint
 
 USER fleetsync
+# where a worker makes its render key when FLEETSYNC_CACHE_KEY_FILE is not set (a volume
+# mounted here starts with this owner and mode)
+RUN mkdir -p -m 700 /home/fleetsync/.cache/fleetsync/keys
 ENV FLEETSYNC_CACHE_DIR=/home/fleetsync/.cache/fleetsync \
     PROMETHEUS_MULTIPROC_DIR=/tmp/fleetsync-metrics
 ENTRYPOINT ["fleetsync-entrypoint"]

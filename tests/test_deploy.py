@@ -490,3 +490,28 @@ def test_network_policies(base: list[dict], pull: list[dict]) -> None:
         {"namespaceSelector": {"matchLabels": {"fleetsync.io/flower-access": "true"}}}]
     assert ingress_ports(policy_for(base, "fleetsync-redis")) == {"redis"}
     assert ingress_ports(policy_for(pull, "fleetsync-pull-worker")) == {"metrics"}
+
+
+@pytest.mark.parametrize("which", ["base", "pull"])
+def test_workers_share_a_render_key_and_refuse_the_example(which: str, tmp_path: Path,
+                                                           request: pytest.FixtureRequest) -> None:
+    from workers.sealing import KeyFileError, Sealer
+
+    objs = request.getfixturevalue(which)
+    worker = next(o for o in objs if o["kind"] == "Deployment" and "worker" in o["metadata"]["name"])
+    pod = worker["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert env["FLEETSYNC_CACHE_KEY_FILE"] == "/etc/fleetsync/keys/render.key"
+    assert mounts["render-key"]["mountPath"] == "/etc/fleetsync/keys" and mounts["render-key"]["readOnly"]
+    secret = volumes["render-key"]["secret"]["secretName"]
+    assert secret.startswith("fleetsync-render-key")
+    example = (BASE if which == "base" else PULL) / "config" / "render.key"
+    with pytest.raises(KeyFileError, match="example key from deploy/"):
+        Sealer.from_file(example)
+    made = subprocess.run(["openssl", "rand", "-base64", "32"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    (tmp_path / "render.key").write_text(f"k1:{made}\n")
+    assert Sealer.from_file(tmp_path / "render.key").current == "k1"

@@ -84,6 +84,9 @@ def parse_keys(text: str, where: str) -> list[tuple[str, bytes]]:
             key = b""
         if not sep or not kid or not kid.isascii() or len(key) != KEY_BYTES:
             raise KeyFileError(f"{where}:{number}: expected '<id>:<base64 of {KEY_BYTES} bytes>'")
+        if "change-me" in kid.lower() or key == bytes(KEY_BYTES):
+            raise KeyFileError(f"{where}:{number}: this is the example key from deploy/; make "
+                               f"one: echo \"k1:$(openssl rand -base64 32)\"")
         found.append((kid, key))
     if not found:
         raise KeyFileError(f"{where}: no key in the file")
