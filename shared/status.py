@@ -119,8 +119,10 @@ class StatusStore:
         raw = self.client.hgetall(keys.status(keys.unit_id(app, cluster)))
         return _from_hash(app, cluster, raw)
 
-    def all_statuses(self) -> list[UnitStatus]:
-        units = sorted(self.client.smembers(keys.UNITS))
+    def all_statuses(self, cluster: str | None = None) -> list[UnitStatus]:
+        """Every unit's status, or only ``cluster``'s (a pull worker may read no other's)."""
+        units = sorted(u for u in self.client.smembers(keys.UNITS)
+                       if cluster is None or keys.split_unit(u)[1] == cluster)
         pipe = self.client.pipeline(transaction=False)
         for unit in units:
             pipe.hgetall(keys.status(unit))

@@ -129,6 +129,12 @@ def test_pull_user_state_is_its_clusters(server: acl_redis.AclRedis) -> None:
     a.set(keys.lock(keys.unit_id("web", "a")), "mine", px=1000)
     assert refused(lambda: a.keys("*")) and refused(lambda: a.scan(0))
     assert refused(lambda: a.flushdb()) and refused(lambda: a.config_get("*"))
+    # what a pull worker's metrics read: its own cluster's units, never all of them
+    from shared.status import StatusStore
+    admin.sadd(keys.UNITS, keys.unit_id("web", "a"), keys.unit_id("web", "b"))
+    store = StatusStore(redis.Redis.from_url(server.url(A), decode_responses=True))
+    assert [(s.app, s.cluster, s.phase) for s in store.all_statuses("a")] == [("web", "a", "Ready")]
+    assert refused(lambda: store.all_statuses())
 
 
 def test_what_kombus_layout_leaves_shared(server: acl_redis.AclRedis) -> None:

@@ -50,8 +50,9 @@ def _serve_metrics(**_: Any) -> None:
         from shared.status import StatusStore
 
         store = StatusStore(connect(settings.redis_url))
+        # a pull worker reports its own cluster's units: its Redis user may read no other's
         metrics.serve(settings.metrics_port, addr=settings.metrics_addr,
-                      statuses=store.all_statuses,
+                      statuses=partial(store.all_statuses, settings.worker_cluster),
                       beat_tick=partial(heartbeat.last_tick, store.client))
 
 

@@ -140,6 +140,8 @@ def _exec(argv: list[str], env: dict[str, str]) -> int:
 
 def run_worker(args: argparse.Namespace) -> int:
     env = dict(os.environ)
+    if args.cluster:
+        env["FLEETSYNC_WORKER_CLUSTER"] = args.cluster
     if not env.get("PROMETHEUS_MULTIPROC_DIR"):
         env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="fleetsync-metrics-")
     if getattr(args, "no_restart", False):
