@@ -85,9 +85,6 @@ SHARED: Mapping[str, str] = {
     "fleetsync:run:*":
         "a run is named by its run id (uuid4), not by its unit",
     f"{keys.UNITS} (SADD)": "the index of units that status is written for",
-    f"{keys.RENDER_PREFIX}* (read)":
-        "render entries are content-addressed without the cluster in the key; see "
-        "deploy/kubernetes/README.md",
     "/<db>.celeryev/*, /<db>.celery.pidbox":
         "Redis 7 does not tell PUBLISH from SUBSCRIBE rights: a worker that receives remote "
         "control (Flower's worker list) can also broadcast it, and every worker sends events",
@@ -127,7 +124,8 @@ def pull_worker(cluster: str, db: int = 0) -> Role:
               "%W~render", f"%W~render{_NOT_NAME}",
               "~unacked", "~unacked_index", "~unacked_mutex", RESULTS[0],
               *own, f"~{_P}:cluster:{cluster}:*", f"~{_P}:run:*", f"~{keys.UNITS}",
-              f"%R~{keys.RENDER_PREFIX}*", f"%R~{keys.BEAT_LAST_TICK}", f"%R~{_P}:source:*"),
+              f"%R~{keys.RENDER_PREFIX}{cluster}/*", f"%R~{keys.BEAT_LAST_TICK}",
+              f"%R~{_P}:source:*"),
         channels=(events(db), *remote_control(db), RESULTS[1]))
 
 

@@ -42,6 +42,7 @@ class Settings:
     cache_key_file: str | None = None        # workers' key for render entries (AEAD); see render_cache
     allow_local_sources: bool = False        # local paths and file:// sources (demo, tests)
     sops_age_key_file: str | None = None     # age identities that decrypt SOPS files at render
+    sops_bin: str | None = None              # the sops binary (default: sops on PATH)
     worker_cluster: str | None = None        # a pull worker's one cluster (fleetsync worker --cluster)
 
     @property
@@ -74,6 +75,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         cache_key_file=env.get("FLEETSYNC_CACHE_KEY_FILE") or None,
         allow_local_sources=env.get("FLEETSYNC_ALLOW_LOCAL_SOURCES", "") in ("1", "true", "yes"),
         sops_age_key_file=env.get("FLEETSYNC_SOPS_AGE_KEY_FILE") or None,
+        sops_bin=env.get("FLEETSYNC_SOPS_BIN") or None,
         worker_cluster=env.get("FLEETSYNC_WORKER_CLUSTER") or None,
     )
 

@@ -143,10 +143,13 @@ def test_what_kombus_layout_leaves_shared(server: acl_redis.AclRedis) -> None:
     admin.hset("unacked", "tag-of-b", "b's in-flight message")
     assert a.hget("unacked", "tag-of-b") == b"b's in-flight message"
     admin.hdel("unacked", "tag-of-b")
-    entry = keys.RENDER_PREFIX + "0" * 64                  # no cluster in the key
-    admin.set(entry, "sealed render")
-    assert a.get(entry) == b"sealed render"
-    assert refused(lambda: a.set(entry, "forged"))         # read only
+    own, other = keys.RENDER_PREFIX + "a/" + "0" * 64, keys.RENDER_PREFIX + "b/" + "0" * 64
+    admin.set(own, "sealed render of a")
+    admin.set(other, "sealed render of b")
+    assert a.get(own) == b"sealed render of a"              # its cluster's final render
+    assert refused(lambda: a.set(own, "forged"))            # read only
+    assert refused(lambda: a.get(other))                     # another cluster's: refused
+    assert refused(lambda: a.get(keys.RENDER_PREFIX + "0" * 64))   # the shared raw builds
 
 
 def test_cli_user_only_reads(server: acl_redis.AclRedis) -> None:

@@ -257,7 +257,9 @@ def render_unit(app: Application, cluster: Cluster, tree: Path, cache: RenderCac
         rel = display(root, resolve_inside(root, app_path(app, variables)))
         raw, hit = _raw(app, root, rel, cache, _keys(app, source, rel, revision, None, variables),
                         sops)
-        key = _keys(app, source, rel, revision, raw, variables)
+        # the final entry is the cluster's own (a pull worker may read only its cluster's);
+        # the expensive raw build above stays shared by every cluster
+        key = f"{cluster.name}/{_keys(app, source, rel, revision, raw, variables)}"
         objects, warnings = _final(raw, variables, app.namespace, cache, key, entry_meta(
             app, cluster, source, revision, _used(raw, variables)))
     return Rendered(objects, key, hit, tuple(warnings))

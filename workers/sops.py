@@ -80,14 +80,13 @@ class Sops:
     timeout: float = DEFAULT_TIMEOUT
 
     @classmethod
-    def from_settings(cls, settings: Settings, env: Mapping[str, str] | None = None) -> "Sops":
-        env = os.environ if env is None else env
-        return cls(settings.sops_age_key_file, env.get("FLEETSYNC_SOPS_BIN") or None)
+    def from_settings(cls, settings: Settings) -> "Sops":
+        return cls(settings.sops_age_key_file, settings.sops_bin)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Sops":
         """The worker's: ``FLEETSYNC_SOPS_AGE_KEY_FILE`` and ``FLEETSYNC_SOPS_BIN``."""
-        return cls.from_settings(from_env(env), env)
+        return cls.from_settings(from_env(env))
 
 
 # --- recognising SOPS files ----------------------------------------------------------

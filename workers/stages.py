@@ -22,6 +22,7 @@ from shared.protocol import Phase
 from shared.spec import Application, Cluster, Fleet, Source
 from workers.context import Context
 from workers.render import render_unit
+from workers.sops import Sops
 
 log = get_logger("fleetsync.stages")
 
@@ -99,7 +100,8 @@ def render(ctx: Context, app_name: str, cluster_name: str, revision: str) -> Ren
     source = fleet.sources[app.source]
     started = time.monotonic()
     tree = _checkout(ctx, source, revision)
-    done = render_unit(app, cluster, tree, ctx.cache, revision, source.name)
+    done = render_unit(app, cluster, tree, ctx.cache, revision, source.name,
+                       sops=Sops.from_settings(ctx.settings))
     metrics.reconcile_duration.labels("render").observe(time.monotonic() - started)
     ctx.redis.set(_memo(fleet, app, cluster, revision), done.key,
                   ex=int(ctx.settings.render_cache_ttl))
