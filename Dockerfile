@@ -1,10 +1,16 @@
 # One image for every fleetsync role: worker, beat, flower, CLI.
+
+# sops decrypts SOPS-encrypted manifests at render (the version fleetsync dev build pins)
+FROM golang:1.26-bookworm AS sops
+RUN CGO_ENABLED=0 go install github.com/getsops/sops/v3/cmd/sops@v3.13.3
+
 FROM python:3.12-slim
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends git openssh-client ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
+COPY --from=sops /go/bin/sops /usr/local/bin/sops
 RUN useradd --create-home --uid 10001 fleetsync
 WORKDIR /app
 COPY pyproject.toml README.md ./
