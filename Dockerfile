@@ -1,8 +1,10 @@
 # One image for every fleetsync role: worker, beat, flower, CLI.
 
-# sops decrypts SOPS-encrypted manifests at render (the version fleetsync dev build pins)
+# sops decrypts SOPS-encrypted manifests at render, helm renders charts (helm template):
+# the versions fleetsync dev build pins
 FROM golang:1.26-bookworm AS sops
 RUN CGO_ENABLED=0 go install github.com/getsops/sops/v3/cmd/sops@v3.13.3
+RUN CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" helm.sh/helm/v3/cmd/helm@v3.22.0
 
 FROM python:3.12-slim
 
@@ -11,6 +13,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 COPY --from=sops /go/bin/sops /usr/local/bin/sops
+COPY --from=sops /go/bin/helm /usr/local/bin/helm
 RUN useradd --create-home --uid 10001 fleetsync
 WORKDIR /app
 COPY pyproject.toml README.md ./

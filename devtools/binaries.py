@@ -19,6 +19,12 @@ version that sops itself requires. ``sops`` is taken from ``$FLEETSYNC_SOPS_BIN`
 (the executable) when set, else ``PATH``, else the cache; ``age-keygen`` from
 ``PATH``, else the cache. Workers do not look in this cache: they use
 ``$FLEETSYNC_SOPS_BIN`` or ``PATH`` (see ``workers/sops.py``).
+
+``helm`` (chart applications, rendered with ``helm template``; kustomize's
+``helmCharts:``) is ``go install``-ed from the pinned ``HELM_VERSION`` in the
+same way, into ``~/.cache/fleetsync/k8s/helm-<version>/bin``; it is taken from
+``$FLEETSYNC_HELM_BIN`` when set, else ``PATH``, else the cache. Workers look
+only at ``$FLEETSYNC_HELM_BIN`` and ``PATH`` (see ``workers/helm.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ ETCD_VERSION = "v3.7.3"
 KWOK_VERSION = "v0.8.0"
 SOPS_VERSION = "v3.13.3"
 AGE_VERSION = "v1.3.1"      # the filippo.io/age that sops SOPS_VERSION requires
+HELM_VERSION = "v3.22.0"
 
 CONTROL_PLANE = ("kube-apiserver", "etcd")
 SOPS_TOOLS = ("sops", "age-keygen")
@@ -360,6 +367,42 @@ def ensure_sops(progress: Progress = print) -> dict[str, Path]:
     return {**found, **{name: sops_dir() / name for name in missing}}
 
 
+# --- helm ------------------------------------------------------------------------------
+
+def helm_dir(version: str = HELM_VERSION) -> Path:
+    """Where helm ``version`` is cached."""
+    return cache_root() / "k8s" / f"helm-{version}" / "bin"
+
+
+def find_helm() -> Path | None:
+    """helm without building: ``$FLEETSYNC_HELM_BIN``, then ``PATH``, then the cache."""
+    given = os.environ.get("FLEETSYNC_HELM_BIN")
+    if given:
+        if not _executable(Path(given)):
+            raise BinaryError(f"FLEETSYNC_HELM_BIN={given} is not an executable file; point it "
+                              "at helm, or unset it to use PATH and the cache (`fleetsync dev "
+                              "build` builds helm when it is missing)")
+        return Path(given)
+    on_path = shutil.which("helm")
+    candidates = ([Path(on_path)] if on_path else []) + [helm_dir() / "helm"]
+    return next((c for c in candidates if _executable(c)), None)
+
+
+def ensure_helm(progress: Progress = print) -> dict[str, Path]:
+    """helm, built into the cache when it is missing."""
+    found = find_helm()
+    if found is not None:
+        return {"helm": found}
+    if shutil.which("go") is None:
+        raise BinaryError(
+            f"helm not found (FLEETSYNC_HELM_BIN, PATH, {helm_dir()}) and Go is not installed to "
+            "build it: install Go >= 1.26 (https://go.dev/doc/install) or put helm on PATH")
+    progress(f"Missing: helm; building helm {HELM_VERSION} into {helm_dir()} from the Go module "
+             "proxy (about 3 minutes on 2 cores)")
+    _go_install("helm", f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}", helm_dir() / "helm", progress)
+    return {"helm": helm_dir() / "helm"}
+
+
 def describe(found: Binaries) -> str:
     return "\n".join(f"{name}: {found.path(name)}" for name in CONTROL_PLANE + WORKLOADS
                      if getattr(found, name.replace("-", "_")) is not None)
@@ -373,6 +416,7 @@ def main() -> int:
     try:
         found = ensure_binaries(lambda msg: print(msg, flush=True))
         tools = ensure_sops(lambda msg: print(msg, flush=True))
+        tools.update(ensure_helm(lambda msg: print(msg, flush=True)))
     except BinaryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from devtools import fleet as devfleet
 from devtools import workloads as wl
-from devtools.binaries import BinaryError, describe, describe_tools, ensure_binaries, ensure_sops
+from devtools.binaries import (BinaryError, describe, describe_tools, ensure_binaries, ensure_helm,
+                               ensure_sops)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -43,11 +44,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     status.set_defaults(func=cmd_status)
 
     build = dev_sub.add_parser("build", help="find or build etcd, kube-apiserver, "
-                               "kube-controller-manager, kube-scheduler, kwok, sops and age-keygen")
+                               "kube-controller-manager, kube-scheduler, kwok, sops, age-keygen and helm")
     build.add_argument("--no-workloads", dest="workloads", action="store_false",
                        help="only what a bare control plane needs (etcd, kube-apiserver)")
     build.add_argument("--no-sops", dest="sops", action="store_false",
                        help="not sops and age-keygen (SOPS-encrypted manifests and their tests)")
+    build.add_argument("--no-helm", dest="helm", action="store_false",
+                       help="not helm (chart applications and their tests)")
     build.set_defaults(func=cmd_build)
 
 
@@ -118,6 +121,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     try:
         found = ensure_binaries(_say, workloads=args.workloads)
         tools = ensure_sops(_say) if args.sops else {}
+        if args.helm:
+            tools = {**tools, **ensure_helm(_say)}
     except BinaryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
