@@ -1,4 +1,4 @@
-"""The fleet spec (fleet.yaml) as frozen data: sources, clusters, applications.
+"""The fleet spec (fleet.yaml) as frozen data: sources, clusters, applications, notifications.
 
 ``load_fleet(path)`` parses and validates the file and returns a ``Fleet``; every
 problem is reported as ``file:line: field.path: message`` in one ``SpecError``.
@@ -9,7 +9,7 @@ names and rebuilt from the file by whoever needs it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 
 @dataclass(frozen=True)
@@ -31,11 +31,22 @@ class Verify:
     file: str
 
 
+HELM_REPOSITORY = "helm"      # the ref_kind of a source that is a Helm repository
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """How pushes to a source are announced: the environment variable of ``fleetsync
+    server`` that holds the webhook secret (GitHub's HMAC key, GitLab's token)."""
+
+    secret_env: str
+
+
 @dataclass(frozen=True)
 class Source:
     name: str
     url: str
-    ref_kind: str            # "branch" | "tag" | "semver" | "commit"
+    ref_kind: str            # "branch" | "tag" | "semver" | "commit"; "helm": url is a Helm repository
     ref: str
     interval: float          # seconds
     auth: Auth = Auth()
@@ -43,6 +54,12 @@ class Source:
     known_hosts: str | None = None         # ssh: the known_hosts file that pins the host key
     ssh_host_key_policy: str = "strict"    # or "accept-new": learn an unknown host's key once
     verify: Verify | None = None           # every revision must be signed by a trusted key
+    webhook: Webhook | None = None         # fleetsync server accepts push webhooks for it
+
+    @property
+    def helm_repository(self) -> bool:
+        """A Helm chart repository (``helmRepository:``, https:// or oci://), not Git."""
+        return self.ref_kind == HELM_REPOSITORY
 
 
 @dataclass(frozen=True)
@@ -91,6 +108,40 @@ class Directory:
 
 
 @dataclass(frozen=True)
+class Chart:
+    """A chart of a Helm repository source: its name and an exact version or a semver range
+    (the highest version of the repository's index in range wins)."""
+
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class ClusterValues:
+    """Helm values for the clusters that ``clusters`` selects, merged over the others."""
+
+    clusters: Selector
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Helm:
+    """How a chart is rendered: release name (default: the application's name) and values.
+
+    Values are deep-merged in this order, later wins: the chart's ``values.yaml``,
+    ``values_files`` (in order; Git sources only), ``values``, then every
+    ``values_by_cluster`` entry whose selector matches the cluster, in order. Mappings
+    merge key by key; anything else (lists too) is replaced. ``${var}`` is substituted
+    with the cluster's variables in the merged values.
+    """
+
+    release_name: str | None = None
+    values: Mapping[str, Any] = field(default_factory=dict)
+    values_files: tuple[str, ...] = ()
+    values_by_cluster: tuple[ClusterValues, ...] = ()
+
+
+@dataclass(frozen=True)
 class Application:
     name: str
     source: str
@@ -108,6 +159,46 @@ class Application:
     allow_empty: bool = False          # render 0 objects and prune everything it managed
     force: bool = False                # delete and re-create on immutable-field refusals
     create_namespace: bool = False     # create ``namespace`` when it does not exist
+    chart: Chart | None = None         # a chart of a Helm repository source (path unused)
+    helm: Helm = Helm()                # release name and values of a chart
+    allow_helm_charts: bool = False    # kustomize helmCharts: rendered with helm
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where notifications go: one ``notifications.routes`` entry.
+
+    ``provider`` is ``slack`` (a Slack-compatible incoming webhook, its URL in
+    ``url_env``), ``webhook`` (generic JSON, ``url`` or ``url_env``, optional
+    bearer token) or ``github`` (commit statuses: ``api``, ``repository`` and
+    ``token_env``; ``context`` ``application`` sets ``fleetsync/<app>`` per
+    application, ``fleet`` one ``fleetsync`` status summarising them all).
+    Secrets are environment variable names, never values.
+    """
+
+    name: str
+    provider: str                                # "slack" | "webhook" | "github"
+    url: str | None = None
+    url_env: str | None = None
+    token_env: str | None = None
+    api: str = "https://api.github.com"
+    repository: str = ""                         # github: owner/repo
+    context: str = "application"                 # github: "application" | "fleet"
+    applications: tuple[str, ...] | None = None  # None: every application
+    events: tuple[str, ...] = ("rollup", "failure")
+    max_per_minute: int = 20
+
+    def covers(self, app: str) -> bool:
+        return self.applications is None or app in self.applications
+
+
+@dataclass(frozen=True)
+class Notifications:
+    """The ``notifications`` section: routes and how long the notifier waits."""
+
+    routes: tuple[Route, ...] = ()
+    settle_timeout: float = 600.0    # a revision not settled by then is reported as it stands
+    debounce: float = 10.0           # a unit's change into or out of Failed/Degraded must hold this long
 
 
 @dataclass(frozen=True)
@@ -117,6 +208,7 @@ class Fleet:
     applications: Mapping[str, Application]
     path: str = "fleet.yaml"
     warnings: tuple[str, ...] = ()
+    notifications: Notifications = Notifications()
 
     def clusters_for(self, app: Application) -> list[Cluster]:
         return [c for c in self.clusters.values() if app.clusters.matches(c)]

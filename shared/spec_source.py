@@ -1,5 +1,6 @@
 """The transport and integrity keys of a fleet spec source: insecure, knownHosts,
-sshHostKeyPolicy, verify.
+sshHostKeyPolicy, verify, and webhook (the secret, by environment variable name,
+with which ``fleetsync server`` checks a forge's push notifications).
 
 ``spec_loader`` reads the rest of a source and hands the mapping here. What is
 wrong whatever the host (credentials over plain http, ``insecure`` on an https
@@ -13,16 +14,21 @@ and says what to set: the spec may be validated where the file is not.
 
 from __future__ import annotations
 
+import re
+from functools import partial
 from typing import Any
 
 from shared import spec_yaml as y
 from shared.git_urls import ALLOW_LOCAL_VAR, transport
-from shared.spec import Auth, Verify
+from shared.spec import Auth, Verify, Webhook
 from shared.spec_yaml import Map, Report
 
-SOURCE_KEYS = ("insecure", "knownHosts", "sshHostKeyPolicy", "verify")
+SOURCE_KEYS = ("insecure", "knownHosts", "sshHostKeyPolicy", "verify", "webhook")
 HOST_KEY_POLICIES = ("strict", "accept-new")
 _VERIFY_KEYS = {"ssh": "allowedSigners", "gpg": "keyring"}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_INLINE_SECRET = ("inline secrets are not allowed: put the webhook secret in an environment "
+                  "variable of fleetsync server and name it with secretEnv")
 
 
 def read_security(m: Map, url: str, auth: Auth, report: Report, *,
@@ -32,6 +38,7 @@ def read_security(m: Map, url: str, auth: Auth, report: Report, *,
     known_hosts = m.read("knownHosts", y.string, report, None)
     policy = m.read("sshHostKeyPolicy", y.string, report, "strict")
     verify = m.read("verify", _verify, report, None)
+    webhook = m.read("webhook", _webhook, report, None)
     if policy not in HOST_KEY_POLICIES:
         report.error(m.values["sshHostKeyPolicy"], m.at("sshHostKeyPolicy"),
                      f"must be one of {', '.join(HOST_KEY_POLICIES)}, not {policy!r}")
@@ -40,7 +47,7 @@ def read_security(m: Map, url: str, auth: Auth, report: Report, *,
         _check_transport(m, url, auth, report, insecure,
                          _allow_local() if allow_local is None else allow_local)
     return {"insecure": insecure, "known_hosts": known_hosts, "ssh_host_key_policy": policy,
-            "verify": verify}
+            "verify": verify, "webhook": webhook}
 
 
 def _check_transport(m: Map, url: str, auth: Auth, report: Report, insecure: bool,
@@ -51,7 +58,8 @@ def _check_transport(m: Map, url: str, auth: Auth, report: Report, insecure: boo
             report.error(m.values.get("auth", m.node), m.at("auth"),
                          "credentials are never sent over plain http://: use https://")
         elif not insecure:
-            report.warn(m.values["url"], m.at("url"),
+            key = "url" if "url" in m.values else "helmRepository"
+            report.warn(m.values[key], m.at(key),
                         "plain http:// is refused unless the source sets insecure: true")
     elif insecure:
         report.error(m.values["insecure"], m.at("insecure"),
@@ -60,7 +68,7 @@ def _check_transport(m: Map, url: str, auth: Auth, report: Report, insecure: boo
         for key in ("knownHosts", "sshHostKeyPolicy"):
             if key in m.values:
                 report.error(m.values[key], m.at(key), "applies to ssh sources only")
-    if kind == "file" and not allow_local:
+    if kind == "file" and not allow_local and "url" in m.values:
         report.warn(m.values["url"], m.at("url"),
                     f"a local source (path or file://) is refused unless {ALLOW_LOCAL_VAR}=true "
                     "is set on the workers (it is not set here)")
@@ -83,6 +91,22 @@ def _verify(node: Any, field: str, report: Report) -> Verify | None:
         return None
     path = inner.read(key, y.string, report, None)
     return Verify(kind, path) if path else None
+
+
+def _webhook(node: Any, field: str, report: Report) -> Webhook | None:
+    """``webhook: {secretEnv: NAME}``: the secret is named, never written in the spec."""
+    m = y.mapping(node, field, report, ("secretEnv",), required=("secretEnv",),
+                  hints={k: _INLINE_SECRET for k in ("secret", "token", "password")})
+    if m is None or "secretEnv" not in m.values:
+        return None
+    name = m.read("secretEnv", partial(y.checked, check=_env_name), report, None)
+    return Webhook(name) if name else None
+
+
+def _env_name(text: str) -> str | None:
+    if _ENV_NAME.fullmatch(text):
+        return None
+    return "must be the name of an environment variable (letters, digits and '_'), not its value"
 
 
 def _allow_local() -> bool:
