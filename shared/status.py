@@ -4,7 +4,10 @@ Status is a hash per unit (phase, revision, message, last sync, counts of the
 last change set); history is a capped list of JSON entries, newest first. Both
 are caches of what happened: Redis may be wiped, and the next reconcile writes
 them again. Sources' last known revisions live here too, so that one fetch per
-source per interval serves the whole fleet.
+source per interval serves the whole fleet, with the author, date and subject of
+each revision's commit (read once from the Git mirror by the fetch: a pull worker
+has no mirror, and history entries name who committed), and the marks with which
+``fleetsync server`` keeps a burst of push webhooks to one waiting fetch.
 
 The outcome of a run is written together with the protocol's own keys
 (``shared/runs.py`` calls ``status_ops`` and ``HistoryEntry.ops`` inside its
@@ -17,7 +20,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, Mapping, Protocol
 
 from shared import keys
 from shared.protocol import Phase
@@ -93,6 +96,10 @@ class HistoryEntry:
     writes: int | None = None
     lock_wait_s: float | None = None
     drift: dict[str, list[str]] = field(default_factory=dict)   # corrected: object -> fields
+    author: str = ""                # the revision's commit: who wrote it, when, its subject
+    author_email: str = ""
+    committed_at: str = ""
+    subject: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -151,10 +158,16 @@ class StatusStore:
                 self.client.lrange(keys.history(keys.unit_id(app, cluster)), 0, end)]
 
     # -- sources --------------------------------------------------------------
-    def set_source_revision(self, source: str, revision: str, fetched_at: float) -> None:
-        """A fetch succeeded: its revision, and no standing error."""
-        self.client.hset(keys.source(source), mapping={
-            "revision": revision, "fetched_at": repr(fetched_at), "error": ""})
+    def set_source_revision(self, source: str, revision: str, fetched_at: float,
+                            commit: Mapping[str, str] | None = None) -> None:
+        """A fetch succeeded: its revision, and no standing error. ``commit`` (the
+        ``COMMIT_FIELDS`` of the revision's commit) is kept beside it for workers
+        without the Git mirror (pull workers) and for the server."""
+        fields = {"revision": revision, "fetched_at": repr(fetched_at), "error": ""}
+        if commit:
+            fields["commit_revision"] = revision
+            fields.update({f"commit_{k}": str(commit.get(k, "")) for k in COMMIT_FIELDS})
+        self.client.hset(keys.source(source), mapping=fields)
 
     def set_source_error(self, source: str, message: str) -> None:
         """A fetch was refused (an unsigned head, a missing ref): the last good revision
@@ -164,8 +177,29 @@ class StatusStore:
 
     def source_state(self, source: str) -> tuple[str, str]:
         """(last good revision or "", standing fetch error or "") in one read."""
-        raw = self.client.hgetall(keys.source(source))
-        return raw.get("revision", ""), raw.get("error", "")
+        record = self.source_record(source)
+        return record.revision, record.error
+
+    def source_record(self, source: str) -> "SourceRecord":
+        """Everything recorded about a source, in one read."""
+        return SourceRecord.of(source, self.client.hgetall(keys.source(source)))
+
+    # -- push notifications (fleetsync server) -------------------------------------------
+    def want_fetch(self, source: str, ttl: float) -> bool:
+        """A push asks for a fetch: True when none is waiting to begin already (then the
+        caller enqueues one); the mark goes when a fetch of the source begins, or after
+        ``ttl`` seconds should that fetch be lost."""
+        return bool(self.client.set(fetch_wanted_key(source), "1", nx=True,
+                                    px=max(1, int(ttl * 1000))))
+
+    def fetch_begins(self, source: str) -> None:
+        """A fetch of ``source`` begins: a push from now on needs a fetch of its own."""
+        self.client.delete(fetch_wanted_key(source))
+
+    def first_delivery(self, source: str, delivery: str, ttl: float) -> bool:
+        """True the first time a forge's delivery id is seen within ``ttl`` seconds."""
+        return bool(self.client.set(delivery_key(source, delivery), "1", nx=True,
+                                    px=max(1, int(ttl * 1000))))
 
     def source_revision(self, source: str) -> tuple[str, float] | None:
         raw = self.client.hgetall(keys.source(source))
@@ -177,6 +211,37 @@ class StatusStore:
         """True for exactly one caller per source per interval, fleet-wide."""
         return bool(self.client.set(keys.fetching(source), "1", nx=True,
                                     px=max(1, int(interval * 1000))))
+
+
+COMMIT_FIELDS = ("author", "author_email", "committed_at", "subject")
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """A source as the fetches left it: revision, standing error, the revision's commit."""
+
+    name: str
+    revision: str = ""
+    error: str = ""
+    fetched_at: float = 0.0
+    commit_revision: str = ""               # the revision that ``commit`` describes
+    commit: dict[str, str] = field(default_factory=dict)    # COMMIT_FIELDS
+
+    @classmethod
+    def of(cls, name: str, raw: Mapping[str, str]) -> "SourceRecord":
+        commit = {k: raw.get(f"commit_{k}", "") for k in COMMIT_FIELDS}
+        return cls(name, raw.get("revision", ""), raw.get("error", ""),
+                   _float(raw.get("fetched_at")), raw.get("commit_revision", ""),
+                   commit if raw.get("commit_revision") else {})
+
+
+def fetch_wanted_key(source: str) -> str:
+    return f"{keys.source(source)}:fetch-wanted"
+
+
+def delivery_key(source: str, delivery: str) -> str:
+    safe = "".join(c for c in delivery if c.isalnum() or c in "-_.")[:100]
+    return f"{keys.source(source)}:delivery:{safe}"
 
 
 class _PipeWrites:

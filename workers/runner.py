@@ -508,7 +508,8 @@ def _finish(ctx: Context, call: Call, owner: str, outcome: Outcome, started: flo
                          summary.get("counts", {}), summary.get("requests"),
                          summary.get("writes"),
                          round(started - call.requested_at, 3) if call.requested_at else None,
-                         summary.get("corrected_drift") or {})
+                         summary.get("corrected_drift") or {},
+                         **stages.commit_fields(ctx, call.app, call.revision))
     step = ctx.runs.end(call.unit, call.run_id, owner, outcome, status=status, entry=entry)
     result = tasks_api.unit_result(call.app, call.cluster, outcome.phase.value, outcome.summary,
                                    run_id=call.run_id, revision=call.revision, details=summary)

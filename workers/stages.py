@@ -11,14 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from shared import keys, metrics
-from shared.errors import PermanentError, SourceError
+from shared.errors import FleetsyncError, PermanentError, SourceError
 from shared.logs import get_logger
 from shared.protocol import Phase
+from shared.redisconn import RedisError
 from shared.spec import Application, Cluster, Fleet, Source
 from workers.context import Context
 from workers.render import render_unit
@@ -54,13 +56,15 @@ def fetch(ctx: Context, source_name: str) -> str:
     if source is None:
         raise PermanentError(f"no source named {source_name!r} in {fleet.path}")
     started = time.monotonic()
+    ctx.status.fetch_begins(source_name)        # a push from now on asks for another fetch
     try:
         revision = ctx.sources.fetch(source)
     except PermanentError as exc:       # refused: the last good revision stays, with why
         ctx.status.set_source_error(source_name, str(exc))
         raise
     metrics.source_fetch_duration.labels(source_name).observe(time.monotonic() - started)
-    ctx.status.set_source_revision(source_name, revision, time.time())
+    ctx.status.set_source_revision(source_name, revision, time.time(),
+                                   commit=_mirror_commit(ctx, source, revision))
     log.info("source fetched", source=source_name, revision=revision,
              seconds=round(time.monotonic() - started, 3))
     return revision
@@ -141,8 +145,70 @@ def render_mismatch(meta: dict[str, Any], app: Application, cluster: Cluster,
 
 def recorded_source(ctx: Context, source_name: str) -> tuple[str, str]:
     """The source's last good revision fleet-wide ("" when never), and why its latest
-    fetch was refused ("" when it was not)."""
-    return ctx.status.source_state(source_name)
+    fetch was refused ("" when it was not). The revision's commit, recorded beside it,
+    is remembered for ``commit_fields`` (the same read: no round trip of its own)."""
+    record = ctx.status.source_record(source_name)
+    if record.commit_revision and record.commit:
+        _remember_commit(record.commit_revision, record.commit)
+    return record.revision, record.error
+
+
+# --- who committed a revision (history entries) ------------------------------------
+
+_COMMITS: "OrderedDict[str, dict[str, str]]" = OrderedDict()   # revision -> COMMIT_FIELDS
+COMMITS_KEPT = 256          # revisions remembered per process (a commit never changes)
+
+
+def commit_fields(ctx: Context, app_name: str, revision: str) -> dict[str, str]:
+    """Author, date and subject of ``revision``'s commit as ``HistoryEntry`` fields, or
+    none when they cannot be known. Per revision and process: first from what this
+    process already read (the source record of the apply stage), else from the local
+    mirror (render workers have it), else from the source record in Redis (a pull
+    worker), once; never an error of the run."""
+    if not revision:
+        return {}
+    found = _COMMITS.get(revision)
+    if found is None:
+        try:
+            found = _commit_of(ctx, app_name, revision)
+        except (FleetsyncError, RedisError, OSError, ValueError, KeyError) as exc:
+            log.debug("commit of the revision unknown", revision=revision, error=str(exc))
+            return {}
+        _remember_commit(revision, found)
+    return dict(found)
+
+
+def _commit_of(ctx: Context, app_name: str, revision: str) -> dict[str, str]:
+    fleet = ctx.fleet()
+    source = fleet.sources[fleet.applications[app_name].source]
+    if ctx.sources.mirror_path(source).is_dir():
+        found = _mirror_commit(ctx, source, revision)
+        if found:
+            return found
+    record = ctx.status.source_record(source.name)
+    return record.commit if record.commit_revision == revision else {}
+
+
+def _mirror_commit(ctx: Context, source: Source, revision: str) -> dict[str, str]:
+    """The commit fields of ``revision`` from this host's mirror ({} when it cannot tell)."""
+    if revision in _COMMITS:
+        return _COMMITS[revision]
+    try:
+        info = ctx.sources.revision_info(source, revision)
+    except (FleetsyncError, OSError, ValueError) as exc:
+        log.debug("commit not read from the mirror", source=source.name, error=str(exc))
+        return {}
+    found = {"author": info["author"], "author_email": info["author_email"],
+             "committed_at": info["committed_at"], "subject": info["message"]}
+    _remember_commit(revision, found)
+    return found
+
+
+def _remember_commit(revision: str, commit: dict[str, str]) -> None:
+    _COMMITS[revision] = commit
+    _COMMITS.move_to_end(revision)
+    while len(_COMMITS) > COMMITS_KEPT:
+        _COMMITS.popitem(last=False)
 
 
 def waiting_for(ctx: Context, fleet: Fleet, app: Application, cluster: Cluster) -> list[str]:
