@@ -101,3 +101,10 @@ class StaleInventory(TransientError):
     """The in-cluster inventory moved on: our lock expired and another worker wrote it."""
 
     reason = "StaleInventory"
+    stored_token = 0                 # the token the inventory holds
+
+
+class LockLost(TransientError):
+    """The unit's lock (or its fencing token) is no longer this run's: no more writes."""
+
+    reason = "LockLost"

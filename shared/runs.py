@@ -10,8 +10,10 @@ generic compare-and-set. The writes of an ending carry the outcome too (run reco
 unit status, history), so a run can never end without its outcome recorded.
 
 Redis errors become ``TransientError`` here (a Redis restart is a blip; the
-task is retried). Fencing tokens come from the Redis server's clock and never
-go backwards per unit, so they survive a flush (the inventory refuses smaller).
+task is retried). Fencing tokens are a per-unit counter, advanced in the same
+script that takes the lock; after a flush or a failover that lost it, the lock
+holder moves it past the token the cluster's inventory holds (``advance_fence``).
+``holding`` is what the apply engine asks before each tier of writes.
 """
 
 from __future__ import annotations
@@ -60,10 +62,8 @@ local allowed = {SET=1, DEL=1, HSET=1, PEXPIRE=1, LPUSH=1, LTRIM=1, SADD=1, SREM
 for _, op in ipairs(cjson.decode(ARGV[3])) do
   local cmd, key = op[1], KEYS[op[2]]
   if cmd == 'FENCE' then
-    local t = redis.call('TIME')
-    local token = tonumber(t[1]) * 1000000 + tonumber(t[2])
-    local last = tonumber(redis.call('GET', key) or '0')
-    if token <= last then token = last + 1 end
+    local token = tonumber(redis.call('GET', key) or '0') + 1
+    if op[3] and tonumber(op[3]) > token then token = tonumber(op[3]) end
     redis.call('SET', key, string.format('%d', token))
     tokens[#tokens + 1] = string.format('%d', token)
   elseif allowed[cmd] then
@@ -136,6 +136,19 @@ class Timing:
     queued_ms: int = 180_000        # a queued run that never begins a stage is given up after this
     run_ms: int = 6 * 3600_000      # run records are kept this long for waiters
     history_size: int = 50
+
+
+LEASE_SAFETY = 0.8      # a lease is trusted for this share of the lock's TTL (clock drift)
+
+
+@dataclass
+class Lease:
+    """Until when (``time.monotonic()``) a renewed lock is surely still ours."""
+
+    valid_until: float
+
+    def holds(self) -> bool:
+        return time.monotonic() < self.valid_until
 
 
 @dataclass(frozen=True)
@@ -287,6 +300,23 @@ class Runs:
             return Unit(running=run_id, lock=owner), RunState.RUNNING
         return Unit(queued=run_id), RunState.QUEUED
 
+    # -- fencing ----------------------------------------------------------------------
+    def holding(self, unit: str, owner: str, token: int) -> bool:
+        """Whether ``owner`` still holds the unit's lock with fencing token ``token``."""
+        lock, fence = self._call(lambda: self.client.mget(keys.lock(unit), keys.fence(unit)))
+        return lock == owner and str(fence or "") == str(token)
+
+    def advance_fence(self, unit: str, owner: str, at_least: int) -> int:
+        """Move the unit's token to ``at_least`` or past it, only while ``owner`` holds the
+        lock (a flush or failover lost the counter; the cluster's inventory kept a higher
+        one). The new token, or 0 when the lock is not ``owner``'s."""
+        ops = Ops()
+        ops.expects(keys.lock(unit), owner)
+        ops.add("FENCE", keys.fence(unit), str(int(at_least)))
+        result = self._call(lambda: self._cas(keys=ops.keys, args=[
+            json.dumps(ops.expect), json.dumps(ops.reads), json.dumps(ops.writes())]))
+        return int(result[2][0]) if int(result[0]) == 1 else 0
+
     # -- reads -----------------------------------------------------------------------
     def run(self, run_id: str) -> dict[str, str]:
         return self._call(lambda: self.client.hgetall(keys.run(run_id)))
@@ -301,29 +331,34 @@ class Runs:
                                                           self.timing.lock_ms)))
 
     @contextmanager
-    def renewing(self, unit: str, owner: str, on_lost: Callable[[], None]) -> Iterator[None]:
+    def renewing(self, unit: str, owner: str, on_lost: Callable[[], None]) -> Iterator[Lease]:
         """Renew the lock every third of its TTL while the block runs; ``on_lost`` is
-        called (once) if a renewal finds the lock gone or Redis unreachable past the TTL."""
+        called (once) if a renewal finds the lock gone or Redis unreachable past the TTL.
+        Yields the ``Lease``: until when (this host's monotonic clock) the lock is surely
+        still ours, which a frozen or starved process finds passed when it wakes."""
         stop = threading.Event()
         period = self.timing.lock_ms / 3000
+        ttl = self.timing.lock_ms / 1000
+        lease = Lease(time.monotonic() + ttl * LEASE_SAFETY)
 
         def loop() -> None:
-            last_ok = time.monotonic()
             while not stop.wait(period):
+                asked = time.monotonic()
                 try:
                     if not self.renew(unit, owner):
+                        lease.valid_until = 0.0
                         on_lost()
                         return
-                    last_ok = time.monotonic()
+                    lease.valid_until = asked + ttl * LEASE_SAFETY
                 except TransientError:
-                    if time.monotonic() - last_ok > self.timing.lock_ms / 1000:
+                    if time.monotonic() > lease.valid_until:
                         on_lost()
                         return
 
         thread = threading.Thread(target=loop, name=f"renew {unit}", daemon=True)
         thread.start()
         try:
-            yield
+            yield lease
         finally:
             stop.set()
             thread.join(timeout=5)

@@ -34,14 +34,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shared import keys, metrics, tasks_api
-from shared.errors import FleetsyncError, PermanentError, TransientError
+from shared.errors import (FleetsyncError, LockLost, PermanentError, StaleInventory,
+                           TransientError)
 from shared.logs import bind, get_logger
 from shared.redisconn import RedisError
 from shared.protocol import Phase, Trigger, Verdict, backoff
-from shared.runs import Begun, Outcome
+from shared.runs import Begun, Lease, Outcome
 from shared.spec import Application, Cluster
 from shared.status import HistoryEntry, UnitStatus, now_iso
 from workers import stages
+from workers.apply.execute import Fence
 from workers.context import Context
 
 log = get_logger("fleetsync.runner")
@@ -242,10 +244,10 @@ def _apply_started(ctx: Context, call: Call, app: Application, cluster: Cluster,
     if refused is not None:
         return _back_to_render(ctx, replace(call, revision=refused), owner, moved=True)
     lost = threading.Event()
-    with ctx.runs.renewing(call.unit, owner, on_lost=lost.set):
+    with ctx.runs.renewing(call.unit, owner, on_lost=lost.set) as lease:
         try:
-            result = stages.apply_objects(ctx, app, cluster, objects, call.revision,
-                                          begun.token)
+            result = _apply_fenced(ctx, call, app, cluster, objects,
+                                   RunFence(ctx, call.unit, owner, begun.token, lease, lost))
         except PermanentError as exc:
             if exc.drifted:          # retried every tick: what refused may let go
                 return _finish(ctx, call, owner, Outcome(
@@ -267,8 +269,6 @@ def _apply_started(ctx: Context, call: Call, app: Application, cluster: Cluster,
     message = stages.message(summary.get("counts", {}))
     if summary.get("corrected_drift"):
         message = f"corrected drift: {_drift_line(summary['corrected_drift'])} ({message})"
-    if lost.is_set():
-        message += " (the unit's lock was lost during the run)"
     source_error = stages.recorded_source(ctx, app.source)[1]
     if source_error:              # the last good revision stays applied: say why
         message += f"; source {app.source} stays at {call.revision[:12]}: {source_error}"
@@ -408,6 +408,52 @@ def _next_check(hc: HealthCall, objects: list[str], message: str) -> Next:
     return Next(tasks_api.unit_result(hc.app, hc.cluster, Phase.PROGRESSING.value,
                                       f"next look in {countdown:.0f} s: {message}",
                                       run_id=hc.run_id, revision=hc.revision), (send,))
+
+
+class RunFence(Fence):
+    """The apply's fence: before each tier of writes the run asks Redis whether it still
+    holds the unit's lock with its token; before each single write it looks at its lease
+    clock (no round trip), so a process frozen past the lock's TTL (SIGSTOP, a long GC,
+    a starved host) writes nothing more when it wakes."""
+
+    def __init__(self, ctx: Context, unit: str, owner: str, token: int, lease: Lease,
+                 lost: threading.Event) -> None:
+        self.ctx, self.unit, self.owner, self.token = ctx, unit, owner, token
+        self.lease, self.lost = lease, lost
+
+    def tier(self) -> None:
+        self.write()
+        if not self.ctx.runs.holding(self.unit, self.owner, self.token):
+            self._stop("is no longer this run's")
+
+    def write(self) -> None:
+        if self.lost.is_set() or not self.lease.holds():
+            self._stop("may have expired (its lease was not renewed in time)")
+
+    def _stop(self, why: str) -> None:
+        self.lost.set()
+        raise LockLost(f"the lock of {self.unit} {why} (token {self.token}): stopped "
+                       "before the next write", unit=self.unit)
+
+    def moved_to(self, token: int) -> "RunFence":
+        return RunFence(self.ctx, self.unit, self.owner, token, self.lease, self.lost)
+
+
+def _apply_fenced(ctx: Context, call: Call, app: Application, cluster: Cluster,
+                  objects: list[dict], fence: RunFence) -> Any:
+    """The apply, fenced (``RunFence``). When the cluster's inventory holds a higher token
+    than Redis (Redis was flushed or failed over and lost the counter), the lock holder
+    moves the counter past it and goes on."""
+    try:
+        return stages.apply_objects(ctx, app, cluster, objects, call.revision, fence.token,
+                                    fence)
+    except StaleInventory as exc:
+        newer = ctx.runs.advance_fence(call.unit, fence.owner, exc.stored_token + 1)
+        if not newer:
+            raise
+        log.warning("fencing token moved past the cluster's inventory", before=fence.token,
+                    after=newer, inventory=exc.stored_token)
+        return _apply_fenced(ctx, call, app, cluster, objects, fence.moved_to(newer))
 
 
 def _drift_line(corrected: dict[str, list[str]]) -> str:

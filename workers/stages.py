@@ -219,13 +219,14 @@ def waiting_for(ctx: Context, fleet: Fleet, app: Application, cluster: Cluster) 
 
 
 def apply_objects(ctx: Context, app: Application, cluster: Cluster, objects: list[dict],
-                  revision: str, token: int) -> Any:
-    """The apply engine on this unit's cluster; an ``ApplyResult``."""
+                  revision: str, token: int, fence: Any = None) -> Any:
+    """The apply engine on this unit's cluster; an ``ApplyResult``. ``fence`` is asked
+    before each write (it raises when the unit's lock is no longer ours)."""
     from workers.apply.engine import apply_unit
 
     started = time.monotonic()
     result = apply_unit(ctx.kube(cluster), app=app, objects=objects, revision=revision,
-                        token=token)
+                        token=token, **({"fence": fence} if fence is not None else {}))
     metrics.reconcile_duration.labels("apply").observe(time.monotonic() - started)
     return result
 

@@ -34,7 +34,7 @@ from shared.spec import Application
 from workers.apply import health, namespaces
 from workers.apply import inventory as inv
 from workers.apply.discovery import PROCESS, Discovery
-from workers.apply.execute import apply_all, prune_all
+from workers.apply.execute import OPEN, Fence, apply_all, prune_all
 from workers.apply.kube import Kube
 from workers.apply.observe import Observation, observe
 from workers.apply.plan import CONFIGURED, CREATED, ChangeSet, ownership_error, plan, with_replaced
@@ -129,7 +129,8 @@ class _Done:
 
 
 def apply_unit(kube: Kube, *, app: Application, objects: list[dict], revision: str, token: int,
-               dry_run_only: bool = False, discovery: Discovery = PROCESS) -> ApplyResult:
+               dry_run_only: bool = False, discovery: Discovery = PROCESS,
+               fence: Fence = OPEN) -> ApplyResult:
     """Make the cluster hold ``objects`` for ``app`` at ``revision``; see the module doc.
 
     ``token`` is the fencing token of the sync unit's lock; ``dry_run_only`` stops
@@ -138,7 +139,8 @@ def apply_unit(kube: Kube, *, app: Application, objects: list[dict], revision: s
     """
     started, session = time.monotonic(), kube.session()
     try:
-        done = _reconcile(session, app, objects, revision, token, dry_run_only, discovery)
+        done = _reconcile(session, app, objects, revision, token, dry_run_only, discovery,
+                          fence)
     except FleetsyncError as exc:
         exc.unit = exc.unit or (f"{kube.name}/{app.name}" if kube.name else app.name)
         exc.revision = exc.revision or revision
@@ -150,7 +152,7 @@ def apply_unit(kube: Kube, *, app: Application, objects: list[dict], revision: s
 
 
 def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str, token: int,
-               dry_run_only: bool, discovery: Discovery) -> _Done:
+               dry_run_only: bool, discovery: Discovery, fence: Fence) -> _Done:
     own_namespace = namespaces.wanted(app, objects)
     wanted = objects + [own_namespace] if own_namespace else objects
     seen = observe(kube, app.name, wanted, discovery)
@@ -165,7 +167,8 @@ def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str,
         raise conflict
     was_applied = seen.inventory.revision == revision
     try:
-        done = _write(kube, app, revision, token, dry_run_only, discovery, seen, changeset)
+        done = _write(kube, app, revision, token, dry_run_only, discovery, seen, changeset,
+                      fence)
     except FleetsyncError as exc:       # drift found and left standing: the unit is Drifted
         if was_applied:
             exc.drifted = tuple(str(c.ref) for c in changeset.by_action(CONFIGURED)
@@ -175,7 +178,8 @@ def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str,
 
 
 def _write(kube: Kube, app: Application, revision: str, token: int, dry_run_only: bool,
-           discovery: Discovery, seen: Observation, changeset: ChangeSet) -> _Done:
+           discovery: Discovery, seen: Observation, changeset: ChangeSet,
+           fence: Fence) -> _Done:
     writes = {c.ref: seen.desired[c.ref] for c in changeset.to_apply()}
     checked = validate(kube, writes, seen.resources, new_namespaces=new_namespaces(changeset),
                        pending=seen.pending, force=app.force) if writes else Validation()
@@ -185,14 +189,18 @@ def _write(kube: Kube, app: Application, revision: str, token: int, dry_run_only
     applied = apply_all(kube, writes, seen.resources, pending=seen.pending,
                         on_crds=lambda: _refresh(kube, discovery, seen),
                         crd_timeout=min(app.timeout, CRD_TIMEOUT), force=app.force,
-                        replace_timeout=app.timeout)
+                        replace_timeout=app.timeout, fence=fence)
     changeset = with_replaced(changeset, applied.replaced)
     if applied.failed:
+        fence.tier()
         _record(kube, app, token, seen, set(seen.inventory.refs) | set(applied.done),
                 seen.inventory.revision)
         raise applied.error("apply")
-    pruned = prune_all(kube, [c.ref for c in changeset.to_prune()], seen.live, seen.resources)
+    pruned = prune_all(kube, [c.ref for c in changeset.to_prune()], seen.live, seen.resources,
+                       fence=fence)
     refs = set(seen.desired) | set(changeset.kept) | set(pruned.failed)
+    if not seen.inventory.same_as(refs, revision):
+        fence.tier()                     # a no-op pass writes nothing and asks nothing
     wrote = _record(kube, app, token, seen, refs, revision)
     if pruned.failed:
         raise pruned.error("prune")

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from shared.errors import ApplyError, FleetsyncError, TransientError
+from shared.errors import ApplyError, FleetsyncError, LockLost, TransientError
 from workers.apply import health, immutable
 from workers.apply.pool import shared
 from workers.apply.discovery import Resource
@@ -64,15 +64,34 @@ def _each(refs: list[ObjectRef], work: Callable[[ObjectRef], dict | None],
             outcome.failed[ref] = exc
 
 
+class Fence:
+    """Whether this run may still write: ``tier()`` before each tier of writes (the
+    caller may ask Redis), ``write()`` before each single write (cheap: a local lease
+    clock). Both raise ``LockLost`` when the unit's lock is no longer the run's. This
+    base class never refuses (tests, ``diff``)."""
+
+    def tier(self) -> None:
+        return None
+
+    def write(self) -> None:
+        return None
+
+
+OPEN = Fence()
+
+
 def apply_all(kube: Kube, objects: Mapping[ObjectRef, dict],
               resources: Mapping[ObjectRef, Resource], *, pending: frozenset[ObjectRef],
               on_crds: Callable[[], None], crd_timeout: float, force: bool = False,
-              replace_timeout: float = 60.0) -> Outcome:
-    """Server-side apply of ``objects``, tier by tier; stops after the first failing tier."""
+              replace_timeout: float = 60.0, fence: Fence = OPEN) -> Outcome:
+    """Server-side apply of ``objects``, tier by tier; stops after the first failing tier.
+    ``fence`` is asked before each tier and each write; when the unit's lock was lost
+    it raises, and nothing more is written, not even the inventory."""
     outcome = Outcome()
 
     def one(ref: ObjectRef) -> dict:
         path = resources[ref].path(ref)
+        fence.write()
         try:
             return _apply_one(kube, objects[ref], path, ref in pending)
         except Invalid as exc:
@@ -86,7 +105,11 @@ def apply_all(kube: Kube, objects: Mapping[ObjectRef, dict],
         return replaced
 
     for group in tiers(objects):
+        fence.tier()
         _each(group, one, outcome)
+        lost = [e for e in outcome.failed.values() if isinstance(e, LockLost)]
+        if lost:
+            raise lost[0]
         if outcome.failed:
             return outcome
         crds = {r: outcome.done[r] or {} for r in group if is_crd(r)}
@@ -113,12 +136,14 @@ def _apply_one(kube: Kube, obj: dict, path: str, new_kind: bool) -> dict:
 
 
 def prune_all(kube: Kube, refs: list[ObjectRef], live: Mapping[ObjectRef, dict | None],
-              resources: Mapping[ObjectRef, Resource]) -> Outcome:
-    """Delete ``refs`` in reverse apply order; a 404 counts as deleted."""
+              resources: Mapping[ObjectRef, Resource],
+              fence: Fence = OPEN) -> Outcome:
+    """Delete ``refs`` in reverse apply order; a 404 counts as deleted. ``fence`` as above."""
     outcome = Outcome()
 
     def one(ref: ObjectRef) -> None:
         uid = ((live.get(ref) or {}).get("metadata") or {}).get("uid")
+        fence.write()
         try:
             kube.delete(resources[ref].path(ref), uid=uid)
         except NotFound:
@@ -126,5 +151,9 @@ def prune_all(kube: Kube, refs: list[ObjectRef], live: Mapping[ObjectRef, dict |
         return None
 
     for group in reversed(tiers(refs)):
+        fence.tier()
         _each(prune_order(group), one, outcome)
+        lost = [e for e in outcome.failed.values() if isinstance(e, LockLost)]
+        if lost:
+            raise lost[0]
     return outcome

@@ -85,8 +85,10 @@ def read(kube: Kube, app: str) -> Inventory:
 def check_token(app: str, stored: Inventory, token: int) -> None:
     """``StaleInventory`` when a lock holder newer than us (higher token) wrote it."""
     if stored.token > token:
-        raise StaleInventory(f"inventory {NAMESPACE}/{name_for(app)} was written with fencing "
-                             f"token {stored.token}, newer than ours ({token})")
+        error = StaleInventory(f"inventory {NAMESPACE}/{name_for(app)} was written with "
+                               f"fencing token {stored.token}, newer than ours ({token})")
+        error.stored_token = stored.token
+        raise error
 
 
 def write(kube: Kube, app: str, refs: Iterable[ObjectRef], *, token: int, revision: str,
