@@ -20,7 +20,7 @@ from typing import Callable
 
 from shared.errors import FleetsyncError
 
-COMMANDS = ("validate", "local", "sync", "status", "runners", "acl")
+COMMANDS = ("validate", "local", "sync", "status", "runners", "acl", "notifier")
 ENTRY_POINT_GROUP = "fleetsync.commands"
 
 AddParser = Callable[[argparse._SubParsersAction], None]

@@ -29,6 +29,8 @@ from shared.errors import SpecError
 from shared.refnames import ref_name_problem
 from shared.semver import parse_range
 from shared.spec import Application, Auth, Cluster, Directory, Fleet, Selector, Source
+from shared.spec import Notifications
+from shared.spec_notify import read_notifications
 from shared.spec_source import SOURCE_KEYS, read_security
 from shared.spec_yaml import Map, Report
 
@@ -44,7 +46,7 @@ _DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|h|m|s))+", re.ASCII)
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)", re.ASCII)
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
-_TOP_KEYS = ("sources", "clusters", "applications")
+_TOP_KEYS = ("sources", "clusters", "applications", "notifications")
 _REF_KINDS = ("branch", "tag", "semver", "commit")
 _SOURCE_KEYS = ("name", "url", *_REF_KINDS, "interval", "auth", *SOURCE_KEYS)
 _AUTH_KEYS = ("sshKeyFile", "usernameEnv", "passwordEnv")
@@ -185,10 +187,13 @@ def _fleet(root: Node, report: Report) -> Fleet | None:
         report.error(root, "sources", "is required when applications are listed")
     _check_dependencies(apps, report)
     _warn_empty_selectors(apps, [c for c, _ in clusters.values()], report)
+    notify = partial(read_notifications, applications=apps, durations=_duration)
+    notifications = top.read("notifications", notify, report, Notifications())
     return Fleet(sources={k: v for k, (v, _) in sources.items()},
                  clusters={k: v for k, (v, _) in clusters.items()},
                  applications={k: v for k, (v, _) in apps.items()},
-                 path=report.file, warnings=tuple(report.warnings()))
+                 path=report.file, warnings=tuple(report.warnings()),
+                 notifications=notifications)
 
 
 def _named(top: Map, key: str, what: str, build: Callable[[Node, str, Report], Built[N] | None],
