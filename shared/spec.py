@@ -70,6 +70,7 @@ class Cluster:
     labels: Mapping[str, str] = field(default_factory=dict)
     vars: Mapping[str, str] = field(default_factory=dict)
     interval: float = 60.0
+    service_account: str | None = None  # "namespace/name": applications' default identity
 
     def variables(self) -> dict[str, str]:
         """The cluster's vars plus ``cluster_name``, which is always defined."""
@@ -162,6 +163,11 @@ class Application:
     chart: Chart | None = None         # a chart of a Helm repository source (path unused)
     helm: Helm = Helm()                # release name and values of a chart
     allow_helm_charts: bool = False    # kustomize helmCharts: rendered with helm
+    service_account: str | None = None  # "namespace/name" impersonated for every request
+    allowed_namespaces: tuple[str, ...] = ()   # empty: any (but fleetsync-system)
+    allowed_kinds: tuple[str, ...] = ()        # "Kind" or "group/Kind"; empty: any
+    denied_kinds: tuple[str, ...] = ()
+    prune_adopted: bool = False        # prune: adopted: objects it adopted are pruned too
 
 
 @dataclass(frozen=True)
