@@ -20,7 +20,7 @@ from typing import Callable
 
 from shared.errors import FleetsyncError
 
-COMMANDS = ("validate", "local", "sync", "status", "runners", "acl", "notifier")
+COMMANDS = ("validate", "local", "sync", "status", "runners", "acl", "notifier", "server")
 ENTRY_POINT_GROUP = "fleetsync.commands"
 
 AddParser = Callable[[argparse._SubParsersAction], None]

@@ -1,0 +1,100 @@
+"""The dashboard: server-rendered pages of the fleet, one unit, one revision.
+
+Jinja2 templates (autoescaped) under ``templates/``, one stylesheet and one
+small script under ``static/``, all served by this process: no build step, no
+CDN. Each page's live part (``<main id="live">``) is fetched again every few
+seconds by ``static/fleet.js`` and swapped in place, so filters, scroll and
+open details stay as they were. Every phase is written as a word (and a
+symbol) as well as a colour.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from scheduler.server import fleetview
+from scheduler.server.api import FleetSnapshot, unit_detail
+from scheduler.server.backend import Backend
+
+HERE = Path(__file__).parent
+SYMBOLS = {"Ready": "✓", "Progressing": "↻", "Degraded": "!", "Drifted": "≠", "Failed": "✗",
+           "Suspended": "‖", "Removed": "–", "Unknown": "?"}
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    s = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+def _short(revision: str) -> str:
+    if not revision:
+        return "–"
+    return revision[:fleetview.SHORT] if all(c in "0123456789abcdef" for c in revision) \
+        else revision
+
+
+def environment() -> Environment:
+    env = Environment(loader=FileSystemLoader(HERE / "templates"),
+                      autoescape=select_autoescape(("html",)), trim_blocks=True,
+                      lstrip_blocks=True)
+    env.filters.update(age=_age, short=_short)
+    env.globals.update(symbols=SYMBOLS)
+    return env
+
+
+class Pages:
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.env = environment()
+
+    def render(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        html = self.env.get_template(name).render(
+            refresh_ms=int(self.backend.server.refresh_s * 1000),
+            flower_url=self.backend.server.flower_url or "", **context)
+        return HTMLResponse(html, status)
+
+    async def fleet(self, request: Request) -> HTMLResponse:
+        label = request.query_params.get("label", "")
+        by = request.query_params.get("by", "auto")
+        snap = await run_in_threadpool(FleetSnapshot, self.backend,
+                                       fleetview.parse_labels(label))
+        fleet = snap.fleet
+        all_labels = sorted({f"{k}={v}" for c in (fleet.clusters.values() if fleet else [])
+                             for k, v in c.labels.items()})
+        return self.render("fleet.html", label=label, by=by, all_labels=all_labels,
+                           matrix=fleetview.matrix(snap.rows, by if by in ("cluster", "app")
+                                                   else "auto"),
+                           counts=fleetview.counts(snap.rows), total=len(snap.rows),
+                           rollups=snap.rollups(), problems=snap.spec_problems,
+                           now=snap.now.strftime("%H:%M:%S"))
+
+    async def unit(self, request: Request) -> HTMLResponse:
+        cluster, app = request.path_params["cluster"], request.path_params["app"]
+        found = await run_in_threadpool(unit_detail, self.backend, cluster, app,
+                                        self.backend.server.settings.history_size)
+        if found is None:
+            return self.render("missing.html", 404, what=f"no unit {app} on {cluster}")
+        return self.render("unit.html", unit=found,
+                           now=datetime.now(timezone.utc).strftime("%H:%M:%S"))
+
+    async def revision(self, request: Request) -> HTMLResponse:
+        wanted = request.path_params["revision"]
+        snap = await run_in_threadpool(FleetSnapshot, self.backend, None)
+        found = fleetview.find_rollup(snap.rollups(), wanted)
+        if not found:
+            return self.render("missing.html", 404,
+                               what=f"no unit of the fleet is at revision {wanted}")
+        return self.render("revision.html", rollups=found, revision=wanted,
+                           now=snap.now.strftime("%H:%M:%S"))

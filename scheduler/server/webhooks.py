@@ -1,0 +1,198 @@
+"""``POST /hooks/{github,gitlab,generic}/<source>``: a push fetches its source at once.
+
+The order of a delivery's handling is the order of trust:
+
+    source known, webhook configured, secret set -> body read under the size cap (413)
+    -> signature or token checked in constant time (401, logged without the body)
+    -> event (ping answers, other events are acknowledged and ignored)
+    -> delivery id not seen in the last hour (a redelivery or replay enqueues nothing)
+    -> the pushed ref is the source's branch or tag -> fleetsync.fetch_source
+
+The fetch is deduplicated: while one asked for by an earlier push has not begun
+(``StatusStore.want_fetch``), a push joins it instead, since that fetch will see
+its commit. A fetch that finds a new revision reconciles every cluster that uses
+the source (the worker's ``fetch_source``). When the payload lists the files the
+push touched and they lie in a few applications' paths, those units are synced
+as soon as the new revision is recorded (``fleetsync.sync``, trigger
+``webhook``), ahead of the fleet-wide reconcile: in a fleet of a thousand units
+the one that changed does not wait for the other 999.
+
+Replaying an old delivery is harmless: a fetch only ever moves a source to what
+its ref points at now, and a sync applies the recorded revision, not the one
+the payload names. The answer is 202 with what was enqueued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from functools import partial
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse
+
+from shared import tasks_api
+from shared.logs import get_logger
+from shared.protocol import Trigger
+from scheduler.server import hooks
+from scheduler.server.backend import Backend
+from scheduler.server.config import DELIVERY_TTL, FETCH_WANTED_TTL, FOLLOW_UP_TIMEOUT
+
+log = get_logger("fleetsync.server.webhooks")
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+FOLLOW_UP_POLL = 0.02       # seconds between looks at the source's recorded revision
+MAX_FOLLOW_UPS = 32         # pushes waiting for their fetch at once; more get no priority
+
+
+class TooLarge(Exception):
+    pass
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The body, or ``TooLarge`` as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge()
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class Receiver:
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.follow_ups: set[asyncio.Task[None]] = set()
+        self.waiting: set[tuple[str, str, tuple]] = set()     # (source, after, syncs)
+
+    async def receive(self, request: Request) -> JSONResponse:
+        provider, name = request.path_params["provider"], request.path_params["source"]
+        where = {"provider": provider, "source": name,
+                 "client": request.client.host if request.client else ""}
+        if provider not in hooks.PROVIDERS:
+            return _error(404, f"no webhook provider {provider!r} (use one of "
+                               f"{', '.join(hooks.PROVIDERS)})")
+        fleet = await run_in_threadpool(self.backend.fleet)
+        source = fleet.sources.get(name) if fleet else None
+        if source is None:
+            return _error(404, f"no source named {name!r} in the fleet spec")
+        if source.webhook is None:
+            return _error(404, f"source {name!r} takes no webhooks: give it "
+                               "webhook: {secretEnv: NAME} in the fleet spec")
+        secret = self.backend.server.environ.get(source.webhook.secret_env, "")
+        if not secret:
+            log.error("webhook secret not set", variable=source.webhook.secret_env, **where)
+            return _error(503, f"the server has no value for {source.webhook.secret_env}, "
+                               f"the webhook secret of source {name!r}")
+        try:
+            body = await read_capped(request, self.backend.server.max_body)
+        except TooLarge:
+            log.warning("webhook refused: body too large", limit=self.backend.server.max_body,
+                        **where)
+            return _error(413, f"body larger than {self.backend.server.max_body} bytes")
+        except ClientDisconnect:
+            return _error(400, "the client went away before the body was read")
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        why = hooks.verify(provider, secret, headers, body)
+        if why:
+            log.warning("webhook refused", why=why, delivery=hooks.delivery_of(headers),
+                        size=len(body), **where)
+            return _error(401, f"refused: {why}")
+        return await self._accepted(fleet, source, provider, headers, body, where)
+
+    async def _accepted(self, fleet: Any, source: Any, provider: str, headers: dict[str, str],
+                        body: bytes, where: dict[str, str]) -> JSONResponse:
+        event = hooks.event_of(provider, headers)
+        if event == "ping":
+            return JSONResponse({"source": source.name, "pong": True})
+        delivery = hooks.delivery_of(headers)
+        answer: dict[str, Any] = {"source": source.name, "event": event, "delivery": delivery,
+                                  "enqueued": []}
+        if event not in ("push", "tag_push"):
+            return JSONResponse({**answer, "ignored": f"{event} events move no source"}, 202)
+        if delivery and not await run_in_threadpool(
+                self.backend.store.first_delivery, source.name, delivery, DELIVERY_TTL):
+            log.info("webhook delivery seen before: nothing enqueued", delivery=delivery, **where)
+            return JSONResponse({**answer, "ignored": "delivery seen before"}, 202)
+        push = hooks.parse_push(body)
+        answer.update(ref=push.ref, after=push.after)
+        ignored = hooks.concerns(source, push.ref)
+        if ignored:
+            return JSONResponse({**answer, "ignored": ignored}, 202)
+        try:
+            before = await run_in_threadpool(self._enqueue, source.name, push, answer)
+        except Exception as exc:                # the broker or Redis: the forge will retry
+            log.error("webhook not enqueued", error=str(exc), **where)
+            return _error(503, f"could not enqueue the fetch: {exc}")
+        if push.paths and not (push.after and push.after == before):
+            requests = hooks.sync_requests(fleet, hooks.changed_units(fleet, source.name,
+                                                                      push.paths))
+            waiting = (source.name, push.after, tuple(requests))
+            if requests and waiting not in self.waiting and len(self.follow_ups) < MAX_FOLLOW_UPS:
+                self.waiting.add(waiting)
+                answer["then"] = [{"task": tasks_api.SYNC, "app": app, "cluster": cluster,
+                                   "when": "the fetch has recorded the pushed revision"}
+                                  for app, cluster in requests]
+                task = asyncio.create_task(
+                    self._sync_when_fetched(source.name, before, push.after, requests))
+                self.follow_ups.add(task)
+                task.add_done_callback(self.follow_ups.discard)
+                task.add_done_callback(partial(_forget, self.waiting, waiting))
+        log.info("webhook accepted", ref=push.ref, after=push.after, delivery=delivery,
+                 enqueued=[e["task"] for e in answer["enqueued"]], **where)
+        return JSONResponse(answer, 202)
+
+    def _enqueue(self, name: str, push: hooks.Push, answer: dict[str, Any]) -> str:
+        """Enqueue the fetch (or join the waiting one); the source's revision before it."""
+        store = self.backend.store
+        before = store.source_record(name).revision
+        if store.want_fetch(name, FETCH_WANTED_TTL):
+            try:
+                task_id = self.backend.send(tasks_api.FETCH_SOURCE, [name])
+            except Exception:
+                store.fetch_begins(name)        # nothing waits: the next push must enqueue
+                raise
+            answer["enqueued"].append({"task": tasks_api.FETCH_SOURCE, "args": [name],
+                                       "id": task_id})
+        else:
+            answer["joined"] = f"a fetch of {name} asked for earlier has not begun: it will " \
+                               "see this push"
+        return before
+
+    async def _sync_when_fetched(self, name: str, before: str, after: str,
+                                 requests: list[tuple[str, str | None]]) -> None:
+        """Sync the units the push changed once the fetch has recorded its revision."""
+        try:
+            deadline = time.monotonic() + FOLLOW_UP_TIMEOUT
+            wanted = after if _SHA.fullmatch(after or "") else ""
+            while time.monotonic() < deadline:
+                revision = (await run_in_threadpool(self.backend.store.source_record,
+                                                    name)).revision
+                if revision and (revision == wanted or (not wanted and revision != before)):
+                    for app, cluster in requests:
+                        await run_in_threadpool(self.backend.send, tasks_api.SYNC,
+                                                [app, cluster], {"trigger": Trigger.WEBHOOK.value})
+                    log.info("webhook syncs sent", source=name, revision=revision,
+                             units=[f"{c or '*'}/{a}" for a, c in requests])
+                    return
+                await asyncio.sleep(FOLLOW_UP_POLL)
+            log.info("webhook syncs not sent: the fetch did not record the pushed revision "
+                     "in time (the fleet-wide reconcile still applies it)", source=name,
+                     after=after, timeout=FOLLOW_UP_TIMEOUT)
+        except Exception as exc:                # a follow-up never takes the server down
+            log.warning("webhook follow-up failed", source=name, error=str(exc))
+
+
+def _forget(waiting: set[tuple[str, str, tuple]], key: tuple[str, str, tuple],
+            _: object) -> None:
+    waiting.discard(key)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status)
