@@ -7,7 +7,7 @@ should exist (a unit never synced yet shows as ``Unknown``) and each cluster's
 labels; Redis says where each unit stands. A unit that Redis knows and the
 spec no longer has is shown as Redis has it until the next reconcile forgets it.
 
-A revision's roll-up counts the units of its source: *applied* are those
+A revision's roll-up counts the (unsuspended) units of its source: *applied* are those
 whose last run applied that revision (Ready, Progressing, Degraded, Drifted),
 and the rest are named by what holds them (Failed at it, or still at another
 revision): ``abc1234: 480/500 applied, 470 Ready, 3 Degraded``.
@@ -45,6 +45,7 @@ class Row:
     stale: bool = False
     source: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
+    suspended: bool = False                     # the spec suspends the application
 
     @property
     def shown(self) -> str:
@@ -57,7 +58,7 @@ class Row:
                 "phase": self.phase, "shown_phase": self.shown, "stale": self.stale,
                 "revision": self.revision, "message": self.message, "reason": self.reason,
                 "last_synced_at": self.last_synced_at, "age_s": self.age_s,
-                "source": self.source, "labels": dict(self.labels)}
+                "source": self.source, "labels": dict(self.labels), "suspended": self.suspended}
 
 
 def parse_labels(text: str) -> dict[str, str]:
@@ -88,18 +89,20 @@ def rows(fleet: Fleet | None, statuses: Iterable[UnitStatus], now: datetime,
             continue
         spec_app = fleet.applications.get(app) if fleet else None
         out.append(_row(app, cluster, known.get((app, cluster)), now,
-                        spec_app.source if spec_app else "", cluster_labels))
+                        spec_app.source if spec_app else "", cluster_labels,
+                        bool(spec_app and spec_app.suspend)))
     return out
 
 
 def _row(app: str, cluster: str, status: UnitStatus | None, now: datetime, source: str,
-         labels: dict[str, str]) -> Row:
+         labels: dict[str, str], suspended: bool = False) -> Row:
     if status is None:
-        return Row(app, cluster, Phase.UNKNOWN.value, message="never synced", source=source,
-                   labels=labels)
+        phase = Phase.SUSPENDED.value if suspended else Phase.UNKNOWN.value
+        return Row(app, cluster, phase, message="never synced", source=source, labels=labels,
+                   suspended=suspended)
     age_s, stale = freshness(status.last_synced_at, status.interval, now)
     return Row(app, cluster, status.phase, status.revision, status.message, status.reason,
-               status.last_synced_at, age_s, stale, source, labels)
+               status.last_synced_at, age_s, stale, source, labels, suspended)
 
 
 def freshness(stamp: str, interval: float, now: datetime) -> tuple[float | None, bool]:
@@ -184,6 +187,8 @@ def rollups(units: list[Row], sources: Mapping[str, SourceRecord]) -> list[Rollu
     revisions first (newest progress is what people look for)."""
     by_source: dict[str, list[Row]] = {}
     for unit in units:
+        if unit.suspended or unit.phase == Phase.SUSPENDED.value:
+            continue                    # never moves to a new revision: not part of a rollout
         by_source.setdefault(unit.source, []).append(unit)
     out: list[Rollup] = []
     for name, members in sorted(by_source.items()):
