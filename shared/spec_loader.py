@@ -28,7 +28,9 @@ from shared import spec_yaml as y
 from shared.errors import SpecError
 from shared.refnames import ref_name_problem
 from shared.semver import parse_range
-from shared.spec import Application, Auth, Cluster, Directory, Fleet, Selector, Source
+from shared import spec_helm
+from shared.spec import (HELM_REPOSITORY, Application, Auth, Cluster, Directory, Fleet, Helm,
+                         Selector, Source)
 from shared.spec import Notifications
 from shared.spec_notify import read_notifications
 from shared.spec_source import SOURCE_KEYS, read_security
@@ -48,13 +50,13 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 _TOP_KEYS = ("sources", "clusters", "applications", "notifications")
 _REF_KINDS = ("branch", "tag", "semver", "commit")
-_SOURCE_KEYS = ("name", "url", *_REF_KINDS, "interval", "auth", *SOURCE_KEYS)
+_SOURCE_KEYS = ("name", "url", "helmRepository", *_REF_KINDS, "interval", "auth", *SOURCE_KEYS)
 _AUTH_KEYS = ("sshKeyFile", "usernameEnv", "passwordEnv")
 _CLUSTER_KEYS = ("name", "kubeconfig", "context", "labels", "vars", "interval")
 _SELECTOR_KEYS = ("names", "matchLabels")
 _APP_KEYS = ("name", "source", "path", "clusters", "namespace", "prune", "wait", "timeout",
              "dependsOn", "suspend", "adopt", "allowRemoteBases", "directory", "allowEmpty",
-             "force", "createNamespace")
+             "force", "createNamespace", "chart", "helm", "allowHelmCharts")
 _DIRECTORY_KEYS = ("recurse", "include", "exclude")
 _SECRET = ("inline secrets are not allowed: put the value in an environment variable "
            "and reference it with usernameEnv/passwordEnv, or give sshKeyFile")
@@ -218,12 +220,20 @@ def _named(top: Map, key: str, what: str, build: Callable[[Node, str, Report], B
 
 
 def _source(node: Node, field: str, report: Report) -> Built[Source] | None:
-    m = y.mapping(node, field, report, _SOURCE_KEYS, required=("name", "url"))
+    m = y.mapping(node, field, report, _SOURCE_KEYS, required=("name",))
     if m is None:
         return None
     name = m.read("name", _name, report, "")
-    url = m.read("url", partial(y.checked, check=_url_problem), report, "")
-    ref_kind, ref = _ref(m, report)
+    if "helmRepository" in m.values:      # a Helm chart repository: no Git ref
+        spec_helm.check_repository_source(m, report)
+        url = m.read("helmRepository", partial(y.checked, check=spec_helm.repository_problem),
+                     report, "")
+        ref_kind, ref = HELM_REPOSITORY, ""
+    else:
+        if "url" not in m.values:
+            report.error(node, m.at("url"), "is required")
+        url = m.read("url", partial(y.checked, check=_url_problem), report, "")
+        ref_kind, ref = _ref(m, report)
     interval = m.read("interval", _duration, report, 60.0)
     auth = m.read("auth", _auth, report, Auth())
     security = read_security(m, url, auth, report)
@@ -273,9 +283,12 @@ def _cluster(node: Node, field: str, report: Report) -> Built[Cluster] | None:
     return (cluster, m) if cluster.name else None
 
 
-def _application(node: Node, field: str, report: Report, sources: Collection[str],
+def _application(node: Node, field: str, report: Report, sources: Mapping[str, Built[Source]],
                  clusters: Collection[str]) -> Built[Application] | None:
-    m = y.mapping(node, field, report, _APP_KEYS, required=("name", "source", "path", "clusters"))
+    helm_source = spec_helm.named_source_is_helm(node, sources)
+    required = ("name", "source", "clusters") if helm_source else ("name", "source", "path",
+                                                                   "clusters")
+    m = y.mapping(node, field, report, _APP_KEYS, required=required)
     if m is None:
         return None
     app = Application(
@@ -294,7 +307,12 @@ def _application(node: Node, field: str, report: Report, sources: Collection[str
         directory=m.read("directory", _directory, report, Directory()),
         allow_empty=m.read("allowEmpty", y.boolean, report, False),
         force=m.read("force", y.boolean, report, False),
-        create_namespace=m.read("createNamespace", y.boolean, report, False))
+        create_namespace=m.read("createNamespace", y.boolean, report, False),
+        chart=m.read("chart", spec_helm.chart, report, None),
+        helm=m.read("helm", partial(spec_helm.helm, selector=_selector, clusters=clusters),
+                    report, Helm()),
+        allow_helm_charts=m.read("allowHelmCharts", y.boolean, report, False))
+    spec_helm.check_application(m, report, helm_source)
     if app.create_namespace and "namespace" not in m.values:
         report.error(m.values["createNamespace"], m.at("createNamespace"),
                      "needs the application's namespace: set namespace to the one to create")

@@ -176,12 +176,11 @@ def test_an_app_rewritten_into_an_unsupported_format_fails_naming_the_file(
     assert render(app("app", directory=excluded), Cluster("c"), tree) == []
 
 
-def test_a_helm_chart_directory_is_not_supported(repo: Repo) -> None:
+def test_a_helm_chart_below_a_plain_directory_is_not_supported(repo: Repo) -> None:
+    # (an application whose path is the chart's directory renders it with helm: test_helm_*)
     tree = repo.write({"charts/web/Chart.yaml": "apiVersion: v2\nname: web\nversion: 1.0.0\n",
                        "charts/web/templates/deployment.yaml": "{{- if .Values.enabled }}\nkind: x\n",
                        "charts/web/values.yaml": "enabled: true\n"}).tree()
-    with pytest.raises(RenderError, match=r"charts/web/Chart\.yaml: not supported: a Helm chart"):
-        render(app("charts/web"), Cluster("c"), tree)
     with pytest.raises(RenderError, match=r"charts/web/Chart\.yaml: not supported"):
         render(app("charts", directory=Directory(recurse=True)), Cluster("c"), tree)
     assert render(app("charts"), Cluster("c"), tree) == []       # not read without recurse

@@ -9,8 +9,12 @@ users get. What this module adds around the binary:
   remote bases, and local ones must stay inside the checkout (kustomize's
   ``LoadRestrictionsRootOnly`` restricts files but lets a kustomization point at
   any directory on the host);
-* the run itself: load restrictor passed explicitly, a timeout, no helm, no
-  exec plugins, git never prompting;
+* the run itself: load restrictor passed explicitly, a timeout, no exec
+  plugins, git never prompting; helm only for an application with
+  ``allowHelmCharts: true``, whose ``helmCharts:`` are rendered by the same
+  helm as chart applications (``workers.helm``: its binary, the cluster's
+  capabilities, a private ``HOME``), from charts vendored in the chart home
+  (``charts/<name>`` by default): kustomize is never let download a chart;
 * errors: kustomize's message, trimmed and without the checkout's temp path,
   as a ``RenderError``; a timeout is a ``TransientError``;
 * SOPS files named by the kustomizations are decrypted into a private copy of
@@ -29,6 +33,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections import deque
 from pathlib import Path
 from typing import Any, Iterator
@@ -37,6 +42,8 @@ from shared.errors import RenderError, TransientError
 from shared.yamlsafe import load_documents
 from workers.checkout import (MAX_FILE_BYTES, MAX_TOTAL_BYTES, display, inside, read_text,
                               refuse_escaping_links)
+from workers.helm import Helm
+from workers.helm import environment as helm_environment
 from workers.sops import Sops, decrypted_tree
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -123,7 +130,34 @@ def _check_entry(tree: Path, base: Path, where: str, field: str, entry: str,
     return None
 
 
-def vet(tree: Path, root: Path, allow_remote: bool) -> list[Path]:
+def _check_helm_charts(tree: Path, directory: Path, where: str, doc: dict[str, Any],
+                       allow_helm: bool) -> None:
+    """``helmCharts`` only with ``allowHelmCharts``, and only charts vendored in the checkout."""
+    entries_ = doc.get("helmCharts") or []
+    if not entries_ and "helmChartInflationGenerator" not in doc:
+        return
+    if not allow_helm:
+        raise RenderError(f"{where}: helmCharts are not rendered for this application; set "
+                          "allowHelmCharts: true on it, or deploy the chart as a chart "
+                          "application (chart: or a path holding Chart.yaml)")
+    for i, entry in enumerate(entries_ if isinstance(entries_, list) else []):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise RenderError(f"{where}: helmCharts[{i}] needs a name")
+        home = (directory / str(doc.get("helmGlobals", {}).get("chartHome") or "charts")).resolve()
+        chart = (home / entry["name"]).resolve()
+        if not inside(tree, chart):
+            raise RenderError(f"{where}: helmCharts[{i}] chart home leaves the repository checkout")
+        if not (chart / "Chart.yaml").is_file():
+            raise RenderError(f"{where}: helmCharts[{i}] chart {entry['name']!r} is not vendored "
+                              f"in {display(tree, home)}/{entry['name']}; fleetsync does not let "
+                              "kustomize download charts: commit it there (helm pull --untar), "
+                              "or deploy it as a chart application")
+        for key in ("valuesFile",):
+            if isinstance(entry.get(key), str) and not inside(tree, (directory / entry[key]).resolve()):
+                raise RenderError(f"{where}: helmCharts[{i}].{key} leaves the repository checkout")
+
+
+def vet(tree: Path, root: Path, allow_remote: bool, allow_helm: bool = False) -> list[Path]:
     """Vet every kustomization reachable from ``root`` before kustomize runs.
 
     Returns the local files those kustomizations name (resources, patches,
@@ -136,7 +170,9 @@ def vet(tree: Path, root: Path, allow_remote: bool) -> list[Path]:
         if path is None:
             continue
         where = display(tree, path)
-        for field, entry in entries(load_kustomization(tree, path)):
+        doc = load_kustomization(tree, path)
+        _check_helm_charts(tree, directory, where, doc, allow_helm)
+        for field, entry in entries(doc):
             nxt = _check_entry(tree, directory, where, field, entry, allow_remote)
             if nxt is not None:
                 if nxt not in seen:
@@ -198,22 +234,36 @@ def _environment() -> dict[str, str]:
 
 
 def build(tree: Path, directory: Path, *, allow_remote: bool = False,
-          timeout: float = DEFAULT_TIMEOUT, sops: Sops = Sops()) -> str:
+          timeout: float = DEFAULT_TIMEOUT, sops: Sops = Sops(), helm: Helm | None = None) -> str:
     """``kustomize build`` of ``directory`` (resolved, inside the resolved ``tree``): YAML text.
 
     SOPS files that the kustomizations name are decrypted first, in a private
-    copy of the checkout that kustomize builds instead (``workers.sops``)."""
-    files = vet(tree, directory, allow_remote)
+    copy of the checkout that kustomize builds instead (``workers.sops``).
+    ``helm`` given: ``helmCharts`` are rendered with it (``allowHelmCharts``)."""
+    files = vet(tree, directory, allow_remote, allow_helm=helm is not None)
     rel = display(tree, directory)
     with decrypted_tree(tree, files, sops) as root:
-        return _run(root, rel, timeout)
+        return _run(root, rel, timeout, helm)
 
 
-def _run(tree: Path, rel: str, timeout: float) -> str:
+def _helm_args(helm: Helm) -> list[str]:
+    caps = helm.capabilities
+    args = ["--enable-helm", f"--helm-command={helm.executable()}"]
+    if caps.kube_version:
+        args.append(f"--helm-kube-version={caps.kube_version}")
+    return args + [f"--helm-api-versions={api}" for api in caps.api_versions]
+
+
+def _run(tree: Path, rel: str, timeout: float, helm: Helm | None = None) -> str:
     argv = [*command(), rel, f"--load-restrictor={LOAD_RESTRICTOR}"]
+    if helm is not None:
+        argv += _helm_args(helm)
     try:
-        done = subprocess.run(argv, cwd=tree, capture_output=True, text=True, timeout=timeout,
-                              env=_environment())
+        with tempfile.TemporaryDirectory(prefix="fleetsync-helm-") as home:
+            env = _environment() if helm is None else {**helm_environment(Path(home)),
+                                                      "GIT_TERMINAL_PROMPT": "0"}
+            done = subprocess.run(argv, cwd=tree, capture_output=True, text=True,
+                                  timeout=timeout, env=env)
     except subprocess.TimeoutExpired as exc:
         raise TransientError(f"kustomize build {rel} timed out after {timeout:g}s") from exc
     except OSError as exc:

@@ -13,7 +13,8 @@ two, or no ``metadata.name``) is refused, since that is a mistake in a manifest.
 Objects fleetsync cannot manage are refused with what to do instead: one with
 only ``metadata.generateName`` (it could never be found again to update or
 prune) and hooks (``argocd.argoproj.io/hook``, ``helm.sh/hook``), whose
-lifecycle belongs to another tool.
+lifecycle belongs to another tool; a chart's render passes ``helm_hooks`` and
+keeps its ``helm.sh/hook`` objects, annotations and all, for the apply engine.
 
 Scope is decided without an API server: ``is_cluster_scoped`` knows the
 built-in cluster-scoped kinds and treats everything else as namespaced. The
@@ -127,7 +128,7 @@ def skip_non_objects(docs: Iterable[Located]) -> tuple[list[Located], list[str]]
     return kept, warnings
 
 
-def _unmanageable(doc: Located) -> str | None:
+def _unmanageable(doc: Located, helm_hooks: bool = False) -> str | None:
     """Why fleetsync cannot manage this object, with what to do instead; or None."""
     meta = doc.obj.get("metadata")
     meta = meta if isinstance(meta, dict) else {}
@@ -135,7 +136,7 @@ def _unmanageable(doc: Located) -> str | None:
     found = meta.get("annotations")
     annotations: dict[str, Any] = found if isinstance(found, dict) else {}
     for key, name in HOOKS.items():
-        if key in annotations:
+        if key in annotations and not (helm_hooks and key == "helm.sh/hook"):
             return (f"{what} is {name} ({key}: {annotations[key]}); fleetsync has no sync hooks: "
                     "remove the annotation to apply it as an ordinary object, or move it to an "
                     "application of its own that the others list in dependsOn")
@@ -146,11 +147,11 @@ def _unmanageable(doc: Located) -> str | None:
     return None
 
 
-def check_object(doc: Located) -> None:
+def check_object(doc: Located, helm_hooks: bool = False) -> None:
     """Refuse an object without apiVersion, kind or metadata.name, naming its place."""
     if not isinstance(doc.obj, dict):
         raise RenderError(f"{doc.where}: a document must be a mapping, found {type(doc.obj).__name__}")
-    refusal = _unmanageable(doc)
+    refusal = _unmanageable(doc, helm_hooks)
     if refusal:
         raise RenderError(f"{doc.where}: {refusal}")
     missing = _missing(doc.obj)
@@ -203,12 +204,14 @@ def normalize(docs: Iterable[Located], namespace: str | None = None,
 
 
 def normalize_report(docs: Iterable[Located], namespace: str | None = None,
-                     scoped: ScopePredicate = is_cluster_scoped
+                     scoped: ScopePredicate = is_cluster_scoped, helm_hooks: bool = False
                      ) -> tuple[list[dict[str, Any]], list[str]]:
-    """``normalize``, and a warning for every document skipped as not an object."""
+    """``normalize``, and a warning for every document skipped as not an object.
+
+    ``helm_hooks``: a chart's render, whose ``helm.sh/hook`` objects are kept."""
     flat, warnings = skip_non_objects(expand_lists(docs))
     for doc in flat:
-        check_object(doc)
+        check_object(doc, helm_hooks)
     defaulted = [Located(with_defaults(d.obj, namespace, scoped), d.where) for d in flat]
     refuse_duplicates(defaulted)
     return sorted((d.obj for d in defaulted), key=order_key), warnings

@@ -27,12 +27,22 @@ SOPS files are decrypted in the expensive step (``workers.sops``): a plain
 directory's in memory as they are read, a kustomization's in a private copy of
 the checkout that kustomize builds. A file that this worker cannot decrypt
 fails the render with the file and the reason, and nothing is applied.
+
+Helm charts (an application of a Helm repository source, or a ``path`` that
+holds ``Chart.yaml``) take the same two steps through ``workers.helm``: the
+expensive one is ``helm template`` with the values this cluster merges to, keyed
+on the chart's digest (the archive's sha256, or the revision and path of a chart
+in Git), those values, the release, namespace, the cluster's capabilities and
+the helm version, so clusters with equal values share one helm run; the cheap
+one loads the output (no ``${var}`` substitution in it: the cluster's variables
+go into the values) and keeps ``helm.sh/hook`` objects with their annotations.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -41,15 +51,18 @@ from shared.errors import FleetsyncError, RenderError, TransientError
 from shared.logs import get_logger
 from shared.spec import Application, Cluster, Directory
 from shared.yamlsafe import load_documents
+from workers import helm as charts
 from workers import kustomize
-from workers.checkout import RawDoc, check_size, display, read_files, resolve_inside
+from workers.checkout import (RawDoc, check_size, display, read_files, refuse_escaping_links,
+                              resolve_inside)
+from workers.helmrepo import ChartArchive
 from workers.layout import scan
 from workers.manifests import Located, ScopePredicate, is_cluster_scoped, normalize_report
-from workers.render_cache import RenderCache, render_key
+from workers.render_cache import RenderCache, canonical_json, render_key
 from workers.sops import Sops, decrypt_doc
 from workers.variables import referenced, substitute
 
-RENDERER = "fleetsync-render/3"   # bump when finish() or build_raw() change their output
+RENDERER = "fleetsync-render/4"   # bump when finish() or build_raw() change their output
 WARNINGS = ":warnings"            # suffix of the cache entry holding a final render's warnings
 
 log = get_logger("fleetsync.render")
@@ -89,26 +102,28 @@ def app_path(app: Application, variables: Mapping[str, str]) -> str:
 
 def build_raw(tree: Path, path: str, *, allow_remote_bases: bool = False,
               timeout: float = kustomize.DEFAULT_TIMEOUT,
-              directory: Directory = Directory(), sops: Sops = Sops()) -> list[RawDoc]:
+              directory: Directory = Directory(), sops: Sops = Sops(),
+              helm: charts.Helm | None = None) -> list[RawDoc]:
     """The expensive step: kustomize output, or a plain directory's files and kustomizations,
-    SOPS files decrypted with ``sops``."""
+    SOPS files decrypted with ``sops``; ``helm`` given: kustomize may render ``helmCharts``."""
     root = tree.resolve()
     target = resolve_inside(root, path)
     if kustomize.kustomization_file(target) is not None:
-        return [_kustomize(root, target, allow_remote_bases, timeout, sops)]
+        return [_kustomize(root, target, allow_remote_bases, timeout, sops, helm)]
     layout = scan(root, target, directory)
     docs, total = read_files(layout.files)
     docs = [decrypt_doc(doc, sops) for doc in docs]
     for where, real in layout.kustomizations:
-        built = _kustomize(root, real, allow_remote_bases, timeout, sops)
+        built = _kustomize(root, real, allow_remote_bases, timeout, sops, helm)
         total = check_size(len(built.text), total, where)
         docs.append(RawDoc(f"{where} (kustomize build)", built.text))
     return sorted(docs, key=lambda doc: doc.source)
 
 
 def _kustomize(root: Path, directory: Path, allow_remote: bool, timeout: float,
-               sops: Sops) -> RawDoc:
-    text = kustomize.build(root, directory, allow_remote=allow_remote, timeout=timeout, sops=sops)
+               sops: Sops, helm: charts.Helm | None = None) -> RawDoc:
+    text = kustomize.build(root, directory, allow_remote=allow_remote, timeout=timeout, sops=sops,
+                           helm=helm)
     return RawDoc(f"{display(root, directory)} (kustomize build)", text)
 
 
@@ -119,15 +134,29 @@ def finish(raw: list[RawDoc], variables: Mapping[str, str], namespace: str | Non
 
 
 def finish_report(raw: list[RawDoc], variables: Mapping[str, str], namespace: str | None = None,
-                  scoped: ScopePredicate = is_cluster_scoped
+                  scoped: ScopePredicate = is_cluster_scoped, helm_hooks: bool = False
                   ) -> tuple[list[dict[str, Any]], list[str]]:
-    """``finish``, and the warnings about documents skipped as not Kubernetes objects."""
+    """``finish``, and the warnings about documents skipped as not Kubernetes objects.
+
+    ``helm_hooks`` (kustomize ``helmCharts``): hooks are kept, ``test`` hooks dropped."""
     docs: list[Located] = []
     for doc in raw:
         text = substitute(doc.text, variables, where=doc.source)
         docs.extend(Located(value, f"{doc.source}:{line}")
-                    for line, value in load_documents(text, doc.source))
-    return normalize_report(docs, namespace, scoped)
+                    for line, value in load_documents(text, doc.source)
+                    if not (helm_hooks and charts.is_test_hook(value)))
+    return normalize_report(docs, namespace, scoped, helm_hooks=helm_hooks)
+
+
+def finish_chart(raw: list[RawDoc], namespace: str | None = None,
+                 scoped: ScopePredicate = is_cluster_scoped
+                 ) -> tuple[list[dict[str, Any]], list[str]]:
+    """The cheap step of a chart: load (no substitution), drop ``test`` hooks, check, default
+    the namespace, order; ``helm.sh/hook`` objects are kept for the apply engine."""
+    docs = [Located(value, f"{doc.source}:{line}") for doc in raw
+            for line, value in load_documents(doc.text, doc.source)
+            if not charts.is_test_hook(value)]
+    return normalize_report(docs, namespace, scoped, helm_hooks=True)
 
 
 def unit_of(app: Application, cluster: Cluster) -> str:
@@ -155,6 +184,8 @@ def render(app: Application, cluster: Cluster, tree: Path, *, revision: str = ""
     """The objects ``app`` wants on ``cluster`` from the checkout ``tree``, uncached.
 
     ``sops`` None: this worker's (``Sops.from_env``)."""
+    if charts.is_chart(resolve_inside(tree.resolve(), app_path(app, cluster.variables()))):
+        return render_unit(app, cluster, tree, None, revision, source, sops).objects
     del source  # the checkout is given: the source only matters to the cache key
     variables = cluster.variables()
     with labelled(unit_of(app, cluster), revision):
@@ -166,6 +197,7 @@ def render(app: Application, cluster: Cluster, tree: Path, *, revision: str = ""
 def _renderer(app: Application) -> str:
     """Everything besides the revision, path and variables that changes a render's output."""
     renderer = renderer_version() + (" remote-bases" if app.allow_remote_bases else "")
+    renderer += " helm-charts" if app.allow_helm_charts else ""
     if app.directory != Directory():
         options = app.directory
         renderer += (f" directory recurse={options.recurse} include={list(options.include)}"
@@ -190,11 +222,15 @@ def _used(raw: list[RawDoc], variables: Mapping[str, str]) -> dict[str, str]:
 
 
 def _raw(app: Application, root: Path, rel: str, cache: RenderCache | None,
-         key: str, sops: Sops) -> tuple[list[RawDoc], bool]:
+         key: str, sops: Sops, helm: charts.Helm | None = None) -> tuple[list[RawDoc], bool]:
     """The expensive step, through the cache when there is one."""
     def build() -> list[dict[str, Any]]:
         docs = build_raw(root, rel, allow_remote_bases=app.allow_remote_bases,
-                         directory=app.directory, sops=sops)
+                         directory=app.directory, sops=sops,
+                         # the raw build is shared by clusters: helm's defaults, not
+                         # one cluster's capabilities
+                         helm=charts.Helm(helm.binary if helm else None)
+                         if app.allow_helm_charts else None)
         return [asdict(doc) for doc in docs]
 
     rows, hit = cache.get_or_render(key, build) if cache is not None else (build(), False)
@@ -202,14 +238,16 @@ def _raw(app: Application, root: Path, rel: str, cache: RenderCache | None,
 
 
 def _final(raw: list[RawDoc], variables: Mapping[str, str], namespace: str | None,
-           cache: RenderCache | None, key: str,
-           meta: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+           cache: RenderCache | None, key: str, meta: dict[str, Any],
+           chart: bool = False, helm_hooks: bool = False
+           ) -> tuple[list[dict[str, Any]], list[str]]:
     """The cheap step, stored under the final key for the apply stage (its warnings beside),
     with ``meta``: what it was rendered for, checked again before it is applied."""
     objects = cache.get(key) if cache is not None else None
     if objects is not None and cache is not None:
         return objects, [row["warning"] for row in cache.get(key + WARNINGS) or []]
-    objects, warnings = finish_report(raw, variables, namespace)
+    objects, warnings = (finish_chart(raw, namespace) if chart
+                         else finish_report(raw, variables, namespace, helm_hooks=helm_hooks))
     if cache is not None:
         if warnings:      # first: a reader that finds the objects finds their warnings
             cache.put(key + WARNINGS, [{"warning": w} for w in warnings])
@@ -241,27 +279,88 @@ def mismatch(meta: Mapping[str, Any], app: Application, cluster: Cluster,
     return ""
 
 
-def render_unit(app: Application, cluster: Cluster, tree: Path, cache: RenderCache | None,
-                revision: str, source: str = "", sops: Sops | None = None) -> Rendered:
+def render_unit(app: Application, cluster: Cluster, tree: Path | None,
+                cache: RenderCache | None, revision: str, source: str = "",
+                sops: Sops | None = None, *, helm: charts.Helm | None = None,
+                archive: ChartArchive | None = None) -> Rendered:
     """The render of one unit, through ``cache`` when given, with its key and warnings.
 
     Without a cache or a revision nothing is stored (an empty revision does not
     identify the checkout's content); the key is still computed. ``sops`` None:
-    this worker's age key and sops (``Sops.from_env``).
+    this worker's age key and sops (``Sops.from_env``). ``helm``: how charts are
+    rendered here (None: ``helm`` on PATH, the cluster's capabilities unknown);
+    ``archive``: the chart of a Helm repository source (``tree`` is then None).
     """
     sops = sops or Sops.from_env()
     variables = cluster.variables()
     cache = cache if revision else None
     with labelled(unit_of(app, cluster), revision):
+        chart = _chart(app, tree, revision, archive, variables)
+        if chart is not None:
+            return _render_chart(app, cluster, chart, tree, cache, revision, source,
+                                 helm or charts.Helm())
+        if tree is None:
+            raise RenderError(f"application {app.name}: nothing to render (no checkout)")
         root = tree.resolve()
         rel = display(root, resolve_inside(root, app_path(app, variables)))
         raw, hit = _raw(app, root, rel, cache, _keys(app, source, rel, revision, None, variables),
-                        sops)
+                        sops, helm)
         # the final entry is the cluster's own (a pull worker may read only its cluster's);
         # the expensive raw build above stays shared by every cluster
         key = f"{cluster.name}/{_keys(app, source, rel, revision, raw, variables)}"
         objects, warnings = _final(raw, variables, app.namespace, cache, key, entry_meta(
-            app, cluster, source, revision, _used(raw, variables)))
+            app, cluster, source, revision, _used(raw, variables)),
+            helm_hooks=app.allow_helm_charts)
+    return Rendered(objects, key, hit, tuple(warnings))
+
+
+@dataclass(frozen=True)
+class ChartInput:
+    """The chart a unit renders: its path (a directory of the checkout or a verified archive),
+    what identifies its content, and its name in messages."""
+
+    path: Path
+    digest: str
+    label: str
+
+
+def _chart(app: Application, tree: Path | None, revision: str, archive: ChartArchive | None,
+           variables: Mapping[str, str]) -> ChartInput | None:
+    if archive is not None:
+        return ChartInput(archive.path, f"sha256:{archive.digest}",
+                          f"chart {archive.name} {archive.version}")
+    if tree is None:
+        return None
+    root = tree.resolve()
+    target = resolve_inside(root, app_path(app, variables))
+    if not charts.is_chart(target):
+        return None
+    refuse_escaping_links(root, target)
+    rel = display(root, target)
+    return ChartInput(target, f"git:{revision}:{rel}", rel)
+
+
+def _render_chart(app: Application, cluster: Cluster, chart: ChartInput, tree: Path | None,
+                  cache: RenderCache | None, revision: str, source: str,
+                  helm: charts.Helm) -> Rendered:
+    """A chart's render: ``helm template`` shared by the clusters whose values are equal."""
+    values, used = charts.merged_values(app, cluster, tree.resolve() if tree else None)
+    release = app.helm.release_name or app.name
+    namespace = app.namespace or "default"
+    inputs = {"values": hashlib.sha256(canonical_json(values)).hexdigest(), "release": release,
+              **helm.capabilities.describe(), "helm": charts.version(helm.executable())}
+    raw_key = render_key("", f"raw:helm:{chart.digest}", inputs, _renderer(app), namespace)
+
+    def build() -> list[dict[str, Any]]:
+        docs = charts.template(chart.path, release, namespace, values, helm, chart.label)
+        return [asdict(doc) for doc in docs]
+
+    rows, hit = cache.get_or_render(raw_key, build) if cache is not None else (build(), False)
+    raw = [RawDoc(row["source"], row["text"]) for row in rows]
+    key = f"{cluster.name}/" + render_key(revision, f"{source}:helm:{raw_key}", used,
+                                          _renderer(app), app.namespace)
+    objects, warnings = _final(raw, {}, app.namespace, cache, key, entry_meta(
+        app, cluster, source, revision, used), chart=True)
     return Rendered(objects, key, hit, tuple(warnings))
 
 

@@ -23,6 +23,8 @@ from shared.protocol import Phase
 from shared.redisconn import RedisError
 from shared.spec import Application, Cluster, Fleet, Source
 from workers.context import Context
+from workers.helm import Helm, read_capabilities
+from workers.helmrepo import ChartRepositories
 from workers.render import render_unit
 from workers.sops import Sops
 
@@ -58,7 +60,7 @@ def fetch(ctx: Context, source_name: str) -> str:
     started = time.monotonic()
     ctx.status.fetch_begins(source_name)        # a push from now on asks for another fetch
     try:
-        revision = ctx.sources.fetch(source)
+        revision = _fetch_revision(ctx, source)
     except PermanentError as exc:       # refused: the last good revision stays, with why
         ctx.status.set_source_error(source_name, str(exc))
         raise
@@ -68,6 +70,16 @@ def fetch(ctx: Context, source_name: str) -> str:
     log.info("source fetched", source=source_name, revision=revision,
              seconds=round(time.monotonic() - started, 3))
     return revision
+
+
+def _fetch_revision(ctx: Context, source: Source) -> str:
+    """A Git source's commit, or the sha256 of a Helm repository's index."""
+    return charts(ctx).fetch(source) if source.helm_repository else ctx.sources.fetch(source)
+
+
+def charts(ctx: Context) -> ChartRepositories:
+    """This host's Helm repository indexes and chart archives (``workers.helmrepo``)."""
+    return ChartRepositories(ctx.settings.cache_dir / "helm")
 
 
 def clusters_using(fleet: Fleet, source_name: str) -> list[str]:
@@ -103,9 +115,13 @@ def render(ctx: Context, app_name: str, cluster_name: str, revision: str) -> Ren
     app, cluster = resolve(fleet, app_name, cluster_name)
     source = fleet.sources[app.source]
     started = time.monotonic()
-    tree = _checkout(ctx, source, revision)
-    done = render_unit(app, cluster, tree, ctx.cache, revision, source.name,
-                       sops=Sops.from_settings(ctx.settings))
+    helm = Helm.from_settings(ctx.settings, read_capabilities(ctx.redis, cluster.name))
+    if source.helm_repository and app.chart is not None:
+        done = render_unit(app, cluster, None, ctx.cache, revision, source.name, helm=helm,
+                           archive=charts(ctx).chart(source, app.chart, revision))
+    else:
+        done = render_unit(app, cluster, _checkout(ctx, source, revision), ctx.cache, revision,
+                           source.name, sops=Sops.from_settings(ctx.settings), helm=helm)
     metrics.reconcile_duration.labels("render").observe(time.monotonic() - started)
     ctx.redis.set(_memo(fleet, app, cluster, revision), done.key,
                   ex=int(ctx.settings.render_cache_ttl))
@@ -226,7 +242,8 @@ def apply_objects(ctx: Context, app: Application, cluster: Cluster, objects: lis
 
     started = time.monotonic()
     result = apply_unit(ctx.kube(cluster), app=app, objects=objects, revision=revision,
-                        token=token, **({"fence": fence} if fence is not None else {}))
+                        token=token, identity=identity_of(app, cluster),
+                        **({"fence": fence} if fence is not None else {}))
     metrics.reconcile_duration.labels("apply").observe(time.monotonic() - started)
     return result
 
@@ -236,7 +253,13 @@ def recheck_health(ctx: Context, app: Application, cluster: Cluster,
     """The health follow-up's reads: only ``ref_ids``, and only those the unit owns."""
     from workers.apply.engine import recheck_unit
 
-    return recheck_unit(ctx.kube(cluster), app.name, ref_ids)
+    return recheck_unit(ctx.kube(cluster).session(identity_of(app, cluster)), app.name, ref_ids)
+
+
+def identity_of(app: Application, cluster: Cluster) -> str | None:
+    """The ServiceAccount (``namespace/name``) every request of ``app`` impersonates on
+    ``cluster``: the application's, else the cluster's default, else none."""
+    return app.service_account or cluster.service_account
 
 
 def message(counts: dict[str, int]) -> str:
