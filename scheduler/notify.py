@@ -30,6 +30,7 @@ running, never sends it twice.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Mapping, Sequence
@@ -40,6 +41,7 @@ FINAL = frozenset({Phase.READY.value, Phase.DEGRADED.value, Phase.FAILED.value, 
 BAD = frozenset({Phase.FAILED.value, Phase.DEGRADED.value})
 GOOD = frozenset({Phase.READY.value, Phase.DRIFTED.value})
 MESSAGE_CHARS = 200          # a unit's message is cut to this in a roll-up line
+_UNIT_PREFIX = re.compile(r"^[^\s/]+/[^\s@]+ @[0-9a-f]+: ")
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,7 @@ def rollup_text(r: Rollup) -> str:
 def rollup_summary(r: Rollup) -> str:
     head = f"{r.ready}/{r.total} Ready"
     if r.seconds is not None:
-        head += f" in {r.seconds:.0f} s"
+        head += f" in {r.seconds:.1f} s" if r.seconds < 10 else f" in {r.seconds:.0f} s"
     parts = [head]
     for cluster, phase in r.phases.items():
         if phase != Phase.READY.value:
@@ -189,7 +191,9 @@ def rollup_summary(r: Rollup) -> str:
 
 
 def first_line(text: str) -> str:
+    """The reason's first line, without the ``cluster/app @rev:`` prefix statuses carry."""
     line = text.strip().splitlines()[0] if text.strip() else ""
+    line = _UNIT_PREFIX.sub("", line, count=1)
     return line if len(line) <= MESSAGE_CHARS else line[:MESSAGE_CHARS - 3] + "..."
 
 

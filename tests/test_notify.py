@@ -39,10 +39,11 @@ def test_settled_when_every_target_is_final_at_the_revision_with_the_time_it_too
 
 
 def test_a_failed_cluster_is_named_with_the_first_line_of_its_message():
-    r = rollup(view(unit("a"), unit("b"), unit("c", "Failed", message="render: bad.yaml:3: oops\nmore")),
+    failed = unit("c", "Failed", message="c/web @abc12345678: render: bad.yaml:3: oops\nmore")
+    r = rollup(view(unit("a"), unit("b"), failed),
                T0 + 5, 600)
     m = rollup_message(r)
-    assert m.text == "abc12345 web: 2/3 Ready in 1 s; c Failed: render: bad.yaml:3: oops"
+    assert m.text == "abc12345 web: 2/3 Ready in 1.0 s; c Failed: render: bad.yaml:3: oops"
     assert m.state == "failure"
 
 
@@ -68,7 +69,7 @@ def test_the_settle_timeout_reports_what_stands_and_who_is_not_there():
     assert not rollup(v, T0 + 599, 600).timed_out
     r = rollup(v, T0 + 600, 600)
     assert r.timed_out and r.state == "failure"
-    assert rollup_message(r).text == ("abc12345 web: 2/3 Ready in 1 s; not settled after the "
+    assert rollup_message(r).text == ("abc12345 web: 2/3 Ready in 1.0 s; not settled after the "
                                       "settle timeout: c (Progressing)")
 
 
