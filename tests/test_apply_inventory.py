@@ -21,12 +21,13 @@ B = ObjectRef("v1", "Namespace", "", "web")
 
 def test_configmap_round_trip():
     when = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
-    body = to_configmap("shop", [A, B], "abc", 42, "9", when)
+    body = to_configmap("shop", [A, B], "abc", 42, "9", when, adopted=[A])
     assert body["metadata"]["name"] == "fleetsync-shop"
     assert body["metadata"]["namespace"] == "fleetsync-system"
     assert body["data"] == {"revision": "abc", "token": "42", "applied_at": "2025-01-02T03:04:05Z",
-                            "objects": '["apps/v1/Deployment/web/web-app", "v1/Namespace//web"]'}
-    assert from_configmap(body) == Inventory((A, B), "abc", 42, "9")
+                            "objects": '["apps/v1/Deployment/web/web-app", "v1/Namespace//web"]',
+                            "adopted": '["apps/v1/Deployment/web/web-app"]'}
+    assert from_configmap(body) == Inventory((A, B), "abc", 42, "9", (A,))
 
 
 def test_a_damaged_configmap_reads_as_empty_not_as_a_crash():

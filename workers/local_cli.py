@@ -63,7 +63,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
     ctx = context(args, use_redis=False)
     result = rendered(ctx, args)
     app, cluster = stages.resolve(ctx.fleet(), args.app, args.cluster)
-    changeset = diff_unit(ctx.kube(cluster), app, result.objects)
+    changeset = diff_unit(ctx.kube(cluster).session(stages.identity_of(app, cluster)), app,
+                          result.objects)
     text = format_diff(changeset)
     revision = ctx.status.source_revision(app.source)
     at = revision[0][:12] if revision else ""

@@ -99,7 +99,9 @@ def from_crd(crd: Mapping) -> dict[TypeKey, Resource]:
 # --- fetching -------------------------------------------------------------------
 
 def fetch(kube: Kube) -> dict[TypeKey, Resource]:
-    """Every resource the server serves: aggregated discovery, else the legacy documents."""
+    """Every resource the server serves: aggregated discovery, else the legacy documents
+    (asked as fleetsync itself: what an application may do is not what exists)."""
+    kube = kube.own()
     core = kube.get("/api", accept=AGGREGATED)
     if core.get("kind") == "APIGroupDiscoveryList":
         return {**parse_aggregated(core), **parse_aggregated(kube.get("/apis", accept=AGGREGATED))}
@@ -108,6 +110,7 @@ def fetch(kube: Kube) -> dict[TypeKey, Resource]:
 
 def fetch_legacy(kube: Kube) -> dict[TypeKey, Resource]:
     """One request per group/version: for servers older than aggregated discovery."""
+    kube = kube.own()
     found = parse_resource_list(kube.get("/api/v1"))
     for group_version in group_versions(kube.get("/apis")):
         try:

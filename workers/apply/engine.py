@@ -31,13 +31,14 @@ from typing import Any
 
 from shared.errors import ApplyError, FleetsyncError
 from shared.spec import Application
-from workers.apply import health, namespaces
+from workers.apply import health, namespaces, occupied, policy
 from workers.apply import inventory as inv
 from workers.apply.discovery import PROCESS, Discovery
 from workers.apply.execute import OPEN, Fence, apply_all, prune_all
 from workers.apply.kube import Kube
 from workers.apply.observe import Observation, observe
-from workers.apply.plan import CONFIGURED, CREATED, ChangeSet, ownership_error, plan, with_replaced
+from workers.apply.plan import (ADOPTED, CONFIGURED, CREATED, ChangeSet, ownership_error, plan,
+                                with_replaced)
 from workers.apply.refs import ObjectRef, is_namespace, ref_of
 from workers.apply.validate import Validation, validate
 
@@ -130,14 +131,19 @@ class _Done:
 
 def apply_unit(kube: Kube, *, app: Application, objects: list[dict], revision: str, token: int,
                dry_run_only: bool = False, discovery: Discovery = PROCESS,
-               fence: Fence = OPEN) -> ApplyResult:
+               fence: Fence = OPEN, identity: str | None = None) -> ApplyResult:
     """Make the cluster hold ``objects`` for ``app`` at ``revision``; see the module doc.
 
     ``token`` is the fencing token of the sync unit's lock; ``dry_run_only`` stops
-    after validation. Raises ApplyError/OwnershipError/HealthError (permanent),
-    TransientError/StaleInventory (retry).
+    after validation. ``fence`` is asked before each tier of writes and each write
+    (``LockLost`` when the lock is no longer the run's: nothing more is written).
+    ``identity`` (``namespace/name`` of a ServiceAccount; default the application's
+    ``service_account``) is impersonated for every
+    request about the application's objects, dry-runs included. Raises
+    ApplyError/OwnershipError/PolicyError (permanent), TransientError/StaleInventory/
+    LockLost (retry); health is in the result, not raised.
     """
-    started, session = time.monotonic(), kube.session()
+    started, session = time.monotonic(), kube.session(identity or app.service_account)
     try:
         done = _reconcile(session, app, objects, revision, token, dry_run_only, discovery,
                           fence)
@@ -160,11 +166,15 @@ def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str,
     if own_namespace:
         seen = namespaces.leave_foreign(seen, ref_of(own_namespace), app.name)
     refuse_empty(app, objects, seen.inventory, own_namespace)
+    policy.check(app, seen.desired, {ref: seen.resources[ref].namespaced
+                                     for ref in seen.desired if ref in seen.resources})
     changeset = plan(seen.desired.values(), seen.live, seen.inventory.refs, app=app.name,
-                     prune=app.prune, adopt=app.adopt)
+                     prune=app.prune, adopt=app.adopt, adopted=seen.inventory.adopted,
+                     prune_adopted=app.prune_adopted)
     conflict = ownership_error(changeset, app=app.name)
     if conflict:
         raise conflict
+    changeset = occupied.keep_occupied(kube, changeset, seen, app.name, discovery)
     was_applied = seen.inventory.revision == revision
     try:
         done = _write(kube, app, revision, token, dry_run_only, discovery, seen, changeset,
@@ -199,9 +209,9 @@ def _write(kube: Kube, app: Application, revision: str, token: int, dry_run_only
     pruned = prune_all(kube, [c.ref for c in changeset.to_prune()], seen.live, seen.resources,
                        fence=fence)
     refs = set(seen.desired) | set(changeset.kept) | set(pruned.failed)
-    if not seen.inventory.same_as(refs, revision):
+    if not seen.inventory.same_as(refs, revision) or changeset.by_action(CONFIGURED):
         fence.tier()                     # a no-op pass writes nothing and asks nothing
-    wrote = _record(kube, app, token, seen, refs, revision)
+    wrote = _record(kube, app, token, seen, refs, revision, changeset)
     if pruned.failed:
         raise pruned.error("prune")
 
@@ -253,10 +263,14 @@ def _current(seen: Observation, applied: dict[ObjectRef, dict | None]) -> dict[O
 
 
 def _record(kube: Kube, app: Application, token: int, seen: Observation, refs: set[ObjectRef],
-            revision: str) -> bool:
-    """Write the inventory (a no-op when unchanged); True when it wrote."""
+            revision: str, changeset: ChangeSet | None = None) -> bool:
+    """Write the inventory (a no-op when unchanged); True when it wrote. Objects this
+    change set adopted join those adopted before."""
+    adopted = set(seen.inventory.adopted) | (
+        {c.ref for c in changeset.by_action(CONFIGURED) if c.reason == ADOPTED}
+        if changeset is not None else set())
     stored = inv.write(kube, app.name, refs, token=token, revision=revision,
-                       previous=seen.inventory)
+                       previous=seen.inventory, adopted=adopted)
     return stored is not seen.inventory
 
 

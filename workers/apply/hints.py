@@ -86,7 +86,7 @@ def hint(ref: ObjectRef, served: Iterable[TypeKey], crds: Iterable[dict] | None,
 def server_version(kube: Kube) -> str:
     """``v1.37`` from ``/version``, or ``""`` when it cannot be read."""
     try:
-        info = kube.get("/version")
+        info = kube.own().get("/version")
     except FleetsyncError:
         return ""
     major, minor = str(info.get("major", "")), str(info.get("minor", "")).rstrip("+")
@@ -95,7 +95,7 @@ def server_version(kube: Kube) -> str:
 
 def _crds(kube: Kube) -> list[dict] | None:
     try:
-        return kube.list_items(CRDS)
+        return kube.own().list_items(CRDS)
     except FleetsyncError:
         return None
 

@@ -7,6 +7,8 @@ ConfigMap ``fleetsync-<app>`` in ``fleetsync-system`` per sync unit, with
     revision    the commit last applied
     token       the fencing token of the lock holder that wrote it (an integer)
     objects     JSON list of ObjectRef ids
+    adopted     JSON list of the ids it took over rather than created (not pruned
+                unless the application says ``prune: adopted``)
     applied_at  when (UTC, ISO 8601)
 
 ``write`` is a compare-and-swap: it refuses a token lower than the stored one,
@@ -38,9 +40,12 @@ class Inventory:
     revision: str = ""
     token: int = 0
     resource_version: str | None = None     # None: no ConfigMap yet
+    adopted: tuple[ObjectRef, ...] = ()
 
-    def same_as(self, refs: Iterable[ObjectRef], revision: str) -> bool:
-        return set(self.refs) == set(refs) and self.revision == revision
+    def same_as(self, refs: Iterable[ObjectRef], revision: str,
+                adopted: Iterable[ObjectRef] | None = None) -> bool:
+        return (set(self.refs) == set(refs) and self.revision == revision
+                and (adopted is None or set(self.adopted) == set(adopted)))
 
 
 def name_for(app: str) -> str:
@@ -48,7 +53,8 @@ def name_for(app: str) -> str:
 
 
 def to_configmap(app: str, refs: Iterable[ObjectRef], revision: str, token: int,
-                 resource_version: str | None, now: datetime) -> dict:
+                 resource_version: str | None, now: datetime,
+                 adopted: Iterable[ObjectRef] = ()) -> dict:
     """The ConfigMap body (pure)."""
     meta: dict = {"name": name_for(app), "namespace": NAMESPACE,
                   "labels": {INVENTORY_LABEL: app}}
@@ -57,6 +63,7 @@ def to_configmap(app: str, refs: Iterable[ObjectRef], revision: str, token: int,
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {
         "revision": revision, "token": str(token),
         "objects": json.dumps(sorted(r.id for r in refs)),
+        "adopted": json.dumps(sorted(r.id for r in adopted)),
         "applied_at": now.strftime("%Y-%m-%dT%H:%M:%SZ")}}
 
 
@@ -64,21 +71,25 @@ def from_configmap(configmap: dict) -> Inventory:
     """The inventory stored in a ConfigMap (pure); damaged fields read as empty."""
     data = configmap.get("data") or {}
     try:
-        ids = json.loads(data.get("objects") or "[]")
-    except ValueError:
-        ids = []
-    try:
         token = int(data.get("token") or 0)
     except ValueError:
         token = 0
-    return Inventory(tuple(ObjectRef.parse(i) for i in ids if i.count("/") >= 3),
-                     data.get("revision", ""), token,
-                     (configmap.get("metadata") or {}).get("resourceVersion"))
+    return Inventory(_refs(data.get("objects")), data.get("revision", ""), token,
+                     (configmap.get("metadata") or {}).get("resourceVersion"),
+                     _refs(data.get("adopted")))
+
+
+def _refs(text: str | None) -> tuple[ObjectRef, ...]:
+    try:
+        ids = json.loads(text or "[]")
+    except ValueError:
+        ids = []
+    return tuple(ObjectRef.parse(i) for i in ids if isinstance(i, str) and i.count("/") >= 3)
 
 
 def read(kube: Kube, app: str) -> Inventory:
     """The stored inventory, or an empty one (no resourceVersion) when there is none."""
-    configmap = kube.get_or_none(f"{CONFIGMAPS}/{name_for(app)}")
+    configmap = kube.own().get_or_none(f"{CONFIGMAPS}/{name_for(app)}")
     return Inventory() if configmap is None else from_configmap(configmap)
 
 
@@ -92,15 +103,17 @@ def check_token(app: str, stored: Inventory, token: int) -> None:
 
 
 def write(kube: Kube, app: str, refs: Iterable[ObjectRef], *, token: int, revision: str,
-          previous: Inventory) -> Inventory:
-    """Store ``refs`` at ``revision`` unless nothing changed; ``StaleInventory`` when a
-    newer writer got there first."""
-    refs = tuple(sorted(set(refs)))
-    if previous.same_as(refs, revision):
+          previous: Inventory, adopted: Iterable[ObjectRef] | None = None) -> Inventory:
+    """Store ``refs`` at ``revision`` (``adopted``: those of them taken over; None keeps
+    what was recorded) unless nothing changed; ``StaleInventory`` when a newer writer
+    got there first."""
+    refs, kube = tuple(sorted(set(refs))), kube.own()
+    took = set(previous.adopted if adopted is None else adopted) & set(refs)
+    if previous.same_as(refs, revision, took):
         return previous
     check_token(app, previous, token)
     body = to_configmap(app, refs, revision, token, previous.resource_version,
-                        datetime.now(timezone.utc))
+                        datetime.now(timezone.utc), took)
     try:
         if previous.resource_version is None:
             stored = _create(kube, body)

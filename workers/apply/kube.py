@@ -186,11 +186,13 @@ class Kube:
     """HTTP verbs against one cluster's API server, counted and with wrapped errors."""
 
     def __init__(self, api_client: k8s_client.ApiClient, *, name: str | None = None,
-                 timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> None:
+                 timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+                 impersonate: str | None = None) -> None:
         self.api = api_client
         self.name = name
         self.timeout = timeout
         self.counters = Counters()
+        self.impersonate = impersonate    # "namespace/name" of a ServiceAccount, or None
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str | None = None, context: str | None = None,
@@ -209,12 +211,31 @@ class Kube:
                              unit=name) from exc
         return cls(k8s_client.ApiClient(configuration), name=name)
 
-    def session(self) -> "Kube":
+    def session(self, impersonate: str | None = None) -> "Kube":
         """This client with counters of its own (still adding to ours): exact counts for
-        one reconcile even when threads share a ``Kube``."""
-        session = Kube(self.api, name=self.name, timeout=self.timeout)
+        one reconcile even when threads share a ``Kube``. With ``impersonate``
+        (``namespace/name``), every request acts as that ServiceAccount: the kubeconfig's
+        credential then needs only ``impersonate`` on it."""
+        session = Kube(self.api, name=self.name, timeout=self.timeout,
+                       impersonate=impersonate or self.impersonate)
         session.counters = Counters(parent=self.counters)
         return session
+
+    def own(self) -> "Kube":
+        """This client as fleetsync itself (no impersonation), same counters: for its own
+        state (inventories in fleetsync-system) and discovery."""
+        if not self.impersonate:
+            return self
+        own = Kube(self.api, name=self.name, timeout=self.timeout)
+        own.counters = self.counters
+        return own
+
+    @property
+    def identity(self) -> str:
+        """Who the API server sees, for messages."""
+        if not self.impersonate:
+            return "fleetsync's own credential"
+        return f"ServiceAccount {self.impersonate}"
 
     @property
     def server(self) -> str:
@@ -273,6 +294,9 @@ class Kube:
         """One counted HTTP request; the decoded JSON body, or a fleetsync error."""
         params = list(query) + ([("dryRun", "All")] if dry_run else [])
         headers = {"Accept": accept or "application/json", "Content-Type": content_type}
+        if self.impersonate:
+            namespace, _, account = self.impersonate.partition("/")
+            headers["Impersonate-User"] = f"system:serviceaccount:{namespace}:{account}"
         what = f"{method} {path}"
         self.counters.record(method, dry_run)
         try:

@@ -21,7 +21,7 @@ from workers.apply.pool import shared
 from dataclasses import dataclass
 from typing import Iterable
 
-from shared.errors import ApplyError
+from shared.errors import ApplyError, FleetsyncError
 from workers.apply import inventory as inv
 from workers.apply.discovery import Discovery, Resource, TypeKey, from_crd
 from workers.apply.kube import Kube
@@ -110,4 +110,11 @@ def observe(kube: Kube, app: str, objects: list[dict], discovery: Discovery) -> 
 def _read_all(pool: ThreadPoolExecutor, kube: Kube, resources: dict[ObjectRef, Resource],
               refs: list[ObjectRef]) -> dict[ObjectRef, dict | None]:
     futures = {ref: pool.submit(kube.get_or_none, resources[ref].path(ref)) for ref in refs}
-    return {ref: future.result() for ref, future in futures.items()}
+    out = {}
+    for ref, future in futures.items():
+        try:
+            out[ref] = future.result()
+        except FleetsyncError as exc:       # e.g. the application's identity may not read it
+            exc.obj = exc.obj or str(ref)
+            raise
+    return out

@@ -24,6 +24,7 @@ from typing import Iterable, Mapping
 
 from shared.errors import OwnershipError
 from workers.apply.drift import drift
+from workers.apply.policy import never_pruned
 from workers.apply.refs import (APP_LABEL, ObjectRef, apply_order, owner_of, prune_order,
                                 ref_of, stamp, tiers)
 
@@ -34,6 +35,11 @@ CREATED, CONFIGURED, REPLACED, UNCHANGED, PRUNED, SKIPPED = (
     "created", "configured", "replaced", "unchanged", "pruned", "skipped")
 ACTIONS = (CREATED, CONFIGURED, REPLACED, UNCHANGED, PRUNED, SKIPPED)
 PRUNE_DISABLED = "prune disabled"
+ADOPTED_KEPT = "adopted, not created by fleetsync: not pruned (prune: adopted prunes it)"
+NEVER_PRUNED = "a namespace fleetsync never prunes"
+OCCUPIED = "still holds objects of others"       # (the reason names them)
+KEPT = (PRUNE_DISABLED, ADOPTED_KEPT)
+ADOPTED = "adopted"
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,8 @@ class ChangeSet:
 
 def plan(desired: Iterable[dict], live: Mapping[ObjectRef, dict | None],
          inventory: Iterable[ObjectRef], *, app: str, prune: bool, adopt: bool,
-         values: bool = False) -> ChangeSet:
+         values: bool = False, adopted: Iterable[ObjectRef] = (),
+         prune_adopted: bool = False) -> ChangeSet:
     """Decide create/configure/unchanged/skip for desired objects, prune/skip for the rest.
     Drift lines carry values only with ``values`` (``fleetsync diff``); else see
     ``drift.drift``: results, history and logs never hold a value that could be secret."""
@@ -99,8 +106,10 @@ def plan(desired: Iterable[dict], live: Mapping[ObjectRef, dict | None],
     entries = [decide(wanted[ref], live.get(ref), app=app, adopt=adopt, values=values)
                for ref in apply_order(wanted)]
     gone = [ref for ref in prune_order(set(inventory)) if ref not in wanted]
-    leftovers = [decide_leftover(ref, live.get(ref), app=app, prune=prune) for ref in gone]
-    kept = tuple(c.ref for c in leftovers if c.reason == PRUNE_DISABLED)
+    took_over = set(adopted)
+    leftovers = [decide_leftover(ref, live.get(ref), app=app, prune=prune,
+                                 adopted=ref in took_over and not prune_adopted) for ref in gone]
+    kept = tuple(c.ref for c in leftovers if c.reason in KEPT)
     return ChangeSet(tuple(entries + leftovers), kept)
 
 
@@ -119,21 +128,28 @@ def decide(desired: dict, live: dict | None, *, app: str, adopt: bool,
                                     "to take it over)", conflict=True)
     fields = tuple(drift(desired, live, values=values))
     if owner is None:
-        return Change(ref, CONFIGURED, "adopted", fields)
+        return Change(ref, CONFIGURED, ADOPTED, fields)
     if fields:
         return Change(ref, CONFIGURED, "drifted from Git", fields)
     return Change(ref, UNCHANGED)
 
 
 
-def decide_leftover(ref: ObjectRef, live: dict | None, *, app: str, prune: bool) -> Change:
-    """The decision for an object in the previous inventory that is no longer desired."""
+def decide_leftover(ref: ObjectRef, live: dict | None, *, app: str, prune: bool,
+                    adopted: bool = False) -> Change:
+    """The decision for an object in the previous inventory that is no longer desired.
+    ``adopted``: the application took it over rather than created it (kept unless the
+    application says ``prune: adopted``)."""
     if live is None:
         return Change(ref, SKIPPED, "already deleted")
     if owner_of(live) != app:
         return Change(ref, SKIPPED, f"no longer labelled {APP_LABEL}={app}: left alone")
+    if never_pruned(ref):
+        return Change(ref, SKIPPED, NEVER_PRUNED)
     if not prune:
         return Change(ref, SKIPPED, PRUNE_DISABLED)
+    if adopted:
+        return Change(ref, SKIPPED, ADOPTED_KEPT)
     return Change(ref, PRUNED, "no longer in Git")
 
 
