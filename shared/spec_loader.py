@@ -18,6 +18,7 @@ problem was found.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from functools import partial
 from typing import Callable, Collection, Mapping, Protocol, Sequence, TypeVar
@@ -52,11 +53,14 @@ _TOP_KEYS = ("sources", "clusters", "applications", "notifications")
 _REF_KINDS = ("branch", "tag", "semver", "commit")
 _SOURCE_KEYS = ("name", "url", "helmRepository", *_REF_KINDS, "interval", "auth", *SOURCE_KEYS)
 _AUTH_KEYS = ("sshKeyFile", "usernameEnv", "passwordEnv")
-_CLUSTER_KEYS = ("name", "kubeconfig", "context", "labels", "vars", "interval")
+_CLUSTER_KEYS = ("name", "kubeconfig", "context", "labels", "vars", "interval",
+                 "serviceAccountName", "serviceAccountNamespace")
 _SELECTOR_KEYS = ("names", "matchLabels")
 _APP_KEYS = ("name", "source", "path", "clusters", "namespace", "prune", "wait", "timeout",
              "dependsOn", "suspend", "adopt", "allowRemoteBases", "directory", "allowEmpty",
-             "force", "createNamespace", "chart", "helm", "allowHelmCharts")
+             "force", "createNamespace", "chart", "helm", "allowHelmCharts",
+             "serviceAccountName", "serviceAccountNamespace", "allowedNamespaces", "allowedKinds",
+             "deniedKinds")
 _DIRECTORY_KEYS = ("recurse", "include", "exclude")
 _SECRET = ("inline secrets are not allowed: put the value in an environment variable "
            "and reference it with usernameEnv/passwordEnv, or give sshKeyFile")
@@ -280,7 +284,55 @@ def _cluster(node: Node, field: str, report: Report) -> Built[Cluster] | None:
                       labels=m.read("labels", y.string_map, report, {}),
                       vars=m.read("vars", partial(y.string_map, check_key=_var_name), report, {}),
                       interval=m.read("interval", _duration, report, 60.0))
+    account = _service_account(m, report, None)
+    if account:
+        cluster = dataclasses.replace(cluster, service_account=account)
     return (cluster, m) if cluster.name else None
+
+
+def _service_account(m: Map, report: Report, namespace: str | None) -> str | None:
+    """``namespace/name`` from ``serviceAccountName`` and ``serviceAccountNamespace`` (by
+    default ``namespace``, the application's)."""
+    name = m.read("serviceAccountName", _name, report, None)
+    account_ns = m.read("serviceAccountNamespace", _name, report, None) or namespace
+    if "serviceAccountNamespace" in m.values and "serviceAccountName" not in m.values:
+        report.error(m.values["serviceAccountNamespace"], m.at("serviceAccountNamespace"),
+                     "needs serviceAccountName")
+    if name and not account_ns:
+        report.error(m.values["serviceAccountName"], m.at("serviceAccountName"),
+                     "needs serviceAccountNamespace (or, on an application, its namespace)")
+        return None
+    return f"{account_ns}/{name}" if name else None
+
+
+def _prune(node: Node, field: str, report: Report) -> str | None:
+    """``true``, ``false`` or ``adopted`` (adopted objects are pruned too)."""
+    if isinstance(node, ScalarNode) and node.value == "adopted":
+        return "adopted"
+    value = y.boolean(node, field, Report(report.file))
+    if value is None:
+        report.error(node, field, f"must be true, false or adopted, not {y.kind(node)}")
+        return None
+    return str(value).lower()
+
+
+def _kind_pattern(text: str) -> str | None:
+    group, _, kind = text.rpartition("/")
+    if not kind or "/" in group or not (kind == "*" or kind[:1].isupper()):
+        return f"{text!r} is not a kind: write Kind, group/Kind or group/* (core for the core group)"
+    return None
+
+
+def _kinds(node: Node, field: str, report: Report) -> tuple[str, ...] | None:
+    items = y.sequence(node, field, report)
+    if items is None:
+        return None
+    out = []
+    for i, item in enumerate(items):
+        text = y.checked(item, f"{field}[{i}]", report, _kind_pattern)
+        if text is not None:
+            out.append(text)
+    return tuple(out)
 
 
 def _application(node: Node, field: str, report: Report, sources: Mapping[str, Built[Source]],
@@ -297,7 +349,7 @@ def _application(node: Node, field: str, report: Report, sources: Mapping[str, B
         path=m.read("path", partial(y.checked, check=_app_path), report, ""),
         clusters=m.read("clusters", partial(_selector, clusters=clusters), report, Selector()),
         namespace=m.read("namespace", _name, report, None),
-        prune=m.read("prune", y.boolean, report, True),
+        prune=(pruning := m.read("prune", _prune, report, "true")) != "false",
         wait=m.read("wait", y.boolean, report, True),
         timeout=m.read("timeout", _duration, report, 120.0),
         depends_on=m.read("dependsOn", partial(y.names, known=None, what="application"), report, ()),
@@ -311,7 +363,14 @@ def _application(node: Node, field: str, report: Report, sources: Mapping[str, B
         chart=m.read("chart", spec_helm.chart, report, None),
         helm=m.read("helm", partial(spec_helm.helm, selector=_selector, clusters=clusters),
                     report, Helm()),
-        allow_helm_charts=m.read("allowHelmCharts", y.boolean, report, False))
+        allow_helm_charts=m.read("allowHelmCharts", y.boolean, report, False),
+        allowed_namespaces=m.read("allowedNamespaces",
+                                  partial(y.names, known=None, what="namespace"), report, ()),
+        allowed_kinds=m.read("allowedKinds", _kinds, report, ()),
+        denied_kinds=m.read("deniedKinds", _kinds, report, ()))
+    app = dataclasses.replace(
+        app, prune_adopted=pruning == "adopted",
+        service_account=_service_account(m, report, app.namespace))
     spec_helm.check_application(m, report, helm_source)
     if app.create_namespace and "namespace" not in m.values:
         report.error(m.values["createNamespace"], m.at("createNamespace"),

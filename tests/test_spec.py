@@ -289,7 +289,7 @@ def test_selector_that_matches_nothing_is_a_warning(validate: Validate) -> None:
 def test_booleans_must_be_real_booleans(validate: Validate) -> None:
     text = MINIMAL + "    prune: 'false'\n    wait: 1\n    suspend: yes\n"
     assert problems(validate, text) == [
-        "fleet.yaml:13: applications[0].prune: must be true or false, not a string",
+        "fleet.yaml:13: applications[0].prune: must be true, false or adopted, not a string",
         "fleet.yaml:14: applications[0].wait: must be true or false, not a number",
     ]
 
@@ -410,3 +410,29 @@ def test_duration_fields(validate: Validate) -> None:
     assert problems(validate, MINIMAL.replace("labels: {env: dev}", "interval: soon")) == [
         "fleet.yaml:7: clusters[0].interval: invalid duration 'soon': "
         "use e.g. 30s, 5m, 1h, 1m30s, 500ms or whole seconds"]
+
+
+def test_identity_policy_and_prune_adopted(validate: Validate) -> None:
+    text = MINIMAL.replace("    labels: {env: dev}\n", "    labels: {env: dev}\n"
+                           "    serviceAccountName: fleet\n    serviceAccountNamespace: ops\n")
+    text += ("    namespace: web\n    serviceAccountName: web-deployer\n    prune: adopted\n"
+             "    allowedNamespaces: [web, web-jobs]\n    allowedKinds: [apps/*, ConfigMap]\n"
+             "    deniedKinds: [rbac.authorization.k8s.io/ClusterRoleBinding]\n")
+    fleet, errors, _ = validate(text)
+    assert errors == [] and fleet is not None
+    web, dev = fleet.applications["web"], fleet.clusters["dev"]
+    assert (web.service_account, dev.service_account) == ("web/web-deployer", "ops/fleet")
+    assert web.prune and web.prune_adopted
+    assert web.allowed_namespaces == ("web", "web-jobs")
+    assert web.allowed_kinds == ("apps/*", "ConfigMap")
+    assert web.denied_kinds == ("rbac.authorization.k8s.io/ClusterRoleBinding",)
+
+
+def test_identity_and_policy_mistakes_are_named(validate: Validate) -> None:
+    found = problems(validate, MINIMAL + "    serviceAccountName: deployer\n"
+                     "    allowedKinds: [configmap]\n    prune: sometimes\n")
+    assert any("applications[0].serviceAccountName: needs serviceAccountNamespace" in p
+               for p in found), found
+    assert any("applications[0].allowedKinds[0]: 'configmap' is not a kind" in p
+               for p in found), found
+    assert any("applications[0].prune: must be true, false or adopted" in p for p in found), found
