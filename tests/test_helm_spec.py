@@ -118,6 +118,6 @@ def test_plain_http_repositories_warn_without_insecure(tmp_path: Path) -> None:
             "  - name: lab\n    helmRepository: http://charts.lab/b\n    insecure: true\n")
     fleet, problems, warnings = validate_file(write(tmp_path, text))
     assert problems == [] and fleet is not None
-    assert [w.rsplit("/", 1)[1] for w in warnings] == [
-        "fleet.yaml:3: sources[0].helmRepository: plain http:// is refused unless the source "
+    assert [w.split("/fleet.yaml:", 1)[1] for w in warnings] == [
+        "3: sources[0].helmRepository: plain http:// is refused unless the source "
         "sets insecure: true"]
