@@ -44,7 +44,7 @@ def allowed(process: str, extra: str = "") -> frozenset[str]:
     """The task names this process may send (pure)."""
     public = {name for name, spec in tasks_api.TASKS.items() if spec.public}
     listed = {n.strip() for n in extra.split(",") if n.strip()} & set(tasks_api.TASKS)
-    internal = {tasks_api.RENDER, tasks_api.APPLY, tasks_api.CHECK_HEALTH}
+    internal = {tasks_api.RENDER, tasks_api.APPLY, tasks_api.CHECK_HEALTH, tasks_api.REMOVE}
     names = public | listed if process == "flower" else public | set(SCHEDULED)
     return frozenset(names - internal)
 

@@ -300,6 +300,16 @@ class Runs:
             return Unit(running=run_id, lock=owner), RunState.RUNNING
         return Unit(queued=run_id), RunState.QUEUED
 
+    # -- a lock outside runs (removal) ---------------------------------------------------
+    def take_lock(self, unit: str, owner: str) -> bool:
+        """The unit's lock for work that is no run (an application's removal): only when
+        free, so it never overlaps a run."""
+        return bool(self._call(lambda: self._leases.acquire(keys.lock(unit), owner,
+                                                            self.timing.lock_ms)))
+
+    def release_lock(self, unit: str, owner: str) -> None:
+        self._call(lambda: self._leases.release(keys.lock(unit), owner))
+
     # -- fencing ----------------------------------------------------------------------
     def holding(self, unit: str, owner: str, token: int) -> bool:
         """Whether ``owner`` still holds the unit's lock with fencing token ``token``."""

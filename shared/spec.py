@@ -168,6 +168,7 @@ class Application:
     allowed_kinds: tuple[str, ...] = ()        # "Kind" or "group/Kind"; empty: any
     denied_kinds: tuple[str, ...] = ()
     prune_adopted: bool = False        # prune: adopted: objects it adopted are pruned too
+    on_removal: str = "orphan"         # when it leaves the spec: "orphan" or "prune" its objects
 
 
 @dataclass(frozen=True)

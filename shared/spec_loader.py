@@ -60,7 +60,7 @@ _APP_KEYS = ("name", "source", "path", "clusters", "namespace", "prune", "wait",
              "dependsOn", "suspend", "adopt", "allowRemoteBases", "directory", "allowEmpty",
              "force", "createNamespace", "chart", "helm", "allowHelmCharts",
              "serviceAccountName", "serviceAccountNamespace", "allowedNamespaces", "allowedKinds",
-             "deniedKinds")
+             "deniedKinds", "onRemoval")
 _DIRECTORY_KEYS = ("recurse", "include", "exclude")
 _SECRET = ("inline secrets are not allowed: put the value in an environment variable "
            "and reference it with usernameEnv/passwordEnv, or give sshKeyFile")
@@ -305,6 +305,10 @@ def _service_account(m: Map, report: Report, namespace: str | None) -> str | Non
     return f"{account_ns}/{name}" if name else None
 
 
+def _on_removal(text: str) -> str | None:
+    return None if text in ("orphan", "prune") else f"must be orphan or prune, not {text!r}"
+
+
 def _prune(node: Node, field: str, report: Report) -> str | None:
     """``true``, ``false`` or ``adopted`` (adopted objects are pruned too)."""
     if isinstance(node, ScalarNode) and node.value == "adopted":
@@ -367,7 +371,8 @@ def _application(node: Node, field: str, report: Report, sources: Mapping[str, B
         allowed_namespaces=m.read("allowedNamespaces",
                                   partial(y.names, known=None, what="namespace"), report, ()),
         allowed_kinds=m.read("allowedKinds", _kinds, report, ()),
-        denied_kinds=m.read("deniedKinds", _kinds, report, ()))
+        denied_kinds=m.read("deniedKinds", _kinds, report, ()),
+        on_removal=m.read("onRemoval", partial(y.checked, check=_on_removal), report, "orphan"))
     app = dataclasses.replace(
         app, prune_adopted=pruning == "adopted",
         service_account=_service_account(m, report, app.namespace))

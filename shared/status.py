@@ -49,6 +49,7 @@ class UnitStatus:
     health_deadline: float = 0.0    # Progressing on health: Degraded if not healthy by then
     last_success_at: str = ""       # the last run that applied (kept when a later one fails)
     interval: float = 0.0           # the unit's reconcile interval: stale past 3 of them
+    on_removal: str = ""            # the application's onRemoval, for when it leaves the spec
 
     def to_dict(self) -> dict[str, Any]:
         return {"app": self.app, "cluster": self.cluster, "phase": str(self.phase),
@@ -70,6 +71,8 @@ class UnitStatus:
             out["last_success_at"] = self.last_success_at
         if self.interval:
             out["interval"] = repr(self.interval)
+        if self.on_removal:
+            out["on_removal"] = self.on_removal
         return out
 
 
@@ -260,7 +263,7 @@ def _from_hash(app: str, cluster: str, raw: dict[str, str]) -> UnitStatus:
                       raw.get("reason", ""), json.loads(raw.get("counts") or "{}"),
                       raw.get("failed_key", ""), raw.get("run_id", ""),
                       _float(raw.get("health_deadline")), raw.get("last_success_at", ""),
-                      _float(raw.get("interval")))
+                      _float(raw.get("interval")), raw.get("on_removal", ""))
 
 
 def _float(value: str | None) -> float:

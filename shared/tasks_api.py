@@ -10,6 +10,7 @@ speak through these names; this module is their one home. Arguments are JSON
     fleetsync.render(app, cluster, revision)          internal: one stage of a run
     fleetsync.apply(app, cluster, render_key)         internal: one stage of a run
     fleetsync.check_health(app, cluster, run_id)      internal: a run's health follow-up
+    fleetsync.remove(app, cluster)                    internal: an application left the spec
     fleetsync.ping(payload=None)                      health check
 
 Internal stages also carry keyword arguments (``run_id``, ``trigger``,
@@ -34,6 +35,7 @@ FETCH_SOURCE = "fleetsync.fetch_source"
 RENDER = "fleetsync.render"
 APPLY = "fleetsync.apply"
 CHECK_HEALTH = "fleetsync.check_health"
+REMOVE = "fleetsync.remove"
 PING = "fleetsync.ping"
 
 STAGE_QUEUES = ("reconcile", "fetch", "render", "apply")
@@ -64,6 +66,7 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
     TaskSpec(APPLY, ("app", "cluster", "render_key"), _STAGE_KW + ("revision",), "apply", False),
     TaskSpec(CHECK_HEALTH, ("app", "cluster", "run_id"),
              ("revision", "deadline", "objects", "round", "trigger"), "apply", False),
+    TaskSpec(REMOVE, ("app", "cluster"), ("mode",), "apply", False),
     TaskSpec(PING, ("payload",), (), "reconcile", True),
 )}
 

@@ -548,7 +548,7 @@ def _finish(ctx: Context, call: Call, owner: str, outcome: Outcome, started: flo
                         outcome.summary, now_iso(finished), outcome.reason,
                         summary.get("counts"), outcome.failed_key, call.run_id,
                         outcome.health_deadline, now_iso(finished) if applied else "",
-                        _interval(ctx, call))
+                        *_spec_of(ctx, call))
     entry = HistoryEntry(call.revision, call.trigger, outcome.phase.value, outcome.summary,
                          now_iso(started), now_iso(finished), call.run_id, call.task_id,
                          summary.get("counts", {}), summary.get("requests"),
@@ -565,11 +565,53 @@ def _finish(ctx: Context, call: Call, owner: str, outcome: Outcome, started: flo
 
 def _interval(ctx: Context, call: Call) -> float:
     """The unit's reconcile interval, for staleness; 0 when the spec cannot tell."""
+    return _spec_of(ctx, call)[0]
+
+
+def _spec_of(ctx: Context, call: Call) -> tuple[float, str]:
+    """What status keeps from the spec: the unit's reconcile interval (staleness) and its
+    application's onRemoval (for when it leaves the spec); 0 and "" when it cannot tell."""
     try:
-        cluster = ctx.fleet().clusters.get(call.cluster)
+        fleet = ctx.fleet()
     except FleetsyncError:          # an outcome is recorded even without a readable spec
-        return 0.0
-    return cluster.interval if cluster else 0.0
+        return 0.0, ""
+    cluster, app = fleet.clusters.get(call.cluster), fleet.applications.get(call.app)
+    return (cluster.interval if cluster else 0.0), (app.on_removal if app else "")
+
+
+# --- an application leaves the spec ---------------------------------------------------------
+
+REMOVAL_RETRY = 5.0
+
+
+def remove(ctx: Context, app_name: str, cluster_name: str) -> Next:
+    """Orphan or prune (its ``onRemoval``) what an application that left the spec applied on
+    a cluster, under the unit's lock, then forget the unit. A unit back in the spec is
+    left alone."""
+    bind(app=app_name, cluster=cluster_name, stage="remove")
+    unit = keys.unit_id(app_name, cluster_name)
+    fleet = ctx.fleet()
+    cluster = fleet.clusters.get(cluster_name)
+    app = fleet.applications.get(app_name)
+    if app is not None and cluster is not None and app.clusters.matches(cluster):
+        return Next({"unit": unit, "summary": "back in the fleet spec: nothing removed"})
+    if cluster is None:              # no credential for it any more: only forget
+        ctx.status.forget(app_name, cluster_name)
+        return Next({"unit": unit, "summary": "its cluster left the spec too: forgotten"})
+    owner = uuid.uuid4().hex
+    if not ctx.runs.take_lock(unit, owner):
+        return Next({"unit": unit, "summary": "the unit is busy: removing it a little later"},
+                    retry_in=REMOVAL_RETRY)
+    try:
+        mode = ctx.status.get_status(app_name, cluster_name).on_removal or "orphan"
+        done = stages.remove_objects(ctx, app_name, cluster, mode)
+    except TransientError as exc:
+        return Next({"unit": unit, "summary": f"retrying: {exc}"}, retry_in=REMOVAL_RETRY)
+    finally:
+        ctx.runs.release_lock(unit, owner)
+    ctx.status.forget(app_name, cluster_name)
+    log.info("application removed from the cluster", mode=mode, summary=done.summary())
+    return Next({"unit": unit, "summary": f"removed (onRemoval: {mode}): {done.summary()}"})
 
 
 def _failed(exc: FleetsyncError, failed_key: str) -> Outcome:

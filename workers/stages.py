@@ -256,6 +256,13 @@ def recheck_health(ctx: Context, app: Application, cluster: Cluster,
     return recheck_unit(ctx.kube(cluster).session(identity_of(app, cluster)), app.name, ref_ids)
 
 
+def remove_objects(ctx: Context, app_name: str, cluster: Cluster, mode: str) -> Any:
+    """Orphan or prune what ``app_name`` applied on ``cluster`` (it left the spec)."""
+    from workers.apply.removal import remove_unit
+
+    return remove_unit(ctx.kube(cluster), app_name, mode)
+
+
 def identity_of(app: Application, cluster: Cluster) -> str | None:
     """The ServiceAccount (``namespace/name``) every request of ``app`` impersonates on
     ``cluster``: the application's, else the cluster's default, else none."""

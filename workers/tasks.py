@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import os
 import socket
+import time
+from dataclasses import replace
+from datetime import datetime
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -23,9 +26,10 @@ from shared import metrics, tasks_api
 from shared.celery_app import send as send_task
 from shared.errors import PermanentError, TransientError
 from shared.logs import get_logger
-from shared.protocol import backoff
+from shared.protocol import Phase, backoff
 from shared.redisconn import RedisError
 from shared.settings import from_env
+from shared.status import now_iso
 from workers import runner, stages
 from workers.app import app as celery
 from workers.context import Context
@@ -44,7 +48,7 @@ def context() -> Context:
     return Context.connect(from_env())
 
 
-INTERNAL = (tasks_api.RENDER, tasks_api.APPLY, tasks_api.CHECK_HEALTH)
+INTERNAL = (tasks_api.RENDER, tasks_api.APPLY, tasks_api.CHECK_HEALTH, tasks_api.REMOVE)
 
 
 def _signed(name: str, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -169,11 +173,30 @@ def _request(ctx: Context, app_name: str, cluster: str, trigger: str, *,
     return result
 
 
+REMOVAL_RESEND = 300.0
+
+
+def _age(stamp: str) -> float:
+    try:
+        return time.time() - datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return float("inf")
+
+
 def _forget_removed(ctx: Context, cluster: str, apps: set[str]) -> None:
-    """Drop status of units that the spec no longer has on ``cluster``."""
-    for status in ctx.status.all_statuses():
-        if status.cluster == cluster and status.app not in apps:
-            ctx.status.forget(status.app, cluster)
+    """Units the spec no longer has on ``cluster``: shown ``Removed`` while their objects
+    are orphaned or pruned (``fleetsync.remove``), then forgotten."""
+    for status in ctx.status.all_statuses(cluster):
+        if status.app in apps or (status.phase == Phase.REMOVED.value
+                                  and status.reason == "Removing"
+                                  and _age(status.last_synced_at) < REMOVAL_RESEND):
+            continue                 # its removal is on its way (sent again if it got lost)
+        mode = status.on_removal or "orphan"
+        ctx.status.set_status(replace(
+            status, phase=Phase.REMOVED.value, reason="Removing",
+            message=f"left the fleet spec: its objects are being {mode}ed (onRemoval: {mode})",
+            last_synced_at=now_iso()))
+        _send(runner.Send(tasks_api.REMOVE, [status.app, cluster], {}))
 
 
 def _call(task: Any, name: str, args: list[Any], kw: dict[str, Any]) -> runner.Call:
@@ -204,3 +227,14 @@ def check_health(self: Any, app: str, cluster: str, run_id: str, **kw: Any) -> d
         return refused
     call = runner.health_call_of([app, cluster, run_id], kw, self.request.id or "")
     return _carry_out(self, runner.check_health(context(), call))
+
+
+@celery.task(name=tasks_api.REMOVE, bind=True, ignore_result=True, autoretry_for=RETRIED,
+          retry_backoff=2, retry_backoff_max=60, retry_jitter=True,
+          max_retries=MAX_TRANSIENT_RETRIES)
+def remove(self: Any, app: str, cluster: str, **kw: Any) -> dict:
+    """An application left the spec on this cluster: orphan or prune what it applied."""
+    refused = _refused(self, [app, cluster], kw)
+    if refused:
+        return refused
+    return _carry_out(self, runner.remove(context(), app, cluster))
