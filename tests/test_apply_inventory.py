@@ -102,3 +102,20 @@ def test_a_worker_with_an_older_token_writes_no_object_at_all(kube):
                    revision="r2", token=99)
     assert kube.counters.snapshot()["writes"] == writes
     assert kube.get(f"/api/v1/namespaces/default/configmaps/{app}")["data"] == {"v": "1"}
+
+
+@pytest.mark.k8s
+def test_an_inventory_fleetsync_did_not_write_is_refused(kube_clients):
+    from shared.errors import ApplyError
+    from workers.apply import inventory as inv
+    from workers.apply.kube import Kube
+    from workers.apply.testing import unique
+
+    kube = Kube(kube_clients["dev-1"], name="dev-1")
+    app = unique("app")
+    inv.write(kube, "warm-up-" + app, [], token=1, revision="r", previous=inv.Inventory())
+    kube.create(inv.CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": inv.name_for(app), "namespace": inv.NAMESPACE},
+        "data": {"token": "99999999999", "objects": '["v1/Namespace//kube-system"]'}})
+    with pytest.raises(ApplyError, match=f"is not the inventory of {app}"):
+        inv.read(kube, app)

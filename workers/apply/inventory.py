@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable
 
-from shared.errors import StaleInventory
+from shared.errors import ApplyError, StaleInventory
 from workers.apply.kube import Conflict, Kube, NotFound
 from workers.apply.refs import ObjectRef
 
@@ -90,7 +90,14 @@ def _refs(text: str | None) -> tuple[ObjectRef, ...]:
 def read(kube: Kube, app: str) -> Inventory:
     """The stored inventory, or an empty one (no resourceVersion) when there is none."""
     configmap = kube.own().get_or_none(f"{CONFIGMAPS}/{name_for(app)}")
-    return Inventory() if configmap is None else from_configmap(configmap)
+    if configmap is None:
+        return Inventory()
+    labels = (configmap.get("metadata") or {}).get("labels") or {}
+    if labels.get(INVENTORY_LABEL) != app:     # not written by fleetsync for this application
+        raise ApplyError(f"{NAMESPACE}/{name_for(app)} is not the inventory of {app} (label "
+                         f"{INVENTORY_LABEL}={labels.get(INVENTORY_LABEL)!r}): refusing to trust "
+                         "it; delete it if nothing of fleetsync made it")
+    return from_configmap(configmap)
 
 
 def check_token(app: str, stored: Inventory, token: int) -> None:
