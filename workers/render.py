@@ -184,7 +184,9 @@ def render(app: Application, cluster: Cluster, tree: Path, *, revision: str = ""
     """The objects ``app`` wants on ``cluster`` from the checkout ``tree``, uncached.
 
     ``sops`` None: this worker's (``Sops.from_env``)."""
-    if charts.is_chart(resolve_inside(tree.resolve(), app_path(app, cluster.variables()))):
+    with labelled(unit_of(app, cluster), revision):
+        chart = charts.is_chart(resolve_inside(tree.resolve(), app_path(app, cluster.variables())))
+    if chart:
         return render_unit(app, cluster, tree, None, revision, source, sops).objects
     del source  # the checkout is given: the source only matters to the cache key
     variables = cluster.variables()
