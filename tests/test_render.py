@@ -425,3 +425,17 @@ def test_render_reads_nothing_outside_with_relative_tree(tmp_path: Path, monkeyp
     monkeypatch.chdir(tmp_path)
     assert names(render(app(), Cluster("c"), Path("repo"))) == ["ConfigMap//x"]
     assert os.getcwd() == str(tmp_path)
+
+
+def test_kustomize_sees_none_of_the_workers_secrets(monkeypatch, tmp_path):
+    from workers import kustomize
+
+    monkeypatch.setenv("FLEETSYNC_REDIS_URL", "redis://:hunter2@redis:6379/0")
+    monkeypatch.setenv("GIT_TOKEN", "ghp_secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    env = kustomize._environment(tmp_path)
+    assert not {"FLEETSYNC_REDIS_URL", "GIT_TOKEN", "AWS_SECRET_ACCESS_KEY"} & set(env)
+    assert "hunter2" not in " ".join(env.values())
+    assert env["HOME"] == str(tmp_path) and env["HTTPS_PROXY"] == "http://proxy:3128"
+    assert env["KUBECONFIG"].startswith(str(tmp_path))

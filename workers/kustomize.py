@@ -229,8 +229,18 @@ def trim_message(stderr: str, tree: Path) -> str:
     return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 1] + "…"
 
 
-def _environment() -> dict[str, str]:
-    return {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+# What kustomize (and the git it runs for remote bases) may see of the worker's
+# environment: locale, CA bundle, proxies and PATH; never the Redis URL, Git tokens,
+# cloud credentials or the worker's kubeconfig.
+PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTPS_PROXY",
+              "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy")
+
+
+def _environment(home: Path) -> dict[str, str]:
+    kept = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+    return {"PATH": os.defpath, **kept, "HOME": str(home), "GIT_TERMINAL_PROMPT": "0",
+            "GIT_ASKPASS": "true", "GIT_CONFIG_NOSYSTEM": "1",
+            "KUBECONFIG": str(home / "no-kubeconfig")}
 
 
 def build(tree: Path, directory: Path, *, allow_remote: bool = False,
@@ -260,8 +270,8 @@ def _run(tree: Path, rel: str, timeout: float, helm: Helm | None = None) -> str:
         argv += _helm_args(helm)
     try:
         with tempfile.TemporaryDirectory(prefix="fleetsync-helm-") as home:
-            env = _environment() if helm is None else {**helm_environment(Path(home)),
-                                                      "GIT_TERMINAL_PROMPT": "0"}
+            env = _environment(Path(home)) if helm is None else {
+                **helm_environment(Path(home)), "GIT_TERMINAL_PROMPT": "0"}
             done = subprocess.run(argv, cwd=tree, capture_output=True, text=True,
                                   timeout=timeout, env=env)
     except subprocess.TimeoutExpired as exc:
