@@ -326,3 +326,26 @@ def test_git_environment_holds_credentials_only_by_reference(tmp_path: Path) -> 
     assert "StrictHostKeyChecking=yes" in command and f'UserKnownHostsFile="{known}"' in command
     with pytest.raises(SourceError, match="ssh key file .* is not readable"):
         gitcli.git_environment(replace(ssh, auth=Auth(ssh_key_file="/nonexistent")), {})
+
+
+def test_old_checkouts_are_collected_but_recent_ones_are_kept(repo: GitRepo, tmp_path: Path) -> None:
+    from workers.gitsource import collect_trees
+
+    cache = SourceCache(tmp_path / "cache", timeout=20, trees_kept=3)
+    source = src(repo.bare_url())
+    shas = []
+    for i in range(6):
+        repo.write("apps/web/deploy.yaml", f"kind: Deployment\n# {i}\n")
+        shas.append(repo.commit(f"change {i}"))
+        repo.push()
+        assert cache.fetch(source) == shas[-1]
+        cache.checkout(source, shas[-1])
+    trees = tmp_path / "cache" / "trees"
+    assert len(list(trees.iterdir())) == 6          # all used within the last half hour
+    for i, sha in enumerate(shas):                  # older use first
+        os.utime(trees / sha, (time.time() - 100 + i, time.time() - 100 + i))
+    removed = collect_trees(trees, 3, in_use=0)
+    assert [p.name for p in removed] == shas[:3]
+    assert sorted(p.name for p in trees.iterdir()) == sorted(shas[3:])
+    again = cache.checkout(source, shas[0])         # made again when asked for
+    assert (again / "apps/web/deploy.yaml").read_text() == "kind: Deployment\n# 0\n"

@@ -50,16 +50,22 @@ _BAD_REF_RE = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^[-/.]|[/.]$|\.l
 _STAMP = "fleetsync-fetch"          # in each mirror: when the last fetch began, and what it asked
 
 
+TREES_KEPT = 20          # checkouts kept per host, besides those in use
+TREE_IN_USE = 1800.0     # seconds since its last use during which a checkout is never removed
+
+
 class SourceCache:
     """Bare mirrors and read-only checkouts of Git sources, below one root directory."""
 
     def __init__(self, root: str | os.PathLike[str], *, timeout: float = DEFAULT_TIMEOUT,
                  environ: Mapping[str, str] | None = None,
-                 allow_local: bool | None = None) -> None:
+                 allow_local: bool | None = None, trees_kept: int = TREES_KEPT) -> None:
         """``allow_local``: local paths and ``file://`` sources may be fetched
         (``Settings.allow_local_sources``); None reads it from ``environ`` as the
-        settings do (FLEETSYNC_ALLOW_LOCAL_SOURCES)."""
+        settings do (FLEETSYNC_ALLOW_LOCAL_SOURCES). ``trees_kept``: checkouts kept
+        besides those in use (older ones are removed as new ones are made)."""
         self.root = Path(root)
+        self.trees_kept = trees_kept
         self.timeout = timeout
         self._environ = os.environ if environ is None else environ
         self.allow_local = (from_env(self._environ).allow_local_sources
@@ -89,6 +95,7 @@ class SourceCache:
         sha = _full_sha(source, revision)
         dest = self.root / "trees" / sha
         if dest.is_dir():
+            _touch(dest)                 # in use: the collection below keeps it
             return dest
         mirror = self.mirror_path(source)
         genv = self._local_env()
@@ -96,7 +103,9 @@ class SourceCache:
             raise SourceError(f"source {source.name}: revision {sha} is not in the mirror "
                               "(fetch first)", revision=sha)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        return self._extract(source, mirror, sha, dest, genv)
+        tree = self._extract(source, mirror, sha, dest, genv)
+        collect_trees(dest.parent, self.trees_kept, keep=tree)
+        return tree
 
     def revision_info(self, source: Source, revision: str) -> dict[str, str]:
         """Author, commit time (ISO 8601, UTC) and first message line of ``revision``."""
@@ -323,6 +332,37 @@ def _make_read_only(top: Path) -> None:
             if not stat.S_ISLNK(mode):
                 os.chmod(path, stat.S_IMODE(mode) & ~0o222)
     os.chmod(top, stat.S_IMODE(os.stat(top).st_mode) & ~0o222 | 0o555)
+
+
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def collect_trees(trees: Path, kept: int, keep: Path | None = None,
+                  in_use: float = TREE_IN_USE) -> list[Path]:
+    """Remove all but the ``kept`` most recently used checkouts of this host, never one
+    used (checked out or asked for) in the last ``in_use`` seconds: a render may be reading
+    it. The removed ones, oldest first."""
+    try:
+        entries = [p for p in trees.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:
+        return []
+    used = sorted(entries, key=lambda p: p.stat().st_mtime, reverse=True)
+    now, removed = time.time(), []
+    for old in reversed(used[kept:]):
+        if old == keep or now - old.stat().st_mtime < in_use:
+            continue
+        gone = old.with_name(f".gc-{old.name}-{os.getpid()}")
+        try:
+            old.rename(gone)             # out of sight at once: a reader gets it whole or not
+        except OSError:
+            continue
+        _remove_tree(gone)
+        removed.append(old)
+    return removed
 
 
 def _remove_tree(top: Path) -> None:
