@@ -55,6 +55,7 @@ class Source:
     ssh_host_key_policy: str = "strict"    # or "accept-new": learn an unknown host's key once
     verify: Verify | None = None           # every revision must be signed by a trusted key
     webhook: Webhook | None = None         # fleetsync server accepts push webhooks for it
+    max_size: int | None = None            # bytes its mirror may take on a worker host
 
     @property
     def helm_repository(self) -> bool:

@@ -23,7 +23,10 @@ from shared.git_urls import ALLOW_LOCAL_VAR, transport
 from shared.spec import Auth, Verify, Webhook
 from shared.spec_yaml import Map, Report
 
-SOURCE_KEYS = ("insecure", "knownHosts", "sshHostKeyPolicy", "verify", "webhook")
+SOURCE_KEYS = ("insecure", "knownHosts", "sshHostKeyPolicy", "verify", "webhook", "maxSize")
+_SIZE = re.compile(r"([0-9]+)\s*(Ki|Mi|Gi|Ti|K|M|G|T)?")
+_UNITS = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 HOST_KEY_POLICIES = ("strict", "accept-new")
 _VERIFY_KEYS = {"ssh": "allowedSigners", "gpg": "keyring"}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -39,6 +42,7 @@ def read_security(m: Map, url: str, auth: Auth, report: Report, *,
     policy = m.read("sshHostKeyPolicy", y.string, report, "strict")
     verify = m.read("verify", _verify, report, None)
     webhook = m.read("webhook", _webhook, report, None)
+    max_size = m.read("maxSize", _max_size, report, None)
     if policy not in HOST_KEY_POLICIES:
         report.error(m.values["sshHostKeyPolicy"], m.at("sshHostKeyPolicy"),
                      f"must be one of {', '.join(HOST_KEY_POLICIES)}, not {policy!r}")
@@ -47,7 +51,17 @@ def read_security(m: Map, url: str, auth: Auth, report: Report, *,
         _check_transport(m, url, auth, report, insecure,
                          _allow_local() if allow_local is None else allow_local)
     return {"insecure": insecure, "known_hosts": known_hosts, "ssh_host_key_policy": policy,
-            "verify": verify, "webhook": webhook}
+            "verify": verify, "webhook": webhook, "max_size": max_size}
+
+
+def _max_size(node: Any, field: str, report: Report) -> int | None:
+    """A size such as ``500Mi`` or ``2G`` (bytes when bare)."""
+    text = str(getattr(node, "value", ""))
+    match = _SIZE.fullmatch(text.strip())
+    if not match or int(match.group(1)) == 0:
+        report.error(node, field, f"must be a size such as 500Mi or 2Gi, not {text!r}")
+        return None
+    return int(match.group(1)) * _UNITS[match.group(2)]
 
 
 def _check_transport(m: Map, url: str, auth: Auth, report: Report, insecure: bool,

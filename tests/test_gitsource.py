@@ -349,3 +349,15 @@ def test_old_checkouts_are_collected_but_recent_ones_are_kept(repo: GitRepo, tmp
     assert sorted(p.name for p in trees.iterdir()) == sorted(shas[3:])
     again = cache.checkout(source, shas[0])         # made again when asked for
     assert (again / "apps/web/deploy.yaml").read_text() == "kind: Deployment\n# 0\n"
+
+
+def test_a_mirror_past_its_max_size_fails_the_fetch_by_name(repo: GitRepo, tmp_path: Path) -> None:
+    cache = SourceCache(tmp_path / "cache", timeout=20)
+    source = replace(src(repo.bare_url()), max_size=10 * 1024 * 1024)
+    assert cache.fetch(source) == repo.head()
+    repo.write("big.bin", os.urandom(256 * 1024).hex())    # 512 KiB, about half of it after zlib
+    repo.commit("a big file")
+    repo.push()
+    with pytest.raises(SourceError, match=r"source .*: its mirror takes .* MiB on this host, "
+                                          r"more than maxSize 0.1 MiB"):
+        cache.fetch(replace(source, max_size=100 * 1024))

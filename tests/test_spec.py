@@ -436,3 +436,11 @@ def test_identity_and_policy_mistakes_are_named(validate: Validate) -> None:
     assert any("applications[0].allowedKinds[0]: 'configmap' is not a kind" in p
                for p in found), found
     assert any("applications[0].prune: must be true, false or adopted" in p for p in found), found
+
+
+def test_max_size_of_a_source(validate: Validate) -> None:
+    fleet, errors, _ = validate(MINIMAL.replace("    branch: main\n", "    branch: main\n    maxSize: 500Mi\n", 1))
+    assert errors == [] and fleet is not None
+    assert fleet.sources["gitops"].max_size == 500 * 2**20
+    found = problems(validate, MINIMAL.replace("    branch: main\n", "    branch: main\n    maxSize: lots\n", 1))
+    assert any("sources[0].maxSize: must be a size such as 500Mi" in p for p in found), found

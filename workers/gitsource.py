@@ -87,6 +87,7 @@ class SourceCache:
             if not self._already_present(mirror, source, genv):
                 said = self._fetch(mirror, source, genv, asked_at)
             sha = self._resolve(mirror, source, genv, said)
+            check_size(source, mirror)
             self._verifier.verify_revision(source, mirror, sha)
             return sha
 
@@ -332,6 +333,29 @@ def _make_read_only(top: Path) -> None:
             if not stat.S_ISLNK(mode):
                 os.chmod(path, stat.S_IMODE(mode) & ~0o222)
     os.chmod(top, stat.S_IMODE(os.stat(top).st_mode) & ~0o222 | 0o555)
+
+
+def disk_usage(top: Path) -> int:
+    """Bytes the files below ``top`` take (what ``du`` counts, roughly)."""
+    total = 0
+    for dirpath, _, files in os.walk(top):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def check_size(source: Source, mirror: Path) -> None:
+    """``SourceError`` when the source's mirror grew past its ``maxSize``."""
+    if not source.max_size:
+        return
+    used = disk_usage(mirror)
+    if used > source.max_size:
+        raise SourceError(f"source {source.name}: its mirror takes {used / 2**20:.1f} MiB on "
+                          f"this host, more than maxSize {source.max_size / 2**20:.1f} MiB: "
+                          "raise maxSize, or shrink the repository (history, large files)")
 
 
 def _touch(path: Path) -> None:
