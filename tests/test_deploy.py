@@ -108,7 +108,8 @@ def test_top_level_kustomization_is_the_base() -> None:
 
 def test_base_runs_worker_beat_flower_and_redis(base: list[dict]) -> None:
     names = {d["metadata"]["name"] for d in find(base, "Deployment")}
-    assert names == {"fleetsync-worker", "fleetsync-beat", "fleetsync-flower", "fleetsync-redis"}
+    assert names == {"fleetsync-worker", "fleetsync-beat", "fleetsync-flower", "fleetsync-redis",
+                     "fleetsync-server"}
     worker = pod_spec(one(base, "Deployment", "fleetsync-worker"))["containers"][0]
     assert worker["image"] == "fleetsync:latest"
     assert worker["args"] == ["worker", "--concurrency", "4"]

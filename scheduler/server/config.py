@@ -75,11 +75,19 @@ def load_tokens(env: Mapping[str, str]) -> frozenset[str]:
         if not value:
             raise FleetsyncError(f"FLEETSYNC_SERVER_TOKEN_ENV names {name}, which is not set")
         found.add(value)
+    if any(example(t) for t in found):
+        raise FleetsyncError("a server token still holds the example value 'change-me' from "
+                             "deploy/: make one with `openssl rand -hex 32`")
     short = [t for t in found if len(t) < MIN_TOKEN]
     if short:
         raise FleetsyncError(f"a server token is shorter than {MIN_TOKEN} characters: use e.g. "
                              "`openssl rand -hex 32`")
     return frozenset(found)
+
+
+def example(value: str) -> bool:
+    """Whether ``value`` is one of deploy/'s example credentials (they contain change-me)."""
+    return "change-me" in value.lower()
 
 
 def is_loopback(host: str) -> bool:

@@ -39,7 +39,8 @@ from shared.logs import get_logger
 from shared.protocol import Trigger
 from scheduler.server import hooks
 from scheduler.server.backend import Backend
-from scheduler.server.config import DELIVERY_TTL, FETCH_WANTED_TTL, FOLLOW_UP_TIMEOUT
+from scheduler.server.config import (DELIVERY_TTL, FETCH_WANTED_TTL, FOLLOW_UP_TIMEOUT,
+                                     example)
 
 log = get_logger("fleetsync.server.webhooks")
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -86,10 +87,11 @@ class Receiver:
             return _error(404, f"source {name!r} takes no webhooks: give it "
                                "webhook: {secretEnv: NAME} in the fleet spec")
         secret = self.backend.server.environ.get(source.webhook.secret_env, "")
-        if not secret:
+        if not secret or example(secret):
             log.error("webhook secret not set", variable=source.webhook.secret_env, **where)
             return _error(503, f"the server has no value for {source.webhook.secret_env}, "
-                               f"the webhook secret of source {name!r}")
+                               f"the webhook secret of source {name!r} (or still the example "
+                               "from deploy/)")
         try:
             body = await read_capped(request, self.backend.server.max_body)
         except TooLarge:
