@@ -51,7 +51,7 @@ _STAMP = "fleetsync-fetch"          # in each mirror: when the last fetch began,
 
 
 TREES_KEPT = 20          # checkouts kept per host, besides those in use
-TREE_IN_USE = 1800.0     # seconds since its last use during which a checkout is never removed
+TREE_IN_USE = 900.0      # seconds since its last use during which a checkout is never removed (a task's limit)
 
 
 class SourceCache:
