@@ -241,6 +241,7 @@ def apply_objects(ctx: Context, app: Application, cluster: Cluster, objects: lis
     from workers.apply.engine import apply_unit
 
     started = time.monotonic()
+    _record_capabilities(ctx, cluster)
     result = apply_unit(ctx.kube(cluster), app=app, objects=objects, revision=revision,
                         token=token, identity=identity_of(app, cluster),
                         **({"fence": fence} if fence is not None else {}))
@@ -261,6 +262,28 @@ def remove_objects(ctx: Context, app_name: str, cluster: Cluster, mode: str) -> 
     from workers.apply.removal import remove_unit
 
     return remove_unit(ctx.kube(cluster), app_name, mode)
+
+
+CAPABILITIES_EVERY = 600.0
+_capabilities_at: dict[str, float] = {}
+
+
+def _record_capabilities(ctx: Context, cluster: Cluster) -> None:
+    """Tell render workers (which may not reach the cluster) its version and API versions,
+    for ``helm template --kube-version/--api-versions``: at most every 10 minutes per
+    cluster and process; a failure only costs helm its defaults."""
+    now = time.monotonic()
+    if now - _capabilities_at.get(cluster.name, -CAPABILITIES_EVERY) < CAPABILITIES_EVERY:
+        return
+    _capabilities_at[cluster.name] = now
+    from workers.apply.discovery import PROCESS, capabilities
+    from workers.helm import record_capabilities
+
+    try:
+        version, served = capabilities(ctx.kube(cluster), PROCESS)
+        record_capabilities(ctx.redis, cluster.name, version, served)
+    except (FleetsyncError, RedisError) as exc:     # best effort: never fails an apply
+        log.info("cluster capabilities not recorded", cluster=cluster.name, error=str(exc))
 
 
 def identity_of(app: Application, cluster: Cluster) -> str | None:

@@ -165,4 +165,15 @@ class Discovery:
             self._catalogs.pop(kube.server, None)
 
 
+def capabilities(kube: Kube, discovery: "Discovery") -> tuple[str, list[str]]:
+    """The server's version (``v1.37.2``) and what it serves (``apps/v1`` and
+    ``apps/v1/Deployment``): what ``helm template`` is told of the target cluster."""
+    version = str(kube.own().get("/version").get("gitVersion") or "")
+    served: set[str] = set()
+    for resource in discovery.catalog(kube).values():
+        served.add(resource.api_version)
+        served.add(f"{resource.api_version}/{resource.kind}")
+    return version, sorted(served)
+
+
 PROCESS = Discovery()   # one per worker process: discovery is per server, not per task
