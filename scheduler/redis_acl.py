@@ -123,7 +123,8 @@ def pull_worker(cluster: str, db: int = 0) -> Role:
               "~*.celery.pidbox*", BINDINGS_READ,
               "%W~render", f"%W~render{_NOT_NAME}",
               "~unacked", "~unacked_index", "~unacked_mutex", RESULTS[0],
-              *own, f"~{_P}:cluster:{cluster}:*", f"~{_P}:run:*", f"~{keys.UNITS}",
+              *own, f"~{_P}:cluster:{cluster}:*", f"~{_P}:capabilities:{cluster}",
+              f"~{_P}:run:*", f"~{keys.UNITS}",
               f"%R~{keys.RENDER_PREFIX}{cluster}/*", f"%R~{keys.BEAT_LAST_TICK}",
               f"%R~{_P}:source:*"),
         channels=(events(db), *remote_control(db), RESULTS[1]))
