@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Callable
 
 from shared.errors import ApplyError, FleetsyncError
 from shared.spec import Application
-from workers.apply import health, namespaces, occupied, policy
+from workers.apply import health, hooks, namespaces, occupied, policy
 from workers.apply import inventory as inv
 from workers.apply.discovery import PROCESS, Discovery
 from workers.apply.execute import OPEN, Fence, apply_all, prune_all
@@ -71,6 +71,7 @@ class ApplyResult:
     dry_run_only: bool = False
     was_applied: bool = False       # the unit was already applied at this revision: what
                                     # differs live was changed in the cluster, not in Git
+    hooks: tuple[str, ...] = ()     # Helm hooks run (``pre-upgrade Job/web/migrate``)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -114,6 +115,8 @@ class ApplyResult:
         }
         if self.problems:         # the phase says whether it counts; these are the objects
             out["health"] = self.health_lines()[:SHORT_LIST]
+        if self.hooks:
+            out["hooks"] = list(self.hooks[:SHORT_LIST])
         corrected = self.corrected()
         if corrected:
             out["corrected_drift"] = dict(list(corrected.items())[:SHORT_LIST])
@@ -127,6 +130,7 @@ class _Done:
     problems: tuple[tuple[ObjectRef, str, str], ...] = ()
     wrote: bool = False
     was_applied: bool = False
+    hooks: tuple[str, ...] = ()
 
 
 def apply_unit(kube: Kube, *, app: Application, objects: list[dict], revision: str, token: int,
@@ -154,11 +158,13 @@ def apply_unit(kube: Kube, *, app: Application, objects: list[dict], revision: s
     spent = session.counters.snapshot()
     return ApplyResult(app.name, revision, done.changeset, spent["requests"], spent["writes"],
                        spent["dry_runs"], time.monotonic() - started, done.problems,
-                       done.checked.unvalidated, done.wrote, dry_run_only, done.was_applied)
+                       done.checked.unvalidated, done.wrote, dry_run_only, done.was_applied,
+                       done.hooks)
 
 
 def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str, token: int,
                dry_run_only: bool, discovery: Discovery, fence: Fence) -> _Done:
+    hook_list, objects = hooks.split(objects)
     own_namespace = namespaces.wanted(app, objects)
     wanted = objects + [own_namespace] if own_namespace else objects
     seen = observe(kube, app.name, wanted, discovery)
@@ -176,25 +182,44 @@ def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str,
         raise conflict
     changeset = occupied.keep_occupied(kube, changeset, seen, app.name, discovery)
     was_applied = seen.inventory.revision == revision
+    # Helm hooks run when the revision changes: install on a unit that applied nothing yet
+    event = "install" if not seen.inventory.refs else "upgrade"
+    ran: list[str] = []
+    run_hooks = bool(hook_list) and not was_applied and not dry_run_only
+
+    def pre_hooks() -> None:
+        if run_hooks:
+            fence.tier()
+            ran.extend(hooks.run(kube, hooks.due(hook_list, f"pre-{event}"), app.name,
+                                 f"pre-{event}", discovery, app.timeout))
     try:
         done = _write(kube, app, revision, token, dry_run_only, discovery, seen, changeset,
-                      fence)
+                      fence, pre_hooks)
     except FleetsyncError as exc:       # drift found and left standing: the unit is Drifted
         if was_applied:
             exc.drifted = tuple(str(c.ref) for c in changeset.by_action(CONFIGURED)
                                 if c.reason == DRIFTED)
         raise
-    return replace(done, was_applied=was_applied)
+    post = hooks.due(hook_list, f"post-{event}") if run_hooks else []
+    if post:
+        unhealthy = {ref: kube.get_or_none(seen.resources[ref].path(ref)) or {}
+                     for ref, _, _ in done.problems}
+        hooks.main_set_healthy(kube, unhealthy, seen.resources, app.timeout)
+        fence.tier()
+        ran.extend(hooks.run(kube, post, app.name, f"post-{event}", discovery, app.timeout))
+        done = replace(done, problems=())
+    return replace(done, was_applied=was_applied, hooks=tuple(ran))
 
 
 def _write(kube: Kube, app: Application, revision: str, token: int, dry_run_only: bool,
            discovery: Discovery, seen: Observation, changeset: ChangeSet,
-           fence: Fence) -> _Done:
+           fence: Fence, before_writes: Callable[[], None] = lambda: None) -> _Done:
     writes = {c.ref: seen.desired[c.ref] for c in changeset.to_apply()}
     checked = validate(kube, writes, seen.resources, new_namespaces=new_namespaces(changeset),
                        pending=seen.pending, force=app.force) if writes else Validation()
     if dry_run_only:
         return _Done(changeset, checked)
+    before_writes()                      # validated whole: now pre hooks, then the writes
 
     applied = apply_all(kube, writes, seen.resources, pending=seen.pending,
                         on_crds=lambda: _refresh(kube, discovery, seen),
