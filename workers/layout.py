@@ -45,8 +45,8 @@ UNSUPPORTED = {
     ".libsonnet": "Jsonnet is not rendered by fleetsync; commit its output as YAML (jsonnet -y)",
     ".cue": "CUE is not rendered by fleetsync; commit its output as YAML (cue export --out yaml)",
 }
-_CHART = ("a Helm chart ({file}) is not rendered by fleetsync yet; commit the output of "
-          "helm template as YAML, or point the application at a kustomization")
+_CHART = ("a Helm chart ({file}) inside a plain directory is not rendered; point an "
+          "application's path at the chart's own directory to render it with helm")
 _HOW_TO_SKIP = "; or leave it out with directory.exclude"
 
 
