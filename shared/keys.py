@@ -7,6 +7,7 @@ groups, which is also how access is split between roles:
     protocol   queued:, pending:, running:, lock:, fence:, run:      workers, client (read)
     state      status:, history:, units, source:, fetching:, cluster:   workers, scheduler
                beat:last_tick                                      beat (writes), metrics (reads)
+               rollout:, suspended:                                 workers, CLI and server (write)
     caches     render:, rendered:                                  workers only
     broker     Celery/kombu's own keys (queues, unacked, results)  everyone who enqueues
 
@@ -79,6 +80,17 @@ def cluster_down(name: str) -> str:
 
 def cluster_probe(name: str) -> str:
     return f"{PREFIX}:cluster:{name}:probe"
+
+
+# -- operators' holds: rollouts in waves, suspensions (shared/rollout_store.py) ------
+def rollout(app: str) -> str:
+    """An application's rollout record (JSON)."""
+    return f"{PREFIX}:rollout:{app}"
+
+
+def suspended(app: str) -> str:
+    """Who suspended an application: a hash, field "*" (all of it) or a cluster name."""
+    return f"{PREFIX}:suspended:{app}"
 
 
 # -- caches (workers/render_cache.py, workers/stages.py) -----------------------------

@@ -66,6 +66,7 @@ class Trigger(str, enum.Enum):
     WEBHOOK = "webhook"
     COALESCED = "coalesced"
     RETRY = "retry"
+    ROLLOUT = "rollout"             # a wave of a rollout started, or an operator moved it
 
     def __str__(self) -> str:
         return self.value

@@ -144,6 +144,25 @@ class Helm:
 
 
 @dataclass(frozen=True)
+class Wave:
+    """One wave of a rollout: the clusters it selects, how many of them apply a new
+    revision at once (a count, or ``"25%"`` of the wave; None: all), and how long to
+    wait once they are all Ready before the next wave starts."""
+
+    clusters: Selector
+    max_parallel: str | None = None
+    pause: float = 0.0
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """``rollout:`` of an application (``shared/rollout.py`` holds the rules)."""
+
+    waves: tuple[Wave, ...]
+    urgent_on_revert: bool = False     # a revert goes to every cluster at once
+
+
+@dataclass(frozen=True)
 class Application:
     name: str
     source: str
@@ -170,6 +189,7 @@ class Application:
     denied_kinds: tuple[str, ...] = ()
     prune_adopted: bool = False        # prune: adopted: objects it adopted are pruned too
     on_removal: str = "orphan"         # when it leaves the spec: "orphan" or "prune" its objects
+    rollout: Rollout | None = None     # waves: a new revision goes cluster group by group
 
 
 @dataclass(frozen=True)

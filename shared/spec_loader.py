@@ -30,6 +30,7 @@ from shared.errors import SpecError
 from shared.refnames import ref_name_problem
 from shared.semver import parse_range
 from shared import spec_helm
+from shared import spec_rollout
 from shared.spec import (HELM_REPOSITORY, Application, Auth, Cluster, Directory, Fleet, Helm,
                          Selector, Source)
 from shared.spec import Notifications
@@ -60,7 +61,7 @@ _APP_KEYS = ("name", "source", "path", "clusters", "namespace", "prune", "wait",
              "dependsOn", "suspend", "adopt", "allowRemoteBases", "directory", "allowEmpty",
              "force", "createNamespace", "chart", "helm", "allowHelmCharts",
              "serviceAccountName", "serviceAccountNamespace", "allowedNamespaces", "allowedKinds",
-             "deniedKinds", "onRemoval")
+             "deniedKinds", "onRemoval", "rollout")
 _DIRECTORY_KEYS = ("recurse", "include", "exclude")
 _SECRET = ("inline secrets are not allowed: put the value in an environment variable "
            "and reference it with usernameEnv/passwordEnv, or give sshKeyFile")
@@ -372,7 +373,9 @@ def _application(node: Node, field: str, report: Report, sources: Mapping[str, B
                                   partial(y.names, known=None, what="namespace"), report, ()),
         allowed_kinds=m.read("allowedKinds", _kinds, report, ()),
         denied_kinds=m.read("deniedKinds", _kinds, report, ()),
-        on_removal=m.read("onRemoval", partial(y.checked, check=_on_removal), report, "orphan"))
+        on_removal=m.read("onRemoval", partial(y.checked, check=_on_removal), report, "orphan"),
+        rollout=m.read("rollout", partial(spec_rollout.rollout, selector=_selector,
+                                          durations=_duration, clusters=clusters), report, None))
     app = dataclasses.replace(
         app, prune_adopted=pruning == "adopted",
         service_account=_service_account(m, report, app.namespace))
