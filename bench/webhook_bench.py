@@ -7,7 +7,8 @@ One local cluster, A applications (the Flux benchmark's app, as in
 never brings a commit: the webhook does) and ``fleetsync server``. Each round
 changes one line (a Service port) of one application, chosen at random,
 commits and pushes it, POSTs what GitHub sends for that push (signed with
-``X-Hub-Signature-256``, listing the changed file) and polls the cluster until
+``X-Hub-Signature-256``, listing the changed file: the server syncs that
+application first, then reconciles the cluster) and polls the cluster until
 the Service has the new port. Before the next round every unit must be Ready
 at the new revision (the fetch reconciles the whole fleet at it). Measured:
 
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -138,6 +140,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     args.clusters = 1               # what the fleet benchmark's helpers read
+    signal.signal(signal.SIGTERM, fb._interrupt)      # SIGTERM stops everything as Ctrl-C
     with tempfile.TemporaryDirectory(prefix="fleetsync-webhook-bench-") as tmp:
         bench = WebhookBench(args, Path(tmp))
         try:

@@ -199,24 +199,44 @@ def test_webhook_refusals_enqueue_nothing(served) -> None:
     assert "webhook refused" in log and "apps/web/deploy.yaml" not in log   # never the body
 
 
-def test_a_push_enqueues_one_fetch_and_replays_nothing(served) -> None:
+def test_pushes_enqueue_one_fetch_or_the_changed_units_first(served) -> None:
     server, url = served
     broker = redis.Redis.from_url(url)
+    hook = f"{server.base}/hooks/github/git"
+    fetches, requests_before = broker.llen("fetch"), broker.llen("reconcile")
+
+    # no file list (a generic hook): the source's fetch, once while it has not begun
+    generic = f"{server.base}/hooks/generic/git"
+    plain = requests.post(generic, data=b"", headers={"X-Fleetsync-Token": SECRET}, timeout=10)
+    assert plain.status_code == 202, plain.text
+    assert [e["task"] for e in plain.json()["enqueued"]] == ["fleetsync.fetch_source"]
+    joined = requests.post(generic, data=b"", headers={"X-Fleetsync-Token": SECRET}, timeout=10)
+    assert joined.json()["enqueued"] == [] and "has not begun" in joined.json()["joined"]
+    assert broker.llen("fetch") == fetches + 1
+    broker.delete("fleetsync:source:git:fetch-wanted")     # as the fetch beginning does
+
+    # a push that names its files: the changed application's sync first, then its clusters
     body = _push()
     headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": "d-1",
                "X-Hub-Signature-256": github_signature(SECRET, body)}
-    hook = f"{server.base}/hooks/github/git"
     first = requests.post(hook, data=body, headers=headers, timeout=10)
     assert first.status_code == 202, first.text
-    assert [e["task"] for e in first.json()["enqueued"]] == ["fleetsync.fetch_source"]
-    assert first.json()["then"][0]["app"] == "web"          # the changed application first
+    assert [(e["task"], e["args"]) for e in first.json()["enqueued"]] == [
+        ("fleetsync.sync", ["web", None])]                  # web on both of its clusters
+    assert [(t["task"], t["args"]) for t in first.json()["then"]] == [
+        ("fleetsync.reconcile_cluster", ["prod"]), ("fleetsync.reconcile_cluster", ["stage"])]
+    message = json.loads(broker.lindex("reconcile", 0))
+    assert message["headers"]["task"] == "fleetsync.sync"
     again = requests.post(hook, data=body, headers=headers, timeout=10)
     assert again.status_code == 202 and again.json()["enqueued"] == []
     assert again.json()["ignored"] == "delivery seen before"
     other = requests.post(hook, data=body, timeout=10,
                           headers={**headers, "X-GitHub-Delivery": "d-2"})
-    assert other.json()["enqueued"] == [] and "has not begun" in other.json()["joined"]
-    assert broker.llen("fetch") == 1
+    assert other.json()["enqueued"] == [] and other.json()["joined"] == \
+        "the same push is being handled"
+    assert broker.llen("reconcile") == requests_before + 1
+    assert broker.llen("fetch") == fetches + 1
+
     branch = _push("refs/heads/feature")
     ignored = requests.post(hook, data=branch, timeout=10, headers={
         "X-GitHub-Event": "push", "X-Hub-Signature-256": github_signature(SECRET, branch)})
@@ -224,7 +244,7 @@ def test_a_push_enqueues_one_fetch_and_replays_nothing(served) -> None:
     ping = requests.post(hook, data=b"{}", timeout=10, headers={
         "X-GitHub-Event": "ping", "X-Hub-Signature-256": github_signature(SECRET, b"{}")})
     assert ping.status_code == 200 and ping.json()["pong"] is True
-    assert broker.llen("fetch") == 1
+    assert broker.llen("fetch") == fetches + 1 and broker.llen("reconcile") == requests_before + 1
 
 
 def test_dashboard_pages_render(served) -> None:

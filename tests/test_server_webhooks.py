@@ -88,10 +88,10 @@ def test_a_signed_push_is_applied_and_recorded_with_its_commit(fleet, kube_clien
     sha = stack.commit("settings: value two", value="two")
     answer = send(server, github_push(sha, ["app/config.yaml"]), delivery="first-push")
     assert answer.status_code == 202, answer.text
-    assert [e["task"] for e in answer.json()["enqueued"]] == ["fleetsync.fetch_source"]
-    assert answer.json()["then"] == [{"task": "fleetsync.sync", "app": stack.app,
-                                      "cluster": None,
-                                      "when": "the fetch has recorded the pushed revision"}]
+    assert [(e["task"], e["args"]) for e in answer.json()["enqueued"]] == [
+        ("fleetsync.sync", [stack.app, None])]              # the changed application first
+    assert [(t["task"], t["args"]) for t in answer.json()["then"]] == [
+        ("fleetsync.reconcile_cluster", ["dev-1"])]         # then every unit of the source
     took = stack.wait(f"dev-1 Ready at {sha[:8]}", lambda: stack.ready_at("dev-1", sha),
                       timeout=TIMEOUT)
     assert configmap(kube_clients, stack)["value"] == "two"
@@ -114,8 +114,10 @@ def test_a_forged_push_is_refused_and_changes_nothing(fleet, kube_clients) -> No
     big = b'{"ref": "refs/heads/main", "pad": "' + b"x" * (1024 * 1024) + b'"}'
     assert send(server, big).status_code == 413
     assert broker.llen("fetch") == 0
-    # the genuine push of the same commit is applied
-    assert send(server, github_push(sha, ["app/config.yaml"])).status_code == 202
+    # the genuine push of the same commit is applied; one naming no files only fetches
+    plain = send(server, json.dumps({"ref": "refs/heads/main", "after": sha}).encode())
+    assert plain.status_code == 202
+    assert [e["task"] for e in plain.json()["enqueued"]] == ["fleetsync.fetch_source"]
     stack.wait(f"dev-1 Ready at {sha[:8]}", lambda: stack.ready_at("dev-1", sha), timeout=TIMEOUT)
     assert configmap(kube_clients, stack)["value"] == "three"
 

@@ -154,6 +154,12 @@ def changed_units(fleet: Fleet, source: str, paths: Iterable[str]) -> list[tuple
     return found
 
 
+def clusters_using(fleet: Fleet, source: str) -> list[str]:
+    """Clusters with at least one unsuspended application of ``source``."""
+    return [c.name for c in fleet.clusters.values()
+            if any(a.source == source and not a.suspend for a in fleet.applications_for(c))]
+
+
 def sync_requests(fleet: Fleet, units: list[tuple[str, str]]) -> list[tuple[str, str | None]]:
     """``units`` as few sync requests: ``(app, None)`` when every cluster of the app
     changed, else one per cluster; [] when that is more than ``MAX_PRIORITY_SYNCS``."""

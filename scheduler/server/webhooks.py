@@ -6,16 +6,18 @@ The order of a delivery's handling is the order of trust:
     -> signature or token checked in constant time (401, logged without the body)
     -> event (ping answers, other events are acknowledged and ignored)
     -> delivery id not seen in the last hour (a redelivery or replay enqueues nothing)
-    -> the pushed ref is the source's branch or tag -> fleetsync.fetch_source
+    -> the pushed ref is the source's branch or tag
+    -> the units whose application paths the push touched: fleetsync.sync for each
+       (a sync fetches the source at once), and once that fetch has recorded the
+       pushed revision, fleetsync.reconcile_cluster for every cluster using the source
+    -> no such units known (no file list, a change outside every application path):
+       fleetsync.fetch_source, which reconciles those clusters itself on a new revision
 
-The fetch is deduplicated: while one asked for by an earlier push has not begun
-(``StatusStore.want_fetch``), a push joins it instead, since that fetch will see
-its commit. A fetch that finds a new revision reconciles every cluster that uses
-the source (the worker's ``fetch_source``). When the payload lists the files the
-push touched and they lie in a few applications' paths, those units are synced
-as soon as the new revision is recorded (``fleetsync.sync``, trigger
-``webhook``), ahead of the fleet-wide reconcile: in a fleet of a thousand units
-the one that changed does not wait for the other 999.
+Syncing the changed units first puts their render ahead of the fleet-wide
+reconcile's: in a fleet of a thousand units the one that changed does not wait
+behind the other 999. The fetch is deduplicated: while one asked for by an
+earlier push has not begun (``StatusStore.want_fetch``), a push joins it, since
+that fetch will see its commit, and a fetch that begins clears the mark.
 
 Replaying an old delivery is harmless: a fetch only ever moves a source to what
 its ref points at now, and a sync applies the recorded revision, not the one
@@ -127,33 +129,46 @@ class Receiver:
         ignored = hooks.concerns(source, push.ref)
         if ignored:
             return JSONResponse({**answer, "ignored": ignored}, 202)
+        requests = hooks.sync_requests(fleet, hooks.changed_units(
+            fleet, source.name, push.paths)) if push.paths else []
+        handling = (source.name, push.after, tuple(requests))
+        if requests and handling in self.waiting:
+            return JSONResponse({**answer, "joined": "the same push is being handled"}, 202)
+        if len(self.follow_ups) >= MAX_FOLLOW_UPS:
+            requests = []                       # the plain fetch serves
         try:
-            before = await run_in_threadpool(self._enqueue, source.name, push, answer)
+            before = await run_in_threadpool(self._enqueue, fleet, source.name, push, requests,
+                                             answer)
         except Exception as exc:                # the broker or Redis: the forge will retry
             log.error("webhook not enqueued", error=str(exc), **where)
-            return _error(503, f"could not enqueue the fetch: {exc}")
-        if push.paths and not (push.after and push.after == before):
-            requests = hooks.sync_requests(fleet, hooks.changed_units(fleet, source.name,
-                                                                      push.paths))
-            waiting = (source.name, push.after, tuple(requests))
-            if requests and waiting not in self.waiting and len(self.follow_ups) < MAX_FOLLOW_UPS:
-                self.waiting.add(waiting)
-                answer["then"] = [{"task": tasks_api.SYNC, "app": app, "cluster": cluster,
-                                   "when": "the fetch has recorded the pushed revision"}
-                                  for app, cluster in requests]
-                task = asyncio.create_task(
-                    self._sync_when_fetched(source.name, before, push.after, requests))
-                self.follow_ups.add(task)
-                task.add_done_callback(self.follow_ups.discard)
-                task.add_done_callback(partial(_forget, self.waiting, waiting))
+            return _error(503, f"could not enqueue: {exc}")
+        if answer.get("then"):
+            self.waiting.add(handling)
+            task = asyncio.create_task(self._fan_out(fleet, source.name, before, push.after))
+            self.follow_ups.add(task)
+            task.add_done_callback(self.follow_ups.discard)
+            task.add_done_callback(partial(_forget, self.waiting, handling))
         log.info("webhook accepted", ref=push.ref, after=push.after, delivery=delivery,
                  enqueued=[e["task"] for e in answer["enqueued"]], **where)
         return JSONResponse(answer, 202)
 
-    def _enqueue(self, name: str, push: hooks.Push, answer: dict[str, Any]) -> str:
-        """Enqueue the fetch (or join the waiting one); the source's revision before it."""
+    def _enqueue(self, fleet: Any, name: str, push: hooks.Push,
+                 requests: list[tuple[str, str | None]], answer: dict[str, Any]) -> str:
+        """Enqueue the syncs of the changed units (each fetches the source at once), or
+        the source's fetch (or join the one waiting); the source's revision before."""
         store = self.backend.store
         before = store.source_record(name).revision
+        if requests and not (push.after and push.after == before):
+            store.want_fetch(name, FETCH_WANTED_TTL)   # a push without paths joins these
+            for app, cluster in requests:
+                task_id = self.backend.send(tasks_api.SYNC, [app, cluster],
+                                            {"trigger": Trigger.WEBHOOK.value})
+                answer["enqueued"].append({"task": tasks_api.SYNC, "args": [app, cluster],
+                                           "id": task_id})
+            answer["then"] = [{"task": tasks_api.RECONCILE_CLUSTER, "args": [cluster],
+                               "when": "the syncs' fetch has recorded the pushed revision"}
+                              for cluster in hooks.clusters_using(fleet, name)]
+            return before
         if store.want_fetch(name, FETCH_WANTED_TTL):
             try:
                 task_id = self.backend.send(tasks_api.FETCH_SOURCE, [name])
@@ -167,26 +182,28 @@ class Receiver:
                                "see this push"
         return before
 
-    async def _sync_when_fetched(self, name: str, before: str, after: str,
-                                 requests: list[tuple[str, str | None]]) -> None:
-        """Sync the units the push changed once the fetch has recorded its revision."""
+    async def _fan_out(self, fleet: Any, name: str, before: str, after: str) -> None:
+        """Once the syncs' fetch has recorded the pushed revision, reconcile every cluster
+        that uses the source (what a fetch that finds a new revision does); if it never
+        does, ask for the source's fetch after all."""
+        store, send = self.backend.store, self.backend.send
         try:
             deadline = time.monotonic() + FOLLOW_UP_TIMEOUT
             wanted = after if _SHA.fullmatch(after or "") else ""
             while time.monotonic() < deadline:
-                revision = (await run_in_threadpool(self.backend.store.source_record,
-                                                    name)).revision
+                revision = (await run_in_threadpool(store.source_record, name)).revision
                 if revision and (revision == wanted or (not wanted and revision != before)):
-                    for app, cluster in requests:
-                        await run_in_threadpool(self.backend.send, tasks_api.SYNC,
-                                                [app, cluster], {"trigger": Trigger.WEBHOOK.value})
-                    log.info("webhook syncs sent", source=name, revision=revision,
-                             units=[f"{c or '*'}/{a}" for a, c in requests])
+                    clusters = hooks.clusters_using(fleet, name)
+                    for cluster in clusters:
+                        await run_in_threadpool(send, tasks_api.RECONCILE_CLUSTER, [cluster],
+                                                {"trigger": Trigger.WEBHOOK.value})
+                    log.info("webhook: clusters reconciled at the pushed revision", source=name,
+                             revision=revision, clusters=clusters)
                     return
                 await asyncio.sleep(FOLLOW_UP_POLL)
-            log.info("webhook syncs not sent: the fetch did not record the pushed revision "
-                     "in time (the fleet-wide reconcile still applies it)", source=name,
-                     after=after, timeout=FOLLOW_UP_TIMEOUT)
+            log.warning("webhook: the pushed revision was not recorded in time; fetching the "
+                        "source", source=name, after=after, timeout=FOLLOW_UP_TIMEOUT)
+            await run_in_threadpool(send, tasks_api.FETCH_SOURCE, [name])
         except Exception as exc:                # a follow-up never takes the server down
             log.warning("webhook follow-up failed", source=name, error=str(exc))
 
