@@ -39,6 +39,7 @@ from starlette.responses import JSONResponse
 from shared import tasks_api
 from shared.logs import get_logger
 from shared.protocol import Trigger
+from shared.status import delivery_key
 from scheduler.server import hooks
 from scheduler.server.backend import Backend
 from scheduler.server.config import (DELIVERY_TTL, FETCH_WANTED_TTL, FOLLOW_UP_TIMEOUT,
@@ -141,6 +142,8 @@ class Receiver:
                                              answer)
         except Exception as exc:                # the broker or Redis: the forge will retry
             log.error("webhook not enqueued", error=str(exc), **where)
+            if delivery:                        # its redelivery must not count as seen
+                await run_in_threadpool(self._forget_delivery, source.name, delivery)
             return _error(503, f"could not enqueue: {exc}")
         if answer.get("then"):
             self.waiting.add(handling)
@@ -181,6 +184,12 @@ class Receiver:
             answer["joined"] = f"a fetch of {name} asked for earlier has not begun: it will " \
                                "see this push"
         return before
+
+    def _forget_delivery(self, name: str, delivery: str) -> None:
+        try:
+            self.backend.redis.delete(delivery_key(name, delivery))
+        except Exception as exc:                # Redis is down: the id expires in an hour
+            log.warning("webhook delivery id not forgotten", error=str(exc))
 
     async def _fan_out(self, fleet: Any, name: str, before: str, after: str) -> None:
         """Once the syncs' fetch has recorded the pushed revision, reconcile every cluster
