@@ -105,7 +105,8 @@ def test_kubectl_scale_is_detected_as_drift_and_corrected(kube, kube_clients, un
 
     result = apply_unit(kube, app=app, objects=objects, revision="rev-1", token=2)
     assert result.counts["configured"] == 1 and result.drift_corrections == 1
-    assert result.to_dict()["drift"] == {f"Deployment/{ns}/{name}": ["spec.replicas: 5 -> 0"]}
+    assert result.to_dict()["drift"] == {f"Deployment/{ns}/{name}": [
+        "spec.replicas: 5 -> 0 (by OpenAPI-Generator)"]}       # who scaled it (the client)
     assert apps.read_namespaced_deployment(name, ns).spec.replicas == 0
     assert apply_unit(kube, app=app, objects=objects, revision="rev-1", token=3).writes == 0
 

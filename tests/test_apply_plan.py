@@ -251,3 +251,28 @@ def test_without_values_only_harmless_values_are_shown():
         "spec.template.spec.containers[web].image: nginx:1.25 -> nginx:1.27",
         "spec.template.spec.containers[web].env[DB_PASSWORD].value: changed"]
     assert "s3cret" not in " ".join(lines) and "by-hand" not in " ".join(lines)
+
+
+def test_a_drifted_field_names_who_changed_it_and_when():
+    from workers.apply.attribution import changed_by, steps
+
+    assert steps("spec.template.spec.containers[web].env[DB].value") == [
+        ("f", "spec"), ("f", "template"), ("f", "spec"), ("f", "containers"), ("k", "web"),
+        ("f", "env"), ("k", "DB"), ("f", "value")]
+    managed = [
+        {"manager": "fleetsync", "operation": "Apply", "time": "2026-11-26T10:00:00Z",
+         "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {
+             'k:{"name":"web"}': {".": {}, "f:image": {}}}}}}}},
+        {"manager": "kubectl-scale", "operation": "Update", "time": "2026-11-26T10:42:07Z",
+         "subresource": "scale", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+        {"manager": "kubectl-edit", "operation": "Update", "time": "2026-11-26T10:50:00Z",
+         "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {
+             'k:{"name":"web"}': {"f:image": {}}}}}}}}]
+    assert changed_by(managed, "spec.replicas") == "by kubectl-scale at 10:42:07"
+    assert changed_by(managed, "spec.template.spec.containers[web].image") == \
+        "by kubectl-edit at 10:50:00"
+    assert changed_by(managed, "spec.paused") == ""
+    want = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w"},
+            "spec": {"replicas": 3}}
+    live = {**want, "metadata": {"name": "w", "managedFields": managed}, "spec": {"replicas": 5}}
+    assert drift(want, live) == ["spec.replicas: 5 -> 3 (by kubectl-scale at 10:42:07)"]

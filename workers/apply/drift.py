@@ -9,7 +9,8 @@ Lists of maps are matched by their ``name`` key when every item has one
 (containers, env, volumes), else by index. Quantities under resource maps
 compare by value (``cpu: 0.5`` is live ``500m``), and a Secret's ``stringData``
 is compared as the base64 ``data`` the server stores. Each difference is one
-line, ``spec.replicas: 5 -> 3`` (live -> desired).
+line, ``spec.replicas: 5 -> 3`` (live -> desired), and who changed it when the
+live object says (``(by kubectl-scale at 10:42:07)``: ``workers.apply.attribution``).
 
 Values stay in the cluster: lines go to results, history and logs, so by
 default a value is shown only when it cannot carry a secret: numbers, booleans,
@@ -25,6 +26,8 @@ import json
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from workers.apply.attribution import changed_by
 
 # Written by the API server, never by Git: a render that carries them (e.g.
 # ``creationTimestamp: null`` from some generators) is not asking to change them.
@@ -58,17 +61,22 @@ def drift(desired: dict, live: dict, *, values: bool = False) -> list[str]:
     secret = desired.get("kind") == "Secret" and desired.get("apiVersion") == "v1"
     want = comparable(desired)
     lines: list[str] = []
-    _compare(want, live, "", lines, _Show(secret, values))
+    managed = (live.get("metadata") or {}).get("managedFields") if isinstance(live, dict) else None
+    _compare(want, live, "", lines, _Show(secret, values, managed))
     return lines
 
 
 class _Show:
     """How a line shows values: a Secret's never, others all or only the harmless ones."""
 
-    def __init__(self, secret: bool, values: bool) -> None:
-        self.secret, self.values = secret, values
+    def __init__(self, secret: bool, values: bool, managed: Any = None) -> None:
+        self.secret, self.values, self.managed = secret, values, managed
 
     def line(self, path: str, have: Any, want: Any) -> str:
+        who = changed_by(self.managed, path)
+        return self._line(path, have, want) + (f" ({who})" if who else "")
+
+    def _line(self, path: str, have: Any, want: Any) -> str:
         if self.secret and path.split(".")[0] in ("data", "stringData"):
             return f"{path}: (secret value changed)"
         if not self.values and not (_harmless(have) and _harmless(want)
