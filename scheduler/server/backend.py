@@ -77,6 +77,13 @@ class Backend:
         status = self.store.get_status(app, cluster)
         return status, [json.loads(x) for x in raw_history], bool(known)
 
+    def unit_revisions(self, units: list[tuple[str, str]]) -> list[str]:
+        """The revision of each (app, cluster) unit's last run, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for app, cluster in units:
+            pipe.hget(keys.status(keys.unit_id(app, cluster)), "revision")
+        return [r or "" for r in pipe.execute()]
+
     def ping(self) -> bool:
         return bool(self.redis.ping())
 
