@@ -163,6 +163,21 @@ class Rollout:
 
 
 @dataclass(frozen=True)
+class IgnoreRule:
+    """Fields fleetsync leaves to someone else: neither drift nor applied.
+
+    ``json_pointers`` (``/spec/replicas``) of the objects the rule selects (``kind``
+    and optionally ``group`` and ``name``; no kind: every object); ``managers``:
+    every field a field manager owns (``kube-controller-manager``'s, an HPA's)."""
+
+    group: str | None = None
+    kind: str | None = None
+    name: str | None = None
+    json_pointers: tuple[str, ...] = ()
+    managers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Application:
     name: str
     source: str
@@ -189,6 +204,8 @@ class Application:
     denied_kinds: tuple[str, ...] = ()
     prune_adopted: bool = False        # prune: adopted: objects it adopted are pruned too
     on_removal: str = "orphan"         # when it leaves the spec: "orphan" or "prune" its objects
+    drift: str = "correct"             # or "detect": report drift (Drifted), write nothing
+    ignore_differences: tuple[IgnoreRule, ...] = ()
     rollout: Rollout | None = None     # waves: a new revision goes cluster group by group
 
 

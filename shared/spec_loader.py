@@ -32,7 +32,7 @@ from shared.semver import parse_range
 from shared import spec_helm
 from shared import spec_rollout
 from shared.spec import (HELM_REPOSITORY, Application, Auth, Cluster, Directory, Fleet, Helm,
-                         Selector, Source)
+                         IgnoreRule, Selector, Source)
 from shared.spec import Notifications
 from shared.spec_notify import read_notifications
 from shared.spec_source import SOURCE_KEYS, read_security
@@ -61,7 +61,7 @@ _APP_KEYS = ("name", "source", "path", "clusters", "namespace", "prune", "wait",
              "dependsOn", "suspend", "adopt", "allowRemoteBases", "directory", "allowEmpty",
              "force", "createNamespace", "chart", "helm", "allowHelmCharts",
              "serviceAccountName", "serviceAccountNamespace", "allowedNamespaces", "allowedKinds",
-             "deniedKinds", "onRemoval", "rollout")
+             "deniedKinds", "onRemoval", "rollout", "drift", "ignoreDifferences")
 _DIRECTORY_KEYS = ("recurse", "include", "exclude")
 _SECRET = ("inline secrets are not allowed: put the value in an environment variable "
            "and reference it with usernameEnv/passwordEnv, or give sshKeyFile")
@@ -306,6 +306,55 @@ def _service_account(m: Map, report: Report, namespace: str | None) -> str | Non
     return f"{account_ns}/{name}" if name else None
 
 
+def _drift_mode(text: str) -> str | None:
+    return None if text in ("correct", "detect") else f"must be correct or detect, not {text!r}"
+
+
+_IGNORE_KEYS = ("group", "kind", "name", "jsonPointers", "managedFields")
+
+
+def _pointer(text: str) -> str | None:
+    return None if text.startswith("/") and len(text) > 1 else \
+        f"{text!r} is not a JSON pointer (it starts with /, e.g. /spec/replicas)"
+
+
+def _ignore_rules(node: Node, field: str, report: Report) -> tuple[IgnoreRule, ...] | None:
+    items = y.sequence(node, field, report)
+    if items is None:
+        return None
+    rules = []
+    for i, item in enumerate(items):
+        at = f"{field}[{i}]"
+        m = y.mapping(item, at, report, _IGNORE_KEYS)
+        if m is None:
+            continue
+        none: tuple[str, ...] = ()
+        pointers = m.read("jsonPointers", partial(_strings, check=_pointer), report, none)
+        managers = m.read("managedFields", partial(y.names, known=None, what="manager"), report,
+                          none)
+        if not pointers and not managers:
+            report.error(item, at, "give jsonPointers (with a kind) or managedFields")
+        if pointers and "kind" not in m.values:
+            report.error(item, at, "jsonPointers need the kind they apply to")
+        rules.append(IgnoreRule(m.read("group", y.string, report, None),
+                                m.read("kind", y.string, report, None),
+                                m.read("name", y.string, report, None), pointers, managers))
+    return tuple(rules)
+
+
+def _strings(node: Node, field: str, report: Report,
+             check: Callable[[str], str | None]) -> tuple[str, ...] | None:
+    items = y.sequence(node, field, report)
+    if items is None:
+        return None
+    out = []
+    for i, item in enumerate(items):
+        text = y.checked(item, f"{field}[{i}]", report, check)
+        if text is not None:
+            out.append(text)
+    return tuple(out)
+
+
 def _on_removal(text: str) -> str | None:
     return None if text in ("orphan", "prune") else f"must be orphan or prune, not {text!r}"
 
@@ -375,7 +424,9 @@ def _application(node: Node, field: str, report: Report, sources: Mapping[str, B
         denied_kinds=m.read("deniedKinds", _kinds, report, ()),
         on_removal=m.read("onRemoval", partial(y.checked, check=_on_removal), report, "orphan"),
         rollout=m.read("rollout", partial(spec_rollout.rollout, selector=_selector,
-                                          durations=_duration, clusters=clusters), report, None))
+                                          durations=_duration, clusters=clusters), report, None),
+        drift=m.read("drift", partial(y.checked, check=_drift_mode), report, "correct"),
+        ignore_differences=m.read("ignoreDifferences", _ignore_rules, report, ()))
     app = dataclasses.replace(
         app, prune_adopted=pruning == "adopted",
         service_account=_service_account(m, report, app.namespace))

@@ -444,3 +444,19 @@ def test_max_size_of_a_source(validate: Validate) -> None:
     assert fleet.sources["gitops"].max_size == 500 * 2**20
     found = problems(validate, MINIMAL.replace("    branch: main\n", "    branch: main\n    maxSize: lots\n", 1))
     assert any("sources[0].maxSize: must be a size such as 500Mi" in p for p in found), found
+
+
+def test_drift_policy_and_ignore_rules(validate: Validate) -> None:
+    fleet, errors, _ = validate(MINIMAL + "    drift: detect\n    ignoreDifferences:\n"
+                                "      - {group: apps, kind: Deployment, jsonPointers: [/spec/replicas]}\n"
+                                "      - {managedFields: [kube-controller-manager]}\n")
+    assert errors == [] and fleet is not None
+    web = fleet.applications["web"]
+    assert web.drift == "detect" and len(web.ignore_differences) == 2
+    assert web.ignore_differences[0].json_pointers == ("/spec/replicas",)
+    assert web.ignore_differences[1].managers == ("kube-controller-manager",)
+    found = problems(validate, MINIMAL + "    drift: sometimes\n    ignoreDifferences:\n"
+                     "      - {jsonPointers: [spec/replicas]}\n")
+    assert any("applications[0].drift: must be correct or detect" in p for p in found), found
+    assert any("'spec/replicas' is not a JSON pointer" in p for p in found), found
+    assert any("jsonPointers need the kind" in p for p in found), found

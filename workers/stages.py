@@ -235,7 +235,7 @@ def waiting_for(ctx: Context, fleet: Fleet, app: Application, cluster: Cluster) 
 
 
 def apply_objects(ctx: Context, app: Application, cluster: Cluster, objects: list[dict],
-                  revision: str, token: int, fence: Any = None) -> Any:
+                  revision: str, token: int, fence: Any = None, correct: bool = True) -> Any:
     """The apply engine on this unit's cluster; an ``ApplyResult``. ``fence`` is asked
     before each write (it raises when the unit's lock is no longer ours)."""
     from workers.apply.engine import apply_unit
@@ -243,7 +243,7 @@ def apply_objects(ctx: Context, app: Application, cluster: Cluster, objects: lis
     started = time.monotonic()
     _record_capabilities(ctx, cluster)
     result = apply_unit(ctx.kube(cluster), app=app, objects=objects, revision=revision,
-                        token=token, identity=identity_of(app, cluster),
+                        token=token, identity=identity_of(app, cluster), correct_drift=correct,
                         **({"fence": fence} if fence is not None else {}))
     metrics.reconcile_duration.labels("apply").observe(time.monotonic() - started)
     return result

@@ -25,13 +25,14 @@ fleetsync does not read, a wrong path after a reorganisation). It is
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from shared.errors import ApplyError, FleetsyncError
 from shared.spec import Application
-from workers.apply import health, hooks, namespaces, occupied, policy
+from workers.apply import health, hooks, ignore, namespaces, occupied, policy
 from workers.apply import inventory as inv
 from workers.apply.discovery import PROCESS, Discovery
 from workers.apply.execute import OPEN, Fence, apply_all, prune_all
@@ -72,6 +73,15 @@ class ApplyResult:
     was_applied: bool = False       # the unit was already applied at this revision: what
                                     # differs live was changed in the cluster, not in Git
     hooks: tuple[str, ...] = ()     # Helm hooks run (``pre-upgrade Job/web/migrate``)
+    detected: bool = False          # drift: detect found drift and wrote nothing
+
+    def drifted_lines(self) -> list[str]:
+        """``Deployment/web/web-app spec.replicas: 5 -> 3 (by ...)`` per drifted field, and
+        objects that are missing or would be pruned."""
+        lines = [f"{c.ref} {f}" for c in self.changeset.by_action(CONFIGURED) for f in c.drift]
+        lines += [f"{c.ref}: missing" for c in self.changeset.by_action(CREATED)]
+        lines += [f"{c.ref}: would be pruned" for c in self.changeset.to_prune()]
+        return lines
 
     @property
     def counts(self) -> dict[str, int]:
@@ -117,6 +127,8 @@ class ApplyResult:
             out["health"] = self.health_lines()[:SHORT_LIST]
         if self.hooks:
             out["hooks"] = list(self.hooks[:SHORT_LIST])
+        if self.detected:
+            out["detected_drift"] = self.drifted_lines()[:SHORT_LIST]
         corrected = self.corrected()
         if corrected:
             out["corrected_drift"] = dict(list(corrected.items())[:SHORT_LIST])
@@ -131,11 +143,13 @@ class _Done:
     wrote: bool = False
     was_applied: bool = False
     hooks: tuple[str, ...] = ()
+    detected: bool = False
 
 
 def apply_unit(kube: Kube, *, app: Application, objects: list[dict], revision: str, token: int,
                dry_run_only: bool = False, discovery: Discovery = PROCESS,
-               fence: Fence = OPEN, identity: str | None = None) -> ApplyResult:
+               fence: Fence = OPEN, identity: str | None = None,
+               correct_drift: bool = True) -> ApplyResult:
     """Make the cluster hold ``objects`` for ``app`` at ``revision``; see the module doc.
 
     ``token`` is the fencing token of the sync unit's lock; ``dry_run_only`` stops
@@ -145,12 +159,14 @@ def apply_unit(kube: Kube, *, app: Application, objects: list[dict], revision: s
     ``service_account``) is impersonated for every
     request about the application's objects, dry-runs included. Raises
     ApplyError/OwnershipError/PolicyError (permanent), TransientError/StaleInventory/
-    LockLost (retry); health is in the result, not raised.
+    LockLost (retry); health is in the result, not raised. With ``drift: detect`` (and
+    not ``correct_drift``: a sync asked for on demand corrects), drift at the revision
+    already applied is reported (``detected``) and nothing is written.
     """
     started, session = time.monotonic(), kube.session(identity or app.service_account)
     try:
         done = _reconcile(session, app, objects, revision, token, dry_run_only, discovery,
-                          fence)
+                          fence, correct_drift or app.drift != "detect")
     except FleetsyncError as exc:
         exc.unit = exc.unit or (f"{kube.name}/{app.name}" if kube.name else app.name)
         exc.revision = exc.revision or revision
@@ -159,11 +175,12 @@ def apply_unit(kube: Kube, *, app: Application, objects: list[dict], revision: s
     return ApplyResult(app.name, revision, done.changeset, spent["requests"], spent["writes"],
                        spent["dry_runs"], time.monotonic() - started, done.problems,
                        done.checked.unvalidated, done.wrote, dry_run_only, done.was_applied,
-                       done.hooks)
+                       done.hooks, done.detected)
 
 
 def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str, token: int,
-               dry_run_only: bool, discovery: Discovery, fence: Fence) -> _Done:
+               dry_run_only: bool, discovery: Discovery, fence: Fence,
+               correct: bool = True) -> _Done:
     hook_list, objects = hooks.split(objects)
     own_namespace = namespaces.wanted(app, objects)
     wanted = objects + [own_namespace] if own_namespace else objects
@@ -171,6 +188,10 @@ def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str,
     inv.check_token(app.name, seen.inventory, token)      # a stale worker stops before writing
     if own_namespace:
         seen = namespaces.leave_foreign(seen, ref_of(own_namespace), app.name)
+    if app.ignore_differences:           # fields left to others: neither drift nor applied
+        seen = dataclasses.replace(seen, desired={
+            ref: ignore.strip(obj, seen.live.get(ref), app.ignore_differences)
+            for ref, obj in seen.desired.items()})
     refuse_empty(app, objects, seen.inventory, own_namespace)
     policy.check(app, seen.desired, {ref: seen.resources[ref].namespaced
                                      for ref in seen.desired if ref in seen.resources})
@@ -182,6 +203,10 @@ def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str,
         raise conflict
     changeset = occupied.keep_occupied(kube, changeset, seen, app.name, discovery)
     was_applied = seen.inventory.revision == revision
+    if was_applied and not correct and (changeset.to_apply() or changeset.to_prune()):
+        problems = health.assess(kube, _current(seen, {}))      # detect: report, write nothing
+        return _Done(changeset, Validation(), _problems(problems), was_applied=True,
+                     detected=True)
     # Helm hooks run when the revision changes: install on a unit that applied nothing yet
     event = "install" if not seen.inventory.refs else "upgrade"
     ran: list[str] = []
@@ -241,9 +266,11 @@ def _write(kube: Kube, app: Application, revision: str, token: int, dry_run_only
         raise pruned.error("prune")
 
     problems = health.assess(kube, _current(seen, applied.done))
-    return _Done(changeset, checked,
-                 tuple((ref, status, msg) for ref, (status, msg) in sorted(problems.items())),
-                 wrote)
+    return _Done(changeset, checked, _problems(problems), wrote)
+
+
+def _problems(found: dict[ObjectRef, health.Verdict]) -> tuple[tuple[ObjectRef, str, str], ...]:
+    return tuple((ref, status, msg) for ref, (status, msg) in sorted(found.items()))
 
 
 MAX_RECHECK = 50          # objects one health follow-up reads at most
