@@ -20,7 +20,8 @@ from typing import Callable
 
 from shared.errors import FleetsyncError
 
-COMMANDS = ("validate", "local", "sync", "status", "runners", "acl", "notifier", "server")
+COMMANDS = ("validate", "local", "sync", "status", "runners", "acl", "notifier", "server",
+            "rollout")
 ENTRY_POINT_GROUP = "fleetsync.commands"
 
 AddParser = Callable[[argparse._SubParsersAction], None]

@@ -132,7 +132,8 @@ def decide(waves: Sequence[WavePlan], record: Record, head: str, statuses: Mappi
     if not record.target:
         stable = inferred_stable({c: statuses.get(c, Seen()) for c in everyone})
         record = Record(target=stable, stable=stable, wave=len(waves),
-                        admitted=tuple(everyone) if stable else ())
+                        admitted=tuple(everyone) if stable else (), paused=record.paused,
+                        events=record.events)
     if head and head != record.target and head != record.aborted:
         stable = record.target if record.complete(len(waves)) else record.stable
         urgent = revert and urgent_on_revert

@@ -78,12 +78,14 @@ class Holds:
     def evaluate(self, app: str, plans: list[WavePlan], head: str, *, revert: bool = False,
                  urgent_on_revert: bool = False, now: float | None = None) -> Decision:
         """Decide where the rollout of ``head`` stands and save the record if it moved.
-        Nothing to decide (the head's rollout is over, halted or paused) reads no status."""
+        Nothing to decide (the head's rollout is over, halted, or paused and not promoted)
+        reads no status."""
         clusters = [c for p in plans for c in p.clusters]
 
         def fn(record: Record) -> tuple[Record, Decision]:
             if record.target and head in (record.target, record.aborted) and (
-                    record.wave >= len(plans) or record.halted or record.paused):
+                    record.wave >= len(plans) or record.halted
+                    or record.paused and record.promoted < record.wave):
                 return record, Decision(record, {c: allowed(record, c) for c in clusters})
             found = decide(plans, record, head, self.statuses(app, clusters),
                            time.time() if now is None else now, revert=revert,

@@ -42,7 +42,7 @@ from shared.protocol import Phase, Trigger, Verdict, backoff
 from shared.runs import Begun, Lease, Outcome
 from shared.spec import Application, Cluster
 from shared.status import HistoryEntry, UnitStatus, now_iso
-from workers import stages
+from workers import rollouts, stages
 from workers.apply.execute import Fence
 from workers.context import Context
 
@@ -53,6 +53,7 @@ DEPENDENCY_POLL = 3.0               # seconds between looks at a dependency's ph
 MAX_DEPENDENCY_WAIT = 900.0
 PROBE_TTL = 30.0
 APPLIED = (Phase.READY, Phase.PROGRESSING, Phase.DEGRADED)   # the run reached the cluster
+ON_DEMAND = (Trigger.CLI.value, Trigger.API.value)   # a sync asked for: drift: detect corrects
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,11 @@ def request(ctx: Context, app_name: str, cluster_name: str, trigger: str,
     fleet = ctx.fleet()
     app, cluster = stages.resolve(fleet, app_name, cluster_name)
     now = time.time()
+    held = rollouts.suspension(ctx, app_name, cluster_name)
+    if held is not None:            # not fetched, not rendered: only its status is told
+        before = ctx.status.get_status(app_name, cluster_name).revision
+        return _not_run(ctx, Call(app_name, cluster_name, "", trigger, now, before),
+                        Outcome(Phase.SUSPENDED, held.message(), before, reason="Suspended")), []
     try:
         revision = _revision(ctx, app.source, fresh, revisions)
     except PermanentError as exc:
@@ -120,6 +126,12 @@ def request(ctx: Context, app_name: str, cluster_name: str, trigger: str,
                     _failed(exc, ""), started=now)
         return tasks_api.request_result(app_name, cluster_name, step.other, joined=True,
                                         error=str(exc)), []
+    head, gate = revision, rollouts.gate(ctx, fleet, app, cluster_name, revision)
+    admitted = _admitted(ctx, app, gate, head, but=cluster_name)
+    revision = gate.revision
+    if not revision:                # the first rollout has not reached this unit's wave
+        return _not_run(ctx, Call(app_name, cluster_name, "", trigger, now, ""), Outcome(
+            Phase.PROGRESSING, gate.waiting, "", reason="WaitingForWave")), admitted
     spec_hash = stages.unit_spec_hash(fleet, app, cluster)
     step, render_key = ctx.runs.request_reading(
         app_name, cluster_name, trigger=trigger, revision=revision, requested_at=now,
@@ -142,7 +154,59 @@ def request(ctx: Context, app_name: str, cluster_name: str, trigger: str,
     elif step.verdict == Verdict.REVIVE:
         sends += _resend(ctx, step.other)
     return tasks_api.request_result(app_name, cluster_name, step.other,
-                                    joined=step.verdict != Verdict.QUEUED, revision=revision), sends
+                                    joined=step.verdict != Verdict.QUEUED,
+                                    revision=revision), sends + admitted
+
+
+def _not_run(ctx: Context, call: Call, outcome: Outcome) -> dict[str, Any]:
+    """A unit held (suspended, or waiting for its wave): nothing is fetched or rendered.
+    The hold is told once through a run of its own (status, history, the requester);
+    a beat tick that finds it told already only refreshes the status's time."""
+    before = ctx.status.get_status(call.app, call.cluster)
+    if call.trigger == Trigger.BEAT and before.phase == outcome.phase.value \
+            and before.message == outcome.summary:
+        ctx.status.set_status(replace(before, last_synced_at=now_iso()))
+        return tasks_api.request_result(call.app, call.cluster, "", joined=False,
+                                        revision=before.revision, error=outcome.summary)
+    step = ctx.runs.request(call.app, call.cluster, trigger=call.trigger,
+                            revision=call.revision, requested_at=call.requested_at)
+    if step.verdict == Verdict.QUEUED:
+        _finish(ctx, replace(call, run_id=step.other), "", outcome, started=call.requested_at)
+    return tasks_api.request_result(call.app, call.cluster, step.other,
+                                    joined=step.verdict != Verdict.QUEUED,
+                                    revision=call.revision)
+
+
+def _admitted(ctx: Context, app: Application, gate: rollouts.Gate, head: str,
+              but: str = "") -> list[Send]:
+    """Request the units a rollout just admitted to ``head`` (a wave started) now, not at
+    their next tick; and, when a wave just began its pause, a sync of the application
+    once it ends."""
+    sends: list[Send] = []
+    for cluster in gate.started:
+        if cluster != but:
+            sends += request(ctx, app.name, cluster, Trigger.ROLLOUT.value,
+                             revisions={app.source: head})[1]
+    if gate.pause_ends:
+        sends.append(Send(tasks_api.SYNC, [app.name, None], {"trigger": Trigger.ROLLOUT.value},
+                          countdown=max(0.0, gate.pause_ends - time.time()) + 0.5))
+    return sends
+
+
+def _rollout_next(ctx: Context, app_name: str) -> list[Send]:
+    """A unit turned Ready: in a rollout in waves, the next wave may start now. Best
+    effort: a pull worker may not read other clusters' status (its Redis user), and then
+    the next beat tick of any of the application's clusters starts it."""
+    try:
+        fleet = ctx.fleet()
+        app = fleet.applications.get(app_name)
+        if app is None or app.rollout is None:
+            return []
+        head = stages.recorded_source(ctx, app.source)[0]
+        return _admitted(ctx, app, rollouts.gate(ctx, fleet, app, "", head), head)
+    except (FleetsyncError, RedisError) as exc:
+        log.info("rollout not evaluated after Ready; the next tick does", error=str(exc))
+        return []
 
 
 def _revision(ctx: Context, source: str, fresh: bool, known: dict[str, str] | None) -> str:
@@ -172,6 +236,11 @@ def render(ctx: Context, call: Call) -> Next:
         return Next(_dropped(call, step.verdict, step.other))
     call = replace(call, revision=revision or call.revision)
     started = time.time()
+    held = rollouts.suspension(ctx, call.app, call.cluster)
+    if held is not None:             # suspended while it was queued: not rendered
+        before = ctx.status.get_status(call.app, call.cluster).revision
+        return _finish(ctx, replace(call, revision=before), "", Outcome(
+            Phase.SUSPENDED, held.message(), before, reason="Suspended"), started)
     try:
         rendered = stages.render(ctx, call.app, call.cluster, call.revision)
     except PermanentError as exc:
@@ -286,6 +355,10 @@ SHOWN = 2                                    # unhealthy objects named in a stat
 def _health_outcome(ctx: Context, call: Call, app: Application, result: Any,
                     message: str) -> tuple[Outcome, tuple[Send, ...]]:
     """The phase an applied run ends in, from its objects' health, and its follow-up."""
+    if result.detected:             # drift: detect wrote nothing: report what drifted
+        return Outcome(Phase.DRIFTED, f"drifted from Git (drift: detect, nothing written): "
+                                      f"{_short(result.drifted_lines())}; `fleetsync sync` "
+                                      "corrects it", call.revision, reason="DriftDetected"), ()
     if result.healthy:
         return Outcome(Phase.READY, message, call.revision), ()
     lines = result.health_lines()
@@ -396,8 +469,9 @@ def check_health(ctx: Context, hc: HealthCall) -> Next:
     settled = ctx.runs.settle(hc.unit, hc.run_id, status, entry)
     log.info("health settled" if settled else "health outcome dropped: a newer one won",
              phase=phase.value, message=message)
+    more = _rollout_next(ctx, hc.app) if settled and phase == Phase.READY else []
     return Next(tasks_api.unit_result(hc.app, hc.cluster, phase.value, message,
-                                      run_id=hc.run_id, revision=hc.revision))
+                                      run_id=hc.run_id, revision=hc.revision), tuple(more))
 
 
 def _next_check(hc: HealthCall, objects: list[str], message: str) -> Next:
@@ -446,7 +520,7 @@ def _apply_fenced(ctx: Context, call: Call, app: Application, cluster: Cluster,
     moves the counter past it and goes on."""
     try:
         return stages.apply_objects(ctx, app, cluster, objects, call.revision, fence.token,
-                                    fence)
+                                    fence, correct=call.trigger in ON_DEMAND)
     except StaleInventory as exc:
         newer = ctx.runs.advance_fence(call.unit, fence.owner, exc.stored_token + 1)
         if not newer:
@@ -486,6 +560,10 @@ def _refuse_render(ctx: Context, call: Call, app: Application, cluster: Cluster,
     unit's history, logged and counted; None when it may be applied."""
     why = stages.render_mismatch(meta, app, cluster, call.revision)
     desired = stages.recorded_source(ctx, app.source)[0] or call.revision
+    try:                      # in a rollout, the revision the unit's wave allows
+        desired = rollouts.allowed_now(ctx, app, cluster.name, desired) or call.revision
+    except RedisError:        # a pull worker may not read the record: the request decided
+        desired = call.revision
     if not why and desired == call.revision:
         return None
     what = "render_binding" if why else "old_render"
@@ -560,7 +638,8 @@ def _finish(ctx: Context, call: Call, owner: str, outcome: Outcome, started: flo
     result = tasks_api.unit_result(call.app, call.cluster, outcome.phase.value, outcome.summary,
                                    run_id=call.run_id, revision=call.revision, details=summary)
     error = outcome.error if outcome.phase in (Phase.FAILED, Phase.DRIFTED) else None
-    return Next(result, tuple(_resend(ctx, step.send)), error=error)
+    more = _rollout_next(ctx, call.app) if outcome.phase == Phase.READY else []
+    return Next(result, tuple(_resend(ctx, step.send)) + tuple(more), error=error)
 
 
 def _interval(ctx: Context, call: Call) -> float:
