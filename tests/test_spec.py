@@ -456,7 +456,8 @@ def test_drift_policy_and_ignore_rules(validate: Validate) -> None:
     assert web.ignore_differences[0].json_pointers == ("/spec/replicas",)
     assert web.ignore_differences[1].managers == ("kube-controller-manager",)
     found = problems(validate, MINIMAL + "    drift: sometimes\n    ignoreDifferences:\n"
-                     "      - {jsonPointers: [spec/replicas]}\n")
+                     "      - {jsonPointers: [spec/replicas]}\n"
+                     "      - {jsonPointers: [/spec/replicas]}\n")
     assert any("applications[0].drift: must be correct or detect" in p for p in found), found
     assert any("'spec/replicas' is not a JSON pointer" in p for p in found), found
     assert any("jsonPointers need the kind" in p for p in found), found
