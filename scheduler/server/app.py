@@ -16,6 +16,7 @@ from scheduler.server.access import Access
 from scheduler.server.api import Api
 from scheduler.server.backend import Backend
 from scheduler.server.config import ServerSettings
+from scheduler.server.holds_api import HoldsApi
 from scheduler.server.pages import Pages
 from scheduler.server.webhooks import Receiver
 
@@ -26,6 +27,7 @@ def build(server: ServerSettings, backend: Backend | None = None) -> Any:
     """The ASGI application of ``server``."""
     backend = backend or Backend(server)
     api, pages, receiver = Api(backend), Pages(backend), Receiver(backend)
+    holds = HoldsApi(backend)
 
     async def healthz(request: Request) -> PlainTextResponse:
         try:
@@ -49,6 +51,10 @@ def build(server: ServerSettings, backend: Backend | None = None) -> Any:
         Route("/api/v1/revisions/{revision}", api.revisions),
         Route("/api/v1/sources", api.sources),
         Route("/api/v1/sync", api.sync, methods=["POST"]),
+        Route("/api/v1/rollouts/{app}", holds.rollout),
+        Route("/api/v1/rollouts/{app}/{action}", holds.rollout_action, methods=["POST"]),
+        Route("/api/v1/suspend", holds.suspend, methods=["POST"]),
+        Route("/api/v1/resume", holds.resume, methods=["POST"]),
         Route("/hooks/{provider}/{source}", receiver.receive, methods=["POST"]),
         Route("/healthz", healthz),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
