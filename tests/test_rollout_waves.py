@@ -130,6 +130,8 @@ def test_a_good_commit_goes_wave_by_wave(stack: Stack) -> None:
     dev1, dev2 = entry(stack, "dev-1", "Ready", one), entry(stack, "dev-2", "Ready", one)
     gate2, gate3 = entry(stack, "dev-2", "Gate", one), entry(stack, "wave-3", "Gate", one)
     assert dev1["finished_at"] <= gate2["started_at"] <= dev2["started_at"]
+    latency = _seconds(gate2["started_at"]) - _seconds(dev1["finished_at"])
+    print(f"wave 2 admitted {latency:.3f} s after wave 1 was Ready")
     assert dev2["finished_at"] < gate3["started_at"]
     waited = _seconds(gate3["started_at"]) - _seconds(dev2["finished_at"])
     assert waited >= PAUSE - 0.1, (dev2, gate3)
