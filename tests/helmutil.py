@@ -68,13 +68,16 @@ def run(helm: Path, *args: str, cwd: Path | None = None) -> str:
     return done.stdout
 
 
-def chart(helm: Path, parent: Path, name: str = "web", version: str = "0.1.0") -> Path:
-    """``helm create name`` in ``parent`` at ``version``, with a pre-upgrade hook Job."""
+def chart(helm: Path, parent: Path, name: str = "web", version: str = "0.1.0",
+          hook: bool = True) -> Path:
+    """``helm create name`` in ``parent`` at ``version``, with a pre-upgrade hook Job unless
+    ``hook`` is false (a bare control plane never completes a Job)."""
     run(helm, "create", name, cwd=parent)
     directory = parent / name
     set_version(directory, version)
-    (directory / "templates" / "migrate-job.yaml").write_text(
-        HOOK_JOB.replace("web.fullname", f"{name}.fullname"))
+    if hook:
+        (directory / "templates" / "migrate-job.yaml").write_text(
+            HOOK_JOB.replace("web.fullname", f"{name}.fullname"))
     return directory
 
 

@@ -68,3 +68,12 @@ def test_pre_hooks_run_first_a_failing_one_stops_the_upgrade_and_post_hooks_foll
                        revision="r3", token=4)
     assert fixed.hooks == (f"pre-upgrade Job/{ns}/migrate", f"post-upgrade Job/{ns}/notify")
     assert kube.get(f"/api/v1/namespaces/{ns}/configmaps/settings")["data"] == {"v": "2"}
+
+
+def test_a_pre_install_hook_in_the_charts_own_new_namespace(kube):
+    ns, app = unique("hookns"), application(unique("chart"), timeout=60)
+    migrate = job("migrate", ns, "busybox:1.36", "pre-install")
+    result = apply_unit(kube, app=app, objects=[namespace(ns), configmap("c", ns), migrate],
+                        revision="r1", token=1)
+    assert result.hooks == (f"pre-install Job/{ns}/migrate",)
+    assert kube.get(f"/api/v1/namespaces/{ns}/configmaps/c")

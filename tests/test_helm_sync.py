@@ -4,7 +4,8 @@ control planes, from a real Helm repository over loopback HTTP and from a Git pa
 Rendered, applied, pruned, drift-corrected and upgraded (a version bump in Git) on
 ``dev-1`` and ``dev-2`` with different values; bad input fails with its reason and
 nothing of the unit is applied. Bare control planes run no controllers, so the
-applications say ``wait: false``.
+applications say ``wait: false``. The charts here carry no hook: a bare control plane
+never completes a hook Job (tests/test_helm_hooks.py runs hooks where Pods run).
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def test_a_repository_chart_on_two_clusters_applied_pruned_and_drift_corrected(
         helm: Path, dev_fleet, redis_url: str, tmp_path: Path, kube_clients: dict) -> None:
     server = ChartServer(helm, tmp_path / "repo")
     try:
-        server.publish(chart(helm, _fresh(tmp_path / "v1")))
+        server.publish(chart(helm, _fresh(tmp_path / "v1"), hook=False))
         fleet = Fleet(tmp_path, new_redis_db(redis_url), dev_fleet.clusters,
                       ["  - name: charts", f"    helmRepository: {server.url}",
                        "    insecure: true", "    interval: 1m"],
@@ -144,7 +145,7 @@ def test_a_repository_chart_on_two_clusters_applied_pruned_and_drift_corrected(
 def test_a_git_chart_is_upgraded_by_a_version_bump(helm: Path, dev_fleet, redis_url: str,
                                                    tmp_path: Path, kube_clients: dict) -> None:
     repo = GitRepo(tmp_path / "gitops")
-    directory = chart(helm, _fresh(repo.path / "charts"))
+    directory = chart(helm, _fresh(repo.path / "charts"), hook=False)
     repo.commit("the web chart")
     repo.push()
     fleet = Fleet(tmp_path, new_redis_db(redis_url), dev_fleet.clusters,
@@ -166,14 +167,14 @@ def test_a_git_chart_is_upgraded_by_a_version_bump(helm: Path, dev_fleet, redis_
 def test_bad_charts_fail_and_apply_nothing(case: str, helm: Path, dev_fleet, redis_url: str,
                                            tmp_path: Path, kube_clients: dict) -> None:
     repo = GitRepo(tmp_path / "gitops")
-    directory = chart(helm, _fresh(repo.path / "charts"))
+    directory = chart(helm, _fresh(repo.path / "charts"), hook=False)
     service = directory / "templates" / "service.yaml"
     service.write_text(service.read_text().replace("spec:", "spec:\n  x: {{ .Values.no.such }}", 1))
     repo.commit("a broken service template")
     repo.push()
     server = ChartServer(helm, tmp_path / "repo")
     try:
-        server.publish(chart(helm, _fresh(tmp_path / "v1")))
+        server.publish(chart(helm, _fresh(tmp_path / "v1"), hook=False))
         if case == "missing-version":
             source = ["  - name: charts", f"    helmRepository: {server.url}", "    insecure: true"]
             app: dict[str, Any] = {"source": "charts", "chart": {"name": "web", "version": "2.0.0"}}

@@ -213,10 +213,15 @@ def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str,
     run_hooks = bool(hook_list) and not was_applied and not dry_run_only
 
     def pre_hooks() -> None:
-        if run_hooks:
-            fence.tier()
-            ran.extend(hooks.run(kube, hooks.due(hook_list, f"pre-{event}"), app.name,
-                                 f"pre-{event}", discovery, app.timeout))
+        due = hooks.due(hook_list, f"pre-{event}") if run_hooks else []
+        if not due:
+            return
+        fence.tier()
+        needed = {h.ref.namespace for h in due}       # as helm --create-namespace: first
+        for ref, obj in seen.desired.items():
+            if is_namespace(ref) and ref.name in needed and seen.live.get(ref) is None:
+                kube.apply(seen.resources[ref].path(ref), obj)
+        ran.extend(hooks.run(kube, due, app.name, f"pre-{event}", discovery, app.timeout))
     try:
         done = _write(kube, app, revision, token, dry_run_only, discovery, seen, changeset,
                       fence, pre_hooks)
