@@ -126,6 +126,7 @@ def pull_worker(cluster: str, db: int = 0) -> Role:
               *own, f"~{_P}:cluster:{cluster}:*", f"~{_P}:capabilities:{cluster}",
               f"~{_P}:run:*", f"~{keys.UNITS}",
               f"%R~{keys.RENDER_PREFIX}{cluster}/*", f"%R~{keys.BEAT_LAST_TICK}",
+              f"%R~{_P}:rollout:*", f"%R~{_P}:suspended:*",
               f"%R~{_P}:source:*"),
         channels=(events(db), *remote_control(db), RESULTS[1]))
 
