@@ -21,7 +21,7 @@ from shared.errors import FleetsyncError
 from shared.logs import configure
 from shared.redisconn import reachable
 from shared.settings import from_env
-from workers import runner, stages
+from workers import followup, runner, stages
 from workers.context import Context
 
 
@@ -101,7 +101,7 @@ def sync_here(ctx: Context, app: str, cluster: str, progress: Any,
         send = sends.pop(0)
         if send.name == tasks_api.CHECK_HEALTH:     # the run ended Progressing: follow it
             time.sleep(min(send.countdown, max(0.0, deadline - time.monotonic())))
-            nxt = runner.check_health(ctx, runner.health_call_of(send.args, send.kwargs))
+            nxt = followup.check_health(ctx, followup.health_call_of(send.args, send.kwargs))
             result = {**result, **nxt.result}
             progress(result.get("summary", ""))
             sends += list(nxt.send)

@@ -13,6 +13,10 @@ and every way out of a stage goes through ``_finish`` (the run is over) or
 ``_wait`` (the run is queued again), which is what keeps the protocol's
 promise: every run ends with an outcome, and its marker is always cleared.
 
+Around it: ``workers/steps.py`` (the values a stage takes and gives), ``workers/fencing.py``
+(no write with a stale lock), ``workers/followup.py`` (the health follow-up) and
+``workers/removing.py`` (an application that left the spec).
+
 Stages never re-enter each other under the lock: apply with a missing render
 goes back to the render stage (releasing the lock), it does not render itself.
 
@@ -30,21 +34,21 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from shared import keys, metrics, tasks_api
-from shared.errors import (FleetsyncError, LockLost, PermanentError, StaleInventory,
-                           TransientError)
+from shared.errors import FleetsyncError, PermanentError, TransientError
 from shared.logs import bind, get_logger
 from shared.redisconn import RedisError
 from shared.protocol import Phase, Trigger, Verdict, backoff
-from shared.runs import Begun, Lease, Outcome
+from shared.runs import Begun, Outcome
 from shared.spec import Application, Cluster
 from shared.status import HistoryEntry, UnitStatus, now_iso
 from workers import rollouts, stages
-from workers.apply.execute import Fence
 from workers.context import Context
+from workers.fencing import RunFence, apply_fenced
+from workers.steps import Call, Next, Send
 
 log = get_logger("fleetsync.runner")
 
@@ -53,51 +57,6 @@ DEPENDENCY_POLL = 3.0               # seconds between looks at a dependency's ph
 MAX_DEPENDENCY_WAIT = 900.0
 PROBE_TTL = 30.0
 APPLIED = (Phase.READY, Phase.PROGRESSING, Phase.DEGRADED)   # the run reached the cluster
-ON_DEMAND = (Trigger.CLI.value, Trigger.API.value)   # a sync asked for: drift: detect corrects
-
-
-@dataclass(frozen=True)
-class Call:
-    """One stage of one run, as its task was called."""
-
-    app: str
-    cluster: str
-    run_id: str
-    trigger: str = Trigger.BEAT.value
-    requested_at: float = 0.0
-    revision: str = ""
-    render_key: str = ""
-    task_id: str = ""
-    attempt: int = 0                # transient failures so far (waits do not count)
-    waited: float = 0.0             # seconds spent waiting for dependencies
-    owner: str = ""                 # the lock owner of this stage's previous attempt, when
-                                    # Redis failed before it could release the lock
-
-    @property
-    def unit(self) -> str:
-        return keys.unit_id(self.app, self.cluster)
-
-    def stage_kwargs(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "trigger": self.trigger,
-                "requested_at": self.requested_at, "attempt": self.attempt,
-                "waited": self.waited}
-
-
-@dataclass(frozen=True)
-class Send:
-    name: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    countdown: float = 0.0
-
-
-@dataclass(frozen=True)
-class Next:
-    result: dict[str, Any]
-    send: tuple[Send, ...] = ()
-    retry_in: float | None = None           # retry this stage's task after that many seconds
-    retry_kwargs: dict[str, Any] = field(default_factory=dict)
-    error: FleetsyncError | None = None     # raise it after sending (the task shows failed)
 
 
 # --- request ----------------------------------------------------------------------
@@ -193,7 +152,7 @@ def _admitted(ctx: Context, app: Application, gate: rollouts.Gate, head: str,
     return sends
 
 
-def _rollout_next(ctx: Context, app_name: str) -> list[Send]:
+def rollout_next(ctx: Context, app_name: str) -> list[Send]:
     """A unit turned Ready: in a rollout in waves, the next wave may start now. Best
     effort: a pull worker may not read other clusters' status (its Redis user), and then
     the next beat tick of any of the application's clusters starts it."""
@@ -315,7 +274,7 @@ def _apply_started(ctx: Context, call: Call, app: Application, cluster: Cluster,
     lost = threading.Event()
     with ctx.runs.renewing(call.unit, owner, on_lost=lost.set) as lease:
         try:
-            result = _apply_fenced(ctx, call, app, cluster, objects,
+            result = apply_fenced(ctx, call, app, cluster, objects,
                                    RunFence(ctx, call.unit, owner, begun.token, lease, lost))
         except PermanentError as exc:
             if exc.drifted:          # retried every tick: what refused may let go
@@ -357,27 +316,27 @@ def _health_outcome(ctx: Context, call: Call, app: Application, result: Any,
     """The phase an applied run ends in, from its objects' health, and its follow-up."""
     if result.detected:             # drift: detect wrote nothing: report what drifted
         return Outcome(Phase.DRIFTED, f"drifted from Git (drift: detect, nothing written): "
-                                      f"{_short(result.drifted_lines())}; `fleetsync sync` "
+                                      f"{short(result.drifted_lines())}; `fleetsync sync` "
                                       "corrects it", call.revision, reason="DriftDetected"), ()
     if result.healthy:
         return Outcome(Phase.READY, message, call.revision), ()
     lines = result.health_lines()
     if not app.wait:
         return Outcome(Phase.READY, f"{message}; health not counted (wait: false): "
-                                    f"{_short(lines)}", call.revision), ()
+                                    f"{short(lines)}", call.revision), ()
     if result.degraded:
-        return Outcome(Phase.DEGRADED, f"{message}; degraded: {_short(lines)}", call.revision,
+        return Outcome(Phase.DEGRADED, f"{message}; degraded: {short(lines)}", call.revision,
                        reason="Degraded"), ()
     deadline = _health_deadline(ctx, call, app)
     if time.time() >= deadline:
         return Outcome(Phase.DEGRADED, f"{message}; not healthy after {app.timeout:g}s: "
-                                       f"{_short(lines)}", call.revision,
+                                       f"{short(lines)}", call.revision,
                        reason="HealthTimeout"), ()
     pending = [ref.id for ref, _, _ in result.problems]
     follow_up = Send(tasks_api.CHECK_HEALTH, [call.app, call.cluster, call.run_id],
                      {"revision": call.revision, "deadline": deadline, "objects": pending,
                       "round": 0, "trigger": call.trigger}, countdown=HEALTH_POLL[0])
-    return Outcome(Phase.PROGRESSING, f"{message}; waiting for {_short(lines)}", call.revision,
+    return Outcome(Phase.PROGRESSING, f"{message}; waiting for {short(lines)}", call.revision,
                    reason="WaitingForHealth", health_deadline=deadline), (follow_up,)
 
 
@@ -391,143 +350,9 @@ def _health_deadline(ctx: Context, call: Call, app: Application) -> float:
     return time.time() + app.timeout
 
 
-def _short(lines: list[str]) -> str:
+def short(lines: list[str]) -> str:
     more = len(lines) - SHOWN
     return "; ".join(lines[:SHOWN]) + (f" (and {more} more)" if more > 0 else "")
-
-
-@dataclass(frozen=True)
-class HealthCall:
-    """One follow-up of a run that ended Progressing on health."""
-
-    app: str
-    cluster: str
-    run_id: str
-    revision: str
-    deadline: float
-    objects: tuple[str, ...]
-    round: int = 0
-    trigger: str = Trigger.BEAT.value
-    task_id: str = ""
-
-    @property
-    def unit(self) -> str:
-        return keys.unit_id(self.app, self.cluster)
-
-
-def health_call_of(args: list[Any], kwargs: dict[str, Any], task_id: str = "") -> HealthCall:
-    app, cluster, run_id = (list(args) + ["", "", ""])[:3]
-    objects = kwargs.get("objects") or []
-    return HealthCall(str(app), str(cluster), str(run_id), str(kwargs.get("revision") or ""),
-                      float(kwargs.get("deadline") or 0),
-                      tuple(str(o) for o in objects) if isinstance(objects, list) else (),
-                      int(kwargs.get("round") or 0),
-                      str(kwargs.get("trigger") or Trigger.BEAT.value), task_id)
-
-
-def check_health(ctx: Context, hc: HealthCall) -> Next:
-    """Re-check the unhealthy objects of run ``hc.run_id``; settle its status when they
-    are healthy, one failed or the deadline passed, else look again a little later."""
-    bind(app=hc.app, cluster=hc.cluster, run_id=hc.run_id, revision=hc.revision,
-         stage="check_health")
-    before = ctx.status.get_status(hc.app, hc.cluster)
-    if before.run_id != hc.run_id or before.phase != Phase.PROGRESSING.value \
-            or before.revision != hc.revision:
-        return Next({"run_id": hc.run_id, "unit": hc.unit,
-                     "summary": "nothing to do: a newer outcome was recorded"})
-    fleet = ctx.fleet()
-    try:
-        app, cluster = stages.resolve(fleet, hc.app, hc.cluster)
-        problems = stages.recheck_health(ctx, app, cluster, list(hc.objects))
-    except FleetsyncError as exc:
-        if time.time() >= hc.deadline or isinstance(exc, PermanentError):
-            return Next({"run_id": hc.run_id, "unit": hc.unit,
-                         "summary": f"health not checked: {exc}; the next sync looks again"})
-        return _next_check(hc, [*hc.objects], f"could not check health: {exc}")
-    lines = [f"{ref}: {status}: {message}" for ref, (status, message) in sorted(
-        problems.items(), key=lambda kv: (kv[1][0] != "Degraded", kv[0]))]
-    applied = stages.message(before.counts or {})
-    if not problems:
-        phase, message, reason = Phase.READY, f"{applied}; healthy", ""
-    elif any(v[0] == "Degraded" for v in problems.values()):
-        phase, message, reason = Phase.DEGRADED, f"{applied}; degraded: {_short(lines)}", \
-            "Degraded"
-    elif time.time() >= hc.deadline:
-        phase, message, reason = Phase.DEGRADED, (
-            f"{applied}; not healthy after {app.timeout:g}s: {_short(lines)}"), "HealthTimeout"
-    else:
-        status = replace(before, message=f"{applied}; waiting for {_short(lines)}",
-                         last_success_at="")
-        if not ctx.runs.settle(hc.unit, hc.run_id, status):
-            return Next({"run_id": hc.run_id, "unit": hc.unit,
-                         "summary": "nothing to do: a newer outcome was recorded"})
-        return _next_check(hc, [ref.id for ref in problems], status.message)
-    status = replace(before, phase=phase.value, message=message, reason=reason,
-                     health_deadline=0.0, last_success_at="")
-    entry = HistoryEntry(hc.revision, "health", phase.value, message, now_iso(), now_iso(),
-                         hc.run_id, hc.task_id, before.counts or {})
-    settled = ctx.runs.settle(hc.unit, hc.run_id, status, entry)
-    log.info("health settled" if settled else "health outcome dropped: a newer one won",
-             phase=phase.value, message=message)
-    more = _rollout_next(ctx, hc.app) if settled and phase == Phase.READY else []
-    return Next(tasks_api.unit_result(hc.app, hc.cluster, phase.value, message,
-                                      run_id=hc.run_id, revision=hc.revision), tuple(more))
-
-
-def _next_check(hc: HealthCall, objects: list[str], message: str) -> Next:
-    countdown = HEALTH_POLL[min(hc.round + 1, len(HEALTH_POLL) - 1)]
-    send = Send(tasks_api.CHECK_HEALTH, [hc.app, hc.cluster, hc.run_id],
-                {"revision": hc.revision, "deadline": hc.deadline, "objects": objects,
-                 "round": hc.round + 1, "trigger": hc.trigger}, countdown=countdown)
-    return Next(tasks_api.unit_result(hc.app, hc.cluster, Phase.PROGRESSING.value,
-                                      f"next look in {countdown:.0f} s: {message}",
-                                      run_id=hc.run_id, revision=hc.revision), (send,))
-
-
-class RunFence(Fence):
-    """The apply's fence: before each tier of writes the run asks Redis whether it still
-    holds the unit's lock with its token; before each single write it looks at its lease
-    clock (no round trip), so a process frozen past the lock's TTL (SIGSTOP, a long GC,
-    a starved host) writes nothing more when it wakes."""
-
-    def __init__(self, ctx: Context, unit: str, owner: str, token: int, lease: Lease,
-                 lost: threading.Event) -> None:
-        self.ctx, self.unit, self.owner, self.token = ctx, unit, owner, token
-        self.lease, self.lost = lease, lost
-
-    def tier(self) -> None:
-        self.write()
-        if not self.ctx.runs.holding(self.unit, self.owner, self.token):
-            self._stop("is no longer this run's")
-
-    def write(self) -> None:
-        if self.lost.is_set() or not self.lease.holds():
-            self._stop("may have expired (its lease was not renewed in time)")
-
-    def _stop(self, why: str) -> None:
-        self.lost.set()
-        raise LockLost(f"the lock of {self.unit} {why} (token {self.token}): stopped "
-                       "before the next write", unit=self.unit)
-
-    def moved_to(self, token: int) -> "RunFence":
-        return RunFence(self.ctx, self.unit, self.owner, token, self.lease, self.lost)
-
-
-def _apply_fenced(ctx: Context, call: Call, app: Application, cluster: Cluster,
-                  objects: list[dict], fence: RunFence) -> Any:
-    """The apply, fenced (``RunFence``). When the cluster's inventory holds a higher token
-    than Redis (Redis was flushed or failed over and lost the counter), the lock holder
-    moves the counter past it and goes on."""
-    try:
-        return stages.apply_objects(ctx, app, cluster, objects, call.revision, fence.token,
-                                    fence, correct=call.trigger in ON_DEMAND)
-    except StaleInventory as exc:
-        newer = ctx.runs.advance_fence(call.unit, fence.owner, exc.stored_token + 1)
-        if not newer:
-            raise
-        log.warning("fencing token moved past the cluster's inventory", before=fence.token,
-                    after=newer, inventory=exc.stored_token)
-        return _apply_fenced(ctx, call, app, cluster, objects, fence.moved_to(newer))
 
 
 def _drift_line(corrected: dict[str, list[str]]) -> str:
@@ -638,7 +463,7 @@ def _finish(ctx: Context, call: Call, owner: str, outcome: Outcome, started: flo
     result = tasks_api.unit_result(call.app, call.cluster, outcome.phase.value, outcome.summary,
                                    run_id=call.run_id, revision=call.revision, details=summary)
     error = outcome.error if outcome.phase in (Phase.FAILED, Phase.DRIFTED) else None
-    more = _rollout_next(ctx, call.app) if outcome.phase == Phase.READY else []
+    more = rollout_next(ctx, call.app) if outcome.phase == Phase.READY else []
     return Next(result, tuple(_resend(ctx, step.send)) + tuple(more), error=error)
 
 
@@ -656,41 +481,6 @@ def _spec_of(ctx: Context, call: Call) -> tuple[float, str]:
         return 0.0, ""
     cluster, app = fleet.clusters.get(call.cluster), fleet.applications.get(call.app)
     return (cluster.interval if cluster else 0.0), (app.on_removal if app else "")
-
-
-# --- an application leaves the spec ---------------------------------------------------------
-
-REMOVAL_RETRY = 5.0
-
-
-def remove(ctx: Context, app_name: str, cluster_name: str) -> Next:
-    """Orphan or prune (its ``onRemoval``) what an application that left the spec applied on
-    a cluster, under the unit's lock, then forget the unit. A unit back in the spec is
-    left alone."""
-    bind(app=app_name, cluster=cluster_name, stage="remove")
-    unit = keys.unit_id(app_name, cluster_name)
-    fleet = ctx.fleet()
-    cluster = fleet.clusters.get(cluster_name)
-    app = fleet.applications.get(app_name)
-    if app is not None and cluster is not None and app.clusters.matches(cluster):
-        return Next({"unit": unit, "summary": "back in the fleet spec: nothing removed"})
-    if cluster is None:              # no credential for it any more: only forget
-        ctx.status.forget(app_name, cluster_name)
-        return Next({"unit": unit, "summary": "its cluster left the spec too: forgotten"})
-    owner = uuid.uuid4().hex
-    if not ctx.runs.take_lock(unit, owner):
-        return Next({"unit": unit, "summary": "the unit is busy: removing it a little later"},
-                    retry_in=REMOVAL_RETRY)
-    try:
-        mode = ctx.status.get_status(app_name, cluster_name).on_removal or "orphan"
-        done = stages.remove_objects(ctx, app_name, cluster, mode)
-    except TransientError as exc:
-        return Next({"unit": unit, "summary": f"retrying: {exc}"}, retry_in=REMOVAL_RETRY)
-    finally:
-        ctx.runs.release_lock(unit, owner)
-    ctx.status.forget(app_name, cluster_name)
-    log.info("application removed from the cluster", mode=mode, summary=done.summary())
-    return Next({"unit": unit, "summary": f"removed (onRemoval: {mode}): {done.summary()}"})
 
 
 def _failed(exc: FleetsyncError, failed_key: str) -> Outcome:

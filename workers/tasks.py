@@ -30,7 +30,7 @@ from shared.protocol import Phase, backoff
 from shared.redisconn import RedisError
 from shared.settings import from_env
 from shared.status import now_iso
-from workers import runner, stages
+from workers import followup, removing, runner, stages
 from workers.app import app as celery
 from workers.context import Context
 from workers.sealing import SIGNATURE
@@ -225,8 +225,8 @@ def check_health(self: Any, app: str, cluster: str, run_id: str, **kw: Any) -> d
     refused = _refused(self, [app, cluster, run_id], kw)
     if refused:
         return refused
-    call = runner.health_call_of([app, cluster, run_id], kw, self.request.id or "")
-    return _carry_out(self, runner.check_health(context(), call))
+    call = followup.health_call_of([app, cluster, run_id], kw, self.request.id or "")
+    return _carry_out(self, followup.check_health(context(), call))
 
 
 @celery.task(name=tasks_api.REMOVE, bind=True, ignore_result=True, autoretry_for=RETRIED,
@@ -237,4 +237,4 @@ def remove(self: Any, app: str, cluster: str, **kw: Any) -> dict:
     refused = _refused(self, [app, cluster], kw)
     if refused:
         return refused
-    return _carry_out(self, runner.remove(context(), app, cluster))
+    return _carry_out(self, removing.remove(context(), app, cluster))
