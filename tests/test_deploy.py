@@ -516,3 +516,12 @@ def test_workers_share_a_render_key_and_refuse_the_example(which: str, tmp_path:
                           check=True).stdout.strip()
     (tmp_path / "render.key").write_text(f"k1:{made}\n")
     assert Sealer.from_file(tmp_path / "render.key").current == "k1"
+
+
+def test_bundled_redis_is_bounded_and_never_evicts_what_has_no_ttl(base: list[dict]) -> None:
+    redis_deploy = next(o for o in base if o["kind"] in ("Deployment", "StatefulSet")
+                        and o["metadata"]["name"].endswith("redis"))
+    args = " ".join(redis_deploy["spec"]["template"]["spec"]["containers"][0]["args"])
+    assert "--maxmemory 768mb --maxmemory-policy volatile-lru" in args
+    compose = (ROOT / "docker-compose.yml").read_text()
+    assert "--maxmemory 768mb --maxmemory-policy volatile-lru" in compose
