@@ -94,6 +94,7 @@ def test_scale_by_hand_is_reported_by_diff_and_corrected(operator):
     diff = operator.fleetsync("diff", "tutorial", "--cluster", "production")
     assert diff.returncode == 1
     assert "Deployment/web/web-app" in diff.stdout and "spec.replicas: 5 -> 3" in diff.stdout
+    assert "spec.replicas: 5 -> 3 (by kubectl" in diff.stdout      # who scaled it, and when
     result = operator.sync()
     assert result["drift_corrections"] == 1
     assert operator.kubectl("get", "deploy", "web-app", "-n", "web", "-o",
