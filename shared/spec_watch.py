@@ -36,7 +36,8 @@ class SpecWatcher:
         self._refresh()
         if self._error is not None:
             raise self._error
-        assert self._fleet is not None
+        if self._fleet is None:
+            raise SpecError([f"{self.path}: the fleet spec could not be read yet"])
         return self._fleet
 
     def poll(self, force: bool = False) -> tuple[Fleet | None, bool, SpecError | None]:
@@ -63,10 +64,11 @@ class SpecWatcher:
         stamp = (st.st_mtime, st.st_size)
         if stamp == self._stamp:
             return None
-        self._stamp = stamp
         try:
             self._fleet, self._error = load_fleet(self.path), None
         except SpecError as exc:
             self._error = exc
+            self._stamp = stamp
             return exc
+        self._stamp = stamp          # only once read: an unexpected error is read again next time
         return None

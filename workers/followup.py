@@ -94,7 +94,8 @@ def check_health(ctx: Context, hc: HealthCall) -> Next:
     status = replace(before, phase=phase.value, message=message, reason=reason,
                      health_deadline=0.0, last_success_at="")
     entry = HistoryEntry(hc.revision, "health", phase.value, message, now_iso(), now_iso(),
-                         hc.run_id, hc.task_id, before.counts or {})
+                         hc.run_id, hc.task_id, before.counts or {}, None, None, None, {},
+                         **stages.commit_fields(ctx, hc.app, hc.revision))
     settled = ctx.runs.settle(hc.unit, hc.run_id, status, entry)
     log.info("health settled" if settled else "health outcome dropped: a newer one won",
              phase=phase.value, message=message)
