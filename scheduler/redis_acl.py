@@ -163,6 +163,19 @@ def cli_reader() -> Role:
                  *(f"%R~{q}*" for q in STAGE_QUEUES)), ())
 
 
+def server(db: int = 0) -> Role:
+    """``fleetsync server``: reads state like the CLI, records webhook deliveries and fetch
+    requests of sources, and sends to ``reconcile`` and ``fetch`` like beat."""
+    return Role("fleetsync-server", "fleetsync server (webhooks, API, dashboard)",
+                WORKER_COMMANDS,
+                (*_queues("reconcile", "fetch"), BINDINGS_READ, RESULTS[0],
+                 f"~{_P}:source:*:fetch-wanted", f"~{_P}:source:*:delivery:*",
+                 f"~{_P}:rollout:*", f"~{_P}:suspended:*",
+                 *(f"%R~{_P}:{kind}*" for kind in READABLE), "%R~celery-task-meta-*",
+                 *(f"%R~{q}*" for q in STAGE_QUEUES)),
+                (events(db), RESULTS[1]))
+
+
 def roles(clusters: Iterable[str], pull: Iterable[str], db: int = 0) -> list[Role]:
     """Every role of a fleet whose pull-mode clusters are ``pull`` (a subset of ``clusters``),
     on Redis database ``db``."""
@@ -171,7 +184,7 @@ def roles(clusters: Iterable[str], pull: Iterable[str], db: int = 0) -> list[Rol
     if unknown:
         raise FleetsyncError(f"no cluster named {', '.join(map(repr, unknown))} in the fleet "
                              f"spec (clusters: {', '.join(sorted(known)) or 'none'})")
-    return [central_worker(), beat(db), flower(db), cli_reader(),
+    return [central_worker(), beat(db), flower(db), cli_reader(), server(db),
             *(pull_worker(c, db) for c in sorted(set(pull)))]
 
 

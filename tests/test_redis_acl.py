@@ -58,7 +58,7 @@ def wait(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
 def test_one_user_per_role_and_pull_cluster() -> None:
     users = [r.user for r in redis_acl.roles(CLUSTERS, PULL)]
     assert users == ["fleetsync-worker", "fleetsync-beat", "fleetsync-flower", "fleetsync-cli",
-                     A, B]
+                     "fleetsync-server", A, B]
     text = redis_acl.aclfile([(r, "pw") for r in redis_acl.roles(CLUSTERS, PULL)])
     assert text.startswith("user default off ")
     assert ">pw" not in text and "pw" not in text.split("#", 1)[1][:64]   # hashed
@@ -184,3 +184,19 @@ def test_real_worker_as_the_pull_user_serves_its_queue(server: acl_redis.AclRedi
         assert server.denials(A) == [], server.denials(A)
     finally:
         stop_worker(proc)
+
+
+def test_server_user_records_deliveries_and_sends_fetches_but_writes_no_state(
+        server: acl_redis.AclRedis) -> None:
+    from shared.status import delivery_key, fetch_wanted_key
+
+    admin = server.client(acl_redis.ADMIN)
+    admin.hset(keys.status(keys.unit_id("web", "a")), "phase", "Ready")
+    srv = server.client("fleetsync-server")
+    assert srv.hget(keys.status(keys.unit_id("web", "a")), "phase") == b"Ready"
+    srv.set(fetch_wanted_key("git"), "1")
+    srv.set(delivery_key("git", "abc-123"), "1")
+    srv.lpush("fetch", "a message")
+    assert refused(lambda: srv.hset(keys.status(keys.unit_id("web", "a")), "phase", "Failed"))
+    assert refused(lambda: srv.lpush("apply", "forged"))
+    assert refused(lambda: srv.get(keys.RENDER_PREFIX + "a/" + "0" * 64))
