@@ -101,11 +101,7 @@ def _relative(text: str) -> str | None:
 
 
 def _files(node: Node, field: str, report: Report) -> tuple[str, ...] | None:
-    items = y.sequence(node, field, report)
-    if items is None:
-        return None
-    found = [y.checked(item, f"{field}[{i}]", report, _relative) for i, item in enumerate(items)]
-    return tuple(f for f in found if f is not None)
+    return y.checked_list(node, field, report, _relative)
 
 
 def helm(node: Node, field: str, report: Report, selector: Any,

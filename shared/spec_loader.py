@@ -329,7 +329,7 @@ def _ignore_rules(node: Node, field: str, report: Report) -> tuple[IgnoreRule, .
         if m is None:
             continue
         none: tuple[str, ...] = ()
-        pointers = m.read("jsonPointers", partial(_strings, check=_pointer), report, none)
+        pointers = m.read("jsonPointers", partial(y.checked_list, check=_pointer), report, none)
         managers = m.read("managedFields", partial(y.names, known=None, what="manager"), report,
                           none)
         if not pointers and not managers:
@@ -340,19 +340,6 @@ def _ignore_rules(node: Node, field: str, report: Report) -> tuple[IgnoreRule, .
                                 m.read("kind", y.string, report, None),
                                 m.read("name", y.string, report, None), pointers, managers))
     return tuple(rules)
-
-
-def _strings(node: Node, field: str, report: Report,
-             check: Callable[[str], str | None]) -> tuple[str, ...] | None:
-    items = y.sequence(node, field, report)
-    if items is None:
-        return None
-    out = []
-    for i, item in enumerate(items):
-        text = y.checked(item, f"{field}[{i}]", report, check)
-        if text is not None:
-            out.append(text)
-    return tuple(out)
 
 
 def _on_removal(text: str) -> str | None:
@@ -378,15 +365,7 @@ def _kind_pattern(text: str) -> str | None:
 
 
 def _kinds(node: Node, field: str, report: Report) -> tuple[str, ...] | None:
-    items = y.sequence(node, field, report)
-    if items is None:
-        return None
-    out = []
-    for i, item in enumerate(items):
-        text = y.checked(item, f"{field}[{i}]", report, _kind_pattern)
-        if text is not None:
-            out.append(text)
-    return tuple(out)
+    return y.checked_list(node, field, report, _kind_pattern)
 
 
 def _application(node: Node, field: str, report: Report, sources: Mapping[str, Built[Source]],
@@ -444,11 +423,7 @@ def _glob(text: str) -> str | None:
 
 
 def _globs(node: Node, field: str, report: Report) -> tuple[str, ...] | None:
-    items = y.sequence(node, field, report)
-    if items is None:
-        return None
-    found = [y.checked(item, f"{field}[{i}]", report, _glob) for i, item in enumerate(items)]
-    return tuple(g for g in found if g is not None)
+    return y.checked_list(node, field, report, _glob)
 
 
 def _directory(node: Node, field: str, report: Report) -> Directory | None:

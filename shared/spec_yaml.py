@@ -175,6 +175,16 @@ def checked(node: Node, field: str, report: Report, check: Callable[[str], str |
     return text
 
 
+def checked_list(node: Node, field: str, report: Report,
+                 check: Callable[[str], str | None]) -> tuple[str, ...] | None:
+    """A list of strings, each one that ``check`` accepts (the others are reported)."""
+    items = sequence(node, field, report)
+    if items is None:
+        return None
+    found = [checked(item, f"{field}[{i}]", report, check) for i, item in enumerate(items)]
+    return tuple(text for text in found if text is not None)
+
+
 def boolean(node: Node, field: str, report: Report) -> bool | None:
     """A real YAML boolean (as the safe loader resolves it); the string "true" is refused."""
     if isinstance(node, ScalarNode) and node.tag == BOOL:
