@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -179,3 +179,15 @@ def kube_clients(dev_fleet: devfleet.FleetState) -> dict:
 
     return {name: config.new_client_from_config(config_file=path)
             for name, path in dev_fleet.clusters.items()}
+
+
+@pytest.fixture(scope="module")
+def work_kube(workload_fleet: devfleet.FleetState) -> Iterator[Any]:
+    """The apply engine's ``Kube`` on ``work-1``, the cluster with controllers and Nodes."""
+    from kubernetes import config
+
+    from workers.apply.kube import Kube
+
+    api = config.new_client_from_config(config_file=workload_fleet.clusters["work-1"])
+    yield Kube(api, name="work-1")
+    api.close()

@@ -17,12 +17,8 @@ pytestmark = pytest.mark.k8s
 
 
 @pytest.fixture(scope="module")
-def kube(workload_fleet):
-    from kubernetes import config
-
-    api = config.new_client_from_config(config_file=workload_fleet.clusters["work-1"])
-    yield Kube(api, name="work-1")
-    api.close()
+def kube(work_kube):
+    return work_kube
 
 
 def web(ns: str, replicas: int | None = 2) -> dict:

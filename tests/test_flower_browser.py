@@ -19,8 +19,6 @@ Screenshots are saved under the directory this module prints
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +30,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from tests.conftest import ROOT, need, new_redis_db
+from tests.browser import artifacts_dir, chromium
+from tests.conftest import ROOT, new_redis_db
 from tests.stack import Stack, free_port
 
 pytestmark = [pytest.mark.k8s, pytest.mark.slow]
@@ -52,30 +51,12 @@ ROWS_JS = """() => {
 
 @pytest.fixture(scope="module")
 def artifacts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    given = os.environ.get("FLEETSYNC_TEST_ARTIFACTS")
-    where = Path(given) / "flower" if given else tmp_path_factory.mktemp("screenshots")
-    where.mkdir(parents=True, exist_ok=True)
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if capture is not None and reporter is not None:
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(f"\nFlower screenshots: {where}")
-    return where
+    return artifacts_dir(request, tmp_path_factory, "flower", "Flower")
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        need("playwright", "pip install -e '.[test]'")
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        need("chromium", "apt-get install chromium (deploy/local/setup.sh --for-tests does)")
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=chromium, headless=True)
-        yield launched
-        launched.close()
+    yield from chromium()
 
 
 class Flower:

@@ -13,19 +13,14 @@ import pytest
 from workers.apply import inventory as inv
 from workers.apply.engine import apply_unit
 from workers.apply.hooks import HookFailed
-from workers.apply.kube import Kube
 from workers.apply.testing import application, configmap, namespace, unique
 
 pytestmark = pytest.mark.k8s
 
 
 @pytest.fixture(scope="module")
-def kube(workload_fleet):
-    from kubernetes import config
-
-    api = config.new_client_from_config(config_file=workload_fleet.clusters["work-1"])
-    yield Kube(api, name="work-1")
-    api.close()
+def kube(work_kube):
+    return work_kube
 
 
 def job(name: str, ns: str, image: str, events: str, policy: str = "", weight: str = "0") -> dict:

@@ -11,8 +11,6 @@ directory this module prints (``$FLEETSYNC_TEST_ARTIFACTS/server`` when set).
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 import urllib.request
 from pathlib import Path
@@ -20,7 +18,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.conftest import need, new_redis_db
+from tests.browser import artifacts_dir, chromium
+from tests.conftest import new_redis_db
 from tests.serverproc import ServerProcess
 from tests.stack import Stack, free_port
 
@@ -31,30 +30,12 @@ TIMEOUT = 90.0
 
 @pytest.fixture(scope="module")
 def artifacts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    given = os.environ.get("FLEETSYNC_TEST_ARTIFACTS")
-    where = Path(given) / "server" if given else tmp_path_factory.mktemp("server-screenshots")
-    where.mkdir(parents=True, exist_ok=True)
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if capture is not None and reporter is not None:
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(f"\nfleetsync server screenshots: {where}")
-    return where
+    return artifacts_dir(request, tmp_path_factory, "server", "fleetsync server")
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        need("playwright", "pip install -e '.[test]'")
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        need("chromium", "apt-get install chromium (deploy/local/setup.sh --for-tests does)")
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=chromium, headless=True)
-        yield launched
-        launched.close()
+    yield from chromium()
 
 
 def _answers(url: str) -> bool:
