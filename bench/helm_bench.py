@@ -18,7 +18,6 @@ import functools
 import http.server
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -29,8 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from devtools import fleet as devfleet  # noqa: E402
 from devtools.binaries import find_helm  # noqa: E402
 from shared.spec import HELM_REPOSITORY, Application, Chart, Cluster, Helm, Selector, Source  # noqa: E402
 from workers import helm as charts  # noqa: E402
@@ -38,6 +37,7 @@ from workers.helmrepo import ChartRepositories  # noqa: E402
 from workers.render import render_unit  # noqa: E402
 from workers.render_cache import RenderCache  # noqa: E402
 from workers.sealing import Sealer  # noqa: E402
+from scratch import scratch_redis  # noqa: E402
 
 VALUES = {"replicaCount": "${replicas}", "image": {"tag": "1.27"},
           "service": {"port": 8080}, "resources": {"limits": {"cpu": "100m", "memory": "128Mi"}}}
@@ -78,58 +78,50 @@ def main() -> int:
         helm_cli(helm, "package", str(tmp / "web"), "-d", str(tmp / "repo"), cwd=tmp)
         http_server, url = serve(tmp / "repo")
         helm_cli(helm, "repo", "index", str(tmp / "repo"), "--url", url, cwd=tmp)
-        port = devfleet.free_port()
-        redis_server = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port",
-                                         str(port), "--save", "", "--appendonly", "no"],
-                                        stdout=subprocess.DEVNULL)
         try:
-            redis_url = f"redis://127.0.0.1:{port}/0"
-            while not devfleet.redis_answers(redis_url):
-                time.sleep(0.05)
-            client = redis.Redis.from_url(redis_url)
-            cache = RenderCache(client, 3600, sealer=Sealer([("bench", os.urandom(32))]))
-            source = Source("charts", url, HELM_REPOSITORY, "", 60.0, insecure=True)
-            repos = ChartRepositories(tmp / "cache")
-            started = time.perf_counter()
-            revision = repos.fetch(source)
-            app = Application("web", "charts", "", Selector(match_labels={}), namespace="web",
-                              chart=Chart("web", "0.1.x"), helm=Helm(values=VALUES))
-            archive = repos.chart(source, app.chart, revision)      # type: ignore[arg-type]
-            fetch_ms = (time.perf_counter() - started) * 1000
-            run = charts.Helm(str(helm))
+            with scratch_redis() as redis_url:
+                client = redis.Redis.from_url(redis_url)
+                cache = RenderCache(client, 3600, sealer=Sealer([("bench", os.urandom(32))]))
+                source = Source("charts", url, HELM_REPOSITORY, "", 60.0, insecure=True)
+                repos = ChartRepositories(tmp / "cache")
+                started = time.perf_counter()
+                revision = repos.fetch(source)
+                app = Application("web", "charts", "", Selector(match_labels={}), namespace="web",
+                                  chart=Chart("web", "0.1.x"), helm=Helm(values=VALUES))
+                archive = repos.chart(source, app.chart, revision)      # type: ignore[arg-type]
+                fetch_ms = (time.perf_counter() - started) * 1000
+                run = charts.Helm(str(helm))
 
-            def render(cluster: Cluster) -> bool:
-                return render_unit(app, cluster, None, cache, revision, "charts", helm=run,
-                                   archive=archive).hit
+                def render(cluster: Cluster) -> bool:
+                    return render_unit(app, cluster, None, cache, revision, "charts", helm=run,
+                                       archive=archive).hit
 
-            one = Cluster("prod-1", vars={"replicas": "3"})
-            cold, hits = [], []
-            for _ in range(args.runs):
+                one = Cluster("prod-1", vars={"replicas": "3"})
+                cold, hits = [], []
+                for _ in range(args.runs):
+                    client.flushdb()
+                    begun = time.perf_counter()
+                    render(one)
+                    cold.append((time.perf_counter() - begun) * 1000)
+                    begun = time.perf_counter()
+                    render(one)
+                    hits.append((time.perf_counter() - begun) * 1000)
                 client.flushdb()
                 begun = time.perf_counter()
-                render(one)
-                cold.append((time.perf_counter() - begun) * 1000)
-                begun = time.perf_counter()
-                render(one)
-                hits.append((time.perf_counter() - begun) * 1000)
-            client.flushdb()
-            begun = time.perf_counter()
-            misses = sum(not render(Cluster(f"c{i}", vars={"replicas": "3"}))
-                         for i in range(args.clusters))
-            fleet_s = time.perf_counter() - begun
-            result = {
-                "helm": charts.version(str(helm)), "objects": len(render_unit(
-                    app, one, None, cache, revision, "charts", helm=run, archive=archive).objects),
-                "index_and_chart_download_ms": round(fetch_ms, 1),
-                "cold_ms": round(statistics.median(cold), 1),
-                "cache_hit_ms": round(statistics.median(hits), 2),
-                f"fleet_{args.clusters}": {"seconds": round(fleet_s, 2),
-                                           "per_cluster_ms": round(fleet_s * 1000 / args.clusters, 2),
-                                           "helm_runs": misses},
-            }
+                misses = sum(not render(Cluster(f"c{i}", vars={"replicas": "3"}))
+                             for i in range(args.clusters))
+                fleet_s = time.perf_counter() - begun
+                result = {
+                    "helm": charts.version(str(helm)), "objects": len(render_unit(
+                        app, one, None, cache, revision, "charts", helm=run, archive=archive).objects),
+                    "index_and_chart_download_ms": round(fetch_ms, 1),
+                    "cold_ms": round(statistics.median(cold), 1),
+                    "cache_hit_ms": round(statistics.median(hits), 2),
+                    f"fleet_{args.clusters}": {"seconds": round(fleet_s, 2),
+                                               "per_cluster_ms": round(fleet_s * 1000 / args.clusters, 2),
+                                               "helm_runs": misses},
+                }
         finally:
-            redis_server.terminate()
-            redis_server.wait()
             http_server.shutdown()
     print(json.dumps(result, indent=2))
     if args.json:

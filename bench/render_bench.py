@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +25,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devtools import fleet as devfleet  # noqa: E402
 from devtools.tutorial import write_tutorial  # noqa: E402
 from shared.spec import Application, Cluster, Selector  # noqa: E402
 from workers.render import render, render_cached  # noqa: E402
@@ -36,6 +33,7 @@ from workers.sealing import Sealer  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from fleet_bench import app_objects  # noqa: E402
+from scratch import scratch_redis  # noqa: E402
 
 
 def timed(fn, runs: int) -> float:
@@ -61,13 +59,7 @@ def main() -> int:
         plain = tree / "plain"
         plain.mkdir()
         (plain / "app.yaml").write_text("\n---\n".join(json.dumps(o) for o in app_objects("web")))
-        port = devfleet.free_port()
-        server = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port),
-                                   "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
-        try:
-            url = f"redis://127.0.0.1:{port}/0"
-            while not devfleet.redis_answers(url):
-                time.sleep(0.05)
+        with scratch_redis() as url:
             sealer = Sealer([("bench", os.urandom(32))])
             cache = RenderCache(redis.Redis.from_url(url), 3600, sealer=sealer)
             clear = RenderCache(redis.Redis.from_url(url), 3600)
@@ -83,9 +75,6 @@ def main() -> int:
                                                                   "b" * 40, "src"), args.runs),
                 "runs": args.runs,
             }
-        finally:
-            server.terminate()
-            server.wait(10)
     for key, value in result.items():
         print(f"{key:<22} {value}")
     if args.json:

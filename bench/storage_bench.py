@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,6 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
-from devtools import fleet as devfleet  # noqa: E402
 from shared.logs import configure  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from workers import stages  # noqa: E402
@@ -36,6 +34,7 @@ from workers.gitsource import disk_usage  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from fleet_bench import app_objects  # noqa: E402
+from scratch import scratch_redis  # noqa: E402
 
 
 def git(*args: str, cwd: Path) -> str:
@@ -84,14 +83,7 @@ def main() -> int:
         git("clone", "-q", "--bare", str(work), str(bare), cwd=root)
         git("remote", "add", "origin", str(bare), cwd=work)
         (root / "fleet.yaml").write_text(spec(bare, apps))
-        port = devfleet.free_port()
-        server = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port",
-                                   str(port), "--save", "", "--appendonly", "no"],
-                                  stdout=subprocess.DEVNULL)
-        try:
-            url = f"redis://127.0.0.1:{port}/0"
-            while not devfleet.redis_answers(url):
-                time.sleep(0.05)
+        with scratch_redis() as url:
             ctx = Context.connect(Settings(redis_url=url, fleet_path=str(root / "fleet.yaml"),
                                            cache_dir=root / "cache", allow_local_sources=True))
             started = time.monotonic()
@@ -112,9 +104,6 @@ def main() -> int:
                           f"{disk_usage(cache / 'trees') // 1024:9d}  {len(trees):5d}  "
                           f"{info['used_memory'] // 1024:9d}  {keys:10d}  "
                           f"{time.monotonic() - started:7.1f}", flush=True)
-        finally:
-            server.terminate()
-            server.wait(10)
     return 0
 
 
