@@ -268,7 +268,8 @@ def _apply_started(ctx: Context, call: Call, app: Application, cluster: Cluster,
     if entry is None:                # expired, flushed, or refused as tampered: render again
         return _back_to_render(ctx, call, owner)
     objects, meta = entry
-    refused = _refuse_render(ctx, call, app, cluster, meta)
+    head, source_error = stages.recorded_source(ctx, app.source)     # one read for both
+    refused = _refuse_render(ctx, call, app, cluster, meta, head)
     if refused is not None:
         return _back_to_render(ctx, replace(call, revision=refused), owner, moved=True)
     lost = threading.Event()
@@ -297,7 +298,6 @@ def _apply_started(ctx: Context, call: Call, app: Application, cluster: Cluster,
     message = stages.message(summary.get("counts", {}))
     if summary.get("corrected_drift"):
         message = f"corrected drift: {_drift_line(summary['corrected_drift'])} ({message})"
-    source_error = stages.recorded_source(ctx, app.source)[1]
     if source_error:              # the last good revision stays applied: say why
         message += f"; source {app.source} stays at {call.revision[:12]}: {source_error}"
     outcome, follow_up = _health_outcome(ctx, call, app, result, message)
@@ -378,13 +378,13 @@ def _wait_for_dependencies(ctx: Context, call: Call, waiting: list[str]) -> Next
 
 
 def _refuse_render(ctx: Context, call: Call, app: Application, cluster: Cluster,
-                   meta: dict[str, Any]) -> str | None:
+                   meta: dict[str, Any], head: str) -> str | None:
     """The revision to render again at when this render entry may not be applied: it is
     not a render of this unit at this revision, or the source is at a newer revision
-    already (an old render replayed, or a commit that landed since). Recorded in the
-    unit's history, logged and counted; None when it may be applied."""
+    already (``head``: an old render replayed, or a commit that landed since). Recorded in
+    the unit's history, logged and counted; None when it may be applied."""
     why = stages.render_mismatch(meta, app, cluster, call.revision)
-    desired = stages.recorded_source(ctx, app.source)[0] or call.revision
+    desired = head or call.revision
     try:                      # in a rollout, the revision the unit's wave allows
         desired = rollouts.allowed_now(ctx, app, cluster.name, desired) or call.revision
     except RedisError:        # a pull worker may not read the record: the request decided
