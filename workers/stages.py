@@ -239,12 +239,13 @@ def apply_objects(ctx: Context, app: Application, cluster: Cluster, objects: lis
     """The apply engine on this unit's cluster; an ``ApplyResult``. ``fence`` is asked
     before each write (it raises when the unit's lock is no longer ours)."""
     from workers.apply.engine import apply_unit
+    from workers.apply.execute import OPEN
 
     started = time.monotonic()
     _record_capabilities(ctx, cluster)
     result = apply_unit(ctx.kube(cluster), app=app, objects=objects, revision=revision,
                         token=token, identity=identity_of(app, cluster), correct_drift=correct,
-                        **({"fence": fence} if fence is not None else {}))
+                        fence=OPEN if fence is None else fence)
     metrics.reconcile_duration.labels("apply").observe(time.monotonic() - started)
     return result
 
