@@ -67,8 +67,6 @@ def test_a_drift_that_cannot_be_corrected_is_drifted_until_it_can(stack, kube_cl
     core = client.CoreV1Api(kube_clients["dev-1"])
     admission = client.AdmissionregistrationV1Api(kube_clients["dev-1"])
     ns, rev = stack.namespace, stack.repo.head()
-    core.patch_namespaced_config_map("settings", ns, {
-        "metadata": {"labels": {"locked": "true"}}, "data": {"value": "by hand"}})
     admission.create_validating_admission_policy({
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
         "metadata": {"name": POLICY},
@@ -83,6 +81,21 @@ def test_a_drift_that_cannot_be_corrected_is_drifted_until_it_can(stack, kube_cl
         "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": POLICY},
         "spec": {"policyName": POLICY, "validationActions": ["Deny"]}})
     try:
+        # the lock first, and in force (the API server takes a moment to load a policy),
+        # then the hand edit: else a tick could put the value back before the lock holds
+        core.create_namespaced_config_map(ns, {"metadata": {
+            "name": "probe", "labels": {"locked": "true"}}, "data": {"n": "0"}})
+
+        def locked() -> bool:
+            try:
+                core.patch_namespaced_config_map("probe", ns, {"data": {"n": "1"}})
+            except client.exceptions.ApiException as exc:
+                return "this ConfigMap is locked" in str(exc.body)
+            return False
+        stack.wait("the admission policy in force", locked, timeout=60)
+        core.patch_namespaced_config_map("settings", ns, {
+            "metadata": {"labels": {"locked": "true"}}, "data": {"value": "by hand"}})
+
         def drifted() -> bool:
             status = stack.status("dev-1")
             return (status["phase"] == "Drifted" and status["revision"] == rev
