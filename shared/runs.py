@@ -293,6 +293,33 @@ class Runs:
             json.dumps(ops.expect), json.dumps(ops.reads), json.dumps(ops.writes())]))
         return int(result[0]) == 1
 
+    def markers(self, unit: str) -> list[str]:
+        """The unit's protocol keys (queued, pending, running, lock): all empty when no
+        run is queued, parked or running."""
+        return [keys.queued(unit), keys.pending(unit), keys.running(unit), keys.lock(unit)]
+
+    def refresh_quiet(self, statuses: Sequence[UnitStatus], now: str) -> list[bool]:
+        """A cluster pass found these units in sync with nothing to do: their status says
+        so (synced and succeeded ``now``), each only if it is still the one the pass read
+        (same run, Ready at that revision) and no run is queued, parked or running; one
+        round trip for all. True per unit where it was written."""
+        if not statuses:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for status in statuses:
+            unit = keys.unit_id(status.app, status.cluster)
+            ops = Ops()
+            for key in self.markers(unit):
+                ops.expects(key, "")
+            ops.expects(keys.status(unit), status.run_id, "run_id")
+            ops.expects(keys.status(unit), Phase.READY.value, "phase")
+            ops.expects(keys.status(unit), status.revision, "revision")
+            ops.add("HSET", keys.status(unit), "last_synced_at", now, "last_success_at", now)
+            self._cas(keys=ops.keys, args=[json.dumps(ops.expect), json.dumps(ops.reads),
+                                           json.dumps(ops.writes())], client=pipe)
+        results = self._call(pipe.execute)
+        return [int(result[0]) == 1 for result in results]
+
     @staticmethod
     def _holding(run_id: str, owner: str) -> tuple[Unit, RunState]:
         """What an ending most likely finds: the run holding the lock, or still queued."""

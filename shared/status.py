@@ -50,6 +50,7 @@ class UnitStatus:
     last_success_at: str = ""       # the last run that applied (kept when a later one fails)
     interval: float = 0.0           # the unit's reconcile interval: stale past 3 of them
     on_removal: str = ""            # the application's onRemoval, for when it leaves the spec
+    applied_key: str = ""           # (revision, spec hash) of the last run that applied
 
     def to_dict(self) -> dict[str, Any]:
         return {"app": self.app, "cluster": self.cluster, "phase": str(self.phase),
@@ -73,6 +74,8 @@ class UnitStatus:
             out["interval"] = repr(self.interval)
         if self.on_removal:
             out["on_removal"] = self.on_removal
+        if self.applied_key:
+            out["applied_key"] = self.applied_key
         return out
 
 
@@ -263,7 +266,8 @@ def _from_hash(app: str, cluster: str, raw: dict[str, str]) -> UnitStatus:
                       raw.get("reason", ""), json.loads(raw.get("counts") or "{}"),
                       raw.get("failed_key", ""), raw.get("run_id", ""),
                       _float(raw.get("health_deadline")), raw.get("last_success_at", ""),
-                      _float(raw.get("interval")), raw.get("on_removal", ""))
+                      _float(raw.get("interval")), raw.get("on_removal", ""),
+                      raw.get("applied_key", ""))
 
 
 def _float(value: str | None) -> float:

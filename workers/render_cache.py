@@ -99,7 +99,16 @@ class RenderCache:
     def get_entry(self, key: str) -> tuple[Any, dict[str, Any]] | None:
         """``(value, meta)`` stored under ``key``, or None (absent, expired, damaged, or
         not sealed by a key of this worker: then it is logged and counted)."""
-        plain = self._read(PREFIX + key)
+        return self._entry(self._read(PREFIX + key))
+
+    def get_entries(self, keys: list[str]) -> list[tuple[Any, dict[str, Any]] | None]:
+        """``get_entry`` of each key, in one round trip."""
+        if not keys:
+            return []
+        blobs = self._call("get", lambda: self.redis.mget([PREFIX + k for k in keys]))
+        return [self._entry(self._opened(PREFIX + k, blob)) for k, blob in zip(keys, blobs)]
+
+    def _entry(self, plain: bytes | None) -> tuple[Any, dict[str, Any]] | None:
         if plain is None:
             return None
         try:
@@ -137,7 +146,9 @@ class RenderCache:
         return plain if self.sealer is None else self.sealer.seal(plain, name.encode())
 
     def _read(self, name: str) -> bytes | None:
-        blob = self._call("get", lambda: self.redis.get(name))
+        return self._opened(name, self._call("get", lambda: self.redis.get(name)))
+
+    def _opened(self, name: str, blob: bytes | None) -> bytes | None:
         if blob is None or self.sealer is None:
             return blob
         try:

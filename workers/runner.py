@@ -77,7 +77,7 @@ def request(ctx: Context, app_name: str, cluster_name: str, trigger: str,
         return _not_run(ctx, Call(app_name, cluster_name, "", trigger, now, before),
                         Outcome(Phase.SUSPENDED, held.message(), before, reason="Suspended")), []
     try:
-        revision = _revision(ctx, app.source, fresh, revisions)
+        revision = revision_for(ctx, app.source, fresh, revisions)
     except PermanentError as exc:
         step = ctx.runs.request(app_name, cluster_name, trigger=trigger, requested_at=now)
         if step.verdict == Verdict.QUEUED:
@@ -168,7 +168,9 @@ def rollout_next(ctx: Context, app_name: str) -> list[Send]:
         return []
 
 
-def _revision(ctx: Context, source: str, fresh: bool, known: dict[str, str] | None) -> str:
+def revision_for(ctx: Context, source: str, fresh: bool, known: dict[str, str] | None) -> str:
+    """The revision a request syncs ``source``'s units to (``known``: looked up already
+    this pass), fetched first with ``fresh``; the last good one when a fetch is refused."""
     if known is not None and source in known:
         return known[source]
     try:
@@ -451,7 +453,8 @@ def _finish(ctx: Context, call: Call, owner: str, outcome: Outcome, started: flo
                         outcome.summary, now_iso(finished), outcome.reason,
                         summary.get("counts"), outcome.failed_key, call.run_id,
                         outcome.health_deadline, now_iso(finished) if applied else "",
-                        *_spec_of(ctx, call))
+                        *_spec_of(ctx, call),
+                        applied_key=_applied_key(ctx, call) if applied else "")
     entry = HistoryEntry(call.revision, call.trigger, outcome.phase.value, outcome.summary,
                          now_iso(started), now_iso(finished), call.run_id, call.task_id,
                          summary.get("counts", {}), summary.get("requests"),
@@ -491,6 +494,15 @@ def _failed_key(ctx: Context, call: Call) -> str:
     fleet = ctx.fleet()
     app, cluster = stages.resolve(fleet, call.app, call.cluster)
     return f"{call.revision}:{stages.unit_spec_hash(fleet, app, cluster)}"
+
+
+def _applied_key(ctx: Context, call: Call) -> str:
+    """(revision, spec hash) a run applied at: a cluster pass may find the unit in sync
+    only at that revision and spec. "" when the spec cannot tell."""
+    try:
+        return _failed_key(ctx, call)
+    except FleetsyncError:
+        return ""
 
 
 def crashed(ctx: Context, call: Call, exc: BaseException) -> None:

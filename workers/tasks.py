@@ -29,8 +29,8 @@ from shared.logs import get_logger
 from shared.protocol import Phase, backoff
 from shared.redisconn import RedisError
 from shared.settings import from_env
-from shared.status import now_iso
-from workers import followup, removing, runner, stages
+from shared.status import UnitStatus, now_iso
+from workers import followup, removing, runner, stages, sweep
 from workers.app import app as celery
 from workers.context import Context
 from workers.sealing import SIGNATURE
@@ -139,10 +139,13 @@ def reconcile_cluster(self: Any, cluster: str, trigger: str = "beat") -> dict:
         log.debug("dropped: cluster not in the fleet spec", cluster=cluster)
         return {"cluster": cluster, "dropped": "not in the fleet spec"}
     apps = fleet.applications_for(fleet.clusters[cluster])
-    _forget_removed(ctx, cluster, {a.name for a in apps})
+    statuses = {s.app: s for s in ctx.status.all_statuses(cluster)}
+    _forget_removed(ctx, cluster, {a.name for a in apps}, list(statuses.values()))
     revisions: dict[str, str] = {}
-    units = [_request(ctx, a.name, cluster, trigger, revisions=revisions) for a in apps]
-    return {"cluster": cluster, "units": units}
+    found = sweep.quiet_units(ctx, fleet.clusters[cluster], apps, statuses, revisions)
+    units = [_request(ctx, a.name, cluster, trigger, revisions=revisions) for a in apps
+             if a.name not in found.quiet]
+    return {"cluster": cluster, "units": units, **found.summary()}
 
 
 @celery.task(name=tasks_api.SYNC, bind=True, autoretry_for=RETRIED, retry_backoff=2,
@@ -183,10 +186,11 @@ def _age(stamp: str) -> float:
         return float("inf")
 
 
-def _forget_removed(ctx: Context, cluster: str, apps: set[str]) -> None:
+def _forget_removed(ctx: Context, cluster: str, apps: set[str],
+                    statuses: list[UnitStatus]) -> None:
     """Units the spec no longer has on ``cluster``: shown ``Removed`` while their objects
     are orphaned or pruned (``fleetsync.remove``), then forgotten."""
-    for status in ctx.status.all_statuses(cluster):
+    for status in statuses:
         if status.app in apps or (status.phase == Phase.REMOVED.value
                                   and status.reason == "Removing"
                                   and _age(status.last_synced_at) < REMOVAL_RESEND):

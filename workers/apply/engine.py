@@ -41,6 +41,7 @@ from workers.apply.observe import Observation, observe
 from workers.apply.plan import (ADOPTED, CONFIGURED, CREATED, ChangeSet, ownership_error, plan,
                                 with_replaced)
 from workers.apply.refs import ObjectRef, is_namespace, ref_of
+from workers.apply.snapshot import Snapshot, Unobserved
 from workers.apply.validate import Validation, validate
 
 DRIFTED = "drifted from Git"
@@ -178,14 +179,23 @@ def apply_unit(kube: Kube, *, app: Application, objects: list[dict], revision: s
                        done.hooks, done.detected)
 
 
-def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str, token: int,
-               dry_run_only: bool, discovery: Discovery, fence: Fence,
-               correct: bool = True) -> _Done:
+@dataclass(frozen=True)
+class _Planned:
+    hooks: list[hooks.Hook]
+    seen: Observation
+    changeset: ChangeSet
+
+
+def _plan(kube: Kube, app: Application, objects: list[dict], discovery: Discovery,
+          token: int | None, snapshot: Snapshot | None = None) -> _Planned:
+    """Observe (from ``snapshot`` when given), check and plan: no write, no dry-run.
+    With ``token`` (the run's fencing token), a stale worker stops here."""
     hook_list, objects = hooks.split(objects)
     own_namespace = namespaces.wanted(app, objects)
     wanted = objects + [own_namespace] if own_namespace else objects
-    seen = observe(kube, app.name, wanted, discovery)
-    inv.check_token(app.name, seen.inventory, token)      # a stale worker stops before writing
+    seen = observe(kube, app.name, wanted, discovery, snapshot)
+    if token is not None:
+        inv.check_token(app.name, seen.inventory, token)
     if own_namespace:
         seen = namespaces.leave_foreign(seen, ref_of(own_namespace), app.name)
     if app.ignore_differences:           # fields left to others: neither drift nor applied
@@ -201,7 +211,38 @@ def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str,
     conflict = ownership_error(changeset, app=app.name)
     if conflict:
         raise conflict
-    changeset = occupied.keep_occupied(kube, changeset, seen, app.name, discovery)
+    return _Planned(hook_list, seen, changeset)
+
+
+def needs_run(kube: Kube, *, app: Application, objects: list[dict], revision: str,
+              snapshot: Snapshot, discovery: Discovery = PROCESS,
+              identity: str | None = None) -> str:
+    """Why this unit needs a run, judged from a cluster ``snapshot`` with no request of
+    its own; "" when it needs none: applied at ``revision``, nothing drifted, missing or
+    to prune, every object healthy. Anything the snapshot cannot tell, or that a run
+    would refuse, needs a run (which observes object by object and says why)."""
+    try:
+        planned = _plan(kube.session(identity or app.service_account), app, objects,
+                        discovery, None, snapshot)
+    except (Unobserved, FleetsyncError) as exc:
+        return str(exc) or type(exc).__name__
+    seen, changeset = planned.seen, planned.changeset
+    if changeset.to_apply() or changeset.to_prune():
+        return "differs from the render"
+    if not seen.inventory.same_as(seen.desired, revision):
+        return "its inventory is not of this revision"
+    unhealthy = health.unhealthy({ref: live for ref, live in seen.live.items() if live})
+    if unhealthy:
+        return "not healthy: " + "; ".join(health.describe(unhealthy)[:2])
+    return ""
+
+
+def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str, token: int,
+               dry_run_only: bool, discovery: Discovery, fence: Fence,
+               correct: bool = True) -> _Done:
+    planned = _plan(kube, app, objects, discovery, token)     # a stale worker stops here
+    hook_list, seen = planned.hooks, planned.seen
+    changeset = occupied.keep_occupied(kube, planned.changeset, seen, app.name, discovery)
     was_applied = seen.inventory.revision == revision
     if was_applied and not correct and (changeset.to_apply() or changeset.to_prune()):
         problems = health.assess(kube, _current(seen, {}))      # detect: report, write nothing

@@ -4,9 +4,11 @@
             --GET each (thread pool)--> live      + inventory (GET, same pool)
 
 One GET per object (desired, and previous-inventory objects that are no longer
-desired) plus one for the inventory: a no-op reconcile of N objects costs N+1
-reads. A LIST per kind would not find unlabelled objects (which the plan must
-see to refuse or adopt them) without listing everything of that kind.
+desired) plus one for the inventory: a run of N objects costs N+1 reads. A LIST
+per kind would not find unlabelled objects (which the plan must see to refuse or
+adopt them) without listing everything of that kind. The no-op pass of a whole
+cluster (``workers/sweep.py``) observes from a labelled ``Snapshot`` instead, and
+leaves to a run of its own every unit the snapshot cannot tell about.
 
 Custom resources whose CRD is in the same render and not served yet are
 ``pending``: their Resource comes from the CRD spec and their live state is
@@ -26,6 +28,7 @@ from workers.apply import inventory as inv
 from workers.apply.discovery import Discovery, Resource, TypeKey, from_crd
 from workers.apply.kube import Kube
 from workers.apply.refs import ObjectRef, is_crd, ref_of, stamp
+from workers.apply.snapshot import Snapshot, Unobserved
 
 DEFAULT_NAMESPACE = "default"
 
@@ -92,9 +95,13 @@ def desired_objects(kube: Kube, app: str, objects: list[dict], discovery: Discov
     return desired, resources, pending
 
 
-def observe(kube: Kube, app: str, objects: list[dict], discovery: Discovery) -> Observation:
-    """Desired objects, their live state, the inventory and its objects' live state."""
+def observe(kube: Kube, app: str, objects: list[dict], discovery: Discovery,
+            snapshot: Snapshot | None = None) -> Observation:
+    """Desired objects, their live state, the inventory and its objects' live state; from
+    ``snapshot`` when given (no read of its own, ``Unobserved`` when it cannot tell)."""
     desired, resources, pending = desired_objects(kube, app, objects, discovery)
+    if snapshot is not None:
+        return _from_snapshot(app, desired, resources, pending, snapshot)
     pool = shared()
     stored = pool.submit(inv.read, kube, app)
     live_desired = _read_all(pool, kube, resources, [r for r in desired if r not in pending])
@@ -105,6 +112,20 @@ def observe(kube: Kube, app: str, objects: list[dict], discovery: Discovery) -> 
     live = {**dict.fromkeys(pending), **live_desired, **live_left,
             **{r: None for r in leftovers if r not in found}}
     return Observation(desired, {**found, **resources}, live, inventory, frozenset(pending))
+
+
+def _from_snapshot(app: str, desired: dict[ObjectRef, dict],
+                   resources: dict[ObjectRef, Resource], pending: set[ObjectRef],
+                   snapshot: Snapshot) -> Observation:
+    """What a labelled snapshot tells of a unit whose every object is live and labelled,
+    and which has nothing to prune; anything else is ``Unobserved``."""
+    if pending:
+        raise Unobserved("kinds of this render's CRDs are not served yet")
+    inventory = snapshot.inventory(app)
+    if any(ref not in desired for ref in inventory.refs):
+        raise Unobserved("its inventory holds objects no longer rendered")
+    live: dict[ObjectRef, dict | None] = {ref: snapshot.live(ref, app) for ref in desired}
+    return Observation(desired, resources, live, inventory, frozenset())
 
 
 def _read_all(pool: ThreadPoolExecutor, kube: Kube, resources: dict[ObjectRef, Resource],
