@@ -16,6 +16,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from shared import tasks_api
+from shared.redis_url import celery_config
 from shared.settings import Settings
 
 class _Router:
@@ -32,7 +33,12 @@ class _Router:
 
 
 def make_app(settings: Settings, include: Iterable[str] = ()) -> Celery:
-    app = Celery("fleetsync", broker=settings.redis_url, backend=settings.redis_url,
+    """The app on ``settings.redis_url``: one Redis, or the primary that Sentinel names
+    (``shared.redis_url``: broker and result backend both follow a failover)."""
+    redis_conf = celery_config(settings.redis_url)
+    transport = {**redis_conf.get("broker_transport_options", {}),
+                 "visibility_timeout": settings.visibility_timeout}
+    app = Celery("fleetsync", broker=redis_conf["broker_url"], backend=redis_conf["result_backend"],
                  include=list(include))
     app.conf.update(
         task_serializer="json",
@@ -44,8 +50,8 @@ def make_app(settings: Settings, include: Iterable[str] = ()) -> Celery:
         worker_prefetch_multiplier=1,
         task_time_limit=settings.task_time_limit,
         task_soft_time_limit=settings.task_time_limit - 30,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
-        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_transport_options=transport,
+        result_backend_transport_options=dict(transport),
         broker_connection_retry_on_startup=True,
         # a Redis restart is a blip: keep publishing (sends, retries) for about 30 s
         task_publish_retry_policy={"max_retries": 12, "interval_start": 0.5,

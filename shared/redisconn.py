@@ -2,24 +2,39 @@
 
 URLs may carry a password and TLS (``rediss://``); neither is ever logged.
 Two flavours: decoded (str) for status, history and locks; raw (bytes) for the
-compressed render cache.
+compressed render cache. A Sentinel URL (see ``shared.redis_url``) gives a
+client of the primary the sentinels name: its pool asks them again whenever a
+connection is made, so after a failover the same client (scripts and
+pipelines too) follows the promoted replica; calls that fail meanwhile raise
+``RedisError`` like a restart of one Redis would.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlparse, urlunparse
 
 import redis
+from redis.sentinel import Sentinel
 
+from shared.redis_url import SENTINEL_TIMEOUTS, RedisURLError, parse, redact
+
+__all__ = ["RedisError", "RedisURLError", "connect", "reachable", "redact"]
+
+_OPTIONS: dict[str, Any] = {"socket_timeout": 10, "socket_connect_timeout": 5,
+                            "health_check_interval": 30, "retry_on_timeout": True}
 
 
 @lru_cache(maxsize=8)
 def connect(url: str, decode: bool = True) -> Any:
-    return redis.Redis.from_url(url, decode_responses=decode, socket_timeout=10,
-                                socket_connect_timeout=5, health_check_interval=30,
-                                retry_on_timeout=True)
+    """A client of the Redis ``url`` names (raises ``RedisURLError`` for a bad URL)."""
+    target = parse(url)
+    if not target.is_sentinel:
+        return redis.Redis.from_url(url, decode_responses=decode, **_OPTIONS)
+    sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=dict(SENTINEL_TIMEOUTS),
+                        db=target.db, username=target.username, password=target.password,
+                        **_OPTIONS)
+    return sentinel.master_for(target.master, decode_responses=decode)
 
 
 def reachable(url: str) -> bool:
@@ -27,16 +42,6 @@ def reachable(url: str) -> bool:
         return bool(connect(url).ping())
     except redis.RedisError:
         return False
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    parsed = urlparse(url)
-    if parsed.password is None:
-        return url
-    netloc = f"{parsed.username or ''}:***@{parsed.hostname}" + (f":{parsed.port}" if parsed.port else "")
-    return urlunparse(parsed._replace(netloc=netloc))
-
 
 
 RedisError = redis.RedisError

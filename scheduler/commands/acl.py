@@ -20,6 +20,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from scheduler import redis_acl
 from scheduler.commands.validate import add_file_arg, fleet_file
 from shared.errors import FleetsyncError
+from shared.redis_url import parse as parse_redis_url
 from shared.spec import load_fleet
 
 
@@ -58,10 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def database(url: str) -> int:
-    path = urlsplit(url).path.strip("/")
-    if path and not path.isdigit():
-        raise FleetsyncError(f"--redis-url {url!r}: the path must be a database number")
-    return int(path or 0)
+    return parse_redis_url(url, variable="--redis-url").db
 
 
 def user_url(url: str, user: str, password: str) -> str:

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from shared.redis_url import parse as parse_redis_url
 from shared.settings import DEFAULT_REDIS_URL, state_dir
 from shared.tasks_api import STAGE_QUEUES, apply_queue
 
@@ -90,8 +91,10 @@ def flower_db(env: dict[str, str]) -> Path:
     """
     if env.get("FLEETSYNC_FLOWER_DB"):
         return Path(env["FLEETSYNC_FLOWER_DB"])
-    url = urlsplit(env.get("FLEETSYNC_REDIS_URL") or DEFAULT_REDIS_URL)
-    broker = f"{url.hostname or 'localhost'}-{url.port or 6379}-{url.path.strip('/') or '0'}"
+    target = parse_redis_url(env.get("FLEETSYNC_REDIS_URL") or DEFAULT_REDIS_URL)
+    url = urlsplit(target.url)
+    broker = (f"sentinel-{target.master}-{target.db}" if target.is_sentinel else
+              f"{url.hostname or 'localhost'}-{url.port or 6379}-{url.path.strip('/') or '0'}")
     return state_dir() / f"flower-{re.sub(r'[^A-Za-z0-9.-]', '_', broker)}.db"
 
 
