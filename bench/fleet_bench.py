@@ -1,23 +1,37 @@
-"""Fleet benchmark: K local clusters x A applications, real workers, beat and Redis.
+"""Fleet benchmark: C clusters x A applications, real workers, beat, Redis and apiservers.
 
     .venv/bin/python bench/fleet_bench.py --clusters 1 --apps 1000 --workers 2 --json out.json
+    .venv/bin/python bench/fleet_bench.py --clusters 1000 --apps 3 --apiservers 4 --skip-kubectl
 
-Each application is the Flux benchmark's app: a Deployment scaled to zero, a
-ServiceAccount, a Service and an Ingress, on bare control planes. With
-``--replicas N`` the Deployment has N replicas and the clusters run workloads
-(controllers, scheduler, kwok with 3 fake Nodes), so every app has running Pods.
-Measured:
+Clusters, applications, repository and spec are described in ``fleet_layout``
+(C simulated clusters on ``--apiservers`` real ones, A apps of their own each).
+With ``--replicas N`` the Deployment has N replicas and the apiservers run
+workloads (controllers, scheduler, kwok with 3 fake Nodes). Measured:
 
-    cold_sync_s           start of beat until every sync unit is Ready
-    noop_pass_s           one reconcile of the whole fleet with nothing changed
-    noop_writes           persisted writes during that pass (must be 0)
-    noop_requests_per_app API requests per sync unit during that pass
-    commit_to_applied_s   a one-line change committed to one app until it is live
-                          (the sync is requested right after the commit, as a Git webhook would)
-    kubectl_loop_s        the same apps applied to a fresh cluster by a loop of
-                          `kubectl apply --server-side` (what users script without fleetsync)
-    worker_rss_mb         peak resident memory of one worker (main process and pool)
-    cold_available_s      (--replicas only) start of beat until every Deployment is available
+    cold_sync_s             start of beat until every sync unit is Ready
+    limit_cold_s            the same objects server-side applied to a fresh apiserver by one
+                            process with --limit-threads threads (the apiserver's own limit)
+    cold_vs_limit           cold_sync_s / limit_cold_s
+    noop_pass_s             one reconcile of the whole fleet with nothing changed
+    noop_changed_objects    objects (bench namespace, inventories) whose resourceVersion moved
+                            during that pass, from the apiservers (must be 0)
+    noop_requests_per_app   API requests per unit in that pass, from the apiservers' own
+                            apiserver_request_total: less the benchmark's own reads and the
+                            apiservers' background rate measured just before the pass
+    limit_list_s            one label-selected LIST per kind of every object (a bulk read)
+    noop_vs_list            noop_pass_s / limit_list_s
+    noop_writes, noop_history_requests_per_app
+                            the same figures from fleetsync's history entries, when present
+    commit_to_applied_s     a one-line change committed to one app until it is live
+    kubectl_loop_s          the same apps applied to a fresh cluster by a loop of
+                            `kubectl apply --server-side`
+    beat_*                  beat's ticks and CPU (whole process from /proc; per tick from
+                            the beat thread's clock, see beat_probe)
+    redis_bytes_per_unit    Redis used_memory after the cold sync less before, per unit
+    worker_rss_mb, worker_pss_mb
+                            peak of the largest worker's process tree (PSS shares forked pages)
+
+Every figure comes with the load average (1, 5, 15 min) when it was taken.
 """
 
 from __future__ import annotations
@@ -29,149 +43,71 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+import kubeapi  # noqa: E402
 from devtools import fleet as devfleet  # noqa: E402
+from fleet_layout import (NAMESPACE, Layout, app_objects, create_namespace, git,  # noqa: E402
+                          layout, make_repo, write_app, write_fleet_spec, write_spec)
+from procstat import MemorySampler, cpu_seconds, load_average  # noqa: E402
 from shared.redisconn import connect  # noqa: E402
 from shared.status import StatusStore  # noqa: E402
 
-NAMESPACE = "bench"
-
-
-def app_objects(name: str, port: int = 80, replicas: int = 0) -> list[dict]:
-    labels = {"app": name}
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": NAMESPACE}},
-        {"apiVersion": "apps/v1", "kind": "Deployment",
-         "metadata": {"name": name, "namespace": NAMESPACE},
-         "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                  "template": {"metadata": {"labels": labels},
-                               "spec": {"serviceAccountName": name,
-                                        "containers": [{"name": "app", "image": "nginx:1.25"}]}}}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NAMESPACE},
-         "spec": {"selector": labels, "ports": [{"port": port, "targetPort": 80}]}},
-        {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-         "metadata": {"name": name, "namespace": NAMESPACE},
-         "spec": {"rules": [{"host": f"{name}.example.com", "http": {"paths": [{
-             "path": "/", "pathType": "Prefix",
-             "backend": {"service": {"name": name, "port": {"number": port}}}}]}}]}},
-    ]
-
-
-def write_app(repo: Path, name: str, port: int = 80, replicas: int = 0) -> None:
-    path = repo / "apps" / name / "app.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n---\n".join(json.dumps(o) for o in app_objects(name, port, replicas))
-                    + "\n")
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
-def make_repo(root: Path, apps: list[str], replicas: int = 0) -> tuple[Path, Path]:
-    repo, bare = root / "repo", root / "repo.git"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "config", "user.name", "bench")
-    git(repo, "config", "user.email", "bench@example.com")
-    for name in apps:
-        write_app(repo, name, replicas=replicas)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "apps")
-    subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True)
-    git(repo, "remote", "add", "origin", str(bare))
-    return repo, bare
-
-
-def write_spec(path: Path, bare: Path, clusters: dict[str, str], apps: list[str]) -> None:
-    lines = ["sources:", "  - name: bench", f"    url: file://{bare}", "    branch: main",
-             "    interval: 10m", "clusters:"]
-    for name, kubeconfig in clusters.items():
-        lines += [f"  - name: {name}", f"    kubeconfig: {kubeconfig}", "    labels: {bench: 'yes'}",
-                  "    interval: 10m"]
-    lines.append("applications:")
-    for name in apps:
-        lines += [f"  - name: {name}", "    source: bench", f"    path: apps/{name}",
-                  "    clusters: {matchLabels: {bench: 'yes'}}"]
-    path.write_text("\n".join(lines) + "\n")
-
-
-def kubectl() -> str:
-    return str(Path(sys.executable).with_name("kubectl"))
-
-
-def create_namespace(kubeconfig: str) -> None:
-    subprocess.run([kubectl(), "--kubeconfig", kubeconfig, "create", "namespace", NAMESPACE],
-                   check=True, capture_output=True)
-
-
-class RssSampler(threading.Thread):
-    """Peak RSS of each worker's process tree, sampled from /proc."""
-
-    def __init__(self, pids: list[int]) -> None:
-        super().__init__(daemon=True)
-        self.pids, self.peak_kb, self.stop = pids, 0, threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.wait(0.5):
-            for pid in self.pids:
-                self.peak_kb = max(self.peak_kb, sum(_rss_kb(p) for p in _tree(pid)))
-
-
-def _tree(pid: int) -> list[int]:
-    out = [pid]
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return out
-    for child in children:
-        out += _tree(int(child))
-    return out
-
-
-def _rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+# Also what the webhook and worker memory benchmarks take from here.
+__all__ = ["app_objects", "create_namespace", "git", "make_repo", "main", "write_app", "write_spec"]
 
 
 class Bench:
     def __init__(self, args: argparse.Namespace, root: Path) -> None:
         self.args, self.root = args, root
-        self.apps = [f"app-{i:04d}" for i in range(args.apps)]
         self.procs: list[subprocess.Popen] = []
         self.own_commands = 0
+        self.result: dict = {}
+        self.layout: Layout | None = None
+        self.apps = [f"app-{i:04d}" for i in range(args.apps)]    # one shared set (subclasses)
+
+    @property
+    def plan(self) -> Layout:
+        assert self.layout is not None, "run() lays the fleet out first"
+        return self.layout
+
+    def note(self, key: str, value: object) -> None:
+        """Record a figure, and the load average beside it."""
+        self.result[key] = value
+        self.result.setdefault("load_average", {})[key] = load_average()
+
+    def beat_stats(self) -> dict:
+        try:
+            return json.loads((self.root / "beat-stats.json").read_text())
+        except (OSError, ValueError):
+            return {}
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "FLEETSYNC_REDIS_URL": self.fleet.redis_url,
                 "FLEETSYNC_FLEET": str(self.root / "fleet.yaml"),
                 "FLEETSYNC_CACHE_DIR": str(self.root / "cache"), "FLEETSYNC_LOG_LEVEL": "WARNING",
                 "FLEETSYNC_ALLOW_LOCAL_SOURCES": "true",
-                "PYTHONPATH": str(ROOT)}
+                "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "bench")])}
 
-    def spawn(self, name: str, *argv: str) -> subprocess.Popen:
+    def spawn(self, name: str, *argv: str, script: Path | None = None) -> subprocess.Popen:
+        """``fleetsync ARGV`` (or ``python SCRIPT ARGV``) in a session of its own."""
+        head = [str(script)] if script else ["-m", "scheduler.cli"]
         log = open(self.root / f"{name}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "scheduler.cli", *argv], cwd=ROOT,
-                                env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen([sys.executable, *head, *argv], cwd=ROOT, env=self.env(),
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append(proc)
         return proc
 
-    def units_done(self, since: float, count_writes: bool = False) -> tuple[int, int, int]:
-        """(units synced since ``since`` and Ready, writes, requests) over the whole fleet."""
+    def units_done(self, since: float, count_writes: bool = False) -> tuple[int, int, int, int]:
+        """(units synced since ``since`` and Ready, writes, requests, units whose latest
+        history entry is from this pass) over the whole fleet, from fleetsync's records."""
         store = StatusStore(connect(self.fleet.redis_url))
-        done = writes = requests = 0
+        done = writes = requests = entries = 0
         statuses = store.all_statuses()
         self.own_commands += 1 + len(statuses)        # SMEMBERS, then HGETALL per unit
         for status in statuses:
@@ -179,10 +115,13 @@ class Bench:
                 done += 1
                 if count_writes:
                     self.own_commands += 1
-                    entry = store.history(status.app, status.cluster, limit=1)[0]
-                    writes += entry.get("writes") or 0
-                    requests += entry.get("requests") or 0
-        return done, writes, requests
+                    history = store.history(status.app, status.cluster, limit=1)
+                    if history and _ts(history[0].get("finished_at") or history[0].get("at")
+                                       or status.last_synced_at) >= since:
+                        entries += 1
+                        writes += history[0].get("writes") or 0
+                        requests += history[0].get("requests") or 0
+        return done, writes, requests, entries
 
     def lock_waits(self) -> list[float]:
         """Request-to-lock time of the latest sync of every unit."""
@@ -201,8 +140,14 @@ class Bench:
         total = int(connect(self.fleet.redis_url).info("stats")["total_commands_processed"])
         return total - self.own_commands
 
+    def redis_memory(self) -> int:
+        self.own_commands += 1
+        return int(connect(self.fleet.redis_url).info("memory")["used_memory"])
+
     def wait_all(self, since: float, what: str, timeout: float) -> float:
-        total = len(self.apps) * self.args.clusters
+        total = (self.layout.units if self.layout
+                 else len(self.apps) * getattr(self.args, "clusters", 1))
+        every = 0.5 if total <= 1000 else 1.0         # polling 3,000 statuses costs CPU too
         started, last = time.monotonic(), -1
         while time.monotonic() - started < timeout:
             done = self.units_done(since)[0]
@@ -211,91 +156,192 @@ class Bench:
                 last = done
             if done >= total:
                 return time.monotonic() - started
-            time.sleep(0.5)
+            time.sleep(every)
         raise SystemExit(f"{what}: only {last}/{total} units after {timeout:.0f}s (logs in {self.root})")
 
     def run(self) -> dict:
-        names = [f"bench-{i}" for i in range(1, self.args.clusters + 1)]
-        print(f"Starting {len(names)} cluster(s) and Redis", flush=True)
-        self.fleet = devfleet.up(names, self.root / "fleet", progress=lambda _: None,
-                                 workloads=self.args.replicas > 0)
-        for kubeconfig in self.fleet.clusters.values():
-            create_namespace(kubeconfig)
-        repo, bare = make_repo(self.root, self.apps, self.args.replicas)
-        write_spec(self.root / "fleet.yaml", bare, self.fleet.clusters, self.apps)
-        workers = [self.spawn(f"worker-{i}", "worker", "-n", f"bench-{i}@%h", "-c",
-                              str(self.args.concurrency), "-l", "WARNING")
-                   for i in range(1, self.args.workers + 1)]
-        sampler = RssSampler([w.pid for w in workers])
+        args = self.args
+        self.code = code_version()
+        servers = [f"api-{i}" for i in range(1, (args.apiservers or args.clusters) + 1)]
+        print(f"Starting {len(servers)} apiserver(s) for {args.clusters} cluster(s), and Redis",
+              flush=True)
+        self.fleet = devfleet.up(servers, self.root / "fleet", progress=lambda _: None,
+                                 workloads=args.replicas > 0)
+        self.apis = {name: kubeapi.Api(path) for name, path in self.fleet.clusters.items()}
+        for api in self.apis.values():
+            api.ensure_namespace(NAMESPACE)
+        self.layout = layout(self.root, self.fleet.clusters, args.clusters, args.apps)
+        repo, bare = make_repo(self.root, self.plan.all_apps(), args.replicas)
+        write_fleet_spec(self.root / "fleet.yaml", bare, self.plan)
+        workers = [self.spawn(f"worker-{i}", "worker", "-n",
+                              f"bench-{i}@%h", "-c", str(args.concurrency), "-l", "WARNING")
+                   for i in range(1, args.workers + 1)]
+        sampler = MemorySampler([w.pid for w in workers])
         sampler.start()
         time.sleep(2)
+        sampler.sample()
+        self.note("worker_idle_rss_mb", round(sampler.last_rss_kb / 1024, 1))
+        self.result["worker_idle_pss_mb"] = round(sampler.last_pss_kb / 1024, 1)
+        self.cold_sync(sampler)
+        self.noop_pass()
+        self.commit_to_applied(repo)
+        sampler.stop.set()
+        sampler.sample()
+        self.note("worker_rss_mb", round(sampler.peak_rss_kb / 1024, 1))
+        self.result["worker_pss_mb"] = round(sampler.peak_pss_kb / 1024, 1)
+        self.beat_figures()
+        for proc in self.procs:
+            _stop(proc)
+        devfleet.down(self.root / "fleet", progress=lambda _: None)
+        if not args.skip_limit:
+            print("The apiserver's own limit on a fresh apiserver", flush=True)
+            self.limit()
+        if not args.skip_kubectl:
+            print("kubectl loop on a fresh cluster", flush=True)
+            self.kubectl_loop(repo)
+        return self.summary()
+
+    def cold_sync(self, sampler: MemorySampler) -> None:
+        self.redis_before = self.redis_memory()
         print("Cold sync (beat's first tick)", flush=True)
         t0 = time.time()
-        self.spawn("beat", "beat", "-l", "WARNING")
+        self.beat = self.spawn("beat", str(self.root / "beat-stats.json"), "-l", "WARNING",
+                               script=ROOT / "bench" / "beat_probe.py")
         self.wait_all(t0, "cold sync", self.args.timeout)
-        cold = time.time() - t0
-        cold_available = self.wait_available(t0) if self.args.replicas > 0 else None
-        cold_waits = self.lock_waits()
+        self.note("cold_sync_s", round(time.time() - t0, 2))
+        self.beat_cold = (cpu_seconds(self.beat.pid), self.beat_stats().get("ticks") or 0)
+        if self.args.replicas > 0:
+            self.note("cold_available_s", self.wait_available(t0))
+        units = self.plan.units
+        self.result["redis_bytes_per_unit"] = round((self.redis_memory() - self.redis_before) / units)
+        sampler.sample()
+        self.note("worker_after_cold_rss_mb", round(sampler.last_rss_kb / 1024, 1))
+        self.result["worker_after_cold_pss_mb"] = round(sampler.last_pss_kb / 1024, 1)
+        waits = self.lock_waits()
+        for q, name in ((0.5, "p50"), (0.95, "p95"), (1.0, "max")):
+            self.result[f"cold_lock_wait_{name}_s"] = _pct(waits, q)
 
+    def noop_pass(self) -> None:
+        """One reconcile of every cluster with nothing changed, proven from the apiservers."""
+        apis = list(self.apis.values())
+        before = kubeapi.snapshot(apis)
+        counts0 = [api.request_counts() for api in apis]
+        time.sleep(self.args.idle_window)
+        counts1 = [api.request_counts() for api in apis]
+        background = sum(sum(kubeapi.count_delta(a, b).values()) - 1     # less our /metrics read
+                         for a, b in zip(counts0, counts1)) / self.args.idle_window
         print("No-op pass", flush=True)
         commands = self.redis_commands()
         t1 = time.time()
         from shared.celery_app import make_app
         from shared.settings import Settings
 
-        celery = make_app(Settings(redis_url=self.fleet.redis_url))
-        for name in names:
-            celery.send_task("fleetsync.reconcile_cluster", args=[name], kwargs={"trigger": "api"})
+        self.celery = make_app(Settings(redis_url=self.fleet.redis_url))
+        for name in self.plan.clusters:
+            self.celery.send_task("fleetsync.reconcile_cluster", args=[name],
+                                  kwargs={"trigger": "api"})
         self.wait_all(t1, "no-op pass", self.args.timeout)
         noop = time.time() - t1
+        counts2 = [api.request_counts() for api in apis]
         noop_commands = self.redis_commands() - commands
-        _, writes, requests = self.units_done(t1, count_writes=True)
+        after = kubeapi.snapshot(apis)
+        units = self.plan.units
+        changed, managers = kubeapi.changes(before, after)
+        by_verb: dict[str, int] = {}
+        for a, b in zip(counts1, counts2):
+            for (verb, resource), n in kubeapi.count_delta(a, b).items():
+                by_verb[f"{verb} {resource}".strip()] = by_verb.get(f"{verb} {resource}".strip(), 0) + n
+        raw = sum(by_verb.values()) - len(apis)                        # less our /metrics read
+        self.note("noop_pass_s", round(noop, 2))
+        self.result["noop_changed_objects"] = len(changed)
+        self.result["noop_changed_examples"] = [list(k) for k in changed[:5]]
+        self.result["noop_changed_managers"] = sorted(managers)
+        self.result["noop_objects_checked"] = len(before)
+        self.result["noop_requests_total"] = raw
+        self.result["noop_background_requests"] = round(background * noop, 1)
+        self.result["noop_requests_per_app"] = round(max(0.0, raw - background * noop) / units, 3)
+        self.result["noop_requests_by_verb"] = dict(sorted(by_verb.items(), key=lambda kv: -kv[1]))
+        self.result["noop_redis_commands_per_unit"] = round(noop_commands / units, 1)
+        _, writes, requests, entries = self.units_done(t1, count_writes=True)
+        if entries:
+            self.result["noop_history_entries"] = entries
+            self.result["noop_writes"] = writes
+            self.result["noop_history_requests_per_app"] = round(requests / entries, 2)
+        seconds, count = kubeapi.list_owned(apis)
+        self.note("limit_list_s", round(seconds, 3))
+        self.result["limit_list_objects"] = count
 
+    def commit_to_applied(self, repo: Path) -> None:
         print("Commit to applied", flush=True)
-        write_app(repo, self.apps[0], port=8080, replicas=self.args.replicas)
+        cluster = next(iter(self.plan.apps))
+        app = self.plan.apps[cluster][0]
+        write_app(repo, app, port=8080, replicas=self.args.replicas)
         t2 = time.time()
-        git(repo, "commit", "-q", "-am", "app-0000: port 8080")
+        git(repo, "commit", "-q", "-am", f"{app}: port 8080")
         git(repo, "push", "-q", "origin", "main")
-        celery.send_task("fleetsync.sync", args=[self.apps[0], None], kwargs={"trigger": "webhook"})
-        kubeconfig = next(iter(self.fleet.clusters.values()))
-        while "8080" not in _svc_port(kubeconfig, self.apps[0]):
+        self.celery.send_task("fleetsync.sync", args=[app, None], kwargs={"trigger": "webhook"})
+        api = self.apis[self.plan.placement[cluster]]
+        while _svc_port(api, app) != 8080:
             if time.time() - t2 > 120:
                 raise SystemExit("the change was not applied within 120s")
             time.sleep(0.1)
-        commit_to_applied = time.time() - t2
-        sampler.stop.set()
-        celery.close()
-        for proc in self.procs:
-            _stop(proc)
+        self.note("commit_to_applied_s", round(time.time() - t2, 2))
+        self.celery.close()
 
-        kubectl_s = 0.0
-        if not self.args.skip_kubectl:
-            print("kubectl loop on a fresh cluster", flush=True)
-            kubectl_s = self.kubectl_loop(repo)
-        devfleet.down(self.root / "fleet", progress=lambda _: None)
-        units = len(self.apps) * self.args.clusters
-        return {"clusters": self.args.clusters, "apps": self.args.apps,
-                "workers": self.args.workers, "concurrency": self.args.concurrency,
-                "cold_sync_s": round(cold, 2), "noop_pass_s": round(noop, 2),
-                "noop_writes": writes, "noop_requests_per_app": round(requests / units, 2),
-                "noop_redis_commands_per_unit": round(noop_commands / units, 1),
-                "cold_lock_wait_p50_s": _pct(cold_waits, 0.5),
-                "cold_lock_wait_p95_s": _pct(cold_waits, 0.95),
-                "cold_lock_wait_max_s": _pct(cold_waits, 1.0),
-                "commit_to_applied_s": round(commit_to_applied, 2),
-                "kubectl_loop_s": round(kubectl_s, 2),
-                "kubectl_vs_fleetsync_cold": round(kubectl_s / cold * self.args.clusters, 1),
-                "worker_rss_mb": round(sampler.peak_kb / 1024, 1),
-                **({"replicas": self.args.replicas, "cold_available_s": cold_available}
-                   if self.args.replicas > 0 else {})}
+    def beat_figures(self) -> None:
+        """Beat's CPU: the whole process over the cold round and over the run, and per tick."""
+        total, stats = cpu_seconds(self.beat.pid), self.beat_stats()
+        ticks, sends = stats.get("ticks") or 0, stats.get("send_ticks") or 0
+        cold_cpu, cold_ticks = self.beat_cold
+        r = self.result
+        r["beat_entries"] = len(self.plan.clusters) + 1      # + the source's fetch
+        r["beat_ticks"], r["beat_send_ticks"] = ticks, sends
+        r["beat_cpu_cold_s"] = round(cold_cpu, 2)             # start-up and the first round
+        self.note("beat_cpu_total_s", round(total, 2))
+        if ticks > cold_ticks:        # after the cold sync: ticks that send nothing
+            r["beat_idle_cpu_per_tick_ms"] = round((total - cold_cpu) / (ticks - cold_ticks) * 1e3, 3)
+        if ticks:
+            self.note("beat_tick_cpu_ms", round(stats["tick_cpu_s"] / ticks * 1000, 3))
+        if sends:
+            self.note("beat_send_tick_cpu_ms", round(stats["send_cpu_s"] / sends * 1000, 3))
+            r["beat_round_s"] = round(stats["last_send"] - stats["first_send"], 2)
+
+    def limit(self) -> None:
+        """Every object of every unit server-side applied once to a fresh apiserver."""
+        state = self.root / "limit-fleet"
+        fresh = devfleet.up(["limit"], state, progress=lambda _: None, workloads=False)
+        try:
+            api = kubeapi.Api(fresh.clusters["limit"], pool=self.args.limit_threads)
+            api.ensure_namespace(NAMESPACE)
+            objects = [o for app in self.plan.all_apps()
+                       for o in app_objects(app, replicas=self.args.replicas)]
+            self.note("limit_cold_s", round(kubeapi.apply_all(api, objects, self.args.limit_threads), 2))
+            self.result["limit_objects"] = len(objects)
+            self.result["limit_threads"] = self.args.limit_threads
+        finally:
+            devfleet.down(state, progress=lambda _: None)
+
+    def summary(self) -> dict:
+        r, a = self.result, self.args
+        r = {"clusters": a.clusters, "apps": a.apps, "units": self.plan.units,
+             "apiservers": len(self.apis), "workers": a.workers, "concurrency": a.concurrency,
+             "code": self.code, **r}
+        if "limit_cold_s" in r:
+            r["cold_vs_limit"] = round(r["cold_sync_s"] / r["limit_cold_s"], 2)
+        if r.get("limit_list_s"):
+            r["noop_vs_list"] = round(r["noop_pass_s"] / r["limit_list_s"], 1)
+        if "kubectl_loop_s" in r:
+            r["kubectl_vs_fleetsync_cold"] = round(r["kubectl_loop_s"] / r["cold_sync_s"], 1)
+        r["load_average"] = r.pop("load_average")
+        return r
 
     def wait_available(self, since: float) -> float:
         """Seconds from ``since`` until every app's Deployment has all replicas available."""
-        total = len(self.apps) * self.args.clusters
-        last = -1
+        total, last = self.plan.units, -1
         while time.time() - since < self.args.timeout:
-            done = sum(_available(kubeconfig, self.args.replicas)
-                       for kubeconfig in self.fleet.clusters.values())
+            done = sum(sum((d.get("status") or {}).get("availableReplicas") == self.args.replicas
+                           for d in api.items("Deployment", NAMESPACE))
+                       for api in self.apis.values())
             if done != last:
                 print(f"  available: {done}/{total} Deployments", flush=True)
                 last = done
@@ -305,20 +351,30 @@ class Bench:
         raise SystemExit(f"only {last}/{total} Deployments available after "
                          f"{self.args.timeout:.0f}s (logs in {self.root})")
 
-    def kubectl_loop(self, repo: Path) -> float:
+    def kubectl_loop(self, repo: Path) -> None:
         state = self.root / "kubectl-fleet"
         fresh = devfleet.up(["kubectl-loop"], state, progress=lambda _: None,
                             workloads=self.args.replicas > 0)
-        kubeconfig = fresh.clusters["kubectl-loop"]
-        create_namespace(kubeconfig)
-        started = time.time()
-        for name in self.apps:
-            subprocess.run([kubectl(), "--kubeconfig", kubeconfig, "apply", "--server-side",
-                            "--field-manager", "loop", "-f", str(repo / "apps" / name)],
-                           check=True, capture_output=True)
-        took = time.time() - started
-        devfleet.down(state, progress=lambda _: None)
-        return took
+        try:
+            kubeconfig = fresh.clusters["kubectl-loop"]
+            kubeapi.Api(kubeconfig).ensure_namespace(NAMESPACE)
+            kubectl = str(Path(sys.executable).with_name("kubectl"))
+            started = time.time()
+            for name in self.plan.all_apps():
+                subprocess.run([kubectl, "--kubeconfig", kubeconfig, "apply", "--server-side",
+                                "--field-manager", "loop", "-f", str(repo / "apps" / name)],
+                               check=True, capture_output=True)
+            self.note("kubectl_loop_s", round(time.time() - started, 2))
+        finally:
+            devfleet.down(state, progress=lambda _: None)
+
+
+def code_version() -> str:
+    """The commit measured, and the code files changed on top of it (workers run the tree)."""
+    head = git(ROOT, "rev-parse", "--short", "HEAD")
+    dirty = git(ROOT, "status", "--porcelain", "--", "shared", "workers", "scheduler").splitlines()
+    changed = ", ".join(line.split(maxsplit=1)[-1] for line in dirty)
+    return head + (f" + changes to {changed}" if changed else "")
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -327,23 +383,16 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(values[min(len(values) - 1, int(q * len(values)))], 3)
 
 
-def _available(kubeconfig: str, replicas: int) -> int:
-    """How many Deployments in the bench namespace have ``replicas`` available."""
-    out = subprocess.run([kubectl(), "--kubeconfig", kubeconfig, "get", "deploy", "-n", NAMESPACE,
-                          "-o", "json"], capture_output=True, text=True).stdout
-    items = json.loads(out or "{}").get("items", [])
-    return sum((d.get("status") or {}).get("availableReplicas") == replicas for d in items)
+def _svc_port(api: kubeapi.Api, name: str) -> int | None:
+    items = [s for s in api.items("Service", NAMESPACE) if s["metadata"]["name"] == name]
+    return items[0]["spec"]["ports"][0]["port"] if items else None
 
 
-def _svc_port(kubeconfig: str, name: str) -> str:
-    return subprocess.run([kubectl(), "--kubeconfig", kubeconfig, "get", "svc", name, "-n",
-                           NAMESPACE, "-o", "jsonpath={.spec.ports[0].port}"],
-                          capture_output=True, text=True).stdout
-
-
-def _ts(stamp: str) -> float:
+def _ts(stamp: str | float) -> float:
     from datetime import datetime
 
+    if isinstance(stamp, (int, float)):
+        return float(stamp)
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
@@ -374,22 +423,36 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clusters", type=int, default=1)
-    parser.add_argument("--apps", type=int, default=100)
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--clusters", type=int, default=1, help="simulated clusters")
+    parser.add_argument("--apps", type=int, default=100, help="applications per cluster")
+    parser.add_argument("--apiservers", type=int, default=0,
+                        help="real apiservers the clusters share round-robin (default: one each)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=4, help="pool size of each worker")
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--replicas", type=int, default=0,
                         help="replicas per app's Deployment (default 0, Flux's app); above 0 the "
-                             "clusters run controllers, scheduler and kwok Nodes")
-    parser.add_argument("--skip-kubectl", action="store_true",
-                        help="skip the kubectl loop (quick comparisons of fleetsync alone)")
+                             "apiservers run controllers, scheduler and kwok Nodes")
+    parser.add_argument("--limit-threads", type=int, default=8,
+                        help="threads of the apiserver-limit measurement (default 8)")
+    parser.add_argument("--idle-window", type=float, default=5.0,
+                        help="seconds the apiservers' background request rate is measured")
+    parser.add_argument("--skip-kubectl", action="store_true", help="skip the kubectl loop")
+    parser.add_argument("--skip-limit", action="store_true",
+                        help="skip the apiserver-limit apply on a fresh apiserver")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--work-dir", type=Path, help="keep logs and repos here (default: a temp dir)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
     signal.signal(signal.SIGTERM, _interrupt)
+    # A Redis of our own (up starts one when nothing answers here): used_memory and the
+    # command counts are then fleetsync's alone, and no other fleet's Redis is touched.
+    os.environ["FLEETSYNC_REDIS_URL"] = f"redis://127.0.0.1:{devfleet.free_port()}/0"
     if args.work_dir:
         args.work_dir.mkdir(parents=True, exist_ok=True)
     with (tempfile.TemporaryDirectory(prefix="fleetsync-bench-") if not args.work_dir
@@ -400,7 +463,7 @@ def main() -> int:
         finally:
             for proc in bench.procs:
                 _stop(proc)
-            for state in ("fleet", "kubectl-fleet"):
+            for state in ("fleet", "limit-fleet", "kubectl-fleet"):
                 devfleet.down(Path(tmp) / state, progress=lambda _: None)
     width = max(map(len, result))
     for key, value in result.items():
