@@ -90,7 +90,9 @@ def test_the_primary_fails_during_a_sync_storm_and_the_fleet_converges(
     from workers.sealing import default_key_file
 
     sentinels = SentinelSet(tmp_path / "redis").start()
-    stack = SentinelStack(tmp_path, sentinels.url, dev_fleet.clusters, interval=3)
+    # a tick of 40 requests takes a while on a loaded machine: ticks closer than that
+    # pile up in the reconcile queue ahead of the renders and applies
+    stack = SentinelStack(tmp_path, sentinels.url, dev_fleet.clusters, interval=8)
     suffix = uuid.uuid4().hex[:5]
     names = [f"st{suffix}-{i:02d}" for i in range(APPS)]
     key_file = str(default_key_file(tmp_path / "shared-key"))   # every worker's render key
