@@ -32,9 +32,28 @@ log = get_logger("fleetsync.stages")
 
 
 def unit_spec_hash(fleet: Fleet, app: Application, cluster: Cluster) -> str:
-    """What, besides the revision, decides the outcome of a sync: the app, cluster and source spec."""
-    payload = [asdict(app), asdict(cluster), asdict(fleet.sources[app.source])]
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """What, besides the revision, decides the outcome of a sync: the app, cluster and source spec.
+    (The JSON of ``[app, cluster, source]``, each part's text kept per spec object: a
+    pass over a cluster's units makes the cluster's and the source's once.)"""
+    parts = (_spec_json(app), _spec_json(cluster), _spec_json(fleet.sources[app.source]))
+    return hashlib.sha256(f"[{', '.join(parts)}]".encode()).hexdigest()[:16]
+
+
+_SPEC_JSON: "OrderedDict[int, tuple[object, str]]" = OrderedDict()
+SPEC_JSON_KEPT = 4096
+
+
+def _spec_json(part: Application | Cluster | Source) -> str:
+    """``json.dumps(asdict(part), sort_keys=True)``, remembered for this very object (the
+    spec's dataclasses are frozen; the entry holds the object, so its id is not reused)."""
+    hit = _SPEC_JSON.get(id(part))
+    if hit is not None and hit[0] is part:
+        return hit[1]
+    text = json.dumps(asdict(part), sort_keys=True, default=str)
+    _SPEC_JSON[id(part)] = (part, text)
+    while len(_SPEC_JSON) > SPEC_JSON_KEPT:
+        _SPEC_JSON.popitem(last=False)
+    return text
 
 
 def resolve(fleet: Fleet, app_name: str, cluster_name: str) -> tuple[Application, Cluster]:

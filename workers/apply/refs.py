@@ -9,9 +9,8 @@ them, and go away after it.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
 
 APP_LABEL = "fleetsync.io/application"
 NAMESPACE_KIND = ("v1", "Namespace")
@@ -66,11 +65,21 @@ def ref_of(obj: dict) -> ObjectRef:
 def stamp(obj: dict, app: str) -> dict:
     """A copy of ``obj`` carrying the ownership label (no revision, no timestamp:
     those would make every new commit rewrite every object)."""
-    stamped = copy.deepcopy(obj)
+    stamped = copied(obj)
     meta = stamped.setdefault("metadata", {})
     labels = meta.get("labels") or {}
     meta["labels"] = {**labels, APP_LABEL: app}
     return stamped
+
+
+def copied(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts, lists, scalars): what ``copy.deepcopy``
+    gives for it, several times faster (no memo: JSON has no shared references)."""
+    if isinstance(value, dict):
+        return {k: copied(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [copied(v) for v in value]
+    return value
 
 
 def owner_of(live: dict | None) -> str | None:
