@@ -23,6 +23,10 @@ from shared.errors import FleetsyncError
 COMMANDS = ("validate", "local", "sync", "status", "runners", "acl", "notifier", "server",
             "rollout")
 ENTRY_POINT_GROUP = "fleetsync.commands"
+# ``fleetsync worker`` lives as long as its Celery worker (it supervises it), so it
+# builds only the module of its own sub-command: the whole parser would keep every
+# other command's imports (about 26 MB) resident in each worker for nothing.
+RESIDENT = {"worker": "runners"}
 
 AddParser = Callable[[argparse._SubParsersAction], None]
 
@@ -48,20 +52,24 @@ def _load(entry: EntryPoint) -> AddParser | None:
         raise
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or only what ``command`` needs when it is ``RESIDENT``."""
     parser = argparse.ArgumentParser(
         prog="fleetsync",
         description="Keep a fleet of Kubernetes clusters in the state that Git describes.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
+    resident = RESIDENT.get(command or "")
+    for name in (resident,) if resident else COMMANDS:
         importlib.import_module(f"scheduler.commands.{name}").add_parser(sub)
-    for add_parser in plugin_commands().values():
-        add_parser(sub)
+    if not resident:
+        for add_parser in plugin_commands().values():
+            add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv[0] if argv else None)
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "passthrough", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

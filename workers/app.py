@@ -13,3 +13,4 @@ settings = from_env()
 app = make_app(settings, include=["workers.tasks"])
 
 import workers.signals  # noqa: E402,F401  (logging and metrics wiring, once)
+import workers.prefork  # noqa: E402,F401  (the pool shares what the main process loaded)
