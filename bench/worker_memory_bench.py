@@ -319,11 +319,13 @@ def main() -> int:
     if not args.skip_imports:
         result["imports"] = import_costs()
         print("\nRSS of a fresh interpreter after importing one module")
+        width = max(len(row["module"]) for row in result["imports"])
         for row in result["imports"]:
             if "error" in row:
-                print(f"  {row['module']:<22} {row['error']}")
+                print(f"  {row['module']:<{width}} {row['error']}")
             else:
-                print(f"  {row['module']:<22} {mb(row['rss_kb']):>7} MB  {row['modules']:>5} modules")
+                print(f"  {row['module']:<{width}} {mb(row['rss_kb']):>7} MB  "
+                      f"{row['modules']:>5} modules")
         result["importtime_workers_tasks"] = importtime_by_package("workers.tasks", 15)
         it = result["importtime_workers_tasks"]
         print(f"\npython -X importtime -c 'import workers.tasks': {it['total_ms']} ms; "
