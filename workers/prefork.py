@@ -19,8 +19,9 @@ Two steps keep those pages shared:
   again. What is frozen there is the main process's long-lived state (modules,
   tasks, the consumer); a pool process's own objects are collected as usual.
 
-Nothing here runs outside a worker: ``fleetsync sync --local`` and the tests
-that import the tasks directly are unaffected.
+Both are Celery signal handlers, so nothing here runs outside a worker
+(``fleetsync sync --local`` and code that imports the tasks are unaffected), and
+the freeze only where a pool forks (prefork, not ``solo`` or threads).
 """
 
 from __future__ import annotations
