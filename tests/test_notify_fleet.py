@@ -132,8 +132,8 @@ def quiet_pass(s: Stack) -> None:
     through two more passes over it."""
     since = time.time()
     for cluster in CLUSTERS:
-        s.wait(f"{cluster} synced again", lambda c=cluster: any(
-            _t(e["started_at"]) > since for e in s.history(c)), timeout=60)
+        s.wait(f"{cluster} synced again", lambda c=cluster: _t(
+            s.status(c)["last_synced_at"] or "1970-01-01T00:00:00Z") > since, timeout=60)
     synced = time.time()
     client = redis.Redis.from_url(s.redis_url, decode_responses=True)
     names = [f"{socket.gethostname()}-{p.pid}" for p in s.notifiers if p.poll() is None]
