@@ -100,3 +100,21 @@ def test_a_missing_crd_says_install_it(kube) -> None:
     assert refused(kube, gadget).endswith(
         f"no CustomResourceDefinition defines kind Gadget in group {group} on this cluster "
         "(Kubernetes v1.37): install the CRD first, or add it to this application")
+
+
+def test_the_catalog_cache_keeps_the_most_recently_used_servers(monkeypatch):
+    """A fleet of thousands of clusters: a process keeps a bounded number of catalogs."""
+    from types import SimpleNamespace
+
+    from workers.apply import discovery as disc
+
+    fetched: list[str] = []
+    monkeypatch.setattr(disc, "fetch", lambda kube: fetched.append(kube.server) or {})
+    cache = disc.Discovery(servers=2)
+    a, b, c = (SimpleNamespace(server=f"https://{n}:6443") for n in "abc")
+    cache.catalog(a), cache.catalog(b), cache.catalog(a)      # a is the most recent
+    cache.catalog(c)                                            # b goes
+    cache.catalog(a), cache.catalog(c)
+    assert fetched == [a.server, b.server, c.server]
+    cache.catalog(b)
+    assert fetched[-1] == b.server and len(fetched) == 4

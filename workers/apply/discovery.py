@@ -18,6 +18,7 @@ so a CRD and its custom resources can go in one apply.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 from urllib.parse import quote
@@ -120,22 +121,32 @@ def fetch_legacy(kube: Kube) -> dict[TypeKey, Resource]:
     return found
 
 
-class Discovery:
-    """Discovery results per API server, shared by every ``Kube`` to that server."""
+SERVERS_KEPT = 1024         # API servers whose catalog a process keeps (about 24 KB each)
 
-    def __init__(self) -> None:
-        self._catalogs: dict[str, dict[TypeKey, Resource]] = {}
+
+class Discovery:
+    """Discovery results per API server, shared by every ``Kube`` to that server; the
+    least recently used are forgotten past ``servers`` (a fleet of thousands)."""
+
+    def __init__(self, servers: int = SERVERS_KEPT) -> None:
+        self._catalogs: OrderedDict[str, dict[TypeKey, Resource]] = OrderedDict()
+        self._servers = servers
         self._lock = threading.Lock()
 
     def refresh(self, kube: Kube) -> dict[TypeKey, Resource]:
         catalog = fetch(kube)
         with self._lock:
             self._catalogs[kube.server] = catalog
+            self._catalogs.move_to_end(kube.server)
+            while len(self._catalogs) > self._servers:     # the least recently used goes
+                self._catalogs.popitem(last=False)
         return catalog
 
     def catalog(self, kube: Kube) -> dict[TypeKey, Resource]:
         with self._lock:
             cached = self._catalogs.get(kube.server)
+            if cached is not None:
+                self._catalogs.move_to_end(kube.server)
         return cached if cached is not None else self.refresh(kube)
 
     def lookup(self, kube: Kube, refs: Iterable[ObjectRef],
