@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import fresh_cluster  # noqa: E402
 import kubeapi  # noqa: E402
 from devtools import fleet as devfleet  # noqa: E402
 from fleet_layout import (NAMESPACE, Layout, app_objects, create_namespace, git,  # noqa: E402
@@ -307,19 +308,10 @@ class Bench:
             r["beat_round_s"] = round(stats["last_send"] - stats["first_send"], 2)
 
     def limit(self) -> None:
-        """Every object of every unit server-side applied once to a fresh apiserver."""
-        state = self.root / "limit-fleet"
-        fresh = devfleet.up(["limit"], state, progress=lambda _: None, workloads=False)
-        try:
-            api = kubeapi.Api(fresh.clusters["limit"], pool=self.args.limit_threads)
-            api.ensure_namespace(NAMESPACE)
-            objects = [o for app in self.plan.all_apps()
-                       for o in app_objects(app, replicas=self.args.replicas)]
-            self.note("limit_cold_s", round(kubeapi.apply_all(api, objects, self.args.limit_threads), 2))
-            self.result["limit_objects"] = len(objects)
-            self.result["limit_threads"] = self.args.limit_threads
-        finally:
-            devfleet.down(state, progress=lambda _: None)
+        seconds, count = fresh_cluster.limit_cold(self.root / "limit-fleet", self.plan.all_apps(),
+                                                  self.args.replicas, self.args.limit_threads)
+        self.note("limit_cold_s", round(seconds, 2))
+        self.result["limit_objects"], self.result["limit_threads"] = count, self.args.limit_threads
 
     def summary(self) -> dict:
         r, a = self.result, self.args
@@ -352,21 +344,9 @@ class Bench:
                          f"{self.args.timeout:.0f}s (logs in {self.root})")
 
     def kubectl_loop(self, repo: Path) -> None:
-        state = self.root / "kubectl-fleet"
-        fresh = devfleet.up(["kubectl-loop"], state, progress=lambda _: None,
-                            workloads=self.args.replicas > 0)
-        try:
-            kubeconfig = fresh.clusters["kubectl-loop"]
-            kubeapi.Api(kubeconfig).ensure_namespace(NAMESPACE)
-            kubectl = str(Path(sys.executable).with_name("kubectl"))
-            started = time.time()
-            for name in self.plan.all_apps():
-                subprocess.run([kubectl, "--kubeconfig", kubeconfig, "apply", "--server-side",
-                                "--field-manager", "loop", "-f", str(repo / "apps" / name)],
-                               check=True, capture_output=True)
-            self.note("kubectl_loop_s", round(time.time() - started, 2))
-        finally:
-            devfleet.down(state, progress=lambda _: None)
+        seconds = fresh_cluster.kubectl_loop(self.root / "kubectl-fleet", repo, self.plan.all_apps(),
+                                             self.args.replicas > 0)
+        self.note("kubectl_loop_s", round(seconds, 2))
 
 
 def code_version() -> str:
