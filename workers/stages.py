@@ -40,7 +40,7 @@ def unit_spec_hash(fleet: Fleet, app: Application, cluster: Cluster) -> str:
 
 
 _SPEC_JSON: "OrderedDict[int, tuple[object, str]]" = OrderedDict()
-SPEC_JSON_KEPT = 4096
+SPEC_JSON_KEPT = 512
 
 
 def _spec_json(part: Application | Cluster | Source) -> str:

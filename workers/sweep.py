@@ -160,7 +160,8 @@ def _judge(ctx: Context, cluster: Cluster, candidates: list[_Candidate], found: 
         if any(c.app.create_namespace for c in group):
             kinds.add(NAMESPACE_KIND)
         resources = [catalog[k] for k in kinds if k in catalog]
-        snapshot = take(kube.session(identity), resources, shared())
+        snapshot = take(kube.session(identity), resources, shared(),
+                        [c.app.name for c in group])
         found.requests += snapshot.requests
         for c in group:
             why = needs_run(kube, app=c.app, objects=c.objects, revision=c.status.revision,

@@ -26,6 +26,7 @@ from workers.apply.kube import Kube
 from workers.apply.refs import APP_LABEL, ObjectRef
 
 PAGE = 1000                 # objects per LIST page
+SELECTOR_MAX = 2048         # characters of a label selector naming the applications
 
 
 class Unobserved(Exception):
@@ -58,14 +59,17 @@ class Snapshot:
         return self.inventories.get(app) or inv.Inventory()
 
 
-def take(kube: Kube, resources: Iterable[Resource], pool: ThreadPoolExecutor) -> Snapshot:
-    """One (paginated) labelled LIST per kind, and the inventories, in parallel. A kind
-    whose LIST fails is left out (its units are observed one by one); the inventories
-    must be read, or nothing can be told."""
+def take(kube: Kube, resources: Iterable[Resource], pool: ThreadPoolExecutor,
+         apps: Iterable[str] = ()) -> Snapshot:
+    """One (paginated) labelled LIST per kind, and the inventories, in parallel; of
+    ``apps`` only when they are few (else of every application). A kind whose LIST
+    fails is left out (its units are observed one by one); the inventories must be
+    read, or nothing can be told."""
     wanted = {(r.api_version, r.kind): r for r in resources}
     snapshot = Snapshot()
-    stored = pool.submit(_list, kube, inv.CONFIGMAPS, inv.INVENTORY_LABEL)
-    listed = {key: pool.submit(_list, kube, r.collection(), APP_LABEL)
+    stored = pool.submit(_list, kube.own(), inv.CONFIGMAPS,
+                         selector(inv.INVENTORY_LABEL, apps))
+    listed = {key: pool.submit(_list, kube, r.collection(), selector(APP_LABEL, apps))
               for key, r in wanted.items()}
     for key, future in listed.items():
         try:
@@ -91,6 +95,15 @@ def take(kube: Kube, resources: Iterable[Resource], pool: ThreadPoolExecutor) ->
         if app and (configmap.get("metadata") or {}).get("name") == inv.name_for(app):
             snapshot.inventories[app] = inv.from_configmap(configmap)
     return snapshot
+
+
+def selector(label: str, apps: Iterable[str]) -> str:
+    """``label in (a,b,c)`` for a few applications: a cluster that holds many others'
+    objects (a fleet of small clusters, or several fleets on one API server) is not
+    read whole for three units; else ``label`` (it exists)."""
+    names = sorted(set(apps))
+    text = f"{label} in ({','.join(names)})"
+    return text if names and len(text) <= SELECTOR_MAX else label
 
 
 def _list(kube: Kube, path: str, selector: str) -> tuple[list[dict], int]:
