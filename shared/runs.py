@@ -77,6 +77,17 @@ end
 return {1, reads, tokens}
 """
 
+# A quiet unit's status refreshed (``refresh_quiet``): only while no run is queued,
+# parked or running (KEYS 1-4) and its status (KEYS 5) is still the run, phase and
+# revision the pass read. Three commands, where the generic compare-and-set takes five.
+_REFRESH = """
+if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3], KEYS[4]) > 0 then return 0 end
+local now = redis.call('HMGET', KEYS[5], 'run_id', 'phase', 'revision')
+if now[1] ~= ARGV[1] or now[2] ~= ARGV[2] or now[3] ~= ARGV[3] then return 0 end
+redis.call('HSET', KEYS[5], 'last_synced_at', ARGV[4], 'last_success_at', ARGV[4])
+return 1
+"""
+
 REFRESH = (Verdict.GO, Verdict.BUSY)
 
 
@@ -180,6 +191,7 @@ class Runs:
         self.client = client
         self.timing = timing
         self._cas = client.register_script(_CAS)
+        self._refresh = client.register_script(_REFRESH)
         self._leases = Leases(client)
 
     # -- transitions ---------------------------------------------------------------
@@ -308,17 +320,11 @@ class Runs:
         pipe = self.client.pipeline(transaction=False)
         for status in statuses:
             unit = keys.unit_id(status.app, status.cluster)
-            ops = Ops()
-            for key in self.markers(unit):
-                ops.expects(key, "")
-            ops.expects(keys.status(unit), status.run_id, "run_id")
-            ops.expects(keys.status(unit), Phase.READY.value, "phase")
-            ops.expects(keys.status(unit), status.revision, "revision")
-            ops.add("HSET", keys.status(unit), "last_synced_at", now, "last_success_at", now)
-            self._cas(keys=ops.keys, args=[json.dumps(ops.expect), json.dumps(ops.reads),
-                                           json.dumps(ops.writes())], client=pipe)
+            self._refresh(keys=[*self.markers(unit), keys.status(unit)],
+                          args=[status.run_id, Phase.READY.value, status.revision, now],
+                          client=pipe)
         results = self._call(pipe.execute)
-        return [int(result[0]) == 1 for result in results]
+        return [int(result) == 1 for result in results]
 
     @staticmethod
     def _holding(run_id: str, owner: str) -> tuple[Unit, RunState]:
