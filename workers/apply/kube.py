@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -177,6 +178,29 @@ def unreachable_reason(exc: BaseException) -> str:
     return "no answer"
 
 
+REFRESH_EVERY = 1.0        # seconds between token refresh checks of one client
+
+
+def _throttled(hook: Any) -> Any:
+    """The kubeconfig loader's token refresh hook, run at most once a second. The
+    client runs it before every request, and it sets the host again (which re-reads
+    the proxy settings from the whole environment): a third of a request's CPU. The
+    loader renews a token five minutes before it expires, so once a second is ample."""
+    lock, last, inner = threading.Lock(), [float("-inf")], [hook]
+
+    def refresh(configuration: Any) -> None:
+        with lock:
+            now = time.monotonic()
+            if now - last[0] < REFRESH_EVERY:
+                return
+            last[0] = now
+            inner[0](configuration)
+            if configuration.refresh_api_key_hook is not refresh:   # the loader set its own
+                inner[0] = configuration.refresh_api_key_hook
+                configuration.refresh_api_key_hook = refresh
+    return refresh
+
+
 def detail(error: BaseException) -> str:
     """The API server's message carried by an error from this module (or its text)."""
     return str(getattr(error, "detail", None) or error)
@@ -209,6 +233,8 @@ class Kube:
         except (ConfigException, OSError) as exc:
             raise ApplyError(f"cannot load kubeconfig {kubeconfig or '(default)'}: {exc}",
                              unit=name) from exc
+        if configuration.refresh_api_key_hook is not None:
+            configuration.refresh_api_key_hook = _throttled(configuration.refresh_api_key_hook)
         return cls(k8s_client.ApiClient(configuration), name=name)
 
     def session(self, impersonate: str | None = None) -> "Kube":
