@@ -55,7 +55,7 @@ import kubeapi  # noqa: E402
 from devtools import fleet as devfleet  # noqa: E402
 from fleet_layout import (NAMESPACE, Layout, app_objects, create_namespace, git,  # noqa: E402
                           layout, make_repo, write_app, write_fleet_spec, write_spec)
-from procstat import MemorySampler, cpu_seconds, load_average  # noqa: E402
+from procstat import MemorySampler, cpu_delta, cpu_seconds, cpu_split, load_average  # noqa: E402
 from shared.redisconn import connect  # noqa: E402
 from shared.status import StatusStore  # noqa: E402
 
@@ -205,11 +205,15 @@ class Bench:
     def cold_sync(self, sampler: MemorySampler) -> None:
         self.redis_before = self.redis_memory()
         print("Cold sync (beat's first tick)", flush=True)
+        workers = [p.pid for p in self.procs]
+        cpu0 = cpu_split(self.fleet.processes, {"workers": workers})
         t0 = time.time()
         self.beat = self.spawn("beat", str(self.root / "beat-stats.json"), "-l", "WARNING",
                                script=ROOT / "bench" / "beat_probe.py")
         self.wait_all(t0, "cold sync", self.args.timeout)
         self.note("cold_sync_s", round(time.time() - t0, 2))
+        self.result["cold_cpu_s"] = cpu_delta(cpu0, cpu_split(
+            self.fleet.processes, {"workers": workers, "beat": [self.beat.pid]}))
         self.beat_cold = (cpu_seconds(self.beat.pid), self.beat_stats().get("ticks") or 0)
         if self.args.replicas > 0:
             self.note("cold_available_s", self.wait_available(t0))
@@ -308,9 +312,11 @@ class Bench:
             r["beat_round_s"] = round(stats["last_send"] - stats["first_send"], 2)
 
     def limit(self) -> None:
-        seconds, count = fresh_cluster.limit_cold(self.root / "limit-fleet", self.plan.all_apps(),
-                                                  self.args.replicas, self.args.limit_threads)
+        seconds, count, cpu = fresh_cluster.limit_cold(
+            self.root / "limit-fleet", self.plan.all_apps(), self.args.replicas,
+            self.args.limit_threads)
         self.note("limit_cold_s", round(seconds, 2))
+        self.result["limit_cpu_s"] = cpu
         self.result["limit_objects"], self.result["limit_threads"] = count, self.args.limit_threads
 
     def summary(self) -> dict:

@@ -9,6 +9,7 @@ Each starts a bare control plane, measures, and stops it.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -17,16 +18,22 @@ from pathlib import Path
 import kubeapi
 from devtools import fleet as devfleet
 from fleet_layout import NAMESPACE, app_objects
+from procstat import cpu_delta, cpu_split
 
 
-def limit_cold(state: Path, apps: list[str], replicas: int, threads: int) -> tuple[float, int]:
-    """(seconds, objects): every app's objects server-side applied to a fresh apiserver."""
+def limit_cold(state: Path, apps: list[str], replicas: int, threads: int
+               ) -> tuple[float, int, dict[str, float]]:
+    """(seconds, objects, CPU seconds by part): every app's objects server-side applied
+    to a fresh apiserver by this process."""
     fresh = devfleet.up(["limit"], state, progress=lambda _: None, workloads=False)
     try:
         api = kubeapi.Api(fresh.clusters["limit"], pool=threads)
         api.ensure_namespace(NAMESPACE)
         objects = [o for app in apps for o in app_objects(app, replicas=replicas)]
-        return kubeapi.apply_all(api, objects, threads), len(objects)
+        me = {"client": [os.getpid()]}
+        before = cpu_split(fresh.processes, me)
+        seconds = kubeapi.apply_all(api, objects, threads)
+        return seconds, len(objects), cpu_delta(before, cpu_split(fresh.processes, me))
     finally:
         devfleet.down(state, progress=lambda _: None)
 

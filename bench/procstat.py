@@ -76,3 +76,19 @@ class MemorySampler(threading.Thread):
     def run(self) -> None:
         while not self.stop.wait(self.every):
             self.sample()
+
+
+def cpu_split(fleet_processes: list, groups: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds used so far, by part: the local fleet's processes by kind (apiserver,
+    etcd, redis, ...) and each named group of process trees (workers, beat)."""
+    out: dict[str, float] = {}
+    for proc in fleet_processes:
+        kind = proc.name.rsplit("-", 1)[-1]
+        out[kind] = out.get(kind, 0.0) + cpu_seconds(proc.pid)
+    for name, roots in groups.items():
+        out[name] = sum(cpu_seconds(pid) for root in roots for pid in tree(root))
+    return out
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: round(after.get(k, 0.0) - before.get(k, 0.0), 1) for k in after}
