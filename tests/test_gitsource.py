@@ -361,3 +361,25 @@ def test_a_mirror_past_its_max_size_fails_the_fetch_by_name(repo: GitRepo, tmp_p
     with pytest.raises(SourceError, match=r"source .*: its mirror takes .* MiB on this host, "
                                           r"more than maxSize 0.1 MiB"):
         cache.fetch(replace(source, max_size=100 * 1024))
+
+
+def test_concurrent_checkouts_of_a_tree_extract_it_once(repo: GitRepo, cache: SourceCache,
+                                                        monkeypatch) -> None:
+    """A cold start: every worker process renders at the same revision at once; one of
+    them checks the tree out and the others wait for it, none extracts it again."""
+    import threading
+
+    source = src(repo.bare_url())
+    sha = cache.fetch(source)
+    extracted = []
+    original = SourceCache._extract
+    monkeypatch.setattr(SourceCache, "_extract",
+                        lambda self, *a: extracted.append(1) or original(self, *a))
+    trees: list[Path] = []
+    threads = [threading.Thread(target=lambda: trees.append(cache.checkout(source, sha)))
+               for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(trees) == 6 and len(set(trees)) == 1 and extracted == [1]

@@ -104,7 +104,14 @@ class SourceCache:
             raise SourceError(f"source {source.name}: revision {sha} is not in the mirror "
                               "(fetch first)", revision=sha)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tree = self._extract(source, mirror, sha, dest, genv)
+        # one extraction per tree on this host: the other processes of a cold start wait
+        # for it rather than each checking out (and throwing away) the same tree
+        with _locked(dest.parent / f".{sha}.lock", self.timeout, source):
+            if dest.is_dir():
+                _touch(dest)
+                return dest
+            tree = self._extract(source, mirror, sha, dest, genv)
+        (dest.parent / f".{sha}.lock").unlink(missing_ok=True)
         collect_trees(dest.parent, self.trees_kept, keep=tree)
         return tree
 
