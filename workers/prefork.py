@@ -12,7 +12,8 @@ Two steps keep those pages shared:
 
 - ``worker_init`` (main process, after the task modules are imported and before
   the pool starts) imports what the stages otherwise import on a pool process's
-  first task (``PRELOAD``), so that code is loaded once, not once per process;
+  first task (``PRELOAD``), so that code is loaded once, not once per process,
+  and reads the fleet spec into the worker's context (``warm``) for the same reason;
 - ``worker_before_create_process`` (main process, just before each fork) collects
   garbage and then moves every surviving object to the collector's permanent
   generation (``gc.freeze``), which neither the main process nor the pool visit
@@ -67,9 +68,26 @@ def freeze() -> None:
     gc.freeze()
 
 
+def warm() -> None:
+    """The worker's context, with the fleet spec read and its key loaded, made in the
+    main process: every pool process inherits them rather than parsing a spec of
+    thousands of applications on its first task (the spec is still read again when
+    its file changes). What cannot be read now is left for the pool to report."""
+    from shared.errors import FleetsyncError
+    from workers.tasks import context
+
+    try:
+        ctx = context()
+        ctx.fleet()
+        ctx.sealer
+    except (FleetsyncError, OSError, ValueError):
+        pass
+
+
 @signals.worker_init.connect
 def _preload(**_: Any) -> None:
     preload()
+    warm()
 
 
 @signals.worker_before_create_process.connect
