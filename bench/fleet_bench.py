@@ -55,7 +55,8 @@ import kubeapi  # noqa: E402
 from devtools import fleet as devfleet  # noqa: E402
 from fleet_layout import (NAMESPACE, Layout, app_objects, create_namespace, git,  # noqa: E402
                           layout, make_repo, write_app, write_fleet_spec, write_spec)
-from procstat import MemorySampler, cpu_delta, cpu_seconds, cpu_split, load_average  # noqa: E402
+from procstat import (MemorySampler, cpu_delta, cpu_seconds, cpu_split,  # noqa: E402
+                      load_average, stop)
 from shared.redisconn import connect  # noqa: E402
 from shared.status import StatusStore  # noqa: E402
 
@@ -383,14 +384,7 @@ def _ts(stamp: str | float) -> float:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    stop(proc, wait=20)
 
 
 class _keep:

@@ -9,6 +9,8 @@ shared page among its sharers, so the PSS sum is what the tree really costs.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import threading
 from pathlib import Path
 
@@ -92,3 +94,15 @@ def cpu_split(fleet_processes: list, groups: dict[str, list[int]]) -> dict[str, 
 
 def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     return {k: round(after.get(k, 0.0) - before.get(k, 0.0), 1) for k in after}
+
+
+def stop(proc: "subprocess.Popen", wait: float = 30) -> None:
+    """SIGTERM the process group a benchmark started, then SIGKILL if it lingers."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(wait)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -36,6 +36,7 @@ from typing import Any, Iterator
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.procstat import stop  # noqa: E402
 from bench.scratch import scratch_redis  # noqa: E402
 from devtools import fleet as devfleet  # noqa: E402
 
@@ -190,15 +191,6 @@ def wait_ready(celery: Any, proc: subprocess.Popen, concurrency: int, timeout: f
     raise SystemExit(f"the worker was not ready within {timeout:.0f}s")
 
 
-def stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def sync_pass(celery: Any, redis_url: str, cluster: str, units: int, timeout: float) -> float:
