@@ -142,7 +142,9 @@ def reconcile_cluster(self: Any, cluster: str, trigger: str = "beat") -> dict:
     statuses = {s.app: s for s in ctx.status.all_statuses(cluster)}
     _forget_removed(ctx, cluster, {a.name for a in apps}, list(statuses.values()))
     revisions: dict[str, str] = {}
-    found = sweep.quiet_units(ctx, fleet.clusters[cluster], apps, statuses, revisions)
+    # in pull mode the cluster is read only by its own workers: every unit gets a run there
+    found = (sweep.Pass() if ctx.settings.queue_per_cluster
+             else sweep.quiet_units(ctx, fleet.clusters[cluster], apps, statuses, revisions))
     units = [_request(ctx, a.name, cluster, trigger, revisions=revisions) for a in apps
              if a.name not in found.quiet]
     return {"cluster": cluster, "units": units, **found.summary()}
