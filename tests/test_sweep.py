@@ -125,6 +125,8 @@ def _ts(stamp: str) -> float:
 
 
 def test_ticks_with_nothing_changed_refresh_status_and_write_nothing(fleet, kube_clients):
+    since = time.time()                      # a tick after the first sync's runs ended
+    fleet.stack.wait("every unit synced again", lambda: synced_since(fleet, since), timeout=60)
     before = resource_versions(kube_clients, fleet.namespace)
     entries = {n: len(fleet.history(n)) for n in fleet.names}
     for _ in range(2):                       # two ticks, each of them quiet
