@@ -135,6 +135,7 @@ def test_ticks_with_nothing_changed_refresh_status_and_write_nothing(fleet, kube
                          timeout=60)
     assert resource_versions(kube_clients, fleet.namespace) == before
     assert {n: len(fleet.history(n)) for n in fleet.names} == entries
+    assert {s.message for s in fleet.statuses().values()} == {"3 unchanged"}
     log = (fleet.stack.tmp / "w1.log").read_text()
     assert '"event": "cluster pass"' in log and f'"quiet": {APPS + 1}' in log
 
@@ -188,12 +189,14 @@ def test_the_refresh_holds_only_while_no_run_began(redis_url):
     status = UnitStatus("web", "c1", "Ready", "abc", "1 configured", "2026-01-01T00:00:00Z",
                         run_id="r1", last_success_at="2026-01-01T00:00:00Z")
     store.set_status(status)
-    now = "2026-01-02T00:00:00Z"
-    assert runs.refresh_quiet([status], now) == [True]
-    assert store.get_status("web", "c1").last_synced_at == now
+    now, quiet = "2026-01-02T00:00:00Z", (status, "1 unchanged", {"unchanged": 1})
+    assert runs.refresh_quiet([quiet], now) == [True]
+    refreshed = store.get_status("web", "c1")
+    assert (refreshed.last_synced_at, refreshed.message, refreshed.counts) == (
+        now, "1 unchanged", {"unchanged": 1})
     client.set(keys.queued(keys.unit_id("web", "c1")), "r2")          # a run was requested
-    assert runs.refresh_quiet([status], "2026-01-03T00:00:00Z") == [False]
+    assert runs.refresh_quiet([quiet], "2026-01-03T00:00:00Z") == [False]
     client.delete(keys.queued(keys.unit_id("web", "c1")))
     store.set_status(UnitStatus("web", "c1", "Ready", "abc", "", now, run_id="r2"))
-    assert runs.refresh_quiet([status], "2026-01-03T00:00:00Z") == [False]   # a newer run's
+    assert runs.refresh_quiet([quiet], "2026-01-03T00:00:00Z") == [False]   # a newer run's
     assert store.get_status("web", "c1").last_synced_at == now

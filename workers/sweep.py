@@ -8,9 +8,10 @@ are quiet, with a handful of reads for all of them:
         sync to, no run queued, parked or running, not suspended, render cached
         (one MGET and one HMGET per unit, pipelined; the render entries in one MGET)
     --> one labelled LIST per kind and one of the inventories (``apply/snapshot``)
-    --> ``engine.needs_run`` per unit (the engine's own observe and plan, no request)
-    --> quiet units: status refreshed (synced and succeeded now) by a compare-and-set
-        that holds only if no run began since and the status is the one read.
+    --> ``engine.judge`` per unit (the engine's own observe and plan, no request)
+    --> quiet units: status refreshed (synced and succeeded now, every object
+        unchanged) by a compare-and-set that holds only if no run began since and the
+        status is the one read.
 
 Everything else gets a run as before: a unit that drifted, is missing an object,
 unhealthy, mid-rollout, suspended, failed, or that the snapshot cannot tell about.
@@ -144,7 +145,7 @@ def _judge(ctx: Context, cluster: Cluster, candidates: list[_Candidate], found: 
     """Snapshot the cluster (per identity the units read as), judge each unit, and
     refresh the quiet ones' status."""
     from workers.apply.discovery import PROCESS
-    from workers.apply.engine import needs_run
+    from workers.apply.engine import judge
     from workers.apply.pool import shared
     from workers.apply.refs import NAMESPACE_KIND
     from workers.apply.snapshot import take
@@ -154,7 +155,7 @@ def _judge(ctx: Context, cluster: Cluster, candidates: list[_Candidate], found: 
     by_identity: dict[str | None, list[_Candidate]] = {}
     for c in candidates:
         by_identity.setdefault(stages.identity_of(c.app, cluster), []).append(c)
-    quiet: list[_Candidate] = []
+    quiet: list[tuple[_Candidate, dict[str, int]]] = []
     for identity, group in by_identity.items():
         kinds = {(o.get("apiVersion", ""), o.get("kind", "")) for c in group for o in c.objects}
         if any(c.app.create_namespace for c in group):
@@ -164,11 +165,12 @@ def _judge(ctx: Context, cluster: Cluster, candidates: list[_Candidate], found: 
                         [c.app.name for c in group])
         found.requests += snapshot.requests
         for c in group:
-            why = needs_run(kube, app=c.app, objects=c.objects, revision=c.status.revision,
+            verdict = judge(kube, app=c.app, objects=c.objects, revision=c.status.revision,
                             snapshot=snapshot, identity=identity)
-            if why:
-                found.reasons[c.app.name] = why
+            if verdict.why:
+                found.reasons[c.app.name] = verdict.why
             else:
-                quiet.append(c)
-    written = ctx.runs.refresh_quiet([c.status for c in quiet], now_iso())
-    found.quiet = {c.app.name for c, ok in zip(quiet, written) if ok}
+                quiet.append((c, verdict.counts))
+    written = ctx.runs.refresh_quiet(
+        [(c.status, stages.message(counts), counts) for c, counts in quiet], now_iso())
+    found.quiet = {c.app.name for (c, _), ok in zip(quiet, written) if ok}

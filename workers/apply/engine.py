@@ -214,27 +214,36 @@ def _plan(kube: Kube, app: Application, objects: list[dict], discovery: Discover
     return _Planned(hook_list, seen, changeset)
 
 
-def needs_run(kube: Kube, *, app: Application, objects: list[dict], revision: str,
-              snapshot: Snapshot, discovery: Discovery = PROCESS,
-              identity: str | None = None) -> str:
-    """Why this unit needs a run, judged from a cluster ``snapshot`` with no request of
-    its own; "" when it needs none: applied at ``revision``, nothing drifted, missing or
-    to prune, every object healthy. Anything the snapshot cannot tell, or that a run
-    would refuse, needs a run (which observes object by object and says why)."""
+@dataclass(frozen=True)
+class Judgement:
+    """A unit judged from a cluster snapshot: ``why`` it needs a run ("" when it needs
+    none), and then the plan's counts (every object unchanged)."""
+
+    why: str = ""
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+def judge(kube: Kube, *, app: Application, objects: list[dict], revision: str,
+          snapshot: Snapshot, discovery: Discovery = PROCESS,
+          identity: str | None = None) -> Judgement:
+    """Whether this unit needs a run, judged from a cluster ``snapshot`` with no request
+    of its own. It needs none when applied at ``revision`` with nothing drifted, missing
+    or to prune, and every object healthy. Anything the snapshot cannot tell, or that
+    a run would refuse, needs a run (which observes object by object and says why)."""
     try:
         planned = _plan(kube.session(identity or app.service_account), app, objects,
                         discovery, None, snapshot)
     except (Unobserved, FleetsyncError) as exc:
-        return str(exc) or type(exc).__name__
+        return Judgement(str(exc) or type(exc).__name__)
     seen, changeset = planned.seen, planned.changeset
     if changeset.to_apply() or changeset.to_prune():
-        return "differs from the render"
+        return Judgement("differs from the render")
     if not seen.inventory.same_as(seen.desired, revision):
-        return "its inventory is not of this revision"
+        return Judgement("its inventory is not of this revision")
     unhealthy = health.unhealthy({ref: live for ref, live in seen.live.items() if live})
     if unhealthy:
-        return "not healthy: " + "; ".join(health.describe(unhealthy)[:2])
-    return ""
+        return Judgement("not healthy: " + "; ".join(health.describe(unhealthy)[:2]))
+    return Judgement(counts=changeset.counts())
 
 
 def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str, token: int,
