@@ -106,12 +106,13 @@ class SourceCache:
         dest.parent.mkdir(parents=True, exist_ok=True)
         # one extraction per tree on this host: the other processes of a cold start wait
         # for it rather than each checking out (and throwing away) the same tree
-        with _locked(dest.parent / f".{sha}.lock", self.timeout, source):
+        lock = self.root / "locks" / f"tree-{sha}.lock"     # not among the trees
+        with _locked(lock, self.timeout, source):
             if dest.is_dir():
                 _touch(dest)
                 return dest
             tree = self._extract(source, mirror, sha, dest, genv)
-        (dest.parent / f".{sha}.lock").unlink(missing_ok=True)
+        lock.unlink(missing_ok=True)
         collect_trees(dest.parent, self.trees_kept, keep=tree)
         return tree
 
