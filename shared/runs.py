@@ -77,18 +77,6 @@ end
 return {1, reads, tokens}
 """
 
-# A quiet unit's status refreshed (``refresh_quiet``): only while no run is queued,
-# parked or running (KEYS 1-4) and its status (KEYS 5) is still the run, phase and
-# revision the pass read. Three commands, where the generic compare-and-set takes five.
-_REFRESH = """
-if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3], KEYS[4]) > 0 then return 0 end
-local now = redis.call('HMGET', KEYS[5], 'run_id', 'phase', 'revision')
-if now[1] ~= ARGV[1] or now[2] ~= ARGV[2] or now[3] ~= ARGV[3] then return 0 end
-redis.call('HSET', KEYS[5], 'last_synced_at', ARGV[4], 'last_success_at', ARGV[4],
-           'message', ARGV[5], 'counts', ARGV[6])
-return 1
-"""
-
 REFRESH = (Verdict.GO, Verdict.BUSY)
 
 
@@ -192,7 +180,6 @@ class Runs:
         self.client = client
         self.timing = timing
         self._cas = client.register_script(_CAS)
-        self._refresh = client.register_script(_REFRESH)
         self._leases = Leases(client)
 
     # -- transitions ---------------------------------------------------------------
@@ -305,30 +292,6 @@ class Runs:
         result = self._call(lambda: self._cas(keys=ops.keys, args=[
             json.dumps(ops.expect), json.dumps(ops.reads), json.dumps(ops.writes())]))
         return int(result[0]) == 1
-
-    def markers(self, unit: str) -> list[str]:
-        """The unit's protocol keys (queued, pending, running, lock): all empty when no
-        run is queued, parked or running."""
-        return [keys.queued(unit), keys.pending(unit), keys.running(unit), keys.lock(unit)]
-
-    def refresh_quiet(self, quiet: Sequence[tuple[UnitStatus, str, dict[str, int]]],
-                      now: str) -> list[bool]:
-        """A cluster pass found these units (status as read, message, counts) in sync
-        with nothing to do: their status says so (synced and succeeded ``now``), each
-        only if it is still the one the pass read (same run, Ready at that revision) and
-        no run is queued, parked or running; one round trip for all. True per unit
-        where it was written."""
-        if not quiet:
-            return []
-        pipe = self.client.pipeline(transaction=False)
-        for status, message, counts in quiet:
-            unit = keys.unit_id(status.app, status.cluster)
-            self._refresh(keys=[*self.markers(unit), keys.status(unit)],
-                          args=[status.run_id, Phase.READY.value, status.revision, now,
-                                message, json.dumps(counts)],
-                          client=pipe)
-        results = self._call(pipe.execute)
-        return [int(result) == 1 for result in results]
 
     @staticmethod
     def _holding(run_id: str, owner: str) -> tuple[Unit, RunState]:

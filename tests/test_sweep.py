@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from shared import keys
-from shared.runs import Runs
+from shared.quiet import QuietUnits
 from shared.status import StatusStore, UnitStatus
 from tests.conftest import new_redis_db
 from tests.stack import Stack
@@ -185,18 +185,18 @@ def test_a_changed_render_gets_a_run(fleet, kube_clients):
 
 def test_the_refresh_holds_only_while_no_run_began(redis_url):
     client = redis.Redis.from_url(new_redis_db(redis_url), decode_responses=True)
-    runs, store = Runs(client), StatusStore(client)
+    quiet_units, store = QuietUnits(client), StatusStore(client)
     status = UnitStatus("web", "c1", "Ready", "abc", "1 configured", "2026-01-01T00:00:00Z",
                         run_id="r1", last_success_at="2026-01-01T00:00:00Z")
     store.set_status(status)
     now, quiet = "2026-01-02T00:00:00Z", (status, "1 unchanged", {"unchanged": 1})
-    assert runs.refresh_quiet([quiet], now) == [True]
+    assert quiet_units.refresh([quiet], now) == [True]
     refreshed = store.get_status("web", "c1")
     assert (refreshed.last_synced_at, refreshed.message, refreshed.counts) == (
         now, "1 unchanged", {"unchanged": 1})
     client.set(keys.queued(keys.unit_id("web", "c1")), "r2")          # a run was requested
-    assert runs.refresh_quiet([quiet], "2026-01-03T00:00:00Z") == [False]
+    assert quiet_units.refresh([quiet], "2026-01-03T00:00:00Z") == [False]
     client.delete(keys.queued(keys.unit_id("web", "c1")))
     store.set_status(UnitStatus("web", "c1", "Ready", "abc", "", now, run_id="r2"))
-    assert runs.refresh_quiet([quiet], "2026-01-03T00:00:00Z") == [False]   # a newer run's
+    assert quiet_units.refresh([quiet], "2026-01-03T00:00:00Z") == [False]   # a newer run's
     assert store.get_status("web", "c1").last_synced_at == now

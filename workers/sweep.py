@@ -34,6 +34,7 @@ from shared import keys
 from shared.errors import FleetsyncError
 from shared.logs import get_logger
 from shared.protocol import Phase
+from shared.quiet import QuietUnits, markers
 from shared.redisconn import RedisError
 from shared.spec import Application, Cluster
 from shared.status import UnitStatus, now_iso
@@ -82,6 +83,9 @@ def quiet_units(ctx: Context, cluster: Cluster, apps: list[Application],
         log.info("cluster pass gave up; every unit gets a run", cluster=cluster.name,
                  error=str(exc))
         return Pass()
+    except Exception:           # a bug here must not stop the cluster's reconcile
+        log.exception("cluster pass failed; every unit gets a run", cluster=cluster.name)
+        return Pass()
     log.info("cluster pass", cluster=cluster.name, units=len(apps),
              seconds=round(time.monotonic() - started, 3), **found.summary())
     return found
@@ -114,14 +118,14 @@ def _unheld(ctx: Context, cluster: Cluster, candidates: list[_Candidate]) -> lis
     pipe = ctx.redis.pipeline(transaction=False)
     for c in candidates:
         unit = keys.unit_id(c.app.name, cluster.name)
-        pipe.mget([*ctx.runs.markers(unit), c.render_key])
+        pipe.mget([*markers(unit), c.render_key])
         pipe.hmget(keys.suspended(c.app.name), "*", cluster.name)
     replies = pipe.execute()
     out = []
     for i, c in enumerate(candidates):
         values, held = replies[2 * i], replies[2 * i + 1]
-        *markers, render_key = values
-        if not any(markers) and render_key and not any(held):
+        *running, render_key = values
+        if not any(running) and render_key and not any(held):
             out.append(_Candidate(c.app, c.status, render_key))
     return out
 
@@ -171,6 +175,6 @@ def _judge(ctx: Context, cluster: Cluster, candidates: list[_Candidate], found: 
                 found.reasons[c.app.name] = verdict.why
             else:
                 quiet.append((c, verdict.counts))
-    written = ctx.runs.refresh_quiet(
+    written = QuietUnits(ctx.redis).refresh(
         [(c.status, stages.message(counts), counts) for c, counts in quiet], now_iso())
     found.quiet = {c.app.name for (c, _), ok in zip(quiet, written) if ok}
