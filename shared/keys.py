@@ -53,6 +53,12 @@ def fence(unit: str) -> str:
     return f"{PREFIX}:fence:{unit}"
 
 
+def protocol(unit: str) -> list[str]:
+    """The unit's protocol keys (queued, pending, running, lock): all absent when no run
+    of it is queued, parked or running."""
+    return [queued(unit), pending(unit), running(unit), lock(unit)]
+
+
 def run(run_id: str) -> str:
     return f"{PREFIX}:run:{run_id}"
 

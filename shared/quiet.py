@@ -28,12 +28,6 @@ return 1
 """
 
 
-def markers(unit: str) -> list[str]:
-    """The unit's protocol keys (queued, pending, running, lock): all absent when no run
-    is queued, parked or running."""
-    return [keys.queued(unit), keys.pending(unit), keys.running(unit), keys.lock(unit)]
-
-
 class QuietUnits:
     """Refreshes quiet units' status on a decoded Redis client."""
 
@@ -50,7 +44,7 @@ class QuietUnits:
         pipe = self.client.pipeline(transaction=False)
         for status, message, counts in quiet:
             unit = keys.unit_id(status.app, status.cluster)
-            self._refresh(keys=[*markers(unit), keys.status(unit)],
+            self._refresh(keys=[*keys.protocol(unit), keys.status(unit)],
                           args=[status.run_id, Phase.READY.value, status.revision, now,
                                 message, json.dumps(counts)], client=pipe)
         return [int(result) == 1 for result in pipe.execute()]

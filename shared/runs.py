@@ -396,7 +396,7 @@ class Runs:
         this point) and write if Redis agrees; else decide again on what Redis answered.
         One round trip in the usual case. ``decision`` are further values the decision
         depends on (key, field, assumed value); ``reads`` are only read, after the check."""
-        names = [keys.queued(unit), keys.pending(unit), keys.running(unit), keys.lock(unit)]
+        names = keys.protocol(unit)
         assumed = [guess.queued, guess.pending, guess.running, guess.lock,
                    guess_state.value if guess_state else "", *[d[2] for d in decision]]
         for _ in range(50):

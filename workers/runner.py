@@ -205,7 +205,7 @@ def render(ctx: Context, call: Call) -> Next:
     try:
         rendered = stages.render(ctx, call.app, call.cluster, call.revision)
     except PermanentError as exc:
-        return _finish(ctx, call, "", _failed(exc, _failed_key(ctx, call)), started=started)
+        return _finish(ctx, call, "", _failed(exc, _spec_key(ctx, call)), started=started)
     except TransientError as exc:
         return _transient(ctx, call, "", exc, started)
     return Next({"summary": f"rendered {len(rendered.objects)} object(s)"
@@ -285,7 +285,7 @@ def _apply_started(ctx: Context, call: Call, app: Application, cluster: Cluster,
                     Phase.DRIFTED, f"drifted from Git and not corrected "
                                    f"({', '.join(exc.drifted[:3])}): {exc}", call.revision,
                     reason=exc.reason, error=exc), started)
-            return _finish(ctx, call, owner, _failed(exc, _failed_key(ctx, call)), started)
+            return _finish(ctx, call, owner, _failed(exc, _spec_key(ctx, call)), started)
         except TransientError as exc:
             if _unreachable(exc):
                 down = ctx.clusters.mark_down(cluster.name, ctx.kube(cluster).server,
@@ -490,7 +490,9 @@ def _failed(exc: FleetsyncError, failed_key: str) -> Outcome:
     return Outcome(Phase.FAILED, str(exc), reason=exc.reason, failed_key=failed_key, error=exc)
 
 
-def _failed_key(ctx: Context, call: Call) -> str:
+def _spec_key(ctx: Context, call: Call) -> str:
+    """``revision:spec hash``: what a permanent failure is remembered by, and what an
+    applied run records."""
     fleet = ctx.fleet()
     app, cluster = stages.resolve(fleet, call.app, call.cluster)
     return f"{call.revision}:{stages.unit_spec_hash(fleet, app, cluster)}"
@@ -500,7 +502,7 @@ def _applied_key(ctx: Context, call: Call) -> str:
     """(revision, spec hash) a run applied at: a cluster pass may find the unit in sync
     only at that revision and spec. "" when the spec cannot tell."""
     try:
-        return _failed_key(ctx, call)
+        return _spec_key(ctx, call)
     except FleetsyncError:
         return ""
 

@@ -27,14 +27,14 @@ happened), only its status's times, which staleness alerts read.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shared import keys
 from shared.errors import FleetsyncError
 from shared.logs import get_logger
 from shared.protocol import Phase
-from shared.quiet import QuietUnits, markers
+from shared.quiet import QuietUnits
 from shared.redisconn import RedisError
 from shared.spec import Application, Cluster
 from shared.status import UnitStatus, now_iso
@@ -118,7 +118,7 @@ def _unheld(ctx: Context, cluster: Cluster, candidates: list[_Candidate]) -> lis
     pipe = ctx.redis.pipeline(transaction=False)
     for c in candidates:
         unit = keys.unit_id(c.app.name, cluster.name)
-        pipe.mget([*markers(unit), c.render_key])
+        pipe.mget([*keys.protocol(unit), c.render_key])
         pipe.hmget(keys.suspended(c.app.name), "*", cluster.name)
     replies = pipe.execute()
     out = []
@@ -126,7 +126,7 @@ def _unheld(ctx: Context, cluster: Cluster, candidates: list[_Candidate]) -> lis
         values, held = replies[2 * i], replies[2 * i + 1]
         *running, render_key = values
         if not any(running) and render_key and not any(held):
-            out.append(_Candidate(c.app, c.status, render_key))
+            out.append(replace(c, render_key=render_key))
     return out
 
 
@@ -141,7 +141,7 @@ def _rendered(ctx: Context, cluster: Cluster, candidates: list[_Candidate]) -> l
         objects, meta = entry
         if stages.render_mismatch(meta, c.app, cluster, c.status.revision):
             continue
-        out.append(_Candidate(c.app, c.status, c.render_key, objects))
+        out.append(replace(c, objects=objects))
     return out
 
 
