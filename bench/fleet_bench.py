@@ -12,6 +12,11 @@ workloads (controllers, scheduler, kwok with 3 fake Nodes). Measured:
     limit_cold_s            the same objects server-side applied to a fresh apiserver by one
                             process with --limit-threads threads (the apiserver's own limit)
     cold_vs_limit           cold_sync_s / limit_cold_s
+    limit_validated_s       the same with validate-all-first and an inventory, at their
+                            cheapest: every object dry-run, then applied, then one inventory
+                            ConfigMap created per app, and nothing else (no GET, no Redis)
+    validated_vs_limit      limit_validated_s / limit_cold_s
+    cold_vs_validated       cold_sync_s / limit_validated_s
     noop_pass_s             one reconcile of the whole fleet with nothing changed
     noop_changed_objects    objects (bench namespace, inventories) whose resourceVersion moved
                             during that pass, from the apiservers (must be 0)
@@ -319,6 +324,11 @@ class Bench:
         self.note("limit_cold_s", round(seconds, 2))
         self.result["limit_cpu_s"] = cpu
         self.result["limit_objects"], self.result["limit_threads"] = count, self.args.limit_threads
+        seconds, _, cpu = fresh_cluster.limit_cold(
+            self.root / "limit-fleet", self.plan.all_apps(), self.args.replicas,
+            self.args.limit_threads, validate=True)
+        self.note("limit_validated_s", round(seconds, 2))
+        self.result["limit_validated_cpu_s"] = cpu
 
     def summary(self) -> dict:
         r, a = self.result, self.args
@@ -327,6 +337,8 @@ class Bench:
              "code": self.code, **r}
         if "limit_cold_s" in r:
             r["cold_vs_limit"] = round(r["cold_sync_s"] / r["limit_cold_s"], 2)
+            r["validated_vs_limit"] = round(r["limit_validated_s"] / r["limit_cold_s"], 2)
+            r["cold_vs_validated"] = round(r["cold_sync_s"] / r["limit_validated_s"], 2)
         if r.get("limit_list_s"):
             r["noop_vs_list"] = round(r["noop_pass_s"] / r["limit_list_s"], 1)
         if "kubectl_loop_s" in r:

@@ -18,22 +18,24 @@ from pathlib import Path
 import kubeapi
 from devtools import fleet as devfleet
 from fleet_layout import NAMESPACE, app_objects
-from procstat import cpu_delta, cpu_split
+from procstat import cpu_delta, cpu_seconds, cpu_split
 
 
-def limit_cold(state: Path, apps: list[str], replicas: int, threads: int
-               ) -> tuple[float, int, dict[str, float]]:
+def limit_cold(state: Path, apps: list[str], replicas: int, threads: int,
+               validate: bool = False) -> tuple[float, int, dict[str, float]]:
     """(seconds, objects, CPU seconds by part): every app's objects server-side applied
-    to a fresh apiserver by this process."""
+    to a fresh apiserver by this process. With ``validate``, every object is dry-run
+    first and one inventory ConfigMap is created per app (``kubeapi.apply_all``)."""
     fresh = devfleet.up(["limit"], state, progress=lambda _: None, workloads=False)
     try:
         api = kubeapi.Api(fresh.clusters["limit"], pool=threads)
         api.ensure_namespace(NAMESPACE)
+        api.ensure_namespace(kubeapi.SYSTEM_NAMESPACE)
         objects = [o for app in apps for o in app_objects(app, replicas=replicas)]
-        me = {"client": [os.getpid()]}
-        before = cpu_split(fresh.processes, me)
-        seconds = kubeapi.apply_all(api, objects, threads)
-        return seconds, len(objects), cpu_delta(before, cpu_split(fresh.processes, me))
+        before = {**cpu_split(fresh.processes, {}), "client": cpu_seconds(os.getpid())}
+        seconds = kubeapi.apply_all(api, objects, threads, apps if validate else [])
+        after = {**cpu_split(fresh.processes, {}), "client": cpu_seconds(os.getpid())}
+        return seconds, len(objects), cpu_delta(before, after)     # client: this process only
     finally:
         devfleet.down(state, progress=lambda _: None)
 

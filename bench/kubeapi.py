@@ -78,11 +78,28 @@ class Api:
         self.request("POST", "/api/v1/namespaces",
                      json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
-    def apply(self, obj: dict, manager: str = LIMIT_MANAGER) -> None:
+    def apply(self, obj: dict, manager: str = LIMIT_MANAGER, dry_run: bool = False) -> None:
         """Server-side apply of ``obj`` (force: this manager owns every field it sets)."""
+        params = {"fieldManager": manager, "force": "true"}
+        if dry_run:
+            params["dryRun"] = "All"
         self.request("PATCH", object_path(obj), data=json.dumps(obj).encode(),
-                     params={"fieldManager": manager, "force": "true"},
-                     headers={"Content-Type": "application/apply-patch+yaml"})
+                     params=params, headers={"Content-Type": "application/apply-patch+yaml"})
+
+    def dry_run(self, obj: dict) -> None:
+        self.apply(obj, dry_run=True)
+
+    def create_inventory(self, app: str) -> None:
+        """A ConfigMap the size of a 4-object inventory (what a sync unit records)."""
+        refs = [f"apps/v1/Deployment/{NAMESPACE}/{app}", f"v1/Service/{NAMESPACE}/{app}",
+                f"v1/ServiceAccount/{NAMESPACE}/{app}",
+                f"networking.k8s.io/v1/Ingress/{NAMESPACE}/{app}"]
+        self.request("POST", f"/api/v1/namespaces/{SYSTEM_NAMESPACE}/configmaps", json={
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": f"fleetsync-{app}", "namespace": SYSTEM_NAMESPACE,
+                         "labels": {"fleetsync.io/inventory": app}},
+            "data": {"revision": "0" * 40, "token": "1", "objects": json.dumps(refs),
+                     "adopted": "[]", "applied_at": "2026-01-01T00:00:00Z"}})
 
     def items(self, kind: str, namespace: str, selector: str | None = None) -> list[dict]:
         prefix, plural = KINDS[kind]
@@ -109,11 +126,17 @@ def object_path(obj: dict) -> str:
     return f"{prefix}/namespaces/{meta['namespace']}/{plural}/{meta['name']}"
 
 
-def apply_all(api: Api, objects: list[dict], threads: int) -> float:
-    """Seconds to server-side apply every object once, ``threads`` at a time."""
+def apply_all(api: Api, objects: list[dict], threads: int, inventories: list[str] = ()
+              ) -> float:
+    """Seconds to server-side apply every object once, ``threads`` at a time. With
+    ``inventories`` (app names), validate-all-first at its cheapest: every object dry-run,
+    then applied, then one inventory ConfigMap created per app, and nothing else."""
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=threads) as pool:
+        if inventories:
+            list(pool.map(api.dry_run, objects))
         list(pool.map(api.apply, objects))
+        list(pool.map(api.create_inventory, inventories))
     return time.monotonic() - started
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from shared.errors import ApplyError, OwnershipError
+
 from workers.apply.diff import diff_unit, format_diff
 from workers.apply.engine import apply_unit
 from workers.apply.inventory import read as read_inventory
@@ -128,3 +130,43 @@ def test_namespaced_objects_without_a_namespace_go_to_default_and_cluster_scoped
     result = apply_unit(kube, app=application(name), objects=[cm, ns], revision="r", token=1)
     assert {str(c.ref) for c in result.changeset.entries} == {
         f"ConfigMap/default/{name}", f"Namespace/{ns['metadata']['name']}"}
+
+
+def test_a_first_apply_probes_its_objects_instead_of_reading_them(kube):
+    """No inventory yet: one dry-run per object tells both that it does not exist (201)
+    and that it is valid, so the objects get no GET and no second dry-run."""
+    ns = unique("probe")
+    apply_unit(kube, app=application(unique("ns")), objects=[namespace(ns)], revision="r",
+               token=1)
+    name = unique("web")
+    session = kube.session()
+    result = apply_unit(session, app=application(name), revision="rev-1", token=1,
+                        objects=[*web_app(name, ns), configmap("settings", ns, mode="a")])
+    assert result.counts["created"] == 5
+    assert result.dry_runs == 5 and result.writes == 6            # 5 applies, the inventory
+    assert session.counters.by_method.get("GET", 0) == 1          # the inventory only
+
+
+def test_a_first_apply_reads_what_exists_and_still_validates_what_changes(kube):
+    """An object that exists answers the probe with 200: it is read (and refused when not
+    ours, as before); an invalid object is found by the probe and named."""
+    ns = unique("probe")
+    apply_unit(kube, app=application(unique("ns")), objects=[namespace(ns)], revision="r",
+               token=1)
+    kube.create(f"/api/v1/namespaces/{ns}/configmaps", configmap("by-hand", ns, k="v"))
+    name = unique("web")
+    with pytest.raises(OwnershipError, match="by-hand"):
+        apply_unit(kube, app=application(name), revision="rev-1", token=1,
+                   objects=[configmap("by-hand", ns, k="w"), configmap("mine", ns)])
+    assert kube.get_or_none(f"/api/v1/namespaces/{ns}/configmaps/mine") is None
+    adopted = apply_unit(kube, app=application(name, adopt=True), revision="rev-1", token=1,
+                         objects=[configmap("by-hand", ns, k="w"), configmap("mine", ns)])
+    assert adopted.counts["created"] == 1 and adopted.counts["configured"] == 1
+    assert kube.get(f"/api/v1/namespaces/{ns}/configmaps/by-hand")["data"] == {"k": "w"}
+    bad = configmap("bad", ns)
+    bad["metadata"]["name"] = "Not_A_Name"
+    other = unique("web")
+    with pytest.raises(ApplyError, match="Not_A_Name"):
+        apply_unit(kube, app=application(other), revision="rev-1", token=1,
+                   objects=[bad, configmap("fine", ns)])
+    assert kube.get_or_none(f"/api/v1/namespaces/{ns}/configmaps/fine") is None

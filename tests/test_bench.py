@@ -18,6 +18,7 @@ import kubeapi  # noqa: E402
 
 KEYS = {"cold_sync_s", "limit_cold_s", "cold_vs_limit", "noop_pass_s", "noop_changed_objects",
         "noop_requests_per_app", "noop_requests_by_verb", "limit_list_s", "commit_to_applied_s",
+        "limit_validated_s", "validated_vs_limit", "cold_vs_validated",
         "kubectl_loop_s", "worker_rss_mb", "worker_pss_mb", "redis_bytes_per_unit",
         "beat_ticks", "beat_tick_cpu_ms", "load_average", "code"}
 

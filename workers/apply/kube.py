@@ -292,6 +292,15 @@ class Kube:
         return self.request("PATCH", path, query=query, body=obj, content_type=APPLY_PATCH,
                             dry_run=dry_run)
 
+    def probe(self, path: str, obj: dict) -> tuple[dict, bool]:
+        """A server-side apply dry-run that also tells whether the object exists: (the
+        object as the apply would leave it, ``True`` when it does not exist yet). The
+        server answers 201 when the apply would create it, 200 when it would update it."""
+        query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+        status, body = self._exchange("PATCH", path, query=query, body=obj,
+                                      content_type=APPLY_PATCH, dry_run=True)
+        return body, status == 201
+
     def create(self, path: str, obj: dict, *, dry_run: bool = False) -> dict:
         """POST to a collection path."""
         return self.request("POST", path, query=[("fieldManager", FIELD_MANAGER)], body=obj,
@@ -318,6 +327,13 @@ class Kube:
                 body: dict | None = None, content_type: str = "application/json",
                 accept: str | None = None, dry_run: bool = False) -> dict:
         """One counted HTTP request; the decoded JSON body, or a fleetsync error."""
+        return self._exchange(method, path, query=query, body=body, content_type=content_type,
+                              accept=accept, dry_run=dry_run)[1]
+
+    def _exchange(self, method: str, path: str, *, query: Iterable[tuple[str, str]] = (),
+                  body: dict | None = None, content_type: str = "application/json",
+                  accept: str | None = None, dry_run: bool = False) -> tuple[int, dict]:
+        """``request``, with the HTTP status of its success."""
         params = list(query) + ([("dryRun", "All")] if dry_run else [])
         headers = {"Accept": accept or "application/json", "Content-Type": content_type}
         if self.impersonate:
@@ -342,6 +358,6 @@ class Kube:
             raise classify(response.status, server_message(data), retry_after(response.headers),
                            what)
         try:
-            return json.loads(data) if data else {}
+            return response.status, json.loads(data) if data else {}
         except ValueError as exc:     # a proxy's error page, a truncated body
             raise Unavailable(f"{what}: the response is not JSON: {data[:200]!r}") from exc

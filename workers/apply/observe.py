@@ -3,12 +3,20 @@
     objects --stamp, scope--> desired --discovery--> Resource per ref
             --GET each (thread pool)--> live      + inventory (GET, same pool)
 
-One GET per object (desired, and previous-inventory objects that are no longer
-desired) plus one for the inventory: a run of N objects costs N+1 reads. A LIST
+One GET for the inventory, then one per object (desired, and previous-inventory
+objects that are no longer desired): a run of N objects costs N+1 reads. A LIST
 per kind would not find unlabelled objects (which the plan must see to refuse or
 adopt them) without listing everything of that kind. The no-op pass of a whole
 cluster (``workers/sweep.py``) observes from a labelled ``Snapshot`` instead, and
 leaves to a run of its own every unit the snapshot cannot tell about.
+
+A unit with no inventory yet (its first apply) is probed instead of read: one
+server-side apply dry-run per object, which the server answers 201 when the
+object does not exist (and 404 when its namespace does not), so most objects of
+a first apply need no GET, and the dry-run is the object's validation too
+(``probed``: ``validate`` does not dry-run that body again). An object that
+exists, or whose dry-run is refused, is read with a GET as above, and its
+validation is left to ``validate``.
 
 Custom resources whose CRD is in the same render and not served yet are
 ``pending``: their Resource comes from the CRD spec and their live state is
@@ -20,14 +28,14 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from workers.apply.pool import shared
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 from shared.errors import ApplyError, FleetsyncError
 from workers.apply import inventory as inv
 from workers.apply.discovery import Discovery, Resource, TypeKey, from_crd
-from workers.apply.kube import Kube
-from workers.apply.refs import ObjectRef, is_crd, ref_of, stamp
+from workers.apply.kube import Kube, KubeError, NotFound
+from workers.apply.refs import ObjectRef, is_crd, is_namespace, ref_of, stamp
 from workers.apply.snapshot import Snapshot, Unobserved
 
 DEFAULT_NAMESPACE = "default"
@@ -40,6 +48,7 @@ class Observation:
     live: dict[ObjectRef, dict | None]
     inventory: inv.Inventory
     pending: frozenset[ObjectRef]           # kinds defined by a CRD of this render, not served yet
+    probed: dict[ObjectRef, dict] = field(default_factory=dict)   # bodies dry-run (and valid)
 
 
 def check_shape(objects: Iterable[dict]) -> None:
@@ -103,15 +112,20 @@ def observe(kube: Kube, app: str, objects: list[dict], discovery: Discovery,
     if snapshot is not None:
         return _from_snapshot(app, desired, resources, pending, snapshot)
     pool = shared()
-    stored = pool.submit(inv.read, kube, app)
-    live_desired = _read_all(pool, kube, resources, [r for r in desired if r not in pending])
-    inventory = stored.result()
+    inventory = inv.read(kube, app)
+    served = [r for r in desired if r not in pending]
+    probed: dict[ObjectRef, dict] = {}
+    if inventory.resource_version is None:          # a first apply: probe, do not read
+        live_desired, probed = _probe_all(pool, kube, resources, desired, served)
+    else:
+        live_desired = _read_all(pool, kube, resources, served)
     leftovers = [r for r in inventory.refs if r not in desired]
     found = discovery.lookup(kube, leftovers)
     live_left = _read_all(pool, kube, found, list(found))
     live = {**dict.fromkeys(pending), **live_desired, **live_left,
             **{r: None for r in leftovers if r not in found}}
-    return Observation(desired, {**found, **resources}, live, inventory, frozenset(pending))
+    return Observation(desired, {**found, **resources}, live, inventory, frozenset(pending),
+                       probed)
 
 
 def _from_snapshot(app: str, desired: dict[ObjectRef, dict],
@@ -139,3 +153,49 @@ def _read_all(pool: ThreadPoolExecutor, kube: Kube, resources: dict[ObjectRef, R
             exc.obj = exc.obj or str(ref)
             raise
     return out
+
+
+def _probe_all(pool: ThreadPoolExecutor, kube: Kube, resources: dict[ObjectRef, Resource],
+               desired: dict[ObjectRef, dict], refs: list[ObjectRef]
+               ) -> tuple[dict[ObjectRef, dict | None], dict[ObjectRef, dict]]:
+    """(live state, bodies whose dry-run passed) of ``refs``, probed: the objects of a
+    Namespace this render brings are probed after it, and not at all when it is new."""
+    brought = {ref.name for ref in refs if is_namespace(ref)}
+    first = [ref for ref in refs if ref.namespace not in brought]
+    live, probed = _probe(pool, kube, resources, desired, first)
+    new = {ref.name for ref in first if is_namespace(ref) and live[ref] is None}
+    inside = [ref for ref in refs if ref.namespace in brought]
+    live.update(dict.fromkeys([ref for ref in inside if ref.namespace in new]))
+    more, more_probed = _probe(pool, kube, resources, desired,
+                               [ref for ref in inside if ref.namespace not in new])
+    return {**live, **more}, {**probed, **more_probed}
+
+
+def _probe(pool: ThreadPoolExecutor, kube: Kube, resources: dict[ObjectRef, Resource],
+           desired: dict[ObjectRef, dict], refs: list[ObjectRef]
+           ) -> tuple[dict[ObjectRef, dict | None], dict[ObjectRef, dict]]:
+    """One dry-run each: absent when the server would create it or has no namespace (or
+    kind) for it; read with a GET when it exists or the dry-run was refused (validation
+    then says why)."""
+    futures = {ref: pool.submit(kube.probe, resources[ref].path(ref), desired[ref])
+               for ref in refs}
+    live: dict[ObjectRef, dict | None] = {}
+    probed: dict[ObjectRef, dict] = {}
+    unknown: list[ObjectRef] = []
+    for ref, future in futures.items():
+        try:
+            created = future.result()[1]
+        except NotFound:
+            live[ref] = None
+            continue
+        except KubeError:
+            unknown.append(ref)
+            continue
+        except FleetsyncError as exc:
+            exc.obj = exc.obj or str(ref)
+            raise
+        if created:
+            live[ref], probed[ref] = None, desired[ref]
+        else:
+            unknown.append(ref)
+    return {**live, **_read_all(pool, kube, resources, unknown)}, probed

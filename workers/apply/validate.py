@@ -47,14 +47,16 @@ class Validation:
 
 def validate(kube: Kube, objects: Mapping[ObjectRef, dict], resources: Mapping[ObjectRef, Resource],
              *, new_namespaces: frozenset[str], pending: frozenset[ObjectRef],
-             force: bool = False) -> Validation:
-    """Dry-run every object; raise ``ApplyError`` listing every invalid one."""
+             force: bool = False, probed: Mapping[ObjectRef, dict] | None = None) -> Validation:
+    """Dry-run every object; raise ``ApplyError`` listing every invalid one. An object
+    whose very body passed a dry-run already (``probed``, by observe) is not dry-run again."""
+    probed = probed or {}
     stand_in = stand_in_namespace(kube) if any(r.namespace in new_namespaces
                                                for r in objects) else ""
     pool = shared()
     futures = {ref: pool.submit(_dry_run, kube, ref, obj, resources[ref],
                                 stand_in if ref.namespace in new_namespaces else "", force)
-               for ref, obj in objects.items() if ref not in pending}
+               for ref, obj in objects.items() if ref not in pending and probed.get(ref) != obj}
     outcomes = {ref: future.result() for ref, future in futures.items()}
     result = Validation(
         tuple(f"{ref}: {msg}" for ref, (ok, msg) in sorted(outcomes.items()) if ok is False),
