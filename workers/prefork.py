@@ -72,10 +72,18 @@ def warm() -> None:
     """The worker's context, with the fleet spec read and its key loaded, made in the
     main process: every pool process inherits them rather than parsing a spec of
     thousands of applications on its first task (the spec is still read again when
-    its file changes). What cannot be read now is left for the pool to report."""
+    its file changes). What cannot be read now is left for the pool to report. The
+    result backend is made here too: Celery makes it on a thread's first send, and
+    finding its class scans every installed package's entry points (tens of ms each
+    time, in every pool process). It connects to nothing until it is used."""
     from shared.errors import FleetsyncError
+    from workers.app import app
     from workers.tasks import context
 
+    try:
+        app.backend
+    except Exception:                   # noqa: BLE001 - made again, and reported, by a send
+        pass
     try:
         ctx = context()
         ctx.fleet()
