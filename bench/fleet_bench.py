@@ -17,6 +17,8 @@ workloads (controllers, scheduler, kwok with 3 fake Nodes). Measured:
                             ConfigMap created per app, and nothing else (no GET, no Redis)
     validated_vs_limit      limit_validated_s / limit_cold_s
     cold_vs_validated       cold_sync_s / limit_validated_s
+    cold_requests_per_app   API requests per unit in the cold sync, from the apiservers' own
+                            apiserver_request_total (cold_requests_by_verb: by verb and resource)
     noop_pass_s             one reconcile of the whole fleet with nothing changed
     noop_changed_objects    objects (bench namespace, inventories) whose resourceVersion moved
                             during that pass, from the apiservers (must be 0)
@@ -228,12 +230,22 @@ class Bench:
         self.redis_before = self.redis_memory()
         print("Cold sync (beat's first tick)", flush=True)
         workers = [p.pid for p in self.procs]
+        apis = list(self.apis.values())
+        counts0 = [api.request_counts() for api in apis]
         cpu0 = cpu_split(self.fleet.processes, {"workers": workers})
         t0 = time.time()
         self.beat = self.spawn("beat", str(self.root / "beat-stats.json"), "-l", "WARNING",
                                script=ROOT / "bench" / "beat_probe.py")
         self.wait_all(t0, "cold sync", self.args.timeout)
         self.note("cold_sync_s", round(time.time() - t0, 2))
+        by_verb: dict[str, int] = {}
+        for a, b in zip(counts0, [api.request_counts() for api in apis]):
+            for (verb, resource), n in kubeapi.count_delta(a, b).items():
+                key = f"{verb} {resource}".strip()
+                by_verb[key] = by_verb.get(key, 0) + int(n)
+        self.result["cold_requests_per_app"] = round(
+            (sum(by_verb.values()) - len(apis)) / self.plan.units, 2)   # less our /metrics read
+        self.result["cold_requests_by_verb"] = dict(sorted(by_verb.items(), key=lambda kv: -kv[1]))
         self.result["cold_cpu_s"] = cpu_delta(cpu0, cpu_split(
             self.fleet.processes, {"workers": workers, "beat": [self.beat.pid]}))
         self.beat_cold = (cpu_seconds(self.beat.pid), self.beat_stats().get("ticks") or 0)
