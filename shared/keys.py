@@ -80,6 +80,17 @@ def fetching(name: str) -> str:
     return f"{PREFIX}:fetching:{name}"
 
 
+def cluster_units(name: str) -> str:
+    """The units of one cluster that status is written for (beside the fleet-wide ``UNITS``),
+    so that a pass over a cluster reads its own units, not the fleet's."""
+    return f"{PREFIX}:cluster:{name}:units"
+
+
+def cluster_indexed(name: str) -> str:
+    """Set once every unit of the cluster in ``UNITS`` is in its ``cluster_units`` too."""
+    return f"{PREFIX}:cluster:{name}:indexed"
+
+
 def cluster_down(name: str) -> str:
     return f"{PREFIX}:cluster:{name}:down"
 

@@ -83,6 +83,7 @@ def status_ops(ops: _Writes, status: UnitStatus) -> None:
     unit = keys.unit_id(status.app, status.cluster)
     ops.add("HSET", keys.status(unit), *[x for kv in status.mapping().items() for x in kv])
     ops.add("SADD", keys.UNITS, unit)
+    ops.add("SADD", keys.cluster_units(status.cluster), unit)
 
 
 @dataclass(frozen=True)
@@ -133,9 +134,9 @@ class StatusStore:
         return _from_hash(app, cluster, raw)
 
     def all_statuses(self, cluster: str | None = None) -> list[UnitStatus]:
-        """Every unit's status, or only ``cluster``'s (a pull worker may read no other's)."""
-        units = sorted(u for u in self.client.smembers(keys.UNITS)
-                       if cluster is None or keys.split_unit(u)[1] == cluster)
+        """Every unit's status, or only ``cluster``'s (from the cluster's own index)."""
+        units = sorted(self.client.smembers(keys.UNITS) if cluster is None
+                       else self.cluster_units(cluster))
         pipe = self.client.pipeline(transaction=False)
         for unit in units:
             pipe.hgetall(keys.status(unit))
@@ -145,10 +146,30 @@ class StatusStore:
             rows.append(_from_hash(app, cluster, raw))
         return rows
 
+    def cluster_units(self, cluster: str) -> set[str]:
+        """The units of ``cluster``. Units whose status was written before clusters had an
+        index of their own are put in it first, once (reading the fleet-wide set)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.exists(keys.cluster_indexed(cluster))
+        pipe.smembers(keys.cluster_units(cluster))
+        indexed, units = pipe.execute()
+        if indexed:
+            return set(units)
+        earlier = [u for u in self.client.smembers(keys.UNITS) if keys.split_unit(u)[1] == cluster]
+        pipe = self.client.pipeline(transaction=False)
+        if earlier:
+            pipe.sadd(keys.cluster_units(cluster), *earlier)
+        pipe.set(keys.cluster_indexed(cluster), "1")
+        pipe.execute()
+        return set(units) | set(earlier)
+
     def forget(self, app: str, cluster: str) -> None:
         unit = keys.unit_id(app, cluster)
-        self.client.delete(keys.status(unit), keys.history(unit))
-        self.client.srem(keys.UNITS, unit)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(keys.status(unit), keys.history(unit))
+        pipe.srem(keys.UNITS, unit)
+        pipe.srem(keys.cluster_units(cluster), unit)
+        pipe.execute()
 
     # -- history --------------------------------------------------------------
     def add_history(self, app: str, cluster: str, entry: dict[str, Any]) -> None:

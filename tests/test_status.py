@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shared import keys
 from shared.status import StatusStore, UnitStatus
 
 
@@ -38,3 +39,32 @@ def test_one_fetch_per_source_per_interval_fleet_wide(redis_client):
     assert store.claim_fetch("platform", interval=0.3) is True
     store.set_source_revision("platform", "a" * 40, 123.0)
     assert store.source_revision("platform") == ("a" * 40, 123.0)
+
+
+def test_a_clusters_units_come_from_its_own_index(redis_client):
+    redis_client = redis_client.__class__.from_url(_url(redis_client), decode_responses=True)
+    store = StatusStore(redis_client)
+    for app, cluster in (("web", "a"), ("db", "a"), ("web", "b")):
+        store.set_status(UnitStatus(app=app, cluster=cluster, phase="Ready"))
+    assert redis_client.smembers(keys.cluster_units("a")) == {"a/web", "a/db"}
+    assert [s.app for s in store.all_statuses("a")] == ["db", "web"]
+    assert [s.app for s in store.all_statuses("b")] == ["web"]
+    store.forget("db", "a")
+    assert [s.app for s in store.all_statuses("a")] == ["web"]
+    assert [(s.app, s.cluster) for s in store.all_statuses()] == [("web", "a"), ("web", "b")]
+
+
+def test_units_written_before_clusters_had_an_index_are_indexed_once(redis_client):
+    """Status written by an earlier version: only the fleet-wide set names the units."""
+    redis_client = redis_client.__class__.from_url(_url(redis_client), decode_responses=True)
+    store = StatusStore(redis_client)
+    for unit in ("a/web", "a/db", "b/web"):
+        redis_client.hset(keys.status(unit), mapping={"phase": "Ready"})
+        redis_client.sadd(keys.UNITS, unit)
+    store.set_status(UnitStatus(app="new", cluster="a", phase="Ready"))   # after the upgrade
+    assert [s.app for s in store.all_statuses("a")] == ["db", "new", "web"]
+    assert redis_client.smembers(keys.cluster_units("a")) == {"a/web", "a/db", "a/new"}
+    assert not redis_client.exists(keys.cluster_units("b"))       # one cluster at a time
+    assert [s.app for s in store.all_statuses("b")] == ["web"]
+    redis_client.sadd(keys.UNITS, "b/late")        # not indexed: the migration ran once
+    assert [s.app for s in store.all_statuses("b")] == ["web"]
