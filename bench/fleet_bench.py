@@ -17,6 +17,10 @@ workloads (controllers, scheduler, kwok with 3 fake Nodes). Measured:
                             ConfigMap created per app, and nothing else (no GET, no Redis)
     validated_vs_limit      limit_validated_s / limit_cold_s
     cold_vs_validated       cold_sync_s / limit_validated_s
+    cold_redis_commands_per_unit
+                            Redis commands per unit in the cold sync (the broker's included,
+                            the benchmark's own polling not; cold_redis_commands_by_name:
+                            per unit, by command, the polling's HMGETs included)
     cold_requests_per_app   API requests per unit in the cold sync, from the apiservers' own
                             apiserver_request_total (cold_requests_by_verb: by verb and resource)
     noop_pass_s             one reconcile of the whole fleet with nothing changed
@@ -165,6 +169,12 @@ class Bench:
         total = int(connect(self.fleet.redis_url).info("stats")["total_commands_processed"])
         return total - self.own_commands
 
+    def redis_command_counts(self) -> dict[str, int]:
+        """Calls per Redis command so far (INFO commandstats)."""
+        self.own_commands += 1
+        stats = connect(self.fleet.redis_url).info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
     def redis_memory(self) -> int:
         self.own_commands += 1
         return int(connect(self.fleet.redis_url).info("memory")["used_memory"])
@@ -232,12 +242,19 @@ class Bench:
         workers = [p.pid for p in self.procs]
         apis = list(self.apis.values())
         counts0 = [api.request_counts() for api in apis]
+        commands0, by_command0 = self.redis_commands(), self.redis_command_counts()
         cpu0 = cpu_split(self.fleet.processes, {"workers": workers})
         t0 = time.time()
         self.beat = self.spawn("beat", str(self.root / "beat-stats.json"), "-l", "WARNING",
                                script=ROOT / "bench" / "beat_probe.py")
         self.wait_all(t0, "cold sync", self.args.timeout)
         self.note("cold_sync_s", round(time.time() - t0, 2))
+        self.result["cold_redis_commands_per_unit"] = round(
+            (self.redis_commands() - commands0) / self.plan.units, 1)
+        by_command = {name: round((n - by_command0.get(name, 0)) / self.plan.units, 1)
+                      for name, n in self.redis_command_counts().items()}
+        self.result["cold_redis_commands_by_name"] = dict(
+            sorted(((k, v) for k, v in by_command.items() if v >= 0.5), key=lambda kv: -kv[1]))
         by_verb: dict[str, int] = {}
         for a, b in zip(counts0, [api.request_counts() for api in apis]):
             for (verb, resource), n in kubeapi.count_delta(a, b).items():
