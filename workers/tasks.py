@@ -18,9 +18,9 @@ import time
 from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
-from celery.exceptions import Retry
+from celery.exceptions import Reject, Retry
 
 from shared import metrics, tasks_api
 from shared.celery_app import send as send_task
@@ -83,10 +83,32 @@ def _carry_out(task: Any, nxt: runner.Next) -> dict:
         # the stage bounds its own attempts; a wait (dependency, cluster down) is not one
         args = list(task.request.args or [])
         kwargs = {**(task.request.kwargs or {}), **nxt.retry_kwargs}
-        raise task.retry(countdown=nxt.retry_in, kwargs=_signed(task.name, args, kwargs))
+        retry(task, countdown=nxt.retry_in, kwargs=_signed(task.name, args, kwargs))
     if nxt.error is not None:
         raise nxt.error
     return nxt.result
+
+
+PUBLISH_PATIENCE = 30.0     # seconds a retry waits for the broker (a failover takes a few)
+
+
+def retry(task: Any, *, pause: Callable[[float], None] = time.sleep, **options: Any) -> NoReturn:
+    """``task.retry(**options)``, sent again while the broker refuses it. Celery turns a
+    retry it cannot publish into ``Reject(requeue=False)``: the run's only message would
+    be dropped, and the unit would wait for the queued timeout. Sending it twice is safe
+    (the protocol takes a run's stage once); after ``PUBLISH_PATIENCE`` it gives up."""
+    waited = 0.0
+    while True:
+        try:
+            raise task.retry(**options)
+        except Reject as exc:
+            if waited >= PUBLISH_PATIENCE:
+                raise
+            delay = min(0.5 + waited / 2, 5.0)
+            log.warning("retry not sent, sending again", task=task.name, error=str(exc.reason),
+                        in_s=delay)
+            pause(delay)
+            waited += delay
 
 
 def _stage(task: Any, stage: Callable[[Context, runner.Call], runner.Next],
@@ -101,7 +123,7 @@ def _stage(task: Any, stage: Callable[[Context, runner.Call], runner.Next],
             runner.crashed(ctx, call, exc)
             raise
         delay = getattr(exc, "delay", None)
-        raise task.retry(exc=exc, countdown=delay or backoff(task.request.retries))
+        retry(task, exc=exc, countdown=delay or backoff(task.request.retries))
     except Exception as exc:
         runner.crashed(ctx, call, exc)
         raise
