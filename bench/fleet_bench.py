@@ -255,14 +255,10 @@ class Bench:
                       for name, n in self.redis_command_counts().items()}
         self.result["cold_redis_commands_by_name"] = dict(
             sorted(((k, v) for k, v in by_command.items() if v >= 0.5), key=lambda kv: -kv[1]))
-        by_verb: dict[str, int] = {}
-        for a, b in zip(counts0, [api.request_counts() for api in apis]):
-            for (verb, resource), n in kubeapi.count_delta(a, b).items():
-                key = f"{verb} {resource}".strip()
-                by_verb[key] = by_verb.get(key, 0) + int(n)
+        by_verb = kubeapi.by_verb(counts0, [api.request_counts() for api in apis])
         self.result["cold_requests_per_app"] = round(
             (sum(by_verb.values()) - len(apis)) / self.plan.units, 2)   # less our /metrics read
-        self.result["cold_requests_by_verb"] = dict(sorted(by_verb.items(), key=lambda kv: -kv[1]))
+        self.result["cold_requests_by_verb"] = by_verb
         self.result["cold_cpu_s"] = cpu_delta(cpu0, cpu_split(
             self.fleet.processes, {"workers": workers, "beat": [self.beat.pid]}))
         self.beat_cold = (cpu_seconds(self.beat.pid), self.beat_stats().get("ticks") or 0)
@@ -303,10 +299,7 @@ class Bench:
         after = kubeapi.snapshot(apis)
         units = self.plan.units
         changed, managers = kubeapi.changes(before, after)
-        by_verb: dict[str, int] = {}
-        for a, b in zip(counts1, counts2):
-            for (verb, resource), n in kubeapi.count_delta(a, b).items():
-                by_verb[f"{verb} {resource}".strip()] = by_verb.get(f"{verb} {resource}".strip(), 0) + n
+        by_verb = kubeapi.by_verb(counts1, counts2)
         raw = sum(by_verb.values()) - len(apis)                        # less our /metrics read
         self.note("noop_pass_s", round(noop, 2))
         self.result["noop_changed_objects"] = len(changed)
@@ -316,7 +309,7 @@ class Bench:
         self.result["noop_requests_total"] = raw
         self.result["noop_background_requests"] = round(background * noop, 1)
         self.result["noop_requests_per_app"] = round(max(0.0, raw - background * noop) / units, 3)
-        self.result["noop_requests_by_verb"] = dict(sorted(by_verb.items(), key=lambda kv: -kv[1]))
+        self.result["noop_requests_by_verb"] = by_verb
         self.result["noop_redis_commands_per_unit"] = round(noop_commands / units, 1)
         _, writes, requests, entries = self.units_done(t1, count_writes=True)
         if entries:

@@ -19,7 +19,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -126,7 +126,7 @@ def object_path(obj: dict) -> str:
     return f"{prefix}/namespaces/{meta['namespace']}/{plural}/{meta['name']}"
 
 
-def apply_all(api: Api, objects: list[dict], threads: int, inventories: list[str] = ()
+def apply_all(api: Api, objects: list[dict], threads: int, inventories: Sequence[str] = ()
               ) -> float:
     """Seconds to server-side apply every object once, ``threads`` at a time. With
     ``inventories`` (app names), validate-all-first at its cheapest: every object dry-run,
@@ -186,3 +186,15 @@ def count_delta(before: dict[tuple[str, str], float],
     keys = before.keys() | after.keys()
     delta = {k: int(after.get(k, 0) - before.get(k, 0)) for k in keys}
     return {k: v for k, v in delta.items() if v}
+
+
+def by_verb(before: list[dict[tuple[str, str], float]],
+            after: list[dict[tuple[str, str], float]]) -> dict[str, int]:
+    """Requests between two ``request_counts`` of each apiserver, by "VERB resource",
+    most first (each apiserver's count includes the one /metrics read of ``after``)."""
+    out: dict[str, int] = {}
+    for a, b in zip(before, after):
+        for (verb, resource), n in count_delta(a, b).items():
+            key = f"{verb} {resource}".strip()
+            out[key] = out.get(key, 0) + n
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))

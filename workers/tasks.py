@@ -95,8 +95,9 @@ PUBLISH_PATIENCE = 30.0     # seconds a retry waits for the broker (a failover t
 def retry(task: Any, *, pause: Callable[[float], None] = time.sleep, **options: Any) -> NoReturn:
     """``task.retry(**options)``, sent again while the broker refuses it. Celery turns a
     retry it cannot publish into ``Reject(requeue=False)``: the run's only message would
-    be dropped, and the unit would wait for the queued timeout. Sending it twice is safe
-    (the protocol takes a run's stage once); after ``PUBLISH_PATIENCE`` it gives up."""
+    be dropped, and the unit would wait for the queued timeout. Should a refused publish
+    have gone through after all, the protocol treats the second copy as it treats any
+    redelivery. After ``PUBLISH_PATIENCE`` the Reject is given back."""
     waited = 0.0
     while True:
         try:

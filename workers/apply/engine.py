@@ -297,7 +297,7 @@ def _write(kube: Kube, app: Application, revision: str, token: int, dry_run_only
     writes = {c.ref: seen.desired[c.ref] for c in changeset.to_apply()}
     checked = validate(kube, writes, seen.resources, new_namespaces=new_namespaces(changeset),
                        pending=seen.pending, force=app.force,
-                      probed=seen.probed) if writes else Validation()
+                       probed=seen.probed) if writes else Validation()
     if dry_run_only:
         return _Done(changeset, checked)
     before_writes()                      # validated whole: now pre hooks, then the writes

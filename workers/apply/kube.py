@@ -292,14 +292,13 @@ class Kube:
         return self.request("PATCH", path, query=query, body=obj, content_type=APPLY_PATCH,
                             dry_run=dry_run)
 
-    def probe(self, path: str, obj: dict) -> tuple[dict, bool]:
-        """A server-side apply dry-run that also tells whether the object exists: (the
-        object as the apply would leave it, ``True`` when it does not exist yet). The
-        server answers 201 when the apply would create it, 200 when it would update it."""
+    def would_create(self, path: str, obj: dict) -> bool:
+        """A server-side apply dry-run of ``obj`` (it validates it), and whether the apply
+        would create the object: the server answers 201 then, 200 for an update."""
         query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
-        status, body = self._exchange("PATCH", path, query=query, body=obj,
-                                      content_type=APPLY_PATCH, dry_run=True)
-        return body, status == 201
+        status, _ = self._exchange("PATCH", path, query=query, body=obj,
+                                   content_type=APPLY_PATCH, dry_run=True)
+        return status == 201
 
     def create(self, path: str, obj: dict, *, dry_run: bool = False) -> dict:
         """POST to a collection path."""

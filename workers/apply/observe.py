@@ -177,14 +177,14 @@ def _probe(pool: ThreadPoolExecutor, kube: Kube, resources: dict[ObjectRef, Reso
     """One dry-run each: absent when the server would create it or has no namespace (or
     kind) for it; read with a GET when it exists or the dry-run was refused (validation
     then says why)."""
-    futures = {ref: pool.submit(kube.probe, resources[ref].path(ref), desired[ref])
+    futures = {ref: pool.submit(kube.would_create, resources[ref].path(ref), desired[ref])
                for ref in refs}
     live: dict[ObjectRef, dict | None] = {}
     probed: dict[ObjectRef, dict] = {}
     unknown: list[ObjectRef] = []
     for ref, future in futures.items():
         try:
-            created = future.result()[1]
+            created = future.result()
         except NotFound:
             live[ref] = None
             continue
