@@ -68,9 +68,9 @@ from fleet_layout import (NAMESPACE, Layout, app_objects, create_namespace, git,
                           layout, make_repo, write_app, write_fleet_spec, write_spec)
 from procstat import (MemorySampler, cpu_delta, cpu_seconds, cpu_split,  # noqa: E402
                       load_average, stop)
-from shared import keys  # noqa: E402
-from shared.redisconn import connect  # noqa: E402
-from shared.status import StatusStore  # noqa: E402
+from shared.state import keys  # noqa: E402
+from shared.state.redisconn import connect  # noqa: E402
+from shared.state.status import StatusStore  # noqa: E402
 
 # Also what the webhook and worker memory benchmarks take from here.
 __all__ = ["app_objects", "create_namespace", "git", "make_repo", "main", "write_app", "write_spec"]

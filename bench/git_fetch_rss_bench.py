@@ -1,7 +1,7 @@
 """Does a worker's memory grow with fetches? RSS over many fetches through the real code path.
 
 Makes a work repository and a bare repository in a temporary directory, then
-calls ``workers.gitsource.SourceCache.fetch`` with a ``file://`` source again
+calls ``workers.fetch.gitsource.SourceCache.fetch`` with a ``file://`` source again
 and again, as a long-running worker does; every ``--commit-every`` fetches a
 commit is pushed first, so that some fetches find a new revision and most find
 none. Prints this process's RSS (``VmRSS`` from ``/proc/self/status``), its
@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared.spec import Auth, Source  # noqa: E402
-from workers.gitsource import SourceCache  # noqa: E402
+from shared.spec.model import Auth, Source  # noqa: E402
+from workers.fetch.gitsource import SourceCache  # noqa: E402
 
 
 def rss_kib() -> int:

@@ -31,11 +31,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from devtools.binaries import find_helm  # noqa: E402
-from shared.spec import HELM_REPOSITORY, Application, Chart, Cluster, Helm, Selector, Source  # noqa: E402
-from workers import helm as charts  # noqa: E402
-from workers.helmrepo import ChartRepositories  # noqa: E402
-from workers.render import render_unit  # noqa: E402
-from workers.render_cache import RenderCache  # noqa: E402
+from shared.spec.model import HELM_REPOSITORY, Application, Chart, Cluster, Helm, Selector, Source  # noqa: E402
+from workers.render import helm as charts  # noqa: E402
+from workers.fetch.helmrepo import ChartRepositories  # noqa: E402
+from workers.render.engine import render_unit  # noqa: E402
+from workers.render.cache import RenderCache  # noqa: E402
 from workers.sealing import Sealer  # noqa: E402
 from scratch import scratch_redis  # noqa: E402
 

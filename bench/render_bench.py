@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from devtools.tutorial import write_tutorial  # noqa: E402
-from shared.spec import Application, Cluster, Selector  # noqa: E402
-from workers.render import render, render_cached  # noqa: E402
-from workers.render_cache import RenderCache  # noqa: E402
+from shared.spec.model import Application, Cluster, Selector  # noqa: E402
+from workers.render.engine import render, render_cached  # noqa: E402
+from workers.render.cache import RenderCache  # noqa: E402
 from workers.sealing import Sealer  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))

@@ -2,7 +2,7 @@
 
 Makes a repository of ``--apps`` plain-YAML applications, then ``--revisions`` times
 commits a change to one application and fetches and renders every application at
-the new revision through the real stages (``workers.stages.fetch`` and ``render``:
+the new revision through the real stages (``workers.run.stages.fetch`` and ``render``:
 mirrors, checkouts, the sealed render cache on a real Redis started here). Prints
 the Git cache's size (mirrors and checkouts separately), the number of checkouts
 kept, and Redis's ``used_memory`` and key count, every ``--every`` revisions.
@@ -28,9 +28,9 @@ import redis  # noqa: E402
 
 from shared.logs import configure  # noqa: E402
 from shared.settings import Settings  # noqa: E402
-from workers import stages  # noqa: E402
+from workers.run import stages  # noqa: E402
 from workers.context import Context  # noqa: E402
-from workers.gitsource import disk_usage  # noqa: E402
+from workers.fetch.gitsource import disk_usage  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from fleet_bench import app_objects  # noqa: E402

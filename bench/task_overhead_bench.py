@@ -34,7 +34,7 @@ from bench.worker_memory_bench import start_worker, wait_ready  # noqa: E402
 
 
 def redis_pid(redis_url: str) -> int:
-    from shared.redisconn import connect
+    from shared.state.redisconn import connect
     return int(connect(redis_url).info("server")["process_id"])
 
 
@@ -55,7 +55,7 @@ def measure(tasks: int, concurrency: int, timeout: float, root: Path) -> dict:
         worker = start_worker(redis_url, root, concurrency)
         stack.callback(stop, worker)
         wait_ready(celery, worker, concurrency, timeout)
-        from shared.redisconn import connect
+        from shared.state.redisconn import connect
         client = connect(redis_url)
         server = redis_pid(redis_url)
         before = {"sender": cpu_seconds(os.getpid()), "worker": tree_cpu(worker.pid),

@@ -39,8 +39,8 @@ import requests  # noqa: E402
 
 from devtools import fleet as devfleet  # noqa: E402
 from scheduler.server.hooks import github_signature  # noqa: E402
-from shared.redisconn import connect  # noqa: E402
-from shared.status import StatusStore  # noqa: E402
+from shared.state.redisconn import connect  # noqa: E402
+from shared.state.status import StatusStore  # noqa: E402
 
 SECRET = "bench-webhook-secret-" + uuid.uuid4().hex
 

@@ -42,7 +42,7 @@ from devtools import fleet as devfleet  # noqa: E402
 
 HEAVY_MODULES = ("kubernetes", "pydantic", "requests_oauthlib", "celery.worker", "kombu", "redis",
                  "yaml", "cryptography.hazmat.primitives.ciphers.aead", "structlog", "rich",
-                 "prometheus_client", "fakeredis", "shared.spec", "scheduler.cli",
+                 "prometheus_client", "fakeredis", "shared.spec.model", "scheduler.cli",
                  "workers.app", "workers.tasks")
 NAMESPACE = "bench"
 ROLLUP_FIELDS = ("Rss", "Pss", "Private_Clean", "Private_Dirty", "Shared_Clean", "Shared_Dirty")
@@ -195,8 +195,8 @@ def wait_ready(celery: Any, proc: subprocess.Popen, concurrency: int, timeout: f
 
 def sync_pass(celery: Any, redis_url: str, cluster: str, units: int, timeout: float) -> float:
     """Send one reconcile of ``cluster``; seconds until ``units`` units are Ready since."""
-    from shared.redisconn import connect
-    from shared.status import StatusStore
+    from shared.state.redisconn import connect
+    from shared.state.status import StatusStore
 
     store = StatusStore(connect(redis_url))
     since = time.time()

@@ -18,13 +18,13 @@ built the same way. kwok has no such replaces: ``go install`` builds it.
 version that sops itself requires. ``sops`` is taken from ``$FLEETSYNC_SOPS_BIN``
 (the executable) when set, else ``PATH``, else the cache; ``age-keygen`` from
 ``PATH``, else the cache. Workers do not look in this cache: they use
-``$FLEETSYNC_SOPS_BIN`` or ``PATH`` (see ``workers/sops.py``).
+``$FLEETSYNC_SOPS_BIN`` or ``PATH`` (see ``workers/render/sops.py``).
 
 ``helm`` (chart applications, rendered with ``helm template``; kustomize's
 ``helmCharts:``) is ``go install``-ed from the pinned ``HELM_VERSION`` in the
 same way, into ``~/.cache/fleetsync/k8s/helm-<version>/bin``; it is taken from
 ``$FLEETSYNC_HELM_BIN`` when set, else ``PATH``, else the cache. Workers look
-only at ``$FLEETSYNC_HELM_BIN`` and ``PATH`` (see ``workers/helm.py``).
+only at ``$FLEETSYNC_HELM_BIN`` and ``PATH`` (see ``workers/render/helm.py``).
 """
 
 from __future__ import annotations

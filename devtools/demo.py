@@ -31,8 +31,8 @@ from typing import Callable
 from devtools import fleet as devfleet
 from devtools import tutorial
 from devtools.demo_pods import Pod, PodWatch, pods_of
-from shared.redisconn import connect
-from shared.status import StatusStore
+from shared.state.redisconn import connect
+from shared.state.status import StatusStore
 
 CLUSTERS = list(tutorial.CLUSTERS)
 APP = "platform"

@@ -7,7 +7,7 @@ at most), so a cluster added or removed is picked up without restarting beat.
 A spec that does not validate schedules nothing new: the last good schedule
 stays, and the problems are logged.
 
-Every tick also records beat's heartbeat in Redis (``shared/heartbeat.py``, at
+Every tick also records beat's heartbeat in Redis (``shared/state/heartbeat.py``, at
 most once a second): a silent beat is otherwise invisible, since nothing fails
 when nothing is scheduled.
 """
@@ -21,12 +21,12 @@ from typing import Any
 from celery.beat import Scheduler
 
 from shared import tasks_api
-from shared.heartbeat import Heartbeat
+from shared.state.heartbeat import Heartbeat
 from shared.logs import get_logger
-from shared.redisconn import connect
+from shared.state.redisconn import connect
 from shared.settings import from_env
-from shared.spec import Fleet
-from shared.spec_watch import SpecWatcher
+from shared.spec.model import Fleet
+from shared.spec.watch import SpecWatcher
 
 log = get_logger("fleetsync.beat")
 SPEC_CHECK_SECONDS = 3.0

@@ -24,10 +24,11 @@ from typing import Any
 
 from celery.exceptions import TimeoutError as CeleryTimeout
 
-from shared import keys, tasks_api
+from shared.state import keys
+from shared import tasks_api
 from shared.celery_app import make_app, send
 from shared.protocol import Phase, RunState
-from shared.redisconn import connect
+from shared.state.redisconn import connect
 from shared.settings import Settings, from_env
 
 MAX_HOPS = 20

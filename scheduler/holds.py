@@ -2,7 +2,7 @@
 
 ``fleetsync rollout status|pause|resume|promote|abort APP`` and ``fleetsync
 suspend|resume APP [--cluster C]`` (and the same POSTs of ``fleetsync server``)
-change the application's record in Redis (``shared/rollout_store.py``) and then
+change the application's record in Redis (``shared/state/rollout_store.py``) and then
 enqueue ``fleetsync.sync`` of the application, so that every unit is requested
 now and obeys the change (a promoted wave starts, an aborted rollout goes back,
 a resumed unit syncs) instead of at its next tick. Nothing here imports worker
@@ -17,10 +17,10 @@ from typing import Any, Callable
 from shared import rollout, tasks_api
 from shared.protocol import Trigger
 from shared.rollout import Record
-from shared.rollout_store import Holds
-from shared.spec import Fleet
-from shared.spec_rollout import describe, fleet_waves
-from shared.status import now_iso
+from shared.state.rollout_store import Holds
+from shared.spec.model import Fleet
+from shared.spec.rollout import describe, fleet_waves
+from shared.state.status import now_iso
 
 Send = Callable[[str, list[Any], dict[str, Any]], str]      # name, args, kwargs -> task id
 

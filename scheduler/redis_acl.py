@@ -5,7 +5,7 @@ and in pull mode it is reached from every pull cluster. One ACL user per role
 keeps a leaked credential to what that role does; one user per pull cluster
 keeps cluster A's worker out of cluster B's queue, status and render memo.
 
-The key names come from ``shared.keys`` (ours) and from Celery/kombu's Redis
+The key names come from ``shared.state.keys`` (ours) and from Celery/kombu's Redis
 transport (theirs, kombu 5.x):
 
     <queue>, <queue>\\x06\\x16<priority>    a queue is a list (plus one per priority step)
@@ -33,7 +33,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from shared import keys
+from shared.state import keys
 from shared.errors import FleetsyncError
 from shared.tasks_api import STAGE_QUEUES, apply_queue
 

@@ -16,7 +16,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from shared import tasks_api
-from shared.redis_url import celery_config
+from shared.state.redis_url import celery_config
 from shared.settings import Settings
 
 class _Router:
@@ -34,7 +34,7 @@ class _Router:
 
 def make_app(settings: Settings, include: Iterable[str] = ()) -> Celery:
     """The app on ``settings.redis_url``: one Redis, or the primary that Sentinel names
-    (``shared.redis_url``: broker and result backend both follow a failover)."""
+    (``shared.state.redis_url``: broker and result backend both follow a failover)."""
     redis_conf = celery_config(settings.redis_url)
     transport = {**redis_conf.get("broker_transport_options", {}),
                  "visibility_timeout": settings.visibility_timeout}

@@ -12,7 +12,7 @@ is named by a ``run_id`` chosen when it is requested, and moves through
 Per unit, Redis holds four small facts (``Unit``): the run that is queued and
 has not started (requests *join* it), the run parked behind the lock holder,
 the run holding the lock, and the lock's owner. Every transition below is a
-pure function of that snapshot (and the run's own state); ``shared/runs.py``
+pure function of that snapshot (and the run's own state); ``shared/state/runs.py``
 reads the snapshot, calls the function, and writes the result only if the
 snapshot is unchanged (compare-and-set), so the rules live here alone and are
 tested without Redis.

@@ -16,7 +16,7 @@ revision (the *stable* one), so two revisions can be live at once.
 Everything here is a pure function of the application's waves, the unit
 statuses, the rollout ``Record`` and the time (``decide``), and of the record
 alone (``allowed``: what a cluster may apply, without reading any status), so
-the rules are tested without Redis. ``shared/rollout_store.py`` keeps the record
+the rules are tested without Redis. ``shared/state/rollout_store.py`` keeps the record
 in Redis (one key per application, compare-and-set); the workers evaluate it
 where a request decides the revision of a run.
 """

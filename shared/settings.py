@@ -39,7 +39,7 @@ class Settings:
     metrics_dir: str | None = None           # prometheus multiprocess directory
     flower_url: str | None = None            # Flower as operators open it: the CLI links tasks there
     metrics_addr: str = "127.0.0.1"          # where workers' metrics listen (0.0.0.0 in a Pod)
-    cache_key_file: str | None = None        # workers' key for render entries (AEAD); see render_cache
+    cache_key_file: str | None = None        # workers' key for render entries (AEAD); see workers/render/cache.py
     allow_local_sources: bool = False        # local paths and file:// sources (demo, tests)
     sops_age_key_file: str | None = None     # age identities that decrypt SOPS files at render
     sops_bin: str | None = None              # the sops binary (default: sops on PATH)

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from shared.keys import unit_id
+from shared.state.keys import unit_id
 
 SYNC = "fleetsync.sync"
 RECONCILE_CLUSTER = "fleetsync.reconcile_cluster"

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from shared.spec import Application, Cluster, Source
+from shared.spec.model import Application, Cluster, Source
 from tests.gitutil import GitRepo
-from workers.gitsource import SourceCache
-from workers.render import render
+from workers.fetch.gitsource import SourceCache
+from workers.render.engine import render
 
 
 class Repo:

@@ -13,7 +13,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from shared.spec import Auth, Source
+from shared.spec.model import Auth, Source
 
 _ENV_DROP = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY")
 

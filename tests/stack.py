@@ -22,7 +22,7 @@ import redis
 import yaml
 
 from devtools import fleet as devfleet
-from shared.status import StatusStore
+from shared.state.status import StatusStore
 from tests.gitutil import GitRepo
 from tests.slowproxy import SlowProxy
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from scheduler.beat import FleetScheduler, entries
 from shared.celery_app import make_app
 from shared.settings import Settings
-from shared.spec_loader import load
+from shared.spec.load import load
 
 SPEC = """\
 sources:

@@ -15,9 +15,9 @@ import pytest
 import redis
 
 from shared.settings import Settings
-from shared.status import HistoryEntry
+from shared.state.status import HistoryEntry
 from tests.gitutil import GitRepo
-from workers import stages
+from workers.run import stages
 from workers.context import Context
 
 

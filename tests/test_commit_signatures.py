@@ -18,12 +18,12 @@ import pytest
 
 from shared.errors import SourceError
 from shared.settings import Settings
-from shared.spec import Verify
+from shared.spec.model import Verify
 from tests.gitutil import GitRepo, src
 from tests.sshd import keygen
-from workers import runner, stages
+from workers.run import runner, stages
 from workers.context import Context
-from workers.gitsource import SourceCache
+from workers.fetch.gitsource import SourceCache
 
 
 @pytest.fixture()
@@ -117,7 +117,7 @@ def test_the_last_verified_revision_stays_and_the_status_says_why(
     assert revision == good and f"commit {bad} is signed by key" in error
     assert "not in allowedSigners" in error
     # a sync asked for now fetches again, is refused again, and goes on at the last good
-    # revision (the apply's status then names the refusal: see workers/runner.py)
+    # revision (the apply's status then names the refusal: see workers/run/runner.py)
     result, sends = runner.request(ctx, "web", "dev", "api", fresh=True)
     assert "error" not in result and result["revision"] == good
     assert [s.name for s in sends] == ["fleetsync.render"] and sends[0].args[2] == good

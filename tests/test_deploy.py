@@ -262,7 +262,7 @@ def test_worker_commands_consume_the_right_queues(base: list[dict], pull: list[d
 
 def test_example_fleet_specs_validate_and_pull_cluster_is_in_cluster(base: list[dict],
                                                                       pull: list[dict]) -> None:
-    from shared.spec import load_fleet
+    from shared.spec.load import load_fleet
 
     central = load_fleet(str(BASE / "config" / "fleet.yaml"))
     kubeconfigs = generated(base, "Secret", "fleetsync-kubeconfigs")["data"]

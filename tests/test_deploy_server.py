@@ -14,7 +14,7 @@ import yaml
 
 from scheduler.server.config import check_exposure, from_env
 from shared.errors import FleetsyncError
-from shared.spec_loader import validate_file
+from shared.spec.load import validate_file
 from tests.conftest import ROOT
 from tests.test_deploy import (BASE, base, generated, ingress_ports, one, parse_cli,  # noqa: F401
                                pod_spec, policy_for)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from shared.spec import IgnoreRule
+from shared.spec.model import IgnoreRule
 from workers.apply.engine import apply_unit
 from workers.apply.kube import Kube
 from workers.apply.testing import application, namespace, unique

@@ -10,9 +10,9 @@ import pytest
 from tests.githttp import GitHttpServer
 from tests.gitutil import GitRepo, git, src
 from shared.errors import SourceError, TransientError
-from shared.spec import Auth
-from workers.gitcli import git_said
-from workers.gitsource import SourceCache
+from shared.spec.model import Auth
+from workers.fetch.gitcli import git_said
+from workers.fetch.gitsource import SourceCache
 
 
 @pytest.fixture()

@@ -22,13 +22,13 @@ from typing import Iterator
 import pytest
 
 from shared.errors import SourceError
-from shared.spec import Auth, Source
+from shared.spec.model import Auth, Source
 from tests.conftest import need
 from tests.githttp import GitHttpServer
 from tests.gitutil import GitRepo, src
 from tests.sshd import SshServer, available, keygen
-from workers import gitcli
-from workers.gitsource import SourceCache
+from workers.fetch import gitcli
+from workers.fetch.gitsource import SourceCache
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -206,7 +206,7 @@ _WORKER = """
 import sys
 from dataclasses import replace
 from tests.gitutil import src
-from workers.gitsource import SourceCache
+from workers.fetch.gitsource import SourceCache
 SourceCache(sys.argv[1], timeout=600).fetch(replace(src(sys.argv[2]), insecure=True))
 """
 

@@ -15,9 +15,9 @@ import pytest
 from tests.githttp import GitHttpServer
 from tests.gitutil import GitRepo, src
 from shared.errors import SourceError, TransientError
-from shared.spec import Auth, Source
-from workers import gitcli
-from workers.gitsource import SourceCache
+from shared.spec.model import Auth, Source
+from workers.fetch import gitcli
+from workers.fetch.gitsource import SourceCache
 
 
 def children() -> list[str]:
@@ -158,7 +158,7 @@ def test_checkout_is_read_only_cached_and_keeps_symlinks(repo: GitRepo, cache: S
     assert not [p for p in (cache.root / "trees").iterdir() if p.name.startswith(".")]
 
     calls = []
-    monkeypatch.setattr("workers.gitsource.run_git", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr("workers.fetch.gitsource.run_git", lambda *a, **k: calls.append(a))
     assert cache.checkout(source, second) == tree2      # cached: no git at all
     assert calls == []
 
@@ -329,7 +329,7 @@ def test_git_environment_holds_credentials_only_by_reference(tmp_path: Path) -> 
 
 
 def test_old_checkouts_are_collected_but_recent_ones_are_kept(repo: GitRepo, tmp_path: Path) -> None:
-    from workers.gitsource import collect_trees
+    from workers.fetch.gitsource import collect_trees
 
     cache = SourceCache(tmp_path / "cache", timeout=20, trees_kept=3)
     source = src(repo.bare_url())

@@ -16,14 +16,14 @@ from typing import Any, Iterator
 import pytest
 
 from shared.errors import RenderError, SourceError, TransientError
-from shared.spec import (HELM_REPOSITORY, Application, Chart, Cluster, ClusterValues, Helm,
-                         Selector, Source)
+from shared.spec.model import (HELM_REPOSITORY, Application, Chart, Cluster, ClusterValues, Helm,
+                               Selector, Source)
 from tests.gitrender import Repo
 from tests.helmutil import ChartServer, chart, helm, run  # noqa: F401  (helm: a fixture)
-from workers import helm as charts
-from workers.helmrepo import ChartRepositories
-from workers.render import render, render_unit
-from workers.render_cache import RenderCache
+from workers.render import helm as charts
+from workers.fetch.helmrepo import ChartRepositories
+from workers.render.engine import render, render_unit
+from workers.render.cache import RenderCache
 
 PROD = Cluster("prod-1", labels={"env": "prod"}, vars={"replicas": "3"})
 DEV = Cluster("dev-1", labels={"env": "dev"}, vars={"replicas": "1"})
@@ -138,7 +138,7 @@ def test_an_unreachable_repository_is_transient(server: ChartServer, tmp_path: P
 
 def test_plain_http_needs_insecure_and_never_carries_credentials(server: ChartServer,
                                                                  tmp_path: Path) -> None:
-    from shared.spec import Auth
+    from shared.spec.model import Auth
 
     repos = ChartRepositories(tmp_path / "cache")
     plain = Source("charts", server.url, HELM_REPOSITORY, "", 60.0)

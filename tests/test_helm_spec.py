@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.spec import HELM_REPOSITORY, Chart, ClusterValues, Helm, Selector
-from shared.spec_loader import load, validate_file
+from shared.spec.model import HELM_REPOSITORY, Chart, ClusterValues, Helm, Selector
+from shared.spec.load import load, validate_file
 
 GOOD = """sources:
   - name: charts

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import redis
 
-from shared.status import StatusStore
+from shared.state.status import StatusStore
 
 from tests.conftest import ROOT, new_redis_db
 from tests.gitutil import GitRepo

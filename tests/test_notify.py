@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from scheduler.notify import (AppView, Tracked, UnitView, fleet_rollup, rollup, rollup_message,
-                              transition)
+from scheduler.notify.decide import (AppView, Tracked, UnitView, fleet_rollup, rollup,
+                                     rollup_message, transition)
 
 REV = "abc1234567890def"
 OLD = "0123456789abcdef"
@@ -11,7 +11,7 @@ T0 = 1_700_000_000.0
 
 
 def stamp(seconds: float) -> str:
-    from shared.status import now_iso
+    from shared.state.status import now_iso
 
     return now_iso(T0 + seconds)
 

@@ -18,7 +18,7 @@ import uuid
 import pytest
 import redis
 
-from scheduler.notify_loop import NOTIFIERS
+from scheduler.notify.loop import NOTIFIERS
 from tests.notify_receiver import Receiver
 from tests.stack import Stack
 
@@ -145,7 +145,7 @@ def quiet_pass(s: Stack) -> None:
 
 
 def _t(stamp: str) -> float:
-    from scheduler.notify import parse_time
+    from scheduler.notify.decide import parse_time
 
     return parse_time(stamp) or 0.0
 

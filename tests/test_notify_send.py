@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler.notify import Message
-from scheduler.notify_send import Outbox, Sender, backoff, wants
-from shared.spec import Route
+from scheduler.notify.decide import Message
+from scheduler.notify.send import Outbox, Sender, backoff, wants
+from shared.spec.model import Route
 from tests.notify_receiver import Receiver
 
 SHA = "abc1234567890def0123456789abcdef01234567"
@@ -156,6 +156,6 @@ def test_commit_statuses_wait_for_the_limit_and_a_newer_one_replaces_a_waiting_o
 
 
 def _post():
-    from scheduler.notify_send import http_post
+    from scheduler.notify.send import http_post
 
     return lambda request: http_post(request, timeout=5)

@@ -7,8 +7,8 @@ import textwrap
 import pytest
 
 from shared.errors import SpecError
-from shared.spec import Notifications, Route
-from shared.spec_loader import load
+from shared.spec.model import Notifications, Route
+from shared.spec.load import load
 
 BASE = """\
 sources:

@@ -21,7 +21,7 @@ import redis
 from redis.exceptions import NoPermissionError
 
 from scheduler import redis_acl
-from shared import keys
+from shared.state import keys
 from tests import acl_redis
 from tests.conftest import ROOT, start_worker, stop_worker
 
@@ -130,7 +130,7 @@ def test_pull_user_state_is_its_clusters(server: acl_redis.AclRedis) -> None:
     assert refused(lambda: a.keys("*")) and refused(lambda: a.scan(0))
     assert refused(lambda: a.flushdb()) and refused(lambda: a.config_get("*"))
     # what a pull worker's metrics read: its own cluster's units, never all of them
-    from shared.status import StatusStore
+    from shared.state.status import StatusStore
     admin.sadd(keys.UNITS, keys.unit_id("web", "a"), keys.unit_id("web", "b"))
     store = StatusStore(redis.Redis.from_url(server.url(A), decode_responses=True))
     assert [(s.app, s.cluster, s.phase) for s in store.all_statuses("a")] == [("web", "a", "Ready")]
@@ -188,7 +188,7 @@ def test_real_worker_as_the_pull_user_serves_its_queue(server: acl_redis.AclRedi
 
 def test_server_user_records_deliveries_and_sends_fetches_but_writes_no_state(
         server: acl_redis.AclRedis) -> None:
-    from shared.status import delivery_key, fetch_wanted_key
+    from shared.state.status import delivery_key, fetch_wanted_key
 
     admin = server.client(acl_redis.ADMIN)
     admin.hset(keys.status(keys.unit_id("web", "a")), "phase", "Ready")

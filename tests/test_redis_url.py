@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.redis_url import RedisURLError, celery_config, parse, redact
+from shared.state.redis_url import RedisURLError, celery_config, parse, redact
 from shared.settings import Settings
 from shared.celery_app import make_app
 

@@ -16,10 +16,10 @@ import pytest
 
 from devtools.tutorial import remove_app, set_web_image_tag, write_tutorial
 from shared.errors import RenderError
-from shared.spec import Application, Cluster, Directory, Selector
-from workers import kustomize
-from workers.manifests import Located, is_cluster_scoped, normalize
-from workers.render import build_raw, finish, render
+from shared.spec.model import Application, Cluster, Directory, Selector
+from workers.render import kustomize
+from workers.render.manifests import Located, is_cluster_scoped, normalize
+from workers.render.engine import build_raw, finish, render
 
 
 def needs_kustomize() -> None:
@@ -153,7 +153,7 @@ def test_malformed_kustomization_names_file_and_line(tmp_path: Path) -> None:
 
 def test_renderer_version_names_kustomize() -> None:
     needs_kustomize()
-    from workers import render as render_module
+    from workers.render import engine as render_module
     assert render_module.RENDERER_VERSION.startswith(f"{render_module.RENDERER} kustomize/v")
 
 
@@ -334,7 +334,7 @@ def test_oversized_file_refused_before_reading(tmp_path: Path) -> None:
 
 
 def test_total_size_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from workers import checkout
+    from workers.render import tree as checkout
     for i in range(3):
         size = write(tmp_path, f"app/{i}.yaml", cm(f"c{i}", pad="x" * 50)).stat().st_size
     monkeypatch.setattr(checkout, "MAX_TOTAL_BYTES", size * 5 // 2)
@@ -415,7 +415,7 @@ def test_normalize_accepts_a_discovery_predicate() -> None:
 
 
 def test_finish_keeps_key_order() -> None:
-    from workers.checkout import RawDoc
+    from workers.render.tree import RawDoc
     raw = [RawDoc("f.yaml", "metadata: {name: x}\nkind: ConfigMap\napiVersion: v1\n")]
     assert list(finish(raw, {})[0]) == ["metadata", "kind", "apiVersion"]
 
@@ -428,7 +428,7 @@ def test_render_reads_nothing_outside_with_relative_tree(tmp_path: Path, monkeyp
 
 
 def test_kustomize_sees_none_of_the_workers_secrets(monkeypatch, tmp_path):
-    from workers import kustomize
+    from workers.render import kustomize
 
     monkeypatch.setenv("FLEETSYNC_REDIS_URL", "redis://:hunter2@redis:6379/0")
     monkeypatch.setenv("GIT_TOKEN", "ghp_secret")

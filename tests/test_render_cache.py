@@ -14,10 +14,10 @@ import zstandard
 
 from devtools.tutorial import write_tutorial
 from shared.errors import RenderError, TransientError
-from shared.spec import Application, Cluster, Selector
-from workers import kustomize
-from workers.render import render, render_cached
-from workers.render_cache import PREFIX, RenderCache, render_key
+from shared.spec.model import Application, Cluster, Selector
+from workers.render import kustomize
+from workers.render.engine import render, render_cached
+from workers.render.cache import PREFIX, RenderCache, render_key
 
 OBJECTS = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"a": "b" * 500}}]
 
@@ -233,9 +233,9 @@ def test_render_error_through_render_cached_names_each_unit(redis_client: redis.
 
 def test_raw_and_final_keys_differ_when_no_variable_is_used(tmp_path, redis_client):
     """A render that references no variable must not store its objects over its raw text."""
-    from shared.spec import Application, Cluster, Selector
-    from workers.render import render_cached
-    from workers.render_cache import RenderCache
+    from shared.spec.model import Application, Cluster, Selector
+    from workers.render.engine import render_cached
+    from workers.render.cache import RenderCache
 
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "cm.yaml").write_text(

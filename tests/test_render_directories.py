@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from shared.errors import RenderError
-from shared.spec import Application, Cluster, Directory, Selector
+from shared.spec.model import Application, Cluster, Directory, Selector
 from tests.gitrender import Repo
-from workers import kustomize
-from workers.render import render, render_unit
-from workers.render_cache import RenderCache
+from workers.render import kustomize
+from workers.render.engine import render, render_unit
+from workers.render.cache import RenderCache
 
 
 def cm(name: str, **data: str) -> str:

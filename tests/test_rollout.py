@@ -9,8 +9,8 @@ import pytest
 from shared import rollout as r
 from shared.errors import SpecError
 from shared.rollout import Record, Seen, WavePlan
-from shared.spec import load_fleet
-from shared.spec_rollout import fleet_waves
+from shared.spec.load import load_fleet
+from shared.spec.rollout import fleet_waves
 
 WAVES = [WavePlan(("dev",), 1), WavePlan(("stage",), 1, pause=60.0),
          WavePlan(("p1", "p2", "p3", "p4"), 2)]

@@ -102,7 +102,7 @@ def beat_run_after(s: Stack, cluster: str, since: str) -> bool:
 
 
 def now_iso() -> str:
-    from shared.status import now_iso as iso
+    from shared.state.status import now_iso as iso
 
     return iso()
 

@@ -11,7 +11,7 @@ import pytest
 from shared.errors import TransientError
 from shared.protocol import Verdict
 from shared.settings import Settings
-from workers import runner
+from workers.run import runner
 from workers.context import Context
 
 

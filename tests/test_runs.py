@@ -8,11 +8,12 @@ import random
 import pytest
 import redis
 
-from shared import keys, protocol
+from shared.state import keys
+from shared import protocol
 from shared.errors import TransientError
 from shared.protocol import Phase, RunState, Unit, Verdict
-from shared.runs import Outcome, Runs, Timing
-from shared.status import HistoryEntry, StatusStore, UnitStatus
+from shared.state.runs import Outcome, Runs, Timing
+from shared.state.status import HistoryEntry, StatusStore, UnitStatus
 from tests.conftest import new_redis_db
 
 UNIT = "c1/web"

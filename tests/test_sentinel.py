@@ -18,8 +18,8 @@ from collections import Counter
 
 import pytest
 
-from shared.redisconn import connect
-from shared.status import StatusStore
+from shared.state.redisconn import connect
+from shared.state.status import StatusStore
 from tests.sentinel import SentinelSet
 from tests.stack import Stack, configmap
 

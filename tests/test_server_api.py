@@ -16,7 +16,7 @@ import redis
 import requests
 
 from scheduler.server.hooks import github_signature
-from shared.status import HistoryEntry, StatusStore, UnitStatus, now_iso
+from shared.state.status import HistoryEntry, StatusStore, UnitStatus, now_iso
 from tests.conftest import ROOT
 from tests.serverproc import ServerProcess
 

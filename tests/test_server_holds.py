@@ -13,8 +13,8 @@ import redis
 import requests
 
 from shared.rollout import Record
-from shared.rollout_store import Holds
-from shared.status import StatusStore, UnitStatus, now_iso
+from shared.state.rollout_store import Holds
+from shared.state.status import StatusStore, UnitStatus, now_iso
 from tests.serverproc import ServerProcess
 
 TOKEN = "h" * 40

@@ -15,8 +15,8 @@ from scheduler.server.access import host_name, loopback_name, token_ok
 from scheduler.server.config import ServerSettings, check_exposure, load_tokens
 from shared.errors import FleetsyncError
 from shared.settings import Settings
-from shared.spec import Application, Cluster, Fleet, Selector, Source, Webhook
-from shared.status import SourceRecord, UnitStatus
+from shared.spec.model import Application, Cluster, Fleet, Selector, Source, Webhook
+from shared.state.status import SourceRecord, UnitStatus
 
 SECRET = "It's a Secret to Everybody"
 BODY = b"Hello, World!"

@@ -24,12 +24,12 @@ from typing import Any
 import pytest
 
 from devtools.binaries import BinaryError, find_sops
-from shared.spec import Application, Cluster, Selector
+from shared.spec.model import Application, Cluster, Selector
 from tests.conftest import ROOT, need, new_redis_db
 from tests.gitrender import Repo
 from tests.stack import Stack
-from workers.render import render
-from workers.sops import DecryptionFailed, Sops, metadata, sweep
+from workers.render.engine import render
+from workers.render.sops import DecryptionFailed, Sops, metadata, sweep
 
 PASSWORD = "hunter2-" + "x7Qp"     # the plaintext that must appear only where it is wanted
 SECRET = f"""apiVersion: v1

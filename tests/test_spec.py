@@ -10,8 +10,9 @@ from typing import Callable
 import pytest
 
 from shared.errors import SpecError
-from shared.spec import Auth, Fleet, Selector, load_fleet
-from shared.spec_loader import MAX_BYTES, find_cycles, load, parse_duration, validate_file
+from shared.spec.model import Auth, Fleet, Selector
+from shared.spec.load import load_fleet
+from shared.spec.load import MAX_BYTES, find_cycles, load, parse_duration, validate_file
 
 Validate = Callable[[str], tuple["Fleet | None", list[str], list[str]]]
 

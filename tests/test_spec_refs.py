@@ -11,7 +11,7 @@ from typing import Callable
 import pytest
 
 from shared.refnames import ref_name_problem
-from shared.spec_loader import validate_file
+from shared.spec.load import validate_file
 
 FLEET = """\
 sources:

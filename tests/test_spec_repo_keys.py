@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.spec import Application, Directory
-from shared.spec_loader import validate_file
+from shared.spec.model import Application, Directory
+from shared.spec.load import validate_file
 
 HEAD = """\
 sources:

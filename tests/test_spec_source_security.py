@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.spec import Verify
-from shared.spec_loader import validate_file
+from shared.spec.model import Verify
+from shared.spec.load import validate_file
 from tests.conftest import ROOT
 
 SPEC = """\

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.spec import Webhook
-from shared.spec_loader import load, validate_file
+from shared.spec.model import Webhook
+from shared.spec.load import load, validate_file
 
 HEAD = """sources:
   - name: platform

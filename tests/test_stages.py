@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from shared.spec import Application, Cluster, Fleet, Selector, Source
-from workers.stages import clusters_using, unit_spec_hash
+from shared.spec.model import Application, Cluster, Fleet, Selector, Source
+from workers.run.stages import clusters_using, unit_spec_hash
 
 
 def fleet(suspend: bool = False, replicas: str = "3") -> Fleet:

@@ -32,9 +32,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.fleet import free_port
 from scheduler.commands.status import format_status, freshness, phase_shown
-from shared import heartbeat, keys
+from shared.state import heartbeat, keys
 from shared.metrics import ReadinessCollector
-from shared.status import StatusStore, UnitStatus, now_iso
+from shared.state.status import StatusStore, UnitStatus, now_iso
 from tests.conftest import ROOT, start_worker, stop_worker, worker_env
 
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yaml"

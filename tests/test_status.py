@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shared import keys
-from shared.status import StatusStore, UnitStatus
+from shared.state import keys
+from shared.state.status import StatusStore, UnitStatus
 
 
 def test_status_round_trip_and_listing(redis_client):

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from scheduler.commands.status import age, fold, format_status, strip_unit, summary
-from shared.status import StatusStore, UnitStatus
+from shared.state.status import StatusStore, UnitStatus
 from tests.conftest import ROOT, worker_env
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)

@@ -17,9 +17,9 @@ import time
 import pytest
 import redis
 
-from shared import keys
-from shared.quiet import QuietUnits
-from shared.status import StatusStore, UnitStatus
+from shared.state import keys
+from shared.state.quiet import QuietUnits
+from shared.state.status import StatusStore, UnitStatus
 from tests.conftest import new_redis_db
 from tests.stack import Stack
 

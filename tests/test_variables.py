@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import RenderError
-from workers.variables import referenced, substitute
+from workers.render.variables import referenced, substitute
 
 VARS = {"cluster_name": "production", "replicas": "3", "empty": ""}
 

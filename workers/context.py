@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from shared.clusters import ClusterHealth
-from shared.redisconn import connect
-from shared.runs import Runs, Timing
+from shared.state.clusters import ClusterHealth
+from shared.state.redisconn import connect
+from shared.state.runs import Runs, Timing
 from shared.settings import Settings
-from shared.spec import Cluster, Fleet
-from shared.spec_watch import SpecWatcher
-from shared.status import StatusStore
-from workers.gitsource import SourceCache
+from shared.spec.model import Cluster, Fleet
+from shared.spec.watch import SpecWatcher
+from shared.state.status import StatusStore
+from workers.fetch.gitsource import SourceCache
 from workers import sealing
-from workers.render_cache import RenderCache
+from workers.render.cache import RenderCache
 from workers.sealing import Sealer
 
 # Kubernetes clients kept per process (the least recently used go). A connected client

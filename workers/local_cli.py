@@ -19,9 +19,9 @@ import yaml
 from shared import tasks_api
 from shared.errors import FleetsyncError
 from shared.logs import configure
-from shared.redisconn import reachable
+from shared.state.redisconn import reachable
 from shared.settings import from_env
-from workers import followup, runner, stages
+from workers.run import followup, runner, stages
 from workers.context import Context
 
 

@@ -36,14 +36,14 @@ from celery import signals
 # Imported inside functions by the stages (to keep ``render --local`` and the pure
 # modules light), or by Celery and billiard on first use in a pool process.
 PRELOAD = (
-    "shared.spec_loader",
+    "shared.spec.load",
     "workers.apply.engine",
     "workers.apply.execute",
     "workers.apply.removal",
     "workers.apply.discovery",
     "workers.apply.snapshot",
-    "workers.helm",
-    "workers.render",
+    "workers.render.helm",
+    "workers.render.engine",
     "celery.backends.redis",
 )
 # Loaded only when installed: billiard parses a C declaration with cffi in every new

@@ -45,9 +45,10 @@ def _serve_metrics(**_: Any) -> None:
     if settings.metrics_port:
         from functools import partial
 
-        from shared import heartbeat, metrics
-        from shared.redisconn import connect
-        from shared.status import StatusStore
+        from shared.state import heartbeat
+        from shared import metrics
+        from shared.state.redisconn import connect
+        from shared.state.status import StatusStore
 
         store = StatusStore(connect(settings.redis_url))
         # a pull worker reports its own cluster's units: its Redis user may read no other's

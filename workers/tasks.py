@@ -1,7 +1,7 @@
 """Celery tasks: thin wrappers that take names, call one stage, carry out its ``Next``.
 
 The names and arguments are the public contract of ``shared/tasks_api.py``.
-A stage (``workers/runner.py``) decides; the task only sends what the stage
+A stage (``workers/run/runner.py``) decides; the task only sends what the stage
 asks for, retries with the countdown it gives, and raises the error that ended
 a run so that Flower shows it failed. The internal stages (render, apply,
 check_health) are signed by the worker that sends them (``workers/sealing.py``)
@@ -27,10 +27,10 @@ from shared.celery_app import send as send_task
 from shared.errors import PermanentError, TransientError
 from shared.logs import get_logger
 from shared.protocol import Phase, backoff
-from shared.redisconn import RedisError
+from shared.state.redisconn import RedisError
 from shared.settings import from_env
-from shared.status import UnitStatus, now_iso
-from workers import followup, removing, runner, stages, sweep
+from shared.state.status import UnitStatus, now_iso
+from workers.run import followup, removing, runner, stages, sweep
 from workers.app import app as celery
 from workers.context import Context
 from workers.sealing import SIGNATURE

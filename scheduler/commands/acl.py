@@ -20,8 +20,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from scheduler import redis_acl
 from scheduler.commands.validate import add_file_arg, fleet_file
 from shared.errors import FleetsyncError
-from shared.redis_url import parse as parse_redis_url
-from shared.spec import load_fleet
+from shared.state.redis_url import parse as parse_redis_url
+from shared.spec.load import load_fleet
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

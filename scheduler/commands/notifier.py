@@ -16,12 +16,12 @@ import threading
 from types import FrameType
 
 from scheduler.commands.validate import add_file_arg, fleet_file
-from scheduler.notify_loop import Notifier
-from scheduler.notify_send import Sender
+from scheduler.notify.loop import Notifier
+from scheduler.notify.send import Sender
 from shared.logs import configure, get_logger
-from shared.redisconn import connect
+from shared.state.redisconn import connect
 from shared.settings import from_env
-from shared.spec_watch import SpecWatcher
+from shared.spec.watch import SpecWatcher
 
 log = get_logger("fleetsync.notifier")
 

@@ -123,8 +123,8 @@ def _operator(args: argparse.Namespace) -> tuple[Any, Any]:
     from scheduler.holds import Operator
     from shared.celery_app import send
     from shared.errors import SpecError
-    from shared.redisconn import connect
-    from shared.spec import load_fleet
+    from shared.state.redisconn import connect
+    from shared.spec.load import load_fleet
 
     client = Client()
     try:

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from shared.redis_url import parse as parse_redis_url
+from shared.state.redis_url import parse as parse_redis_url
 from shared.settings import DEFAULT_REDIS_URL, state_dir
 from shared.tasks_api import STAGE_QUEUES, apply_queue
 

@@ -28,9 +28,9 @@ import re
 import shutil
 from datetime import datetime, timezone
 
-from shared.redisconn import connect
+from shared.state.redisconn import connect
 from shared.settings import from_env
-from shared.status import StatusStore
+from shared.state.status import StatusStore
 
 _PREFIX = re.compile(r"(?P<unit>[^\s:]+)(?: @[0-9a-f]+)?(?: \[(?P<obj>[^\]]*)\])?: ")
 _QUIET = ("Ready", "Suspended", "Unknown")    # phases whose message is not a failure reason

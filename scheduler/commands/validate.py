@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from shared.spec_loader import validate_file
+from shared.spec.load import validate_file
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -16,14 +16,14 @@ import json
 import threading
 from typing import Any
 
-from shared import keys
+from shared.state import keys
 from shared.celery_app import send
 from shared.errors import SpecError
 from shared.logs import get_logger
-from shared.redisconn import connect
-from shared.spec import Fleet
-from shared.spec_watch import SpecWatcher
-from shared.status import SourceRecord, StatusStore, UnitStatus
+from shared.state.redisconn import connect
+from shared.spec.model import Fleet
+from shared.spec.watch import SpecWatcher
+from shared.state.status import SourceRecord, StatusStore, UnitStatus
 from scheduler.server.config import ServerSettings
 
 log = get_logger("fleetsync.server")

@@ -20,8 +20,8 @@ from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 from shared.protocol import Phase
-from shared.spec import Fleet
-from shared.status import SourceRecord, UnitStatus
+from shared.spec.model import Fleet
+from shared.state.status import SourceRecord, UnitStatus
 
 APPLIED = (Phase.READY.value, Phase.PROGRESSING.value, Phase.DEGRADED.value,
            Phase.DRIFTED.value)

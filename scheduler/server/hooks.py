@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from shared.spec import Fleet, Source
+from shared.spec.model import Fleet, Source
 
 PROVIDERS = ("github", "gitlab", "generic")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -43,7 +43,7 @@ from starlette.responses import JSONResponse
 from shared import tasks_api
 from shared.logs import get_logger
 from shared.protocol import Trigger
-from shared.status import delivery_key
+from shared.state.status import delivery_key
 from scheduler.server import hooks
 from scheduler.server.backend import Backend
 from scheduler.server.config import (DELIVERY_TTL, FETCH_WANTED_TTL, FOLLOW_UP_TIMEOUT,

@@ -15,7 +15,7 @@ Unchanged objects are left out, so an empty string means "in sync".
 
 from __future__ import annotations
 
-from shared.spec import Application
+from shared.spec.model import Application
 from workers.apply import namespaces
 from workers.apply.discovery import PROCESS, Discovery
 from workers.apply.kube import Kube

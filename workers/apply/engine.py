@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from shared.errors import ApplyError, FleetsyncError
-from shared.spec import Application
+from shared.spec.model import Application
 from workers.apply import health, hooks, ignore, namespaces, occupied, policy
 from workers.apply import inventory as inv
 from workers.apply.discovery import PROCESS, Discovery

@@ -16,7 +16,7 @@ import copy
 import json
 from typing import Any, Iterable, Mapping
 
-from shared.spec import IgnoreRule
+from shared.spec.model import IgnoreRule
 from workers.apply.refs import APP_LABEL, ObjectRef, ref_of
 
 _KEPT = {("apiVersion",), ("kind",), ("metadata", "name"), ("metadata", "namespace"),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from shared.spec import Application
+from shared.spec.model import Application
 from workers.apply.observe import Observation
 from workers.apply.refs import ObjectRef, is_namespace, owner_of, ref_of
 

@@ -7,7 +7,7 @@ One GET for the inventory, then one per object (desired, and previous-inventory
 objects that are no longer desired): a run of N objects costs N+1 reads. A LIST
 per kind would not find unlabelled objects (which the plan must see to refuse or
 adopt them) without listing everything of that kind. The no-op pass of a whole
-cluster (``workers/sweep.py``) observes from a labelled ``Snapshot`` instead, and
+cluster (``workers/run/sweep.py``) observes from a labelled ``Snapshot`` instead, and
 leaves to a run of its own every unit the snapshot cannot tell about.
 
 A unit with no inventory yet (its first apply) is probed instead of read: one

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Iterable, Mapping
 
 from shared.errors import ApplyError
-from shared.spec import Application
+from shared.spec.model import Application
 from workers.apply.refs import ObjectRef, is_namespace
 
 RESERVED = "fleetsync-system"

@@ -5,7 +5,7 @@ the inventories in ``fleetsync-system`` read every object fleetsync applied on a
 cluster, for every unit at once: a pass over N units costs a handful of requests
 instead of N+1 GETs each (``observe``). A LIST without ``resourceVersion`` is a
 consistent read (served as fresh as a quorum read of etcd), so a snapshot taken
-after a unit's last write has ended holds that write: ``workers/sweep.py`` reads the
+after a unit's last write has ended holds that write: ``workers/run/sweep.py`` reads the
 units' state in Redis first, then takes the snapshot.
 
 What a labelled LIST cannot show (an object missing, or whose label someone

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from shared.spec import Application, Selector
+from shared.spec.model import Application, Selector
 
 
 def unique(prefix: str) -> str:

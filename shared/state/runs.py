@@ -1,0 +1,442 @@
+"""The Redis adapter of the sync-unit protocol: runs, locks, outcomes.
+
+Each transition of ``shared/protocol.py`` is carried out by one script call in
+the usual case: the pure function decides on the snapshot the unit usually has
+at that point (queued, pending, running, lock and the run's state), and the
+script writes the decision only if Redis holds exactly that snapshot
+(compare-and-set); otherwise it answers what it holds and the transition is
+decided again on that. The rules stay in Python; the Lua below is a dumb,
+generic compare-and-set. The writes of an ending carry the outcome too (run record,
+unit status, history), so a run can never end without its outcome recorded.
+
+Redis errors become ``TransientError`` here (a Redis restart is a blip; the
+task is retried). Fencing tokens are a per-unit counter, advanced in the same
+script that takes the lock; after a flush or a failover that lost it, the lock
+holder moves it past the token the cluster's inventory holds (``advance_fence``).
+``holding`` is what the apply engine asks before each tier of writes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+import threading
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
+
+import redis
+
+from shared.state import keys
+from shared import protocol
+from shared.errors import TransientError
+from shared.state.locks import Leases
+from shared.protocol import Phase, RunState, Step, Unit, Verdict
+from shared.state.status import HistoryEntry, UnitStatus, status_ops
+
+# Compare what the caller assumed; on any difference answer what is there instead, so
+# the caller decides again. Else read what it asked for and write. Only the commands
+# listed may be written; FENCE draws a fencing token.
+_CAS = """
+local expect, actual, same = cjson.decode(ARGV[1]), {}, true
+local plain, names = {}, {}
+for i, e in ipairs(expect) do
+  if e[2] == '' then plain[#plain + 1] = i; names[#names + 1] = KEYS[e[1]] end
+end
+if #names > 0 then
+  local got = redis.call('MGET', unpack(names))
+  for j, i in ipairs(plain) do actual[i] = got[j] or '' end
+end
+for i, e in ipairs(expect) do
+  if e[2] ~= '' then actual[i] = redis.call('HGET', KEYS[e[1]], e[2]) or '' end
+  if actual[i] ~= e[3] then same = false end
+end
+if not same then return {0, actual} end
+local reads, tokens = {}, {}
+for i, r in ipairs(cjson.decode(ARGV[2])) do
+  local v
+  if r[2] == '' then v = redis.call('GET', KEYS[r[1]]) else v = redis.call('HGET', KEYS[r[1]], r[2]) end
+  reads[i] = v or ''
+end
+local allowed = {SET=1, DEL=1, HSET=1, PEXPIRE=1, LPUSH=1, LTRIM=1, SADD=1, SREM=1}
+for _, op in ipairs(cjson.decode(ARGV[3])) do
+  local cmd, key = op[1], KEYS[op[2]]
+  if cmd == 'FENCE' then
+    local token = tonumber(redis.call('GET', key) or '0') + 1
+    if op[3] and tonumber(op[3]) > token then token = tonumber(op[3]) end
+    redis.call('SET', key, string.format('%d', token))
+    tokens[#tokens + 1] = string.format('%d', token)
+  elseif allowed[cmd] then
+    local args = {}
+    for i = 3, #op do args[#args + 1] = op[i] end
+    redis.call(cmd, key, unpack(args))
+  else
+    return redis.error_reply('command not allowed: ' .. cmd)
+  end
+end
+return {1, reads, tokens}
+"""
+
+REFRESH = (Verdict.GO, Verdict.BUSY)
+
+
+class Ops:
+    """The compare-and-set of one transition: what is assumed, read and written, keys by
+    name. Fields written to one hash, and expiries, are merged into one command each."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.expect: list[list[Any]] = []
+        self.reads: list[list[Any]] = []
+        self.ops: list[list[Any]] = []
+        self.hashes: dict[str, dict[str, str]] = {}
+        self.expiries: dict[str, int] = {}
+
+    def _k(self, key: str) -> int:
+        if key not in self.keys:
+            self.keys.append(key)
+        return self.keys.index(key) + 1
+
+    def expects(self, key: str, value: str, field: str = "") -> None:
+        self.expect.append([self._k(key), field, value])
+
+    def read(self, key: str, field: str = "") -> None:
+        self.reads.append([self._k(key), field])
+
+    def add(self, cmd: str, key: str, *args: Any) -> None:
+        if cmd == "HSET":
+            self.hashes.setdefault(key, {}).update(
+                {str(k): str(v) for k, v in zip(args[::2], args[1::2])})
+        elif cmd == "PEXPIRE":
+            self.expiries[key] = int(args[0])
+        else:
+            self.ops.append([cmd, self._k(key), *[str(a) for a in args]])
+
+    def put(self, key: str, value: str, ttl_ms: int = 0) -> None:
+        """SET (or DEL when empty), with a TTL when given."""
+        if not value:
+            self.add("DEL", key)
+        elif ttl_ms:
+            self.add("SET", key, value, "PX", ttl_ms)
+        else:
+            self.add("SET", key, value)
+
+    def writes(self) -> list[list[Any]]:
+        out = list(self.ops)
+        for key, fields in self.hashes.items():
+            out.append(["HSET", self._k(key), *[x for kv in fields.items() for x in kv]])
+        for key, ms in self.expiries.items():
+            out.append(["PEXPIRE", self._k(key), str(ms)])
+        return out
+
+
+@dataclass(frozen=True)
+class Timing:
+    lock_ms: int = 60_000           # a unit's lock lives this long unless renewed
+    queued_ms: int = 180_000        # a queued run that never begins a stage is given up after this
+    run_ms: int = 6 * 3600_000      # run records are kept this long for waiters
+    history_size: int = 50
+
+
+LEASE_SAFETY = 0.8      # a lease is trusted for this share of the lock's TTL (clock drift)
+
+
+@dataclass
+class Lease:
+    """Until when (``time.monotonic()``) a renewed lock is surely still ours."""
+
+    valid_until: float
+
+    def holds(self) -> bool:
+        return time.monotonic() < self.valid_until
+
+
+@dataclass(frozen=True)
+class Begun:
+    step: Step
+    token: int = 0
+    cluster_next_try: float = 0.0   # when the cluster is down: when to try it next
+    revision: str = ""              # the revision the run must serve (newest request's)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended: what its waiters, the unit's status and history are told."""
+
+    phase: Phase
+    summary: str
+    revision: str = ""
+    reason: str = ""
+    result: dict[str, Any] | None = None
+    failed_key: str = ""
+    error: Any = None               # the FleetsyncError that ended it, if any
+    health_deadline: float = 0.0    # Progressing on health: when it turns Degraded
+
+
+class Runs:
+    """The protocol on one decoded Redis client (real, or fakeredis for ``--local``)."""
+
+    def __init__(self, client: Any, timing: Timing = Timing()) -> None:
+        self.client = client
+        self.timing = timing
+        self._cas = client.register_script(_CAS)
+        self._leases = Leases(client)
+
+    # -- transitions ---------------------------------------------------------------
+    def request(self, app: str, cluster: str, *, trigger: str, revision: str = "",
+                requested_at: float | None = None) -> Step:
+        return self.request_reading(app, cluster, trigger=trigger, revision=revision,
+                                    requested_at=requested_at)[0]
+
+    def request_reading(self, app: str, cluster: str, *, trigger: str, revision: str = "",
+                        requested_at: float | None = None, failed_key: str = "",
+                        memo: str = "") -> tuple[Step, str]:
+        """Join the queued run or queue one. With ``failed_key`` (beat's requests), a unit
+        that failed permanently at that (revision:spec) is skipped. Also returns the value
+        of ``memo`` (a key read in the same round trip: the unit's known render)."""
+        unit, new = keys.unit_id(app, cluster), uuid.uuid4().hex
+
+        def writes(step: Step, ops: Ops) -> None:
+            if step.verdict == Verdict.QUEUED:
+                self._run_fields(ops, new, state=RunState.QUEUED, unit=unit, app=app,
+                                 cluster=cluster, trigger=trigger, revision=revision,
+                                 requested_at=repr(requested_at or time.time()))
+            elif step.verdict != Verdict.SKIPPED and revision:
+                self._run_fields(ops, step.other, revision=revision)   # it serves the newest
+
+        def decide(u: Unit, _: RunState | None, known: list[str]) -> Step:
+            return protocol.request(u, new, known_failure=bool(failed_key)
+                                    and known[0] == failed_key)
+        decision = [(keys.status(unit), "failed_key", "")] if failed_key else []
+        step, values, _ = self._transition(unit, new, decide, writes, Unit(), None,
+                                           reads=[(memo, "")] if memo else [],
+                                           decision=decision)
+        return step, (values[0] if memo else "")
+
+    def touch(self, unit: str, run_id: str) -> tuple[Step, str]:
+        """A lockless stage begins; also the revision the run must serve now."""
+        step, values, _ = self._transition(
+            unit, run_id, lambda u, s, _: protocol.touch(u, run_id, s),
+            self._superseded_writes(run_id), Unit(queued=run_id), RunState.QUEUED,
+            reads=[(keys.run(run_id), "revision")])
+        return step, values[0]
+
+    def begin(self, unit: str, run_id: str, owner: str, cluster: str,
+              park: dict[str, str] | None = None, taking_over: str = "") -> Begun:
+        """Take the unit's lock for ``run_id``; when busy, park it with ``park`` (how to
+        send its apply stage again) for the holder to send when it ends."""
+        def writes(step: Step, ops: Ops) -> None:
+            self._superseded_writes(run_id)(step, ops)
+            if step.verdict == Verdict.BUSY and park:
+                self._run_fields(ops, run_id, **park)
+            if step.verdict == Verdict.STARTED:
+                ops.add("FENCE", keys.fence(unit))
+                self._run_fields(ops, run_id, state=RunState.RUNNING, owner=owner,
+                                 started_at=repr(time.time()))
+            if step.lost:
+                self._run_fields(ops, step.lost, state=RunState.DONE, phase=Phase.FAILED,
+                                 summary="the worker running it was lost (its lock expired)")
+        step, values, tokens = self._transition(
+            unit, run_id, lambda u, s, _: protocol.begin(u, run_id, s, owner, taking_over),
+            writes,
+            Unit(queued=run_id), RunState.QUEUED,
+            reads=[(keys.cluster_down(cluster), "next_at"), (keys.run(run_id), "revision")])
+        return Begun(step, tokens[0] if tokens else 0, float(values[0] or 0), values[1])
+
+    def retry(self, unit: str, run_id: str, owner: str, *, countdown: float,
+              status: UnitStatus | None = None, revision: str = "") -> Step:
+        """Queue the run again; with ``revision``, it serves that revision from now on."""
+        def writes(step: Step, ops: Ops) -> None:
+            if step.verdict == Verdict.RETRY:
+                self._run_fields(ops, run_id, state=RunState.RETRYING,
+                                 next_try_at=repr(time.time() + countdown),
+                                 summary=status.message if status else "")
+                if revision:
+                    self._run_fields(ops, run_id, revision=revision)
+                ops.add("PEXPIRE", keys.queued(unit),
+                        int(countdown * 1000) + self.timing.queued_ms)
+                if status is not None:
+                    status_ops(ops, status)
+            self._superseded_writes(run_id)(step, ops)
+        return self._transition(unit, run_id,
+                                lambda u, _, __: protocol.retry(u, run_id, owner), writes,
+                                *self._holding(run_id, owner))[0]
+
+    def end(self, unit: str, run_id: str, owner: str, outcome: Outcome, *,
+            status: UnitStatus | None, entry: HistoryEntry | None) -> Step:
+        def writes(step: Step, ops: Ops) -> None:
+            self._run_fields(ops, run_id, state=RunState.DONE, phase=outcome.phase,
+                             summary=outcome.summary, revision=outcome.revision,
+                             finished_at=repr(time.time()),
+                             result=json.dumps(outcome.result or {}, default=str),
+                             lock_lost="1" if step.lock_lost else "")
+            if status is not None:
+                status_ops(ops, status)
+            if entry is not None:
+                entry.ops(ops, unit, self.timing.history_size)
+        return self._transition(unit, run_id,
+                                lambda u, _, __: protocol.end(u, run_id, owner), writes,
+                                *self._holding(run_id, owner))[0]
+
+    def settle(self, unit: str, run_id: str, status: UnitStatus,
+               entry: HistoryEntry | None = None) -> bool:
+        """A health follow-up's verdict on the outcome of run ``run_id``: written only if
+        the unit's status is still that run's and still Progressing (a newer run, or a
+        follow-up that got there first, wins). True when written."""
+        ops = Ops()
+        ops.expects(keys.status(unit), run_id, "run_id")
+        ops.expects(keys.status(unit), Phase.PROGRESSING.value, "phase")
+        status_ops(ops, status)
+        if entry is not None:
+            entry.ops(ops, unit, self.timing.history_size)
+        result = self._call(lambda: self._cas(keys=ops.keys, args=[
+            json.dumps(ops.expect), json.dumps(ops.reads), json.dumps(ops.writes())]))
+        return int(result[0]) == 1
+
+    @staticmethod
+    def _holding(run_id: str, owner: str) -> tuple[Unit, RunState]:
+        """What an ending most likely finds: the run holding the lock, or still queued."""
+        if owner:
+            return Unit(running=run_id, lock=owner), RunState.RUNNING
+        return Unit(queued=run_id), RunState.QUEUED
+
+    # -- a lock outside runs (removal) ---------------------------------------------------
+    def take_lock(self, unit: str, owner: str) -> bool:
+        """The unit's lock for work that is no run (an application's removal): only when
+        free, so it never overlaps a run."""
+        return bool(self._call(lambda: self._leases.acquire(keys.lock(unit), owner,
+                                                            self.timing.lock_ms)))
+
+    def release_lock(self, unit: str, owner: str) -> None:
+        self._call(lambda: self._leases.release(keys.lock(unit), owner))
+
+    # -- fencing ----------------------------------------------------------------------
+    def holding(self, unit: str, owner: str, token: int) -> bool:
+        """Whether ``owner`` still holds the unit's lock with fencing token ``token``."""
+        lock, fence = self._call(lambda: self.client.mget(keys.lock(unit), keys.fence(unit)))
+        return lock == owner and str(fence or "") == str(token)
+
+    def advance_fence(self, unit: str, owner: str, at_least: int) -> int:
+        """Move the unit's token to ``at_least`` or past it, only while ``owner`` holds the
+        lock (a flush or failover lost the counter; the cluster's inventory kept a higher
+        one). The new token, or 0 when the lock is not ``owner``'s."""
+        ops = Ops()
+        ops.expects(keys.lock(unit), owner)
+        ops.add("FENCE", keys.fence(unit), str(int(at_least)))
+        result = self._call(lambda: self._cas(keys=ops.keys, args=[
+            json.dumps(ops.expect), json.dumps(ops.reads), json.dumps(ops.writes())]))
+        return int(result[2][0]) if int(result[0]) == 1 else 0
+
+    # -- reads -----------------------------------------------------------------------
+    def run(self, run_id: str) -> dict[str, str]:
+        return self._call(lambda: self.client.hgetall(keys.run(run_id)))
+
+    def unit(self, unit: str) -> Unit:
+        values = self._call(lambda: self.client.mget(
+            keys.queued(unit), keys.pending(unit), keys.running(unit), keys.lock(unit)))
+        return Unit(*[v or "" for v in values])
+
+    def renew(self, unit: str, owner: str) -> bool:
+        return bool(self._call(lambda: self._leases.renew(keys.lock(unit), owner,
+                                                          self.timing.lock_ms)))
+
+    @contextmanager
+    def renewing(self, unit: str, owner: str, on_lost: Callable[[], None]) -> Iterator[Lease]:
+        """Renew the lock every third of its TTL while the block runs; ``on_lost`` is
+        called (once) if a renewal finds the lock gone or Redis unreachable past the TTL.
+        Yields the ``Lease``: until when (this host's monotonic clock) the lock is surely
+        still ours, which a frozen or starved process finds passed when it wakes."""
+        stop = threading.Event()
+        period = self.timing.lock_ms / 3000
+        ttl = self.timing.lock_ms / 1000
+        lease = Lease(time.monotonic() + ttl * LEASE_SAFETY)
+
+        def loop() -> None:
+            while not stop.wait(period):
+                asked = time.monotonic()
+                try:
+                    if not self.renew(unit, owner):
+                        lease.valid_until = 0.0
+                        on_lost()
+                        return
+                    lease.valid_until = asked + ttl * LEASE_SAFETY
+                except TransientError:
+                    if time.monotonic() > lease.valid_until:
+                        on_lost()
+                        return
+
+        thread = threading.Thread(target=loop, name=f"renew {unit}", daemon=True)
+        thread.start()
+        try:
+            yield lease
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+
+    # -- machinery ---------------------------------------------------------------------
+    def _run_fields(self, ops: Ops, run_id: str, **fields: Any) -> None:
+        values = {k: str(v) for k, v in fields.items()}
+        ops.add("HSET", keys.run(run_id), *[x for kv in values.items() for x in kv])
+        ops.add("PEXPIRE", keys.run(run_id), self.timing.run_ms)
+
+    def _superseded_writes(self, run_id: str) -> Callable[[Step, Ops], None]:
+        def writes(step: Step, ops: Ops) -> None:
+            if step.verdict == Verdict.SUPERSEDED:
+                self._run_fields(ops, run_id, state=RunState.DONE, superseded_by=step.other,
+                                 summary=f"superseded by run {step.other}")
+        return writes
+
+    def _transition(self, unit: str, run_id: str,
+                    decide: Callable[[Unit, RunState | None, list[str]], Step],
+                    writes: Callable[[Step, Ops], None], guess: Unit,
+                    guess_state: RunState | None, *, reads: Sequence[tuple[str, str]] = (),
+                    decision: Sequence[tuple[str, str, str]] = ()
+                    ) -> tuple[Step, list[str], list[int]]:
+        """Decide on an assumed snapshot (``guess``: what the unit usually looks like at
+        this point) and write if Redis agrees; else decide again on what Redis answered.
+        One round trip in the usual case. ``decision`` are further values the decision
+        depends on (key, field, assumed value); ``reads`` are only read, after the check."""
+        names = keys.protocol(unit)
+        assumed = [guess.queued, guess.pending, guess.running, guess.lock,
+                   guess_state.value if guess_state else "", *[d[2] for d in decision]]
+        for _ in range(50):
+            before = Unit(*assumed[:4])
+            step = decide(before, RunState(assumed[4]) if assumed[4] else None, assumed[5:])
+            ops = Ops()
+            for key, value in zip(names, assumed[:4]):
+                ops.expects(key, value)
+            ops.expects(keys.run(run_id), assumed[4], "state")
+            for (key, field, _), value in zip(decision, assumed[5:]):
+                ops.expects(key, value, field)
+            for key, field in reads:
+                ops.read(key, field)
+            self._unit_writes(ops, unit, step, before)
+            if step.run_state is not None and step.verdict != Verdict.SUPERSEDED:
+                self._run_fields(ops, run_id, state=step.run_state)
+            writes(step, ops)
+            result = self._call(lambda: self._cas(keys=ops.keys, args=[
+                json.dumps(ops.expect), json.dumps(ops.reads), json.dumps(ops.writes())]))
+            if int(result[0]) == 1:
+                return step, list(result[1]), [int(t) for t in result[2]]
+            assumed = list(result[1])
+        raise TransientError(f"sync unit {unit}: too much contention on its protocol keys",
+                             unit=unit)
+
+    def _unit_writes(self, ops: Ops, unit: str, step: Step, before: Unit) -> None:
+        after = step.unit
+        # a joined run keeps its deadline: a run that was lost must not be kept alive
+        if after.queued != before.queued or (after.queued and step.verdict in REFRESH):
+            ops.put(keys.queued(unit), after.queued, self.timing.queued_ms)
+        if after.pending != before.pending:
+            ops.put(keys.pending(unit), after.pending, self.timing.queued_ms)
+        if after.running != before.running:
+            ops.put(keys.running(unit), after.running)
+        if after.lock != before.lock:
+            ops.put(keys.lock(unit), after.lock, self.timing.lock_ms)
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except redis.RedisError as exc:
+            raise TransientError(f"Redis: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,410 @@
+"""Git sources for the fetch stage: persistent mirrors, ref resolution, read-only trees.
+
+Each worker host keeps one bare mirror per source under
+``root/mirrors/<name>-<hash of url>.git`` and one checkout per commit under
+``root/trees/<sha>``. ``fetch`` updates a mirror (under an fcntl lock, so the
+processes and threads of one host never fetch the same mirror at once) and
+resolves the source's ref to a full commit SHA: the *revision*. ``checkout``
+turns a revision into a read-only directory, built in a temporary directory
+and renamed into place, so that concurrent callers see a whole tree or none;
+a second call for the same SHA is a single ``stat``. ``revision_info`` gives
+the author, date and subject for history entries.
+
+All git work goes through ``workers.fetch.gitcli`` (credentials, timeouts, error
+mapping, the transports a source may use: ``workers.fetch.gittransport``); this
+module raises only ``SourceError`` and ``TransientError``. What git said while
+fetching travels on to the resolve step, so that a ref git refused without
+failing (a shallow source) is reported with git's reason. A source with
+``verify`` returns a revision only once ``workers.fetch.gitverify`` has accepted its
+signature: a refused head fails the fetch, so the revision recorded for the
+source, and applied, stays the last verified one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import stat
+import tempfile
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from shared.errors import SourceError, TransientError
+from shared.settings import from_env
+from shared.spec.model import Source
+from workers.fetch.gitcli import (DEFAULT_TIMEOUT, GitEnv, GitFailed, GitTimeout, check_url,
+                                  fetch_error, git_environment, git_said, local_environment,
+                                  missing_ref_error, run_git, run_git_said, scrub_url)
+from workers.fetch.gitverify import Verifier
+
+REF_KINDS = ("branch", "tag", "semver", "commit")
+_HEX_RE = re.compile(r"[0-9a-f]{4,64}")
+_FULL_SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_BAD_REF_RE = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^[-/.]|[/.]$|\.lock$")
+_STAMP = "fleetsync-fetch"          # in each mirror: when the last fetch began, and what it asked
+
+
+TREES_KEPT = 20          # checkouts kept per host, besides those in use
+TREE_IN_USE = 900.0      # seconds since its last use during which a checkout is never removed (a task's limit)
+
+
+class SourceCache:
+    """Bare mirrors and read-only checkouts of Git sources, below one root directory."""
+
+    def __init__(self, root: str | os.PathLike[str], *, timeout: float = DEFAULT_TIMEOUT,
+                 environ: Mapping[str, str] | None = None,
+                 allow_local: bool | None = None, trees_kept: int = TREES_KEPT) -> None:
+        """``allow_local``: local paths and ``file://`` sources may be fetched
+        (``Settings.allow_local_sources``); None reads it from ``environ`` as the
+        settings do (FLEETSYNC_ALLOW_LOCAL_SOURCES). ``trees_kept``: checkouts kept
+        besides those in use (older ones are removed as new ones are made)."""
+        self.root = Path(root)
+        self.trees_kept = trees_kept
+        self.timeout = timeout
+        self._environ = os.environ if environ is None else environ
+        self.allow_local = (from_env(self._environ).allow_local_sources
+                            if allow_local is None else allow_local)
+        self._verifier = Verifier(self._environ, timeout)
+
+    # -- public API ---------------------------------------------------------
+
+    def fetch(self, source: Source) -> str:
+        """Update the source's mirror and return the full commit SHA its ref points at now."""
+        _check_source(source)
+        mirror = self.mirror_path(source)
+        genv = git_environment(source, self._environ, allow_local=self.allow_local,
+                               learned_hosts=self.root / "known_hosts" / mirror.stem)
+        asked_at = time.time()
+        with _locked(mirror.with_suffix(".lock"), self.timeout * 2, source):
+            self._ensure_mirror(mirror, genv)
+            said = ""
+            if not self._already_present(mirror, source, genv):
+                said = self._fetch(mirror, source, genv, asked_at)
+            sha = self._resolve(mirror, source, genv, said)
+            check_size(source, mirror)
+            self._verifier.verify_revision(source, mirror, sha)
+            return sha
+
+    def checkout(self, source: Source, revision: str) -> Path:
+        """A read-only directory holding the tree of ``revision`` (a full SHA), cached by SHA."""
+        sha = _full_sha(source, revision)
+        dest = self.root / "trees" / sha
+        if dest.is_dir():
+            _touch(dest)                 # in use: the collection below keeps it
+            return dest
+        mirror = self.mirror_path(source)
+        genv = self._local_env()
+        if not self._is_commit(mirror, sha, genv):
+            raise SourceError(f"source {source.name}: revision {sha} is not in the mirror "
+                              "(fetch first)", revision=sha)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # one extraction per tree on this host: the other processes of a cold start wait
+        # for it rather than each checking out (and throwing away) the same tree
+        lock = self.root / "locks" / f"tree-{sha}.lock"     # not among the trees
+        with _locked(lock, self.timeout, source):
+            if dest.is_dir():
+                _touch(dest)
+                return dest
+            tree = self._extract(source, mirror, sha, dest, genv)
+        lock.unlink(missing_ok=True)
+        collect_trees(dest.parent, self.trees_kept, keep=tree)
+        return tree
+
+    def revision_info(self, source: Source, revision: str) -> dict[str, str]:
+        """Author, commit time (ISO 8601, UTC) and first message line of ``revision``."""
+        sha = _full_sha(source, revision)
+        out = self._git_local(source, mirror_args(self.mirror_path(source)) + [
+            "log", "-1", "--no-show-signature", "--format=%an%x00%ae%x00%cI%x00%B", sha, "--"])
+        name, email, committed, body = (out.split("\x00", 3) + ["", "", "", ""])[:4]
+        when = datetime.fromisoformat(committed.strip()).astimezone(timezone.utc)
+        return {"revision": sha, "author": name, "author_email": email,
+                "committed_at": when.isoformat(), "message": body.strip().split("\n", 1)[0]}
+
+    def mirror_path(self, source: Source) -> Path:
+        """``root/mirrors/<name>-<hash of url>.git``: a new URL gets a new mirror."""
+        digest = hashlib.sha256(source.url.encode()).hexdigest()[:16]
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", source.name)[:64]
+        return self.root / "mirrors" / f"{safe}-{digest}.git"
+
+    # -- mirror -------------------------------------------------------------
+
+    def _ensure_mirror(self, mirror: Path, genv: GitEnv) -> None:
+        if (mirror / "objects").is_dir() and (mirror / "HEAD").is_file():
+            return
+        mirror.parent.mkdir(parents=True, exist_ok=True)
+        try:   # idempotent, and we hold the mirror's lock
+            run_git(["init", "--bare", "-q", str(mirror)], genv, timeout=self.timeout)
+        except GitFailed as exc:
+            raise TransientError(f"cannot create mirror {mirror}: {exc.stderr}") from exc
+
+    def _already_present(self, mirror: Path, source: Source, genv: GitEnv) -> bool:
+        """A pinned commit that the mirror already holds needs no network at all."""
+        return source.ref_kind == "commit" and bool(
+            self._commit_candidates(mirror, source.ref.lower(), genv))
+
+    def _fetch(self, mirror: Path, source: Source, genv: GitEnv, asked_at: float) -> str:
+        """Fetch the refs the source needs; return what git said (warnings) on success."""
+        refspecs = _refspecs(source)
+        if _fetched_since(mirror, asked_at, refspecs):
+            return ""   # another process fetched the same refs after we asked: reuse it
+        started = time.time()
+        args = mirror_args(mirror) + ["fetch", "-q", "--prune", "--no-tags",
+                                      "--no-write-fetch-head", "--", source.url, *refspecs]
+        try:
+            said = run_git_said(args, genv, timeout=self.timeout)[1]
+        except GitFailed as exc:
+            raise fetch_error(source, exc) from exc
+        (mirror / _STAMP).write_text(f"{started!r}\n" + "\n".join(refspecs) + "\n")
+        return said
+
+    # -- resolving refs -----------------------------------------------------
+
+    def _resolve(self, mirror: Path, source: Source, genv: GitEnv, said: str = "") -> str:
+        if source.ref_kind == "branch":
+            sha = self._rev(mirror, f"refs/heads/{source.ref}", genv)
+        elif source.ref_kind == "tag":
+            sha = self._rev(mirror, f"refs/tags/{source.ref}", genv)
+        elif source.ref_kind == "semver":
+            tag = self._semver_tag(mirror, source, genv, said)
+            sha = self._rev(mirror, f"refs/tags/{tag}", genv)
+        else:
+            sha = self._commit(mirror, source, genv)
+        if sha is None:
+            raise missing_ref_error(source, said)
+        return sha
+
+    def _rev(self, mirror: Path, ref: str, genv: GitEnv) -> str | None:
+        """The commit that ``ref`` points at (annotated tags peeled), or None."""
+        try:
+            out = run_git(mirror_args(mirror) + ["rev-parse", "--verify", "--quiet",
+                                                 f"{ref}^{{commit}}"], genv, timeout=self.timeout)
+        except GitTimeout as exc:
+            raise TransientError(f"git rev-parse {ref}: {exc.stderr}") from exc
+        except GitFailed:
+            return None
+        return out.strip() or None
+
+    def _semver_tag(self, mirror: Path, source: Source, genv: GitEnv, said: str) -> str:
+        from shared.semver import matching_max  # only semver sources need it
+
+        tags = self._git_local(source, mirror_args(mirror) + [
+            "for-each-ref", "--format=%(refname:strip=2)", "refs/tags"], genv).split()
+        try:
+            best = matching_max(tags, source.ref)
+        except ValueError as exc:
+            raise SourceError(f"source {source.name}: {exc}") from exc
+        if best is None:
+            raise SourceError(f"source {source.name}: no tag matches semver range {source.ref!r} "
+                              f"in {scrub_url(source.url)} ({len(tags)} tags){git_said(said)}")
+        return best
+
+    def _commit(self, mirror: Path, source: Source, genv: GitEnv) -> str | None:
+        found = self._commit_candidates(mirror, source.ref.lower(), genv)
+        if len(found) > 1:
+            raise SourceError(f"source {source.name}: commit {source.ref!r} is ambiguous "
+                              f"({len(found)} commits); give more digits")
+        return found[0] if found else None
+
+    def _commit_candidates(self, mirror: Path, prefix: str, genv: GitEnv) -> list[str]:
+        """Every commit whose SHA starts with ``prefix`` (never a ref of that name)."""
+        names = self._git_local(None, mirror_args(mirror) + [
+            "rev-parse", f"--disambiguate={prefix}"], genv).split()
+        if not names:
+            return []
+        listing = self._git_local(None, mirror_args(mirror) + [
+            "cat-file", "--batch-check=%(objecttype) %(objectname)"], genv,
+            stdin="\n".join(names).encode() + b"\n")
+        return [line.split()[1] for line in listing.splitlines() if line.startswith("commit ")]
+
+    def _is_commit(self, mirror: Path, sha: str, genv: GitEnv) -> bool:
+        return (mirror / "HEAD").is_file() and self._rev(mirror, sha, genv) == sha
+
+    # -- checkouts ----------------------------------------------------------
+
+    def _extract(self, source: Source, mirror: Path, sha: str, dest: Path, genv: GitEnv) -> Path:
+        """Check ``sha`` out into a temp dir next to ``dest``, make it read-only, rename it in."""
+        work = Path(tempfile.mkdtemp(prefix=f".{sha[:12]}-", dir=dest.parent))
+        index = work.with_name(work.name + ".index")
+        try:
+            env = GitEnv({**genv.env, "GIT_INDEX_FILE": str(index)}, genv.secrets)
+            # git's own checkout refuses paths that would write through symlinks
+            self._git_local(source, mirror_args(mirror) + [
+                f"--work-tree={work}", "-c", "core.symlinks=true", "-c", "core.autocrlf=false",
+                "read-tree", "--reset", "-u", sha], env)
+            _make_read_only(work)
+            try:
+                work.rename(dest)
+            except OSError:
+                if not dest.is_dir():
+                    raise
+                _remove_tree(work)   # another caller won the race with the same content
+        except BaseException:
+            _remove_tree(work)
+            raise
+        finally:
+            index.unlink(missing_ok=True)
+        return dest
+
+    # -- helpers ------------------------------------------------------------
+
+    def _local_env(self) -> GitEnv:
+        return local_environment(self._environ)
+
+    def _git_local(self, source: Source | None, args: list[str], genv: GitEnv | None = None,
+                   stdin: bytes | None = None) -> str:
+        """A git command that reads the mirror only; failures are SourceErrors (or transient)."""
+        try:
+            return run_git(args, genv or self._local_env(), timeout=self.timeout, stdin=stdin)
+        except GitTimeout as exc:
+            raise TransientError(f"git {exc.command}: {exc.stderr}") from exc
+        except GitFailed as exc:
+            name = source.name if source else "?"
+            raise SourceError(f"source {name}: git {exc.command} failed: {exc.stderr}") from exc
+
+
+def mirror_args(mirror: Path) -> list[str]:
+    return [f"--git-dir={mirror}"]
+
+
+def _check_source(source: Source) -> None:
+    check_url(source)
+    if source.ref_kind not in REF_KINDS:
+        raise SourceError(f"source {source.name}: unknown ref kind {source.ref_kind!r}")
+    if source.ref_kind == "commit":
+        if not _HEX_RE.fullmatch(source.ref.lower()):
+            raise SourceError(f"source {source.name}: commit {source.ref!r} is not a "
+                              "hexadecimal SHA (4 to 64 digits)")
+    elif source.ref_kind != "semver" and (not source.ref or _BAD_REF_RE.search(source.ref)):
+        raise SourceError(f"source {source.name}: invalid {source.ref_kind} name {source.ref!r}")
+
+
+def _refspecs(source: Source) -> list[str]:
+    """Fetch only what resolving the ref needs."""
+    if source.ref_kind == "branch":
+        return [f"+refs/heads/{source.ref}:refs/heads/{source.ref}"]
+    if source.ref_kind == "tag":
+        return [f"+refs/tags/{source.ref}:refs/tags/{source.ref}"]
+    if source.ref_kind == "semver":
+        return ["+refs/tags/*:refs/tags/*"]
+    return ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
+
+
+def _fetched_since(mirror: Path, asked_at: float, refspecs: list[str]) -> bool:
+    try:
+        started, *specs = (mirror / _STAMP).read_text().split()
+        return float(started) >= asked_at and specs == refspecs
+    except (OSError, ValueError):
+        return False
+
+
+def _full_sha(source: Source, revision: str) -> str:
+    if not _FULL_SHA_RE.fullmatch(revision):
+        raise SourceError(f"source {source.name}: revision {revision!r} is not a full commit SHA")
+    return revision
+
+
+@contextmanager
+def _locked(path: Path, wait: float, source: Source) -> Iterator[None]:
+    """An exclusive flock on ``path``; TransientError if it stays busy for ``wait`` seconds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        deadline = time.monotonic() + wait
+        pause = 0.01
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TransientError(f"source {source.name}: mirror busy for {wait:g}s "
+                                         "(another fetch holds its lock)") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _make_read_only(top: Path) -> None:
+    """Drop every write bit, deepest first; symlinks are left alone (they have no mode)."""
+    for dirpath, dirnames, filenames in os.walk(top, topdown=False):
+        for name in filenames + dirnames:
+            path = os.path.join(dirpath, name)
+            mode = os.lstat(path).st_mode
+            if not stat.S_ISLNK(mode):
+                os.chmod(path, stat.S_IMODE(mode) & ~0o222)
+    os.chmod(top, stat.S_IMODE(os.stat(top).st_mode) & ~0o222 | 0o555)
+
+
+def disk_usage(top: Path) -> int:
+    """Bytes the files below ``top`` take (what ``du`` counts, roughly)."""
+    total = 0
+    for dirpath, _, files in os.walk(top):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def check_size(source: Source, mirror: Path) -> None:
+    """``SourceError`` when the source's mirror grew past its ``maxSize``."""
+    if not source.max_size:
+        return
+    used = disk_usage(mirror)
+    if used > source.max_size:
+        raise SourceError(f"source {source.name}: its mirror takes {used / 2**20:.1f} MiB on "
+                          f"this host, more than maxSize {source.max_size / 2**20:.1f} MiB: "
+                          "raise maxSize, or shrink the repository (history, large files)")
+
+
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def collect_trees(trees: Path, kept: int, keep: Path | None = None,
+                  in_use: float = TREE_IN_USE) -> list[Path]:
+    """Remove all but the ``kept`` most recently used checkouts of this host, never one
+    used (checked out or asked for) in the last ``in_use`` seconds: a render may be reading
+    it. The removed ones, oldest first."""
+    try:
+        entries = [p for p in trees.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:
+        return []
+    used = sorted(entries, key=lambda p: p.stat().st_mtime, reverse=True)
+    now, removed = time.time(), []
+    for old in reversed(used[kept:]):
+        if old == keep or now - old.stat().st_mtime < in_use:
+            continue
+        gone = old.with_name(f".gc-{old.name}-{os.getpid()}")
+        try:
+            old.rename(gone)             # out of sight at once: a reader gets it whole or not
+        except OSError:
+            continue
+        _remove_tree(gone)
+        removed.append(old)
+    return removed
+
+
+def _remove_tree(top: Path) -> None:
+    """Remove a (possibly read-only) tree of our own making."""
+    if not top.exists():
+        return
+    for dirpath, dirnames, _ in os.walk(top):
+        os.chmod(dirpath, 0o700)
+        for name in dirnames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o700)
+    shutil.rmtree(top, ignore_errors=True)

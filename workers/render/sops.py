@@ -1,0 +1,260 @@
+"""SOPS-encrypted manifests in Git, decrypted at render time with the real ``sops``.
+
+Teams keep Secrets in Git encrypted with SOPS for age recipients; the workers
+that render hold the age identity (``FLEETSYNC_SOPS_AGE_KEY_FILE``) and decrypt
+just before the render reads the file. Only SOPS files are touched: a YAML or
+JSON document whose top level holds ``sops:`` metadata with a ``mac`` and
+``age`` or ``lastmodified``. Everything else is passed through unchanged.
+
+Where the plaintext lives, and for how long:
+
+* plain directories: ``decrypt_doc`` pipes the file's text to ``sops decrypt``
+  and keeps the result in memory;
+* kustomizations: kustomize reads files itself, so ``decrypted_tree`` makes a
+  private copy of the checkout (``0700`` temp dir under ``TMPDIR``; files
+  hard-linked where the file system allows, copied otherwise), writes the
+  decrypted files into it (``0600``), and removes it when the build is done.
+  A copy left by a worker killed meanwhile is removed, once 15 minutes old, by
+  the next decryption on that host (its name carries the dead process's id). The shared,
+  read-only checkout never holds plaintext.
+
+How sops runs: ``$FLEETSYNC_SOPS_BIN``, else ``sops`` on ``PATH`` (``fleetsync
+dev build`` builds it into its cache: point ``FLEETSYNC_SOPS_BIN`` there); with
+an environment of only ``SOPS_AGE_KEY_FILE``, a ``HOME`` that is an empty temp
+dir (so no ``~/.ssh`` key or ``~/.config/sops`` file is picked up), and age
+tried first; no Redis URL, Git token or cloud credential reaches it; a timeout.
+MACs are verified (no ``--ignore-mac``).
+
+Errors name the file (relative to the checkout) and sops's reason, never a
+value: ``cannot decrypt apps/db/secret.yaml: no matching age identity (...)``.
+They are ``DecryptionFailed``, a ``RenderError``: the unit is ``Failed`` and
+nothing is applied. A timeout is a ``TransientError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+from shared.errors import RenderError, TransientError
+from shared.logs import get_logger
+from shared.settings import Settings, from_env
+from shared.yamlsafe import load_documents
+from workers.render.tree import MAX_FILE_BYTES, RawDoc, display, read_text
+
+DEFAULT_TIMEOUT = 30.0
+NO_IDENTITY = "no matching age identity"
+TYPES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
+KEY_TYPES = ("age", "pgp", "kms", "gcp_kms", "azure_kv", "hc_vault", "hckms")
+TEMP_PREFIX = "fleetsync-sops-"
+MAX_REASON = 600
+SWEEP_AFTER = 900.0     # no render outlives a task's default hard time limit
+_MARKER = {"yaml": re.compile(r"^sops:", re.M), "json": re.compile(r'"sops"\s*:')}
+
+log = get_logger("fleetsync.sops")
+
+
+class DecryptionFailed(RenderError):
+    """A SOPS file this worker cannot decrypt: no key, wrong key, no sops, a bad MAC."""
+
+    reason = "DecryptionFailed"
+
+
+@dataclass(frozen=True)
+class Sops:
+    """How this worker decrypts: its age key file, the sops binary, a timeout.
+
+    ``binary`` None: ``sops`` on ``PATH`` at the time of the decryption.
+    """
+
+    age_key_file: str | None = None
+    binary: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Sops":
+        return cls(settings.sops_age_key_file, settings.sops_bin)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Sops":
+        """The worker's: ``FLEETSYNC_SOPS_AGE_KEY_FILE`` and ``FLEETSYNC_SOPS_BIN``."""
+        return cls.from_settings(from_env(env))
+
+
+# --- recognising SOPS files ----------------------------------------------------------
+
+def file_type(where: str) -> str | None:
+    """``yaml`` or ``json`` by the file's suffix; None for anything sops is not used on here."""
+    return TYPES.get(os.path.splitext(where.split(" ", 1)[0])[1].lower())
+
+
+def metadata(text: str, where: str) -> list[dict[str, Any]]:
+    """The ``sops`` metadata of each document of a SOPS file; empty for any other file."""
+    kind = file_type(where)
+    if kind is None or not _MARKER[kind].search(text):
+        return []
+    try:
+        docs = load_documents(text, where)
+    except RenderError:
+        return []             # not valid YAML: the render reports it where it loads the file
+    found = [doc.get("sops") for _, doc in docs if isinstance(doc, dict)]
+    return [meta for meta in found if isinstance(meta, dict) and "mac" in meta
+            and ("age" in meta or "lastmodified" in meta)]
+
+
+def is_encrypted_file(path: Path, where: str) -> bool:
+    if file_type(where) is None or not path.is_file() or path.stat().st_size > MAX_FILE_BYTES:
+        return False
+    return bool(metadata(read_text(path, where), where))
+
+
+def age_recipients(meta: list[dict[str, Any]]) -> list[str]:
+    return sorted({entry["recipient"] for m in meta for entry in m.get("age") or []
+                   if isinstance(entry, dict) and isinstance(entry.get("recipient"), str)})
+
+
+# --- decrypting ------------------------------------------------------------------------
+
+def decrypt_doc(doc: RawDoc, sops: Sops) -> RawDoc:
+    """``doc`` with its text decrypted when it is a SOPS file; otherwise ``doc`` itself."""
+    meta = metadata(doc.text, doc.source)
+    return RawDoc(doc.source, decrypt(doc.text, doc.source, meta, sops)) if meta else doc
+
+
+def decrypt(text: str, where: str, meta: list[dict[str, Any]], sops: Sops) -> str:
+    """The plaintext of the SOPS file ``where`` (its ``text`` and ``metadata``)."""
+    kind = file_type(where) or "yaml"
+    recipients = age_recipients(meta)
+    binary = _binary(sops, where)
+    _check_key(sops, where, recipients, meta)
+    with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX + "home-") as home:
+        env = {"SOPS_AGE_KEY_FILE": os.path.abspath(str(sops.age_key_file)),   # sops runs in home
+               "SOPS_DECRYPTION_ORDER": "age",
+               "HOME": home, "XDG_CONFIG_HOME": home}
+        argv = [binary, "decrypt", "--input-type", kind, "--output-type", kind]
+        started = time.monotonic()
+        try:
+            done = subprocess.run(argv, input=text, capture_output=True, text=True, env=env,
+                                  cwd=home, timeout=sops.timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise TransientError(f"cannot decrypt {where}: sops timed out after "
+                                 f"{sops.timeout:g}s") from exc
+        except OSError as exc:
+            raise DecryptionFailed(f"cannot decrypt {where}: cannot run {binary}: "
+                                   f"{exc.strerror}") from exc
+    if done.returncode != 0:
+        raise DecryptionFailed(f"cannot decrypt {where}: {_reason(done.stderr, recipients)}")
+    log.info("decrypted a SOPS file", file=where, seconds=round(time.monotonic() - started, 3))
+    return done.stdout
+
+
+def _binary(sops: Sops, where: str) -> str:
+    found = sops.binary or shutil.which("sops")
+    if not found:
+        raise DecryptionFailed(
+            f"cannot decrypt {where}: sops is not installed on this worker (put it on PATH or "
+            "set FLEETSYNC_SOPS_BIN; `fleetsync dev build` builds it)")
+    return os.path.abspath(found) if os.sep in found else found
+
+
+def _check_key(sops: Sops, where: str, recipients: list[str], meta: list[dict[str, Any]]) -> None:
+    if not recipients:
+        kinds = sorted({k for m in meta for k in KEY_TYPES if m.get(k)})
+        raise DecryptionFailed(
+            f"cannot decrypt {where}: it has no age recipient (only {', '.join(kinds) or 'none'}); "
+            "fleetsync decrypts with age identities only: add one with sops updatekeys")
+    if not sops.age_key_file:
+        raise DecryptionFailed(f"cannot decrypt {where}: {NO_IDENTITY} (FLEETSYNC_SOPS_AGE_KEY_FILE "
+                               "is not set on this worker)")
+    if not os.access(sops.age_key_file, os.R_OK):
+        raise DecryptionFailed(f"cannot decrypt {where}: {NO_IDENTITY} (FLEETSYNC_SOPS_AGE_KEY_FILE="
+                               f"{sops.age_key_file} cannot be read on this worker)")
+
+
+def _reason(stderr: str, recipients: list[str]) -> str:
+    """sops's reason in one line; a key that fits no recipient is said plainly."""
+    if "did not match any of the recipients" in stderr or "no identity matched" in stderr:
+        return (f"{NO_IDENTITY} (the worker's FLEETSYNC_SOPS_AGE_KEY_FILE holds no identity for "
+                f"{', '.join(recipients)})")
+    text = " ".join(line.strip(" |") for line in stderr.splitlines() if line.strip(" |"))
+    text = text or "sops failed without a message"
+    return text if len(text) <= MAX_REASON else text[:MAX_REASON - 1] + "…"
+
+
+# --- a private, decrypted copy of a checkout (for kustomize) ---------------------------------
+
+@contextlib.contextmanager
+def decrypted_tree(tree: Path, files: Iterable[Path], sops: Sops) -> Iterator[Path]:
+    """``tree`` itself when none of ``files`` (resolved, inside ``tree``) is a SOPS file;
+    else a private copy of ``tree`` with them decrypted, removed on exit."""
+    encrypted = [(path, display(tree, path)) for path in sorted(set(files))
+                 if is_encrypted_file(path, display(tree, path))]
+    if not encrypted:
+        yield tree
+        return
+    sweep()
+    private = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
+    try:
+        copy = private / "tree"
+        _mirror(tree, copy)
+        for path, where in encrypted:
+            text = read_text(path, where)
+            _write_private(copy / path.relative_to(tree), decrypt(text, where, metadata(text, where), sops))
+        yield copy
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _mirror(src: Path, dest: Path) -> None:
+    """``dest``: ``src``'s tree with writable 0700 directories; files hard-linked or copied."""
+    for top, dirs, files in os.walk(src):
+        here = dest / Path(top).relative_to(src)
+        here.mkdir(mode=0o700)
+        for name in dirs + files:
+            path = Path(top) / name
+            if path.is_symlink():
+                os.symlink(os.readlink(path), here / name)
+            elif name in files:
+                try:
+                    os.link(path, here / name)
+                except OSError:       # another file system, or links not allowed
+                    shutil.copyfile(path, here / name)
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.unlink()                 # a link to the checkout's file: never write through it
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+
+
+def sweep(root: Path | None = None, older_than: float = SWEEP_AFTER) -> None:
+    """Remove decrypted copies left by processes of this host that died before cleaning up.
+
+    Only copies older than ``older_than`` seconds: a process id seen from another
+    PID namespace sharing this TMPDIR must not lose a copy in use."""
+    root = Path(tempfile.gettempdir()) if root is None else root
+    for entry in root.glob(f"{TEMP_PREFIX}[0-9]*-*"):
+        pid = entry.name[len(TEMP_PREFIX):].split("-", 1)[0]
+        with contextlib.suppress(OSError):
+            old = time.time() - entry.stat().st_mtime > older_than
+            if old and pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,115 @@
+"""The health follow-up of a run that ended ``Progressing``: re-read only the unhealthy objects.
+
+A run whose objects are applied but not yet healthy ends ``Progressing`` and holds no lock and
+no worker while the rollout proceeds (``workers/run/runner.py`` decides that and sends the first
+``fleetsync.check_health``). Each follow-up reads only the objects that were unhealthy, and
+settles the run's status ``Ready`` or ``Degraded`` (with a history entry), unless a newer run
+wrote the status first; else it looks again a little later (2, 2, 3, 5, then every 10 s).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from shared.state import keys
+from shared import tasks_api
+from shared.errors import FleetsyncError, PermanentError
+from shared.logs import bind, get_logger
+from shared.protocol import Phase, Trigger
+from shared.state.status import HistoryEntry, now_iso
+from workers.run import runner, stages
+from workers.context import Context
+from workers.run.steps import Next, Send
+
+log = get_logger("fleetsync.followup")
+
+
+@dataclass(frozen=True)
+class HealthCall:
+    """One follow-up of a run that ended Progressing on health."""
+
+    app: str
+    cluster: str
+    run_id: str
+    revision: str
+    deadline: float
+    objects: tuple[str, ...]
+    round: int = 0
+    trigger: str = Trigger.BEAT.value
+    task_id: str = ""
+
+    @property
+    def unit(self) -> str:
+        return keys.unit_id(self.app, self.cluster)
+
+
+def health_call_of(args: list[Any], kwargs: dict[str, Any], task_id: str = "") -> HealthCall:
+    app, cluster, run_id = (list(args) + ["", "", ""])[:3]
+    objects = kwargs.get("objects") or []
+    return HealthCall(str(app), str(cluster), str(run_id), str(kwargs.get("revision") or ""),
+                      float(kwargs.get("deadline") or 0),
+                      tuple(str(o) for o in objects) if isinstance(objects, list) else (),
+                      int(kwargs.get("round") or 0),
+                      str(kwargs.get("trigger") or Trigger.BEAT.value), task_id)
+
+
+def check_health(ctx: Context, hc: HealthCall) -> Next:
+    """Re-check the unhealthy objects of run ``hc.run_id``; settle its status when they
+    are healthy, one failed or the deadline passed, else look again a little later."""
+    bind(app=hc.app, cluster=hc.cluster, run_id=hc.run_id, revision=hc.revision,
+         stage="check_health")
+    before = ctx.status.get_status(hc.app, hc.cluster)
+    if before.run_id != hc.run_id or before.phase != Phase.PROGRESSING.value \
+            or before.revision != hc.revision:
+        return Next({"run_id": hc.run_id, "unit": hc.unit,
+                     "summary": "nothing to do: a newer outcome was recorded"})
+    fleet = ctx.fleet()
+    try:
+        app, cluster = stages.resolve(fleet, hc.app, hc.cluster)
+        problems = stages.recheck_health(ctx, app, cluster, list(hc.objects))
+    except FleetsyncError as exc:
+        if time.time() >= hc.deadline or isinstance(exc, PermanentError):
+            return Next({"run_id": hc.run_id, "unit": hc.unit,
+                         "summary": f"health not checked: {exc}; the next sync looks again"})
+        return _next_check(hc, [*hc.objects], f"could not check health: {exc}")
+    lines = [f"{ref}: {status}: {message}" for ref, (status, message) in sorted(
+        problems.items(), key=lambda kv: (kv[1][0] != "Degraded", kv[0]))]
+    applied = stages.message(before.counts or {})
+    if not problems:
+        phase, message, reason = Phase.READY, f"{applied}; healthy", ""
+    elif any(v[0] == "Degraded" for v in problems.values()):
+        phase, message, reason = Phase.DEGRADED, f"{applied}; degraded: {runner.short(lines)}", \
+            "Degraded"
+    elif time.time() >= hc.deadline:
+        phase, message, reason = Phase.DEGRADED, (
+            f"{applied}; not healthy after {app.timeout:g}s: {runner.short(lines)}"), "HealthTimeout"
+    else:
+        status = replace(before, message=f"{applied}; waiting for {runner.short(lines)}",
+                         last_success_at="")
+        if not ctx.runs.settle(hc.unit, hc.run_id, status):
+            return Next({"run_id": hc.run_id, "unit": hc.unit,
+                         "summary": "nothing to do: a newer outcome was recorded"})
+        return _next_check(hc, [ref.id for ref in problems], status.message)
+    status = replace(before, phase=phase.value, message=message, reason=reason,
+                     health_deadline=0.0, last_success_at="")
+    entry = HistoryEntry(hc.revision, "health", phase.value, message, now_iso(), now_iso(),
+                         hc.run_id, hc.task_id, before.counts or {}, None, None, None, {},
+                         **stages.commit_fields(ctx, hc.app, hc.revision))
+    settled = ctx.runs.settle(hc.unit, hc.run_id, status, entry)
+    log.info("health settled" if settled else "health outcome dropped: a newer one won",
+             phase=phase.value, message=message)
+    more = runner.rollout_next(ctx, hc.app) if settled and phase == Phase.READY else []
+    return Next(tasks_api.unit_result(hc.app, hc.cluster, phase.value, message,
+                                      run_id=hc.run_id, revision=hc.revision), tuple(more))
+
+
+def _next_check(hc: HealthCall, objects: list[str], message: str) -> Next:
+    countdown = runner.HEALTH_POLL[min(hc.round + 1, len(runner.HEALTH_POLL) - 1)]
+    send = Send(tasks_api.CHECK_HEALTH, [hc.app, hc.cluster, hc.run_id],
+                {"revision": hc.revision, "deadline": hc.deadline, "objects": objects,
+                 "round": hc.round + 1, "trigger": hc.trigger}, countdown=countdown)
+    return Next(tasks_api.unit_result(hc.app, hc.cluster, Phase.PROGRESSING.value,
+                                      f"next look in {countdown:.0f} s: {message}",
+                                      run_id=hc.run_id, revision=hc.revision), (send,))

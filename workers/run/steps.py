@@ -1,0 +1,57 @@
+"""What a stage of a run is called with, what it sends, and what it answers: ``Call``, ``Send``,
+``Next``. Plain values shared by the stages (``workers/run/runner.py`` and its follow-ups) and the
+Celery tasks that carry them out (``workers/tasks.py``), so neither imports the other's logic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.state import keys
+from shared.errors import FleetsyncError
+from shared.protocol import Trigger
+
+
+@dataclass(frozen=True)
+class Call:
+    """One stage of one run, as its task was called."""
+
+    app: str
+    cluster: str
+    run_id: str
+    trigger: str = Trigger.BEAT.value
+    requested_at: float = 0.0
+    revision: str = ""
+    render_key: str = ""
+    task_id: str = ""
+    attempt: int = 0                # transient failures so far (waits do not count)
+    waited: float = 0.0             # seconds spent waiting for dependencies
+    owner: str = ""                 # the lock owner of this stage's previous attempt, when
+                                    # Redis failed before it could release the lock
+
+    @property
+    def unit(self) -> str:
+        return keys.unit_id(self.app, self.cluster)
+
+    def stage_kwargs(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "trigger": self.trigger,
+                "requested_at": self.requested_at, "attempt": self.attempt,
+                "waited": self.waited}
+
+
+@dataclass(frozen=True)
+class Send:
+    name: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    countdown: float = 0.0
+
+
+@dataclass(frozen=True)
+class Next:
+    result: dict[str, Any]
+    send: tuple[Send, ...] = ()
+    retry_in: float | None = None           # retry this stage's task after that many seconds
+    retry_kwargs: dict[str, Any] = field(default_factory=dict)
+    error: FleetsyncError | None = None     # raise it after sending (the task shows failed)
