@@ -62,7 +62,7 @@ def test_the_fetch_records_the_commit_beside_the_revision(repo, tmp_path, isolat
     assert ctx.status.source_state("git") == (revision, "")      # callers of the pair: unchanged
     fields = stages.commit_fields(ctx, "web", revision)
     assert fields == record.commit
-    entry = HistoryEntry(revision, "beat", "Ready", "ok", "t0", "t1", **fields)
+    entry = HistoryEntry(revision=revision, trigger="beat", result="Ready", message="ok", started_at="t0", finished_at="t1", **fields)
     assert entry.author == "Test Author" and entry.subject == "web: first config"
 
 
@@ -97,5 +97,5 @@ def test_an_unknown_commit_leaves_the_fields_empty(repo, tmp_path, isolated_redi
     assert stages.commit_fields(ctx, "web", "") == {}
     stages._COMMITS.clear()
     assert stages.commit_fields(ctx, "no-such-app", repo.head()) == {}     # no source to ask
-    entry = HistoryEntry("0" * 40, "beat", "Failed", "x", "t0", "t1")
+    entry = HistoryEntry(revision="0" * 40, trigger="beat", result="Failed", message="x", started_at="t0", finished_at="t1")
     assert (entry.author, entry.subject, entry.committed_at) == ("", "", "")

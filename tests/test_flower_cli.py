@@ -14,7 +14,8 @@ import pytest
 
 from scheduler.commands.runners import (FLOWER_COLUMNS, FLOWER_MAX_TASKS, flower_argv,
                                         flower_db)
-from scheduler.commands.status import format_history, format_status, task_url
+from scheduler.commands.status import format_history, format_status
+from scheduler.links import task_url
 from shared.settings import from_env, state_dir
 
 

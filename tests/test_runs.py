@@ -31,8 +31,8 @@ def client(request):
 
 
 def _end(runs: Runs, run: str, owner: str, phase: Phase = Phase.READY) -> protocol.Step:
-    status = UnitStatus("web", "c1", phase.value, "abc", "2 configured")
-    entry = HistoryEntry("abc", "beat", phase.value, "2 configured", "t0", "t1", run_id=run)
+    status = UnitStatus("web", "c1", phase=phase.value, revision="abc", message="2 configured")
+    entry = HistoryEntry(revision="abc", trigger="beat", result=phase.value, message="2 configured", started_at="t0", finished_at="t1", run_id=run)
     return runs.end(UNIT, run, owner, Outcome(phase, "2 configured", "abc"), status=status,
                     entry=entry)
 
@@ -74,7 +74,7 @@ def test_a_retrying_run_is_the_one_queued_run(client):
     run = runs.request("web", "c1", trigger="beat").other
     runs.begin(UNIT, run, "o1", "c1")
     step = runs.retry(UNIT, run, "o1", countdown=30,
-                      status=UnitStatus("web", "c1", "Progressing", "", "unreachable"))
+                      status=UnitStatus("web", "c1", phase="Progressing", revision="", message="unreachable"))
     assert step.verdict == Verdict.RETRY
     assert runs.run(run)["state"] == RunState.RETRYING.value
     for _ in range(5):
@@ -143,7 +143,7 @@ def test_a_request_reads_the_known_render_and_skips_known_failures_in_one_trip(c
     step, memo = runs.request_reading("web", "c1", trigger="beat", revision="abc",
                                       memo="fleetsync:rendered:c1/web:abc:h")
     assert step.verdict == Verdict.QUEUED and memo == "key1"
-    StatusStore(client).set_status(UnitStatus("web", "c1", "Failed", "abc", "bad",
+    StatusStore(client).set_status(UnitStatus("web", "c1", phase="Failed", revision="abc", message="bad",
                                               failed_key="abc:h"))
     _end(runs, step.other, "", Phase.FAILED)
     client.hset(keys.status(UNIT), "failed_key", "abc:h")

@@ -81,13 +81,13 @@ def _seed(url: str) -> None:
     store.set_source_revision("git", B, time.time(), commit={
         "author": "Ada Lovelace", "author_email": "ada@example.com",
         "committed_at": "2026-01-01T10:00:00+00:00", "subject": "web: 3 replicas"})
-    store.set_status(UnitStatus("web", "prod", "Ready", B, "1 configured", now_iso(), interval=60))
-    store.set_status(UnitStatus("web", "stage", "Degraded", B, "Deployment/web: 1/3 updated",
-                                now_iso(), "Degraded", interval=60))
-    store.set_status(UnitStatus("api", "prod", "Ready", A, "nothing to do", now_iso(),
+    store.set_status(UnitStatus("web", "prod", phase="Ready", revision=B, message="1 configured", last_synced_at=now_iso(), interval=60))
+    store.set_status(UnitStatus("web", "stage", phase="Degraded", revision=B, message="Deployment/web: 1/3 updated",
+                                last_synced_at=now_iso(), reason="Degraded", interval=60))
+    store.set_status(UnitStatus("api", "prod", phase="Ready", revision=A, message="nothing to do", last_synced_at=now_iso(),
                                 interval=60))
-    entry = HistoryEntry(B, "webhook", "Ready", "1 configured", now_iso(), now_iso(), "run-1",
-                         "task-1", {"configured": 1},
+    entry = HistoryEntry(revision=B, trigger="webhook", result="Ready", message="1 configured", started_at=now_iso(), finished_at=now_iso(), run_id="run-1",
+                         task_id="task-1", changes={"configured": 1},
                          drift={"Deployment/web/web": ["spec.replicas"]}, author="Ada Lovelace",
                          author_email="ada@example.com", committed_at="2026-01-01T10:00:00+00:00",
                          subject="web: 3 replicas")

@@ -67,8 +67,8 @@ def test_rollout_actions_need_the_token_and_enqueue_a_sync(served) -> None:
     server, url = served
     client = redis.Redis.from_url(url, decode_responses=True)
     store = StatusStore(client)
-    store.set_status(UnitStatus("web", "dev", "Ready", B, "", now_iso()))
-    store.set_status(UnitStatus("web", "prod", "Ready", A, "", now_iso()))
+    store.set_status(UnitStatus("web", "dev", phase="Ready", revision=B, message="", last_synced_at=now_iso()))
+    store.set_status(UnitStatus("web", "prod", phase="Ready", revision=A, message="", last_synced_at=now_iso()))
     Holds(client).change("web", lambda _: Record(target=B, stable=A, wave=1, admitted=("dev",)))
     assert post(server, "/api/v1/rollouts/web/pause", {}, token="wrong").status_code == 401
     assert Holds(client).record("web").paused == ""

@@ -185,11 +185,11 @@ A, B = "a" * 40, "b" * 40
 
 def _statuses() -> list[UnitStatus]:
     stamp = "2026-01-01T11:59:00.000Z"
-    return [UnitStatus("web", "prod", "Ready", B, "ok", stamp, interval=60),
-            UnitStatus("web", "stage", "Degraded", B, "Deployment/web: 1/3", stamp, interval=60),
-            UnitStatus("api", "prod", "Failed", B, "render failed", stamp, interval=60),
-            UnitStatus("api", "stage", "Ready", A, "ok", stamp, interval=60),
-            UnitStatus("gone", "prod", "Ready", A, "ok", "2026-01-01T10:00:00.000Z", interval=60)]
+    return [UnitStatus("web", "prod", phase="Ready", revision=B, message="ok", last_synced_at=stamp, interval=60),
+            UnitStatus("web", "stage", phase="Degraded", revision=B, message="Deployment/web: 1/3", last_synced_at=stamp, interval=60),
+            UnitStatus("api", "prod", phase="Failed", revision=B, message="render failed", last_synced_at=stamp, interval=60),
+            UnitStatus("api", "stage", phase="Ready", revision=A, message="ok", last_synced_at=stamp, interval=60),
+            UnitStatus("gone", "prod", phase="Ready", revision=A, message="ok", last_synced_at="2026-01-01T10:00:00.000Z", interval=60)]
 
 
 def test_rows_cover_the_spec_and_what_only_redis_knows() -> None:

@@ -146,9 +146,9 @@ def test_heartbeat_writes_at_most_once_a_second_and_outlives_redis_errors(client
 
 def test_collector_exposes_last_success_interval_and_beat_tick(client: redis.Redis) -> None:
     store = StatusStore(client)
-    store.set_status(UnitStatus("web", "prod", "Ready", "abc", "ok", "2025-01-02T03:04:05.000Z",
+    store.set_status(UnitStatus("web", "prod", phase="Ready", revision="abc", message="ok", last_synced_at="2025-01-02T03:04:05.000Z",
                                 last_success_at="2025-01-02T03:04:05.000Z", interval=30.0))
-    store.set_status(UnitStatus("api", "prod", "Failed", "abc", "bad", "2025-01-02T03:04:05.000Z",
+    store.set_status(UnitStatus("api", "prod", phase="Failed", revision="abc", message="bad", last_synced_at="2025-01-02T03:04:05.000Z",
                                 reason="RenderFailed", interval=0.0))
     registry = CollectorRegistry()
     registry.register(ReadinessCollector(store.all_statuses, partial(heartbeat.last_tick, client)))
@@ -178,9 +178,9 @@ def test_a_scrape_without_redis_exposes_no_fleet_state_and_does_not_fail() -> No
 def test_cli_reports_stale_units_with_their_age(client: redis.Redis, isolated_redis_url: str) -> None:
     store = StatusStore(client)
     now = time.time()
-    store.set_status(UnitStatus("web", "prod", "Ready", "abc", "ok", now_iso(now - 600),
+    store.set_status(UnitStatus("web", "prod", phase="Ready", revision="abc", message="ok", last_synced_at=now_iso(now - 600),
                                 last_success_at=now_iso(now - 600), interval=60.0))
-    store.set_status(UnitStatus("web", "staging", "Ready", "abc", "ok", now_iso(now - 10),
+    store.set_status(UnitStatus("web", "staging", phase="Ready", revision="abc", message="ok", last_synced_at=now_iso(now - 10),
                                 last_success_at=now_iso(now - 10), interval=60.0))
     table = fleetsync_status(isolated_redis_url).splitlines()
     prod = next(line for line in table if line.startswith("prod "))
@@ -286,7 +286,7 @@ def test_beat_stopped_stale_units_reported(isolated_redis_url: str, tmp_path: Pa
         store = StatusStore(redis.Redis.from_url(isolated_redis_url, decode_responses=True))
         done = time.time()
         for cluster, interval in (("prod", 1.0), ("staging", 1.0), ("dev", 3600.0)):
-            store.set_status(UnitStatus("web", cluster, "Ready", "abc", "3 unchanged", now_iso(done),
+            store.set_status(UnitStatus("web", cluster, phase="Ready", revision="abc", message="3 unchanged", last_synced_at=now_iso(done),
                                         last_success_at=now_iso(done), interval=interval))
         assert not stale_units(stale, scrape(port), done + 1.0)         # fresh when written
 

@@ -8,8 +8,8 @@ from shared.state.status import StatusStore, UnitStatus
 
 def test_status_round_trip_and_listing(redis_client):
     store = StatusStore(redis_client.__class__.from_url(_url(redis_client), decode_responses=True))
-    store.set_status(UnitStatus("web", "prod", "Ready", "abc", "2 created", "t", "", {"created": 2}))
-    store.set_status(UnitStatus("api", "prod", "Failed", "abc", "bad", "t", "RenderFailed"))
+    store.set_status(UnitStatus("web", "prod", phase="Ready", revision="abc", message="2 created", last_synced_at="t", reason="", counts={"created": 2}))
+    store.set_status(UnitStatus("api", "prod", phase="Failed", revision="abc", message="bad", last_synced_at="t", reason="RenderFailed"))
     got = store.get_status("web", "prod")
     assert got.phase == "Ready" and got.counts == {"created": 2}
     assert [(s.cluster, s.app) for s in store.all_statuses()] == [("prod", "api"), ("prod", "web")]

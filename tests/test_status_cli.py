@@ -81,8 +81,8 @@ def statuses(isolated_redis_url: str) -> str:
     for r in (row("dev-1", "shop", "Failed", INVALID, "ApplyFailed"),
               row("dev-2", "shop", "Failed", RENDER, "RenderUnsupported"),
               row("dev-2", "web", "Ready", "3 created")):
-        store.set_status(UnitStatus(r["app"], r["cluster"], r["phase"], r["revision"], r["message"],
-                                    r["last_synced_at"], r["reason"]))
+        store.set_status(UnitStatus(r["app"], r["cluster"], phase=r["phase"], revision=r["revision"], message=r["message"],
+                                    last_synced_at=r["last_synced_at"], reason=r["reason"]))
     client.close()
     return isolated_redis_url
 

@@ -186,7 +186,7 @@ def test_a_changed_render_gets_a_run(fleet, kube_clients):
 def test_the_refresh_holds_only_while_no_run_began(redis_url):
     client = redis.Redis.from_url(new_redis_db(redis_url), decode_responses=True)
     quiet_units, store = QuietUnits(client), StatusStore(client)
-    status = UnitStatus("web", "c1", "Ready", "abc", "1 configured", "2026-01-01T00:00:00Z",
+    status = UnitStatus("web", "c1", phase="Ready", revision="abc", message="1 configured", last_synced_at="2026-01-01T00:00:00Z",
                         run_id="r1", last_success_at="2026-01-01T00:00:00Z")
     store.set_status(status)
     now, quiet = "2026-01-02T00:00:00Z", (status, "1 unchanged", {"unchanged": 1})
@@ -197,6 +197,6 @@ def test_the_refresh_holds_only_while_no_run_began(redis_url):
     client.set(keys.queued(keys.unit_id("web", "c1")), "r2")          # a run was requested
     assert quiet_units.refresh([quiet], "2026-01-03T00:00:00Z") == [False]
     client.delete(keys.queued(keys.unit_id("web", "c1")))
-    store.set_status(UnitStatus("web", "c1", "Ready", "abc", "", now, run_id="r2"))
+    store.set_status(UnitStatus("web", "c1", phase="Ready", revision="abc", message="", last_synced_at=now, run_id="r2"))
     assert quiet_units.refresh([quiet], "2026-01-03T00:00:00Z") == [False]   # a newer run's
     assert store.get_status("web", "c1").last_synced_at == now

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from shared.state.clusters import ClusterHealth
 from shared.state.redisconn import connect
 from shared.state.runs import Runs, Timing
-from shared.settings import Settings
+from shared.settings import Settings, from_env
 from shared.spec.model import Cluster, Fleet
 from shared.spec.watch import SpecWatcher
 from shared.state.status import StatusStore
@@ -107,3 +107,10 @@ class Context:
         while len(self._kubes) > MAX_CLIENTS:
             self._kubes.popitem(last=False)[1].close()
         return client
+
+
+@lru_cache(maxsize=1)
+def process_context() -> Context:
+    """This worker process's clients, built once from the environment (the tasks and
+    the prefork warm-up share it)."""
+    return Context.connect(from_env())

@@ -33,6 +33,9 @@ from typing import Any
 
 from celery import signals
 
+from shared.errors import FleetsyncError
+from workers.context import process_context
+
 # Imported inside functions by the stages (to keep ``render --local`` and the pure
 # modules light), or by Celery and billiard on first use in a pool process.
 PRELOAD = (
@@ -68,7 +71,7 @@ def freeze() -> None:
     gc.freeze()
 
 
-def warm() -> None:
+def warm(app: Any) -> None:
     """The worker's context, with the fleet spec read and its key loaded, made in the
     main process: every pool process inherits them rather than parsing a spec of
     thousands of applications on its first task (the spec is still read again when
@@ -76,16 +79,12 @@ def warm() -> None:
     result backend is made here too: Celery makes it on a thread's first send, and
     finding its class scans every installed package's entry points (tens of ms each
     time, in every pool process). It connects to nothing until it is used."""
-    from shared.errors import FleetsyncError
-    from workers.app import app
-    from workers.tasks import context
-
     try:
         app.backend
     except Exception:                   # noqa: BLE001 - made again, and reported, by a send
         pass
     try:
-        ctx = context()
+        ctx = process_context()
         ctx.fleet()
         ctx.sealer
     except (FleetsyncError, OSError, ValueError):
@@ -93,9 +92,9 @@ def warm() -> None:
 
 
 @signals.worker_init.connect
-def _preload(**_: Any) -> None:
+def _preload(sender: Any = None, **_: Any) -> None:
     preload()
-    warm()
+    warm(sender.app)
 
 
 @signals.worker_before_create_process.connect

@@ -17,7 +17,6 @@ import socket
 import time
 from dataclasses import replace
 from datetime import datetime
-from functools import lru_cache
 from typing import Any, Callable, NoReturn
 
 from celery.exceptions import Reject, Retry
@@ -28,11 +27,11 @@ from shared.errors import PermanentError, TransientError
 from shared.logs import get_logger
 from shared.protocol import Phase, backoff
 from shared.state.redisconn import RedisError
-from shared.settings import from_env
 from shared.state.status import UnitStatus, now_iso
 from workers.run import followup, removing, runner, stages, sweep
 from workers.app import app as celery
 from workers.context import Context
+from workers.context import process_context as context
 from workers.sealing import SIGNATURE
 
 log = get_logger("fleetsync.tasks")
@@ -40,12 +39,6 @@ MAX_TRANSIENT_RETRIES = 10
 # A Redis error anywhere (status, source revisions, the cache) is a blip, as is any
 # transient error of ours: retried with backoff, never a failure of the unit.
 RETRIED = (TransientError, RedisError)
-
-
-@lru_cache(maxsize=1)
-def context() -> Context:
-    """This worker process's clients, built once from the environment."""
-    return Context.connect(from_env())
 
 
 INTERNAL = (tasks_api.RENDER, tasks_api.APPLY, tasks_api.CHECK_HEALTH, tasks_api.REMOVE)

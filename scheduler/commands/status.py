@@ -28,6 +28,7 @@ import re
 import shutil
 from datetime import datetime, timezone
 
+from scheduler.links import task_url
 from shared.state.redisconn import connect
 from shared.settings import from_env
 from shared.state.status import StatusStore
@@ -57,11 +58,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _store() -> StatusStore:
     settings = from_env()
     return StatusStore(connect(settings.redis_url), settings.history_size)
-
-
-def task_url(flower_url: str | None, task_id: str) -> str:
-    """Where Flower shows task ``task_id``, or "" without a Flower URL or a task."""
-    return f"{flower_url.rstrip('/')}/task/{task_id}" if flower_url and task_id else ""
 
 
 def rows(cluster: str | None = None, app: str | None = None, *,

@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse
 
 from shared import tasks_api
 from shared.protocol import Trigger
-from scheduler.commands.status import task_url
+from scheduler.links import task_url
 from scheduler.server import fleetview
 from scheduler.server.backend import Backend
 

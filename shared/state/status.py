@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import KW_ONLY, asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping, Protocol
 
@@ -38,6 +38,7 @@ class _Writes(Protocol):
 class UnitStatus:
     app: str
     cluster: str
+    _: KW_ONLY                      # the rest by name: thirteen positions hide meaning
     phase: str = Phase.UNKNOWN.value
     revision: str = ""
     message: str = ""
@@ -90,6 +91,7 @@ def status_ops(ops: _Writes, status: UnitStatus) -> None:
 class HistoryEntry:
     """One sync in a unit's history: what triggered it, what it did, when."""
 
+    _: KW_ONLY
     revision: str
     trigger: str
     result: str
@@ -282,14 +284,15 @@ class _PipeWrites:
 def _from_hash(app: str, cluster: str, raw: dict[str, str]) -> UnitStatus:
     if not raw:
         return UnitStatus(app, cluster)
-    return UnitStatus(app, cluster, raw.get("phase", Phase.UNKNOWN.value), raw.get("revision", ""),
-                      raw.get("message", ""), raw.get("last_synced_at", ""),
-                      raw.get("reason", ""), json.loads(raw.get("counts") or "{}"),
-                      raw.get("failed_key", ""), raw.get("run_id", ""),
-                      _float(raw.get("health_deadline")), raw.get("last_success_at", ""),
-                      _float(raw.get("interval")), raw.get("on_removal", ""),
-                      raw.get("applied_key", ""))
-
+    return UnitStatus(app, cluster, phase=raw.get("phase", Phase.UNKNOWN.value),
+                      revision=raw.get("revision", ""), message=raw.get("message", ""),
+                      last_synced_at=raw.get("last_synced_at", ""), reason=raw.get("reason", ""),
+                      counts=json.loads(raw.get("counts") or "{}"),
+                      failed_key=raw.get("failed_key", ""), run_id=raw.get("run_id", ""),
+                      health_deadline=_float(raw.get("health_deadline")),
+                      last_success_at=raw.get("last_success_at", ""),
+                      interval=_float(raw.get("interval")), on_removal=raw.get("on_removal", ""),
+                      applied_key=raw.get("applied_key", ""))
 
 def _float(value: str | None) -> float:
     try:

@@ -19,7 +19,7 @@ from shared.errors import FleetsyncError, PermanentError
 from shared.logs import bind, get_logger
 from shared.protocol import Phase, Trigger
 from shared.state.status import HistoryEntry, now_iso
-from workers.run import runner, stages
+from workers.run import health, runner, stages
 from workers.context import Context
 from workers.run.steps import Next, Send
 
@@ -74,28 +74,23 @@ def check_health(ctx: Context, hc: HealthCall) -> Next:
             return Next({"run_id": hc.run_id, "unit": hc.unit,
                          "summary": f"health not checked: {exc}; the next sync looks again"})
         return _next_check(hc, [*hc.objects], f"could not check health: {exc}")
-    lines = [f"{ref}: {status}: {message}" for ref, (status, message) in sorted(
-        problems.items(), key=lambda kv: (kv[1][0] != "Degraded", kv[0]))]
-    applied = stages.message(before.counts or {})
-    if not problems:
-        phase, message, reason = Phase.READY, f"{applied}; healthy", ""
-    elif any(v[0] == "Degraded" for v in problems.values()):
-        phase, message, reason = Phase.DEGRADED, f"{applied}; degraded: {runner.short(lines)}", \
-            "Degraded"
-    elif time.time() >= hc.deadline:
-        phase, message, reason = Phase.DEGRADED, (
-            f"{applied}; not healthy after {app.timeout:g}s: {runner.short(lines)}"), "HealthTimeout"
-    else:
-        status = replace(before, message=f"{applied}; waiting for {runner.short(lines)}",
-                         last_success_at="")
+    decided = health.decide([(ref, v[0], v[1]) for ref, v in problems.items()],
+                            stages.message(before.counts or {}), wait=True,
+                            timed_out=time.time() >= hc.deadline, timeout=app.timeout,
+                            healthy=f"{stages.message(before.counts or {})}; healthy")
+    if decided.phase == Phase.PROGRESSING:
+        status = replace(before, message=decided.message, last_success_at="")
         if not ctx.runs.settle(hc.unit, hc.run_id, status):
             return Next({"run_id": hc.run_id, "unit": hc.unit,
                          "summary": "nothing to do: a newer outcome was recorded"})
-        return _next_check(hc, [ref.id for ref in problems], status.message)
+        return _next_check(hc, list(decided.pending), status.message)
+    phase, message, reason = decided.phase, decided.message, decided.reason
     status = replace(before, phase=phase.value, message=message, reason=reason,
                      health_deadline=0.0, last_success_at="")
-    entry = HistoryEntry(hc.revision, "health", phase.value, message, now_iso(), now_iso(),
-                         hc.run_id, hc.task_id, before.counts or {}, None, None, None, {},
+    entry = HistoryEntry(revision=hc.revision, trigger="health", result=phase.value,
+                         message=message, started_at=now_iso(), finished_at=now_iso(),
+                         run_id=hc.run_id, task_id=hc.task_id, changes=before.counts or {},
+                         requests=None, writes=None, lock_wait_s=None, drift={},
                          **stages.commit_fields(ctx, hc.app, hc.revision))
     settled = ctx.runs.settle(hc.unit, hc.run_id, status, entry)
     log.info("health settled" if settled else "health outcome dropped: a newer one won",

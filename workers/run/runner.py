@@ -13,7 +13,8 @@ and every way out of a stage goes through ``_finish`` (the run is over) or
 ``_wait`` (the run is queued again), which is what keeps the protocol's
 promise: every run ends with an outcome, and its marker is always cleared.
 
-Around it: ``workers/run/steps.py`` (the values a stage takes and gives), ``workers/run/fencing.py``
+Around it: ``workers/run/steps.py`` (the values a stage takes and gives),
+``workers/run/fencing.py``
 (no write with a stale lock), ``workers/run/followup.py`` (the health follow-up) and
 ``workers/run/removing.py`` (an application that left the spec).
 
@@ -46,7 +47,7 @@ from shared.protocol import Phase, Trigger, Verdict, backoff
 from shared.state.runs import Begun, Outcome
 from shared.spec.model import Application, Cluster
 from shared.state.status import HistoryEntry, UnitStatus, now_iso
-from workers.run import rollouts, stages
+from workers.run import health, rollouts, stages
 from workers.context import Context
 from workers.run.fencing import RunFence, apply_fenced
 from workers.run.steps import Call, Next, Send
@@ -311,7 +312,6 @@ def _apply_started(ctx: Context, call: Call, app: Application, cluster: Cluster,
 # --- health ------------------------------------------------------------------------------
 
 HEALTH_POLL = (2.0, 2.0, 3.0, 5.0, 10.0)    # seconds before each follow-up, by round
-SHOWN = 2                                    # unhealthy objects named in a status message
 
 
 def _health_outcome(ctx: Context, call: Call, app: Application, result: Any,
@@ -319,28 +319,20 @@ def _health_outcome(ctx: Context, call: Call, app: Application, result: Any,
     """The phase an applied run ends in, from its objects' health, and its follow-up."""
     if result.detected:             # drift: detect wrote nothing: report what drifted
         return Outcome(Phase.DRIFTED, f"drifted from Git (drift: detect, nothing written): "
-                                      f"{short(result.drifted_lines())}; `fleetsync sync` "
+                                      f"{health.short(result.drifted_lines())}; `fleetsync sync` "
                                       "corrects it", call.revision, reason="DriftDetected"), ()
-    if result.healthy:
-        return Outcome(Phase.READY, message, call.revision), ()
-    lines = result.health_lines()
-    if not app.wait:
-        return Outcome(Phase.READY, f"{message}; health not counted (wait: false): "
-                                    f"{short(lines)}", call.revision), ()
-    if result.degraded:
-        return Outcome(Phase.DEGRADED, f"{message}; degraded: {short(lines)}", call.revision,
-                       reason="Degraded"), ()
-    deadline = _health_deadline(ctx, call, app)
-    if time.time() >= deadline:
-        return Outcome(Phase.DEGRADED, f"{message}; not healthy after {app.timeout:g}s: "
-                                       f"{short(lines)}", call.revision,
-                       reason="HealthTimeout"), ()
-    pending = [ref.id for ref, _, _ in result.problems]
+    deadline = _health_deadline(ctx, call, app) if result.problems and app.wait else 0.0
+    settled = health.decide(result.problems, message, wait=app.wait,
+                            timed_out=bool(deadline) and time.time() >= deadline,
+                            timeout=app.timeout)
+    if settled.phase != Phase.PROGRESSING:
+        return Outcome(settled.phase, settled.message, call.revision, reason=settled.reason), ()
     follow_up = Send(tasks_api.CHECK_HEALTH, [call.app, call.cluster, call.run_id],
-                     {"revision": call.revision, "deadline": deadline, "objects": pending,
-                      "round": 0, "trigger": call.trigger}, countdown=HEALTH_POLL[0])
-    return Outcome(Phase.PROGRESSING, f"{message}; waiting for {short(lines)}", call.revision,
-                   reason="WaitingForHealth", health_deadline=deadline), (follow_up,)
+                     {"revision": call.revision, "deadline": deadline,
+                      "objects": list(settled.pending), "round": 0, "trigger": call.trigger},
+                     countdown=HEALTH_POLL[0])
+    return Outcome(Phase.PROGRESSING, settled.message, call.revision, reason=settled.reason,
+                   health_deadline=deadline), (follow_up,)
 
 
 def _health_deadline(ctx: Context, call: Call, app: Application) -> float:
@@ -353,9 +345,6 @@ def _health_deadline(ctx: Context, call: Call, app: Application) -> float:
     return time.time() + app.timeout
 
 
-def short(lines: list[str]) -> str:
-    more = len(lines) - SHOWN
-    return "; ".join(lines[:SHOWN]) + (f" (and {more} more)" if more > 0 else "")
 
 
 def _drift_line(corrected: dict[str, list[str]]) -> str:
@@ -430,9 +419,9 @@ def _transient(ctx: Context, call: Call, owner: str, exc: TransientError, starte
 def _wait(ctx: Context, call: Call, owner: str, message: str, countdown: float, *,
           bounded: bool) -> Next:
     """The run is queued again, to go on after ``countdown`` (still the unit's one run)."""
-    status = UnitStatus(call.app, call.cluster, Phase.PROGRESSING.value, call.revision,
-                        message, now_iso(), "Waiting", run_id=call.run_id,
-                        interval=_interval(ctx, call))
+    status = UnitStatus(call.app, call.cluster, phase=Phase.PROGRESSING.value,
+                        revision=call.revision, message=message, last_synced_at=now_iso(),
+                        reason="Waiting", run_id=call.run_id, interval=_interval(ctx, call))
     step = ctx.runs.retry(call.unit, call.run_id, owner, countdown=countdown, status=status)
     if step.verdict != Verdict.RETRY:
         return Next(_dropped(call, step.verdict, step.other), tuple(_resend(ctx, step.send)))
@@ -450,18 +439,24 @@ def _finish(ctx: Context, call: Call, owner: str, outcome: Outcome, started: flo
     finished = time.time()
     summary = outcome.result or {}
     applied = outcome.phase in APPLIED
-    status = UnitStatus(call.app, call.cluster, outcome.phase.value, call.revision,
-                        outcome.summary, now_iso(finished), outcome.reason,
-                        summary.get("counts"), outcome.failed_key, call.run_id,
-                        outcome.health_deadline, now_iso(finished) if applied else "",
-                        *_spec_of(ctx, call),
+    interval, on_removal = _spec_of(ctx, call)
+    status = UnitStatus(call.app, call.cluster, phase=outcome.phase.value,
+                        revision=call.revision, message=outcome.summary,
+                        last_synced_at=now_iso(finished), reason=outcome.reason,
+                        counts=summary.get("counts"), failed_key=outcome.failed_key,
+                        run_id=call.run_id, health_deadline=outcome.health_deadline,
+                        last_success_at=now_iso(finished) if applied else "",
+                        interval=interval, on_removal=on_removal,
                         applied_key=_applied_key(ctx, call) if applied else "")
-    entry = HistoryEntry(call.revision, call.trigger, outcome.phase.value, outcome.summary,
-                         now_iso(started), now_iso(finished), call.run_id, call.task_id,
-                         summary.get("counts", {}), summary.get("requests"),
-                         summary.get("writes"),
-                         round(started - call.requested_at, 3) if call.requested_at else None,
-                         summary.get("corrected_drift") or {},
+    entry = HistoryEntry(revision=call.revision, trigger=call.trigger,
+                         result=outcome.phase.value, message=outcome.summary,
+                         started_at=now_iso(started), finished_at=now_iso(finished),
+                         run_id=call.run_id, task_id=call.task_id,
+                         changes=summary.get("counts", {}), requests=summary.get("requests"),
+                         writes=summary.get("writes"),
+                         lock_wait_s=round(started - call.requested_at, 3)
+                         if call.requested_at else None,
+                         drift=summary.get("corrected_drift") or {},
                          **stages.commit_fields(ctx, call.app, call.revision))
     step = ctx.runs.end(call.unit, call.run_id, owner, outcome, status=status, entry=entry)
     result = tasks_api.unit_result(call.app, call.cluster, outcome.phase.value, outcome.summary,
