@@ -1,0 +1,101 @@
+"""History names who committed each revision: author, date and subject, read once.
+
+A real Git repository, the real Redis and the worker's own ``Context``: the
+fetch reads the commit from the mirror and records it beside the source's
+revision; a worker without the mirror (a pull worker) reads it from there; the
+apply stage's read of the source record brings it along, so a sync costs no
+Redis round trip of its own for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+
+from shared.settings import Settings
+from shared.state.status import HistoryEntry
+from tests.support.gitutil import GitRepo
+from workers.run import stages
+from workers.context import Context
+
+
+def _spec(tmp_path: Path, url: str) -> Path:
+    spec = tmp_path / "fleet.yaml"
+    spec.write_text("\n".join([
+        "sources:", "  - name: git", f"    url: {url}", "    branch: main",
+        "clusters:", "  - name: dev-1", "    kubeconfig: /nonexistent",
+        "applications:", "  - name: web", "    source: git", "    path: app",
+        "    clusters: {names: [dev-1]}"]) + "\n")
+    return spec
+
+
+@pytest.fixture()
+def repo(tmp_path: Path) -> GitRepo:
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("app/cm.yaml", "kind: ConfigMap\n")
+    repo.commit("web: first config\n\nA body line that is not the subject.")
+    return repo
+
+
+def _context(tmp_path: Path, redis_url: str, spec: Path, cache: str) -> Context:
+    settings = Settings(redis_url=redis_url, fleet_path=str(spec), cache_dir=tmp_path / cache,
+                        allow_local_sources=True)
+    return Context.connect(settings)
+
+
+@pytest.fixture(autouse=True)
+def fresh_process_memory() -> None:
+    stages._COMMITS.clear()         # each test starts as a new worker process would
+
+
+def test_the_fetch_records_the_commit_beside_the_revision(repo, tmp_path, isolated_redis_url):
+    ctx = _context(tmp_path, isolated_redis_url, _spec(tmp_path, repo.bare_url()), "render")
+    revision = stages.fetch(ctx, "git")
+    record = ctx.status.source_record("git")
+    assert record.revision == revision == repo.head() and record.commit_revision == revision
+    assert record.commit["author"] == "Test Author"
+    assert record.commit["author_email"] == "author@example.com"
+    assert record.commit["subject"] == "web: first config"
+    assert record.commit["committed_at"].endswith("+00:00")
+    assert ctx.status.source_state("git") == (revision, "")      # callers of the pair: unchanged
+    fields = stages.commit_fields(ctx, "web", revision)
+    assert fields == record.commit
+    entry = HistoryEntry(revision=revision, trigger="beat", result="Ready", message="ok", started_at="t0", finished_at="t1", **fields)
+    assert entry.author == "Test Author" and entry.subject == "web: first config"
+
+
+def test_a_worker_without_the_mirror_reads_it_from_the_source_record(repo, tmp_path,
+                                                                      isolated_redis_url):
+    spec = _spec(tmp_path, repo.bare_url())
+    revision = stages.fetch(_context(tmp_path, isolated_redis_url, spec, "render"), "git")
+    stages._COMMITS.clear()
+    pull = _context(tmp_path, isolated_redis_url, spec, "pull")      # no mirror on this host
+    assert not pull.sources.mirror_path(pull.fleet().sources["git"]).exists()
+    assert stages.commit_fields(pull, "web", revision)["subject"] == "web: first config"
+
+
+def test_the_apply_stages_read_brings_the_commit_without_a_round_trip(repo, tmp_path,
+                                                                        isolated_redis_url):
+    spec = _spec(tmp_path, repo.bare_url())
+    revision = stages.fetch(_context(tmp_path, isolated_redis_url, spec, "render"), "git")
+    stages._COMMITS.clear()
+    pull = _context(tmp_path, isolated_redis_url, spec, "pull")
+    assert stages.recorded_source(pull, "git") == (revision, "")
+    counter = redis.Redis.from_url(isolated_redis_url)
+    before = int(counter.info("stats")["total_commands_processed"])
+    assert stages.commit_fields(pull, "web", revision)["author"] == "Test Author"
+    after = int(counter.info("stats")["total_commands_processed"])
+    assert after - before == 1          # the second INFO only
+
+
+def test_an_unknown_commit_leaves_the_fields_empty(repo, tmp_path, isolated_redis_url):
+    ctx = _context(tmp_path, isolated_redis_url, _spec(tmp_path, repo.bare_url()), "render")
+    stages.fetch(ctx, "git")
+    assert stages.commit_fields(ctx, "web", "0" * 40) == {}
+    assert stages.commit_fields(ctx, "web", "") == {}
+    stages._COMMITS.clear()
+    assert stages.commit_fields(ctx, "no-such-app", repo.head()) == {}     # no source to ask
+    entry = HistoryEntry(revision="0" * 40, trigger="beat", result="Failed", message="x", started_at="t0", finished_at="t1")
+    assert (entry.author, entry.subject, entry.committed_at) == ("", "", "")
