@@ -21,7 +21,8 @@ from shared.errors import FleetsyncError
 from shared.logs import configure
 from shared.state.redisconn import reachable
 from shared.settings import from_env
-from workers.run import followup, runner, stages
+from workers.run import followup, requests, runner, stages
+from workers.run.steps import Send, call_of
 from workers.context import Context
 
 
@@ -43,9 +44,8 @@ def context(args: argparse.Namespace, use_redis: bool) -> Context:
 
 
 def rendered(ctx: Context, args: argparse.Namespace) -> stages.Rendered:
-    app, _ = stages.resolve(ctx.fleet(), args.app, args.cluster)
-    revision = stages.fetch(ctx, app.source)
-    return stages.render(ctx, args.app, args.cluster, revision)
+    unit = stages.resolve_unit(ctx, args.app, args.cluster)
+    return stages.render(ctx, unit, stages.fetch(ctx, unit.app.source))
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -88,7 +88,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def sync_here(ctx: Context, app: str, cluster: str, progress: Any,
               timeout: float = 600.0) -> dict[str, Any]:
     """Request a run and carry out its stages in this process, as workers would."""
-    request, sends = runner.request(ctx, app, cluster, "cli", fresh=True)
+    request, sends = requests.request(ctx, app, cluster, "cli", fresh=True)
     progress(f"fetched at {request.get('revision', '')[:12]}")
     if request.get("error"):
         return {**request, "phase": "Failed", "message": request["error"]}
@@ -106,7 +106,7 @@ def sync_here(ctx: Context, app: str, cluster: str, progress: Any,
             progress(result.get("summary", ""))
             sends += list(nxt.send)
             continue
-        call = runner.call_of(send.name, send.args, send.kwargs)
+        call = call_of(send.name, send.args, send.kwargs)
         stage = runner.render if send.name.endswith("render") else runner.apply
         nxt = stage(ctx, call)
         if nxt.error is not None:
@@ -122,7 +122,7 @@ def sync_here(ctx: Context, app: str, cluster: str, progress: Any,
         if nxt.retry_in is not None:
             progress(f"{result.get('summary', 'retrying')}")
             time.sleep(min(nxt.retry_in, max(0.0, deadline - time.monotonic())))
-            sends.insert(0, runner.Send(send.name, send.args, {**send.kwargs, **nxt.retry_kwargs}))
+            sends.insert(0, Send(send.name, send.args, {**send.kwargs, **nxt.retry_kwargs}))
     return result
 
 

@@ -28,7 +28,8 @@ from shared.logs import get_logger
 from shared.protocol import Phase, backoff
 from shared.state.redisconn import RedisError
 from shared.state.status import UnitStatus, now_iso
-from workers.run import followup, removing, runner, stages, sweep
+from workers.run import endings, followup, removing, requests, runner, stages, sweep
+from workers.run.steps import Call, Next, Send, call_of
 from workers.app import app as celery
 from workers.context import Context
 from workers.context import process_context as context
@@ -52,7 +53,7 @@ def _signed(name: str, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any
     return {**body, SIGNATURE: context().sealer.sign(name, args, body)}
 
 
-def _send(send: runner.Send) -> None:
+def _send(send: Send) -> None:
     options = {"countdown": send.countdown} if send.countdown else {}
     send_task(celery, send.name, send.args, _signed(send.name, send.args, send.kwargs),
               **options)
@@ -69,7 +70,7 @@ def _refused(task: Any, args: list[Any], kwargs: dict[str, Any]) -> dict | None:
     return {"refused": why}
 
 
-def _carry_out(task: Any, nxt: runner.Next) -> dict:
+def _carry_out(task: Any, nxt: Next) -> dict:
     for send in nxt.send:
         _send(send)
     if nxt.retry_in is not None:
@@ -105,8 +106,8 @@ def retry(task: Any, *, pause: Callable[[float], None] = time.sleep, **options: 
             waited += delay
 
 
-def _stage(task: Any, stage: Callable[[Context, runner.Call], runner.Next],
-           call: runner.Call) -> dict:
+def _stage(task: Any, stage: Callable[[Context, Call], Next],
+           call: Call) -> dict:
     ctx = context()
     try:
         return _carry_out(task, stage(ctx, call))
@@ -114,12 +115,12 @@ def _stage(task: Any, stage: Callable[[Context, runner.Call], runner.Next],
         raise
     except RETRIED as exc:             # Redis or the spec file blinked outside the stage
         if task.request.retries >= MAX_TRANSIENT_RETRIES:
-            runner.crashed(ctx, call, exc)
+            endings.crashed(ctx, call, exc)
             raise
         delay = getattr(exc, "delay", None)
         retry(task, exc=exc, countdown=delay or backoff(task.request.retries))
     except Exception as exc:
-        runner.crashed(ctx, call, exc)
+        endings.crashed(ctx, call, exc)
         raise
 
 
@@ -186,7 +187,7 @@ def sync(self: Any, app: str, cluster: str | None = None, trigger: str = "api") 
 def _request(ctx: Context, app_name: str, cluster: str, trigger: str, *,
              fresh: bool = False, revisions: dict[str, str]) -> dict:
     try:
-        result, sends = runner.request(ctx, app_name, cluster, trigger, fresh, revisions)
+        result, sends = requests.request(ctx, app_name, cluster, trigger, fresh, revisions)
     except PermanentError as exc:
         return tasks_api.request_result(app_name, cluster, "", joined=False, error=str(exc))
     for send in sends:
@@ -218,11 +219,11 @@ def _forget_removed(ctx: Context, cluster: str, apps: set[str],
             status, phase=Phase.REMOVED.value, reason="Removing",
             message=f"left the fleet spec: its objects are being {mode}ed (onRemoval: {mode})",
             last_synced_at=now_iso()))
-        _send(runner.Send(tasks_api.REMOVE, [status.app, cluster], {}))
+        _send(Send(tasks_api.REMOVE, [status.app, cluster], {}))
 
 
-def _call(task: Any, name: str, args: list[Any], kw: dict[str, Any]) -> runner.Call:
-    return runner.call_of(name, args, kw, task.request.id or "")
+def _call(task: Any, name: str, args: list[Any], kw: dict[str, Any]) -> Call:
+    return call_of(name, args, kw, task.request.id or "")
 
 
 @celery.task(name=tasks_api.RENDER, bind=True, ignore_result=True, max_retries=None)

@@ -21,7 +21,7 @@ from shared.settings import Settings
 from shared.spec.model import Verify
 from tests.support.gitutil import GitRepo, src
 from tests.support.sshd import keygen
-from workers.run import runner, stages
+from workers.run import requests, stages
 from workers.context import Context
 from workers.fetch.gitsource import SourceCache
 
@@ -118,7 +118,7 @@ def test_the_last_verified_revision_stays_and_the_status_says_why(
     assert "not in allowedSigners" in error
     # a sync asked for now fetches again, is refused again, and goes on at the last good
     # revision (the apply's status then names the refusal: see workers/run/runner.py)
-    result, sends = runner.request(ctx, "web", "dev", "api", fresh=True)
+    result, sends = requests.request(ctx, "web", "dev", "api", fresh=True)
     assert "error" not in result and result["revision"] == good
     assert [s.name for s in sends] == ["fleetsync.render"] and sends[0].args[2] == good
     assert ctx.status.source_revision("platform")[0] == good        # type: ignore[index]

@@ -11,7 +11,8 @@ import pytest
 from shared.errors import TransientError
 from shared.protocol import Verdict
 from shared.settings import Settings
-from workers.run import runner
+from workers.run import endings, runner
+from workers.run.steps import Call
 from workers.context import Context
 
 
@@ -20,15 +21,15 @@ def ctx(tmp_path):
     return Context.connect(Settings(cache_dir=tmp_path), use_redis=False)
 
 
-def _queued_call(ctx: Context, attempt: int = 0) -> runner.Call:
+def _queued_call(ctx: Context, attempt: int = 0) -> Call:
     step = ctx.runs.request("web", "c1", trigger="beat", revision="abc")
     assert step.verdict == Verdict.QUEUED
-    return runner.Call("web", "c1", step.other, "beat", time.time(), "abc", attempt=attempt)
+    return Call("web", "c1", step.other, "beat", time.time(), "abc", attempt=attempt)
 
 
 def test_retry_after_from_the_apiserver_sets_the_countdown(ctx):
     call = _queued_call(ctx)
-    nxt = runner._transient(ctx, call, "", TransientError("429 Too Many Requests", delay=7.0),
+    nxt = endings.transient(ctx, call, "", TransientError("429 Too Many Requests", delay=7.0),
                             time.time())
     assert nxt.retry_in == 7.0 and nxt.retry_kwargs["attempt"] == 1
     assert ctx.runs.run(call.run_id)["state"] == "retrying"
@@ -37,13 +38,13 @@ def test_retry_after_from_the_apiserver_sets_the_countdown(ctx):
 
 def test_without_retry_after_the_countdown_backs_off(ctx):
     call = _queued_call(ctx, attempt=4)
-    nxt = runner._transient(ctx, call, "", TransientError("503"), time.time())
+    nxt = endings.transient(ctx, call, "", TransientError("503"), time.time())
     assert 16 <= nxt.retry_in <= 32
 
 
 def test_the_last_attempt_ends_the_run_failed_and_clears_its_marker(ctx):
-    call = _queued_call(ctx, attempt=runner.MAX_ATTEMPTS - 1)
-    nxt = runner._transient(ctx, call, "", TransientError("503 from the apiserver"), time.time())
+    call = _queued_call(ctx, attempt=endings.MAX_ATTEMPTS - 1)
+    nxt = endings.transient(ctx, call, "", TransientError("503 from the apiserver"), time.time())
     assert nxt.retry_in is None
     record = ctx.runs.run(call.run_id)
     assert record["state"] == "done" and record["phase"] == "Failed"
@@ -55,7 +56,7 @@ def test_the_last_attempt_ends_the_run_failed_and_clears_its_marker(ctx):
 
 def test_a_crash_still_ends_the_run(ctx):
     call = _queued_call(ctx)
-    runner.crashed(ctx, call, KeyError("boom"))
+    endings.crashed(ctx, call, KeyError("boom"))
     record = ctx.runs.run(call.run_id)
     assert record["state"] == "done" and "internal error: KeyError" in record["summary"]
     assert ctx.runs.request("web", "c1", trigger="beat").verdict == Verdict.QUEUED
@@ -70,7 +71,7 @@ def test_a_task_for_a_unit_the_spec_no_longer_has_is_dropped_quietly(tmp_path):
     ctx = Context.connect(Settings(cache_dir=tmp_path, fleet_path=str(spec)), use_redis=False)
     run = ctx.runs.request("ghost", "c1", trigger="beat", revision="abc").other
     for stage in (runner.render, runner.apply):
-        nxt = stage(ctx, runner.Call("ghost", "c1", run, "beat", time.time(), "abc", "k"))
+        nxt = stage(ctx, Call("ghost", "c1", run, "beat", time.time(), "abc", "k"))
         assert nxt.result["dropped"] == "not in the fleet spec" and nxt.error is None
         assert not nxt.send and nxt.retry_in is None
     assert ctx.runs.run(run)["state"] == "done" and ctx.runs.unit("c1/ghost").queued == ""

@@ -19,7 +19,7 @@ from shared.errors import FleetsyncError, PermanentError
 from shared.logs import bind, get_logger
 from shared.protocol import Phase, Trigger
 from shared.state.status import HistoryEntry, now_iso
-from workers.run import health, runner, stages
+from workers.run import health, requests, runner, stages
 from workers.context import Context
 from workers.run.steps import Next, Send
 
@@ -95,7 +95,7 @@ def check_health(ctx: Context, hc: HealthCall) -> Next:
     settled = ctx.runs.settle(hc.unit, hc.run_id, status, entry)
     log.info("health settled" if settled else "health outcome dropped: a newer one won",
              phase=phase.value, message=message)
-    more = runner.rollout_next(ctx, hc.app) if settled and phase == Phase.READY else []
+    more = requests.rollout_next(ctx, hc.app) if settled and phase == Phase.READY else []
     return Next(tasks_api.unit_result(hc.app, hc.cluster, phase.value, message,
                                       run_id=hc.run_id, revision=hc.revision), tuple(more))
 

@@ -69,6 +69,36 @@ def resolve(fleet: Fleet, app_name: str, cluster_name: str) -> tuple[Application
     return app, cluster
 
 
+@dataclass(frozen=True)
+class Unit:
+    """A sync unit as one reading of the fleet spec gives it: a stage resolves it once
+    and hands it on, rather than reading the spec again for each thing it needs."""
+
+    fleet: Fleet
+    app: Application
+    cluster: Cluster
+
+    def spec_key(self, revision: str) -> str:
+        """``revision:spec hash``: what a permanent failure is remembered by, and what
+        an applied run records."""
+        return f"{revision}:{unit_spec_hash(self.fleet, self.app, self.cluster)}"
+
+
+def resolve_unit(ctx: Context, app_name: str, cluster_name: str) -> Unit:
+    """The unit from the current spec; ``PermanentError`` when the spec has no such unit."""
+    fleet = ctx.fleet()
+    return Unit(fleet, *resolve(fleet, app_name, cluster_name))
+
+
+def unit_in_spec(ctx: Context, app_name: str, cluster_name: str) -> Unit | None:
+    """The unit, or None when the current spec no longer has it (a spec that cannot be
+    read raises, as ``ctx.fleet()`` does)."""
+    try:
+        return resolve_unit(ctx, app_name, cluster_name)
+    except PermanentError:
+        return None
+
+
 # --- fetch ---------------------------------------------------------------------
 
 def fetch(ctx: Context, source_name: str) -> str:
@@ -129,10 +159,9 @@ class Rendered:
     warnings: tuple[str, ...] = ()          # documents skipped because they are no objects
 
 
-def render(ctx: Context, app_name: str, cluster_name: str, revision: str) -> Rendered:
+def render(ctx: Context, unit: Unit, revision: str) -> Rendered:
     """Render one sync unit at ``revision``; the objects go to the cache under the key."""
-    fleet = ctx.fleet()
-    app, cluster = resolve(fleet, app_name, cluster_name)
+    fleet, app, cluster = unit.fleet, unit.app, unit.cluster
     source = fleet.sources[app.source]
     started = time.monotonic()
     helm = Helm.from_settings(ctx.settings, read_capabilities(ctx.redis, cluster.name))
@@ -195,7 +224,8 @@ _COMMITS: "OrderedDict[str, dict[str, str]]" = OrderedDict()   # revision -> COM
 COMMITS_KEPT = 256          # revisions remembered per process (a commit never changes)
 
 
-def commit_fields(ctx: Context, app_name: str, revision: str) -> dict[str, str]:
+def commit_fields(ctx: Context, app_name: str, revision: str,
+                  fleet: Fleet | None = None) -> dict[str, str]:
     """Author, date and subject of ``revision``'s commit as ``HistoryEntry`` fields, or
     none when they cannot be known. Per revision and process: first from what this
     process already read (the source record of the apply stage), else from the local
@@ -206,7 +236,7 @@ def commit_fields(ctx: Context, app_name: str, revision: str) -> dict[str, str]:
     found = _COMMITS.get(revision)
     if found is None:
         try:
-            found = _commit_of(ctx, app_name, revision)
+            found = _commit_of(ctx, app_name, revision, fleet or ctx.fleet())
         except (FleetsyncError, RedisError, OSError, ValueError, KeyError) as exc:
             log.debug("commit of the revision unknown", revision=revision, error=str(exc))
             return {}
@@ -214,8 +244,7 @@ def commit_fields(ctx: Context, app_name: str, revision: str) -> dict[str, str]:
     return dict(found)
 
 
-def _commit_of(ctx: Context, app_name: str, revision: str) -> dict[str, str]:
-    fleet = ctx.fleet()
+def _commit_of(ctx: Context, app_name: str, revision: str, fleet: Fleet) -> dict[str, str]:
     source = fleet.sources[fleet.applications[app_name].source]
     if ctx.sources.mirror_path(source).is_dir():
         found = _mirror_commit(ctx, source, revision)

@@ -8,9 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.state import keys
+from shared import tasks_api
 from shared.errors import FleetsyncError
 from shared.protocol import Trigger
+from shared.state import keys
 
 
 @dataclass(frozen=True)
@@ -55,3 +56,24 @@ class Next:
     retry_in: float | None = None           # retry this stage's task after that many seconds
     retry_kwargs: dict[str, Any] = field(default_factory=dict)
     error: FleetsyncError | None = None     # raise it after sending (the task shows failed)
+
+
+def call_of(name: str, args: list[Any], kwargs: dict[str, Any], task_id: str = "") -> Call:
+    """The ``Call`` a render or apply task was sent with."""
+    app, cluster, third = (list(args) + ["", "", ""])[:3]
+    is_apply = name == tasks_api.APPLY
+    return Call(app, cluster, kwargs.get("run_id") or task_id,
+                kwargs.get("trigger") or Trigger.BEAT.value,
+                float(kwargs.get("requested_at") or 0),
+                kwargs.get("revision") or ("" if is_apply else third),
+                third if is_apply else "", task_id, int(kwargs.get("attempt") or 0),
+                float(kwargs.get("waited") or 0), str(kwargs.get("owner") or ""))
+
+
+def render_send(call: Call) -> Send:
+    return Send(tasks_api.RENDER, [call.app, call.cluster, call.revision], call.stage_kwargs())
+
+
+def apply_send(call: Call) -> Send:
+    return Send(tasks_api.APPLY, [call.app, call.cluster, call.render_key],
+                {**call.stage_kwargs(), "revision": call.revision})

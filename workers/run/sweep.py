@@ -40,7 +40,7 @@ from shared.spec.model import Application, Cluster
 from shared.state.status import UnitStatus, now_iso
 from workers.run import stages
 from workers.context import Context
-from workers.run.runner import revision_for
+from workers.run.requests import revision_for
 
 log = get_logger("fleetsync.sweep")
 
