@@ -124,7 +124,8 @@ def ready_condition(obj: Mapping) -> Verdict | None:
 _TROUBLE_TYPES = frozenset({
     "failed", "failure", "degraded", "error", "errored", "invalidspec", "invalid",
     "reconcileerror", "reconciliationfailed", "fallback", "aborted", "rejected",
-    "conflicted", "nonstructuralschema", "replicafailure",
+    "conflicted", "nonstructuralschema", "replicafailure", "notready", "denied",
+    "invalidrequest", "unhealthy",
 })
 _BUSY_TYPES = frozenset({"issuing", "pending", "creating", "updating", "deleting",
                          "provisioning", "inprogress", "terminating", "upgrading"})
@@ -134,6 +135,7 @@ _POSITIVE_TYPES = frozenset({
     "released", "provisioned", "reconciled", "initialized", "running", "valid",
 })
 _MUST_BE_TRUE = frozenset({"synced", "lastasyncoperation"})
+_FATAL_PROGRESS = frozenset({"ProgressDeadlineExceeded", "RolloutAborted"})
 # A summary condition False with one of these reasons is work under way, not a fault.
 _BUSY_REASON = re.compile(
     r"progress|pending|reconcil|creating|waiting|provision|deploying|initiali|installing|"
@@ -204,6 +206,8 @@ def _from_conditions(obj: Mapping) -> Verdict | None:
             return Verdict(DEGRADED, text(c, type_), rule)
         if type_ in _MUST_BE_TRUE and is_(c, "False"):
             return Verdict(DEGRADED, text(c, f"{c.get('type')} is False"), rule)
+        if type_ == "progressing" and c.get("reason") in _FATAL_PROGRESS:
+            return Verdict(DEGRADED, text(c, str(c.get("reason"))), rule)
     for c in conditions:
         type_ = str(c.get("type", "")).lower()
         if type_ in _BUSY_TYPES and is_(c, "True"):

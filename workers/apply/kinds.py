@@ -274,6 +274,44 @@ def workflow(obj: Mapping, rules: HealthRules) -> Verdict:
     return Verdict(PROGRESSING, message or f"phase {phase}")
 
 
+def rollout(obj: Mapping, rules: HealthRules) -> Verdict:
+    """Argo Rollouts' Rollout, as Argo CD ships its check: aborted or timed out is
+    Degraded, a pause (by the user or a step) Suspended, else replica counts and the
+    stable ReplicaSet catching up with the current pod hash."""
+    status, spec = status_of(obj), spec_of(obj)
+    if "observedGeneration" not in status:
+        return Verdict(PROGRESSING, "waiting for the rollout spec to be observed")
+    for c in conditions_of(obj):
+        if c.get("type") == "InvalidSpec" or (c.get("type") == "Progressing" and c.get(
+                "reason") in ("RolloutAborted", "ProgressDeadlineExceeded")):
+            return Verdict(DEGRADED, text(c, "rollout failed"))
+    if status.get("pauseConditions") or spec.get("paused") is True:
+        return Verdict(SUSPENDED, "Rollout is paused")
+    pod_hash = status.get("currentPodHash")
+    if pod_hash is None:
+        return Verdict(PROGRESSING, "status not reconciled yet")
+    want = integer(spec.get("replicas", 1), 1)
+    replicas, updated, available = _counts(status, "replicas", "updatedReplicas",
+                                           "availableReplicas")
+    if updated < want:
+        return Verdict(PROGRESSING, f"{updated}/{want} replicas updated")
+    if available < updated:
+        return Verdict(PROGRESSING, f"{available}/{updated} updated replicas available")
+    strategy = spec.get("strategy") or {}
+    stable = status.get("stableRS") or (status.get("canary") or {}).get("stableRS") or ""
+    if strategy.get("blueGreen") is not None:
+        if (status.get("blueGreen") or {}).get("activeSelector") != pod_hash:
+            return Verdict(PROGRESSING, "active service cutover pending")
+        if stable and stable != pod_hash:
+            return Verdict(PROGRESSING, "waiting for analysis to complete")
+    elif strategy.get("canary") is not None:
+        if replicas > updated:
+            return Verdict(PROGRESSING, f"{replicas - updated} old replicas pending termination")
+        if stable != pod_hash:
+            return Verdict(PROGRESSING, "waiting for the rollout to finish its steps")
+    return Verdict(HEALTHY, status.get("message") or "rolled out")
+
+
 def _pod(obj: Mapping, rules: HealthRules) -> Verdict:
     return pod_health(obj)
 
@@ -288,6 +326,7 @@ RULES: dict[str, Rule] = {
     "apiregistration.k8s.io/APIService": apiservice,
     "autoscaling/HorizontalPodAutoscaler": hpa, "policy/PodDisruptionBudget": pdb,
     "apiextensions.k8s.io/CustomResourceDefinition": crd, "argoproj.io/Workflow": workflow,
+    "argoproj.io/Rollout": rollout,
 }
 WORKLOADS = ("apps/Deployment", "apps/StatefulSet", "apps/DaemonSet", "apps/ReplicaSet",
              "extensions/Deployment", "extensions/DaemonSet", "extensions/ReplicaSet")
