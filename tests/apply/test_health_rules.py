@@ -544,3 +544,251 @@ RO = {"observedGeneration": "1", "replicas": 3, "updatedReplicas": 3, "available
 )
 def test_argo_kinds(case):
     verdict_of(case)
+
+
+# --- the generic reading of custom resources, as their controllers write them ------------------
+
+def cr(api: str, kind: str, status: dict | None = None, spec: dict | None = None,
+       **meta: Any) -> dict:
+    return obj(api, kind, spec if spec is not None else {}, status, **meta)
+
+
+def conds(*conditions: dict, **status: Any) -> dict:
+    return {"conditions": list(conditions), **status}
+
+
+CERT, XP, FLUX = "cert-manager.io/v1", "ec2.aws.upbound.io/v1beta1", "kustomize.toolkit.fluxcd.io/v1"
+GW = "gateway.networking.k8s.io/v1"
+
+
+@table(
+    # cert-manager
+    ("cert-issued", cr(CERT, "Certificate", conds(cond(
+        "Ready", reason="Ready", message="Certificate is up to date and has not expired"))), H),
+    ("cert-issuing", cr(CERT, "Certificate", conds(cond("Ready", "False", "DoesNotExist"), cond(
+        "Issuing", reason="DoesNotExist", message="Issuing certificate as Secret does not "
+        "exist")), ), P, "Issuing certificate"),
+    ("cert-renewing", cr(CERT, "Certificate", conds(cond("Ready"), cond(
+        "Issuing", reason="Renewing"))), P),
+    ("cert-config-error", cr(CERT, "Certificate", conds(cond(
+        "Ready", "False", "ConfigError", "Resource validation failed: spec.acme"))), D,
+     "validation failed"),
+    ("cert-no-status", cr(CERT, "Certificate"), P, "waiting for its controller"),
+    ("issuer-registered", cr(CERT, "ClusterIssuer", conds(cond(
+        "Ready", reason="ACMEAccountRegistered", message="The ACME account was registered"))), H),
+    ("issuer-acme-failed", cr(CERT, "Issuer", conds(cond(
+        "Ready", "False", "ErrRegisterACMEAccount", "Failed to register ACME account"))), D),
+    ("cr-denied", cr(CERT, "CertificateRequest", conds(cond("Ready", "False", "Denied"), cond(
+        "Denied", reason="Foo", message="Denied by policy"))), D, "policy"),
+    ("cr-pending", cr(CERT, "CertificateRequest", conds(cond(
+        "Ready", "False", "Pending", "Waiting on certificate issuance"))), P),
+    # Crossplane: Synced is the error channel; Ready False while Synced is True is creating.
+    ("xp-creating", cr(XP, "VPC", conds(cond("Synced", reason="ReconcileSuccess"), cond(
+        "Ready", "False", "Creating"))), P),
+    ("xp-unavailable-synced", cr(XP, "VPC", conds(cond("Synced", reason="ReconcileSuccess"),
+                                                 cond("Ready", "False", "Unavailable"))), P),
+    ("xp-sync-error", cr(XP, "VPC", conds(cond("Synced", "False", "ReconcileError",
+                                               "cannot get credentials"), cond(
+        "Ready", "False", "Creating"))), D, "credentials"),
+    ("xp-available", cr(XP, "VPC", conds(cond("Synced", reason="ReconcileSuccess"), cond(
+        "Ready", reason="Available"))), H),
+    ("xp-async-failed", cr(XP, "VPC", conds(cond("LastAsyncOperation", "False", "ApplyFailure",
+                                                 "apply failed"), cond("Synced"))), D),
+    ("xp-claim-waiting", cr("example.org/v1alpha1", "XPostgres", conds(cond(
+        "Synced", reason="ReconcileSuccess"), cond("Ready", "False", "Waiting",
+                                                  "Composite resource is not yet ready"))), P),
+    ("xp-provider-healthy", cr("pkg.crossplane.io/v1", "Provider", conds(
+        cond("Installed", reason="ActivePackageRevision"), cond("Healthy",
+                                                               reason="HealthyPackageRevision"))),
+     H),
+    ("xp-composition-statusless", cr("apiextensions.crossplane.io/v1", "Composition"), H),
+    # Flux
+    ("flux-ready", cr(FLUX, "Kustomization", conds(cond(
+        "Ready", reason="ReconciliationSucceeded", message="Applied revision: main@sha1:abc"))),
+     H, "Applied revision"),
+    ("flux-progressing", cr(FLUX, "Kustomization", conds(cond(
+        "Reconciling", reason="Progressing", message="Running 'upgrade' action"), cond(
+        "Ready", "Unknown", "Progressing"))), P, "upgrade"),
+    ("flux-build-failed", cr(FLUX, "Kustomization", conds(cond(
+        "Ready", "False", "BuildFailed", "kustomize build failed: accumulating resources"))), D),
+    ("flux-helm-upgrade-failed", cr("helm.toolkit.fluxcd.io/v2", "HelmRelease", conds(cond(
+        "Ready", "False", "UpgradeFailed", "Helm upgrade failed: timed out"), cond(
+        "Released", "False", "UpgradeFailed"))), D),
+    ("flux-stalled", cr("helm.toolkit.fluxcd.io/v2", "HelmRelease", conds(cond(
+        "Stalled", reason="RetriesExceeded", message="Failed to upgrade after 3 attempts"),
+        cond("Ready", "False", "UpgradeFailed"))), D, "3 attempts"),
+    ("flux-git-suspended", cr("source.toolkit.fluxcd.io/v1", "GitRepository", conds(cond(
+        "Ready")), {"suspend": True, "url": "https://example.com/repo"}), S),
+    ("flux-git-auth-failed", cr("source.toolkit.fluxcd.io/v1", "GitRepository", conds(cond(
+        "Ready", "False", "GitOperationFailed", "authentication required"))), D),
+)
+def test_generic_operators_a(case):
+    verdict = verdict_of(case)
+    assert verdict.rule.startswith(("generic", "kstatus"))
+
+
+@table(
+    # Knative
+    ("kn-ready", cr("serving.knative.dev/v1", "Service", conds(
+        cond("ConfigurationsReady"), cond("Ready"), cond("RoutesReady"))), H),
+    ("kn-revision-failed", cr("serving.knative.dev/v1", "Service", conds(cond(
+        "ConfigurationsReady", "False", "RevisionFailed", "Revision failed with message: "
+        "container exited"), cond("Ready", "False", "RevisionFailed"), cond(
+        "RoutesReady", "False", "RevisionFailed"))), D),
+    ("kn-deploying", cr("serving.knative.dev/v1", "Service", conds(cond(
+        "ConfigurationsReady", "Unknown"), cond("Ready", "Unknown", "Deploying"),
+        cond("RoutesReady", "Unknown"))), P),
+    # KEDA
+    ("keda-ready", cr("keda.sh/v1alpha1", "ScaledObject", conds(cond(
+        "Ready", reason="ScaledObjectReady"), cond("Active", "False"), cond("Fallback", "False"))),
+     H),
+    ("keda-fallback", cr("keda.sh/v1alpha1", "ScaledObject", conds(cond("Ready"), cond(
+        "Fallback", message="At least one trigger is falling back"))), D),
+    ("keda-paused", cr("keda.sh/v1alpha1", "ScaledObject", conds(cond("Ready"), cond(
+        "Paused", reason="ScaledObjectPaused"))), S),
+    ("keda-trigger-auth-statusless", cr("keda.sh/v1alpha1", "TriggerAuthentication"), H),
+    # external-secrets
+    ("es-synced", cr("external-secrets.io/v1beta1", "ExternalSecret", conds(cond(
+        "Ready", reason="SecretSynced", message="Secret was synced"))), H),
+    ("es-sync-error", cr("external-secrets.io/v1beta1", "ExternalSecret", conds(cond(
+        "Ready", "False", "SecretSyncedError", "could not get secret data from provider"))), D),
+    ("es-store-invalid", cr("external-secrets.io/v1beta1", "SecretStore", conds(cond(
+        "Ready", "False", "InvalidProviderConfig", "unable to create client"))), D),
+    # Strimzi
+    ("kafka-ready", cr("kafka.strimzi.io/v1beta2", "Kafka", conds(cond("Ready"),
+                                                                  observedGeneration=1)), H),
+    ("kafka-not-ready", cr("kafka.strimzi.io/v1beta2", "Kafka", conds(cond(
+        "NotReady", reason="TimeoutException", message="Exceeded timeout of 300000ms"),
+        observedGeneration=1)), D, "timeout"),
+    ("kafka-topic-error", cr("kafka.strimzi.io/v1beta2", "KafkaTopic", conds(cond(
+        "Ready", "False", "KafkaError", "Topic creation failed"))), D),
+    # Prometheus operator
+    ("prometheus-available", cr("monitoring.coreos.com/v1", "Prometheus", conds(cond(
+        "Available"), cond("Reconciled"), availableReplicas=2)), H),
+    ("prometheus-degraded", cr("monitoring.coreos.com/v1", "Prometheus", conds(cond(
+        "Available", "Degraded", "SomePodsNotReady"), cond("Reconciled"))), D),
+    ("servicemonitor-statusless", cr("monitoring.coreos.com/v1", "ServiceMonitor"), H),
+    ("prometheusrule-statusless", cr("monitoring.coreos.com/v1", "PrometheusRule"), H),
+    ("traefik-route-statusless", cr("traefik.io/v1alpha1", "IngressRoute"), H),
+    ("istio-vs-statusless", cr("networking.istio.io/v1", "VirtualService"), H),
+    # Gateway API
+    ("gateway-programmed", cr(GW, "Gateway", conds(cond("Accepted"), cond("Programmed"))), H),
+    ("gateway-not-programmed", cr(GW, "Gateway", conds(cond("Accepted"), cond(
+        "Programmed", "False", "Pending", "Waiting for controller"))), P),
+    ("gateway-invalid", cr(GW, "Gateway", conds(cond("Accepted", "False", "InvalidParameters",
+                                                     "gateway class parameters invalid")), ), D),
+    ("route-accepted", cr(GW, "HTTPRoute", {"parents": [{"parentRef": {"name": "gw"},
+                                                         "conditions": [cond("Accepted"), cond(
+                                                             "ResolvedRefs")]}]}), H),
+    ("route-backend-not-found", cr(GW, "HTTPRoute", {"parents": [{"conditions": [cond(
+        "Accepted"), cond("ResolvedRefs", "False", "BackendNotFound", "service web not "
+        "found")]}]}), D, "not found"),
+)
+def test_generic_operators_b(case):
+    verdict_of(case)
+
+
+@table(
+    # cluster-api
+    ("capi-cluster-ready", cr("cluster.x-k8s.io/v1beta1", "Cluster", conds(
+        cond("Ready"), cond("ControlPlaneReady"), cond("InfrastructureReady"),
+        phase="Provisioned")), H),
+    ("capi-cluster-provisioning", cr("cluster.x-k8s.io/v1beta1", "Cluster", conds(
+        cond("Ready", "False", "WaitingForControlPlane"), phase="Provisioning")), P),
+    ("capi-machine-failed", cr("cluster.x-k8s.io/v1beta1", "Machine", {
+        "phase": "Failed", "failureMessage": "instance terminated"}), D),
+    ("capi-paused", cr("cluster.x-k8s.io/v1beta1", "Cluster", conds(cond("Ready")),
+                       {"paused": True}), S),
+    # Tekton
+    ("tekton-run-succeeded", cr("tekton.dev/v1", "PipelineRun", conds(cond(
+        "Succeeded", reason="Succeeded", message="Tasks Completed: 3"))), H),
+    ("tekton-run-running", cr("tekton.dev/v1", "PipelineRun", conds(cond(
+        "Succeeded", "Unknown", "Running", "Tasks Completed: 1, Incomplete: 2"))), P),
+    ("tekton-run-failed", cr("tekton.dev/v1", "TaskRun", conds(cond(
+        "Succeeded", "False", "Failed", "step build exited with 1"))), D),
+    ("tekton-task-statusless", cr("tekton.dev/v1", "Task"), H),
+    # Velero
+    ("velero-backup-completed", cr("velero.io/v1", "Backup", {"phase": "Completed"}), H),
+    ("velero-backup-in-progress", cr("velero.io/v1", "Backup", {"phase": "InProgress"}), P),
+    ("velero-backup-partially-failed", cr("velero.io/v1", "Backup",
+                                          {"phase": "PartiallyFailed"}), D),
+    ("velero-bsl-unavailable", cr("velero.io/v1", "BackupStorageLocation",
+                                  {"phase": "Unavailable"}), D),
+    # Argo CD's Application and others reporting health as words
+    ("argocd-app-healthy", cr("argoproj.io/v1alpha1", "Application", {
+        "health": {"status": "Healthy"}, "sync": {"status": "Synced"}}), H),
+    ("argocd-app-degraded", cr("argoproj.io/v1alpha1", "Application", {
+        "health": {"status": "Degraded", "message": "Deployment web exceeded its deadline"}}),
+     D, "deadline"),
+    ("argocd-app-suspended", cr("argoproj.io/v1alpha1", "Application", {
+        "health": {"status": "Suspended"}}), S),
+    ("rollout-v1-phase-paused", cr("example.io/v1", "Canary", {"phase": "Paused"}), S),
+    ("phase-crashloop", cr("example.io/v1", "Thing", {"phase": "CrashLoopBackOff"}), D),
+    ("state-provisioning", cr("example.io/v1", "Database", {"state": "provisioning"}), P),
+    ("state-available-lowercase", cr("example.io/v1", "Database", {"state": "available"}), H),
+    ("status-string-error", cr("example.io/v1", "Thing", {"status": "Error",
+                                                          "message": "quota exceeded"}), D,
+     "quota"),
+    ("phase-and-ready-worst-wins", cr("example.io/v1", "Thing", conds(cond("Ready"),
+                                                                    phase="Failed")), D),
+    # kstatus: Current when nothing is known; an empty status is no controller yet (brief).
+    ("unknown-signals", cr("example.io/v1", "Thing", conds(cond("SomeCondition", "False"))), H),
+    ("empty-status", cr("example.io/v1", "Thing", {}), P, "waiting for its controller"),
+    ("ready-false-not-ready-yet", cr("something/v1", "MyCR", conds(cond(
+        "Ready", "False", "NotReadyYet"), observedGeneration=1)), P),
+    ("ready-false-plain-failure", cr("example.io/v1", "Thing", conds(cond(
+        "Ready", "False", "ImagePullFailed", "pull access denied"))), D),
+    ("ready-unknown", cr("example.io/v1", "Thing", conds(cond("Ready", "Unknown"))), P),
+    ("failed-condition", cr("example.io/v1", "Thing", conds(cond("Ready"), cond(
+        "Failed", message="backup failed"))), D),
+    ("degraded-condition", cr("example.io/v1", "Thing", conds(cond("Degraded")) ), D),
+)
+def test_generic_operators_c(case):
+    verdict_of(case)
+
+
+def test_statusless_kinds_come_from_the_rules():
+    monitor = cr("monitoring.coreos.com/v1", "ServiceMonitor")
+    assert check(monitor, HealthRules(statusless_kinds=frozenset())).status == PROGRESSING
+    widget = cr("example.com/v1", "Widget")
+    assert check(widget, HealthRules(statusless_kinds=frozenset({"example.com/Widget"}))) \
+        == (HEALTHY, "has no status by design")
+
+
+# --- a workload's Pods: why it is short of replicas ---------------------------------------------
+
+def named(name: str, p: dict) -> dict:
+    return {**p, "metadata": {"name": name}}
+
+
+UNSCHEDULABLE = pod("Pending", conditions=[cond("PodScheduled", "False", "Unschedulable",
+                                                "0/3 nodes are available: 3 Insufficient memory.")])
+INIT_FAILED = obj("v1", "Pod", {}, {"phase": "Pending", "initContainerStatuses": [{
+    "name": "migrate", "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}, None)
+
+
+@pytest.mark.parametrize("pods, fatal, text", [
+    pytest.param([named("a", pod(containers=[RUNNING]))], False, "", id="all-fine"),
+    pytest.param([named("b", pod(containers=[waiting("CrashLoopBackOff")])),
+                  named("a", UNSCHEDULABLE)], True, "Pod b: container web: CrashLoopBackOff",
+                 id="crash-loop-beats-unschedulable"),
+    pytest.param([named("a", UNSCHEDULABLE)], False, "Pod a unschedulable: 0/3 nodes",
+                 id="unschedulable-names-the-scheduler"),
+    pytest.param([named("a", pod("Pending", containers=[waiting("ErrImagePull", "not found")]))],
+                 True, "ErrImagePull: not found", id="image-pull"),
+    pytest.param([named("a", INIT_FAILED)], True, "init container migrate failed with exit "
+                 "code 1", id="init-container-failed"),
+    pytest.param([], False, "", id="no-pods"),
+])
+def test_pods_problem(pods, fatal, text):
+    found_fatal, why = pods_problem(pods)
+    assert found_fatal is fatal and text in why and bool(why) is bool(text)
+
+
+def test_unschedulable_and_unbound_claims():
+    assert unschedulable(UNSCHEDULABLE).startswith("0/3 nodes")
+    assert unschedulable(pod("Pending")) == ""
+    with_claims = obj("v1", "Pod", {"volumes": [{"name": "d", "persistentVolumeClaim": {
+        "claimName": "data"}}, {"name": "c", "configMap": {"name": "x"}}]}, None, None)
+    assert unbound_claims(with_claims, {"data": "Pending"}) == ["data"]
+    assert unbound_claims(with_claims, {"data": "Bound"}) == []

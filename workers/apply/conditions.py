@@ -230,7 +230,7 @@ def _positive(type_: str) -> bool:
 def _summary(summary: list[Mapping], *, crossplane: bool) -> Verdict:
     rule = "generic: conditions"
     for c in summary:
-        if is_(c, "False"):
+        if is_(c, "False") or is_(c, "Degraded"):     # Prometheus operator: Available=Degraded
             reason = f"{c.get('reason', '')} {c.get('message', '')}"
             if crossplane or (_BUSY_REASON.search(reason) and not _TROUBLE_REASON.search(reason)):
                 return Verdict(PROGRESSING, text(c, f"{c.get('type')} is False"), rule)
