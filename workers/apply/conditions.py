@@ -1,0 +1,261 @@
+"""Reading health from what any controller writes: kstatus's conventions and a generic
+reading of custom resources' conditions and phase words. Pure.
+
+``conventions`` runs before any kind rule, as kstatus's generic properties do:
+deletion, a suspend flag, an unobserved generation, ``Stalled`` and ``Reconciling``.
+``generic`` reads a custom resource that has no rule of its own. Argo CD needs a Lua
+script per kind for that; the scripts, read side by side, mostly say the same few
+things, which this module says once:
+
+- a condition whose type names trouble (``Failed``, ``Degraded``, ``InvalidSpec``...)
+  being True is Degraded; so is ``Synced`` False (Crossplane's error channel);
+- a busy condition (``Issuing``, ``Reconciling``...) True is Progressing;
+- ``Ready`` is the summary where it exists; otherwise the positive types
+  (``Available``, ``Succeeded``, Gateway API's ``Accepted``/``Programmed``...) must
+  all be True. A summary False is Degraded unless its reason reads as work under
+  way (``Pending``, ``Creating``, ``NotReadyYet``), or unless ``Synced`` is True
+  (Crossplane's "created, not ready yet"); Unknown is Progressing;
+- ``status.phase``/``state``/``health.status`` words are read by one vocabulary;
+- conditions and words together give the worse of the two.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Mapping
+
+from workers.apply.verdict import Health, HealthRules, Verdict
+
+HEALTHY, PROGRESSING, DEGRADED = Health.HEALTHY, Health.PROGRESSING, Health.DEGRADED
+SUSPENDED, UNKNOWN = Health.SUSPENDED, Health.UNKNOWN
+
+# API groups served by Kubernetes itself; anything else is a custom resource.
+BUILTIN_GROUPS = frozenset({
+    "", "apps", "batch", "extensions", "policy", "autoscaling", "networking.k8s.io",
+    "rbac.authorization.k8s.io", "storage.k8s.io", "apiextensions.k8s.io",
+    "apiregistration.k8s.io", "admissionregistration.k8s.io", "scheduling.k8s.io",
+    "coordination.k8s.io", "discovery.k8s.io", "node.k8s.io", "certificates.k8s.io",
+    "events.k8s.io", "flowcontrol.apiserver.k8s.io", "resource.k8s.io",
+    "authentication.k8s.io", "authorization.k8s.io", "internal.apiserver.k8s.io",
+    "storagemigration.k8s.io",
+})
+
+
+def group_of(obj: Mapping) -> str:
+    api_version = str(obj.get("apiVersion") or "")
+    return api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+
+
+def kind_key(obj: Mapping) -> str:
+    """``apps/Deployment``, ``Pod`` (the core group has no prefix), as kstatus keys them."""
+    group, kind = group_of(obj), str(obj.get("kind") or "")
+    return f"{group}/{kind}" if group else kind
+
+
+def status_of(obj: Mapping) -> Mapping:
+    status = obj.get("status")
+    return status if isinstance(status, Mapping) else {}
+
+
+def spec_of(obj: Mapping) -> Mapping:
+    spec = obj.get("spec")
+    return spec if isinstance(spec, Mapping) else {}
+
+
+def conditions_of(obj: Mapping) -> list[Mapping]:
+    found = status_of(obj).get("conditions")
+    return [c for c in found if isinstance(c, Mapping)] if isinstance(found, list) else []
+
+
+def condition(conditions: Iterable[Mapping], type_: str) -> Mapping | None:
+    return next((c for c in conditions if c.get("type") == type_), None)
+
+
+def is_(c: Mapping | None, value: str) -> bool:
+    return c is not None and str(c.get("status", "")).lower() == value.lower()
+
+
+def text(c: Mapping | None, default: str = "") -> str:
+    """A condition's message, else its reason, else ``default``."""
+    if not c:
+        return default
+    return str(c.get("message") or c.get("reason") or default).strip()
+
+
+def integer(value: Any, default: int = 0) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def conventions(obj: Mapping) -> Verdict | None:
+    """kstatus's generic properties (and Argo CD's deletion and suspend checks), or None."""
+    meta, spec = obj.get("metadata") or {}, spec_of(obj)
+    if meta.get("deletionTimestamp"):
+        return Verdict(PROGRESSING, "being deleted", "kstatus: deletionTimestamp")
+    if spec.get("suspend") is True or spec.get("paused") is True:
+        return Verdict(SUSPENDED, f"{obj.get('kind', 'object')} is suspended", "generic: suspend")
+    generation, observed = meta.get("generation"), status_of(obj).get("observedGeneration")
+    if generation is not None and observed is not None and integer(observed) < integer(generation):
+        return Verdict(PROGRESSING, f"generation {generation} not observed yet (observed "
+                                    f"{observed})", "kstatus: observedGeneration")
+    conditions = conditions_of(obj)
+    for c in conditions:
+        if c.get("type") == "Stalled" and is_(c, "True"):
+            return Verdict(DEGRADED, text(c, "stalled"), "kstatus: Stalled")
+        if c.get("type") == "Reconciling" and is_(c, "True"):
+            return Verdict(PROGRESSING, text(c, "reconciling"), "kstatus: Reconciling")
+    return None
+
+
+def ready_condition(obj: Mapping) -> Verdict | None:
+    """kstatus's last resort for any kind: a ``Ready`` condition, True or not."""
+    ready = condition(conditions_of(obj), "Ready")
+    if ready is None:
+        return None
+    if is_(ready, "True"):
+        return Verdict(HEALTHY, text(ready, "ready"), "kstatus: Ready")
+    return Verdict(PROGRESSING, text(ready, "not ready"), "kstatus: Ready")
+
+
+# --- the generic reading of custom resources ----------------------------------------
+
+_TROUBLE_TYPES = frozenset({
+    "failed", "failure", "degraded", "error", "errored", "invalidspec", "invalid",
+    "reconcileerror", "reconciliationfailed", "fallback", "aborted", "rejected",
+    "conflicted", "nonstructuralschema", "replicafailure", "notready", "denied",
+    "invalidrequest", "unhealthy",
+})
+_BUSY_TYPES = frozenset({"issuing", "pending", "creating", "updating", "deleting",
+                         "provisioning", "inprogress", "terminating", "upgrading"})
+_POSITIVE_TYPES = frozenset({
+    "ready", "available", "healthy", "succeeded", "complete", "completed", "established",
+    "programmed", "accepted", "resolvedrefs", "synced", "active", "bound", "deployed",
+    "released", "provisioned", "reconciled", "initialized", "running", "valid",
+})
+_MUST_BE_TRUE = frozenset({"synced", "lastasyncoperation"})
+_FATAL_PROGRESS = frozenset({"ProgressDeadlineExceeded", "RolloutAborted"})
+# A summary condition False with one of these reasons is work under way, not a fault.
+_BUSY_REASON = re.compile(
+    r"progress|pending|reconcil|creating|waiting|provision|deploying|initiali|installing|"
+    r"updating|upgrading|scaling|starting|notreadyyet|yet|deleting|unknown|processing|"
+    r"running|inprogress|requested|issuing|notstarted|building|rollout|started",
+    re.IGNORECASE)
+_TROUBLE_REASON = re.compile(r"fail|error|invalid|denied|forbidden|exceeded|abort|crash|"
+                             r"backoff|unauthori|rejected|conflict", re.IGNORECASE)
+
+_WORDS = {
+    HEALTHY: ("running", "ready", "healthy", "succeeded", "success", "successful", "active",
+              "available", "bound", "complete", "completed", "deployed", "established", "ok",
+              "online", "synced", "provisioned", "created", "done", "finished", "reconciled",
+              "installed", "enabled", "up", "green", "current", "valid", "passed"),
+    PROGRESSING: ("pending", "provisioning", "creating", "deploying", "progressing",
+                  "initializing", "initialising", "unknown", "inprogress", "starting",
+                  "updating", "upgrading", "installing", "waiting", "scaling", "reconciling",
+                  "deleting", "terminating", "new", "queued", "scheduled", "building",
+                  "restoring", "processing", "configuring", "rollingupdate", "submitted",
+                  "notready", "init", "migrating", "syncing", "yellow"),
+    DEGRADED: ("failed", "failure", "error", "errored", "degraded", "unhealthy",
+               "crashloopbackoff", "invalid", "rejected", "partiallyfailed", "aborted",
+               "lost", "stalled", "critical", "down", "red", "unavailable",
+               "failedvalidation", "imagepullbackoff"),
+    SUSPENDED: ("paused", "suspended", "hibernated", "hibernating", "stopped", "disabled"),
+}
+WORD_HEALTH = {word: health for health, words in _WORDS.items() for word in words}
+_SEVERITY = {DEGRADED: 4, UNKNOWN: 3, SUSPENDED: 2, PROGRESSING: 1, HEALTHY: 0}
+
+
+def word_health(word: Any) -> Health | None:
+    if not isinstance(word, str):
+        return None
+    return WORD_HEALTH.get(re.sub(r"[\s_\-]", "", word).lower())
+
+
+def generic(obj: Mapping, rules: HealthRules) -> Verdict:
+    """A custom resource's verdict from its conditions and phase words (see module doc)."""
+    status = status_of(obj)
+    if not status:
+        if f"{group_of(obj)}/{obj.get('kind', '')}" in rules.statusless_kinds:
+            return Verdict(HEALTHY, "has no status by design", "generic: statusless")
+        return Verdict(PROGRESSING, "waiting for its controller", "generic: no status")
+    found = [v for v in (_from_conditions(obj), _from_words(status)) if v is not None]
+    if not found:
+        return Verdict(HEALTHY, "no health signals in its status", "generic: status")
+    return max(found, key=lambda v: _SEVERITY[v[0]])
+
+
+def _all_conditions(obj: Mapping) -> list[Mapping]:
+    """Own conditions, plus Gateway API routes' per-parent ones (``status.parents``)."""
+    found = conditions_of(obj)
+    parents = status_of(obj).get("parents")
+    for parent in parents if isinstance(parents, list) else []:
+        if isinstance(parent, Mapping) and isinstance(parent.get("conditions"), list):
+            found += [c for c in parent["conditions"] if isinstance(c, Mapping)]
+    return found
+
+
+def _from_conditions(obj: Mapping) -> Verdict | None:
+    conditions = _all_conditions(obj)
+    if not conditions:
+        return None
+    rule = "generic: conditions"
+    for c in conditions:
+        type_ = str(c.get("type", "")).lower()
+        if type_ in _TROUBLE_TYPES and is_(c, "True"):
+            return Verdict(DEGRADED, text(c, type_), rule)
+        if type_ in _MUST_BE_TRUE and is_(c, "False"):
+            return Verdict(DEGRADED, text(c, f"{c.get('type')} is False"), rule)
+        if type_ == "progressing" and c.get("reason") in _FATAL_PROGRESS:
+            return Verdict(DEGRADED, text(c, str(c.get("reason"))), rule)
+    for c in conditions:
+        type_ = str(c.get("type", "")).lower()
+        if type_ in _BUSY_TYPES and is_(c, "True"):
+            return Verdict(PROGRESSING, text(c, type_), rule)
+        if type_ == "paused" and is_(c, "True"):
+            return Verdict(SUSPENDED, text(c, "paused"), rule)
+    summary = [c for c in conditions if str(c.get("type", "")).lower() == "ready"]
+    if not summary:
+        summary = [c for c in conditions if _positive(str(c.get("type", "")))]
+    if not summary:
+        return None
+    return _summary(summary, crossplane=is_(condition(conditions, "Synced"), "True"))
+
+
+def _positive(type_: str) -> bool:
+    lowered = type_.lower()
+    return lowered in _POSITIVE_TYPES or lowered.endswith(("ready", "available", "healthy"))
+
+
+def _summary(summary: list[Mapping], *, crossplane: bool) -> Verdict:
+    rule = "generic: conditions"
+    for c in summary:
+        if is_(c, "False") or is_(c, "Degraded"):     # Prometheus operator: Available=Degraded
+            reason = f"{c.get('reason', '')} {c.get('message', '')}"
+            if crossplane or (_BUSY_REASON.search(reason) and not _TROUBLE_REASON.search(reason)):
+                return Verdict(PROGRESSING, text(c, f"{c.get('type')} is False"), rule)
+            return Verdict(DEGRADED, text(c, f"{c.get('type')} is False"), rule)
+    for c in summary:
+        if not is_(c, "True"):
+            return Verdict(PROGRESSING, text(c, f"{c.get('type')} is {c.get('status')}"), rule)
+    return Verdict(HEALTHY, text(summary[0], f"{summary[0].get('type')}"), rule)
+
+
+def _from_words(status: Mapping) -> Verdict | None:
+    health = status.get("health")
+    for where, word in (("phase", status.get("phase")), ("state", status.get("state")),
+                        ("health", health.get("status") if isinstance(health, Mapping)
+                         else health), ("status", status.get("status"))):
+        verdict = word_health(word)
+        if verdict is not None:
+            message = _message(status, health) or str(word)
+            return Verdict(verdict, message, f"generic: {where}")
+    return None
+
+
+def _message(status: Mapping, health: Any) -> str:
+    for source in (health if isinstance(health, Mapping) else {}, status):
+        for key in ("message", "reason", "statusMessage", "error"):
+            if isinstance(source.get(key), str) and source[key].strip():
+                return source[key].strip()
+    return ""
