@@ -191,17 +191,22 @@ class _Runtime:
                      "dofile", "loadfile", "load", "loadstring", "module", "ffi"):
             self._lua.globals()[name] = None
 
-    def compile(self, source: str, name: str) -> Any:
-        """The compiled chunk, or LuaError with the line Lua reports."""
+    def compile(self, source: str, name: str, path: str | None = None) -> Any:
+        """The compiled chunk, or LuaError with the line Lua reports.
+
+        ``name`` is the short chunk name Lua puts in messages (LuaJIT cuts long
+        ones); ``path`` is what the error names, the whole file path.
+        """
+        where = path or name
         if source.startswith("\x1b"):
-            raise LuaError(name, None, "precompiled bytecode is not accepted")
+            raise LuaError(where, None, "precompiled bytecode is not accepted")
         with self._lock:
             try:
                 fn, err = self._compile(source, "@" + name)
             except lupa.LuaError as exc:
-                raise LuaError(name, None, str(exc)) from exc
+                raise LuaError(where, None, str(exc)) from exc
         if fn is None:
-            raise LuaError(name, *_split_location(str(err), name))
+            raise LuaError(where, *_split_location(str(err), name))
         return fn
 
     def run(self, fn: Any, obj: Mapping[str, Any]) -> tuple[str, Any, Any]:
@@ -287,8 +292,8 @@ class LuaScripts:
         runtime = _Runtime(limits or LuaLimits())
         inline_checks = [(key, LuaCheck(key, runtime.compile(src, f"inline:{key}"), runtime))
                          for key, src in (inline or {}).items()]
-        dir_checks = [(key.replace("_", "*"),
-                       LuaCheck(key, runtime.compile(file.read_text(), str(file)), runtime))
+        dir_checks = [(key.replace("_", "*"), LuaCheck(key, runtime.compile(
+                           file.read_text(), f"{key}/health.lua", str(file)), runtime))
                       for key, file in _scripts_under(path)]
         tiers: list[dict[str, LuaCheck] | list[tuple[str, LuaCheck]]] = []
         for checks in (inline_checks, dir_checks):
