@@ -186,3 +186,27 @@ def test_evaluate_does_not_change_the_object(cert_check) -> None:
     before = copy.deepcopy(obj)
     cert_check.evaluate(obj)
     assert obj == before
+
+
+@pytest.mark.parametrize("expr", [
+    "status.conditions.filter(c, c.type == 'Ready')[0] == {'type': 'Ready', 'status': 'True'}",
+    "status.conditions.exists(c, c == {'type': 'Ready', 'status': 'True'})",
+    "status.conditions.exists(c, c.type == 'Ready') && "
+    "status.conditions[0] == {'type': 'Ready', 'status': 'True'}",
+    "status.conditions.exists(c, size(c) == 2 && c.type == 'Ready')",
+])
+def test_elements_used_whole_are_not_pruned(expr: str) -> None:
+    # Each would turn true if the elements were cut down to the fields named.
+    check = compile_check("x.io/v1", "T", current=expr)
+    obj = {"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "r"}]}}
+    assert check.evaluate(obj)[0] == "Progressing"
+
+
+def test_elements_read_by_field_give_the_same_verdicts_pruned() -> None:
+    check = compile_check("x.io/v1", "T", current="has(status.conditions) && "
+                          "status.conditions.filter(c, c.type == 'Ready')"
+                          ".all(c, c.status == 'True' && !has(c.reason))")
+    with_reason = {"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "r"}]}}
+    without = {"status": {"conditions": [{"type": "Ready", "status": "True", "message": "m"}]}}
+    assert check.evaluate(with_reason)[0] == "Progressing"
+    assert check.evaluate(without)[0] == "Healthy"
