@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.state import keys
 from shared import metrics
@@ -28,6 +28,9 @@ from workers.render.helm import Helm, read_capabilities
 from workers.fetch.helmrepo import ChartRepositories
 from workers.render.engine import render_unit
 from workers.render.sops import Sops
+
+if TYPE_CHECKING:
+    from workers.apply.verdict import Verdict
 
 log = get_logger("fleetsync.stages")
 
@@ -300,7 +303,7 @@ def apply_objects(ctx: Context, app: Application, cluster: Cluster, objects: lis
 
 
 def recheck_health(ctx: Context, app: Application, cluster: Cluster,
-                   ref_ids: list[str]) -> dict[Any, tuple[str, str]]:
+                   ref_ids: list[str]) -> "dict[Any, Verdict]":
     """The health follow-up's reads: only ``ref_ids``, and only those the unit owns."""
     from workers.apply.engine import recheck_unit
 
