@@ -30,7 +30,7 @@ from shared.logs import configure  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from workers.run import stages  # noqa: E402
 from workers.context import Context  # noqa: E402
-from workers.fetch.gitsource import disk_usage  # noqa: E402
+from workers.fetch.gitdisk import disk_usage  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from fleet_bench import app_objects  # noqa: E402

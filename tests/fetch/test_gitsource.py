@@ -329,7 +329,7 @@ def test_git_environment_holds_credentials_only_by_reference(tmp_path: Path) -> 
 
 
 def test_old_checkouts_are_collected_but_recent_ones_are_kept(repo: GitRepo, tmp_path: Path) -> None:
-    from workers.fetch.gitsource import collect_trees
+    from workers.fetch.gitdisk import collect_trees
 
     cache = SourceCache(tmp_path / "cache", timeout=20, trees_kept=3)
     source = src(repo.bare_url())

@@ -11,8 +11,10 @@ a second call for the same SHA is a single ``stat``. ``revision_info`` gives
 the author, date and subject for history entries.
 
 All git work goes through ``workers.fetch.gitcli`` (credentials, timeouts, error
-mapping, the transports a source may use: ``workers.fetch.gittransport``); this
-module raises only ``SourceError`` and ``TransientError``. What git said while
+mapping, the transports a source may use: ``workers.fetch.gittransport``); the
+host's locks, read-only trees, their collection and mirror sizes are
+``workers.fetch.gitdisk``'s. This module raises only ``SourceError`` and
+``TransientError``. What git said while
 fetching travels on to the resolve step, so that a ref git refused without
 failing (a shallow source) is reported with git's reason. A source with
 ``verify`` returns a revision only once ``workers.fetch.gitverify`` has accepted its
@@ -22,18 +24,14 @@ source, and applied, stays the last verified one.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import re
-import shutil
-import stat
 import tempfile
 import time
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Mapping
 
 from shared.errors import SourceError, TransientError
 from shared.settings import from_env
@@ -41,6 +39,8 @@ from shared.spec.model import Source
 from workers.fetch.gitcli import (DEFAULT_TIMEOUT, GitEnv, GitFailed, GitTimeout, check_url,
                                   fetch_error, git_environment, git_said, local_environment,
                                   missing_ref_error, run_git, run_git_said, scrub_url)
+from workers.fetch.gitdisk import (TREES_KEPT, check_size, collect_trees, locked,
+                                   make_read_only, remove_tree, touch)
 from workers.fetch.gitverify import Verifier
 
 REF_KINDS = ("branch", "tag", "semver", "commit")
@@ -48,10 +48,6 @@ _HEX_RE = re.compile(r"[0-9a-f]{4,64}")
 _FULL_SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _BAD_REF_RE = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^[-/.]|[/.]$|\.lock$")
 _STAMP = "fleetsync-fetch"          # in each mirror: when the last fetch began, and what it asked
-
-
-TREES_KEPT = 20          # checkouts kept per host, besides those in use
-TREE_IN_USE = 900.0      # seconds since its last use during which a checkout is never removed (a task's limit)
 
 
 class SourceCache:
@@ -81,7 +77,7 @@ class SourceCache:
         genv = git_environment(source, self._environ, allow_local=self.allow_local,
                                learned_hosts=self.root / "known_hosts" / mirror.stem)
         asked_at = time.time()
-        with _locked(mirror.with_suffix(".lock"), self.timeout * 2, source):
+        with locked(mirror.with_suffix(".lock"), self.timeout * 2, source):
             self._ensure_mirror(mirror, genv)
             said = ""
             if not self._already_present(mirror, source, genv):
@@ -96,7 +92,7 @@ class SourceCache:
         sha = _full_sha(source, revision)
         dest = self.root / "trees" / sha
         if dest.is_dir():
-            _touch(dest)                 # in use: the collection below keeps it
+            touch(dest)                 # in use: the collection below keeps it
             return dest
         mirror = self.mirror_path(source)
         genv = self._local_env()
@@ -107,9 +103,9 @@ class SourceCache:
         # one extraction per tree on this host: the other processes of a cold start wait
         # for it rather than each checking out (and throwing away) the same tree
         lock = self.root / "locks" / f"tree-{sha}.lock"     # not among the trees
-        with _locked(lock, self.timeout, source):
+        with locked(lock, self.timeout, source):
             if dest.is_dir():
-                _touch(dest)
+                touch(dest)
                 return dest
             tree = self._extract(source, mirror, sha, dest, genv)
         lock.unlink(missing_ok=True)
@@ -237,15 +233,15 @@ class SourceCache:
             self._git_local(source, mirror_args(mirror) + [
                 f"--work-tree={work}", "-c", "core.symlinks=true", "-c", "core.autocrlf=false",
                 "read-tree", "--reset", "-u", sha], env)
-            _make_read_only(work)
+            make_read_only(work)
             try:
                 work.rename(dest)
             except OSError:
                 if not dest.is_dir():
                     raise
-                _remove_tree(work)   # another caller won the race with the same content
+                remove_tree(work)   # another caller won the race with the same content
         except BaseException:
-            _remove_tree(work)
+            remove_tree(work)
             raise
         finally:
             index.unlink(missing_ok=True)
@@ -307,104 +303,3 @@ def _full_sha(source: Source, revision: str) -> str:
     if not _FULL_SHA_RE.fullmatch(revision):
         raise SourceError(f"source {source.name}: revision {revision!r} is not a full commit SHA")
     return revision
-
-
-@contextmanager
-def _locked(path: Path, wait: float, source: Source) -> Iterator[None]:
-    """An exclusive flock on ``path``; TransientError if it stays busy for ``wait`` seconds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        deadline = time.monotonic() + wait
-        pause = 0.01
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TransientError(f"source {source.name}: mirror busy for {wait:g}s "
-                                         "(another fetch holds its lock)") from None
-                time.sleep(pause)
-                pause = min(pause * 2, 0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _make_read_only(top: Path) -> None:
-    """Drop every write bit, deepest first; symlinks are left alone (they have no mode)."""
-    for dirpath, dirnames, filenames in os.walk(top, topdown=False):
-        for name in filenames + dirnames:
-            path = os.path.join(dirpath, name)
-            mode = os.lstat(path).st_mode
-            if not stat.S_ISLNK(mode):
-                os.chmod(path, stat.S_IMODE(mode) & ~0o222)
-    os.chmod(top, stat.S_IMODE(os.stat(top).st_mode) & ~0o222 | 0o555)
-
-
-def disk_usage(top: Path) -> int:
-    """Bytes the files below ``top`` take (what ``du`` counts, roughly)."""
-    total = 0
-    for dirpath, _, files in os.walk(top):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
-def check_size(source: Source, mirror: Path) -> None:
-    """``SourceError`` when the source's mirror grew past its ``maxSize``."""
-    if not source.max_size:
-        return
-    used = disk_usage(mirror)
-    if used > source.max_size:
-        raise SourceError(f"source {source.name}: its mirror takes {used / 2**20:.1f} MiB on "
-                          f"this host, more than maxSize {source.max_size / 2**20:.1f} MiB: "
-                          "raise maxSize, or shrink the repository (history, large files)")
-
-
-def _touch(path: Path) -> None:
-    try:
-        os.utime(path)
-    except OSError:
-        pass
-
-
-def collect_trees(trees: Path, kept: int, keep: Path | None = None,
-                  in_use: float = TREE_IN_USE) -> list[Path]:
-    """Remove all but the ``kept`` most recently used checkouts of this host, never one
-    used (checked out or asked for) in the last ``in_use`` seconds: a render may be reading
-    it. The removed ones, oldest first."""
-    try:
-        entries = [p for p in trees.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    except OSError:
-        return []
-    used = sorted(entries, key=lambda p: p.stat().st_mtime, reverse=True)
-    now, removed = time.time(), []
-    for old in reversed(used[kept:]):
-        if old == keep or now - old.stat().st_mtime < in_use:
-            continue
-        gone = old.with_name(f".gc-{old.name}-{os.getpid()}")
-        try:
-            old.rename(gone)             # out of sight at once: a reader gets it whole or not
-        except OSError:
-            continue
-        _remove_tree(gone)
-        removed.append(old)
-    return removed
-
-
-def _remove_tree(top: Path) -> None:
-    """Remove a (possibly read-only) tree of our own making."""
-    if not top.exists():
-        return
-    for dirpath, dirnames, _ in os.walk(top):
-        os.chmod(dirpath, 0o700)
-        for name in dirnames:
-            path = os.path.join(dirpath, name)
-            if not os.path.islink(path):
-                os.chmod(path, 0o700)
-    shutil.rmtree(top, ignore_errors=True)
