@@ -21,6 +21,7 @@ from typing import Any
 from shared.spec import yaml as y
 from shared.git_urls import ALLOW_LOCAL_VAR, transport
 from shared.spec.model import Auth, Verify, Webhook
+from shared.spec.scalars import env_name
 from shared.spec.yaml import Map, Report
 
 SOURCE_KEYS = ("insecure", "knownHosts", "sshHostKeyPolicy", "verify", "webhook", "maxSize")
@@ -29,7 +30,6 @@ _UNITS = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 HOST_KEY_POLICIES = ("strict", "accept-new")
 _VERIFY_KEYS = {"ssh": "allowedSigners", "gpg": "keyring"}
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _INLINE_SECRET = ("inline secrets are not allowed: put the webhook secret in an environment "
                   "variable of fleetsync server and name it with secretEnv")
 
@@ -113,14 +113,8 @@ def _webhook(node: Any, field: str, report: Report) -> Webhook | None:
                   hints={k: _INLINE_SECRET for k in ("secret", "token", "password")})
     if m is None or "secretEnv" not in m.values:
         return None
-    name = m.read("secretEnv", partial(y.checked, check=_env_name), report, None)
+    name = m.read("secretEnv", partial(y.checked, check=env_name), report, None)
     return Webhook(name) if name else None
-
-
-def _env_name(text: str) -> str | None:
-    if _ENV_NAME.fullmatch(text):
-        return None
-    return "must be the name of an environment variable (letters, digits and '_'), not its value"
 
 
 def _allow_local() -> bool:

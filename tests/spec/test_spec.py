@@ -12,7 +12,9 @@ import pytest
 from shared.errors import SpecError
 from shared.spec.model import Auth, Fleet, Selector
 from shared.spec.load import load_fleet
-from shared.spec.load import MAX_BYTES, find_cycles, load, parse_duration, validate_file
+from shared.spec.dependencies import find_cycles
+from shared.spec.load import MAX_BYTES, load, validate_file
+from shared.spec.scalars import parse_duration
 
 Validate = Callable[[str], tuple["Fleet | None", list[str], list[str]]]
 
