@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from shared.settings import from_env
 from shared.spec.load import validate_file
 
 
@@ -28,7 +29,7 @@ def fleet_file(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    fleet, problems, warnings = validate_file(fleet_file(args))
+    fleet, problems, warnings = validate_file(fleet_file(args), allow_local=_allow_local())
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     for problem in problems:
@@ -41,3 +42,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.file}: valid: {len(fleet.sources)} source(s), {len(fleet.clusters)} "
           f"cluster(s), {len(fleet.applications)} application(s), {len(units)} sync unit(s)")
     return 0
+
+
+def _allow_local() -> bool:
+    """Whether the workers would fetch local sources, as this environment sets it."""
+    try:
+        return from_env().allow_local_sources
+    except ValueError:      # another setting is malformed: the workers will say so
+        return False

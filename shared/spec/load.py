@@ -16,6 +16,11 @@ application is read by ``application`` and the dependsOn graph checked by
 ``dependencies``; a source's transport keys go to ``source``. A reader reports
 what is wrong and returns ``None``; the builder falls back to a default so the
 walk goes on, and a fleet is returned only when no problem was found.
+
+What depends on the workers' settings comes in as an argument, never from the
+environment: ``allow_local`` (``Settings.allow_local_sources``) is passed by the
+caller down to ``source.read_security``, which warns about a local source only
+when it is false (the default: the CLI's ``validate`` passes the setting).
 """
 
 from __future__ import annotations
@@ -52,35 +57,38 @@ _SECRET_HINTS = {k: _SECRET for k in ("password", "token", "secret", "username",
                                       "privateKey", "sshKey", "apiKey")}
 
 
-def load_fleet(path: str) -> Fleet:
+def load_fleet(path: str, *, allow_local: bool = False) -> Fleet:
     """Parse and validate ``path``; raise ``SpecError`` listing every problem."""
-    return load(path)
+    return load(path, allow_local=allow_local)
 
 
-def load(path: str) -> Fleet:
+def load(path: str, *, allow_local: bool = False) -> Fleet:
     """Parse and validate ``path``; raise ``SpecError`` listing every problem."""
-    fleet, problems, _ = validate_file(path)
+    fleet, problems, _ = validate_file(path, allow_local=allow_local)
     if problems or fleet is None:
         raise SpecError(problems)
     return fleet
 
 
-def validate_file(path: str) -> tuple[Fleet | None, list[str], list[str]]:
-    """(fleet or None, problems, warnings); the fleet is None whenever a problem was found."""
+def validate_file(path: str, *, allow_local: bool = False
+                  ) -> tuple[Fleet | None, list[str], list[str]]:
+    """(fleet or None, problems, warnings); the fleet is None whenever a problem was found.
+    ``allow_local``: the workers' ``Settings.allow_local_sources``; without it a local
+    source is warned about (the workers would refuse it)."""
     report = Report(path)
     root = y.compose(path, report, MAX_BYTES)
-    fleet = _fleet(root, report) if root is not None else None
+    fleet = _fleet(root, report, allow_local) if root is not None else None
     problems = report.problems()
     return (None if problems else fleet), problems, report.warnings()
 
 
 # -- the model ----------------------------------------------------------------
 
-def _fleet(root: Node, report: Report) -> Fleet | None:
+def _fleet(root: Node, report: Report, allow_local: bool) -> Fleet | None:
     top = y.mapping(root, "", report, _TOP_KEYS)
     if top is None:
         return None
-    sources = _named(top, "sources", "source", _source, report)
+    sources = _named(top, "sources", "source", partial(_source, allow_local=allow_local), report)
     clusters = _named(top, "clusters", "cluster", _cluster, report)
     build_app = partial(application, sources=sources, clusters=clusters)
     apps = _named(top, "applications", "application", build_app, report)
@@ -118,7 +126,7 @@ def _named(top: Map, key: str, what: str, build: Callable[[Node, str, Report], B
     return out
 
 
-def _source(node: Node, field: str, report: Report) -> Built[Source] | None:
+def _source(node: Node, field: str, report: Report, *, allow_local: bool) -> Built[Source] | None:
     m = y.mapping(node, field, report, _SOURCE_KEYS, required=("name",))
     if m is None:
         return None
@@ -135,7 +143,7 @@ def _source(node: Node, field: str, report: Report) -> Built[Source] | None:
         ref_kind, ref = _ref(m, report)
     interval = m.read("interval", duration, report, 60.0)
     auth = m.read("auth", _auth, report, Auth())
-    security = read_security(m, url, auth, report)
+    security = read_security(m, url, auth, report, allow_local=allow_local)
     return (Source(name, url, ref_kind, ref, interval, auth, **security), m) if name else None
 
 

@@ -6,8 +6,10 @@ with which ``fleetsync server`` checks a forge's push notifications).
 wrong whatever the host (credentials over plain http, ``insecure`` on an https
 URL, ``knownHosts`` on a non-ssh URL, an unknown policy) is a problem; what
 depends on the workers' settings or files (a local source while
-FLEETSYNC_ALLOW_LOCAL_SOURCES is not set here, plain http without
-``insecure``) is a warning, because the fetch refuses it with the same words.
+FLEETSYNC_ALLOW_LOCAL_SOURCES is not set, plain http without ``insecure``) is
+a warning, because the fetch refuses it with the same words. That setting comes
+in as ``allow_local`` from the loader, which has it from its caller (the CLI
+reads it once at its edge); nothing here reads the environment.
 An ssh source without ``knownHosts`` is left to the fetch, which refuses it
 and says what to set: the spec may be validated where the file is not.
 """
@@ -35,8 +37,9 @@ _INLINE_SECRET = ("inline secrets are not allowed: put the webhook secret in an 
 
 
 def read_security(m: Map, url: str, auth: Auth, report: Report, *,
-                  allow_local: bool | None = None) -> dict[str, Any]:
-    """The Source keyword arguments for the keys above, after reporting what is wrong."""
+                  allow_local: bool) -> dict[str, Any]:
+    """The Source keyword arguments for the keys above, after reporting what is wrong.
+    ``allow_local``: the workers' ``Settings.allow_local_sources``, from the loader's caller."""
     insecure = m.read("insecure", y.boolean, report, False)
     known_hosts = m.read("knownHosts", y.string, report, None)
     policy = m.read("sshHostKeyPolicy", y.string, report, "strict")
@@ -48,8 +51,7 @@ def read_security(m: Map, url: str, auth: Auth, report: Report, *,
                      f"must be one of {', '.join(HOST_KEY_POLICIES)}, not {policy!r}")
         policy = "strict"
     if url:
-        _check_transport(m, url, auth, report, insecure,
-                         _allow_local() if allow_local is None else allow_local)
+        _check_transport(m, url, auth, report, insecure, allow_local)
     return {"insecure": insecure, "known_hosts": known_hosts, "ssh_host_key_policy": policy,
             "verify": verify, "webhook": webhook, "max_size": max_size}
 
@@ -115,12 +117,3 @@ def _webhook(node: Any, field: str, report: Report) -> Webhook | None:
         return None
     name = m.read("secretEnv", partial(y.checked, check=env_name), report, None)
     return Webhook(name) if name else None
-
-
-def _allow_local() -> bool:
-    from shared.settings import from_env
-
-    try:
-        return from_env().allow_local_sources
-    except ValueError:      # another setting is malformed: the workers will say so
-        return False
