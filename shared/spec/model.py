@@ -179,6 +179,33 @@ class IgnoreRule:
 
 
 @dataclass(frozen=True)
+class HealthCheck:
+    """A Flux-style CEL health check of one kind (``healthCheckExprs``): expressions over
+    the object; ``where`` is its ``file:line``, for messages."""
+
+    api_version: str
+    kind: str
+    current: str
+    in_progress: str = ""
+    failed: str = ""
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    """The fleet's health: CEL checks, Argo CD-style Lua scripts (a directory and inline
+    scripts by ``group/Kind``), and how built-in readings treat kinds without status,
+    LoadBalancer Services and Ingresses (see ``shared/spec/health.py``)."""
+
+    checks: tuple[HealthCheck, ...] = ()
+    lua_dir: str = ""
+    lua_scripts: tuple[tuple[str, str], ...] = ()
+    statusless_kinds: tuple[str, ...] = ()
+    load_balancer_address: bool = True
+    ingress_address: bool = False
+
+
+@dataclass(frozen=True)
 class Application:
     name: str
     source: str
@@ -208,6 +235,9 @@ class Application:
     drift: str = "correct"             # or "detect": report drift (Drifted), write nothing
     ignore_differences: tuple[IgnoreRule, ...] = ()
     rollout: Rollout | None = None     # waves: a new revision goes cluster group by group
+    health_checks: tuple[HealthCheck, ...] = ()   # CEL, before the fleet's checks
+    statusless_kinds: tuple[str, ...] = ()        # more custom kinds that have no status
+    suspended_is: str = "Suspended"    # or "Progressing": a paused object holds Ready back
 
 
 @dataclass(frozen=True)
@@ -255,6 +285,7 @@ class Fleet:
     path: str = "fleet.yaml"
     warnings: tuple[str, ...] = ()
     notifications: Notifications = Notifications()
+    health: HealthSettings = HealthSettings()
 
     def clusters_for(self, app: Application) -> list[Cluster]:
         return [c for c in self.clusters.values() if app.clusters.matches(c)]

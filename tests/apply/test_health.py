@@ -128,7 +128,8 @@ def test_apply_reports_health_and_never_waits_for_it(kube):
                         revision="r1", token=1)
     assert not result.healthy and not result.degraded
     assert result.to_dict()["health"] == [
-        f"Deployment/{ns}/{name}: Progressing: rollout not observed yet (0/3 replicas available)"]
+        f"Deployment/{ns}/{name}: Progressing: rollout not observed yet (0/3 replicas available)"
+        " [built-in apps/Deployment]"]     # the rule that decided is named
     again = apply_unit(kube, app=application(name, timeout=600), objects=objects,
                        revision="r1", token=2)
     assert again.writes == 0 and [p[0] for p in again.problems] == [p[0] for p in result.problems]

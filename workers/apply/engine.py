@@ -43,6 +43,7 @@ from workers.apply.plan import (ADOPTED, CONFIGURED, CREATED, ChangeSet, ownersh
 from workers.apply.refs import ObjectRef, is_namespace, ref_of
 from workers.apply.snapshot import Snapshot, Unobserved
 from workers.apply.validate import Validation, validate
+from workers.apply.verdict import DEFAULT_RULES, HealthRules
 
 DRIFTED = "drifted from Git"
 CRD_TIMEOUT = 60.0
@@ -75,6 +76,7 @@ class ApplyResult:
                                     # differs live was changed in the cluster, not in Git
     hooks: tuple[str, ...] = ()     # Helm hooks run (``pre-upgrade Job/web/migrate``)
     detected: bool = False          # drift: detect found drift and wrote nothing
+    suspended: tuple[str, ...] = ()     # objects Suspended that do not hold the unit back
 
     def drifted_lines(self) -> list[str]:
         """``Deployment/web/web-app spec.replicas: 5 -> 3 (by ...)`` per drifted field, and
@@ -128,6 +130,8 @@ class ApplyResult:
             out["health"] = self.health_lines()[:SHORT_LIST]
         if self.hooks:
             out["hooks"] = list(self.hooks[:SHORT_LIST])
+        if self.suspended:
+            out["suspended"] = list(self.suspended[:SHORT_LIST])
         if self.detected:
             out["detected_drift"] = self.drifted_lines()[:SHORT_LIST]
         corrected = self.corrected()
@@ -145,12 +149,13 @@ class _Done:
     was_applied: bool = False
     hooks: tuple[str, ...] = ()
     detected: bool = False
+    suspended: tuple[str, ...] = ()
 
 
 def apply_unit(kube: Kube, *, app: Application, objects: list[dict], revision: str, token: int,
                dry_run_only: bool = False, discovery: Discovery = PROCESS,
                fence: Fence = OPEN, identity: str | None = None,
-               correct_drift: bool = True) -> ApplyResult:
+               correct_drift: bool = True, rules: HealthRules = DEFAULT_RULES) -> ApplyResult:
     """Make the cluster hold ``objects`` for ``app`` at ``revision``; see the module doc.
 
     ``token`` is the fencing token of the sync unit's lock; ``dry_run_only`` stops
@@ -162,12 +167,13 @@ def apply_unit(kube: Kube, *, app: Application, objects: list[dict], revision: s
     ApplyError/OwnershipError/PolicyError (permanent), TransientError/StaleInventory/
     LockLost (retry); health is in the result, not raised. With ``drift: detect`` (and
     not ``correct_drift``: a sync asked for on demand corrects), drift at the revision
-    already applied is reported (``detected``) and nothing is written.
+    already applied is reported (``detected``) and nothing is written. ``rules`` are
+    the application's health rules (its custom checks: ``workers/apply/checks.py``).
     """
     started, session = time.monotonic(), kube.session(identity or app.service_account)
     try:
         done = _reconcile(session, app, objects, revision, token, dry_run_only, discovery,
-                          fence, correct_drift or app.drift != "detect")
+                          fence, correct_drift or app.drift != "detect", rules)
     except FleetsyncError as exc:
         exc.unit = exc.unit or (f"{kube.name}/{app.name}" if kube.name else app.name)
         exc.revision = exc.revision or revision
@@ -176,7 +182,7 @@ def apply_unit(kube: Kube, *, app: Application, objects: list[dict], revision: s
     return ApplyResult(app.name, revision, done.changeset, spent["requests"], spent["writes"],
                        spent["dry_runs"], time.monotonic() - started, done.problems,
                        done.checked.unvalidated, done.wrote, dry_run_only, done.was_applied,
-                       done.hooks, done.detected)
+                       done.hooks, done.detected, done.suspended)
 
 
 @dataclass(frozen=True)
@@ -225,7 +231,7 @@ class Judgement:
 
 def judge(kube: Kube, *, app: Application, objects: list[dict], revision: str,
           snapshot: Snapshot, discovery: Discovery = PROCESS,
-          identity: str | None = None) -> Judgement:
+          identity: str | None = None, rules: HealthRules = DEFAULT_RULES) -> Judgement:
     """Whether this unit needs a run, judged from a cluster ``snapshot`` with no request
     of its own. It needs none when applied at ``revision`` with nothing drifted, missing
     or to prune, and every object healthy. Anything the snapshot cannot tell, or that
@@ -240,7 +246,7 @@ def judge(kube: Kube, *, app: Application, objects: list[dict], revision: str,
         return Judgement("differs from the render")
     if not seen.inventory.same_as(seen.desired, revision):
         return Judgement("its inventory is not of this revision")
-    unhealthy = health.unhealthy({ref: live for ref, live in seen.live.items() if live})
+    unhealthy = health.unhealthy({ref: live for ref, live in seen.live.items() if live}, rules)
     if unhealthy:
         return Judgement("not healthy: " + "; ".join(health.describe(unhealthy)[:2]))
     return Judgement(counts=changeset.counts())
@@ -248,14 +254,14 @@ def judge(kube: Kube, *, app: Application, objects: list[dict], revision: str,
 
 def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str, token: int,
                dry_run_only: bool, discovery: Discovery, fence: Fence,
-               correct: bool = True) -> _Done:
+               correct: bool = True, rules: HealthRules = DEFAULT_RULES) -> _Done:
     planned = _plan(kube, app, objects, discovery, token)     # a stale worker stops here
     hook_list, seen = planned.hooks, planned.seen
     changeset = occupied.keep_occupied(kube, planned.changeset, seen, app.name, discovery)
     was_applied = seen.inventory.revision == revision
     if was_applied and not correct and (changeset.to_apply() or changeset.to_prune()):
-        problems = health.assess(kube, _current(seen, {}))      # detect: report, write nothing
-        return _Done(changeset, Validation(), _problems(problems), was_applied=True,
+        problems = health.assess(kube, _current(seen, {}), rules)  # detect: report, no write
+        return _Done(changeset, Validation(), health.problems(problems), was_applied=True,
                      detected=True)
     # Helm hooks run when the revision changes: install on a unit that applied nothing yet
     event = "install" if not seen.inventory.refs else "upgrade"
@@ -274,7 +280,7 @@ def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str,
         ran.extend(hooks.run(kube, due, app.name, f"pre-{event}", discovery, app.timeout))
     try:
         done = _write(kube, app, revision, token, dry_run_only, discovery, seen, changeset,
-                      fence, pre_hooks)
+                      fence, pre_hooks, rules)
     except FleetsyncError as exc:       # drift found and left standing: the unit is Drifted
         if was_applied:
             exc.drifted = tuple(str(c.ref) for c in changeset.by_action(CONFIGURED)
@@ -293,7 +299,8 @@ def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str,
 
 def _write(kube: Kube, app: Application, revision: str, token: int, dry_run_only: bool,
            discovery: Discovery, seen: Observation, changeset: ChangeSet,
-           fence: Fence, before_writes: Callable[[], None] = lambda: None) -> _Done:
+           fence: Fence, before_writes: Callable[[], None] = lambda: None,
+           rules: HealthRules = DEFAULT_RULES) -> _Done:
     writes = {c.ref: seen.desired[c.ref] for c in changeset.to_apply()}
     checked = validate(kube, writes, seen.resources, new_namespaces=new_namespaces(changeset),
                        pending=seen.pending, force=app.force,
@@ -321,25 +328,22 @@ def _write(kube: Kube, app: Application, revision: str, token: int, dry_run_only
     if pruned.failed:
         raise pruned.error("prune")
 
-    problems = health.assess(kube, _current(seen, applied.done))
-    return _Done(changeset, checked, _problems(problems), wrote)
-
-
-def _problems(found: dict[ObjectRef, health.Verdict]) -> tuple[tuple[ObjectRef, str, str], ...]:
-    return tuple((ref, status, msg) for ref, (status, msg) in sorted(found.items()))
+    current = _current(seen, applied.done)
+    return _Done(changeset, checked, health.problems(health.assess(kube, current, rules)), wrote,
+                 suspended=health.suspended(current, rules))
 
 
 MAX_RECHECK = 50          # objects one health follow-up reads at most
 
 
-def recheck_unit(kube: Kube, app: str, ref_ids: list[str],
-                 discovery: Discovery = PROCESS) -> dict[ObjectRef, health.Verdict]:
+def recheck_unit(kube: Kube, app: str, ref_ids: list[str], discovery: Discovery = PROCESS,
+                 rules: HealthRules = DEFAULT_RULES) -> dict[ObjectRef, health.Verdict]:
     """The health follow-up of a unit that was Progressing: read only the objects still
     unhealthy then, and assess them. The ids come through the broker, so only those in
     the unit's own inventory are read (one more GET): nothing else can be asked for."""
     owned = set(inv.read(kube, app).refs)
     refs = [ref for ref in (_parse(i) for i in ref_ids[:MAX_RECHECK]) if ref in owned]
-    return health.recheck(kube, discovery.lookup(kube, refs)) if refs else {}
+    return health.recheck(kube, discovery.lookup(kube, refs), rules) if refs else {}
 
 
 def _parse(ref_id: str) -> ObjectRef | None:

@@ -39,7 +39,7 @@ pod_problem = pods.pod_problem
 
 __all__ = ["HEALTHY", "PROGRESSING", "DEGRADED", "SUSPENDED", "UNKNOWN", "Health", "Verdict",
            "HealthRules", "CustomCheck", "STATUSLESS_KINDS", "blocking", "check", "unhealthy",
-           "describe", "pod_problem", "selector_of", "diagnose", "assess", "recheck", "wait",
+           "describe", "labelled", "problems", "suspended", "pod_problem", "selector_of", "diagnose", "assess", "recheck", "wait",
            "health_error"]
 
 
@@ -85,8 +85,29 @@ def unhealthy(objects: Mapping[ObjectRef, Mapping],
     return {ref: v for ref, v in verdicts.items() if blocking(v, rules)}
 
 
-def describe(problems: Mapping[ObjectRef, tuple[str, str]]) -> list[str]:
-    return [f"{ref}: {status}: {message}" for ref, (status, message) in sorted(problems.items())]
+def labelled(verdict: tuple[str, str]) -> str:
+    """The verdict's message with the rule that decided: ``3/6 ready [built-in apps/Deployment]``."""
+    rule = getattr(verdict, "rule", "")
+    return f"{verdict[1]} [{rule}]" if rule else verdict[1]
+
+
+def problems(found: Mapping[ObjectRef, tuple[str, str]]) -> tuple[tuple[ObjectRef, str, str], ...]:
+    """``(object, verdict, message [rule])`` per object, by object: what a unit reports."""
+    return tuple((ref, str(v[0]), labelled(v)) for ref, v in sorted(found.items()))
+
+
+def describe(found: Mapping[ObjectRef, tuple[str, str]]) -> list[str]:
+    return [f"{ref}: {status}: {text}" for ref, status, text in problems(found)]
+
+
+def suspended(objects: Mapping[ObjectRef, Mapping],
+              rules: HealthRules | None = None) -> tuple[str, ...]:
+    """``Deployment/web/web: deployment is paused [...]`` for each object that is Suspended
+    without holding its unit back (the status says so; pure)."""
+    rules = rules or DEFAULT_RULES
+    found = {ref: v for ref, obj in objects.items()
+             if (v := check(obj, rules))[0] == SUSPENDED and not blocking(v, rules)}
+    return tuple(f"{ref}: {text}" for ref, _, text in problems(found))
 
 
 def selector_of(obj: Mapping) -> str:

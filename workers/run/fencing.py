@@ -16,10 +16,10 @@ from shared.errors import LockLost, StaleInventory
 from shared.logs import get_logger
 from shared.protocol import Trigger
 from shared.state.runs import Lease
-from shared.spec.model import Application, Cluster
 from workers.run import stages
 from workers.apply.execute import Fence
 from workers.context import Context
+from workers.run.stages import Unit
 from workers.run.steps import Call
 
 log = get_logger("fleetsync.fencing")
@@ -55,18 +55,19 @@ class RunFence(Fence):
         return RunFence(self.ctx, self.unit, self.owner, token, self.lease, self.lost)
 
 
-def apply_fenced(ctx: Context, call: Call, app: Application, cluster: Cluster,
-                  objects: list[dict], fence: RunFence) -> Any:
+def apply_fenced(ctx: Context, call: Call, unit: Unit, objects: list[dict],
+                 fence: RunFence) -> Any:
     """The apply, fenced (``RunFence``). When the cluster's inventory holds a higher token
     than Redis (Redis was flushed or failed over and lost the counter), the lock holder
     moves the counter past it and goes on."""
     try:
-        return stages.apply_objects(ctx, app, cluster, objects, call.revision, fence.token,
-                                    fence, correct=call.trigger in ON_DEMAND)
+        return stages.apply_objects(ctx, unit.app, unit.cluster, objects, call.revision,
+                                    fence.token, fence, correct=call.trigger in ON_DEMAND,
+                                    rules=stages.health_rules(unit.fleet, unit.app))
     except StaleInventory as exc:
         newer = ctx.runs.advance_fence(call.unit, fence.owner, exc.stored_token + 1)
         if not newer:
             raise
         log.warning("fencing token moved past the cluster's inventory", before=fence.token,
                     after=newer, inventory=exc.stored_token)
-        return apply_fenced(ctx, call, app, cluster, objects, fence.moved_to(newer))
+        return apply_fenced(ctx, call, unit, objects, fence.moved_to(newer))

@@ -65,16 +65,16 @@ def check_health(ctx: Context, hc: HealthCall) -> Next:
             or before.revision != hc.revision:
         return Next({"run_id": hc.run_id, "unit": hc.unit,
                      "summary": "nothing to do: a newer outcome was recorded"})
-    fleet = ctx.fleet()
     try:
-        app, cluster = stages.resolve(fleet, hc.app, hc.cluster)
-        problems = stages.recheck_health(ctx, app, cluster, list(hc.objects))
+        unit = stages.resolve_unit(ctx, hc.app, hc.cluster)
+        app = unit.app
+        problems = stages.recheck_health(ctx, unit, list(hc.objects))
     except FleetsyncError as exc:
         if time.time() >= hc.deadline or isinstance(exc, PermanentError):
             return Next({"run_id": hc.run_id, "unit": hc.unit,
                          "summary": f"health not checked: {exc}; the next sync looks again"})
         return _next_check(hc, [*hc.objects], f"could not check health: {exc}")
-    decided = health.decide([(ref, v[0], v[1]) for ref, v in problems.items()],
+    decided = health.decide(problems,
                             stages.message(before.counts or {}), wait=True,
                             timed_out=time.time() >= hc.deadline, timeout=app.timeout,
                             healthy=f"{stages.message(before.counts or {})}; healthy")

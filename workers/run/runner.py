@@ -157,7 +157,7 @@ def _apply_started(ctx: Context, call: Call, unit: Unit, begun: Begun, owner: st
     lost = threading.Event()
     with ctx.runs.renewing(call.unit, owner, on_lost=lost.set) as lease:
         try:
-            result = apply_fenced(ctx, call, app, cluster, objects,
+            result = apply_fenced(ctx, call, unit, objects,
                                    RunFence(ctx, call.unit, owner, begun.token, lease, lost))
         except PermanentError as exc:
             if exc.drifted:          # retried every tick: what refused may let go
@@ -185,6 +185,8 @@ def _apply_started(ctx: Context, call: Call, unit: Unit, begun: Begun, owner: st
         message = f"corrected drift: {_drift_line(summary['corrected_drift'])} ({message})"
     if source_error:              # the last good revision stays applied: say why
         message += f"; source {app.source} stays at {call.revision[:12]}: {source_error}"
+    if result.suspended:          # paused objects do not hold the unit back: say so
+        message += f"; suspended: {health.short(list(result.suspended))}"
     outcome, follow_up = _health_outcome(ctx, call, app, result, message)
     nxt = endings.finish(ctx, call, owner, replace(outcome, result=summary), started, unit)
     more = requests.rollout_next(ctx, call.app) if outcome.phase == Phase.READY else []

@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shared.state import keys
 from shared import metrics
@@ -28,9 +28,6 @@ from workers.render.helm import Helm, read_capabilities
 from workers.fetch.helmrepo import ChartRepositories
 from workers.render.engine import render_unit
 from workers.render.sops import Sops
-
-if TYPE_CHECKING:
-    from workers.apply.verdict import Verdict
 
 log = get_logger("fleetsync.stages")
 
@@ -286,8 +283,17 @@ def waiting_for(ctx: Context, fleet: Fleet, app: Application, cluster: Cluster) 
             and ctx.status.get_status(dep, cluster.name).phase != Phase.READY.value]
 
 
+def health_rules(fleet: Fleet, app: Application) -> Any:
+    """The ``HealthRules`` ``app`` is judged by: its custom checks and the fleet's, compiled
+    once per spec and process (``workers/apply/checks.py``)."""
+    from workers.apply.checks import rules_for
+
+    return rules_for(fleet.health, app)
+
+
 def apply_objects(ctx: Context, app: Application, cluster: Cluster, objects: list[dict],
-                  revision: str, token: int, fence: Any = None, correct: bool = True) -> Any:
+                  revision: str, token: int, fence: Any = None, correct: bool = True,
+                  rules: Any = None) -> Any:
     """The apply engine on this unit's cluster; an ``ApplyResult``. ``fence`` is asked
     before each write (it raises when the unit's lock is no longer ours)."""
     from workers.apply.engine import apply_unit
@@ -297,17 +303,21 @@ def apply_objects(ctx: Context, app: Application, cluster: Cluster, objects: lis
     _record_capabilities(ctx, cluster)
     result = apply_unit(ctx.kube(cluster), app=app, objects=objects, revision=revision,
                         token=token, identity=identity_of(app, cluster), correct_drift=correct,
-                        fence=OPEN if fence is None else fence)
+                        fence=OPEN if fence is None else fence,
+                        rules=rules if rules is not None else health_rules(ctx.fleet(), app))
     metrics.reconcile_duration.labels("apply").observe(time.monotonic() - started)
     return result
 
 
-def recheck_health(ctx: Context, app: Application, cluster: Cluster,
-                   ref_ids: list[str]) -> "dict[Any, Verdict]":
-    """The health follow-up's reads: only ``ref_ids``, and only those the unit owns."""
+def recheck_health(ctx: Context, unit: Unit, ref_ids: list[str]) -> tuple[Any, ...]:
+    """The health follow-up's reads: only ``ref_ids``, and only those the unit owns; the
+    ones that still block, as ``(object, verdict, message [rule])``."""
     from workers.apply.engine import recheck_unit
+    from workers.apply.health import problems
 
-    return recheck_unit(ctx.kube(cluster).session(identity_of(app, cluster)), app.name, ref_ids)
+    kube = ctx.kube(unit.cluster).session(identity_of(unit.app, unit.cluster))
+    return problems(recheck_unit(kube, unit.app.name, ref_ids,
+                                 rules=health_rules(unit.fleet, unit.app)))
 
 
 def remove_objects(ctx: Context, app_name: str, cluster: Cluster, mode: str) -> Any:

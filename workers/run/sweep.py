@@ -155,6 +155,7 @@ def _judge(ctx: Context, cluster: Cluster, candidates: list[_Candidate], found: 
     from workers.apply.snapshot import take
 
     kube = ctx.kube(cluster)
+    fleet = ctx.fleet()
     catalog = PROCESS.catalog(kube)
     by_identity: dict[str | None, list[_Candidate]] = {}
     for c in candidates:
@@ -170,7 +171,8 @@ def _judge(ctx: Context, cluster: Cluster, candidates: list[_Candidate], found: 
         found.requests += snapshot.requests
         for c in group:
             verdict = judge(kube, app=c.app, objects=c.objects, revision=c.status.revision,
-                            snapshot=snapshot, identity=identity)
+                            snapshot=snapshot, identity=identity,
+                            rules=stages.health_rules(fleet, c.app))
             if verdict.why:
                 found.reasons[c.app.name] = verdict.why
             else:
