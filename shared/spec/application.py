@@ -22,6 +22,7 @@ from typing import Collection, Mapping, Protocol, TypeVar
 
 from yaml.nodes import Node, ScalarNode
 
+from shared.spec import health as spec_health
 from shared.spec import helm as spec_helm
 from shared.spec import rollout as spec_rollout
 from shared.spec import yaml as y
@@ -33,7 +34,8 @@ APP_KEYS = ("name", "source", "path", "clusters", "namespace", "prune", "wait", 
             "dependsOn", "suspend", "adopt", "allowRemoteBases", "directory", "allowEmpty",
             "force", "createNamespace", "chart", "helm", "allowHelmCharts",
             "serviceAccountName", "serviceAccountNamespace", "allowedNamespaces", "allowedKinds",
-            "deniedKinds", "onRemoval", "rollout", "drift", "ignoreDifferences")
+            "deniedKinds", "onRemoval", "rollout", "drift", "ignoreDifferences",
+            "healthChecks", "statuslessKinds", "suspendedIs")
 _SELECTOR_KEYS = ("names", "matchLabels")
 _DIRECTORY_KEYS = ("recurse", "include", "exclude")
 _IGNORE_KEYS = ("group", "kind", "name", "jsonPointers", "managedFields")
@@ -85,7 +87,10 @@ def application(node: Node, field: str, report: Report, sources: Mapping[str, Bu
         rollout=m.read("rollout", partial(spec_rollout.rollout, selector=selector,
                                           durations=duration, clusters=clusters), report, None),
         drift=m.read("drift", partial(y.checked, check=_drift_mode), report, "correct"),
-        ignore_differences=m.read("ignoreDifferences", _ignore_rules, report, ()))
+        ignore_differences=m.read("ignoreDifferences", _ignore_rules, report, ()),
+        health_checks=m.read("healthChecks", spec_health.checks, report, ()),
+        statusless_kinds=m.read("statuslessKinds", spec_health.kinds, report, ()),
+        suspended_is=m.read("suspendedIs", spec_health.suspended_is, report, "Suspended"))
     app = dataclasses.replace(
         app, prune_adopted=pruning == "adopted",
         service_account=service_account(m, report, app.namespace))

@@ -85,7 +85,7 @@ def _check(node: Node, field: str, report: Report) -> HealthCheck | None:
                       in_progress=exprs["inProgress"] or None, failed=exprs["failed"] or None)
     except CelError as exc:
         report.error(m.values.get(exc.field, node), m.at(exc.field),
-                     f"does not compile: {_first_line(exc.problems[0].split(': ', 1)[-1])}")
+                     _first_line(exc.problems[0].split(": ", 1)[-1]))
         return None
     return HealthCheck(api_version, kind, current=exprs["current"],
                        in_progress=exprs["inProgress"], failed=exprs["failed"],

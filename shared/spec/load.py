@@ -26,6 +26,7 @@ when it is false (the default: the CLI's ``validate`` passes the setting).
 from __future__ import annotations
 
 import dataclasses
+import os
 from functools import partial
 from typing import Callable, Mapping
 
@@ -33,11 +34,12 @@ from yaml.nodes import Node, ScalarNode
 
 from shared.spec import yaml as y
 from shared.errors import SpecError
+from shared.spec import health as spec_health
 from shared.spec import helm as spec_helm
 from shared.spec.application import Built, N, application, service_account
 from shared.spec.dependencies import check_dependencies
 from shared.spec.model import HELM_REPOSITORY, Application, Auth, Cluster, Fleet, Source
-from shared.spec.model import Notifications
+from shared.spec.model import HealthCheck, HealthSettings, Notifications
 from shared.spec.notify import read_notifications
 from shared.spec.scalars import dns_name, duration, env_name, ref_problem, url_problem, var_name
 from shared.spec.source import SOURCE_KEYS, read_security
@@ -45,7 +47,8 @@ from shared.spec.yaml import Map, Report
 
 MAX_BYTES = 1024 * 1024
 
-_TOP_KEYS = ("sources", "clusters", "applications", "notifications")
+_TOP_KEYS = ("sources", "clusters", "applications", "notifications", "healthChecks",
+             "healthLua", "health")
 _REF_KINDS = ("branch", "tag", "semver", "commit")
 _SOURCE_KEYS = ("name", "url", "helmRepository", *_REF_KINDS, "interval", "auth", *SOURCE_KEYS)
 _AUTH_KEYS = ("sshKeyFile", "usernameEnv", "passwordEnv")
@@ -98,11 +101,24 @@ def _fleet(root: Node, report: Report, allow_local: bool) -> Fleet | None:
     _warn_empty_selectors(apps, [c for c, _ in clusters.values()], report)
     notify = partial(read_notifications, applications=apps, durations=duration)
     notifications = top.read("notifications", notify, report, Notifications())
+    health = _health(top, report)
     return Fleet(sources={k: v for k, (v, _) in sources.items()},
                  clusters={k: v for k, (v, _) in clusters.items()},
                  applications={k: v for k, (v, _) in apps.items()},
                  path=report.file, warnings=tuple(report.warnings()),
-                 notifications=notifications)
+                 notifications=notifications, health=health)
+
+
+def _health(top: Map, report: Report) -> HealthSettings:
+    """``health``, ``healthChecks`` and ``healthLua`` (paths relative to the spec's folder)."""
+    settings = top.read("health", spec_health.settings, report, HealthSettings())
+    no_checks: tuple[HealthCheck, ...] = ()
+    checks = top.read("healthChecks", spec_health.checks, report, no_checks)
+    no_lua: tuple[str, tuple[tuple[str, str], ...]] = ("", ())
+    lua_dir, scripts = top.read(
+        "healthLua", partial(spec_health.lua, base_dir=os.path.dirname(os.path.abspath(
+            report.file))), report, no_lua)
+    return dataclasses.replace(settings, checks=checks, lua_dir=lua_dir, lua_scripts=scripts)
 
 
 def _named(top: Map, key: str, what: str, build: Callable[[Node, str, Report], Built[N] | None],

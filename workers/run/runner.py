@@ -88,9 +88,9 @@ def render(ctx: Context, call: Call) -> Next:
     except TransientError as exc:
         return endings.transient(ctx, call, "", exc, started, unit)
     return Next({"summary": f"rendered {len(rendered.objects)} object(s)"
-                            + (" (cached)" if rendered.cache_hit else "") + "; apply next",
+                            + (" (cached)" if rendered.hit else "") + "; apply next",
                  "unit": call.unit, "revision": call.revision, "run_id": call.run_id,
-                 "objects": len(rendered.objects), "cache_hit": rendered.cache_hit,
+                 "objects": len(rendered.objects), "cache_hit": rendered.hit,
                  "warnings": list(rendered.warnings[:10])},
                 (apply_send(replace(call, render_key=rendered.key)),))
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,12 @@ from shared.errors import FleetsyncError, PermanentError, SourceError
 from shared.logs import get_logger
 from shared.protocol import Phase
 from shared.state.redisconn import RedisError
+from shared.spec import health as spec_health
 from shared.spec.model import Application, Cluster, Fleet, Source
 from workers.context import Context
 from workers.render.helm import Helm, read_capabilities
 from workers.fetch.helmrepo import ChartRepositories
-from workers.render.engine import render_unit
+from workers.render.engine import Rendered, render_unit
 from workers.render.sops import Sops
 
 log = get_logger("fleetsync.stages")
@@ -151,14 +152,6 @@ def current_revision(ctx: Context, source_name: str) -> str:
 
 # --- render --------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Rendered:
-    key: str
-    objects: list[dict]
-    cache_hit: bool
-    warnings: tuple[str, ...] = ()          # documents skipped because they are no objects
-
-
 def render(ctx: Context, unit: Unit, revision: str) -> Rendered:
     """Render one sync unit at ``revision``; the objects go to the cache under the key."""
     fleet, app, cluster = unit.fleet, unit.app, unit.cluster
@@ -174,9 +167,22 @@ def render(ctx: Context, unit: Unit, revision: str) -> Rendered:
     metrics.reconcile_duration.labels("render").observe(time.monotonic() - started)
     ctx.redis.set(_memo(fleet, app, cluster, revision), done.key,
                   ex=int(ctx.settings.render_cache_ttl))
+    unused = unused_checks(app, done.objects)
     for warning in done.warnings:
         log.warning("render skipped a document", detail=warning)
-    return Rendered(done.key, done.objects, done.hit, done.warnings)
+    for warning in unused:
+        log.warning("health check never used", detail=warning)
+    return replace(done, warnings=done.warnings + unused) if unused else done
+
+
+def unused_checks(app: Application, objects: list[dict]) -> tuple[str, ...]:
+    """Warnings for the application's health checks of kinds it does not render."""
+    if not app.health_checks:
+        return ()
+    rendered = {(str(o.get("apiVersion", "")).rpartition("/")[0], str(o.get("kind", "")))
+                for o in objects}
+    return tuple(spec_health.unused_checks(app.health_checks, rendered,
+                                           f"application {app.name!r}"))
 
 
 def memo_key(app: Application, cluster: Cluster, revision: str, spec_hash: str) -> str:
