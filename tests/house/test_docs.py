@@ -25,15 +25,17 @@ def markdown_files() -> list[Path]:
     return [README, *sorted(DOCS.glob("*.md"))]
 
 
-def prose_lines(text: str) -> list[str]:
-    """The lines outside fenced code blocks, inline code spans blanked."""
+def prose_lines(text: str, blank_code: bool = True) -> list[str]:
+    """The lines outside fenced code blocks, inline code spans blanked (or kept: a
+    heading's anchor keeps the text of its code spans, as on GitHub)."""
     lines, fenced = [], False
     for line in text.splitlines():
         if FENCE.match(line):
             fenced = not fenced
             continue
         if not fenced:
-            lines.append(re.sub(r"`+[^`]*`+", lambda m: " " * len(m.group(0)), line))
+            lines.append(re.sub(r"`+[^`]*`+", lambda m: " " * len(m.group(0)), line)
+                         if blank_code else line)
     return lines
 
 
@@ -56,7 +58,7 @@ def anchors(path: Path) -> set[str]:
     """Every heading's anchor; a repeated heading gets -1, -2 ... as on GitHub."""
     seen: dict[str, int] = {}
     found = set()
-    for line in prose_lines(path.read_text(encoding="utf-8")):
+    for line in prose_lines(path.read_text(encoding="utf-8"), blank_code=False):
         m = HEADING.match(line)
         if not m:
             continue
