@@ -24,6 +24,7 @@ from shared.settings import from_env
 from workers.run import followup, requests, runner, stages
 from workers.run.steps import Send, call_of
 from workers.context import Context
+from workers.render.engine import Rendered
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -43,7 +44,7 @@ def context(args: argparse.Namespace, use_redis: bool) -> Context:
     return Context.connect(settings, use_redis and reachable(settings.redis_url))
 
 
-def rendered(ctx: Context, args: argparse.Namespace) -> stages.Rendered:
+def rendered(ctx: Context, args: argparse.Namespace) -> Rendered:
     unit = stages.resolve_unit(ctx, args.app, args.cluster)
     return stages.render(ctx, unit, stages.fetch(ctx, unit.app.source))
 

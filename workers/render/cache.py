@@ -68,8 +68,17 @@ def decompress(blob: bytes) -> Any:
     return json.loads(zstandard.ZstdDecompressor().decompress(blob))
 
 
+def memo_key(unit: str, revision: str, spec_hash: str) -> str:
+    """Where the render key of ``unit`` at this revision and spec is remembered while its
+    render is cached: a reconcile then goes straight to apply (render is a pure function
+    of these), and the cluster pass reads the render it judges by. The memo expires
+    with the render cache entry."""
+    return keys.rendered(unit, revision, spec_hash)
+
+
 class RenderCache:
-    """Renders by key in Redis, with TTL, and one builder per key at a time."""
+    """Renders by key in Redis, with TTL, and one builder per key at a time; and the
+    memo of each unit's latest render key (``memo_key``, ``remember``)."""
 
     def __init__(self, redis_client: "redis.Redis", ttl_seconds: float, *,
                  lock_seconds: float = 120.0, wait_seconds: float = 90.0,
@@ -91,6 +100,11 @@ class RenderCache:
             return fn()
         except redis.RedisError as exc:
             raise TransientError(f"render cache: {what} failed: {exc}") from exc
+
+    def remember(self, unit: str, revision: str, spec_hash: str, key: str) -> None:
+        """Remember ``key`` as the render of ``unit`` at ``revision`` and ``spec_hash``."""
+        self._call("remember", lambda: self.redis.set(memo_key(unit, revision, spec_hash), key,
+                                                      px=self.ttl_ms))
 
     def get(self, key: str) -> Objects | None:
         """The objects stored under ``key``, or None (absent, expired or unreadable)."""

@@ -21,10 +21,12 @@ from shared.errors import FleetsyncError, PermanentError
 from shared.logs import get_logger
 from shared.protocol import Phase, Trigger, Verdict
 from shared.spec.model import Application
+from shared.state import keys
 from shared.state.redisconn import RedisError
 from shared.state.runs import Outcome
 from shared.state.status import now_iso
 from workers.context import Context
+from workers.render.cache import memo_key
 from workers.run import endings, rollouts, stages
 from workers.run.steps import Call, Send, apply_send, render_send
 
@@ -65,7 +67,7 @@ def request(ctx: Context, app_name: str, cluster_name: str, trigger: str,
     step, render_key = ctx.runs.request_reading(
         app_name, cluster_name, trigger=trigger, revision=revision, requested_at=now,
         failed_key=f"{revision}:{spec_hash}" if trigger == Trigger.BEAT else "",
-        memo=stages.memo_key(app, cluster, revision, spec_hash))
+        memo=memo_key(keys.unit_id(app_name, cluster_name), revision, spec_hash))
     if step.verdict == Verdict.SKIPPED:
         return tasks_api.request_result(app_name, cluster_name, "", joined=False,
                                         revision=revision,

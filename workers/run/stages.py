@@ -165,8 +165,8 @@ def render(ctx: Context, unit: Unit, revision: str) -> Rendered:
         done = render_unit(app, cluster, _checkout(ctx, source, revision), ctx.cache, revision,
                            source.name, sops=Sops.from_settings(ctx.settings), helm=helm)
     metrics.reconcile_duration.labels("render").observe(time.monotonic() - started)
-    ctx.redis.set(_memo(fleet, app, cluster, revision), done.key,
-                  ex=int(ctx.settings.render_cache_ttl))
+    ctx.cache.remember(keys.unit_id(app.name, cluster.name), revision,
+                       unit_spec_hash(fleet, app, cluster), done.key)
     unused = unused_checks(app, done.objects)
     for warning in done.warnings:
         log.warning("render skipped a document", detail=warning)
@@ -183,17 +183,6 @@ def unused_checks(app: Application, objects: list[dict]) -> tuple[str, ...]:
                 for o in objects}
     return tuple(spec_health.unused_checks(app.health_checks, rendered,
                                            f"application {app.name!r}"))
-
-
-def memo_key(app: Application, cluster: Cluster, revision: str, spec_hash: str) -> str:
-    """Where the render key of this unit at this revision and spec is remembered while
-    its render is cached: a reconcile then goes straight to apply (render is a pure
-    function of these). The memo expires with the render cache entry."""
-    return keys.rendered(keys.unit_id(app.name, cluster.name), revision, spec_hash)
-
-
-def _memo(fleet: Fleet, app: Application, cluster: Cluster, revision: str) -> str:
-    return memo_key(app, cluster, revision, unit_spec_hash(fleet, app, cluster))
 
 
 def _checkout(ctx: Context, source: Source, revision: str) -> Path:

@@ -40,6 +40,7 @@ from shared.spec.model import Application, Cluster
 from shared.state.status import UnitStatus, now_iso
 from workers.run import stages
 from workers.context import Context
+from workers.render.cache import memo_key
 from workers.run.requests import revision_for
 
 log = get_logger("fleetsync.sweep")
@@ -107,8 +108,8 @@ def _candidates(ctx: Context, cluster: Cluster, apps: list[Application],
             continue
         spec_hash = stages.unit_spec_hash(fleet, app, cluster)
         if status.revision == revision and status.applied_key == f"{revision}:{spec_hash}":
-            out.append(_Candidate(app, status, stages.memo_key(app, cluster, revision,
-                                                               spec_hash)))
+            out.append(_Candidate(app, status, memo_key(keys.unit_id(app.name, cluster.name),
+                                                        revision, spec_hash)))
     return out
 
 
