@@ -1,7 +1,8 @@
 """The no-op pass of a cluster, in bulk: units in sync get no run, and nothing is written.
 
 A real worker and beat keep five applications on a bare control plane (objects that
-are healthy without controllers: ConfigMaps, Services, Deployments scaled to zero).
+are healthy without controllers: ConfigMaps, Services, Roles; a Deployment is not
+Ready before its controller has observed it).
 Once they are Ready, ticks go on: every unit's status is refreshed, yet no object's
 resourceVersion moves and no history entry is added (no run happened). A hand edit,
 a deleted object and a changed render each still get a run of their own, for that
@@ -33,11 +34,9 @@ def app_objects(name: str, namespace: str, value: str = "one") -> list[dict]:
          "data": {"value": value}},
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
          "spec": {"selector": {"app": name}, "ports": [{"port": 80}]}},
-        {"apiVersion": "apps/v1", "kind": "Deployment",
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
          "metadata": {"name": name, "namespace": namespace},
-         "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}},
-                  "template": {"metadata": {"labels": {"app": name}},
-                               "spec": {"containers": [{"name": "c", "image": "nginx:1.25"}]}}}},
+         "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]},
     ]
 
 
@@ -102,11 +101,12 @@ def resource_versions(kube_clients, namespace: str) -> dict[str, str]:
     of the inventories."""
     from kubernetes import client
 
-    core, apps = client.CoreV1Api(kube_clients["dev-1"]), client.AppsV1Api(kube_clients["dev-1"])
+    core, rbac = client.CoreV1Api(kube_clients["dev-1"]), \
+        client.RbacAuthorizationV1Api(kube_clients["dev-1"])
     out = {}
     for kind, items in (("ConfigMap", core.list_namespaced_config_map(namespace).items),
                         ("Service", core.list_namespaced_service(namespace).items),
-                        ("Deployment", apps.list_namespaced_deployment(namespace).items)):
+                        ("Role", rbac.list_namespaced_role(namespace).items)):
         out.update({f"{kind}/{o.metadata.name}": o.metadata.resource_version for o in items})
     for o in core.list_namespaced_config_map("fleetsync-system").items:
         out[f"inventory/{o.metadata.name}"] = o.metadata.resource_version
@@ -161,15 +161,15 @@ def test_a_hand_edit_gets_a_run_of_that_unit_only(fleet, kube_clients):
 def test_a_deleted_object_is_made_again(fleet, kube_clients):
     from kubernetes import client
 
-    apps = client.AppsV1Api(kube_clients["dev-1"])
+    rbac = client.RbacAuthorizationV1Api(kube_clients["dev-1"])
     name = fleet.names[2]
-    apps.delete_namespaced_deployment(name, fleet.namespace)
+    rbac.delete_namespaced_role(name, fleet.namespace)
 
     def back() -> bool:
-        found = apps.list_namespaced_deployment(fleet.namespace,
-                                                field_selector=f"metadata.name={name}").items
+        found = rbac.list_namespaced_role(fleet.namespace,
+                                          field_selector=f"metadata.name={name}").items
         return bool(found) and found[0].metadata.deletion_timestamp is None
-    fleet.stack.wait("the Deployment made again", back, timeout=60)
+    fleet.stack.wait("the Role made again", back, timeout=60)
 
 
 def test_a_changed_render_gets_a_run(fleet, kube_clients):

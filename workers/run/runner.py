@@ -142,9 +142,7 @@ def _apply_started(ctx: Context, call: Call, unit: Unit, begun: Begun, owner: st
         down = ctx.clusters.down(cluster.name)
         if down and (time.time() < down.next_at
                      or not ctx.clusters.claim_probe(cluster.name, PROBE_TTL)):
-            return endings.wait(ctx, call, owner, down.message(),
-                                max(1.0, down.next_at - time.time()) + 0.5, bounded=False,
-                                unit=unit)
+            return _wait_for_cluster(ctx, call, owner, unit, down)
         probing = down is not None
     entry = ctx.cache.get_entry(call.render_key) if call.render_key else None
     if entry is None:                # expired, flushed, or refused as tampered: render again
@@ -172,9 +170,7 @@ def _apply_started(ctx: Context, call: Call, unit: Unit, begun: Begun, owner: st
             if _unreachable(exc):
                 down = ctx.clusters.mark_down(cluster.name, ctx.kube(cluster).server,
                                               _unreachable(exc))
-                return endings.wait(ctx, call, owner, down.message(),
-                                    max(1.0, down.next_at - time.time()) + 0.5,
-                                    bounded=False, unit=unit)
+                return _wait_for_cluster(ctx, call, owner, unit, down)
             return endings.transient(ctx, call, owner, exc, started, unit)
     if probing:
         ctx.clusters.mark_up(cluster.name)
@@ -234,6 +230,12 @@ def _drift_line(corrected: dict[str, list[str]]) -> str:
     ref, fields = next(iter(corrected.items()))
     more = len(corrected) - 1
     return f"{ref} {'; '.join(fields[:3])}" + (f" (and {more} more object(s))" if more else "")
+
+
+def _wait_for_cluster(ctx: Context, call: Call, owner: str, unit: Unit, down: Any) -> Next:
+    """The cluster is down: the run waits, without a request, until its next probe."""
+    return endings.wait(ctx, call, owner, down.message(),
+                        max(1.0, down.next_at - time.time()) + 0.5, bounded=False, unit=unit)
 
 
 def _unreachable(exc: TransientError) -> str:
