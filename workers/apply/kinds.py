@@ -35,6 +35,11 @@ def _unobserved(obj: Mapping, want: int, key: str, word: str) -> str:
 
 def deployment(obj: Mapping, rules: HealthRules) -> Verdict:
     want = integer(spec_of(obj).get("replicas", 1), 1)
+    if want == 0 and not status_of(obj):
+        # nothing to roll out and no controller has written a status yet (a control
+        # plane without controllers, or the first moments of a new object): the peers
+        # wait for the controller; nothing here would change once it came
+        return Verdict(HEALTHY, "scaled to zero")
     if not _observed(obj):
         return Verdict(PROGRESSING, _unobserved(obj, want, "availableReplicas", "available"))
     conditions = conditions_of(obj)
