@@ -4,7 +4,9 @@
 (``Err*``, ``*Error``, ``*BackOff``) make a Pod that restarts Degraded in any phase,
 kstatus's ``PodScheduled=False/Unschedulable`` makes a Pending Pod Degraded, and a
 Pod with restartPolicy OnFailure or Never (a hook, a Job's Pod) stays Progressing
-until it has Succeeded, as in Argo CD.
+until it has Succeeded, as in Argo CD. Argo CD's ``argocd.argoproj.io/ignore-restart-policy:
+"true"`` annotation reads such a Pod as a long-running one (Healthy once Ready, Degraded on
+a failing container), except on hook Pods, which always run to completion.
 
 ``pod_problem`` and ``pods_problem`` read the Pods of a workload that is short of
 replicas (the caller lists them, see ``health.diagnose``): a container that cannot
@@ -24,6 +26,8 @@ FAILING = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImage
            "ErrImageNeverPull", "CreateContainerConfigError", "CreateContainerError",
            "RunContainerError", "PreStartHookError", "PostStartHookError")
 RULE = "built-in Pod"
+IGNORE_RESTART_POLICY = "argocd.argoproj.io/ignore-restart-policy"
+_HOOKS = ("argocd.argoproj.io/hook", "helm.sh/hook")
 
 
 def failing_reason(reason: str) -> bool:
@@ -94,7 +98,7 @@ def pod_health(pod: Mapping) -> Verdict:
     """The Pod kind's verdict (see module doc)."""
     status = status_of(pod)
     phase, message = status.get("phase") or "", (status.get("message") or "").strip()
-    policy = spec_of(pod).get("restartPolicy") or "Always"      # the API server's default
+    policy = _restart_policy(pod)
     if policy == "Always" and phase not in ("Succeeded", "Failed"):
         waiting = [cs for cs in _statuses(pod, init=False)
                    if failing_reason(((cs.get("state") or {}).get("waiting") or {})
@@ -115,6 +119,15 @@ def pod_health(pod: Mapping) -> Verdict:
     if not phase:
         return Verdict(Health.PROGRESSING, "not observed yet", RULE)
     return Verdict(Health.UNKNOWN, message or f"phase {phase}", RULE)
+
+
+def _restart_policy(pod: Mapping) -> str:
+    policy = spec_of(pod).get("restartPolicy") or "Always"      # the API server's default
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    if str(annotations.get(IGNORE_RESTART_POLICY, "")).lower() == "true" \
+            and not any(annotations.get(hook) for hook in _HOOKS):
+        return "Always"
+    return policy
 
 
 def _running(pod: Mapping, policy: str, message: str) -> Verdict:
