@@ -855,6 +855,13 @@ CAPI = "cluster.x-k8s.io/v1beta1"
     ("capi-ready-warning-elsewhere", cr(CAPI, "Cluster", conds(cond("Ready"), dict(cond(
         "MachinesSpecUpToDate", "False", "Outdated"), severity="Warning"),
         phase="Provisioned")), H),
+    ("capi-severity-error-any-type", cr("addons.cluster.x-k8s.io/v1beta1",
+                                        "ClusterResourceSet", conds(dict(cond(
+        "ResourcesApplied", "False", "RemoteClusterClientFailed", "failed to apply"),
+        severity="Error"), observedGeneration=1)), D, "failed to apply"),
+    ("capi-severity-info-any-type", cr("addons.cluster.x-k8s.io/v1beta1",
+                                       "ClusterResourceSet", conds(dict(cond(
+        "ResourcesApplied", "False", "WaitingForClusterControlPlane"), severity="Info"))), P),
     ("capi-phase-scaling-up", cr(CAPI, "MachineDeployment", {
         "phase": "ScalingUp", "replicas": 5, "readyReplicas": 4, "observedGeneration": 1}), P),
 )
@@ -882,6 +889,16 @@ KV = "kubevirt.io/v1"
     # A phase word does not excuse a condition that names trouble.
     ("stopped-but-failed-condition", cr("example.io/v1", "Thing", conds(cond(
         "Failed", message="disk lost"), phase="Stopped")), D, "disk lost"),
+    # Any string field named as a phase is read, and a word ending in Failed is Degraded.
+    ("zalando-cluster-status-updating", cr("acid.zalan.do/v1", "postgresql", {
+        "PostgresClusterStatus": "Updating"}), P),
+    ("zalando-cluster-status-failed", cr("acid.zalan.do/v1", "postgresql", {
+        "PostgresClusterStatus": "SyncFailed"}), D),
+    ("zalando-cluster-status-running", cr("acid.zalan.do/v1", "postgresql", {
+        "PostgresClusterStatus": "Running"}), H),
+    ("cluster-state-error", cr("example.io/v1", "Cache", {"clusterState": "ReplicationError"}),
+     D),
+    ("non-phase-string-ignored", cr("example.io/v1", "Cache", {"endpoint": "failed.example"}), H),
     ("kubevirt-vmi-scheduled", cr(KV, "VirtualMachineInstance", conds(cond(
         "Ready", "False", "GuestNotRunning"), phase="Scheduled")), P),
     ("kubevirt-vmi-running", cr(KV, "VirtualMachineInstance", conds(cond("Ready"), cond(

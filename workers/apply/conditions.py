@@ -19,9 +19,12 @@ things, which this module says once:
   way (``Pending``, ``Creating``, ``NotReadyYet``, ``SomePodsNotReady``), unless
   ``Synced`` is True (Crossplane's "created, not ready yet"), or unless cluster-api's
   ``severity`` says ``Info`` (an operation in progress); Unknown is Progressing. A
-  summary True still waits for any condition False at severity ``Info``;
-- ``status.phase``/``state``/``status``/``printableStatus``/``health.status`` words are
-  read by one vocabulary; run-to-completion kinds (``*Run``, ``*Job``, ``Workflow``,
+  summary True still waits for any condition False at severity ``Info``, and any
+  condition False at severity ``Error`` is Degraded;
+- ``status.phase``/``state``/``status``/``health.status`` words, and any other string
+  field named ``*Status``/``*State``/``*Phase`` (KubeVirt's ``printableStatus``,
+  Zalando's ``PostgresClusterStatus``), are read by one vocabulary, in which a word
+  ending in ``Failed``/``Error`` is Degraded; run-to-completion kinds (``*Run``, ``*Job``, ``Workflow``,
   ``Experiment``, ``Backup``, ``Restore``) are not done while ``Running``;
 - the booleans ``status.healthy`` (Config Connector) and ``status.ready`` are read too;
 - conditions, words and booleans together give the worst, except that a phase word
@@ -202,9 +205,15 @@ _UNREPORTED = frozenset({"conditions", "observedGeneration"})
 
 
 def word_health(word: Any) -> Health | None:
+    """A phase/state word's health: the vocabulary above, else a word ending in a
+    failure (``UpdateFailed``, ``SyncError``) is Degraded."""
     if not isinstance(word, str):
         return None
-    return WORD_HEALTH.get(re.sub(r"[\s_\-]", "", word).lower())
+    normal = re.sub(r"[\s_\-]", "", word).lower()
+    found = WORD_HEALTH.get(normal)
+    if found is None and normal.endswith(("failed", "error", "failure")):
+        return DEGRADED
+    return found
 
 
 def statusless(obj: Mapping, kinds: frozenset[str]) -> bool:
@@ -266,6 +275,8 @@ def _from_conditions(obj: Mapping) -> tuple[Verdict, bool] | None:
         type_ = str(c.get("type", "")).lower()
         if _trouble(type_) and is_(c, "True"):
             return Verdict(DEGRADED, text(c, type_), rule), False
+        if c.get("severity") == "Error" and is_(c, "False"):     # cluster-api's severity
+            return Verdict(DEGRADED, text(c, f"{c.get('type')} is False"), rule), False
         if type_ in _MUST_BE_TRUE and is_(c, "False"):
             return Verdict(DEGRADED, text(c, f"{c.get('type')} is False"), rule), False
         if type_ == "progressing" and c.get("reason") in _FATAL_PROGRESS:
@@ -318,7 +329,7 @@ def _from_words(obj: Mapping, status: Mapping) -> Verdict | None:
     for where, word in (("phase", status.get("phase")), ("state", status.get("state")),
                         ("health", health.get("status") if isinstance(health, Mapping)
                          else health), ("status", status.get("status")),
-                        ("printableStatus", status.get("printableStatus"))):
+                        *_named_words(status)):
         verdict = word_health(word)
         if verdict is not None:
             if run and verdict == HEALTHY and str(word).lower() in _STILL_RUNNING:
@@ -326,6 +337,14 @@ def _from_words(obj: Mapping, status: Mapping) -> Verdict | None:
             message = _message(status, health) or str(word)
             return Verdict(verdict, message, f"generic: {where}")
     return None
+
+
+def _named_words(status: Mapping) -> list[tuple[str, Any]]:
+    """Other string fields named as a phase (``printableStatus``, Zalando's
+    ``PostgresClusterStatus``, ``clusterState``...)."""
+    return [(key, value) for key, value in status.items()
+            if isinstance(value, str) and key not in ("phase", "state", "status")
+            and key.lower().endswith(("status", "state", "phase"))]
 
 
 def _from_flags(status: Mapping) -> Verdict | None:
