@@ -287,20 +287,19 @@ def _from_conditions(obj: Mapping) -> tuple[Verdict, bool] | None:
             return Verdict(PROGRESSING, text(c, type_), rule), False
         if type_ == "paused" and is_(c, "True"):
             return Verdict(SUSPENDED, text(c, "paused"), rule), False
+    # cluster-api: a condition False at severity Info is an operation in progress (a
+    # topology upgrade on hold while the control plane upgrades, say), even under a
+    # Ready that is True.
+    busy = next((c for c in conditions if is_(c, "False") and c.get("severity") == "Info"),
+                None)
     summary = [c for c in conditions if str(c.get("type", "")).lower() == "ready"]
     if not summary:
         summary = [c for c in conditions if _positive(str(c.get("type", "")))]
-    if not summary:
-        return None
-    verdict = _summary(summary, crossplane=is_(condition(conditions, "Synced"), "True"))
-    if verdict[0] == HEALTHY:
-        # cluster-api: a condition False at severity Info is an operation in progress
-        # (a topology upgrade on hold while the control plane upgrades, say).
-        busy = next((c for c in conditions if is_(c, "False") and c.get("severity") == "Info"),
-                    None)
-        if busy is not None:
-            return Verdict(PROGRESSING, text(busy, f"{busy.get('type')} is False"), rule), False
-    return verdict, True
+    verdict = _summary(summary, crossplane=is_(condition(conditions, "Synced"), "True")) \
+        if summary else None
+    if busy is not None and (verdict is None or verdict[0] == HEALTHY):
+        return Verdict(PROGRESSING, text(busy, f"{busy.get('type')} is False"), rule), False
+    return (verdict, True) if verdict is not None else None
 
 
 def _positive(type_: str) -> bool:
