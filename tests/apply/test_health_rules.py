@@ -134,6 +134,11 @@ def test_kind_rules_are_keyed_by_group():
         cond("Ready")]}, deletionTimestamp="2024-01-01T00:00:00Z"), P, "deleted"),
     ("generation-not-observed", obj("example.com/v1", "Widget", generation=3,
                                     status={"observedGeneration": 2}), P, "generation 3"),
+    ("generation-as-string", obj("example.com/v1", "Widget", generation=3,
+                                 status={"observedGeneration": "2"}), P, "generation 3"),
+    # A hash in observedGeneration (Argo Rollouts before v1.0) is no generation.
+    ("generation-hash-ignored", obj("example.com/v1", "Widget", generation=3, status={
+        "observedGeneration": "7bcdbf7bd9", "conditions": [cond("Ready")]}), H),
     ("stalled", obj("example.com/v1", "Widget", status={"conditions": [
         cond("Stalled", reason="InvalidPath", message="path not found")]}), D, "path not found"),
     ("reconciling", obj("example.com/v1", "Widget", status={"conditions": [
@@ -573,6 +578,29 @@ RO = {"observedGeneration": "1", "replicas": 3, "updatedReplicas": 3, "available
         "activeSelector": "old"}), P, "cutover"),
     ("rollout-bluegreen-active", rollout({"strategy": {"blueGreen": {}}}, **RO, blueGreen={
         "activeSelector": "abc"}), H),
+    # v1.0+ states its phase; the phase wins over the counts.
+    ("rollout-phase-degraded", rollout(**RO, phase="Degraded", message="InvalidSpec"), D,
+     "InvalidSpec"),
+    ("rollout-phase-paused", rollout(**RO, phase="Paused"), S),
+    ("rollout-phase-progressing", rollout(**RO, phase="Progressing",
+                                          message="more replicas need to be updated"), P),
+    ("rollout-phase-healthy", rollout(**{**RO, "stableRS": "old"}, phase="Healthy"), H),
+    # An invalid spec is reported before the controller ever observes a generation.
+    ("rollout-invalid-spec-unobserved", rollout(conditions=[cond(
+        "InvalidSpec", message="missing field .spec.strategy")]), D, "missing field"),
+    ("rollout-invalid-spec-false", rollout(**RO, conditions=[cond("InvalidSpec", "False")]), H),
+    # Before v0.6/v1.0: a hash as observedGeneration, activeSelector at the top, and
+    # verifyingPreview for a blue-green preview awaiting promotion.
+    ("rollout-legacy-hash-generation", rollout({"strategy": {"blueGreen": {}}}, **{
+        **RO, "observedGeneration": "77646c9d4c"}, activeSelector="abc"), H),
+    ("rollout-legacy-cutover", rollout({"strategy": {"blueGreen": {}}}, **{
+        **RO, "observedGeneration": "77646c9d4c"}, activeSelector="old"), P, "cutover"),
+    ("rollout-legacy-verifying-preview", rollout({"strategy": {"blueGreen": {}}}, **{
+        **RO, "observedGeneration": "767f98959f"}, verifyingPreview=True, blueGreen={
+        "activeSelector": "old", "previewSelector": "abc"}), S),
+    ("rollout-new-generation", dict(rollout(**{**RO, "observedGeneration": "1"}),
+                                    metadata={"name": "x", "generation": 2}), P,
+     "not observed"),
 )
 def test_argo_kinds(case):
     verdict_of(case)

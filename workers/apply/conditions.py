@@ -118,7 +118,9 @@ def conventions(obj: Mapping) -> Verdict | None:
     if spec.get("suspend") is True or spec.get("paused") is True:
         return Verdict(SUSPENDED, f"{obj.get('kind', 'object')} is suspended", "generic: suspend")
     generation, observed = meta.get("generation"), status_of(obj).get("observedGeneration")
-    if generation is not None and observed is not None and integer(observed) < integer(generation):
+    # Only a number is a generation: Argo Rollouts before v1.0 wrote a pod-template hash.
+    if generation is not None and integer(observed, -1) >= 0 \
+            and integer(observed) < integer(generation):
         return Verdict(PROGRESSING, f"generation {generation} not observed yet (observed "
                                     f"{observed})", "kstatus: observedGeneration")
     conditions = conditions_of(obj)

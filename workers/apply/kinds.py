@@ -282,17 +282,25 @@ def workflow(obj: Mapping, rules: HealthRules) -> Verdict:
 
 
 def rollout(obj: Mapping, rules: HealthRules) -> Verdict:
-    """Argo Rollouts' Rollout, as Argo CD ships its check: aborted or timed out is
-    Degraded, a pause (by the user or a step) Suspended, else replica counts and the
-    stable ReplicaSet catching up with the current pod hash."""
+    """Argo Rollouts' Rollout, as Argo CD ships its check: an invalid spec, an abort or
+    a timeout is Degraded; v1.0+ states its phase (Healthy/Progressing/Degraded/Paused);
+    else a pause (by the user, a step, or an old blue-green preview) is Suspended, and
+    replica counts and the stable ReplicaSet must catch up with the current pod hash.
+    Rollouts before v1.0 wrote a hash as ``observedGeneration``; it is no generation."""
     status, spec = status_of(obj), spec_of(obj)
+    for c in conditions_of(obj):
+        if (c.get("type") == "InvalidSpec" and is_(c, "True")) or (
+                c.get("type") == "Progressing" and c.get("reason") in (
+                    "RolloutAborted", "ProgressDeadlineExceeded")):
+            return Verdict(DEGRADED, text(c, "rollout failed"))
     if "observedGeneration" not in status:
         return Verdict(PROGRESSING, "waiting for the rollout spec to be observed")
-    for c in conditions_of(obj):
-        if c.get("type") == "InvalidSpec" or (c.get("type") == "Progressing" and c.get(
-                "reason") in ("RolloutAborted", "ProgressDeadlineExceeded")):
-            return Verdict(DEGRADED, text(c, "rollout failed"))
-    if status.get("pauseConditions") or spec.get("paused") is True:
+    # Argo Rollouts v1.0+ says it in status.phase (what Argo CD's check reads first).
+    phase = _ROLLOUT_PHASES.get(str(status.get("phase") or ""))
+    if phase is not None:
+        return Verdict(phase, status.get("message") or f"Rollout is {status['phase']}")
+    if status.get("pauseConditions") or spec.get("paused") is True \
+            or status.get("verifyingPreview") is True:      # pre-v0.6 blue-green preview
         return Verdict(SUSPENDED, "Rollout is paused")
     pod_hash = status.get("currentPodHash")
     if pod_hash is None:
@@ -307,7 +315,9 @@ def rollout(obj: Mapping, rules: HealthRules) -> Verdict:
     strategy = spec.get("strategy") or {}
     stable = status.get("stableRS") or (status.get("canary") or {}).get("stableRS") or ""
     if strategy.get("blueGreen") is not None:
-        if (status.get("blueGreen") or {}).get("activeSelector") != pod_hash:
+        active = (status.get("blueGreen") or {}).get("activeSelector") \
+            or status.get("activeSelector")                 # before v0.6
+        if active != pod_hash:
             return Verdict(PROGRESSING, "active service cutover pending")
         if stable and stable != pod_hash:
             return Verdict(PROGRESSING, "waiting for analysis to complete")
@@ -317,6 +327,10 @@ def rollout(obj: Mapping, rules: HealthRules) -> Verdict:
         if stable != pod_hash:
             return Verdict(PROGRESSING, "waiting for the rollout to finish its steps")
     return Verdict(HEALTHY, status.get("message") or "rolled out")
+
+
+_ROLLOUT_PHASES = {"Healthy": HEALTHY, "Progressing": PROGRESSING, "Degraded": DEGRADED,
+                   "Paused": SUSPENDED}
 
 
 def _pod(obj: Mapping, rules: HealthRules) -> Verdict:
