@@ -890,6 +890,27 @@ CAPI = "cluster.x-k8s.io/v1beta1"
     ("capi-severity-info-any-type", cr("addons.cluster.x-k8s.io/v1beta1",
                                        "ClusterResourceSet", conds(dict(cond(
         "ResourcesApplied", "False", "WaitingForClusterControlPlane"), severity="Info"))), P),
+    # Conditions of the items of a status list: OpenShift Routes, per router.
+    ("route-admitted", cr("route.openshift.io/v1", "Route", {"ingress": [{
+        "routerName": "default", "conditions": [cond("Admitted")]}]}), H),
+    ("route-not-admitted", cr("route.openshift.io/v1", "Route", {"ingress": [{
+        "routerName": "default", "conditions": [cond("Admitted", "False", "HostAlreadyClaimed",
+                                                     "host is claimed by another route")]}]}),
+     D, "claimed"),
+    ("route-admission-pending", cr("route.openshift.io/v1", "Route", {"ingress": [{
+        "routerName": "default", "conditions": [cond("Admitted", "Unknown")]}]}), P),
+    # Positive types by suffix, and reasons that read as work under way.
+    ("rabbit-ready", cr("rabbitmq.com/v1beta1", "RabbitmqCluster", conds(cond(
+        "AllReplicasReady"), cond("ClusterAvailable"), cond("NoWarnings"), cond(
+        "ReconcileSuccess"))), H),
+    ("rabbit-pods-starting", cr("rabbitmq.com/v1beta1", "RabbitmqCluster", conds(cond(
+        "AllReplicasReady", "False", "NotAllPodsReady", "1/3 Pods ready"), cond(
+        "ClusterAvailable"), cond("ReconcileSuccess"))), P, "1/3"),
+    ("rabbit-reconcile-failed", cr("rabbitmq.com/v1beta1", "RabbitmqCluster", conds(cond(
+        "AllReplicasReady"), cond("ReconcileSuccess", "False", "CreateOrUpdateFailed",
+                                  "failed to update StatefulSet"))), D),
+    ("mariadb-restoring", cr("k8s.mariadb.com/v1alpha1", "MariaDB", conds(cond(
+        "Ready", "False", "RestoreNotComplete", "Restoring backup"))), P),
     ("capi-phase-scaling-up", cr(CAPI, "MachineDeployment", {
         "phase": "ScalingUp", "replicas": 5, "readyReplicas": 4, "observedGeneration": 1}), P),
 )
@@ -952,6 +973,23 @@ KV = "kubevirt.io/v1"
         "phase": "FailedValidation"}), D),
     ("istio-operator-reconciling", cr("install.istio.io/v1alpha1", "IstioOperator", {
         "status": "RECONCILING", "componentStatus": {"Base": {"status": "RECONCILING"}}}), P),
+    # The worst of several phase words wins, one level down too.
+    ("es-ready-but-yellow", cr("elasticsearch.k8s.elastic.co/v1", "Elasticsearch", {
+        "phase": "Ready", "health": "yellow", "availableNodes": 3}), D),
+    ("es-green-applying-changes", cr("elasticsearch.k8s.elastic.co/v1", "Elasticsearch", {
+        "phase": "ApplyingChanges", "health": "green"}), P),
+    ("es-green-ready", cr("elasticsearch.k8s.elastic.co/v1", "Elasticsearch", {
+        "phase": "Ready", "health": "green"}), H),
+    ("rook-health-warn", cr("ceph.rook.io/v1", "CephCluster", {
+        "ceph": {"health": "HEALTH_WARN"}, "state": "Created",
+        "message": "Cluster has warnings"}), D, "warnings"),
+    ("rook-health-ok", cr("ceph.rook.io/v1", "CephCluster", {
+        "ceph": {"health": "HEALTH_OK"}, "state": "Created", "phase": "Ready"}), H),
+    ("spark-pending-rerun", cr("sparkoperator.k8s.io/v1beta2", "SparkApplication", {
+        "applicationState": {"state": "PENDING_RERUN"}, "executionAttempts": 3}), P),
+    ("spark-failed", cr("sparkoperator.k8s.io/v1beta2", "SparkApplication", {
+        "applicationState": {"state": "FAILED", "errorMessage": "driver OOM"}}), D),
+    ("unknown-word-prefix-ignored", cr("example.io/v1", "Thing", {"phase": "Frobnicating"}), H),
     # The healthy / ready booleans.
     ("cnrm-context-healthy", cr("core.cnrm.cloud.google.com/v1beta1", "ConfigConnectorContext",
                                 {"healthy": True, "observedGeneration": 1}), H),

@@ -13,18 +13,25 @@ things, which this module says once:
   Degraded; so is ``Synced`` False (Crossplane's error channel);
 - a busy condition (``Issuing``, ``RollingOut``, ``ScalingUp``, ``RolloutProgressing``...)
   True is Progressing;
+- conditions are the object's own plus those of the items of any list in its status
+  (Gateway API's ``parents``, OpenShift Routes' ``ingress``);
 - ``Ready`` is the summary where it exists; otherwise the positive types
-  (``Available``, ``Succeeded``, Gateway API's ``Accepted``/``Programmed``...) must
-  all be True. A summary False is Degraded unless its reason reads as work under
-  way (``Pending``, ``Creating``, ``NotReadyYet``, ``SomePodsNotReady``), unless
+  (``Available``, ``Succeeded``, Gateway API's ``Accepted``/``Programmed``, OpenShift's
+  ``Admitted``, any ``*Ready``/``*Available``/``*Healthy``/``*Success``) must all be
+  True. A summary False is Degraded unless its reason reads as work under way
+  (``Pending``, ``Creating``, ``NotReadyYet``, ``SomePodsNotReady``, ``NotAllPodsReady``,
+  ``RestoreNotComplete``), unless
   ``Synced`` is True (Crossplane's "created, not ready yet"), or unless cluster-api's
   ``severity`` says ``Info`` (an operation in progress); Unknown is Progressing. A
   summary True still waits for any condition False at severity ``Info``, and any
   condition False at severity ``Error`` is Degraded;
-- ``status.phase``/``state``/``status``/``health.status`` words, and any other string
-  field named ``*Status``/``*State``/``*Phase`` (KubeVirt's ``printableStatus``,
-  Zalando's ``PostgresClusterStatus``), are read by one vocabulary, in which a word
-  ending in ``Failed``/``Error`` is Degraded; run-to-completion kinds (``*Run``, ``*Job``, ``Workflow``,
+- ``status.phase``/``state``/``status``/``health`` words, any other string field named
+  ``*Status``/``*State``/``*Phase`` (KubeVirt's ``printableStatus``, Zalando's
+  ``PostgresClusterStatus``), and the same four keys one level down (``health.status``,
+  Spark's ``applicationState.state``, Rook's ``ceph.health``) are read by one vocabulary
+  and the worst word wins (Elasticsearch: ``phase: Ready`` but ``health: yellow``); a
+  word ending in ``Failed``/``Error`` is Degraded, one starting with work under way
+  (``ApplyingChanges``, ``PendingRerun``) Progressing; run-to-completion kinds (``*Run``, ``*Job``, ``Workflow``,
   ``Experiment``, ``Backup``, ``Restore``) are not done while ``Running``;
 - the booleans ``status.healthy`` (Config Connector) and ``status.ready`` are read too;
 - conditions, words and booleans together give the worst, except that a phase word
@@ -163,7 +170,7 @@ _BUSY_TYPES = frozenset({"issuing", "pending", "creating", "updating", "deleting
 _POSITIVE_TYPES = frozenset({
     "ready", "available", "healthy", "succeeded", "complete", "completed", "established",
     "programmed", "accepted", "resolvedrefs", "synced", "active", "bound", "deployed",
-    "released", "provisioned", "reconciled", "initialized", "running", "valid",
+    "released", "provisioned", "reconciled", "initialized", "running", "valid", "admitted",
 })
 _MUST_BE_TRUE = frozenset({"synced", "lastasyncoperation"})
 _FATAL_PROGRESS = frozenset({"ProgressDeadlineExceeded", "RolloutAborted"})
@@ -171,8 +178,8 @@ _FATAL_PROGRESS = frozenset({"ProgressDeadlineExceeded", "RolloutAborted"})
 _BUSY_REASON = re.compile(
     r"progress|pending|reconcil|creating|waiting|provision|deploying|initiali|installing|"
     r"updating|upgrading|scaling|starting|notreadyyet|yet|deleting|unknown|processing|"
-    r"running|inprogress|requested|issuing|notstarted|building|rollout|started|"
-    r"some\w*not\w*ready",
+    r"running|inprogress|requested|issuing|notstarted|building|rollout|started|restor|"
+    r"some\w*not\w*ready|notall\w*ready|notcomplete",
     re.IGNORECASE)
 _TROUBLE_REASON = re.compile(r"fail|error|invalid|denied|forbidden|exceeded|abort|crash|"
                              r"backoff|unauthori|rejected|conflict", re.IGNORECASE)
@@ -181,23 +188,28 @@ _WORDS = {
     HEALTHY: ("running", "ready", "healthy", "succeeded", "success", "successful", "active",
               "available", "bound", "complete", "completed", "deployed", "established", "ok",
               "online", "synced", "provisioned", "created", "done", "finished", "reconciled",
-              "installed", "enabled", "up", "green", "current", "valid", "passed"),
+              "installed", "enabled", "up", "green", "current", "valid", "passed",
+              "healthok"),
     PROGRESSING: ("pending", "provisioning", "creating", "deploying", "progressing",
                   "initializing", "initialising", "inprogress", "starting", "stopping",
                   "updating", "upgrading", "installing", "waiting", "scaling", "scalingup",
                   "scalingdown", "reconciling", "deleting", "terminating", "new", "queued",
                   "scheduled", "scheduling", "building", "restoring", "processing",
                   "configuring", "rollingupdate", "submitted", "notready", "init",
-                  "migrating", "syncing", "yellow", "missing"),
+                  "migrating", "syncing", "missing"),
     DEGRADED: ("failed", "failure", "error", "errored", "degraded", "unhealthy",
                "crashloopbackoff", "invalid", "rejected", "partiallyfailed", "aborted",
                "lost", "stalled", "critical", "down", "red", "unavailable",
-               "failedvalidation", "imagepullbackoff"),
+               "failedvalidation", "imagepullbackoff", "yellow", "healthwarn", "healtherr"),
     SUSPENDED: ("paused", "suspended", "hibernated", "hibernating", "stopped", "disabled"),
     # Argo CD's Unknown (and Argo Rollouts' inconclusive analysis) is not progress.
     UNKNOWN: ("unknown", "inconclusive"),
 }
 WORD_HEALTH = {word: health for health, words in _WORDS.items() for word in words}
+# A word that begins with work under way is still under way.
+_BUSY_PREFIXES = ("applying", "migrating", "pending", "creating", "updating", "upgrading",
+                  "provisioning", "deploying", "installing", "initializing", "waiting",
+                  "scaling", "restoring", "reconciling", "rolling", "starting", "deleting")
 _SEVERITY = {DEGRADED: 4, UNKNOWN: 3, SUSPENDED: 2, PROGRESSING: 1, HEALTHY: 0}
 # Kinds that run to completion: for them "Running" is not done yet.
 _RUN_KIND = re.compile(r"(Run|Job|Workflow|Experiment|Backup|Restore|Migration)$")
@@ -215,6 +227,8 @@ def word_health(word: Any) -> Health | None:
     found = WORD_HEALTH.get(normal)
     if found is None and normal.endswith(("failed", "error", "failure")):
         return DEGRADED
+    if found is None and normal.startswith(_BUSY_PREFIXES):
+        return PROGRESSING          # ApplyingChanges, MigratingData, PendingRerun...
     return found
 
 
@@ -253,12 +267,15 @@ def generic(obj: Mapping, rules: HealthRules) -> Verdict:
 
 
 def _all_conditions(obj: Mapping) -> list[Mapping]:
-    """Own conditions, plus Gateway API routes' per-parent ones (``status.parents``)."""
+    """Own conditions, plus those of the items of any list in the status: Gateway API
+    routes' per-parent ones (``status.parents``), OpenShift Routes' per-router ones
+    (``status.ingress``)..."""
     found = conditions_of(obj)
-    parents = status_of(obj).get("parents")
-    for parent in parents if isinstance(parents, list) else []:
-        if isinstance(parent, Mapping) and isinstance(parent.get("conditions"), list):
-            found += [c for c in parent["conditions"] if isinstance(c, Mapping)]
+    for value in status_of(obj).values():
+        if isinstance(value, list):
+            for item in value:
+                if isinstance(item, Mapping) and isinstance(item.get("conditions"), list):
+                    found += [c for c in item["conditions"] if isinstance(c, Mapping)]
     return found
 
 
@@ -306,7 +323,8 @@ def _from_conditions(obj: Mapping) -> tuple[Verdict, bool] | None:
 
 def _positive(type_: str) -> bool:
     lowered = type_.lower()
-    return lowered in _POSITIVE_TYPES or lowered.endswith(("ready", "available", "healthy"))
+    return lowered in _POSITIVE_TYPES or lowered.endswith(("ready", "available", "healthy",
+                                                           "success"))
 
 
 def _summary(summary: list[Mapping], *, crossplane: bool) -> Verdict:
@@ -325,19 +343,33 @@ def _summary(summary: list[Mapping], *, crossplane: bool) -> Verdict:
 
 
 def _from_words(obj: Mapping, status: Mapping) -> Verdict | None:
+    """The worst of the phase-like words in the status and, one level down, in its
+    objects (Spark's ``applicationState.state``, Rook's ``ceph.health``)."""
     health = status.get("health")
     run = _RUN_KIND.search(str(obj.get("kind") or "")) is not None
-    for where, word in (("phase", status.get("phase")), ("state", status.get("state")),
-                        ("health", health.get("status") if isinstance(health, Mapping)
-                         else health), ("status", status.get("status")),
-                        *_named_words(status)):
+    found: Verdict | None = None
+    for where, word in _words(status):
         verdict = word_health(word)
-        if verdict is not None:
-            if run and verdict == HEALTHY and str(word).lower() in _STILL_RUNNING:
-                verdict = PROGRESSING
-            message = _message(status, health) or str(word)
-            return Verdict(verdict, message, f"generic: {where}")
-    return None
+        if verdict is None:
+            continue
+        if run and verdict == HEALTHY and str(word).lower() in _STILL_RUNNING:
+            verdict = PROGRESSING
+        if found is None or _SEVERITY[verdict] > _SEVERITY[found[0]]:
+            found = Verdict(verdict, _message(status, health) or str(word), f"generic: {where}")
+    return found
+
+
+_PHASE_KEYS = ("phase", "state", "health", "status")
+
+
+def _words(status: Mapping) -> list[tuple[str, Any]]:
+    words = [(key, status.get(key)) for key in _PHASE_KEYS if isinstance(status.get(key), str)]
+    words += _named_words(status)
+    for key, value in status.items():
+        if isinstance(value, Mapping):
+            words += [(f"{key}.{inner}", value.get(inner)) for inner in _PHASE_KEYS
+                      if isinstance(value.get(inner), str)]
+    return words
 
 
 def _named_words(status: Mapping) -> list[tuple[str, Any]]:
