@@ -50,6 +50,7 @@ failure being retried, Degraded (Argo CD's Flux checks; kstatus would say InProg
 from __future__ import annotations
 
 import re
+from collections import abc
 from typing import Any, Iterable, Mapping
 
 from workers.apply.verdict import Health, HealthRules, Verdict
@@ -82,17 +83,17 @@ def kind_key(obj: Mapping) -> str:
 
 def status_of(obj: Mapping) -> Mapping:
     status = obj.get("status")
-    return status if isinstance(status, Mapping) else {}
+    return status if isinstance(status, abc.Mapping) else {}
 
 
 def spec_of(obj: Mapping) -> Mapping:
     spec = obj.get("spec")
-    return spec if isinstance(spec, Mapping) else {}
+    return spec if isinstance(spec, abc.Mapping) else {}
 
 
 def conditions_of(obj: Mapping) -> list[Mapping]:
     found = status_of(obj).get("conditions")
-    return [c for c in found if isinstance(c, Mapping)] if isinstance(found, list) else []
+    return [c for c in found if isinstance(c, abc.Mapping)] if isinstance(found, list) else []
 
 
 def condition(conditions: Iterable[Mapping], type_: str) -> Mapping | None:
@@ -274,8 +275,8 @@ def _all_conditions(obj: Mapping) -> list[Mapping]:
     for value in status_of(obj).values():
         if isinstance(value, list):
             for item in value:
-                if isinstance(item, Mapping) and isinstance(item.get("conditions"), list):
-                    found += [c for c in item["conditions"] if isinstance(c, Mapping)]
+                if isinstance(item, abc.Mapping) and isinstance(item.get("conditions"), list):
+                    found += [c for c in item["conditions"] if isinstance(c, abc.Mapping)]
     return found
 
 
@@ -366,7 +367,7 @@ def _words(status: Mapping) -> list[tuple[str, Any]]:
     words = [(key, status.get(key)) for key in _PHASE_KEYS if isinstance(status.get(key), str)]
     words += _named_words(status)
     for key, value in status.items():
-        if isinstance(value, Mapping):
+        if isinstance(value, abc.Mapping):
             words += [(f"{key}.{inner}", value.get(inner)) for inner in _PHASE_KEYS
                       if isinstance(value.get(inner), str)]
     return words
@@ -394,7 +395,7 @@ def _from_flags(status: Mapping) -> Verdict | None:
 
 
 def _message(status: Mapping, health: Any) -> str:
-    for source in (health if isinstance(health, Mapping) else {}, status):
+    for source in (health if isinstance(health, abc.Mapping) else {}, status):
         for key in ("message", "reason", "statusMessage", "error", "failureReason"):
             if isinstance(source.get(key), str) and source[key].strip():
                 return source[key].strip()

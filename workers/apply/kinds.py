@@ -10,6 +10,7 @@ Reconciling) has had its say.
 from __future__ import annotations
 
 import json
+from collections import abc
 from typing import Callable, Mapping
 
 from workers.apply.conditions import (
@@ -230,7 +231,7 @@ def hpa(obj: Mapping, rules: HealthRules) -> Verdict:
         raw = ((obj.get("metadata") or {}).get("annotations") or {}).get(
             "autoscaling.alpha.kubernetes.io/conditions")
         try:
-            conditions = [c for c in json.loads(raw) if isinstance(c, Mapping)] if raw else []
+            conditions = [c for c in json.loads(raw) if isinstance(c, abc.Mapping)] if raw else []
         except (ValueError, TypeError):
             conditions = []
     for c in conditions:

@@ -16,6 +16,7 @@ is named but left Progressing, since an autoscaler or a provisioner may still cu
 
 from __future__ import annotations
 
+from collections import abc
 from typing import Iterable, Mapping
 
 from workers.apply.conditions import condition, conditions_of, is_, spec_of, status_of, text
@@ -39,7 +40,7 @@ def _statuses(pod: Mapping, *, init: bool = True) -> list[Mapping]:
     status = status_of(pod)
     found = list(status.get("initContainerStatuses") or []) if init else []
     return [cs for cs in found + list(status.get("containerStatuses") or [])
-            if isinstance(cs, Mapping)]
+            if isinstance(cs, abc.Mapping)]
 
 
 def pod_problem(pod: Mapping) -> str:
@@ -75,7 +76,7 @@ def unschedulable(pod: Mapping) -> str:
 def unbound_claims(pod: Mapping, claims: Mapping[str, str]) -> list[str]:
     """The Pod's PersistentVolumeClaims that are not Bound, given claim name -> phase."""
     names = [((v.get("persistentVolumeClaim") or {}).get("claimName"))
-             for v in spec_of(pod).get("volumes") or [] if isinstance(v, Mapping)]
+             for v in spec_of(pod).get("volumes") or [] if isinstance(v, abc.Mapping)]
     return [n for n in names if n and claims.get(n, "Pending") != "Bound"]
 
 
