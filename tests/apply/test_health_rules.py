@@ -990,6 +990,25 @@ KV = "kubevirt.io/v1"
     ("spark-failed", cr("sparkoperator.k8s.io/v1beta2", "SparkApplication", {
         "applicationState": {"state": "FAILED", "errorMessage": "driver OOM"}}), D),
     ("unknown-word-prefix-ignored", cr("example.io/v1", "Thing", {"phase": "Frobnicating"}), H),
+    # Flagger's phases, CloudNativePG's phrases.
+    ("flagger-finalising", cr("flagger.app/v1beta1", "Canary", conds(cond(
+        "Promoted", "Unknown", "Finalising"), phase="Finalising", canaryWeight=0)), P),
+    ("flagger-promoting", cr("flagger.app/v1beta1", "Canary", {"phase": "Promoting"}), P),
+    ("flagger-initialized", cr("flagger.app/v1beta1", "Canary", conds(cond(
+        "Promoted", reason="Initialized"), phase="Initialized")), H),
+    ("cnpg-setting-up", cr("postgresql.cnpg.io/v1", "Cluster", conds(cond(
+        "Ready", "False", "ClusterIsNotReady", "Cluster Is Not Ready"),
+        phase="Setting up primary", phaseReason="Creating primary instance")), P),
+    ("cnpg-failing-over", cr("postgresql.cnpg.io/v1", "Cluster", conds(cond(
+        "Ready", "False", "ClusterIsNotReady"), phase="Failing over",
+        phaseReason="Initiating a failover")), D),
+    ("cnpg-hibernated", cr("postgresql.cnpg.io/v1", "Cluster", conds(cond(
+        "Ready", reason="ClusterIsReady"), cond("cnpg.io/hibernation", reason="Hibernated",
+                                                message="Cluster has been hibernated"),
+        phase="Cluster in healthy state")), S, "hibernated"),
+    ("cnpg-hibernation-off", cr("postgresql.cnpg.io/v1", "Cluster", conds(cond(
+        "Ready", reason="ClusterIsReady"), cond("cnpg.io/hibernation", "False"),
+        phase="Cluster in healthy state")), H),
     # The healthy / ready booleans.
     ("cnrm-context-healthy", cr("core.cnrm.cloud.google.com/v1beta1", "ConfigConnectorContext",
                                 {"healthy": True, "observedGeneration": 1}), H),

@@ -12,7 +12,8 @@ things, which this module says once:
   Flux's ``FetchFailed``, ACK's ``ACK.Terminal``, ESO's ``PartiallyReady``) being True is
   Degraded; so is ``Synced`` False (Crossplane's error channel);
 - a busy condition (``Issuing``, ``RollingOut``, ``ScalingUp``, ``RolloutProgressing``...)
-  True is Progressing;
+  True is Progressing; ``Paused``/``Suspended``/``Hibernated`` True (also as the last
+  segment of a prefixed type such as ``cnpg.io/hibernation``) is Suspended;
 - conditions are the object's own plus those of the items of any list in its status
   (Gateway API's ``parents``, OpenShift Routes' ``ingress``);
 - ``Ready`` is the summary where it exists; otherwise the positive types
@@ -30,8 +31,9 @@ things, which this module says once:
   ``PostgresClusterStatus``), and the same four keys one level down (``health.status``,
   Spark's ``applicationState.state``, Rook's ``ceph.health``) are read by one vocabulary
   and the worst word wins (Elasticsearch: ``phase: Ready`` but ``health: yellow``); a
-  word ending in ``Failed``/``Error`` is Degraded, one starting with work under way
-  (``ApplyingChanges``, ``PendingRerun``) Progressing; run-to-completion kinds (``*Run``, ``*Job``, ``Workflow``,
+  word ending in ``Failed``/``Error`` or starting with ``Failing`` is Degraded, one
+  starting with work under way (``ApplyingChanges``, ``PendingRerun``, ``Setting up
+  primary``) Progressing; run-to-completion kinds (``*Run``, ``*Job``, ``Workflow``,
   ``Experiment``, ``Backup``, ``Restore``) are not done while ``Running``;
 - the booleans ``status.healthy`` (Config Connector) and ``status.ready`` are read too;
 - conditions, words and booleans together give the worst, except that a phase word
@@ -174,6 +176,8 @@ _POSITIVE_TYPES = frozenset({
     "released", "provisioned", "reconciled", "initialized", "running", "valid", "admitted",
 })
 _MUST_BE_TRUE = frozenset({"synced", "lastasyncoperation"})
+# True means the object is paused on purpose (CloudNativePG: ``cnpg.io/hibernation``).
+_SUSPENDED_TYPES = frozenset({"paused", "suspended", "hibernated", "hibernation"})
 _FATAL_PROGRESS = frozenset({"ProgressDeadlineExceeded", "RolloutAborted"})
 # A summary condition False with one of these reasons is work under way, not a fault.
 _BUSY_REASON = re.compile(
@@ -190,7 +194,7 @@ _WORDS = {
               "available", "bound", "complete", "completed", "deployed", "established", "ok",
               "online", "synced", "provisioned", "created", "done", "finished", "reconciled",
               "installed", "enabled", "up", "green", "current", "valid", "passed",
-              "healthok"),
+              "healthok", "initialized", "initialised"),
     PROGRESSING: ("pending", "provisioning", "creating", "deploying", "progressing",
                   "initializing", "initialising", "inprogress", "starting", "stopping",
                   "updating", "upgrading", "installing", "waiting", "scaling", "scalingup",
@@ -210,7 +214,9 @@ WORD_HEALTH = {word: health for health, words in _WORDS.items() for word in word
 # A word that begins with work under way is still under way.
 _BUSY_PREFIXES = ("applying", "migrating", "pending", "creating", "updating", "upgrading",
                   "provisioning", "deploying", "installing", "initializing", "waiting",
-                  "scaling", "restoring", "reconciling", "rolling", "starting", "deleting")
+                  "scaling", "restoring", "reconciling", "rolling", "starting", "deleting",
+                  "promoting", "finalising", "finalizing", "setting")
+_FAILING_PREFIXES = ("failing", "crashloop")
 _SEVERITY = {DEGRADED: 4, UNKNOWN: 3, SUSPENDED: 2, PROGRESSING: 1, HEALTHY: 0}
 # Kinds that run to completion: for them "Running" is not done yet.
 _RUN_KIND = re.compile(r"(Run|Job|Workflow|Experiment|Backup|Restore|Migration)$")
@@ -230,6 +236,8 @@ def word_health(word: Any) -> Health | None:
         return DEGRADED
     if found is None and normal.startswith(_BUSY_PREFIXES):
         return PROGRESSING          # ApplyingChanges, MigratingData, PendingRerun...
+    if found is None and normal.startswith(_FAILING_PREFIXES):
+        return DEGRADED             # CloudNativePG's "Failing over"
     return found
 
 
@@ -305,7 +313,7 @@ def _from_conditions(obj: Mapping) -> tuple[Verdict, bool] | None:
         type_ = str(c.get("type", "")).lower()
         if type_ in _BUSY_TYPES and is_(c, "True"):
             return Verdict(PROGRESSING, text(c, type_), rule), False
-        if type_ == "paused" and is_(c, "True"):
+        if type_.rsplit("/", 1)[-1] in _SUSPENDED_TYPES and is_(c, "True"):
             return Verdict(SUSPENDED, text(c, "paused"), rule), False
     # cluster-api: a condition False at severity Info is an operation in progress (a
     # topology upgrade on hold while the control plane upgrades, say), even under a
