@@ -957,6 +957,10 @@ KV = "kubevirt.io/v1"
                               {"health": {"status": "Unknown"}}), U),
     ("argocd-app-missing", cr("argoproj.io/v1alpha1", "Application",
                               {"health": {"status": "Missing"}}), P),
+    # The Application's own health verdict stands; its sync and last operation do not add.
+    ("argocd-app-healthy-last-sync-failed", cr("argoproj.io/v1alpha1", "Application", {
+        "health": {"status": "Healthy"}, "sync": {"status": "OutOfSync"},
+        "operationState": {"phase": "Failed", "message": "one or more objects failed"}}), H),
     ("analysis-inconclusive", cr("argoproj.io/v1alpha1", "AnalysisRun", {
         "status": "Inconclusive", "metricResults": [{"name": "m", "inconclusive": 1}]}), U),
     # Run-to-completion kinds are not done while Running.

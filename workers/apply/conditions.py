@@ -30,7 +30,8 @@ things, which this module says once:
   ``*Status``/``*State``/``*Phase`` (KubeVirt's ``printableStatus``, Zalando's
   ``PostgresClusterStatus``), and the same four keys one level down (``health.status``,
   Spark's ``applicationState.state``, Rook's ``ceph.health``) are read by one vocabulary
-  and the worst word wins (Elasticsearch: ``phase: Ready`` but ``health: yellow``); a
+  and the worst word wins (Elasticsearch: ``phase: Ready`` but ``health: yellow``),
+  except that a nested ``health.status`` verdict (Argo CD's Application) stands alone; a
   word ending in ``Failed``/``Error`` or starting with ``Failing`` is Degraded, one
   starting with work under way (``ApplyingChanges``, ``PendingRerun``, ``Setting up
   primary``) Progressing; run-to-completion kinds (``*Run``, ``*Job``, ``Workflow``,
@@ -357,7 +358,12 @@ def _from_words(obj: Mapping, status: Mapping) -> Verdict | None:
     health = status.get("health")
     run = _RUN_KIND.search(str(obj.get("kind") or "")) is not None
     found: Verdict | None = None
-    for where, word in _words(status):
+    words = _words(status)
+    if isinstance(health, abc.Mapping) and word_health(health.get("status")) is not None:
+        # A nested health verdict (Argo CD's Application) is the controller's own
+        # summary: its sync or last operation say nothing more about health.
+        words = [("health.status", health.get("status"))]
+    for where, word in words:
         verdict = word_health(word)
         if verdict is None:
             continue
