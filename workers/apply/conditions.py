@@ -21,9 +21,11 @@ things, which this module says once:
   ``Admitted``, any ``*Ready``/``*Available``/``*Healthy``/``*Success``) must all be
   True. A summary False is Degraded unless its reason reads as work under way
   (``Pending``, ``Creating``, ``NotReadyYet``, ``SomePodsNotReady``, ``NotAllPodsReady``,
-  ``RestoreNotComplete``), unless
-  ``Synced`` is True (Crossplane's "created, not ready yet"), or unless cluster-api's
-  ``severity`` says ``Info`` (an operation in progress); Unknown is Progressing. A
+  ``RestoreNotComplete``), unless ``Synced`` is True (Crossplane's "created, not ready
+  yet"), or unless cluster-api's ``severity`` says ``Info`` (an operation in progress);
+  Unknown is Progressing. (kstatus reads any ``Ready=False`` as InProgress; Argo CD's
+  checks mostly as Degraded. Measured on both peers' cases, Degraded-unless-busy agrees
+  more often than InProgress-unless-failing.) A
   summary True still waits for any condition False at severity ``Info``, and any
   condition False at severity ``Error`` is Degraded;
 - ``status.phase``/``state``/``status``/``health`` words, any other string field named

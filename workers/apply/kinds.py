@@ -5,6 +5,25 @@ Each rule merges kstatus's and Argo CD's reading of the kind; where they disagre
 the comment at the rule says which one is followed and why. Every rule runs after
 ``conditions.conventions`` (deletion, suspend, unobserved generation, Stalled,
 Reconciling) has had its say.
+
+The disagreements that remain, measured against the peers' own test cases (kstatus's
+``status_compute_test.go``, gitops-engine's ``pkg/health/testdata``), each one case
+against one unless noted:
+
+=============================  ===============  ==============  ====================
+case                           kstatus          Argo CD         followed
+=============================  ===============  ==============  ====================
+running Job                    Current          Progressing     Argo CD (hooks wait)
+Job with Suspended=True        Current          Suspended       Argo CD
+Pod phase Failed               Current          Degraded        Argo CD
+HPA ScalingLimited=True        Failed           Healthy         Argo CD (at bounds)
+LoadBalancer, no address       Current          Progressing     Argo CD (rules flag)
+Ingress, no address            (no case)        Progressing     kstatus (rules flag,
+                                                                ``ingress_address``)
+Pod Unschedulable, just made   InProgress       (no case)       Degraded (no clock)
+ReplicaSet ReplicaFailure      InProgress       (no case)       kstatus
+HPA with no status at all      Unknown          (no case)       kstatus
+=============================  ===============  ==============  ====================
 """
 
 from __future__ import annotations
