@@ -9,6 +9,15 @@ count towards that source (``argocd/``, ``kstatus/``...). Prints the agreement p
 source and group (built-in kinds vs custom resources) and each disagreement.
 
     PYTHONPATH=. python bench/health_corpus.py DIR [-q] [--time]
+
+The corpus is not in the repository (the cases are the peers' test data). One is
+built from: Argo CD's ``resource_customizations/<group>/<kind>/testdata/*.yaml`` with
+the status that ``health_test.yaml`` expects per file; gitops-engine's (now
+argo-cd's ``gitops-engine/``) ``pkg/health/testdata/*.yaml`` with the status
+``health_test.go`` asserts; kstatus's inline manifests in
+``pkg/kstatus/status/*_test.go``. Keep each source in a subdirectory (``argocd/``,
+``gitops-engine/``, ``kstatus/``), and a set of kinds not looked at while tuning in one
+of its own, to see how the readings carry over.
 """
 
 from __future__ import annotations
