@@ -862,6 +862,22 @@ CAPI = "cluster.x-k8s.io/v1beta1"
     ("eso-partially-ready", cr("external-secrets.io/v1beta1", "ClusterExternalSecret", conds(
         cond("PartiallyReady", message="one or more namespaces failed"),
         provisionedNamespaces=["a"])), D, "namespaces failed"),
+    # Negative-polarity types: True is trouble, False is fine, never a summary (OLM).
+    ("olm-subscription-healthy", cr("operators.coreos.com/v1alpha1", "Subscription", conds(
+        cond("CatalogSourcesUnhealthy", "False", "AllCatalogSourcesHealthy"),
+        state="AtLatestKnown", installedCSV="op.v1")), H),
+    ("olm-catalog-unhealthy", cr("operators.coreos.com/v1alpha1", "Subscription", conds(cond(
+        "CatalogSourcesUnhealthy", reason="UnhealthyCatalogSourceFound",
+        message="targeted catalogsource redhat-op missing"))), D, "redhat-op"),
+    ("olm-install-plan-missing", cr("operators.coreos.com/v1alpha1", "Subscription", conds(
+        cond("CatalogSourcesUnhealthy", "False"), cond(
+            "InstallPlanMissing", reason="ReferencedInstallPlanNotFound"),
+        state="AtLatestKnown")), D),
+    ("olm-install-plan-pending", cr("operators.coreos.com/v1alpha1", "Subscription", conds(
+        cond("CatalogSourcesUnhealthy", "False"), cond("InstallPlanPending", reason="Installing"),
+        state="UpgradePending")), P),
+    ("service-unavailable-false", cr("example.io/v1", "Thing", conds(cond(
+        "ServiceUnavailable", "False"), cond("Ready"))), H),
     # Busy condition types.
     ("appset-rollout-progressing", cr("argoproj.io/v1alpha1", "ApplicationSet", conds(cond(
         "ResourcesUpToDate"), cond("RolloutProgressing", reason="ApplicationSetModified",

@@ -8,11 +8,13 @@ script per kind for that; the scripts, read side by side, mostly say the same fe
 things, which this module says once:
 
 - a condition whose type names trouble (``Failed``, ``Degraded``, ``InvalidSpec``, any
-  ``*Error``/``*Failed``/``*Failure``/``*Terminal`` type such as Argo's ``SpecError``,
-  Flux's ``FetchFailed``, ACK's ``ACK.Terminal``, ESO's ``PartiallyReady``) being True is
-  Degraded; so is ``Synced`` False (Crossplane's error channel);
-- a busy condition (``Issuing``, ``RollingOut``, ``ScalingUp``, ``RolloutProgressing``...)
-  True is Progressing; ``Paused``/``Suspended``/``Hibernated`` True (also as the last
+  ``*Error``/``*Failed``/``*Failure``/``*Terminal``/``*Unhealthy``/``*NotReady``/
+  ``*Unavailable``/``*Missing`` type such as Argo's ``SpecError``, Flux's
+  ``FetchFailed``, ACK's ``ACK.Terminal``, OLM's ``CatalogSourcesUnhealthy``, ESO's
+  ``PartiallyReady``) being True is Degraded, and is never a positive type; so is
+  ``Synced`` False (Crossplane's error channel);
+- a busy condition (``Issuing``, ``RollingOut``, ``ScalingUp``, ``RolloutProgressing``,
+  any ``*Pending``/``*InProgress``...) True is Progressing; ``Paused``/``Suspended``/``Hibernated`` True (also as the last
   segment of a prefixed type such as ``cnpg.io/hibernation``) is Suspended;
 - conditions are the object's own plus those of the items of any list in its status
   (Gateway API's ``parents``, OpenShift Routes' ``ingress``);
@@ -167,8 +169,12 @@ _TROUBLE_TYPES = frozenset({
     "conflicted", "nonstructuralschema", "replicafailure", "notready", "denied",
     "invalidrequest", "unhealthy", "partiallyready", "erroroccurred",
 })
-# A type ending so names a failure when True (SpecError, FetchFailed, ACK.Terminal...).
-_TROUBLE_SUFFIXES = ("error", "failed", "failure", "terminal")
+# A type ending so names a failure when True (SpecError, FetchFailed, ACK.Terminal,
+# OLM's CatalogSourcesUnhealthy and InstallPlanMissing...).
+_TROUBLE_SUFFIXES = ("error", "failed", "failure", "terminal", "unhealthy", "notready",
+                     "unavailable", "missing")
+# A type ending so is work under way when True (OLM's InstallPlanPending...).
+_BUSY_SUFFIXES = ("pending", "inprogress", "progressing")
 _BUSY_TYPES = frozenset({"issuing", "pending", "creating", "updating", "deleting",
                          "provisioning", "inprogress", "terminating", "upgrading",
                          "rollingout", "rolloutprogressing", "scalingup", "scalingdown",
@@ -314,7 +320,8 @@ def _from_conditions(obj: Mapping) -> tuple[Verdict, bool] | None:
             return Verdict(DEGRADED, text(c, str(c.get("reason"))), rule), False
     for c in conditions:
         type_ = str(c.get("type", "")).lower()
-        if type_ in _BUSY_TYPES and is_(c, "True"):
+        if (type_ in _BUSY_TYPES or (type_.endswith(_BUSY_SUFFIXES)
+                                     and type_ != "progressing")) and is_(c, "True"):
             return Verdict(PROGRESSING, text(c, type_), rule), False
         if type_.rsplit("/", 1)[-1] in _SUSPENDED_TYPES and is_(c, "True"):
             return Verdict(SUSPENDED, text(c, "paused"), rule), False
@@ -335,6 +342,8 @@ def _from_conditions(obj: Mapping) -> tuple[Verdict, bool] | None:
 
 def _positive(type_: str) -> bool:
     lowered = type_.lower()
+    if lowered.endswith(_TROUBLE_SUFFIXES):         # CatalogSourcesUnhealthy, NotReady
+        return False
     return lowered in _POSITIVE_TYPES or lowered.endswith(("ready", "available", "healthy",
                                                            "success"))
 
