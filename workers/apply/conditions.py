@@ -14,8 +14,9 @@ things, which this module says once:
   ``PartiallyReady``) being True is Degraded, and is never a positive type; so is
   ``Synced`` False (Crossplane's error channel);
 - a busy condition (``Issuing``, ``RollingOut``, ``ScalingUp``, ``RolloutProgressing``,
-  any ``*Pending``/``*InProgress``...) True is Progressing; ``Paused``/``Suspended``/``Hibernated`` True (also as the last
-  segment of a prefixed type such as ``cnpg.io/hibernation``) is Suspended;
+  any ``*Pending``/``*InProgress``...) True is Progressing; ``Paused``/``Suspended``/
+  ``Hibernated`` True (also as the last segment of a prefixed type such as
+  ``cnpg.io/hibernation``) is Suspended;
 - conditions are the object's own plus those of the items of any list in its status
   (Gateway API's ``parents``, OpenShift Routes' ``ingress``);
 - ``Ready`` is the summary where it exists; otherwise the positive types
