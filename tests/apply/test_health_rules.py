@@ -134,6 +134,11 @@ def test_kind_rules_are_keyed_by_group():
         cond("Ready")]}, deletionTimestamp="2024-01-01T00:00:00Z"), P, "deleted"),
     ("generation-not-observed", obj("example.com/v1", "Widget", generation=3,
                                     status={"observedGeneration": 2}), P, "generation 3"),
+    ("generation-as-string", obj("example.com/v1", "Widget", generation=3,
+                                 status={"observedGeneration": "2"}), P, "generation 3"),
+    # A hash in observedGeneration (Argo Rollouts before v1.0) is no generation.
+    ("generation-hash-ignored", obj("example.com/v1", "Widget", generation=3, status={
+        "observedGeneration": "7bcdbf7bd9", "conditions": [cond("Ready")]}), H),
     ("stalled", obj("example.com/v1", "Widget", status={"conditions": [
         cond("Stalled", reason="InvalidPath", message="path not found")]}), D, "path not found"),
     ("reconciling", obj("example.com/v1", "Widget", status={"conditions": [
@@ -277,10 +282,11 @@ RS = {"observedGeneration": 1, "replicas": 2, "readyReplicas": 2, "availableRepl
     ("no-status", rs(), P),
     ("less-available", rs(**{**RS, "availableReplicas": 1}), P, "1/2"),
     ("less-labelled", rs(**{**RS, "fullyLabeledReplicas": 1}), P, "labelled"),
-    # Argo CD Degraded, kstatus InProgress: Argo CD followed, the controller says why.
+    # kstatus InProgress, Argo CD Degraded: kstatus followed (the peers' tests favour it);
+    # the controller retries and the message still says why.
     ("replica-failure", rs(**{**RS, "readyReplicas": 0, "conditions": [cond(
         "ReplicaFailure", reason="FailedCreate", message='pods "web-" is forbidden: exceeded '
-        'quota')]}), D, "exceeded quota"),
+        'quota')]}), P, "exceeded quota"),
 )
 def test_replicaset(case):
     verdict_of(case)
@@ -348,6 +354,33 @@ RUNNING = {"name": "web", "ready": True, "state": {"running": {}}}
     ("unknown-phase", pod("Unknown"), U),
 )
 def test_pod(case):
+    verdict_of(case)
+
+
+IGNORE_POLICY = {"argocd.argoproj.io/ignore-restart-policy": "true"}
+
+
+def annotated(p: dict, **annotations: str) -> dict:
+    p["metadata"]["annotations"] = annotations
+    return p
+
+
+@table(
+    # Argo CD's ignore-restart-policy annotation: a Never/OnFailure Pod read as long-running.
+    ("ignore-policy-ready", annotated(pod("Running", "Never", [RUNNING], [cond("Ready")]),
+                                      **IGNORE_POLICY), H),
+    ("ignore-policy-backoff", annotated(pod("Running", "Never", [waiting(
+        "ImagePullBackOff", 'Back-off pulling image "web:1"')]), **IGNORE_POLICY), D,
+     "ImagePullBackOff"),
+    ("ignore-policy-false", annotated(pod("Running", "Never", [RUNNING], [cond("Ready")]), **{
+        "argocd.argoproj.io/ignore-restart-policy": "false"}), P),
+    # ...but never on a hook, which always runs to completion.
+    ("ignore-policy-hook", annotated(pod("Running", "Never", [RUNNING], [cond("Ready")]), **{
+        **IGNORE_POLICY, "argocd.argoproj.io/hook": "PostSync"}), P),
+    ("ignore-policy-helm-hook", annotated(pod("Running", "OnFailure", [RUNNING], [cond(
+        "Ready")]), **{**IGNORE_POLICY, "helm.sh/hook": "post-install"}), P),
+)
+def test_pod_ignore_restart_policy(case):
     verdict_of(case)
 
 
@@ -485,7 +518,11 @@ HPA_V1_FAILED = obj("autoscaling/v1", "HorizontalPodAutoscaler", {}, {}, annotat
         "ScalingActive", "False", "FailedGetResourceMetric", "missing request for cpu")), D,
      "missing request"),
     ("hpa-invalid-selector", hpa(cond("ScalingActive", "False", "InvalidSelector")), D),
-    ("hpa-no-status", hpa(), P, "waiting to autoscale"),
+    # kstatus: an HPA with no status at all is Unknown; with a status but no conditions it
+    # is waiting to autoscale (Argo CD).
+    ("hpa-no-status", hpa(), U, "no status"),
+    ("hpa-status-no-conditions", obj("autoscaling/v2", "HorizontalPodAutoscaler", {}, {
+        "currentReplicas": 1, "desiredReplicas": 1}), P, "waiting to autoscale"),
     ("hpa-v1-annotation", HPA_V1_FAILED, D, "missing request"),
     ("crd-established", crd(cond("NamesAccepted"), cond("Established")), H),
     ("crd-no-status", crd(), P),
@@ -541,6 +578,29 @@ RO = {"observedGeneration": "1", "replicas": 3, "updatedReplicas": 3, "available
         "activeSelector": "old"}), P, "cutover"),
     ("rollout-bluegreen-active", rollout({"strategy": {"blueGreen": {}}}, **RO, blueGreen={
         "activeSelector": "abc"}), H),
+    # v1.0+ states its phase; the phase wins over the counts.
+    ("rollout-phase-degraded", rollout(**RO, phase="Degraded", message="InvalidSpec"), D,
+     "InvalidSpec"),
+    ("rollout-phase-paused", rollout(**RO, phase="Paused"), S),
+    ("rollout-phase-progressing", rollout(**RO, phase="Progressing",
+                                          message="more replicas need to be updated"), P),
+    ("rollout-phase-healthy", rollout(**{**RO, "stableRS": "old"}, phase="Healthy"), H),
+    # An invalid spec is reported before the controller ever observes a generation.
+    ("rollout-invalid-spec-unobserved", rollout(conditions=[cond(
+        "InvalidSpec", message="missing field .spec.strategy")]), D, "missing field"),
+    ("rollout-invalid-spec-false", rollout(**RO, conditions=[cond("InvalidSpec", "False")]), H),
+    # Before v0.6/v1.0: a hash as observedGeneration, activeSelector at the top, and
+    # verifyingPreview for a blue-green preview awaiting promotion.
+    ("rollout-legacy-hash-generation", rollout({"strategy": {"blueGreen": {}}}, **{
+        **RO, "observedGeneration": "77646c9d4c"}, activeSelector="abc"), H),
+    ("rollout-legacy-cutover", rollout({"strategy": {"blueGreen": {}}}, **{
+        **RO, "observedGeneration": "77646c9d4c"}, activeSelector="old"), P, "cutover"),
+    ("rollout-legacy-verifying-preview", rollout({"strategy": {"blueGreen": {}}}, **{
+        **RO, "observedGeneration": "767f98959f"}, verifyingPreview=True, blueGreen={
+        "activeSelector": "old", "previewSelector": "abc"}), S),
+    ("rollout-new-generation", dict(rollout(**{**RO, "observedGeneration": "1"}),
+                                    metadata={"name": "x", "generation": 2}), P,
+     "not observed"),
 )
 def test_argo_kinds(case):
     verdict_of(case)
@@ -665,8 +725,15 @@ def test_generic_operators_a(case):
     # Prometheus operator
     ("prometheus-available", cr("monitoring.coreos.com/v1", "Prometheus", conds(cond(
         "Available"), cond("Reconciled"), availableReplicas=2)), H),
-    ("prometheus-degraded", cr("monitoring.coreos.com/v1", "Prometheus", conds(cond(
-        "Available", "Degraded", "SomePodsNotReady"), cond("Reconciled"))), D),
+    # Available=Degraded (or False) because some Pods are not ready yet is a partial
+    # roll out (Argo CD: Progressing); no Pod ready at all is Degraded.
+    ("prometheus-some-pods", cr("monitoring.coreos.com/v1", "Prometheus", conds(cond(
+        "Available", "Degraded", "SomePodsNotReady"), cond("Reconciled"))), P),
+    ("alertmanager-some-pods", cr("monitoring.coreos.com/v1", "Alertmanager", conds(cond(
+        "Available", "False", "SomePodsNotReady"), cond("Reconciled"))), P),
+    ("prometheus-no-pod-ready", cr("monitoring.coreos.com/v1", "Prometheus", conds(cond(
+        "Available", "False", "NoPodReady", "pod prometheus-0: 0/3 nodes are available"),
+        cond("Reconciled"))), D, "nodes are available"),
     ("servicemonitor-statusless", cr("monitoring.coreos.com/v1", "ServiceMonitor"), H),
     ("prometheusrule-statusless", cr("monitoring.coreos.com/v1", "PrometheusRule"), H),
     ("traefik-route-statusless", cr("traefik.io/v1alpha1", "IngressRoute"), H),
@@ -745,6 +812,261 @@ def test_generic_operators_b(case):
 )
 def test_generic_operators_c(case):
     verdict_of(case)
+
+
+UPB, ACK = "aws.upbound.io/v1beta1", "s3.services.k8s.aws/v1alpha1"
+CAPI = "cluster.x-k8s.io/v1beta1"
+
+
+@table(
+    # Flux: Reconciling with a *WithRetry reason while Ready is False is a failure retried.
+    ("flux-retrying-failure", cr("source.toolkit.fluxcd.io/v1", "GitRepository", conds(cond(
+        "Reconciling", reason="ProgressingWithRetry", message="processing object: new "
+        "generation 1 -> 2"), cond("Ready", "False", "GitOperationFailed", "authentication "
+        "required"), cond("FetchFailed", reason="GitOperationFailed"))), D, "authentication"),
+    ("flux-helm-rollback-retrying", cr("helm.toolkit.fluxcd.io/v2", "HelmRelease", conds(cond(
+        "Reconciling", reason="ProgressingWithRetry"), cond(
+        "Ready", "False", "RollbackSucceeded", "Helm rollback to v3 succeeded"), cond(
+        "Released", "False", "UpgradeFailed"))), D, "rollback"),
+    ("flux-retrying-ready-unknown", cr(FLUX, "Kustomization", conds(cond(
+        "Reconciling", reason="ProgressingWithRetry"), cond("Ready", "Unknown"))), P),
+    # A status holding only an empty condition list: the controller has not reported yet.
+    ("flux-source-no-conditions-yet", cr("source.toolkit.fluxcd.io/v1", "OCIRepository",
+                                         {"conditions": []}), P, "to report"),
+    ("no-conditions-observed-generation", cr("example.io/v1", "Thing", {
+        "conditions": [], "observedGeneration": -1}, generation=None), P),
+    ("status-without-signals", cr("example.io/v1", "Thing", {"lastScheduledTime": "2024-01-01T"
+                                                             "00:00:00Z"}), H),
+    # Condition types that name trouble by their suffix or prefix.
+    ("argo-spec-error", cr("argoproj.io/v1alpha1", "CronWorkflow", conds(cond(
+        "SpecError", message="cron schedule is malformed"))), D, "malformed"),
+    ("argo-submission-error", cr("argoproj.io/v1alpha1", "CronWorkflow", conds(cond(
+        "SubmissionError", message="workflow template not found"))), D),
+    ("argo-spec-error-false", cr("argoproj.io/v1alpha1", "CronWorkflow", conds(cond(
+        "SpecError", "False"))), H),
+    ("appset-error-occurred", cr("argoproj.io/v1alpha1", "ApplicationSet", conds(cond(
+        "ErrorOccurred", reason="ApplicationGenerationFromParamsError", message="found less "
+        "than two generators"), cond("ResourcesUpToDate", "False"))), D, "generators"),
+    ("appset-up-to-date", cr("argoproj.io/v1alpha1", "ApplicationSet", conds(cond(
+        "ErrorOccurred", "False"), cond("ParametersGenerated"), cond("ResourcesUpToDate"))), H),
+    ("ack-terminal", cr(ACK, "Bucket", conds(cond(
+        "ACK.Terminal", reason="AlreadyExists", message="Resource already exists"), cond(
+        "ACK.ResourceSynced", "False"), cond("Ready", "False", "ACK.Terminal"))), D,
+     "already exists"),
+    ("ack-creating", cr(ACK, "Bucket", conds(cond("ACK.ResourceSynced", "False",
+                                                  "bucket in CREATING state"), cond(
+        "Ready", "False", "bucket in CREATING state"))), P),
+    ("flux-fetch-failed", cr("source.toolkit.fluxcd.io/v1", "HelmChart", conds(cond(
+        "FetchFailed", reason="SourceUnavailable", message="HelmRepository not found"),
+        cond("ArtifactInStorage"))), D),
+    ("eso-partially-ready", cr("external-secrets.io/v1beta1", "ClusterExternalSecret", conds(
+        cond("PartiallyReady", message="one or more namespaces failed"),
+        provisionedNamespaces=["a"])), D, "namespaces failed"),
+    # Negative-polarity types: True is trouble, False is fine, never a summary (OLM).
+    ("olm-subscription-healthy", cr("operators.coreos.com/v1alpha1", "Subscription", conds(
+        cond("CatalogSourcesUnhealthy", "False", "AllCatalogSourcesHealthy"),
+        state="AtLatestKnown", installedCSV="op.v1")), H),
+    ("olm-catalog-unhealthy", cr("operators.coreos.com/v1alpha1", "Subscription", conds(cond(
+        "CatalogSourcesUnhealthy", reason="UnhealthyCatalogSourceFound",
+        message="targeted catalogsource redhat-op missing"))), D, "redhat-op"),
+    ("olm-install-plan-missing", cr("operators.coreos.com/v1alpha1", "Subscription", conds(
+        cond("CatalogSourcesUnhealthy", "False"), cond(
+            "InstallPlanMissing", reason="ReferencedInstallPlanNotFound"),
+        state="AtLatestKnown")), D),
+    ("olm-install-plan-pending", cr("operators.coreos.com/v1alpha1", "Subscription", conds(
+        cond("CatalogSourcesUnhealthy", "False"), cond("InstallPlanPending", reason="Installing"),
+        state="UpgradePending")), P),
+    ("service-unavailable-false", cr("example.io/v1", "Thing", conds(cond(
+        "ServiceUnavailable", "False"), cond("Ready"))), H),
+    # Busy condition types.
+    ("appset-rollout-progressing", cr("argoproj.io/v1alpha1", "ApplicationSet", conds(cond(
+        "ResourcesUpToDate"), cond("RolloutProgressing", reason="ApplicationSetModified",
+                                   message="performing rollout of step 1"))), P, "step 1"),
+    ("capi-rolling-out", cr(CAPI, "Cluster", conds(cond("Available"), cond(
+        "RollingOut", reason="RollingOut", message="Rolling out 2 not up-to-date replicas"),
+        cond("ScalingUp", "False"))), P, "Rolling out"),
+    ("capi-scaling-up", cr(CAPI, "MachineDeployment", conds(cond("Available"), cond(
+        "ScalingUp", reason="ScalingUp"))), P),
+    # cluster-api's severity: False at Info is an operation in progress, at Error a fault.
+    ("capi-ready-false-info", cr(CAPI, "Machine", conds(dict(cond(
+        "Ready", "False", "Cloning", "1 of 2 completed"), severity="Info"))), P, "1 of 2"),
+    ("capi-ready-false-error", cr(CAPI, "Cluster", conds(dict(cond(
+        "Ready", "False", "VCenterUnreachable", "thumbprint does not match"),
+        severity="Error"), cond("Available"))), D, "thumbprint"),
+    ("capi-ready-but-topology-pending", cr(CAPI, "Cluster", conds(cond("Ready"), dict(cond(
+        "TopologyReconciled", "False", "MachineDeploymentsUpgradePending", "upgrade on hold"),
+        severity="Info"), phase="Provisioned")), P, "on hold"),
+    ("capi-ready-warning-elsewhere", cr(CAPI, "Cluster", conds(cond("Ready"), dict(cond(
+        "MachinesSpecUpToDate", "False", "Outdated"), severity="Warning"),
+        phase="Provisioned")), H),
+    ("capi-severity-error-any-type", cr("addons.cluster.x-k8s.io/v1beta1",
+                                        "ClusterResourceSet", conds(dict(cond(
+        "ResourcesApplied", "False", "RemoteClusterClientFailed", "failed to apply"),
+        severity="Error"), observedGeneration=1)), D, "failed to apply"),
+    ("capi-severity-info-any-type", cr("addons.cluster.x-k8s.io/v1beta1",
+                                       "ClusterResourceSet", conds(dict(cond(
+        "ResourcesApplied", "False", "WaitingForClusterControlPlane"), severity="Info"))), P),
+    # Conditions of the items of a status list: OpenShift Routes, per router.
+    ("route-admitted", cr("route.openshift.io/v1", "Route", {"ingress": [{
+        "routerName": "default", "conditions": [cond("Admitted")]}]}), H),
+    ("route-not-admitted", cr("route.openshift.io/v1", "Route", {"ingress": [{
+        "routerName": "default", "conditions": [cond("Admitted", "False", "HostAlreadyClaimed",
+                                                     "host is claimed by another route")]}]}),
+     D, "claimed"),
+    ("route-admission-pending", cr("route.openshift.io/v1", "Route", {"ingress": [{
+        "routerName": "default", "conditions": [cond("Admitted", "Unknown")]}]}), P),
+    # Positive types by suffix, and reasons that read as work under way.
+    ("rabbit-ready", cr("rabbitmq.com/v1beta1", "RabbitmqCluster", conds(cond(
+        "AllReplicasReady"), cond("ClusterAvailable"), cond("NoWarnings"), cond(
+        "ReconcileSuccess"))), H),
+    ("rabbit-pods-starting", cr("rabbitmq.com/v1beta1", "RabbitmqCluster", conds(cond(
+        "AllReplicasReady", "False", "NotAllPodsReady", "1/3 Pods ready"), cond(
+        "ClusterAvailable"), cond("ReconcileSuccess"))), P, "1/3"),
+    ("rabbit-reconcile-failed", cr("rabbitmq.com/v1beta1", "RabbitmqCluster", conds(cond(
+        "AllReplicasReady"), cond("ReconcileSuccess", "False", "CreateOrUpdateFailed",
+                                  "failed to update StatefulSet"))), D),
+    ("mariadb-restoring", cr("k8s.mariadb.com/v1alpha1", "MariaDB", conds(cond(
+        "Ready", "False", "RestoreNotComplete", "Restoring backup"))), P),
+    ("capi-phase-scaling-up", cr(CAPI, "MachineDeployment", {
+        "phase": "ScalingUp", "replicas": 5, "readyReplicas": 4, "observedGeneration": 1}), P),
+)
+def test_generic_operators_d(case):
+    verdict_of(case)
+
+
+KV = "kubevirt.io/v1"
+
+
+@table(
+    # KubeVirt's printableStatus is a phase word; Stopped explains Ready=False.
+    ("kubevirt-vm-stopped", cr(KV, "VirtualMachine", conds(cond(
+        "Ready", "False", "VMINotExists", "VMI does not exist"), printableStatus="Stopped"),
+        {"running": False}), S),
+    ("kubevirt-vm-starting", cr(KV, "VirtualMachine", conds(cond(
+        "Ready", "False", "GuestNotRunning"), printableStatus="Starting", created=True)), P),
+    ("kubevirt-vm-stopping", cr(KV, "VirtualMachine", conds(cond(
+        "Ready", "False", "GuestNotRunning"), printableStatus="Stopping")), P),
+    ("kubevirt-vm-running", cr(KV, "VirtualMachine", conds(cond("Ready"),
+                                                           printableStatus="Running",
+                                                           ready=True)), H),
+    ("kubevirt-vm-paused", cr(KV, "VirtualMachine", conds(cond("Ready"), cond(
+        "Paused", reason="PausedByUser"), printableStatus="Paused", ready=True)), S),
+    # A phase word does not excuse a condition that names trouble.
+    ("stopped-but-failed-condition", cr("example.io/v1", "Thing", conds(cond(
+        "Failed", message="disk lost"), phase="Stopped")), D, "disk lost"),
+    # Any string field named as a phase is read, and a word ending in Failed is Degraded.
+    ("zalando-cluster-status-updating", cr("acid.zalan.do/v1", "postgresql", {
+        "PostgresClusterStatus": "Updating"}), P),
+    ("zalando-cluster-status-failed", cr("acid.zalan.do/v1", "postgresql", {
+        "PostgresClusterStatus": "SyncFailed"}), D),
+    ("zalando-cluster-status-running", cr("acid.zalan.do/v1", "postgresql", {
+        "PostgresClusterStatus": "Running"}), H),
+    ("cluster-state-error", cr("example.io/v1", "Cache", {"clusterState": "ReplicationError"}),
+     D),
+    ("non-phase-string-ignored", cr("example.io/v1", "Cache", {"endpoint": "failed.example"}), H),
+    ("kubevirt-vmi-scheduled", cr(KV, "VirtualMachineInstance", conds(cond(
+        "Ready", "False", "GuestNotRunning"), phase="Scheduled")), P),
+    ("kubevirt-vmi-running", cr(KV, "VirtualMachineInstance", conds(cond("Ready"), cond(
+        "LiveMigratable"), phase="Running")), H),
+    # Words that are Argo CD's own verdicts, and an inconclusive analysis.
+    ("argocd-app-unknown", cr("argoproj.io/v1alpha1", "Application",
+                              {"health": {"status": "Unknown"}}), U),
+    ("argocd-app-missing", cr("argoproj.io/v1alpha1", "Application",
+                              {"health": {"status": "Missing"}}), P),
+    # The Application's own health verdict stands; its sync and last operation do not add.
+    ("argocd-app-healthy-last-sync-failed", cr("argoproj.io/v1alpha1", "Application", {
+        "health": {"status": "Healthy"}, "sync": {"status": "OutOfSync"},
+        "operationState": {"phase": "Failed", "message": "one or more objects failed"}}), H),
+    ("analysis-inconclusive", cr("argoproj.io/v1alpha1", "AnalysisRun", {
+        "status": "Inconclusive", "metricResults": [{"name": "m", "inconclusive": 1}]}), U),
+    # Run-to-completion kinds are not done while Running.
+    ("analysis-running", cr("argoproj.io/v1alpha1", "AnalysisRun", {"phase": "Running"}), P),
+    ("experiment-running", cr("argoproj.io/v1alpha1", "Experiment", {"phase": "Running"}), P),
+    ("analysis-successful", cr("argoproj.io/v1alpha1", "AnalysisRun", {
+        "phase": "Successful", "message": "run terminated"}), H, "terminated"),
+    ("analysis-error", cr("argoproj.io/v1alpha1", "AnalysisRun", {"phase": "Error"}), D),
+    ("backup-failed-reason", cr("velero.io/v1", "Restore", {
+        "phase": "Failed", "failureReason": "encountered errors during restore"}), D,
+     "encountered errors"),
+    ("schedule-new", cr("velero.io/v1", "Schedule", {"phase": "New"}), P),
+    ("schedule-failed-validation", cr("velero.io/v1", "Schedule", {
+        "phase": "FailedValidation"}), D),
+    ("istio-operator-reconciling", cr("install.istio.io/v1alpha1", "IstioOperator", {
+        "status": "RECONCILING", "componentStatus": {"Base": {"status": "RECONCILING"}}}), P),
+    # The worst of several phase words wins, one level down too.
+    ("es-ready-but-yellow", cr("elasticsearch.k8s.elastic.co/v1", "Elasticsearch", {
+        "phase": "Ready", "health": "yellow", "availableNodes": 3}), D),
+    ("es-green-applying-changes", cr("elasticsearch.k8s.elastic.co/v1", "Elasticsearch", {
+        "phase": "ApplyingChanges", "health": "green"}), P),
+    ("es-green-ready", cr("elasticsearch.k8s.elastic.co/v1", "Elasticsearch", {
+        "phase": "Ready", "health": "green"}), H),
+    ("rook-health-warn", cr("ceph.rook.io/v1", "CephCluster", {
+        "ceph": {"health": "HEALTH_WARN"}, "state": "Created",
+        "message": "Cluster has warnings"}), D, "warnings"),
+    ("rook-health-ok", cr("ceph.rook.io/v1", "CephCluster", {
+        "ceph": {"health": "HEALTH_OK"}, "state": "Created", "phase": "Ready"}), H),
+    ("spark-pending-rerun", cr("sparkoperator.k8s.io/v1beta2", "SparkApplication", {
+        "applicationState": {"state": "PENDING_RERUN"}, "executionAttempts": 3}), P),
+    ("spark-failed", cr("sparkoperator.k8s.io/v1beta2", "SparkApplication", {
+        "applicationState": {"state": "FAILED", "errorMessage": "driver OOM"}}), D),
+    ("unknown-word-prefix-ignored", cr("example.io/v1", "Thing", {"phase": "Frobnicating"}), H),
+    # Flagger's phases, CloudNativePG's phrases.
+    ("flagger-finalising", cr("flagger.app/v1beta1", "Canary", conds(cond(
+        "Promoted", "Unknown", "Finalising"), phase="Finalising", canaryWeight=0)), P),
+    ("flagger-promoting", cr("flagger.app/v1beta1", "Canary", {"phase": "Promoting"}), P),
+    ("flagger-initialized", cr("flagger.app/v1beta1", "Canary", conds(cond(
+        "Promoted", reason="Initialized"), phase="Initialized")), H),
+    ("cnpg-setting-up", cr("postgresql.cnpg.io/v1", "Cluster", conds(cond(
+        "Ready", "False", "ClusterIsNotReady", "Cluster Is Not Ready"),
+        phase="Setting up primary", phaseReason="Creating primary instance")), P),
+    ("cnpg-failing-over", cr("postgresql.cnpg.io/v1", "Cluster", conds(cond(
+        "Ready", "False", "ClusterIsNotReady"), phase="Failing over",
+        phaseReason="Initiating a failover")), D),
+    ("cnpg-hibernated", cr("postgresql.cnpg.io/v1", "Cluster", conds(cond(
+        "Ready", reason="ClusterIsReady"), cond("cnpg.io/hibernation", reason="Hibernated",
+                                                message="Cluster has been hibernated"),
+        phase="Cluster in healthy state")), S, "hibernated"),
+    ("cnpg-hibernation-off", cr("postgresql.cnpg.io/v1", "Cluster", conds(cond(
+        "Ready", reason="ClusterIsReady"), cond("cnpg.io/hibernation", "False"),
+        phase="Cluster in healthy state")), H),
+    # The healthy / ready booleans.
+    ("cnrm-context-healthy", cr("core.cnrm.cloud.google.com/v1beta1", "ConfigConnectorContext",
+                                {"healthy": True, "observedGeneration": 1}), H),
+    ("cnrm-context-unhealthy", cr("core.cnrm.cloud.google.com/v1beta1",
+                                  "ConfigConnectorContext", {"healthy": False,
+                                                             "observedGeneration": 1}), D),
+    ("ready-false-flag", cr("example.io/v1", "Thing", {"ready": False}), P),
+)
+def test_generic_phase_words_and_flags(case):
+    verdict_of(case)
+
+
+@table(
+    # Crossplane providers' configuration kinds, whatever the provider's group.
+    ("upbound-providerconfig", cr(UPB, "ProviderConfig", None, {"credentials": {
+        "source": "IRSA"}}), H, "by design"),
+    ("crossplane-clusterproviderconfig-users", cr("helm.m.crossplane.io/v1beta1",
+                                                  "ClusterProviderConfig", {"users": 3}), H),
+    ("crossplane-providerconfig-empty-conditions", cr("helm.m.crossplane.io/v1beta1",
+                                                      "ProviderConfig", {"conditions": []}), H),
+    ("crossplane-storeconfig", cr("aws.crossplane.io/v1alpha1", "StoreConfig"), H),
+    ("crossplane-environmentconfig", cr("apiextensions.crossplane.io/v1beta1",
+                                        "EnvironmentConfig"), H),
+    # ...but a managed resource or an XRD without status waits for its controller.
+    ("upbound-managed-no-status", cr("ec2.aws.upbound.io/v1beta1", "Instance"), P),
+    ("crossplane-xrd-no-status", cr("apiextensions.crossplane.io/v1",
+                                    "CompositeResourceDefinition"), P),
+    ("providerconfig-elsewhere-no-status", cr("example.io/v1", "ProviderConfig"), P),
+)
+def test_statusless_families(case):
+    verdict_of(case)
+
+
+def test_statusless_family_entries_come_from_the_rules():
+    family = HealthRules(statusless_kinds=frozenset({"*.example.io/Setting"}))
+    assert check(cr("a.b.example.io/v1", "Setting"), family).status == HEALTHY
+    assert check(cr("example.io/v1", "Setting"), family).status == PROGRESSING
+    assert check(cr("a.example.org/v1", "Setting"), family).status == PROGRESSING
 
 
 def test_statusless_kinds_come_from_the_rules():

@@ -5,16 +5,36 @@ Each rule merges kstatus's and Argo CD's reading of the kind; where they disagre
 the comment at the rule says which one is followed and why. Every rule runs after
 ``conditions.conventions`` (deletion, suspend, unobserved generation, Stalled,
 Reconciling) has had its say.
+
+The disagreements that remain, measured against the peers' own test cases (kstatus's
+``status_compute_test.go``, gitops-engine's ``pkg/health/testdata``), each one case
+against one unless noted:
+
+=============================  ===============  ==============  ====================
+case                           kstatus          Argo CD         followed
+=============================  ===============  ==============  ====================
+running Job                    Current          Progressing     Argo CD (hooks wait)
+Job with Suspended=True        Current          Suspended       Argo CD
+Pod phase Failed               Current          Degraded        Argo CD
+HPA ScalingLimited=True        Failed           Healthy         Argo CD (at bounds)
+LoadBalancer, no address       Current          Progressing     Argo CD (rules flag)
+Ingress, no address            (no case)        Progressing     kstatus (rules flag,
+                                                                ``ingress_address``)
+Pod Unschedulable, just made   InProgress       (no case)       Degraded (no clock)
+ReplicaSet ReplicaFailure      InProgress       (no case)       kstatus
+HPA with no status at all      Unknown          (no case)       kstatus
+=============================  ===============  ==============  ====================
 """
 
 from __future__ import annotations
 
 import json
+from collections import abc
 from typing import Callable, Mapping
 
 from workers.apply.conditions import (
-    DEGRADED, HEALTHY, PROGRESSING, SUSPENDED, condition, conditions_of, integer, is_, spec_of,
-    status_of, text)
+    DEGRADED, HEALTHY, PROGRESSING, SUSPENDED, UNKNOWN, condition, conditions_of, integer, is_,
+    spec_of, status_of, text)
 from workers.apply.pods import pod_health
 from workers.apply.verdict import HealthRules, Verdict
 
@@ -130,11 +150,13 @@ def replicaset(obj: Mapping, rules: HealthRules) -> Verdict:
     want = integer(spec_of(obj).get("replicas", 1), 1)
     if not _observed(obj):
         return Verdict(PROGRESSING, "not observed yet")
-    # ReplicaFailure (quota, admission): Argo CD says Degraded, kstatus InProgress. Argo CD
-    # is followed: the controller could not create Pods and says why; waiting seldom cures.
+    # ReplicaFailure (quota, admission): kstatus says InProgress, Argo CD Degraded. kstatus
+    # is followed, as the peers' test corpora favour it (only kstatus tests the case): a
+    # quota can be raised and a webhook fixed, the controller retries; the message names
+    # the cause either way.
     failure = condition(conditions_of(obj), "ReplicaFailure")
     if is_(failure, "True"):
-        return Verdict(DEGRADED, text(failure, "replica failure"))
+        return Verdict(PROGRESSING, text(failure, "replica failure"))
     status = status_of(obj)
     if "fullyLabeledReplicas" in status and integer(status["fullyLabeledReplicas"]) < want:
         return Verdict(PROGRESSING, f"{status['fullyLabeledReplicas']}/{want} replicas labelled")
@@ -222,13 +244,18 @@ _HPA_FAILED = {"AbleToScale": ("FailedGetScale", "FailedUpdateScale"),
 
 
 def hpa(obj: Mapping, rules: HealthRules) -> Verdict:
-    """Argo CD's reading; ScalingLimited True (at min or max replicas) is normal work."""
+    """Argo CD's reading; ScalingLimited True (at min or max replicas) is normal work.
+    With no status at all the verdict is Unknown, as in kstatus (Argo CD's tests only
+    cover an HPA with a status but no conditions, Progressing): nothing is known yet."""
+    if not status_of(obj) and not ((obj.get("metadata") or {}).get("annotations") or {}).get(
+            "autoscaling.alpha.kubernetes.io/conditions"):
+        return Verdict(UNKNOWN, "no status reported yet")
     conditions = conditions_of(obj)
     if not conditions:
         raw = ((obj.get("metadata") or {}).get("annotations") or {}).get(
             "autoscaling.alpha.kubernetes.io/conditions")
         try:
-            conditions = [c for c in json.loads(raw) if isinstance(c, Mapping)] if raw else []
+            conditions = [c for c in json.loads(raw) if isinstance(c, abc.Mapping)] if raw else []
         except (ValueError, TypeError):
             conditions = []
     for c in conditions:
@@ -280,17 +307,25 @@ def workflow(obj: Mapping, rules: HealthRules) -> Verdict:
 
 
 def rollout(obj: Mapping, rules: HealthRules) -> Verdict:
-    """Argo Rollouts' Rollout, as Argo CD ships its check: aborted or timed out is
-    Degraded, a pause (by the user or a step) Suspended, else replica counts and the
-    stable ReplicaSet catching up with the current pod hash."""
+    """Argo Rollouts' Rollout, as Argo CD ships its check: an invalid spec, an abort or
+    a timeout is Degraded; v1.0+ states its phase (Healthy/Progressing/Degraded/Paused);
+    else a pause (by the user, a step, or an old blue-green preview) is Suspended, and
+    replica counts and the stable ReplicaSet must catch up with the current pod hash.
+    Rollouts before v1.0 wrote a hash as ``observedGeneration``; it is no generation."""
     status, spec = status_of(obj), spec_of(obj)
+    for c in conditions_of(obj):
+        if (c.get("type") == "InvalidSpec" and is_(c, "True")) or (
+                c.get("type") == "Progressing" and c.get("reason") in (
+                    "RolloutAborted", "ProgressDeadlineExceeded")):
+            return Verdict(DEGRADED, text(c, "rollout failed"))
     if "observedGeneration" not in status:
         return Verdict(PROGRESSING, "waiting for the rollout spec to be observed")
-    for c in conditions_of(obj):
-        if c.get("type") == "InvalidSpec" or (c.get("type") == "Progressing" and c.get(
-                "reason") in ("RolloutAborted", "ProgressDeadlineExceeded")):
-            return Verdict(DEGRADED, text(c, "rollout failed"))
-    if status.get("pauseConditions") or spec.get("paused") is True:
+    # Argo Rollouts v1.0+ says it in status.phase (what Argo CD's check reads first).
+    phase = _ROLLOUT_PHASES.get(str(status.get("phase") or ""))
+    if phase is not None:
+        return Verdict(phase, status.get("message") or f"Rollout is {status['phase']}")
+    if status.get("pauseConditions") or spec.get("paused") is True \
+            or status.get("verifyingPreview") is True:      # pre-v0.6 blue-green preview
         return Verdict(SUSPENDED, "Rollout is paused")
     pod_hash = status.get("currentPodHash")
     if pod_hash is None:
@@ -305,7 +340,9 @@ def rollout(obj: Mapping, rules: HealthRules) -> Verdict:
     strategy = spec.get("strategy") or {}
     stable = status.get("stableRS") or (status.get("canary") or {}).get("stableRS") or ""
     if strategy.get("blueGreen") is not None:
-        if (status.get("blueGreen") or {}).get("activeSelector") != pod_hash:
+        active = (status.get("blueGreen") or {}).get("activeSelector") \
+            or status.get("activeSelector")                 # before v0.6
+        if active != pod_hash:
             return Verdict(PROGRESSING, "active service cutover pending")
         if stable and stable != pod_hash:
             return Verdict(PROGRESSING, "waiting for analysis to complete")
@@ -315,6 +352,10 @@ def rollout(obj: Mapping, rules: HealthRules) -> Verdict:
         if stable != pod_hash:
             return Verdict(PROGRESSING, "waiting for the rollout to finish its steps")
     return Verdict(HEALTHY, status.get("message") or "rolled out")
+
+
+_ROLLOUT_PHASES = {"Healthy": HEALTHY, "Progressing": PROGRESSING, "Degraded": DEGRADED,
+                   "Paused": SUSPENDED}
 
 
 def _pod(obj: Mapping, rules: HealthRules) -> Verdict:

@@ -4,7 +4,9 @@
 (``Err*``, ``*Error``, ``*BackOff``) make a Pod that restarts Degraded in any phase,
 kstatus's ``PodScheduled=False/Unschedulable`` makes a Pending Pod Degraded, and a
 Pod with restartPolicy OnFailure or Never (a hook, a Job's Pod) stays Progressing
-until it has Succeeded, as in Argo CD.
+until it has Succeeded, as in Argo CD. Argo CD's ``argocd.argoproj.io/ignore-restart-policy:
+"true"`` annotation reads such a Pod as a long-running one (Healthy once Ready, Degraded on
+a failing container), except on hook Pods, which always run to completion.
 
 ``pod_problem`` and ``pods_problem`` read the Pods of a workload that is short of
 replicas (the caller lists them, see ``health.diagnose``): a container that cannot
@@ -14,6 +16,7 @@ is named but left Progressing, since an autoscaler or a provisioner may still cu
 
 from __future__ import annotations
 
+from collections import abc
 from typing import Iterable, Mapping
 
 from workers.apply.conditions import condition, conditions_of, is_, spec_of, status_of, text
@@ -24,6 +27,8 @@ FAILING = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImage
            "ErrImageNeverPull", "CreateContainerConfigError", "CreateContainerError",
            "RunContainerError", "PreStartHookError", "PostStartHookError")
 RULE = "built-in Pod"
+IGNORE_RESTART_POLICY = "argocd.argoproj.io/ignore-restart-policy"
+_HOOKS = ("argocd.argoproj.io/hook", "helm.sh/hook")
 
 
 def failing_reason(reason: str) -> bool:
@@ -35,7 +40,7 @@ def _statuses(pod: Mapping, *, init: bool = True) -> list[Mapping]:
     status = status_of(pod)
     found = list(status.get("initContainerStatuses") or []) if init else []
     return [cs for cs in found + list(status.get("containerStatuses") or [])
-            if isinstance(cs, Mapping)]
+            if isinstance(cs, abc.Mapping)]
 
 
 def pod_problem(pod: Mapping) -> str:
@@ -71,7 +76,7 @@ def unschedulable(pod: Mapping) -> str:
 def unbound_claims(pod: Mapping, claims: Mapping[str, str]) -> list[str]:
     """The Pod's PersistentVolumeClaims that are not Bound, given claim name -> phase."""
     names = [((v.get("persistentVolumeClaim") or {}).get("claimName"))
-             for v in spec_of(pod).get("volumes") or [] if isinstance(v, Mapping)]
+             for v in spec_of(pod).get("volumes") or [] if isinstance(v, abc.Mapping)]
     return [n for n in names if n and claims.get(n, "Pending") != "Bound"]
 
 
@@ -94,7 +99,7 @@ def pod_health(pod: Mapping) -> Verdict:
     """The Pod kind's verdict (see module doc)."""
     status = status_of(pod)
     phase, message = status.get("phase") or "", (status.get("message") or "").strip()
-    policy = spec_of(pod).get("restartPolicy") or "Always"      # the API server's default
+    policy = _restart_policy(pod)
     if policy == "Always" and phase not in ("Succeeded", "Failed"):
         waiting = [cs for cs in _statuses(pod, init=False)
                    if failing_reason(((cs.get("state") or {}).get("waiting") or {})
@@ -115,6 +120,15 @@ def pod_health(pod: Mapping) -> Verdict:
     if not phase:
         return Verdict(Health.PROGRESSING, "not observed yet", RULE)
     return Verdict(Health.UNKNOWN, message or f"phase {phase}", RULE)
+
+
+def _restart_policy(pod: Mapping) -> str:
+    policy = spec_of(pod).get("restartPolicy") or "Always"      # the API server's default
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    if str(annotations.get(IGNORE_RESTART_POLICY, "")).lower() == "true" \
+            and not any(annotations.get(hook) for hook in _HOOKS):
+        return "Always"
+    return policy
 
 
 def _running(pod: Mapping, policy: str, message: str) -> Verdict:

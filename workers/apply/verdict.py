@@ -65,7 +65,11 @@ CustomCheck = Callable[[Mapping], "Verdict | None"]
 # Prometheus operator's scrape and rule objects, Traefik's routing objects, Istio's
 # networking and security objects (status only with istiod's opt-in status writer),
 # template-like kinds of Argo Workflows, Argo Rollouts, KEDA and Tekton, and
-# Crossplane's configuration kinds (as Argo CD's Crossplane check lists them).
+# Crossplane's configuration kinds (as Argo CD's Crossplane check lists them). An entry
+# ``*.<domain>/<Kind>`` covers the kind in every group under that domain: Crossplane's
+# providers each serve their ProviderConfig kinds in a group of their own
+# (aws.upbound.io, helm.m.crossplane.io...); those hold credentials references and at
+# most a ``users`` count or an empty ``conditions`` list, never a health signal.
 STATUSLESS_KINDS = frozenset({
     "monitoring.coreos.com/ServiceMonitor", "monitoring.coreos.com/PodMonitor",
     "monitoring.coreos.com/PrometheusRule", "monitoring.coreos.com/Probe",
@@ -89,6 +93,10 @@ STATUSLESS_KINDS = frozenset({
     "pkg.crossplane.io/DeploymentRuntimeConfig", "pkg.crossplane.io/ControllerConfig",
     "snapshot.storage.k8s.io/VolumeSnapshotClass",
     "external-secrets.io/ClusterExternalSecretTemplate",
+    *(f"*.{domain}/{kind}" for domain in ("crossplane.io", "upbound.io") for kind in (
+        "ProviderConfig", "ClusterProviderConfig", "ProviderConfigUsage",
+        "ClusterProviderConfigUsage", "StoreConfig", "EnvironmentConfig", "ImageConfig",
+        "DeploymentRuntimeConfig", "ControllerConfig", "Composition")),
 })
 
 
