@@ -41,6 +41,7 @@ thread-safe, so evaluations on one instance run one at a time.
 
 from __future__ import annotations
 
+import datetime
 import fnmatch
 import threading
 import time
@@ -234,18 +235,47 @@ def _split_location(err: str, name: str) -> tuple[int | None, str]:
 def _clean(value: Any) -> Any:
     """JSON as Argo CD hands it to Lua: nulls dropped (nil), containers kept even when empty.
 
-    Concrete ``dict``/``list`` checks: an ABC ``isinstance`` per node would cost
-    more than the whole Lua run.
+    Only JSON's types reach Lua: a timestamp YAML parsed into a ``datetime`` is the
+    string the API server would have sent (Argo CD reads YAML through JSON, so a
+    script compares it as text), a non-string key is its text, and any other
+    Python object is its ``str``: a Python object in Lua would be a lupa wrapper,
+    with attribute access into Python. Concrete type checks: an ABC
+    ``isinstance`` per node would cost more than the whole Lua run.
     """
     if isinstance(value, dict):
-        return {k: _clean(v) if isinstance(v, (dict, list, tuple)) else v
+        return {k if type(k) is str else _key(k):
+                v if type(v) in _PLAIN else _clean(v)
                 for k, v in value.items() if v is not None}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) if isinstance(v, (dict, list, tuple)) else v
-                for v in value if v is not None]
+        return [v if type(v) in _PLAIN else _clean(v) for v in value if v is not None]
     if isinstance(value, Mapping):
         return _clean(dict(value))
-    return value
+    if type(value) in _PLAIN or isinstance(value, (str, int, float)):
+        return value
+    if isinstance(value, datetime.datetime):
+        return _rfc3339(value)
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    return str(value)
+
+
+_PLAIN = frozenset({str, int, float, bool})
+
+
+def _key(key: Any) -> str:
+    """A mapping key as JSON has it: YAML's ``true``/``1``/dates as their text."""
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return str(_clean(key))
+
+
+def _rfc3339(value: datetime.datetime) -> str:
+    """``2021-11-16T21:59:34Z`` as Kubernetes writes it; a naive time is taken as UTC."""
+    offset = value.utcoffset()
+    text = value.replace(tzinfo=None).isoformat()
+    if offset is None or not offset:
+        return text + "Z"
+    return text + value.isoformat()[-6:]
 
 
 @dataclass(frozen=True)

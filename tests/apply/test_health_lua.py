@@ -277,3 +277,46 @@ def test_runtime_still_works_after_every_failure(scripts: LuaScripts) -> None:
             scripts.lookup(*key.split("/")).evaluate({})  # type: ignore[union-attr]
     assert scripts.lookup("cert-manager.io", "Certificate").evaluate(  # type: ignore[union-attr]
         cert("True")) == ("Healthy", "Certificate is up to date")
+
+
+# In the style of Argo CD's external-secrets.io/ExternalSecret: timestamps compared as text.
+REFRESHED = """\
+local hs = {status = "Progressing", message = "Waiting for ExternalSecret"}
+for i, condition in ipairs(obj.status.conditions) do
+  if condition.type == "Ready" and condition.lastTransitionTime >= obj.status.refreshTime then
+    hs.status = "Healthy"
+    hs.message = type(obj.status.refreshTime) .. " " .. obj.status.refreshTime
+  end
+end
+return hs
+"""
+
+
+def test_yaml_timestamps_reach_lua_as_the_api_servers_text(tmp_path: Path) -> None:
+    import datetime
+    folder = tmp_path / "external-secrets.io" / "ExternalSecret"
+    folder.mkdir(parents=True)
+    (folder / "health.lua").write_text(REFRESHED)
+    check = LuaScripts.from_dir(tmp_path).lookup("external-secrets.io", "ExternalSecret")
+    assert check is not None
+    utc = datetime.timezone.utc
+    obj = {"status": {"refreshTime": datetime.datetime(2021, 11, 16, 21, 59, 34, tzinfo=utc),
+                      "conditions": [{"type": "Ready", "status": "True",
+                                      "lastTransitionTime": "2021-11-16T22:59:34Z"}]}}
+    assert check.evaluate(obj) == ("Healthy", "string 2021-11-16T21:59:34Z")
+
+
+def test_no_python_object_reaches_a_script(tmp_path: Path) -> None:
+    """A lupa wrapper would give attribute access into Python (``x.__class__``)."""
+    (tmp_path / "Thing").mkdir()
+    (tmp_path / "Thing" / "health.lua").write_text(
+        'local kinds = {}\n'
+        'for k, v in pairs(obj.spec) do kinds[#kinds + 1] = type(k) .. ":" .. type(v) end\n'
+        'table.sort(kinds)\n'
+        'return {status = "Healthy", message = table.concat(kinds, ",")}\n')
+    check = LuaScripts.from_dir(tmp_path).lookup("", "Thing")
+    assert check is not None
+    obj = {"spec": {"when": __import__("datetime").date(2020, 1, 2), 1: "one",
+                    "other": object(), "n": 1.5, "b": False}}
+    assert check.evaluate(obj) == (
+        "Healthy", "string:boolean,string:number,string:string,string:string,string:string")
