@@ -14,7 +14,13 @@ users get. What this module adds around the binary:
   ``allowHelmCharts: true``, whose ``helmCharts:`` are rendered by the same
   helm as chart applications (``workers.render.helm``: its binary, the cluster's
   capabilities, a private ``HOME``), from charts vendored in the chart home
-  (``charts/<name>`` by default): kustomize is never let download a chart;
+  (``charts/<name>``, or ``charts/<name>-<version>/<name>`` for an entry with a
+  ``version``: the directory kustomize itself reads). kustomize is never let
+  download a chart: it pulls one it does not find, and a generator file of kind
+  ``HelmChartInflationGenerator`` can ask for one without any ``helmCharts:``
+  entry, so besides the vetting kustomize is given a ``--helm-command`` that
+  lets only ``helm template`` and ``helm version`` through, with no URL or
+  ``--repo`` argument (``_HELM_GATE``): ``helm pull`` never runs;
 * errors: kustomize's message, trimmed and without the checkout's temp path,
   as a ``RenderError``; a timeout is a ``TransientError``;
 * SOPS files named by the kustomizations are decrypted into a private copy of
@@ -30,6 +36,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -144,17 +151,27 @@ def _check_helm_charts(tree: Path, directory: Path, where: str, doc: dict[str, A
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise RenderError(f"{where}: helmCharts[{i}] needs a name")
         home = (directory / str(doc.get("helmGlobals", {}).get("chartHome") or "charts")).resolve()
-        chart = (home / entry["name"]).resolve()
+        rel = _chart_dir(entry)
+        chart = (home / rel).resolve()
         if not inside(tree, chart):
             raise RenderError(f"{where}: helmCharts[{i}] chart home leaves the repository checkout")
         if not (chart / "Chart.yaml").is_file():
             raise RenderError(f"{where}: helmCharts[{i}] chart {entry['name']!r} is not vendored "
-                              f"in {display(tree, home)}/{entry['name']}; fleetsync does not let "
-                              "kustomize download charts: commit it there (helm pull --untar), "
+                              f"in {display(tree, home)}/{rel}; fleetsync does not let "
+                              "kustomize download charts: commit it there (helm pull --untar"
+                              f"{' --untardir ' + rel.rpartition('/')[0] if '/' in rel else ''}), "
                               "or deploy it as a chart application")
         for key in ("valuesFile",):
             if isinstance(entry.get(key), str) and not inside(tree, (directory / entry[key]).resolve()):
                 raise RenderError(f"{where}: helmCharts[{i}].{key} leaves the repository checkout")
+
+
+def _chart_dir(entry: dict[str, Any]) -> str:
+    """Where kustomize looks for a ``helmCharts`` entry below its chart home: ``<name>``,
+    or ``<name>-<version>/<name>`` when the entry has a version (kustomize's
+    ``chartExistsLocally``; it pulls the chart when that directory is missing)."""
+    name, version = str(entry["name"]), entry.get("version")
+    return f"{name}-{version}/{name}" if version not in (None, "") else name
 
 
 def vet(tree: Path, root: Path, allow_remote: bool, allow_helm: bool = False) -> list[Path]:
@@ -256,9 +273,34 @@ def build(tree: Path, directory: Path, *, allow_remote: bool = False,
         return _run(root, rel, timeout, helm)
 
 
-def _helm_args(helm: Helm) -> list[str]:
+# kustomize runs `helm pull --repo <url>` for a chart it does not find in its chart home
+# (and `helm template oci://...` for an OCI one); the gate lets only templating and the
+# version query of local charts reach the real helm.
+_HELM_GATE = """#!/bin/sh
+case "$1" in
+  template|version) ;;
+  *) echo "fleetsync does not let kustomize run helm $1: charts are never downloaded at render; vendor the chart in the chart home (helm pull --untar)" >&2; exit 1 ;;
+esac
+for arg in "$@"; do
+  case "$arg" in
+    *://*|--repo|--repo=*) echo "fleetsync does not let kustomize give helm a chart repository ($arg): vendor the chart in the chart home" >&2; exit 1 ;;
+  esac
+done
+exec {helm} "$@"
+"""
+
+
+def _helm_gate(helm: Helm, home: Path) -> Path:
+    """The helm command kustomize runs: ``_HELM_GATE`` in front of this worker's helm."""
+    gate = home / "helm-gate"
+    gate.write_text(_HELM_GATE.replace("{helm}", shlex.quote(helm.executable())))
+    gate.chmod(0o700)
+    return gate
+
+
+def _helm_args(helm: Helm, home: Path) -> list[str]:
     caps = helm.capabilities
-    args = ["--enable-helm", f"--helm-command={helm.executable()}"]
+    args = ["--enable-helm", f"--helm-command={_helm_gate(helm, home)}"]
     if caps.kube_version:
         args.append(f"--helm-kube-version={caps.kube_version}")
     return args + [f"--helm-api-versions={api}" for api in caps.api_versions]
@@ -266,10 +308,10 @@ def _helm_args(helm: Helm) -> list[str]:
 
 def _run(tree: Path, rel: str, timeout: float, helm: Helm | None = None) -> str:
     argv = [*command(), rel, f"--load-restrictor={LOAD_RESTRICTOR}"]
-    if helm is not None:
-        argv += _helm_args(helm)
     try:
         with tempfile.TemporaryDirectory(prefix="fleetsync-helm-") as home:
+            if helm is not None:
+                argv += _helm_args(helm, Path(home))
             env = _environment(Path(home)) if helm is None else {
                 **helm_environment(Path(home)), "GIT_TERMINAL_PROMPT": "0"}
             done = subprocess.run(argv, cwd=tree, capture_output=True, text=True,
