@@ -43,6 +43,7 @@ class Settings:
     allow_local_sources: bool = False        # local paths and file:// sources (demo, tests)
     sops_age_key_file: str | None = None     # age identities that decrypt SOPS files at render
     sops_bin: str | None = None              # the sops binary (default: sops on PATH)
+    sops_key_types: tuple[str, ...] = ("age",)   # key types a SOPS file may name (sops calls them)
     helm_bin: str | None = None              # the helm binary (default: helm on PATH)
     worker_cluster: str | None = None        # a pull worker's one cluster (fleetsync worker --cluster)
 
@@ -77,9 +78,15 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         allow_local_sources=env.get("FLEETSYNC_ALLOW_LOCAL_SOURCES", "") in ("1", "true", "yes"),
         sops_age_key_file=env.get("FLEETSYNC_SOPS_AGE_KEY_FILE") or None,
         sops_bin=env.get("FLEETSYNC_SOPS_BIN") or None,
+        sops_key_types=_names(env.get("FLEETSYNC_SOPS_KEY_TYPES") or "age"),
         helm_bin=env.get("FLEETSYNC_HELM_BIN") or None,
         worker_cluster=env.get("FLEETSYNC_WORKER_CLUSTER") or None,
     )
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """``age, kms`` -> ``("age", "kms")``: a comma-separated list, in order, once each."""
+    return tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
 
 
 def state_dir() -> Path:

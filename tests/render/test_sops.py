@@ -11,15 +11,17 @@ the session's control planes. Tests that need sops build it with
 from __future__ import annotations
 
 import base64
+import http.server
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -29,7 +31,7 @@ from tests.conftest import ROOT, need, new_redis_db
 from tests.support.gitrender import Repo
 from tests.support.stack import Stack
 from workers.render.engine import render
-from workers.render.sops import DecryptionFailed, Sops, metadata, sweep
+from workers.render.sops import DecryptionFailed, Sops, key_types, metadata, sweep
 
 PASSWORD = "hunter2-" + "x7Qp"     # the plaintext that must appear only where it is wanted
 SECRET = f"""apiVersion: v1
@@ -269,6 +271,87 @@ def test_a_tampered_file_fails_its_mac(tools, key, tmp_path: Path) -> None:
     message = failure(sops_with(tools, key), tree)
     assert message.startswith("dev-1/db: cannot decrypt apps/db/secret.yaml: ")
     assert "authentication failed" in message or "MAC" in message
+
+
+# --- key services: only the ones the operator configured ----------------------------------
+
+class Listener:
+    """A loopback HTTP server that records every request; nothing may reach it."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        seen = self.requests
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _record(self) -> None:
+                seen.append(f"{self.command} {self.path}")
+                self.send_error(500)
+
+            do_GET = do_PUT = do_POST = _record
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture()
+def listener() -> Iterator[Listener]:
+    found = Listener()
+    yield found
+    found.close()
+
+
+def with_vault_key(encrypted: str, address: str, in_group: bool = False) -> str:
+    """``encrypted`` with an hc_vault master key beside its age key, as a Git author could
+    write it: sops tries it when age does not open the data key."""
+    vault = (f"        - vault_address: {address}\n          engine_path: sops\n"
+             "          key_name: fleet\n          created_at: \"2026-01-01T00:00:00Z\"\n"
+             "          enc: vault:v1:bm90LWEta2V5\n")
+    if not in_group:
+        return encrypted.replace("\nsops:\n", "\nsops:\n    hc_vault:\n" + vault, 1)
+    grouped = "    key_groups:\n        - hc_vault:\n" + vault.replace("        ", "            ")
+    return encrypted.replace("\nsops:\n", "\nsops:\n" + grouped, 1)
+
+
+@pytest.mark.parametrize("in_group", [False, True], ids=["top-level", "key-group"])
+def test_a_vault_key_in_the_file_is_refused_and_never_called(
+        tools, key, other_key, listener: Listener, tmp_path: Path, in_group: bool) -> None:
+    text = with_vault_key(encrypt(tools, key, SECRET), listener.url, in_group)
+    tree = Repo(tmp_path).write({"apps/db/secret.yaml": text}).tree()
+    kustomized = Repo(tmp_path / "k").write({
+        "apps/db/kustomization.yaml": "resources: [secret.yaml]\n",
+        "apps/db/secret.yaml": text}).tree()
+    messages = [failure(sops_with(tools, other_key), tree),      # age fails: sops would go on
+                failure(sops_with(tools, key), tree),            # age fits: refused all the same
+                failure(sops_with(tools, other_key), kustomized)]
+    assert listener.requests == []
+    for message in messages:
+        assert "cannot decrypt apps/db/secret.yaml: its SOPS metadata names hc_vault keys" in message
+        assert "decrypts with age only (FLEETSYNC_SOPS_KEY_TYPES)" in message
+
+
+def test_an_allowed_key_type_is_tried_in_the_operators_order(tools, key, listener: Listener,
+                                                             tmp_path: Path) -> None:
+    """An operator who allows hc_vault accepts that sops calls it; age still comes first."""
+    text = with_vault_key(encrypt(tools, key, SECRET), listener.url)
+    tree = Repo(tmp_path).write({"apps/db/secret.yaml": text}).tree()
+    allowed = Sops(str(key.path), str(tools["sops"]), key_types=("age", "hc_vault"))
+    [secret] = objects_of(render(app("apps/db"), Cluster("dev-1"), tree, sops=allowed), "Secret")
+    assert secret["stringData"] == {"password": PASSWORD}
+    assert listener.requests == []          # age opened the data key: vault was not needed
+
+
+def test_key_types_read_the_top_level_and_key_groups() -> None:
+    meta = [{"mac": "m", "age": [{"recipient": "age1x"}], "kms": [], "pgp": None,
+             "key_groups": [{"gcp_kms": [{"resource_id": "r"}]}, {"age": [{"recipient": "y"}]}]}]
+    assert key_types(meta) == {"age", "gcp_kms"}
 
 
 # --- end to end: fleetsync sync --local against a real cluster -----------------------------

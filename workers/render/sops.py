@@ -25,6 +25,15 @@ dir (so no ``~/.ssh`` key or ``~/.config/sops`` file is picked up), and age
 tried first; no Redis URL, Git token or cloud credential reaches it; a timeout.
 MACs are verified (no ``--ignore-mac``).
 
+Which key services sops may call is the operator's decision, not the file's:
+sops tries every master key a file's metadata names (top level and
+``key_groups``) until one opens the data key, and an ``hc_vault`` entry carries
+the address to call, a ``kms`` one the worker's ambient cloud identity. So
+before sops runs, ``check_key_types`` refuses a file that names a key type
+outside ``Sops.key_types`` (``FLEETSYNC_SOPS_KEY_TYPES``, ``age`` alone by
+default), naming the file and the types; sops then sees only files whose every
+key is one the operator allowed, and it tries them in that order.
+
 Errors name the file (relative to the checkout) and sops's reason, never a
 value: ``cannot decrypt apps/db/secret.yaml: no matching age identity (...)``.
 They are ``DecryptionFailed``, a ``RenderError``: the unit is ``Failed`` and
@@ -54,6 +63,7 @@ DEFAULT_TIMEOUT = 30.0
 NO_IDENTITY = "no matching age identity"
 TYPES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 KEY_TYPES = ("age", "pgp", "kms", "gcp_kms", "azure_kv", "hc_vault", "hckms")
+DEFAULT_KEY_TYPES = ("age",)
 TEMP_PREFIX = "fleetsync-sops-"
 MAX_REASON = 600
 SWEEP_AFTER = 900.0     # no render outlives a task's default hard time limit
@@ -78,10 +88,12 @@ class Sops:
     age_key_file: str | None = None
     binary: str | None = None
     timeout: float = DEFAULT_TIMEOUT
+    key_types: tuple[str, ...] = DEFAULT_KEY_TYPES    # what a file's metadata may name
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Sops":
-        return cls(settings.sops_age_key_file, settings.sops_bin)
+        return cls(settings.sops_age_key_file, settings.sops_bin,
+                   key_types=settings.sops_key_types)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Sops":
@@ -116,6 +128,28 @@ def is_encrypted_file(path: Path, where: str) -> bool:
     return bool(metadata(read_text(path, where), where))
 
 
+def key_types(meta: list[dict[str, Any]]) -> set[str]:
+    """Every key type the metadata names with at least one key, at the top level or in a
+    ``key_groups`` entry (where every key of a group is a master key)."""
+    found = {k for m in meta for k in KEY_TYPES if m.get(k)}
+    for m in meta:
+        groups = m.get("key_groups")
+        for group in groups if isinstance(groups, list) else []:
+            found |= {str(k) for k, v in group.items() if v} if isinstance(group, dict) else set()
+    return found
+
+
+def check_key_types(where: str, meta: list[dict[str, Any]], sops: "Sops") -> None:
+    """Refuse a file naming a key service the operator did not allow: sops would call it."""
+    refused = sorted(key_types(meta) - set(sops.key_types))
+    if refused:
+        raise DecryptionFailed(
+            f"cannot decrypt {where}: its SOPS metadata names {', '.join(refused)} keys, and this "
+            f"worker decrypts with {', '.join(sops.key_types)} only (FLEETSYNC_SOPS_KEY_TYPES); "
+            "sops was not run: remove those keys (sops updatekeys with a .sops.yaml listing "
+            "only the allowed ones), or allow the type on the workers")
+
+
 def age_recipients(meta: list[dict[str, Any]]) -> list[str]:
     return sorted({entry["recipient"] for m in meta for entry in m.get("age") or []
                    if isinstance(entry, dict) and isinstance(entry.get("recipient"), str)})
@@ -133,11 +167,12 @@ def decrypt(text: str, where: str, meta: list[dict[str, Any]], sops: Sops) -> st
     """The plaintext of the SOPS file ``where`` (its ``text`` and ``metadata``)."""
     kind = file_type(where) or "yaml"
     recipients = age_recipients(meta)
+    check_key_types(where, meta, sops)
     binary = _binary(sops, where)
     _check_key(sops, where, recipients, meta)
     with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX + "home-") as home:
         env = {"SOPS_AGE_KEY_FILE": os.path.abspath(str(sops.age_key_file)),   # sops runs in home
-               "SOPS_DECRYPTION_ORDER": "age",
+               "SOPS_DECRYPTION_ORDER": ",".join(sops.key_types),
                "HOME": home, "XDG_CONFIG_HOME": home}
         argv = [binary, "decrypt", "--input-type", kind, "--output-type", kind]
         started = time.monotonic()
