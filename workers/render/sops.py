@@ -11,12 +11,19 @@ Where the plaintext lives, and for how long:
 * plain directories: ``decrypt_doc`` pipes the file's text to ``sops decrypt``
   and keeps the result in memory;
 * kustomizations: kustomize reads files itself, so ``decrypted_tree`` makes a
-  private copy of the checkout (``0700`` temp dir under ``TMPDIR``; files
-  hard-linked where the file system allows, copied otherwise), writes the
-  decrypted files into it (``0600``), and removes it when the build is done.
-  A copy left by a worker killed meanwhile is removed, once 15 minutes old, by
-  the next decryption on that host (its name carries the dead process's id). The shared,
-  read-only checkout never holds plaintext.
+  private copy of what kustomize reads of the checkout (the directories
+  ``kustomize.survey`` reached, and the files named), writes the decrypted files
+  into it (``0600``), and removes it when the build ends, however it ends. The
+  copy lives on a tmpfs only, never on persistent disk: below
+  ``Sops.scratch`` (``FLEETSYNC_SOPS_TMPFS``, default ``/dev/shm``), in a
+  ``fleetsync-<uid>`` directory of the worker's own (``0700``, refused when
+  another user owns it or may enter it), which must be on a ``tmpfs`` or
+  ``ramfs`` mount (``/proc/self/mounts``); otherwise the render fails before
+  anything is decrypted. Files are copied (a tmpfs is another file system than
+  the checkout's), so the copy costs memory for its size while it lives. A copy
+  left by a worker killed meanwhile is removed, once 15 minutes old, by the next
+  decryption on that host (its name carries the dead process's id); a tmpfs
+  does not outlive a reboot. The shared, read-only checkout never holds plaintext.
 
 How sops runs: ``$FLEETSYNC_SOPS_BIN``, else ``sops`` on ``PATH`` (``fleetsync
 dev build`` builds it into its cache: point ``FLEETSYNC_SOPS_BIN`` there); with
@@ -46,6 +53,7 @@ import contextlib
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -64,6 +72,8 @@ NO_IDENTITY = "no matching age identity"
 TYPES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 KEY_TYPES = ("age", "pgp", "kms", "gcp_kms", "azure_kv", "hc_vault", "hckms")
 DEFAULT_KEY_TYPES = ("age",)
+DEFAULT_SCRATCH = "/dev/shm"
+MEMORY_FILE_SYSTEMS = ("tmpfs", "ramfs")
 TEMP_PREFIX = "fleetsync-sops-"
 MAX_REASON = 600
 SWEEP_AFTER = 900.0     # no render outlives a task's default hard time limit
@@ -89,11 +99,13 @@ class Sops:
     binary: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     key_types: tuple[str, ...] = DEFAULT_KEY_TYPES    # what a file's metadata may name
+    scratch: str = DEFAULT_SCRATCH                     # a tmpfs: kustomize's decrypted copies
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Sops":
         return cls(settings.sops_age_key_file, settings.sops_bin,
-                   key_types=settings.sops_key_types)
+                   key_types=settings.sops_key_types,
+                   scratch=settings.sops_tmpfs or DEFAULT_SCRATCH)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Sops":
@@ -227,19 +239,25 @@ def _reason(stderr: str, recipients: list[str]) -> str:
 # --- a private, decrypted copy of a checkout (for kustomize) ---------------------------------
 
 @contextlib.contextmanager
-def decrypted_tree(tree: Path, files: Iterable[Path], sops: Sops) -> Iterator[Path]:
+def decrypted_tree(tree: Path, files: Iterable[Path], sops: Sops,
+                   directories: Iterable[Path] | None = None) -> Iterator[Path]:
     """``tree`` itself when none of ``files`` (resolved, inside ``tree``) is a SOPS file;
-    else a private copy of ``tree`` with them decrypted, removed on exit."""
+    else a private copy, on a tmpfs, of ``directories`` (None: all of ``tree``) and
+    ``files`` with the SOPS files decrypted, removed on exit."""
     encrypted = [(path, display(tree, path)) for path in sorted(set(files))
                  if is_encrypted_file(path, display(tree, path))]
     if not encrypted:
         yield tree
         return
-    sweep()
-    private = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
+    for path, where in encrypted:       # before anything is copied or decrypted
+        check_key_types(where, metadata(read_text(path, where), where), sops)
+    owned = scratch_dir(sops, encrypted[0][1])
+    sweep(owned)
+    private = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=owned))
     try:
         copy = private / "tree"
-        _mirror(tree, copy)
+        roots = [tree] if directories is None else [*directories, *sorted(set(files))]
+        _mirror(tree, copy, roots)
         for path, where in encrypted:
             text = read_text(path, where)
             _write_private(copy / path.relative_to(tree), decrypt(text, where, metadata(text, where), sops))
@@ -248,20 +266,78 @@ def decrypted_tree(tree: Path, files: Iterable[Path], sops: Sops) -> Iterator[Pa
         shutil.rmtree(private, ignore_errors=True)
 
 
-def _mirror(src: Path, dest: Path) -> None:
-    """``dest``: ``src``'s tree with writable 0700 directories; files hard-linked or copied."""
+def scratch_dir(sops: Sops, where: str) -> Path:
+    """The worker's own ``0700`` directory on the tmpfs ``sops.scratch``, made when missing."""
+    base = Path(sops.scratch)
+    fs = file_system(base)
+    if fs not in MEMORY_FILE_SYSTEMS:
+        raise DecryptionFailed(
+            f"cannot decrypt {where} for kustomize: its decrypted copy is written to a tmpfs "
+            f"only, and {base} is {'not there' if fs is None else f'a {fs} file system'} (set "
+            "FLEETSYNC_SOPS_TMPFS to a tmpfs directory, e.g. an emptyDir with medium: Memory)")
+    owned = base / f"fleetsync-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        owned.mkdir(mode=0o700)
+    info = owned.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise DecryptionFailed(f"cannot decrypt {where} for kustomize: {owned} is not a "
+                               "directory of this worker's user that only it may enter")
+    return owned
+
+
+def file_system(path: Path) -> str | None:
+    """The type of the file system ``path`` is on (``/proc/self/mounts``), None if unknown."""
+    try:
+        real = os.path.realpath(path)
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    if not os.path.isdir(real):
+        return None
+    best, kind = "", None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        within = real == point or real.startswith(point.rstrip("/") + "/")
+        if within and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
+def _mirror(src: Path, dest: Path, roots: Iterable[Path]) -> None:
+    """``dest``: ``roots`` (directories and files of ``src``) at their places below it,
+    with writable 0700 directories; files hard-linked when on the same file system,
+    else copied."""
+    dest.mkdir(mode=0o700)
+    for root in sorted(set(roots)):
+        here = dest / root.relative_to(src)
+        for parent in reversed(here.relative_to(dest).parents[:-1]):
+            (dest / parent).mkdir(mode=0o700, exist_ok=True)
+        if root.is_dir() and not root.is_symlink():
+            _mirror_directory(root, here)
+        elif not here.exists():
+            _place(root, here)
+
+
+def _mirror_directory(src: Path, dest: Path) -> None:
     for top, dirs, files in os.walk(src):
         here = dest / Path(top).relative_to(src)
-        here.mkdir(mode=0o700)
+        here.mkdir(mode=0o700, exist_ok=True)
         for name in dirs + files:
             path = Path(top) / name
-            if path.is_symlink():
+            if path.is_symlink() and not os.path.lexists(here / name):
                 os.symlink(os.readlink(path), here / name)
-            elif name in files:
-                try:
-                    os.link(path, here / name)
-                except OSError:       # another file system, or links not allowed
-                    shutil.copyfile(path, here / name)
+            elif name in files and not os.path.lexists(here / name):
+                _place(path, here / name)
+
+
+def _place(path: Path, dest: Path) -> None:
+    try:
+        os.link(path, dest)
+    except OSError:       # another file system, or links not allowed
+        shutil.copyfile(path, dest)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -271,12 +347,11 @@ def _write_private(path: Path, text: str) -> None:
         out.write(text)
 
 
-def sweep(root: Path | None = None, older_than: float = SWEEP_AFTER) -> None:
+def sweep(root: Path, older_than: float = SWEEP_AFTER) -> None:
     """Remove decrypted copies left by processes of this host that died before cleaning up.
 
     Only copies older than ``older_than`` seconds: a process id seen from another
-    PID namespace sharing this TMPDIR must not lose a copy in use."""
-    root = Path(tempfile.gettempdir()) if root is None else root
+    PID namespace sharing this tmpfs must not lose a copy in use."""
     for entry in root.glob(f"{TEMP_PREFIX}[0-9]*-*"):
         pid = entry.name[len(TEMP_PREFIX):].split("-", 1)[0]
         with contextlib.suppress(OSError):
