@@ -169,8 +169,9 @@ def _check_helm_charts(tree: Path, directory: Path, where: str, doc: dict[str, A
 
 
 def _chart_home(directory: Path, doc: dict[str, Any]) -> Path:
-    globals_ = doc.get("helmGlobals") if isinstance(doc.get("helmGlobals"), dict) else {}
-    return (directory / str(globals_.get("chartHome") or "charts")).resolve()
+    found = doc.get("helmGlobals")
+    settings: dict[str, Any] = found if isinstance(found, dict) else {}
+    return (directory / str(settings.get("chartHome") or "charts")).resolve()
 
 
 def _chart_dir(entry: dict[str, Any]) -> str:
