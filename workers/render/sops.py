@@ -25,8 +25,8 @@ Where the plaintext lives, and for how long:
   decryption on that host (its name carries the dead process's id); a tmpfs
   does not outlive a reboot. The shared, read-only checkout never holds plaintext.
 
-How sops runs: ``$FLEETSYNC_SOPS_BIN``, else ``sops`` on ``PATH`` (``fleetsync
-dev build`` builds it into its cache: point ``FLEETSYNC_SOPS_BIN`` there); with
+How sops runs: ``$FLEETSYNC_SOPS_BIN``, else ``sops`` on ``PATH``, else the
+pinned sops ``fleetsync dev build`` built into its cache (``shared.toolcache``); with
 an environment of only ``SOPS_AGE_KEY_FILE``, a ``HOME`` that is an empty temp
 dir (so no ``~/.ssh`` key or ``~/.config/sops`` file is picked up), and age
 tried first; no Redis URL, Git token or cloud credential reaches it; a timeout.
@@ -63,6 +63,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from shared.errors import RenderError, TransientError
 from shared.logs import get_logger
+from shared import toolcache
 from shared.settings import Settings, from_env
 from shared.yamlsafe import load_documents
 from workers.render.tree import MAX_FILE_BYTES, RawDoc, display, read_text
@@ -92,7 +93,7 @@ class DecryptionFailed(RenderError):
 class Sops:
     """How this worker decrypts: its age key file, the sops binary, a timeout.
 
-    ``binary`` None: ``sops`` on ``PATH`` at the time of the decryption.
+    ``binary`` None: ``sops`` on ``PATH`` at the time of the decryption, else ``cached``.
     """
 
     age_key_file: str | None = None
@@ -100,12 +101,15 @@ class Sops:
     timeout: float = DEFAULT_TIMEOUT
     key_types: tuple[str, ...] = DEFAULT_KEY_TYPES    # what a file's metadata may name
     scratch: str = DEFAULT_SCRATCH                     # a tmpfs: kustomize's decrypted copies
+    cached: str | None = None      # the sops `fleetsync dev build` built: tried after PATH
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Sops":
+        cached = toolcache.sops_path(settings.tools_dir) if settings.tools_dir else None
         return cls(settings.sops_age_key_file, settings.sops_bin,
                    key_types=settings.sops_key_types,
-                   scratch=settings.sops_tmpfs or DEFAULT_SCRATCH)
+                   scratch=settings.sops_tmpfs or DEFAULT_SCRATCH,
+                   cached=str(cached) if cached else None)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Sops":
@@ -204,11 +208,13 @@ def decrypt(text: str, where: str, meta: list[dict[str, Any]], sops: Sops) -> st
 
 
 def _binary(sops: Sops, where: str) -> str:
-    found = sops.binary or shutil.which("sops")
+    found = toolcache.find("sops", sops.binary, sops.cached)
     if not found:
+        cache = f", nor at {sops.cached}" if sops.cached else ""
         raise DecryptionFailed(
-            f"cannot decrypt {where}: sops is not installed on this worker (put it on PATH or "
-            "set FLEETSYNC_SOPS_BIN; `fleetsync dev build` builds it)")
+            f"cannot decrypt {where}: sops is not installed on this worker (not on PATH{cache}; "
+            "set FLEETSYNC_SOPS_BIN, or run `fleetsync dev build`, which builds it into that "
+            "cache)")
     return os.path.abspath(found) if os.sep in found else found
 
 
