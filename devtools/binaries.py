@@ -17,14 +17,15 @@ built the same way. kwok has no such replaces: ``go install`` builds it.
 ``go install``-ed the same way, from the pinned sops and the ``filippo.io/age``
 version that sops itself requires. ``sops`` is taken from ``$FLEETSYNC_SOPS_BIN``
 (the executable) when set, else ``PATH``, else the cache; ``age-keygen`` from
-``PATH``, else the cache. Workers do not look in this cache: they use
-``$FLEETSYNC_SOPS_BIN`` or ``PATH`` (see ``workers/render/sops.py``).
+``PATH``, else the cache. Workers look in the same order, the cache last
+(``shared/toolcache.py`` holds its path and the pinned helm and sops versions
+for both sides: ``workers`` may not import ``devtools``).
 
 ``helm`` (chart applications, rendered with ``helm template``; kustomize's
 ``helmCharts:``) is ``go install``-ed from the pinned ``HELM_VERSION`` in the
 same way, into ``~/.cache/fleetsync/k8s/helm-<version>/bin``; it is taken from
-``$FLEETSYNC_HELM_BIN`` when set, else ``PATH``, else the cache. Workers look
-only at ``$FLEETSYNC_HELM_BIN`` and ``PATH`` (see ``workers/render/helm.py``).
+``$FLEETSYNC_HELM_BIN`` when set, else ``PATH``, else the cache, as workers
+do (see ``workers/render/helm.py``).
 """
 
 from __future__ import annotations
@@ -40,12 +41,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from shared import toolcache
+from shared.toolcache import HELM_VERSION, SOPS_VERSION
+
 KUBERNETES_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.7.3"
 KWOK_VERSION = "v0.8.0"
-SOPS_VERSION = "v3.13.3"
 AGE_VERSION = "v1.3.1"      # the filippo.io/age that sops SOPS_VERSION requires
-HELM_VERSION = "v3.22.0"
 
 CONTROL_PLANE = ("kube-apiserver", "etcd")
 SOPS_TOOLS = ("sops", "age-keygen")
@@ -79,8 +81,7 @@ def wanted(workloads: bool) -> tuple[str, ...]:
 
 
 def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "fleetsync"
+    return toolcache.cache_root(os.environ)
 
 
 def bin_dir(version: str = KUBERNETES_VERSION) -> Path:
@@ -315,7 +316,7 @@ def _go_install(name: str, package: str, dest: Path, progress: Progress) -> None
 
 def sops_dir(version: str = SOPS_VERSION) -> Path:
     """Where sops ``version`` and the age-keygen it goes with are cached."""
-    return cache_root() / "k8s" / f"sops-{version}" / "bin"
+    return toolcache.sops_path(toolcache.tools_dir(os.environ), version).parent
 
 
 def lookup_sops() -> tuple[dict[str, Path], list[str]]:
@@ -371,7 +372,7 @@ def ensure_sops(progress: Progress = print) -> dict[str, Path]:
 
 def helm_dir(version: str = HELM_VERSION) -> Path:
     """Where helm ``version`` is cached."""
-    return cache_root() / "k8s" / f"helm-{version}" / "bin"
+    return toolcache.helm_path(toolcache.tools_dir(os.environ), version).parent
 
 
 def find_helm() -> Path | None:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
+from shared import toolcache
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -42,8 +44,11 @@ class Settings:
     cache_key_file: str | None = None        # workers' key for render entries (AEAD); see workers/render/cache.py
     allow_local_sources: bool = False        # local paths and file:// sources (demo, tests)
     sops_age_key_file: str | None = None     # age identities that decrypt SOPS files at render
-    sops_bin: str | None = None              # the sops binary (default: sops on PATH)
-    helm_bin: str | None = None              # the helm binary (default: helm on PATH)
+    sops_bin: str | None = None              # the sops binary (default: sops on PATH, then tools_dir)
+    sops_key_types: tuple[str, ...] = ("age",)   # key types a SOPS file may name (sops calls them)
+    sops_tmpfs: str | None = None            # tmpfs for kustomize's decrypted copies (default /dev/shm)
+    helm_bin: str | None = None              # the helm binary (default: helm on PATH, then tools_dir)
+    tools_dir: Path | None = None            # `dev build`'s helm and sops, after PATH (shared/toolcache.py)
     worker_cluster: str | None = None        # a pull worker's one cluster (fleetsync worker --cluster)
 
     @property
@@ -77,9 +82,17 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         allow_local_sources=env.get("FLEETSYNC_ALLOW_LOCAL_SOURCES", "") in ("1", "true", "yes"),
         sops_age_key_file=env.get("FLEETSYNC_SOPS_AGE_KEY_FILE") or None,
         sops_bin=env.get("FLEETSYNC_SOPS_BIN") or None,
+        sops_key_types=_names(env.get("FLEETSYNC_SOPS_KEY_TYPES") or "age"),
+        sops_tmpfs=env.get("FLEETSYNC_SOPS_TMPFS") or None,
         helm_bin=env.get("FLEETSYNC_HELM_BIN") or None,
+        tools_dir=toolcache.tools_dir(env),
         worker_cluster=env.get("FLEETSYNC_WORKER_CLUSTER") or None,
     )
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """``age, kms`` -> ``("age", "kms")``: a comma-separated list, in order, once each."""
+    return tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
 
 
 def state_dir() -> Path:

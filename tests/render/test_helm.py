@@ -262,3 +262,56 @@ def test_kustomize_never_downloads_a_chart(helm: Path, tmp_path: Path) -> None:
     allowed = Application("shop", "gitops", "shop", Selector(), allow_helm_charts=True)
     with pytest.raises(RenderError, match="is not vendored in shop/charts/web"):
         render_unit(allowed, PROD, repo.tree(), None, "", helm=charts.Helm(str(helm)))
+
+
+VERSIONED = """helmCharts:
+  - name: web
+    version: 0.1.0
+    repo: {url}
+    releaseName: shop
+    namespace: shop
+    valuesInline: {{replicaCount: 2}}
+"""
+
+GENERATOR = """apiVersion: builtin
+kind: HelmChartInflationGenerator
+metadata: {{name: shop}}
+name: web
+version: 0.1.0
+repo: {url}
+releaseName: shop
+"""
+
+
+def test_kustomize_never_pulls_a_versioned_chart(server: ChartServer, helm: Path,
+                                                 tmp_path: Path) -> None:
+    """With a version, kustomize reads charts/<name>-<version>/<name> and pulls it when it
+    is missing: a chart vendored in charts/<name> must not let that happen."""
+    repo = Repo(tmp_path)
+    chart(helm, _fresh(repo.git.path / "shop" / "charts"))
+    repo.git.write("shop/kustomization.yaml", VERSIONED.format(url=server.url))
+    allowed = Application("shop", "gitops", "shop", Selector(), allow_helm_charts=True)
+    with pytest.raises(RenderError, match="is not vendored in shop/charts/web-0.1.0/web"):
+        render_unit(allowed, PROD, repo.tree(), None, "", helm=charts.Helm(str(helm)))
+    assert sum(server.counts.values()) == 0
+    # vendored where kustomize looks: rendered from there, still without a request
+    repo = Repo(tmp_path / "vendored")
+    chart(helm, _fresh(repo.git.path / "shop" / "charts" / "web-0.1.0"))
+    repo.git.write("shop/kustomization.yaml", VERSIONED.format(url=server.url))
+    objects = kinds(render_unit(allowed, PROD, repo.tree(), None, "",
+                                helm=charts.Helm(str(helm))).objects)
+    assert objects["Deployment/shop-web"]["spec"]["replicas"] == 2
+    assert sum(server.counts.values()) == 0
+
+
+def test_a_helm_generator_file_cannot_make_kustomize_pull(server: ChartServer, helm: Path,
+                                                          tmp_path: Path) -> None:
+    """A generators: file of the builtin HelmChartInflationGenerator names no helmCharts key:
+    kustomize's helm command refuses the pull itself."""
+    repo = Repo(tmp_path)
+    repo.git.write("shop/kustomization.yaml", "generators:\n  - helm.yaml\n")
+    repo.git.write("shop/helm.yaml", GENERATOR.format(url=server.url))
+    allowed = Application("shop", "gitops", "shop", Selector(), allow_helm_charts=True)
+    with pytest.raises(RenderError, match="fleetsync does not let kustomize run helm pull"):
+        render_unit(allowed, PROD, repo.tree(), None, "", helm=charts.Helm(str(helm)))
+    assert sum(server.counts.values()) == 0

@@ -11,15 +11,18 @@ the session's control planes. Tests that need sops build it with
 from __future__ import annotations
 
 import base64
+import http.server
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -29,7 +32,10 @@ from tests.conftest import ROOT, need, new_redis_db
 from tests.support.gitrender import Repo
 from tests.support.stack import Stack
 from workers.render.engine import render
-from workers.render.sops import DecryptionFailed, Sops, metadata, sweep
+from shared.errors import RenderError
+from tests.support.helmutil import chart, helm  # noqa: F401  (helm: a fixture)
+from workers.render.sops import (DEFAULT_SCRATCH, DecryptionFailed, Sops, file_system, key_types,
+                                 metadata, sweep)
 
 PASSWORD = "hunter2-" + "x7Qp"     # the plaintext that must appear only where it is wanted
 SECRET = f"""apiVersion: v1
@@ -205,6 +211,85 @@ def test_a_kustomization_without_sops_files_builds_the_checkout_itself(
     assert list(private_tmp.iterdir()) == []
 
 
+@pytest.fixture()
+def scratch() -> Iterator[Path]:
+    """A tmpfs directory of this test's own, where kustomize's decrypted copies must live."""
+    if file_system(Path(DEFAULT_SCRATCH)) not in ("tmpfs", "ramfs"):
+        need("a tmpfs", f"{DEFAULT_SCRATCH} is not a tmpfs on this machine")
+    where = Path(tempfile.mkdtemp(prefix="fleetsync-test-", dir=DEFAULT_SCRATCH))
+    yield where
+    shutil.rmtree(where, ignore_errors=True)
+
+
+# kustomize runs helm on the copy it builds: this helm records which files hold the
+# plaintext at that moment (and where the chart is read from), then runs the real helm,
+# or fails when told to.
+RECORDER = """#!/bin/sh
+if [ "$1" = template ]; then
+  for arg in "$@"; do case "$arg" in */charts/*) echo "chart: $arg" >> {log};; esac; done
+  grep -rlF {password} {places} 2>/dev/null | sed 's/^/plaintext: /' >> {log}
+  [ -e {fail} ] && exit 1
+fi
+exec {helm} "$@"
+"""
+
+
+def test_a_kustomize_copy_holds_plaintext_on_the_tmpfs_only_and_is_removed(
+        tools, key, helm, tmp_path: Path, private_tmp: Path, scratch: Path) -> None:
+    from workers.render import kustomize
+    from workers.render.helm import Helm
+
+    repo = Repo(tmp_path / "repo")
+    (repo.git.path / "shop" / "charts").mkdir(parents=True)
+    chart(helm, repo.git.path / "shop" / "charts", hook=False)
+    repo.write({"shop/kustomization.yaml": "resources: [secret.yaml]\nhelmCharts:\n"
+                                           "  - name: web\n    releaseName: shop\n",
+                "shop/secret.yaml": encrypt(tools, key, SECRET)})
+    tree = repo.tree().resolve()
+    log, fail = tmp_path / "recorded", tmp_path / "fail-now"
+    recorder = tmp_path / "helm"
+    recorder.write_text(RECORDER.format(log=log, password=PASSWORD, fail=fail, helm=helm,
+                                        places=f"{scratch} {private_tmp} {tree}"))
+    recorder.chmod(0o755)
+    sops = Sops(str(key.path), str(tools["sops"]), scratch=str(scratch))
+    out = kustomize.build(tree, tree / "shop", sops=sops, helm=Helm(str(recorder)))
+    assert PASSWORD in out and "kind: Deployment" in out
+    fail.touch()
+    with pytest.raises(RenderError, match="kustomize build failed"):
+        kustomize.build(tree, tree / "shop", sops=sops, helm=Helm(str(recorder)))
+    recorded = log.read_text().splitlines()
+    charts_read = [line for line in recorded if line.startswith("chart: ")]
+    plaintext = [line.removeprefix("plaintext: ") for line in recorded if line.startswith("plaintext: ")]
+    owned = scratch / f"fleetsync-{os.getuid()}"
+    assert len(charts_read) == 2 and len(plaintext) == 2, recorded
+    assert all(Path(path).is_relative_to(owned) for path in plaintext), recorded
+    assert all(line.removeprefix("chart: ").startswith(f"{owned}/") for line in charts_read)
+    assert oct(owned.stat().st_mode & 0o777) == "0o700"
+    assert list(owned.iterdir()) == [] and list(private_tmp.iterdir()) == []   # both ends
+    no_plaintext_in(tree, private_tmp, scratch)
+
+
+def test_a_scratch_that_is_not_a_tmpfs_is_refused_before_decrypting(
+        tools, key, tmp_path: Path) -> None:
+    tree = kustomize_repo(tools, key, tmp_path).tree()
+    on_disk = tmp_path / "disk"
+    on_disk.mkdir()
+    sops = Sops(str(key.path), str(tools["sops"]), scratch=str(on_disk))
+    message = failure(sops, tree)
+    assert "cannot decrypt apps/db/secret.yaml for kustomize: its decrypted copy is written " \
+           "to a tmpfs only" in message and "FLEETSYNC_SOPS_TMPFS" in message
+    assert list(on_disk.iterdir()) == []
+
+
+def test_a_scratch_another_user_may_enter_is_refused(tools, key, tmp_path: Path,
+                                                     scratch: Path) -> None:
+    tree = kustomize_repo(tools, key, tmp_path).tree()
+    (scratch / f"fleetsync-{os.getuid()}").mkdir(mode=0o755)
+    os.chmod(scratch / f"fleetsync-{os.getuid()}", 0o755)
+    message = failure(Sops(str(key.path), str(tools["sops"]), scratch=str(scratch)), tree)
+    assert "is not a directory of this worker's user that only it may enter" in message
+
+
 def test_a_copy_left_by_a_dead_worker_is_swept(tmp_path: Path) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -269,6 +354,87 @@ def test_a_tampered_file_fails_its_mac(tools, key, tmp_path: Path) -> None:
     message = failure(sops_with(tools, key), tree)
     assert message.startswith("dev-1/db: cannot decrypt apps/db/secret.yaml: ")
     assert "authentication failed" in message or "MAC" in message
+
+
+# --- key services: only the ones the operator configured ----------------------------------
+
+class Listener:
+    """A loopback HTTP server that records every request; nothing may reach it."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        seen = self.requests
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _record(self) -> None:
+                seen.append(f"{self.command} {self.path}")
+                self.send_error(500)
+
+            do_GET = do_PUT = do_POST = _record
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture()
+def listener() -> Iterator[Listener]:
+    found = Listener()
+    yield found
+    found.close()
+
+
+def with_vault_key(encrypted: str, address: str, in_group: bool = False) -> str:
+    """``encrypted`` with an hc_vault master key beside its age key, as a Git author could
+    write it: sops tries it when age does not open the data key."""
+    vault = (f"        - vault_address: {address}\n          engine_path: sops\n"
+             "          key_name: fleet\n          created_at: \"2026-01-01T00:00:00Z\"\n"
+             "          enc: vault:v1:bm90LWEta2V5\n")
+    if not in_group:
+        return encrypted.replace("\nsops:\n", "\nsops:\n    hc_vault:\n" + vault, 1)
+    grouped = "    key_groups:\n        - hc_vault:\n" + vault.replace("        ", "            ")
+    return encrypted.replace("\nsops:\n", "\nsops:\n" + grouped, 1)
+
+
+@pytest.mark.parametrize("in_group", [False, True], ids=["top-level", "key-group"])
+def test_a_vault_key_in_the_file_is_refused_and_never_called(
+        tools, key, other_key, listener: Listener, tmp_path: Path, in_group: bool) -> None:
+    text = with_vault_key(encrypt(tools, key, SECRET), listener.url, in_group)
+    tree = Repo(tmp_path).write({"apps/db/secret.yaml": text}).tree()
+    kustomized = Repo(tmp_path / "k").write({
+        "apps/db/kustomization.yaml": "resources: [secret.yaml]\n",
+        "apps/db/secret.yaml": text}).tree()
+    messages = [failure(sops_with(tools, other_key), tree),      # age fails: sops would go on
+                failure(sops_with(tools, key), tree),            # age fits: refused all the same
+                failure(sops_with(tools, other_key), kustomized)]
+    assert listener.requests == []
+    for message in messages:
+        assert "cannot decrypt apps/db/secret.yaml: its SOPS metadata names hc_vault keys" in message
+        assert "decrypts with age only (FLEETSYNC_SOPS_KEY_TYPES)" in message
+
+
+def test_an_allowed_key_type_is_tried_in_the_operators_order(tools, key, listener: Listener,
+                                                             tmp_path: Path) -> None:
+    """An operator who allows hc_vault accepts that sops calls it; age still comes first."""
+    text = with_vault_key(encrypt(tools, key, SECRET), listener.url)
+    tree = Repo(tmp_path).write({"apps/db/secret.yaml": text}).tree()
+    allowed = Sops(str(key.path), str(tools["sops"]), key_types=("age", "hc_vault"))
+    [secret] = objects_of(render(app("apps/db"), Cluster("dev-1"), tree, sops=allowed), "Secret")
+    assert secret["stringData"] == {"password": PASSWORD}
+    assert listener.requests == []          # age opened the data key: vault was not needed
+
+
+def test_key_types_read_the_top_level_and_key_groups() -> None:
+    meta = [{"mac": "m", "age": [{"recipient": "age1x"}], "kms": [], "pgp": None,
+             "key_groups": [{"gcp_kms": [{"resource_id": "r"}]}, {"age": [{"recipient": "y"}]}]}]
+    assert key_types(meta) == {"age", "gcp_kms"}
 
 
 # --- end to end: fleetsync sync --local against a real cluster -----------------------------

@@ -17,8 +17,17 @@ and never stored.
 Transports follow the Git sources' rules: ``https://``; plain ``http://`` only
 with ``insecure: true`` and never with credentials; credentials come from the
 environment variables the source names (``auth: {usernameEnv, passwordEnv}``)
-and are sent to the repository's own host only, never after a redirect.
-``oci://`` registries are refused with what to do instead (not supported yet).
+and are sent to the repository's own origin (scheme, host and port) over
+``https://`` only, never after a redirect. ``oci://`` registries are refused
+with what to do instead (not supported yet).
+
+The chart URLs an index gives are written by whoever writes the index, so they
+obey the same rules as the source's own URL (``_chart_url``): ``https://`` to any
+host (charts often live beside the index, on a release host), ``http://`` only
+when the source itself may use it (``insecure: true``, no credentials), and
+nothing else: a ``file://`` URL would read the worker's disk. A refused URL is
+named in the error before anything is opened. The opener has no handler for
+``file:``, ``ftp:`` or ``data:`` either, so a redirect cannot reach them.
 
 Errors: the repository unreachable, a timeout, a 5xx or 429 are
 ``TransientError``; a chart or version that is not in the index (named, with
@@ -88,7 +97,7 @@ class ChartRepositories:
         self.root = Path(root)
         self.timeout = timeout
         self._environ = os.environ if environ is None else environ
-        self._opener = urllib.request.build_opener(_NoRedirectAcrossSchemes())
+        self._opener = _http_only_opener()
 
     # -- the index ------------------------------------------------------------------
 
@@ -154,7 +163,7 @@ class ChartRepositories:
         urls = entry.get("urls") or []
         if not urls or not isinstance(urls[0], str):
             raise SourceError(f"{what}: the repository index gives no URL for it")
-        url = urllib.parse.urljoin(_check(source), urls[0])
+        url = _chart_url(source, urls[0], what)
         with _locked(dest.with_suffix(".lock")):
             if not dest.is_file():
                 data = self._get(source, url, MAX_CHART_BYTES, f"chart {chart.name} {version}")
@@ -170,9 +179,8 @@ class ChartRepositories:
 
     def _get(self, source: Source, url: str, limit: int, what: str) -> bytes:
         request = urllib.request.Request(url, headers={"User-Agent": "fleetsync"})
-        same_host = urllib.parse.urlsplit(url).netloc == urllib.parse.urlsplit(source.url).netloc
         credentials = _credentials(source, self._environ)
-        if credentials and same_host:     # never to another host, never after a redirect
+        if credentials and _same_https_origin(url, source.url):   # never after a redirect
             request.add_unredirected_header("Authorization", credentials)
         shown = scrub_url(url)
         try:
@@ -209,6 +217,44 @@ def _check(source: Source) -> str:
     elif scheme != "https":
         raise SourceError(f"{where}: {scrub_url(url)} is not a Helm repository URL (https://)")
     return url if url.endswith("/") else url + "/"
+
+
+def _chart_url(source: Source, given: str, what: str) -> str:
+    """The absolute URL of a chart archive the index gives, once its transport is allowed."""
+    url = urllib.parse.urljoin(_check(source), given.strip())
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    shown = scrub_url(url)
+    if scheme == "https":
+        return url
+    if scheme == "http" and source.insecure and source.auth == Auth():
+        return url
+    why = ("plain http:// is accepted only from a source with insecure: true and no "
+           "credentials" if scheme == "http" else "a chart is downloaded over https:// "
+           "(or http:// with insecure: true) only")
+    raise SourceError(f"{what}: the repository index gives the chart URL {shown}, refused: "
+                      f"{why}")
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    default = {"https": 443, "http": 80}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), parts.port or default
+
+
+def _same_https_origin(url: str, repository: str) -> bool:
+    """Credentials go to the repository's own scheme, host and port, over https only."""
+    return _origin(url)[0] == "https" and _origin(url) == _origin(repository)
+
+
+def _http_only_opener() -> urllib.request.OpenerDirector:
+    """http and https, redirects within one scheme; no file:, ftp: or data: handler."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.ProxyHandler(), urllib.request.HTTPHandler(),
+                    urllib.request.HTTPSHandler(), urllib.request.HTTPDefaultErrorHandler(),
+                    _NoRedirectAcrossSchemes(), urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
+    return opener
 
 
 def _credentials(source: Source, environ: Mapping[str, str]) -> str | None:

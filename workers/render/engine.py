@@ -43,7 +43,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -231,7 +231,7 @@ def _raw(app: Application, root: Path, rel: str, cache: RenderCache | None,
                          directory=app.directory, sops=sops,
                          # the raw build is shared by clusters: helm's defaults, not
                          # one cluster's capabilities
-                         helm=charts.Helm(helm.binary if helm else None)
+                         helm=replace(helm or charts.Helm(), capabilities=charts.Capabilities())
                          if app.allow_helm_charts else None)
         return [asdict(doc) for doc in docs]
 

@@ -28,7 +28,8 @@ render with their ``helm.sh/hook``, ``helm.sh/hook-weight`` and
 the set is the apply engine's business.
 
 The binary: ``Settings.helm_bin`` (``FLEETSYNC_HELM_BIN``), else ``helm`` on
-``PATH``; ``fleetsync dev build`` builds the pinned version into its cache.
+``PATH``, else the pinned version ``fleetsync dev build`` built into its cache
+(``shared.toolcache``: the same order as the dev tools).
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ import functools
 import json
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -48,6 +48,7 @@ from typing import Any, Mapping
 
 import yaml
 from shared.errors import RenderError, TransientError
+from shared import toolcache
 from shared.settings import Settings
 from shared.spec.model import Application, Cluster
 from shared.yamlsafe import load_documents
@@ -87,16 +88,21 @@ class Helm:
     timeout: float = DEFAULT_TIMEOUT
     max_bytes: int = MAX_TOTAL_BYTES
     capabilities: Capabilities = field(default_factory=Capabilities)
+    cached: str | None = None      # the helm `fleetsync dev build` built: tried after PATH
 
     @classmethod
     def from_settings(cls, settings: Settings, capabilities: Capabilities = Capabilities()) -> "Helm":
-        return cls(settings.helm_bin, capabilities=capabilities)
+        cached = toolcache.helm_path(settings.tools_dir) if settings.tools_dir else None
+        return cls(settings.helm_bin, capabilities=capabilities,
+                   cached=str(cached) if cached else None)
 
     def executable(self) -> str:
-        found = self.binary or shutil.which("helm")
+        found = toolcache.find("helm", self.binary, self.cached)
         if not found:
-            raise RenderError("helm is not installed on this worker (put it on PATH or set "
-                              "FLEETSYNC_HELM_BIN; `fleetsync dev build` builds it)")
+            where = f", nor at {self.cached}" if self.cached else ""
+            raise RenderError(f"helm is not installed on this worker (not on PATH{where}; set "
+                              "FLEETSYNC_HELM_BIN, or run `fleetsync dev build`, which builds "
+                              "it into that cache)")
         return os.path.abspath(found) if os.sep in found else found
 
 

