@@ -17,6 +17,12 @@ The order of a delivery's handling is the order of trust:
        fleetsync.fetch_source, which reconciles those clusters itself on a new revision
     -> the delivery id recorded, now that the delivery was handled
 
+Until the sender has proved itself, the answers say nothing of the fleet: an
+unknown provider, an unknown source and a source without a webhook are the
+same 404, an unset secret is a 503 that does not name its variable, and a bad
+signature is a 401 that does not say what was wrong. The server's log says it
+all, to the operator.
+
 A delivery id is recorded only once the delivery was handled (ignored for its
 ref, or its tasks enqueued), so that a delivery that failed in between (a
 refused body, the broker down, the server stopped) is handled again when the
@@ -66,6 +72,9 @@ MAX_WATCHED = 50            # changed units waited for before the clusters' reco
 FAN_OUT_WAIT = 10.0         # seconds the clusters' reconcile waits for the changed units
 
 
+NO_SUCH_WEBHOOK = "no such webhook"
+
+
 class Receiver:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
@@ -76,29 +85,28 @@ class Receiver:
         provider, name = request.path_params["provider"], request.path_params["source"]
         where = {"provider": provider, "source": name,
                  "client": request.client.host if request.client else ""}
-        if provider not in hooks.PROVIDERS:
-            return _error(404, f"no webhook provider {provider!r} (use one of "
-                               f"{', '.join(hooks.PROVIDERS)})")
         fleet = await run_in_threadpool(self.backend.fleet)
-        source = fleet.sources.get(name) if fleet else None
-        if source is None:
-            return _error(404, f"no source named {name!r} in the fleet spec")
-        if source.webhook is None:
-            return _error(404, f"source {name!r} takes no webhooks: give it "
-                               "webhook: {secretEnv: NAME} in the fleet spec")
+        source = fleet.sources.get(name) if fleet and provider in hooks.PROVIDERS else None
+        if source is None or source.webhook is None:
+            log.warning("webhook refused: no such webhook", why=(
+                f"no webhook provider {provider!r} (one of {', '.join(hooks.PROVIDERS)})"
+                if provider not in hooks.PROVIDERS else
+                f"no source named {name!r} in the fleet spec" if source is None else
+                f"source {name!r} takes no webhooks: give it webhook: {{secretEnv: NAME}}"),
+                **where)
+            return _error(404, NO_SUCH_WEBHOOK)
         secret = self.backend.server.environ.get(source.webhook.secret_env, "")
         if not secret or example(secret):
-            log.error("webhook secret not set", variable=source.webhook.secret_env, **where)
-            return _error(503, f"the server has no value for {source.webhook.secret_env}, "
-                               f"the webhook secret of source {name!r} (or still the example "
-                               "from deploy/)")
+            log.error("webhook secret not set (or still the example from deploy/)",
+                      variable=source.webhook.secret_env, **where)
+            return _error(503, "this webhook is not ready: the server's log says why")
         body = await request.body()             # at most max_body bytes (bodies.BodyCap)
         headers = {k.lower(): v for k, v in request.headers.items()}
         why = hooks.verify(provider, secret, headers, body)
         if why:
             log.warning("webhook refused", why=why, delivery=hooks.delivery_of(headers),
                         size=len(body), **where)
-            return _error(401, f"refused: {why}")
+            return _error(401, "refused: the signature or token does not prove the sender")
         return await self._accepted(fleet, source, provider, headers, body, where)
 
     async def _accepted(self, fleet: Any, source: Any, provider: str, headers: dict[str, str],
