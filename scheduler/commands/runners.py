@@ -6,13 +6,18 @@ service's own. The worker runs as a supervised child instead: the Celery worker
 can die of an "Unrecoverable error" when its broker connection breaks at the
 wrong moment (a Redis restart or failover), and a fleet must not lose its
 workers to a Redis blip. The supervisor forwards every stop signal, and starts
-the worker again (1, 2, 4 ... 30 s apart) only when it exited on its own with a
-failure. ``--no-restart`` runs it bare.
+the worker again (1, 2, 4 ... 30 s apart) whenever it exits without having been
+told to by a signal to ``fleetsync worker`` itself: a failure, and also a clean
+exit (0), which is what a remote-control ``shutdown`` broadcast (``celery control
+shutdown``, Flower's shutdown button) ends in, so nobody but the operator of the
+process stops a fleet's reconciliation. ``--no-restart`` runs it bare.
 
 Flower is an operator's live view, so ``fleetsync flower`` starts it configured
-for that: the task list shows each task's readable arguments (``argsrepr``:
-``platform@staging rev 81a51c7 (beat)``), its result (phase and summary first)
-and its exception; history is kept in a state file (``FLEETSYNC_FLOWER_DB``,
+for that, through ``flower_guard`` (Celery's command line with a guard in front
+of Flower's handlers: without authentication, only loopback names, only its own
+origin, and no remote control; see that module): the task list shows each
+task's readable arguments (``argsrepr``: ``platform@staging rev 81a51c7 (beat)``),
+its result (phase and summary first) and its exception; history is kept in a state file (``FLEETSYNC_FLOWER_DB``,
 by default one per broker under the state directory) and survives a restart.
 Each of these defaults gives way to the same Flower option given on the command
 line (``--max_tasks=50000``) or as a ``FLOWER_*`` variable (``FLOWER_MAX_TASKS``),
@@ -129,10 +134,10 @@ def flower_argv(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
             "authentication: set FLOWER_BASIC_AUTH=user:password (or --basic-auth, or Flower's "
             "OAuth options --auth/--auth_provider), or use --address 127.0.0.1")
     if is_loopback(args.address) and not authenticated:
-        env["FLOWER_UNAUTHENTICATED_API"] = "true"   # local use: scripts may POST tasks
+        env["FLOWER_UNAUTHENTICATED_API"] = "true"   # local scripts may POST tasks (guarded)
     options = [f"--{k}={v}" for k, v in flower_defaults(env, args.extra).items()]
-    return [sys.executable, "-m", "celery", "-A", "scheduler.app", "flower",
-            f"--port={args.port}", f"--address={args.address}", *options, *args.extra]
+    return [sys.executable, "-m", "scheduler.commands.flower_guard", "-A", "scheduler.app",
+            "flower", f"--port={args.port}", f"--address={args.address}", *options, *args.extra]
 
 
 def _exec(argv: list[str], env: dict[str, str]) -> int:
@@ -160,7 +165,7 @@ def restart_delay(failures: int) -> float:
 
 
 def supervise(argv: list[str], env: dict[str, str]) -> int:
-    """Run ``argv``; start it again when it fails on its own; stop with it when told."""
+    """Run ``argv``; start it again whenever it ends on its own; stop with it when told."""
     stopping = threading.Event()
     child: list[subprocess.Popen] = []
 
@@ -176,11 +181,13 @@ def supervise(argv: list[str], env: dict[str, str]) -> int:
         started = time.monotonic()
         child[:] = [subprocess.Popen(argv, env=env)]
         code = child[0].wait()
-        if stopping.is_set() or code == 0:
+        if stopping.is_set():
             return code
         failures = 1 if time.monotonic() - started > 60 else failures + 1
         delay = restart_delay(failures)
-        print(json.dumps({"event": "worker exited; starting it again", "exit_code": code,
+        event = ("worker stopped without a signal to fleetsync worker (a remote shutdown?); "
+                 "starting it again") if code == 0 else "worker exited; starting it again"
+        print(json.dumps({"event": event, "exit_code": code,
                           "in_seconds": delay, "level": "warning",
                           "logger": "fleetsync.supervisor"}), file=sys.stderr, flush=True)
         if stopping.wait(delay):

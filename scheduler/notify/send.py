@@ -24,6 +24,12 @@ with ``state``, ``description`` and ``context`` (``fleetsync/<app>``, or
 ``fleetsync`` for a fleet-wide route). Secrets are read from the environment
 given to the sender, never logged.
 
+Redirects are never followed: a redirected POST would carry the route's token
+to wherever the ``Location`` points (another host, or from https to plain
+http), and the standard library would turn it into a GET and call that
+delivered. A 3xx answer is a failed delivery that says where it pointed (its
+scheme and host only), so the operator can set the route's URL to that place.
+
 Delivery is at most once: a message is claimed before it is sent, and what a
 stopped notifier still held is not sent by another.
 """
@@ -34,6 +40,7 @@ import json
 import random
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import deque
 from dataclasses import dataclass
@@ -68,19 +75,41 @@ class Request:
 Post = Callable[[Request], None]
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Leaves every 3xx to ``http_post`` as an ``HTTPError``: nothing is sent twice."""
+
+    def redirect_request(self, *_: object, **__: object) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def http_post(request: Request, timeout: float = 10.0) -> None:
     """POST with the standard library; raise ``DeliveryError`` unless the answer is 2xx."""
     req = urllib.request.Request(request.url, data=request.body, method="POST",
                                  headers={"Content-Type": "application/json",
                                           "User-Agent": "fleetsync-notifier", **request.headers})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as response:
+        with _OPENER.open(req, timeout=timeout) as response:
             response.read()
     except urllib.error.HTTPError as err:
+        if 300 <= err.code < 400:
+            raise DeliveryError(_redirected(err.code, err.headers.get("Location")), False) from err
         transient = err.code in (408, 429) or err.code >= 500
         raise DeliveryError(f"HTTP {err.code}", transient, _retry_after(err.headers.get("Retry-After"))) from err
     except (urllib.error.URLError, OSError) as err:
         raise DeliveryError(f"no answer: {getattr(err, 'reason', err)}", True) from err
+
+
+def _redirected(code: int, location: str | None) -> str:
+    """Why a 3xx is a failure; names the target's scheme, host and port, never its path,
+    query or user information (they may hold a secret)."""
+    target = urllib.parse.urlsplit(location or "")
+    host = target.netloc.rpartition("@")[2]
+    where = f" to {target.scheme}://{host}" if target.scheme and host else ""
+    return (f"HTTP {code}: redirected{where}, not followed (a redirect would carry the "
+            "route's credentials); set the route's URL to where it answers itself")
 
 
 def _retry_after(value: str | None) -> float | None:

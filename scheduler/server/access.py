@@ -10,6 +10,10 @@
   rebinds its own host name to 127.0.0.1 cannot read the fleet through a
   visitor's browser.
 - A POST from a page of another origin is refused whatever its credentials.
+  An origin is scheme, host and port (``http://127.0.0.1:3000`` is another
+  origin than ``http://127.0.0.1:8085``), compared with the scheme the server
+  was reached by and the ``Host`` it was asked for; an ``Origin`` that cannot
+  be read (``null``) is another origin.
 """
 
 from __future__ import annotations
@@ -48,6 +52,27 @@ def host_name(host_header: str) -> str:
     return urlsplit(f"//{host_header}").hostname or ""
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> tuple[str, str, int] | None:
+    """``https://Example.com`` -> ``("https", "example.com", 443)``; None when unreadable."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        return None
+    if not parts.hostname or port is None:
+        return None
+    return parts.scheme, parts.hostname, port
+
+
+def same_origin(origin: str, scheme: str, host_header: str) -> bool:
+    """Whether a request's ``Origin`` is the origin it was sent to (pure)."""
+    given = origin_of(origin)
+    return given is not None and given == origin_of(f"{scheme}://{host_header}")
+
+
 def loopback_name(name: str) -> bool:
     return is_loopback(name) or name == "localhost" or name.endswith(".localhost")
 
@@ -78,7 +103,7 @@ class Access:
         host = headers.get("host", "")
         origin = headers.get("origin", "")
         if scope["method"] not in ("GET", "HEAD") and origin and \
-                host_name(origin.split("://", 1)[-1]) != host_name(host):
+                not same_origin(origin, scope.get("scheme", "http"), host):
             return 403, "requests from pages of another origin are refused", []
         if self.server.tokens:
             if token_ok(headers.get("authorization", ""), self.server.tokens):

@@ -11,12 +11,13 @@ from one read of the fleet (``fleetview``), so it is as fresh as Redis.
     POST /api/v1/sync  {"app": A, "cluster": C or null}   enqueue fleetsync.sync (202, its task id)
 
 With tokens configured every request needs ``Authorization: Bearer <token>``
-(``access.py``); a POST always needs ``Content-Type: application/json``.
+(``access.py``); a POST always needs ``Content-Type: application/json`` and a JSON
+object no larger than ``FLEETSYNC_SERVER_MAX_BODY`` nor deeper than 64 levels
+(``bodies.py``).
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from typing import Any
 
@@ -27,7 +28,7 @@ from starlette.responses import JSONResponse
 from shared import tasks_api
 from shared.protocol import Trigger
 from scheduler.links import task_url
-from scheduler.server import fleetview
+from scheduler.server import bodies, fleetview
 from scheduler.server.backend import Backend
 
 MAX_HISTORY = 200
@@ -111,15 +112,10 @@ class Api:
             for r in snap.sources.values()]})
 
     async def sync(self, request: Request) -> JSONResponse:
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            return JSONResponse({"error": "send a JSON body with Content-Type: "
-                                          "application/json"}, 415)
-        try:
-            body = json.loads(await request.body() or b"{}")
-        except ValueError:
-            return JSONResponse({"error": "the body is not JSON"}, 400)
-        app, cluster = body.get("app") if isinstance(body, dict) else None, \
-            body.get("cluster") if isinstance(body, dict) else None
+        body = await bodies.json_object(request)
+        if isinstance(body, JSONResponse):
+            return body
+        app, cluster = body.get("app"), body.get("cluster")
         if not isinstance(app, str) or not (cluster is None or isinstance(cluster, str)):
             return JSONResponse({"error": 'give {"app": NAME, "cluster": NAME or null}'}, 400)
         problem = await run_in_threadpool(self._unknown, app, cluster)

@@ -1,4 +1,8 @@
-"""The server's routes, assembled into one ASGI application behind ``access.Access``."""
+"""The server's routes, assembled into one ASGI application.
+
+A request meets ``access.Access`` first (who may ask), then ``bodies.BodyCap``
+(a body of at most ``FLEETSYNC_SERVER_MAX_BODY`` bytes), then its route.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 from scheduler.server.access import Access
 from scheduler.server.api import Api
 from scheduler.server.backend import Backend
+from scheduler.server.bodies import BodyCap
 from scheduler.server.config import ServerSettings
 from scheduler.server.holds_api import HoldsApi
 from scheduler.server.pages import Pages
@@ -62,4 +67,4 @@ def build(server: ServerSettings, backend: Backend | None = None) -> Any:
     app = Starlette(routes=routes, exception_handlers={404: not_found})
     app.state.backend = backend
     app.state.receiver = receiver
-    return Access(app, server)
+    return Access(BodyCap(app, server.max_body), server)

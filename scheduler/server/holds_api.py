@@ -14,7 +14,6 @@ naming why.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
 
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from scheduler.holds import HoldError, Operator
+from scheduler.server import bodies
 from scheduler.server.backend import Backend
 
 ACTIONS = ("pause", "resume", "promote", "abort")
@@ -43,7 +43,7 @@ class HoldsApi:
         if action not in ACTIONS:
             return JSONResponse({"error": f"no rollout action {action!r} "
                                           f"(one of {', '.join(ACTIONS)})"}, 404)
-        body = await _body(request)
+        body = await bodies.json_object(request)
         if isinstance(body, JSONResponse):
             return body
         by, wave = str(body.get("by") or "api"), body.get("wave")
@@ -68,7 +68,7 @@ class HoldsApi:
         return await self._hold(request, suspend=False)
 
     async def _hold(self, request: Request, suspend: bool) -> JSONResponse:
-        body = await _body(request)
+        body = await bodies.json_object(request)
         if isinstance(body, JSONResponse):
             return body
         app, cluster = body.get("app"), body.get("cluster")
@@ -84,16 +84,3 @@ class HoldsApi:
         except HoldError as exc:
             return JSONResponse({"error": str(exc)}, exc.status)
         return JSONResponse({"api": "v1", **found})
-
-
-async def _body(request: Request) -> dict[str, Any] | JSONResponse:
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-        return JSONResponse({"error": "send a JSON body with Content-Type: application/json"},
-                            415)
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError:
-        return JSONResponse({"error": "the body is not JSON"}, 400)
-    if not isinstance(body, dict):
-        return JSONResponse({"error": "the body must be a JSON object"}, 400)
-    return body

@@ -11,19 +11,21 @@ which the server finds the applications that changed (their syncs go first;
 the source's fetch reconciles every other unit at the new revision).
 
 ``verify`` returns why a request is refused (never echoing what was sent) or
-"" when it is genuine; ``parse_push`` never raises on a strange payload: what
-it cannot read, it leaves out.
+"" when it is genuine; the server logs it and answers the sender only that it
+was refused. ``parse_push`` never raises on a strange payload: what it cannot
+read, it leaves out; only a body nested too deep to parse safely raises
+(``bodies.TooDeep``: the server refuses it with 400).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from scheduler.server import bodies
 from shared.spec.model import Fleet, Source
 
 PROVIDERS = ("github", "gitlab", "generic")
@@ -88,9 +90,10 @@ class Push:
 
 
 def parse_push(body: bytes) -> Push:
-    """The push in a GitHub, GitLab or generic (``{"ref", "after", "paths"}``) body."""
+    """The push in a GitHub, GitLab or generic (``{"ref", "after", "paths"}``) body;
+    ``bodies.TooDeep`` when it nests deeper than ``bodies.MAX_DEPTH``."""
     try:
-        data = json.loads(body or b"{}")
+        data = bodies.loads(body or b"{}")
     except (ValueError, UnicodeDecodeError):
         return Push()
     if not isinstance(data, dict):

@@ -2,10 +2,12 @@
 
 The order of a delivery's handling is the order of trust:
 
-    source known, webhook configured, secret set -> body read under the size cap (413)
+    body read under the size cap (413, ``bodies.BodyCap``, before any route)
+    -> source known, webhook configured, secret set (404, 503)
     -> signature or token checked in constant time (401, logged without the body)
     -> event (ping answers, other events are acknowledged and ignored)
-    -> delivery id not seen in the last hour (a redelivery or replay enqueues nothing)
+    -> body parsed, no deeper than ``bodies.MAX_DEPTH`` (400)
+    -> delivery id not handled in the last hour (a redelivery or replay enqueues nothing)
     -> the pushed ref is the source's branch or tag
     -> the units whose application paths the push touched: fleetsync.sync for each
        (a sync fetches the source at once), and once that fetch has recorded the
@@ -13,6 +15,19 @@ The order of a delivery's handling is the order of trust:
        for every cluster using the source
     -> no such units known (no file list, a change outside every application path):
        fleetsync.fetch_source, which reconciles those clusters itself on a new revision
+    -> the delivery id recorded, now that the delivery was handled
+
+Until the sender has proved itself, the answers say nothing of the fleet: an
+unknown provider, an unknown source and a source without a webhook are the
+same 404, an unset secret is a 503 that does not name its variable, and a bad
+signature is a 401 that does not say what was wrong. The server's log says it
+all, to the operator.
+
+A delivery id is recorded only once the delivery was handled (ignored for its
+ref, or its tasks enqueued), so that a delivery that failed in between (a
+refused body, the broker down, the server stopped) is handled again when the
+forge redelivers it. Two copies of one delivery arriving together may both be
+handled; that is harmless for the reason below.
 
 Syncing the changed units first, and reconciling the clusters once they have
 run at the pushed revision (at most ``FAN_OUT_WAIT`` later), keeps the
@@ -37,15 +52,15 @@ from functools import partial
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from shared import tasks_api
 from shared.logs import get_logger
 from shared.protocol import Trigger
-from shared.state.status import delivery_key
 from scheduler.server import hooks
 from scheduler.server.backend import Backend
+from scheduler.server.bodies import TooDeep
 from scheduler.server.config import (DELIVERY_TTL, FETCH_WANTED_TTL, FOLLOW_UP_TIMEOUT,
                                      example)
 
@@ -57,22 +72,7 @@ MAX_WATCHED = 50            # changed units waited for before the clusters' reco
 FAN_OUT_WAIT = 10.0         # seconds the clusters' reconcile waits for the changed units
 
 
-class TooLarge(Exception):
-    pass
-
-
-async def read_capped(request: Request, limit: int) -> bytes:
-    """The body, or ``TooLarge`` as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise TooLarge()
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge()
-        chunks.append(chunk)
-    return b"".join(chunks)
+NO_SUCH_WEBHOOK = "no such webhook"
 
 
 class Receiver:
@@ -85,36 +85,28 @@ class Receiver:
         provider, name = request.path_params["provider"], request.path_params["source"]
         where = {"provider": provider, "source": name,
                  "client": request.client.host if request.client else ""}
-        if provider not in hooks.PROVIDERS:
-            return _error(404, f"no webhook provider {provider!r} (use one of "
-                               f"{', '.join(hooks.PROVIDERS)})")
         fleet = await run_in_threadpool(self.backend.fleet)
-        source = fleet.sources.get(name) if fleet else None
-        if source is None:
-            return _error(404, f"no source named {name!r} in the fleet spec")
-        if source.webhook is None:
-            return _error(404, f"source {name!r} takes no webhooks: give it "
-                               "webhook: {secretEnv: NAME} in the fleet spec")
+        source = fleet.sources.get(name) if fleet and provider in hooks.PROVIDERS else None
+        if source is None or source.webhook is None:
+            log.warning("webhook refused: no such webhook", why=(
+                f"no webhook provider {provider!r} (one of {', '.join(hooks.PROVIDERS)})"
+                if provider not in hooks.PROVIDERS else
+                f"no source named {name!r} in the fleet spec" if source is None else
+                f"source {name!r} takes no webhooks: give it webhook: {{secretEnv: NAME}}"),
+                **where)
+            return _error(404, NO_SUCH_WEBHOOK)
         secret = self.backend.server.environ.get(source.webhook.secret_env, "")
         if not secret or example(secret):
-            log.error("webhook secret not set", variable=source.webhook.secret_env, **where)
-            return _error(503, f"the server has no value for {source.webhook.secret_env}, "
-                               f"the webhook secret of source {name!r} (or still the example "
-                               "from deploy/)")
-        try:
-            body = await read_capped(request, self.backend.server.max_body)
-        except TooLarge:
-            log.warning("webhook refused: body too large", limit=self.backend.server.max_body,
-                        **where)
-            return _error(413, f"body larger than {self.backend.server.max_body} bytes")
-        except ClientDisconnect:
-            return _error(400, "the client went away before the body was read")
+            log.error("webhook secret not set (or still the example from deploy/)",
+                      variable=source.webhook.secret_env, **where)
+            return _error(503, "this webhook is not ready: the server's log says why")
+        body = await request.body()             # at most max_body bytes (bodies.BodyCap)
         headers = {k.lower(): v for k, v in request.headers.items()}
         why = hooks.verify(provider, secret, headers, body)
         if why:
             log.warning("webhook refused", why=why, delivery=hooks.delivery_of(headers),
                         size=len(body), **where)
-            return _error(401, f"refused: {why}")
+            return _error(401, "refused: the signature or token does not prove the sender")
         return await self._accepted(fleet, source, provider, headers, body, where)
 
     async def _accepted(self, fleet: Any, source: Any, provider: str, headers: dict[str, str],
@@ -127,14 +119,20 @@ class Receiver:
                                   "enqueued": []}
         if event not in ("push", "tag_push"):
             return JSONResponse({**answer, "ignored": f"{event} events move no source"}, 202)
-        if delivery and not await run_in_threadpool(
-                self.backend.store.first_delivery, source.name, delivery, DELIVERY_TTL):
+        try:
+            push = hooks.parse_push(body)
+        except TooDeep as exc:
+            log.warning("webhook refused: body nested too deep", delivery=delivery, **where)
+            return _error(400, str(exc))
+        seen = bool(delivery) and await run_in_threadpool(self.backend.store.delivery_seen,
+                                                          source.name, delivery)
+        if seen:
             log.info("webhook delivery seen before: nothing enqueued", delivery=delivery, **where)
             return JSONResponse({**answer, "ignored": "delivery seen before"}, 202)
-        push = hooks.parse_push(body)
         answer.update(ref=push.ref, after=push.after)
         ignored = hooks.concerns(source, push.ref)
         if ignored:
+            await self._handled(source.name, delivery)
             return JSONResponse({**answer, "ignored": ignored}, 202)
         changed = hooks.changed_units(fleet, source.name, push.paths) if push.paths else []
         requests = hooks.sync_requests(fleet, changed)
@@ -148,8 +146,6 @@ class Receiver:
                                              answer)
         except Exception as exc:                # the broker or Redis: the forge will retry
             log.error("webhook not enqueued", error=str(exc), **where)
-            if delivery:                        # its redelivery must not count as seen
-                await run_in_threadpool(self._forget_delivery, source.name, delivery)
             return _error(503, f"could not enqueue: {exc}")
         if answer.get("then"):
             self.waiting.add(handling)
@@ -158,9 +154,20 @@ class Receiver:
             self.follow_ups.add(task)
             task.add_done_callback(self.follow_ups.discard)
             task.add_done_callback(partial(_forget, self.waiting, handling))
+        await self._handled(source.name, delivery)
         log.info("webhook accepted", ref=push.ref, after=push.after, delivery=delivery,
                  enqueued=[e["task"] for e in answer["enqueued"]], **where)
         return JSONResponse(answer, 202)
+
+    async def _handled(self, name: str, delivery: str) -> None:
+        """Record the delivery id: a redelivery from now on enqueues nothing."""
+        if not delivery:
+            return
+        try:
+            await run_in_threadpool(self.backend.store.record_delivery, name, delivery,
+                                    DELIVERY_TTL)
+        except Exception as exc:                # Redis is down: a redelivery is handled again
+            log.warning("webhook delivery id not recorded", error=str(exc), delivery=delivery)
 
     def _enqueue(self, fleet: Any, name: str, push: hooks.Push,
                  requests: list[tuple[str, str | None]], answer: dict[str, Any]) -> str:
@@ -191,12 +198,6 @@ class Receiver:
             answer["joined"] = f"a fetch of {name} asked for earlier has not begun: it will " \
                                "see this push"
         return before
-
-    def _forget_delivery(self, name: str, delivery: str) -> None:
-        try:
-            self.backend.redis.delete(delivery_key(name, delivery))
-        except Exception as exc:                # Redis is down: the id expires in an hour
-            log.warning("webhook delivery id not forgotten", error=str(exc))
 
     async def _fan_out(self, fleet: Any, name: str, before: str, after: str,
                        changed: list[tuple[str, str]]) -> None:

@@ -225,10 +225,13 @@ class StatusStore:
         """A fetch of ``source`` begins: a push from now on needs a fetch of its own."""
         self.client.delete(fetch_wanted_key(source))
 
-    def first_delivery(self, source: str, delivery: str, ttl: float) -> bool:
-        """True the first time a forge's delivery id is seen within ``ttl`` seconds."""
-        return bool(self.client.set(delivery_key(source, delivery), "1", nx=True,
-                                    px=max(1, int(ttl * 1000))))
+    def delivery_seen(self, source: str, delivery: str) -> bool:
+        """Whether a forge's delivery id was handled in the last ``record_delivery`` ttl."""
+        return bool(self.client.exists(delivery_key(source, delivery)))
+
+    def record_delivery(self, source: str, delivery: str, ttl: float) -> None:
+        """A delivery was handled: the same id within ``ttl`` seconds is a redelivery."""
+        self.client.set(delivery_key(source, delivery), "1", px=max(1, int(ttl * 1000)))
 
     def source_revision(self, source: str) -> tuple[str, float] | None:
         raw = self.client.hgetall(keys.source(source))

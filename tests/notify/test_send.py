@@ -159,3 +159,34 @@ def _post():
     from scheduler.notify.send import http_post
 
     return lambda request: http_post(request, timeout=5)
+
+
+@pytest.fixture()
+def elsewhere():
+    """Another host (127.0.0.2 is loopback too on Linux) that a redirect points at."""
+    r = Receiver(host="127.0.0.2")
+    yield r
+    r.close()
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_a_failed_delivery_and_the_token_goes_nowhere_else(receiver, elsewhere,
+                                                                          status):
+    from scheduler.notify.send import DeliveryError, Request, http_post
+
+    receiver.redirect("/hook", status, f"{elsewhere.url}/stolen?key=abc")
+    box = Outbox(Route("hook", "webhook", url=f"{receiver.url}/hook", token_env="HOOK_TOKEN"),
+                 {"HOOK_TOKEN": "s3cret"}, _post(), clock=Clock())
+    box.offer(message(1))
+    box.pump()
+    assert (box.delivered, box.dropped, box.waiting()) == (0, 1, 0)   # not retried either
+    assert [r.status for r in receiver.got("/hook", ok=False)] == [status]
+    assert elsewhere.got(ok=False) == []                      # neither followed as POST nor GET
+
+    with pytest.raises(DeliveryError) as failed:
+        http_post(Request(f"{receiver.url}/hook", b"{}", {"Authorization": "Bearer s3cret"}),
+                  timeout=5)
+    assert not failed.value.transient
+    assert str(failed.value).startswith(f"HTTP {status}: redirected to {elsewhere.url},")
+    assert "not followed" in str(failed.value) and "key=abc" not in str(failed.value)
+    assert elsewhere.got(ok=False) == []
