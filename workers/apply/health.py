@@ -5,7 +5,7 @@
 that decided); it never calls the API. Precedence: the spec's custom checks (CEL,
 Lua: supplied by others as plain callables), then kstatus's conventions
 (``conditions.conventions``), then the built-in rule of the object's ``group/Kind``
-(``kinds``), then the generic reading of custom resources (``conditions.generic``).
+(``kinds``), then the generic reading of custom resources (``generic.generic``).
 A built-in kind without a rule (ConfigMap, Role...) is Healthy unless a ``Ready``
 condition says otherwise, as in kstatus.
 
@@ -25,7 +25,7 @@ import time
 from typing import Mapping
 
 from shared.errors import HealthError
-from workers.apply import conditions, kinds, pods
+from workers.apply import conditions, generic, kinds, pods
 from workers.apply.discovery import Resource
 from workers.apply.kube import Kube
 from workers.apply.refs import ObjectRef
@@ -59,7 +59,7 @@ def check(obj: Mapping, rules: HealthRules | None = None) -> Verdict:
     if conditions.group_of(obj) in conditions.BUILTIN_GROUPS:
         ready = conditions.ready_condition(obj)
         return ready or Verdict(HEALTHY, "no health checks for this kind", f"built-in {key}")
-    return conditions.generic(obj, rules)
+    return generic.generic(obj, rules)
 
 
 def _custom(obj: Mapping, rules: HealthRules) -> Verdict | None:
