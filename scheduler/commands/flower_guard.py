@@ -76,6 +76,7 @@ def refusal(asked: Asked) -> str:
 
 
 def is_control(handler_class: type) -> bool:
+    """One of Flower's remote-control handlers (its worker list, a GET, only inspects)."""
     return issubclass(handler_class, (ControlHandler, TaskAbort))
 
 
@@ -122,7 +123,8 @@ class GuardedFlower(Flower):
             method=request.method or "GET", scheme=request.protocol, host=request.host,
             origin=request.headers.get("Origin", ""),
             fetch_site=request.headers.get("Sec-Fetch-Site", ""),
-            control=is_control(getattr(delegate, "handler_class", object))))
+            control=is_control(getattr(delegate, "handler_class", object))
+            and (request.method or "GET") not in SAFE_METHODS))
         if why:
             return self.get_handler_delegate(request, Refused, {"reason": why})
         return delegate
