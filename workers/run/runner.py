@@ -281,7 +281,7 @@ def _back_to_render(ctx: Context, call: Call, owner: str, moved: bool = False) -
                           revision=call.revision if moved else "")
     if step.verdict != Verdict.RETRY:
         return Next(endings.dropped(call, step.verdict, step.other),
-                    tuple(endings.resend(ctx, step.send)))
+                    tuple(endings.resend(ctx, call.unit, step.send)))
     return Next({"run_id": call.run_id, "unit": call.unit, "summary": "render again"},
                 (render_send(call),))
 
