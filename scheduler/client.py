@@ -79,9 +79,9 @@ class Client:
             return {**base, "phase": Phase.FAILED.value, "revision": req.get("revision", ""),
                     "message": req.get("error") or "no run was queued"}
         redis = connect(self.settings.redis_url)
-        run_id = req["run_id"]
+        run_id, unit = req["run_id"], keys.unit_id(req.get("app") or "", req.get("cluster") or "")
         for _ in range(MAX_HOPS):
-            record = redis.hgetall(keys.run(run_id))
+            record = redis.hgetall(keys.run(unit, run_id))
             if not record:
                 return {**base, "run_id": run_id, "phase": Phase.UNKNOWN.value, "revision": "",
                         "message": "the run's record is gone (Redis was flushed or it expired)"}
@@ -106,7 +106,8 @@ class Client:
 
     def _still(self, req: dict[str, Any]) -> dict[str, Any]:
         redis = connect(self.settings.redis_url)
-        record = redis.hgetall(keys.run(req.get("run_id") or "-"))
+        record = redis.hgetall(keys.run(keys.unit_id(req.get("app") or "", req.get("cluster") or ""),
+                                        req.get("run_id") or "-"))
         state = record.get("state") or "queued"
         detail = f": {record['summary']}" if record.get("summary") else ""
         if state == RunState.DONE.value and record.get("unit"):      # health not settled

@@ -12,16 +12,20 @@ transport (theirs, kombu 5.x):
     _kombu.binding.<exchange>             bindings of an exchange: SMEMBERS on every publish
     _kombu.binding_permanent.<exchange>   the same, kept by the binding sweep
     _kombu.binding_deadlines              bindings of expiring queues (remote-control replies)
-    unacked, unacked_index, unacked_mutex  delivered-not-acked messages of EVERY queue
+    unacked, unacked_index, unacked_mutex  delivered-not-acked messages of the central workers
+    unacked.apply.<cluster> (and _index, _mutex)  those of one pull cluster's workers
     celery-task-meta-<task id>            results (GET, SET, and PUBLISH on a channel of that name)
     /<db>.celeryev/<routing key>          task and worker events (PUBLISH; Flower PSUBSCRIBEs)
     /<db>.celery.pidbox                   remote control broadcasts (workers PSUBSCRIBE)
 
-What a pull cluster's user cannot be kept from, because kombu shares it between
-all queues (the unacked hash and its index, the binding tables' reads, the
-result keys by task id, the event and remote-control channels), is listed in
-``SHARED`` with the reason; deploy/kubernetes/README.md says why signed task
-payloads make it harmless.
+A pull cluster's user reaches nothing of another cluster's runs: run records are
+keyed by unit (``run:<cluster>/<app>:<run id>``) and its workers keep their
+in-flight messages in a hash of their own (``tasks_api.unacked_keys``), so it
+never sees another cluster's run ids, and knowing one would not help. What it
+cannot be kept from, because kombu shares it between all queues (the binding
+tables' reads, the result keys by task id, the event and remote-control
+channels), is listed in ``SHARED`` with the reason; deploy/kubernetes/README.md
+says what that leaves.
 
 ``roles(clusters, pull)`` is pure; ``aclfile(...)`` renders Redis' ACL file syntax.
 """
@@ -35,7 +39,7 @@ from typing import Iterable, Mapping
 
 from shared.state import keys
 from shared.errors import FleetsyncError
-from shared.tasks_api import STAGE_QUEUES, apply_queue
+from shared.tasks_api import STAGE_QUEUES, apply_queue, unacked_keys
 
 # after a cluster-bound name, anything but another name character: apply.edge-1 and its
 # priority lists apply.edge-1\x06\x16<n>, never apply.edge-10
@@ -64,16 +68,12 @@ def remote_control(db: int) -> tuple[str, ...]:
 BINDINGS_READ = "%R~_kombu.binding.*"
 
 # state keys of a sync unit, named <kind>:<cluster>/<app>
-UNIT_KINDS = ("queued", "pending", "running", "lock", "fence", "status", "history")
+UNIT_KINDS = ("queued", "pending", "running", "lock", "fence", "run", "status", "history")
 # keys the read-only CLI may read: everything of ours but render entries and memos
 READABLE = ("queued", "pending", "running", "lock", "fence", "run", "status", "history",
             "source", "fetching", "cluster", "beat", "units")
 
 SHARED: Mapping[str, str] = {
-    "unacked, unacked_index, unacked_mutex":
-        "kombu keeps delivered, not yet acknowledged messages of every queue in one hash and "
-        "one sorted set (and one mutex for restoring them); a consumer must write both to "
-        "take a message and read them to restore one after the visibility timeout",
     "_kombu.binding.* (read)":
         "a publish looks up the exchange's bindings; a pull worker publishes to render and "
         "to its own apply queue",
@@ -82,8 +82,6 @@ SHARED: Mapping[str, str] = {
     "celery-task-meta-*":
         "results are keyed by task id only (uuid4: not guessable, and SCAN and KEYS are "
         "refused, so not listable)",
-    "fleetsync:run:*":
-        "a run is named by its run id (uuid4), not by its unit",
     f"{keys.UNITS} (SADD)": "the index of units that status is written for",
     "/<db>.celeryev/*, /<db>.celery.pidbox":
         "Redis 7 does not tell PUBLISH from SUBSCRIBE rights: a worker that receives remote "
@@ -122,9 +120,9 @@ def pull_worker(cluster: str, db: int = 0) -> Role:
               "~_kombu.binding.reply.celery.pidbox", "~_kombu.binding_deadlines",
               "~*.celery.pidbox*", BINDINGS_READ,
               "%W~render", f"%W~render{_NOT_NAME}",
-              "~unacked", "~unacked_index", "~unacked_mutex", RESULTS[0],
+              *(f"~{key}" for key in unacked_keys(cluster).values()), RESULTS[0],
               *own, f"~{_P}:cluster:{cluster}:*", f"~{_P}:capabilities:{cluster}",
-              f"~{_P}:run:*", f"~{keys.UNITS}",
+              f"~{keys.UNITS}",
               f"%R~{keys.RENDER_PREFIX}{cluster}/*", f"%R~{keys.BEAT_LAST_TICK}",
               f"%R~{_P}:rollout:*", f"%R~{_P}:suspended:*",
               f"%R~{_P}:source:*"),

@@ -38,6 +38,7 @@ def make_app(settings: Settings, include: Iterable[str] = ()) -> Celery:
     redis_conf = celery_config(settings.redis_url)
     transport = {**redis_conf.get("broker_transport_options", {}),
                  "visibility_timeout": settings.visibility_timeout}
+    broker_transport = {**transport, **tasks_api.unacked_keys(settings.worker_cluster)}
     app = Celery("fleetsync", broker=redis_conf["broker_url"], backend=redis_conf["result_backend"],
                  include=list(include))
     app.conf.update(
@@ -50,7 +51,7 @@ def make_app(settings: Settings, include: Iterable[str] = ()) -> Celery:
         worker_prefetch_multiplier=1,
         task_time_limit=settings.task_time_limit,
         task_soft_time_limit=settings.task_time_limit - 30,
-        broker_transport_options=transport,
+        broker_transport_options=broker_transport,
         result_backend_transport_options=dict(transport),
         broker_connection_retry_on_startup=True,
         # a Redis restart is a blip: keep publishing (sends, retries) for about 30 s

@@ -75,6 +75,19 @@ def apply_queue(cluster: str, queue_per_cluster: bool) -> str:
     return f"apply.{cluster}" if queue_per_cluster else "apply"
 
 
+def unacked_keys(cluster: str | None) -> dict[str, str]:
+    """kombu's transport options naming where a worker keeps the messages it took and has
+    not acknowledged yet. One hash is shared by every queue by default; a pull worker
+    (bound to ``cluster``) keeps its own, so that its Redis user needs no access to the
+    in-flight messages (run ids, render keys) of any other cluster. Only workers of the
+    same cluster restore them after the visibility timeout, and only they consume them."""
+    if not cluster:
+        return {}
+    suffix = f".{apply_queue(cluster, True)}"
+    return {"unacked_key": f"unacked{suffix}", "unacked_index_key": f"unacked_index{suffix}",
+            "unacked_mutex_key": f"unacked_mutex{suffix}"}
+
+
 def route(name: str, args: Iterable[Any] = (), kwargs: Mapping[str, Any] | None = None, *,
           queue_per_cluster: bool = False) -> str | None:
     """The queue for task ``name`` called with these arguments (pure)."""

@@ -1,8 +1,9 @@
 """Per-cluster back-off: one unreachable cluster costs one probe per interval, not one
 retry chain per unit per beat tick.
 
-When an apply finds its cluster's API server unreachable (connection refused,
-timeouts), the cluster is marked down with the time, the reason and when to try
+When an apply (or the cluster pass, ``workers/run/sweep.py``) finds its cluster's
+API server unreachable (connection refused) or not answering (a request timed
+out: a frozen or overloaded server counts the same), the cluster is marked down with the time, the reason and when to try
 next (5, 10, 20, 40, then every 60 s). Until then every unit of that cluster
 waits without a request (its run is retried at the next-try time, still the
 unit's one queued run). At the next-try time exactly one run claims the probe;
@@ -51,7 +52,8 @@ class Down:
     def message(self, now: float | None = None) -> str:
         wait = max(0, round(self.next_at - (now or time.time())))
         since = datetime.fromtimestamp(self.since, timezone.utc).strftime("%H:%M:%S")
-        return (f"cluster {self.cluster} unreachable: {self.error} at {self.server} "
+        what = "does not answer" if self.error.startswith("timed out") else "unreachable"
+        return (f"cluster {self.cluster} {what}: {self.error} at {self.server} "
                 f"since {since} UTC; next try in {wait} s")
 
 

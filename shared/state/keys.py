@@ -59,8 +59,10 @@ def protocol(unit: str) -> list[str]:
     return [queued(unit), pending(unit), running(unit), lock(unit)]
 
 
-def run(run_id: str) -> str:
-    return f"{PREFIX}:run:{run_id}"
+def run(unit: str, run_id: str) -> str:
+    """A run's record, under its unit's name (``run:<cluster>/<app>:<run id>``): a pull
+    cluster's Redis user reaches its own cluster's runs only, whatever run ids it learns."""
+    return f"{PREFIX}:run:{unit}:{run_id}"
 
 
 # -- status and history (shared/state/status.py) -------------------------------------------

@@ -108,11 +108,11 @@ class Runs:
 
         def writes(step: Step, ops: Ops) -> None:
             if step.verdict == Verdict.QUEUED:
-                self._run_fields(ops, new, state=RunState.QUEUED, unit=unit, app=app,
+                self._run_fields(ops, unit, new, state=RunState.QUEUED, unit=unit, app=app,
                                  cluster=cluster, trigger=trigger, revision=revision,
                                  requested_at=repr(requested_at or time.time()))
             elif step.verdict != Verdict.SKIPPED and revision:
-                self._run_fields(ops, step.other, revision=revision)   # it serves the newest
+                self._run_fields(ops, unit, step.other, revision=revision)   # it serves the newest
 
         def decide(u: Unit, _: RunState | None, known: list[str]) -> Step:
             return protocol.request(u, new, known_failure=bool(failed_key)
@@ -127,8 +127,8 @@ class Runs:
         """A lockless stage begins; also the revision the run must serve now."""
         step, values, _ = self._transition(
             unit, run_id, lambda u, s, _: protocol.touch(u, run_id, s),
-            self._superseded_writes(run_id), Unit(queued=run_id), RunState.QUEUED,
-            reads=[(keys.run(run_id), "revision")])
+            self._superseded_writes(unit, run_id), Unit(queued=run_id), RunState.QUEUED,
+            reads=[(keys.run(unit, run_id), "revision")])
         return step, values[0]
 
     def begin(self, unit: str, run_id: str, owner: str, cluster: str,
@@ -136,21 +136,22 @@ class Runs:
         """Take the unit's lock for ``run_id``; when busy, park it with ``park`` (how to
         send its apply stage again) for the holder to send when it ends."""
         def writes(step: Step, ops: Ops) -> None:
-            self._superseded_writes(run_id)(step, ops)
+            self._superseded_writes(unit, run_id)(step, ops)
             if step.verdict == Verdict.BUSY and park:
-                self._run_fields(ops, run_id, **park)
+                self._run_fields(ops, unit, run_id, **park)
             if step.verdict == Verdict.STARTED:
                 ops.add("FENCE", keys.fence(unit))
-                self._run_fields(ops, run_id, state=RunState.RUNNING, owner=owner,
+                self._run_fields(ops, unit, run_id, state=RunState.RUNNING, owner=owner,
                                  started_at=repr(time.time()))
             if step.lost:
-                self._run_fields(ops, step.lost, state=RunState.DONE, phase=Phase.FAILED,
+                self._run_fields(ops, unit, step.lost, state=RunState.DONE, phase=Phase.FAILED,
                                  summary="the worker running it was lost (its lock expired)")
         step, values, tokens = self._transition(
             unit, run_id, lambda u, s, _: protocol.begin(u, run_id, s, owner, taking_over),
             writes,
             Unit(queued=run_id), RunState.QUEUED,
-            reads=[(keys.cluster_down(cluster), "next_at"), (keys.run(run_id), "revision")])
+            reads=[(keys.cluster_down(cluster), "next_at"),
+                   (keys.run(unit, run_id), "revision")])
         return Begun(step, tokens[0] if tokens else 0, float(values[0] or 0), values[1])
 
     def retry(self, unit: str, run_id: str, owner: str, *, countdown: float,
@@ -158,16 +159,16 @@ class Runs:
         """Queue the run again; with ``revision``, it serves that revision from now on."""
         def writes(step: Step, ops: Ops) -> None:
             if step.verdict == Verdict.RETRY:
-                self._run_fields(ops, run_id, state=RunState.RETRYING,
+                self._run_fields(ops, unit, run_id, state=RunState.RETRYING,
                                  next_try_at=repr(time.time() + countdown),
                                  summary=status.message if status else "")
                 if revision:
-                    self._run_fields(ops, run_id, revision=revision)
+                    self._run_fields(ops, unit, run_id, revision=revision)
                 ops.add("PEXPIRE", keys.queued(unit),
                         int(countdown * 1000) + self.timing.queued_ms)
                 if status is not None:
                     status_ops(ops, status)
-            self._superseded_writes(run_id)(step, ops)
+            self._superseded_writes(unit, run_id)(step, ops)
         return self._transition(unit, run_id,
                                 lambda u, _, __: protocol.retry(u, run_id, owner), writes,
                                 *self._holding(run_id, owner))[0]
@@ -175,7 +176,7 @@ class Runs:
     def end(self, unit: str, run_id: str, owner: str, outcome: Outcome, *,
             status: UnitStatus | None, entry: HistoryEntry | None) -> Step:
         def writes(step: Step, ops: Ops) -> None:
-            self._run_fields(ops, run_id, state=RunState.DONE, phase=outcome.phase,
+            self._run_fields(ops, unit, run_id, state=RunState.DONE, phase=outcome.phase,
                              summary=outcome.summary, revision=outcome.revision,
                              finished_at=repr(time.time()),
                              result=json.dumps(outcome.result or {}, default=str),
@@ -236,8 +237,8 @@ class Runs:
         return int(result[2][0]) if int(result[0]) == 1 else 0
 
     # -- reads -----------------------------------------------------------------------
-    def run(self, run_id: str) -> dict[str, str]:
-        return self._call(lambda: self.client.hgetall(keys.run(run_id)))
+    def run(self, unit: str, run_id: str) -> dict[str, str]:
+        return self._call(lambda: self.client.hgetall(keys.run(unit, run_id)))
 
     def unit(self, unit: str) -> Unit:
         values = self._call(lambda: self.client.mget(
@@ -282,15 +283,15 @@ class Runs:
             thread.join(timeout=5)
 
     # -- machinery ---------------------------------------------------------------------
-    def _run_fields(self, ops: Ops, run_id: str, **fields: Any) -> None:
+    def _run_fields(self, ops: Ops, unit: str, run_id: str, /, **fields: Any) -> None:
         values = {k: str(v) for k, v in fields.items()}
-        ops.add("HSET", keys.run(run_id), *[x for kv in values.items() for x in kv])
-        ops.add("PEXPIRE", keys.run(run_id), self.timing.run_ms)
+        ops.add("HSET", keys.run(unit, run_id), *[x for kv in values.items() for x in kv])
+        ops.add("PEXPIRE", keys.run(unit, run_id), self.timing.run_ms)
 
-    def _superseded_writes(self, run_id: str) -> Callable[[Step, Ops], None]:
+    def _superseded_writes(self, unit: str, run_id: str) -> Callable[[Step, Ops], None]:
         def writes(step: Step, ops: Ops) -> None:
             if step.verdict == Verdict.SUPERSEDED:
-                self._run_fields(ops, run_id, state=RunState.DONE, superseded_by=step.other,
+                self._run_fields(ops, unit, run_id, state=RunState.DONE, superseded_by=step.other,
                                  summary=f"superseded by run {step.other}")
         return writes
 
@@ -313,14 +314,14 @@ class Runs:
             ops = Ops()
             for key, value in zip(names, assumed[:4]):
                 ops.expects(key, value)
-            ops.expects(keys.run(run_id), assumed[4], "state")
+            ops.expects(keys.run(unit, run_id), assumed[4], "state")
             for (key, field, _), value in zip(decision, assumed[5:]):
                 ops.expects(key, value, field)
             for key, field in reads:
                 ops.read(key, field)
             self._unit_writes(ops, unit, step, before)
             if step.run_state is not None and step.verdict != Verdict.SUPERSEDED:
-                self._run_fields(ops, run_id, state=step.run_state)
+                self._run_fields(ops, unit, run_id, state=step.run_state)
             writes(step, ops)
             result = self._call(lambda: self._cas(keys=ops.keys, args=ops.args()))
             if int(result[0]) == 1:

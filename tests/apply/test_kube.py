@@ -219,3 +219,39 @@ def test_the_token_refresh_hook_runs_at_most_once_a_second(dev_fleet, monkeypatc
         client.get("/api/v1/namespaces/default")
     assert len(calls) - loaded <= 2          # once, and once more if a second went by
     assert client.get("/api/v1/namespaces/default")["metadata"]["name"] == "default"
+
+
+@pytest.mark.k8s
+def test_a_server_that_stops_answering_costs_one_timeout_per_request(dev_fleet, tmp_path):
+    """Behind a proxy that stops forwarding (a hung API server: connections are accepted,
+    nothing is answered), each request is tried once and says which timeout expired: a
+    pooled connection's read timeout, then a new connection's handshake (connect timeout)."""
+    import time
+    from pathlib import Path
+
+    import yaml
+
+    from tests.support.slowproxy import SlowProxy
+
+    original = Path(dev_fleet.clusters["dev-1"])
+    proxy = SlowProxy(yaml.safe_load(original.read_text())["clusters"][0]["cluster"]["server"],
+                      0.0)
+    kube = Kube.from_kubeconfig(str(proxy.kubeconfig(original, tmp_path / "hung.yaml")),
+                                name="dev-1")
+    kube.timeout = (1.0, 2.0)
+    try:
+        kube.get("/api/v1/namespaces/default")              # one pooled connection
+        proxy.stop_forwarding()
+        for reason, seconds in (("timed out after 2 s", 2.0), ("timed out after 1 s", 1.0)):
+            opened, started = proxy.connections, time.monotonic()
+            with pytest.raises(Unavailable) as caught:
+                kube.get("/api/v1/namespaces/default")
+            took = time.monotonic() - started
+            assert proxy.connections - opened <= 1, "urllib3 retried with new connections"
+            assert took < seconds + 1.0, f"{took:.1f} s: retried under the adapter"
+            assert caught.value.unreachable == reason, caught.value
+        proxy.start_forwarding()
+        assert kube.get("/api/v1/namespaces/default")["metadata"]["name"] == "default"
+    finally:
+        proxy.close()
+        kube.close()

@@ -16,6 +16,7 @@ import signal
 import pytest
 import redis
 
+from shared.state import keys
 from tests.conftest import new_redis_db
 from tests.support.stack import Stack
 
@@ -59,7 +60,7 @@ def test_a_worker_frozen_mid_apply_writes_nothing_when_it_wakes(dev_fleet, redis
             def applying_rev2() -> bool:
                 running = r.get(f"fleetsync:running:{unit}")
                 return bool(running and r.get(f"fleetsync:lock:{unit}")
-                            and r.hget(f"fleetsync:run:{running}", "revision") == rev2)
+                            and r.hget(keys.run(unit, running), "revision") == rev2)
             stack.wait("the apply of rev2 in flight", applying_rev2, timeout=90)
             os.killpg(frozen.pid, signal.SIGSTOP)
             caught = r.get(f"fleetsync:running:{unit}")
@@ -77,7 +78,7 @@ def test_a_worker_frozen_mid_apply_writes_nothing_when_it_wakes(dev_fleet, redis
         # wherever it was caught (a write to come, or its last one done), the woken run ends
         # (or is retried under a new lock, at rev3) without changing a thing
         stack.wait("the woken worker's run is over and the unit quiet", lambda: (
-            r.hget(f"fleetsync:run:{caught}", "state") == "done"
+            r.hget(keys.run(unit, caught), "state") == "done"
             and not r.get(f"fleetsync:lock:{unit}") and stack.ready_at("dev-1", rev3)),
             timeout=120)
         assert live_state(kube_clients, stack.namespace) == before

@@ -32,7 +32,7 @@ def test_retry_after_from_the_apiserver_sets_the_countdown(ctx):
     nxt = endings.transient(ctx, call, "", TransientError("429 Too Many Requests", delay=7.0),
                             time.time())
     assert nxt.retry_in == 7.0 and nxt.retry_kwargs["attempt"] == 1
-    assert ctx.runs.run(call.run_id)["state"] == "retrying"
+    assert ctx.runs.run(call.unit, call.run_id)["state"] == "retrying"
     assert ctx.status.get_status("web", "c1").phase == "Progressing"
 
 
@@ -46,7 +46,7 @@ def test_the_last_attempt_ends_the_run_failed_and_clears_its_marker(ctx):
     call = _queued_call(ctx, attempt=endings.MAX_ATTEMPTS - 1)
     nxt = endings.transient(ctx, call, "", TransientError("503 from the apiserver"), time.time())
     assert nxt.retry_in is None
-    record = ctx.runs.run(call.run_id)
+    record = ctx.runs.run(call.unit, call.run_id)
     assert record["state"] == "done" and record["phase"] == "Failed"
     assert "gave up after 10 attempts: 503 from the apiserver" in record["summary"]
     assert ctx.runs.unit("c1/web").queued == ""
@@ -57,7 +57,7 @@ def test_the_last_attempt_ends_the_run_failed_and_clears_its_marker(ctx):
 def test_a_crash_still_ends_the_run(ctx):
     call = _queued_call(ctx)
     endings.crashed(ctx, call, KeyError("boom"))
-    record = ctx.runs.run(call.run_id)
+    record = ctx.runs.run(call.unit, call.run_id)
     assert record["state"] == "done" and "internal error: KeyError" in record["summary"]
     assert ctx.runs.request("web", "c1", trigger="beat").verdict == Verdict.QUEUED
 
@@ -74,5 +74,5 @@ def test_a_task_for_a_unit_the_spec_no_longer_has_is_dropped_quietly(tmp_path):
         nxt = stage(ctx, Call("ghost", "c1", run, "beat", time.time(), "abc", "k"))
         assert nxt.result["dropped"] == "not in the fleet spec" and nxt.error is None
         assert not nxt.send and nxt.retry_in is None
-    assert ctx.runs.run(run)["state"] == "done" and ctx.runs.unit("c1/ghost").queued == ""
+    assert ctx.runs.run("c1/ghost", run)["state"] == "done" and ctx.runs.unit("c1/ghost").queued == ""
     assert ctx.status.get_status("ghost", "c1").phase == "Unknown"     # no status written

@@ -137,12 +137,44 @@ def test_pull_user_state_is_its_clusters(server: acl_redis.AclRedis) -> None:
     assert refused(lambda: store.all_statuses())
 
 
-def test_what_kombus_layout_leaves_shared(server: acl_redis.AclRedis) -> None:
-    """Asserted as it is today; deploy/kubernetes/README.md says why it is harmless."""
+def test_a_pull_user_reaches_no_other_clusters_runs(server: acl_redis.AclRedis) -> None:
+    """Cluster a's user neither reads nor changes anything of b's runs: not the in-flight
+    messages (run ids, render keys) b's workers or the central ones hold, not b's run
+    record, wherever it is named; marking b's run done does not make the central stage
+    drop it. Its own runs go through the whole protocol as its user."""
+    from shared.protocol import Phase, Verdict
+    from shared.state.runs import Outcome, Runs
+    from shared.tasks_api import unacked_keys
+
     admin, a = server.client(acl_redis.ADMIN), server.client(A)
-    admin.hset("unacked", "tag-of-b", "b's in-flight message")
-    assert a.hget("unacked", "tag-of-b") == b"b's in-flight message"
-    admin.hdel("unacked", "tag-of-b")
+    for unacked in ("unacked", unacked_keys("b")["unacked_key"]):
+        admin.hset(unacked, "tag-of-b", "b's in-flight message")
+        assert refused(lambda: a.hget(unacked, "tag-of-b")), unacked
+        assert refused(lambda: a.hdel(unacked, "tag-of-b")), unacked
+        assert refused(lambda: a.hset(unacked, "forged", "{}")), unacked
+    central = Runs(redis.Redis.from_url(server.url("fleetsync-worker"), decode_responses=True))
+    unit_b = keys.unit_id("runs-app", "b")
+    run_b = central.request("runs-app", "b", trigger="beat", revision="rev").other
+    for record in (f"fleetsync:run:{run_b}", f"fleetsync:run:{unit_b}:{run_b}"):
+        assert refused(lambda: a.hgetall(record)), record
+        assert refused(lambda: a.hset(record, "state", "done")), record
+    assert central.touch(unit_b, run_b)[0].verdict == Verdict.GO       # not dropped
+    assert central.request("runs-app", "b", trigger="beat").other == run_b  # still the one run
+    # its own cluster's runs, start to end, as its own user
+    own = Runs(redis.Redis.from_url(server.url(A), decode_responses=True))
+    unit_a = keys.unit_id("runs-app", "a")
+    run_a = own.request("runs-app", "a", trigger="beat", revision="rev").other
+    assert own.begin(unit_a, run_a, "o1", "a").step.verdict == Verdict.STARTED
+    own.end(unit_a, run_a, "o1", Outcome(Phase.READY, "1 unchanged", "rev"), status=None,
+            entry=None)
+    assert own.run(unit_a, run_a)["state"] == "done"
+    a.hset(unacked_keys("a")["unacked_key"], "tag-of-a", "a's in-flight message")
+    assert a.hdel(unacked_keys("a")["unacked_key"], "tag-of-a") == 1
+
+
+def test_what_kombus_layout_leaves_shared(server: acl_redis.AclRedis) -> None:
+    """Asserted as it is today; deploy/kubernetes/README.md says what it leaves."""
+    admin, a = server.client(acl_redis.ADMIN), server.client(A)
     own, other = keys.RENDER_PREFIX + "a/" + "0" * 64, keys.RENDER_PREFIX + "b/" + "0" * 64
     admin.set(own, "sealed render of a")
     admin.set(other, "sealed render of b")
@@ -150,6 +182,8 @@ def test_what_kombus_layout_leaves_shared(server: acl_redis.AclRedis) -> None:
     assert refused(lambda: a.set(own, "forged"))            # read only
     assert refused(lambda: a.get(other))                     # another cluster's: refused
     assert refused(lambda: a.get(keys.RENDER_PREFIX + "0" * 64))   # the shared raw builds
+    admin.set("celery-task-meta-0123", "a result")          # by task id, not listable
+    assert a.get("celery-task-meta-0123") == b"a result"
 
 
 def test_cli_user_only_reads(server: acl_redis.AclRedis) -> None:
@@ -173,13 +207,14 @@ def test_real_worker_as_the_pull_user_serves_its_queue(server: acl_redis.AclRedi
     admin = server.client(acl_redis.ADMIN, db)
     admin.acl_log_reset()                # the refusals the other tests asked for
     proc = start_worker(server.url(A, db), "pull-a", queues="apply.a", concurrency=1,
-                        FLEETSYNC_QUEUE_PER_CLUSTER="true")
+                        FLEETSYNC_QUEUE_PER_CLUSTER="true", FLEETSYNC_WORKER_CLUSTER="a")
     try:
         # sent from outside the workers (unsigned), so the worker refuses to run it;
         # what counts here is that it took it from apply.a and acknowledged it
         send(central, "fleetsync.apply", ["web", "a", "0" * 64], {"run_id": "r-1"})
         wait("apply.a taken", lambda: admin.llen("apply.a") == 0, timeout=90)
-        wait("the delivery acknowledged", lambda: not admin.hlen("unacked"))
+        # held in a's own unacked hash (the shared one is refused to its user) and acked
+        wait("the delivery acknowledged", lambda: not admin.hlen("unacked.apply.a"))
         assert proc.poll() is None, "the worker died"
         assert server.denials(A) == [], server.denials(A)
     finally:

@@ -49,7 +49,7 @@ def test_a_request_during_a_run_parks_and_is_handed_over(client):
     parked = runs.begin(UNIT, second.other, "o2", "c1", park={"render_key": "k2"})
     assert parked.step.verdict == Verdict.BUSY
     ended = _end(runs, first.other, "o1")
-    assert ended.send == second.other and runs.run(second.other)["render_key"] == "k2"
+    assert ended.send == second.other and runs.run(UNIT, second.other)["render_key"] == "k2"
     again = runs.begin(UNIT, second.other, "o2", "c1")
     assert again.step.verdict == Verdict.STARTED and again.token > begun.token
     assert again.revision == "def"
@@ -60,7 +60,7 @@ def test_an_ending_records_run_status_and_history_at_once(client):
     run = runs.request("web", "c1", trigger="api").other
     runs.begin(UNIT, run, "o1", "c1")
     _end(runs, run, "o1")
-    record = runs.run(run)
+    record = runs.run(UNIT, run)
     assert record["state"] == "done" and record["phase"] == "Ready"
     store = StatusStore(client)
     assert store.get_status("web", "c1").phase == "Ready"
@@ -76,7 +76,7 @@ def test_a_retrying_run_is_the_one_queued_run(client):
     step = runs.retry(UNIT, run, "o1", countdown=30,
                       status=UnitStatus("web", "c1", phase="Progressing", revision="", message="unreachable"))
     assert step.verdict == Verdict.RETRY
-    assert runs.run(run)["state"] == RunState.RETRYING.value
+    assert runs.run(UNIT, run)["state"] == RunState.RETRYING.value
     for _ in range(5):
         assert runs.request("web", "c1", trigger="beat").verdict == Verdict.JOINED
     assert client.pttl(keys.queued(UNIT)) > 30_000
@@ -90,7 +90,7 @@ def test_a_run_whose_holder_vanished_is_recorded_lost(client):
     client.delete(keys.lock(UNIT))                  # its lock expired: the worker is gone
     second = runs.request("web", "c1", trigger="beat").other
     assert runs.begin(UNIT, second, "o2", "c1").step.lost == first
-    assert runs.run(first)["state"] == "done" and runs.run(first)["phase"] == "Failed"
+    assert runs.run(UNIT, first)["state"] == "done" and runs.run(UNIT, first)["phase"] == "Failed"
 
 
 def test_an_unreachable_redis_is_a_transient_error():

@@ -8,15 +8,19 @@ import base64
 import json
 from typing import Any, Iterator
 
-from shared.tasks_api import STAGE_QUEUES, TASKS
+from shared.state import keys
+from shared.tasks_api import STAGE_QUEUES, TASKS, apply_queue, unacked_keys
 
 
-def _messages(client: Any) -> Iterator[dict]:
-    for queue in STAGE_QUEUES:
+def _messages(client: Any, clusters: tuple[str, ...] = ()) -> Iterator[dict]:
+    """With ``clusters`` (pull mode), their apply queues and their workers' unacked too."""
+    queues = [*STAGE_QUEUES, *(apply_queue(c, True) for c in clusters)]
+    for queue in queues:
         for raw in client.lrange(queue, 0, -1):
             yield json.loads(raw)
-    for raw in client.hvals("unacked"):
-        yield json.loads(raw)[0]
+    for unacked in ["unacked", *(unacked_keys(c)["unacked_key"] for c in clusters)]:
+        for raw in client.hvals(unacked):
+            yield json.loads(raw)[0]
 
 
 def _call(message: dict) -> tuple[str, list, dict]:
@@ -34,7 +38,7 @@ def waiting_runs_by_unit(client: Any) -> dict[str, set[str]]:
     ended (dropped when delivered) is no chain of its own."""
     found: dict[str, set[str]] = {}
     for unit, run_id in _stage_calls(client):
-        state = client.hget(f"fleetsync:run:{run_id}", "state")
+        state = client.hget(keys.run(unit, run_id), "state")
         if isinstance(state, bytes):
             state = state.decode()
         if state in ("queued", "retrying"):

@@ -5,6 +5,11 @@ sends for ``delay`` seconds before forwarding it. Tests that need an apply to
 take a while (to find its lock held, to kill the worker in the middle of it)
 point a kubeconfig at it with ``kubeconfig(path)``: the API server, the
 objects and the apply are real, only the wire is slow.
+
+``stop_forwarding()`` makes it a server that hangs: connections are still
+accepted (as a frozen API server's kernel accepts them), nothing sent either
+way is forwarded until ``start_forwarding()``. ``connections`` counts the
+connections clients opened.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ class SlowProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.closed = threading.Event()
+        self.forwarding = threading.Event()
+        self.forwarding.set()
+        self.connections = 0
         threading.Thread(target=self._accept, daemon=True, name="slowproxy").start()
 
     @property
@@ -40,8 +48,15 @@ class SlowProxy:
         into.write_text(yaml.safe_dump(config))
         return into
 
+    def stop_forwarding(self) -> None:
+        self.forwarding.clear()
+
+    def start_forwarding(self) -> None:
+        self.forwarding.set()
+
     def close(self) -> None:
         self.closed.set()
+        self.forwarding.set()
         self.listener.close()
 
     def _accept(self) -> None:
@@ -50,6 +65,7 @@ class SlowProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            self.connections += 1
             try:
                 server = socket.create_connection(self.upstream, timeout=10)
             except OSError:
@@ -68,6 +84,9 @@ class SlowProxy:
                     break
                 if delay:
                     time.sleep(delay)       # the slow wire itself, not a wait in a test
+                self.forwarding.wait()      # a hanging server: held until forwarding again
+                if self.closed.is_set():
+                    break
                 dst.sendall(data)
         except OSError:
             pass

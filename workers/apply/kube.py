@@ -12,12 +12,20 @@ with ``raise ... from``:
 
 The counters let callers report how many requests and writes a reconcile cost;
 server-side dry-runs are counted apart from writes because they change nothing.
+
+Every request is tried once: urllib3's own retries are switched off
+(``retries = False``), because they hid a frozen API server behind four timeouts
+per request (a pooled connection's read timeout, then three TLS handshakes that
+time out) before fleetsync heard of it. Retrying is fleetsync's: a request that
+got no answer (``Unavailable.unreachable``: connection refused, ``timed out
+after 5 s``) marks the cluster down (``shared/state/clusters.py``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,7 +42,11 @@ from shared.errors import ApplyError, FleetsyncError, TransientError
 FIELD_MANAGER = "fleetsync"
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
-DEFAULT_TIMEOUT = (5.0, 30.0)          # (connect, read) seconds: a stuck API server fails fast
+# (connect, read) seconds: a stuck API server fails fast. The connect timeout also
+# bounds the TLS handshake of a new connection. An API server answers what fleetsync
+# asks (a GET, a labelled LIST from its watch cache, an apply) well within the read
+# timeout; one that does not is treated as down.
+DEFAULT_TIMEOUT = (5.0, 10.0)
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -174,7 +186,8 @@ def unreachable_reason(exc: BaseException) -> str:
         return "TLS handshake failed"
     if any(isinstance(e, (TimeoutError, urllib3.exceptions.TimeoutError)) for e in chain) \
             or "timed out" in text:
-        return "timed out"
+        waited = re.search(r"timeout=([0-9.]+)", text)     # urllib3 says which one expired
+        return f"timed out after {float(waited.group(1)):g} s" if waited else "timed out"
     return "no answer"
 
 
@@ -235,6 +248,7 @@ class Kube:
                              unit=name) from exc
         if configuration.refresh_api_key_hook is not None:
             configuration.refresh_api_key_hook = _throttled(configuration.refresh_api_key_hook)
+        configuration.retries = False     # tried once: fleetsync's back-off does the retrying
         return cls(k8s_client.ApiClient(configuration), name=name)
 
     def session(self, impersonate: str | None = None) -> "Kube":

@@ -55,7 +55,8 @@ def wait(ctx: Context, call: Call, owner: str, message: str, countdown: float, *
                         reason="Waiting", run_id=call.run_id, interval=interval)
     step = ctx.runs.retry(call.unit, call.run_id, owner, countdown=countdown, status=status)
     if step.verdict != Verdict.RETRY:
-        return Next(dropped(call, step.verdict, step.other), tuple(resend(ctx, step.send)))
+        return Next(dropped(call, step.verdict, step.other),
+                    tuple(resend(ctx, call.unit, step.send)))
     log.info("run waits", message=message, countdown=round(countdown, 1))
     attempt = call.attempt + 1 if bounded else call.attempt
     return Next(tasks_api.unit_result(call.app, call.cluster, Phase.PROGRESSING.value,
@@ -95,7 +96,7 @@ def finish(ctx: Context, call: Call, owner: str, outcome: Outcome, started: floa
     result = tasks_api.unit_result(call.app, call.cluster, outcome.phase.value, outcome.summary,
                                    run_id=call.run_id, revision=call.revision, details=summary)
     error = outcome.error if outcome.phase in (Phase.FAILED, Phase.DRIFTED) else None
-    return Next(result, tuple(resend(ctx, step.send)), error=error)
+    return Next(result, tuple(resend(ctx, call.unit, step.send)), error=error)
 
 
 def _unit(ctx: Context, call: Call) -> Unit | None:
@@ -151,11 +152,11 @@ def dropped(call: Call, verdict: Verdict, other: str) -> dict[str, Any]:
             "summary": why.get(verdict, verdict.value)}
 
 
-def resend(ctx: Context, run_id: str) -> list[Send]:
-    """Send a parked (or revived) run's next stage, from its run record."""
+def resend(ctx: Context, unit: str, run_id: str) -> list[Send]:
+    """Send a parked (or revived) run of ``unit``'s next stage, from its run record."""
     if not run_id:
         return []
-    record = ctx.runs.run(run_id)
+    record = ctx.runs.run(unit, run_id)
     if not record.get("unit"):
         return []
     app, cluster = keys.split_unit(record["unit"])

@@ -83,7 +83,7 @@ def request(ctx: Context, app_name: str, cluster_name: str, trigger: str,
         else:
             sends.append(render_send(call))
     elif step.verdict == Verdict.REVIVE:
-        sends += endings.resend(ctx, step.other)
+        sends += endings.resend(ctx, keys.unit_id(app_name, cluster_name), step.other)
     return tasks_api.request_result(app_name, cluster_name, step.other,
                                     joined=step.verdict != Verdict.QUEUED,
                                     revision=revision), sends + admitted

@@ -167,9 +167,9 @@ def _apply_started(ctx: Context, call: Call, unit: Unit, begun: Begun, owner: st
                                   endings.failed(exc, unit.spec_key(call.revision)), started,
                                   unit)
         except TransientError as exc:
-            if _unreachable(exc):
+            if stages.unreachable(exc):
                 down = ctx.clusters.mark_down(cluster.name, ctx.kube(cluster).server,
-                                              _unreachable(exc))
+                                              stages.unreachable(exc))
                 return _wait_for_cluster(ctx, call, owner, unit, down)
             return endings.transient(ctx, call, owner, exc, started, unit)
     if probing:
@@ -238,11 +238,6 @@ def _wait_for_cluster(ctx: Context, call: Call, owner: str, unit: Unit, down: An
                         max(1.0, down.next_at - time.time()) + 0.5, bounded=False, unit=unit)
 
 
-def _unreachable(exc: TransientError) -> str:
-    """Why the cluster did not answer at all (connection refused, timed out), or ""."""
-    return str(getattr(exc, "unreachable", "") or "")
-
-
 def _wait_for_dependencies(ctx: Context, call: Call, waiting: list[str], unit: Unit) -> Next:
     message = f"waiting for {', '.join(waiting)} to be Ready"
     if call.waited >= MAX_DEPENDENCY_WAIT:
@@ -286,7 +281,7 @@ def _back_to_render(ctx: Context, call: Call, owner: str, moved: bool = False) -
                           revision=call.revision if moved else "")
     if step.verdict != Verdict.RETRY:
         return Next(endings.dropped(call, step.verdict, step.other),
-                    tuple(endings.resend(ctx, step.send)))
+                    tuple(endings.resend(ctx, call.unit, step.send)))
     return Next({"run_id": call.run_id, "unit": call.unit, "summary": "render again"},
                 (render_send(call),))
 

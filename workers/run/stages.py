@@ -195,6 +195,12 @@ def _checkout(ctx: Context, source: Source, revision: str) -> Path:
 
 # --- apply ---------------------------------------------------------------------
 
+def unreachable(exc: BaseException) -> str:
+    """Why the cluster did not answer at all (``connection refused``, ``timed out after
+    5 s``), or "": the apply adapter's ``Unavailable.unreachable``."""
+    return str(getattr(exc, "unreachable", "") or "")
+
+
 def render_mismatch(meta: dict[str, Any], app: Application, cluster: Cluster,
                     revision: str) -> str:
     """Why a render entry is not ``app`` on ``cluster`` at ``revision``, or ""."""

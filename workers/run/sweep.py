@@ -16,6 +16,12 @@ are quiet, with a handful of reads for all of them:
 Everything else gets a run as before: a unit that drifted, is missing an object,
 unhealthy, mid-rollout, suspended, failed, or that the snapshot cannot tell about.
 
+A cluster marked down (``shared/state/clusters.py``) gets no pass at all: no
+request, every unit's request joins its one queued run, which waits for the
+cluster's next probe. A pass whose request gets no answer (connection refused, a
+timeout) marks the cluster down itself, so a frozen API server costs one timeout
+per cluster, not one per unit and tick.
+
 The guarantee that a unit never acts on state older than its last write holds: a
 unit's state in Redis is read before the LISTs, and a run's writes end before its
 status is written, so a LIST (a consistent read) taken afterwards holds them; a
@@ -74,6 +80,9 @@ def quiet_units(ctx: Context, cluster: Cluster, apps: list[Application],
     started = time.monotonic()
     found = Pass()
     try:
+        if ctx.clusters.down(cluster.name) is not None:
+            log.info("no cluster pass: the cluster is down", cluster=cluster.name)
+            return found
         candidates = _candidates(ctx, cluster, apps, statuses, revisions)
         candidates = _unheld(ctx, cluster, candidates)
         candidates = _rendered(ctx, cluster, candidates)
@@ -83,6 +92,9 @@ def quiet_units(ctx: Context, cluster: Cluster, apps: list[Application],
     except (FleetsyncError, RedisError) as exc:
         log.info("cluster pass gave up; every unit gets a run", cluster=cluster.name,
                  error=str(exc))
+        if stages.unreachable(exc):
+            ctx.clusters.mark_down(cluster.name, ctx.kube(cluster).server,
+                                   stages.unreachable(exc))
         return Pass()
     except Exception:           # a bug here must not stop the cluster's reconcile
         log.exception("cluster pass failed; every unit gets a run", cluster=cluster.name)

@@ -1,0 +1,136 @@
+"""One cluster's API server hangs (SIGSTOP: it accepts connections and never answers)
+for 45 s while beat ticks every 2 s.
+
+A timeout counts as the cluster not answering, exactly like a refused connection:
+the first timed-out request marks it down, its units wait for the next probe with
+one task chain each and no pile-up in the broker, their status names the cluster
+and the timeout, and once the server answers again the next probe brings every
+unit to Ready at the new revision, applied once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections import Counter
+
+import pytest
+import redis
+
+from devtools import fleet as devfleet
+from shared.state.clusters import ClusterHealth
+from tests.conftest import new_redis_db
+from tests.support.broker import _messages, waiting_runs_by_unit
+from tests.support.gitutil import GitRepo
+from tests.support.stack import Stack, configmap
+
+pytestmark = [pytest.mark.k8s, pytest.mark.slow]
+
+APPS = 6
+FREEZE = 45.0
+INTERVAL = 2
+# once the cluster is down: a chain per unit and a few ticks' reconcile and fetch (while
+# the first requests time out, the workers are busy and beat's ticks wait for them)
+BACKLOG = APPS + 6
+READ_TIMEOUT = 10.0          # workers/apply/kube.py DEFAULT_TIMEOUT
+
+
+@pytest.fixture()
+def staging(dev_fleet, tmp_path):
+    """A cluster of this test's own: its API server is the one frozen."""
+    state = devfleet.up(["staging"], tmp_path / "fleet", progress=lambda _: None,
+                        workloads=False)
+    try:
+        yield state
+    finally:
+        devfleet.down(tmp_path / "fleet", progress=lambda _: None)
+
+
+def _write_apps(repo: GitRepo, value: str) -> None:
+    for i in range(APPS):
+        ns = f"hang-{i}"
+        repo.write(f"apps/a{i}/ns.yaml", json.dumps({"apiVersion": "v1", "kind": "Namespace",
+                                                       "metadata": {"name": ns}}))
+        repo.write(f"apps/a{i}/cm.yaml", configmap("settings", ns, {"value": value}))
+
+
+def _spec(stack: Stack, kubeconfig: str) -> str:
+    lines = ["sources:", "  - name: git", f"    url: {stack.repo.bare_url()}", "    branch: main",
+             f"    interval: {INTERVAL}s", "clusters:", "  - name: staging",
+             f"    kubeconfig: {kubeconfig}", f"    interval: {INTERVAL}s", "applications:"]
+    for i in range(APPS):
+        lines += [f"  - name: a{i}", "    source: git", f"    path: apps/a{i}",
+                  "    clusters: {names: [staging]}"]
+    return "\n".join(lines) + "\n"
+
+
+def test_a_hung_api_server_is_a_cluster_that_does_not_answer(staging, redis_url, tmp_path):
+    url = new_redis_db(redis_url)
+    stack = Stack(tmp_path, url, staging.clusters, interval=INTERVAL)
+    _write_apps(stack.repo, "one")
+    stack.repo.commit("six apps")
+    stack.repo.push()
+    stack.spec.write_text(_spec(stack, str(staging.clusters["staging"])))
+    client = redis.Redis.from_url(url, decode_responses=True)
+    clusters = ClusterHealth(client)
+    store = stack.store
+    statuses = lambda: [store.get_status(f"a{i}", "staging") for i in range(APPS)]  # noqa: E731
+    apiserver = next(p for p in staging.processes if p.name == "staging-apiserver")
+    stack.start_worker("w1")
+    stack.start_worker("w2")
+    stack.start_beat()
+    frozen = False
+    try:
+        first = stack.repo.head()
+        stack.wait("every unit Ready", lambda: all(
+            s.phase == "Ready" and s.revision == first for s in statuses()), timeout=120)
+
+        _write_apps(stack.repo, "two")
+        second = stack.repo.commit("value two")
+        os.kill(apiserver.pid, signal.SIGSTOP)
+        frozen = True
+        stack.repo.push()
+        since, named, most = time.monotonic(), 0.0, 0
+        while time.monotonic() - since < FREEZE:
+            chains = waiting_runs_by_unit(client)
+            assert all(len(runs) <= 1 for runs in chains.values()), chains
+            waiting = Counter(m["headers"]["task"] for m in _messages(client))
+            if named and time.monotonic() - since > named + READ_TIMEOUT:  # drained by now
+                most = max(most, sum(waiting.values()))
+                assert most <= BACKLOG, f"{most} task messages wait in the broker: {waiting}"
+            if not named and all("cluster staging does not answer: timed out after"
+                                 in s.message for s in statuses()):
+                named = time.monotonic() - since
+            time.sleep(0.5)
+        messages = {s.message for s in statuses()}
+        assert named, f"no status named the hung cluster within {FREEZE:g} s: {messages}"
+        print(f"named after {named:.1f} s; at most {most} messages in the broker after")
+        assert all("at https://127.0.0.1:" in m and "next try in" in m for m in messages), \
+            messages
+        assert clusters.down("staging") is not None
+
+        os.kill(apiserver.pid, signal.SIGCONT)
+        frozen = False
+        thawed = time.monotonic()
+        down = clusters.down("staging")
+        probe_in = max(0.0, down.next_at - time.time()) if down else 0.0
+        budget = probe_in + READ_TIMEOUT + INTERVAL + 20.0   # the next probe, then a tick
+        try:
+            stack.wait("every unit Ready at the new revision", lambda: all(
+                s.phase == "Ready" and s.revision == second for s in statuses()),
+                timeout=budget)
+        except AssertionError as exc:
+            raise AssertionError(f"not Ready {time.monotonic() - thawed:.0f} s after the "
+                                 f"server answered again (next probe was in {probe_in:.0f} s);"
+                                 f" units {[s.to_dict() for s in statuses()]}") from exc
+        assert clusters.down("staging") is None
+        for i in range(APPS):
+            applied = [e for e in store.history(f"a{i}", "staging")
+                       if e["revision"] == second and e["changes"].get("configured")]
+            assert len(applied) == 1, (i, store.history(f"a{i}", "staging"))
+    finally:
+        if frozen:
+            os.kill(apiserver.pid, signal.SIGCONT)
+        stack.stop()
