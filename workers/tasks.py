@@ -7,7 +7,9 @@ a run so that Flower shows it failed. The internal stages (render, apply,
 check_health) are signed by the worker that sends them (``workers/sealing.py``)
 and refused unsigned: through Flower's API or the broker only ``fleetsync.sync``
 and beat's tasks can be started from outside the workers. A Redis or broker blip anywhere is
-retried with backoff; anything unexpected still ends the run it belonged to.
+retried with backoff; anything unexpected still ends the run it belonged to. Once a
+stage returned, its ending is written: what fails after that (a send the broker
+refuses) is sent again, never the stage, and never ends the run a second time.
 """
 
 from __future__ import annotations

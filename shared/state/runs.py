@@ -14,7 +14,9 @@ Redis errors become ``TransientError`` here (a Redis restart is a blip; the
 task is retried). Fencing tokens are a per-unit counter, advanced in the same
 script that takes the lock; after a flush or a failover that lost it, the lock
 holder moves it past the token the cluster's inventory holds (``advance_fence``).
-``holding`` is what the apply engine asks before each tier of writes.
+``holding`` is what the apply engine asks before each tier of writes. The lock's
+renewal (``renew``) is a compare-and-set too: it renews the markers of the run parked
+behind the holder with the lock (``protocol.hold``), so a long apply never outlives them.
 """
 
 from __future__ import annotations

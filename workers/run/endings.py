@@ -3,7 +3,8 @@
 Each stage of ``workers/run/runner.py`` and ``workers/run/requests.py`` leaves
 through one of these, which is what keeps the protocol's promise: every run
 ends with an outcome (its status, its history entry, its run record), and its
-marker is always cleared. ``crashed`` ends a run that a bug interrupted;
+marker is always cleared. ``crashed`` ends a run that a bug interrupted
+(with the lock, when the apply stage holds it, and sending the run parked behind);
 ``drop`` one whose unit the spec no longer has; ``resend`` sends the next stage
 of a run that was parked behind another.
 
