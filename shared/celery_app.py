@@ -14,8 +14,11 @@ from typing import Any, Iterable
 
 from celery import Celery
 from kombu import Exchange, Queue
+from kombu.exceptions import OperationalError
+from shared.state.redisconn import RedisError
 
 from shared import tasks_api
+from shared.errors import TransientError
 from shared.state.redis_url import celery_config
 from shared.settings import Settings
 
@@ -79,7 +82,12 @@ def make_app(settings: Settings, include: Iterable[str] = ()) -> Celery:
 
 def send(app: Celery, name: str, args: list[Any] | None = None,
          kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
-    """Send task ``name`` by name, with the readable form of its arguments for Flower."""
-    return app.send_task(name, args=args or [], kwargs=kwargs or {},
-                         argsrepr=tasks_api.describe(name, args or [], kwargs),
-                         kwargsrepr=tasks_api.describe_kwargs(kwargs), **options)
+    """Send task ``name`` by name, with the readable form of its arguments for Flower.
+    A broker that stays away past the publish retries, or refuses the message (a
+    read-only replica, out of memory, an ACL), is a ``TransientError``."""
+    try:
+        return app.send_task(name, args=args or [], kwargs=kwargs or {},
+                             argsrepr=tasks_api.describe(name, args or [], kwargs),
+                             kwargsrepr=tasks_api.describe_kwargs(kwargs), **options)
+    except (OperationalError, RedisError) as exc:
+        raise TransientError(f"broker: {name} not sent: {type(exc).__name__}: {exc}") from exc

@@ -23,7 +23,14 @@ The invariants that follow from these functions:
 - at most one run per unit is queued (including one waiting to retry), so a
   beat tick during a retry adds no second chain;
 - every ending (done, retry, superseded, lost) releases what the run held and
-  clears the marker that pointed at it; a parked run is handed back to be sent.
+  clears the marker that pointed at it; a parked run is handed back to be sent;
+- an ending is written once: a run that is done already does not end again
+  (a crash reported after its ending, a second delivery), so its outcome stays;
+- a parked run lives as long as its holder holds the lock (``hold``: renewing
+  the lock renews the parked run's markers), and stays parked until it begins:
+  when the holder's send of it is lost (the broker refused, the worker died right
+  after the ending), the next request finds it parked with no holder and sends it
+  again (``REVIVE``).
 """
 
 from __future__ import annotations
@@ -164,8 +171,11 @@ def retry(unit: Unit, run: str, owner: str = "") -> Step:
     return Step(replace(freed, queued=run), Verdict.RETRY, RunState.RETRYING, lock_lost=lock_lost)
 
 
-def end(unit: Unit, run: str, owner: str = "") -> Step:
-    """``run`` is over, whatever its outcome; a parked run is handed back to be sent."""
+def end(unit: Unit, run: str, owner: str = "", state: RunState | None = None) -> Step:
+    """``run`` is over, whatever its outcome; a parked run is handed back to be sent.
+    A run that is done already is not ended again: its outcome was written once."""
+    if state == RunState.DONE:
+        return Step(unit, Verdict.DUPLICATE)
     freed, send, lock_lost = _release(unit, run, owner)
     if freed.queued == run:
         freed = replace(freed, queued="")
@@ -182,10 +192,21 @@ def _release(unit: Unit, run: str, owner: str) -> tuple[Unit, str, bool]:
         freed = replace(freed, running="")
     if freed.pending == run:                  # its own parking is over
         freed = replace(freed, pending="")
-    send = ""
-    if freed.pending and not freed.lock:
-        send, freed = freed.pending, replace(freed, pending="")
+    # the parked run stays parked (pending) until it begins: should this send be lost, a
+    # request finds it parked with no holder and sends it again (REVIVE)
+    send = freed.pending if freed.pending and not freed.lock else ""
     return freed, send, lock_lost
+
+
+def hold(unit: Unit, owner: str) -> tuple[str, ...]:
+    """The lock holder renews its lock: the markers that live on with it, by ``Unit``
+    field: the lock, and the run parked behind it (its holder sends it when it ends, so
+    it lives as long as the lock is held); none when the lock is no longer ``owner``'s."""
+    if not owner or unit.lock != owner:
+        return ()
+    if not unit.pending:
+        return ("lock",)
+    return ("lock", "pending", "queued") if unit.queued == unit.pending else ("lock", "pending")
 
 
 # -- back-off -------------------------------------------------------------------------

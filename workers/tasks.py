@@ -7,7 +7,9 @@ a run so that Flower shows it failed. The internal stages (render, apply,
 check_health) are signed by the worker that sends them (``workers/sealing.py``)
 and refused unsigned: through Flower's API or the broker only ``fleetsync.sync``
 and beat's tasks can be started from outside the workers. A Redis or broker blip anywhere is
-retried with backoff; anything unexpected still ends the run it belonged to.
+retried with backoff; anything unexpected still ends the run it belonged to. Once a
+stage returned, its ending is written: what fails after that (a send the broker
+refuses) is sent again, never the stage, and never ends the run a second time.
 """
 
 from __future__ import annotations
@@ -71,8 +73,13 @@ def _refused(task: Any, args: list[Any], kwargs: dict[str, Any]) -> dict | None:
 
 
 def _carry_out(task: Any, nxt: Next) -> dict:
+    """Carry out a stage's ``Next``. The stage wrote its ending (if any) already, so what
+    fails here never ends or retries the stage again: it would find the run done and
+    drop the sends. A send the broker refuses is sent again (``_send_patiently``); one
+    given up on is recovered by the next tick (a parked run stays parked until it
+    begins: the next request sends it again)."""
     for send in nxt.send:
-        _send(send)
+        _send_patiently(send)
     if nxt.retry_in is not None:
         # the stage bounds its own attempts; a wait (dependency, cluster down) is not one
         args = list(task.request.args or [])
@@ -83,7 +90,30 @@ def _carry_out(task: Any, nxt: Next) -> dict:
     return nxt.result
 
 
-PUBLISH_PATIENCE = 30.0     # seconds a retry waits for the broker (a failover takes a few)
+PUBLISH_PATIENCE = 30.0     # seconds a send or a retry waits for the broker (a failover takes a few)
+
+
+def _pause_after(waited: float) -> float:
+    return min(0.5 + waited / 2, 5.0)
+
+
+def _send_patiently(send: Send, pause: Callable[[float], None] = time.sleep) -> None:
+    """``_send(send)``, sent again while the broker refuses it, for ``PUBLISH_PATIENCE``
+    (kombu's own publish retries cover a broker that is down for a moment, not one that
+    answers with an error); then the ``TransientError`` is given back. A send that went
+    through after all is a second delivery, which the protocol drops."""
+    waited, started = 0.0, time.monotonic()
+    while True:
+        try:
+            return _send(send)
+        except TransientError as exc:
+            if waited >= PUBLISH_PATIENCE or time.monotonic() - started >= 2 * PUBLISH_PATIENCE:
+                raise
+            delay = _pause_after(waited)
+            log.warning("task not sent, sending again", task=send.name, error=str(exc),
+                        in_s=delay)
+            pause(delay)
+            waited += delay
 
 
 def retry(task: Any, *, pause: Callable[[float], None] = time.sleep, **options: Any) -> NoReturn:
@@ -99,7 +129,7 @@ def retry(task: Any, *, pause: Callable[[float], None] = time.sleep, **options: 
         except Reject as exc:
             if waited >= PUBLISH_PATIENCE:
                 raise
-            delay = min(0.5 + waited / 2, 5.0)
+            delay = _pause_after(waited)
             log.warning("retry not sent, sending again", task=task.name, error=str(exc.reason),
                         in_s=delay)
             pause(delay)
@@ -110,18 +140,17 @@ def _stage(task: Any, stage: Callable[[Context, Call], Next],
            call: Call) -> dict:
     ctx = context()
     try:
-        return _carry_out(task, stage(ctx, call))
+        nxt = stage(ctx, call)
     except (Retry, PermanentError):
         raise
     except RETRIED as exc:             # Redis or the spec file blinked outside the stage
-        if task.request.retries >= MAX_TRANSIENT_RETRIES:
-            endings.crashed(ctx, call, exc)
-            raise
-        delay = getattr(exc, "delay", None)
-        retry(task, exc=exc, countdown=delay or backoff(task.request.retries))
+        if task.request.retries < MAX_TRANSIENT_RETRIES:
+            delay = getattr(exc, "delay", None)
+            retry(task, exc=exc, countdown=delay or backoff(task.request.retries))
+        nxt = endings.crashed(ctx, call, exc)
     except Exception as exc:
-        endings.crashed(ctx, call, exc)
-        raise
+        nxt = endings.crashed(ctx, call, exc)
+    return _carry_out(task, nxt)       # the stage is over: from here on, only sends
 
 
 @celery.task(name=tasks_api.PING)
@@ -191,7 +220,7 @@ def _request(ctx: Context, app_name: str, cluster: str, trigger: str, *,
     except PermanentError as exc:
         return tasks_api.request_result(app_name, cluster, "", joined=False, error=str(exc))
     for send in sends:
-        _send(send)
+        _send_patiently(send)
     return result
 
 

@@ -14,7 +14,9 @@ Redis errors become ``TransientError`` here (a Redis restart is a blip; the
 task is retried). Fencing tokens are a per-unit counter, advanced in the same
 script that takes the lock; after a flush or a failover that lost it, the lock
 holder moves it past the token the cluster's inventory holds (``advance_fence``).
-``holding`` is what the apply engine asks before each tier of writes.
+``holding`` is what the apply engine asks before each tier of writes. The lock's
+renewal (``renew``) is a compare-and-set too: it renews the markers of the run parked
+behind the holder with the lock (``protocol.hold``), so a long apply never outlives them.
 """
 
 from __future__ import annotations
@@ -175,7 +177,11 @@ class Runs:
 
     def end(self, unit: str, run_id: str, owner: str, outcome: Outcome, *,
             status: UnitStatus | None, entry: HistoryEntry | None) -> Step:
+        """The run is over: its outcome written with the release, once (a run that is
+        done already answers ``DUPLICATE`` and nothing is written)."""
         def writes(step: Step, ops: Ops) -> None:
+            if step.verdict != Verdict.ENDED:
+                return
             self._run_fields(ops, unit, run_id, state=RunState.DONE, phase=outcome.phase,
                              summary=outcome.summary, revision=outcome.revision,
                              finished_at=repr(time.time()),
@@ -186,7 +192,7 @@ class Runs:
             if entry is not None:
                 entry.ops(ops, unit, self.timing.history_size)
         return self._transition(unit, run_id,
-                                lambda u, _, __: protocol.end(u, run_id, owner), writes,
+                                lambda u, s, __: protocol.end(u, run_id, owner, s), writes,
                                 *self._holding(run_id, owner))[0]
 
     def settle(self, unit: str, run_id: str, status: UnitStatus,
@@ -246,8 +252,28 @@ class Runs:
         return Unit(*[v or "" for v in values])
 
     def renew(self, unit: str, owner: str) -> bool:
-        return bool(self._call(lambda: self._leases.renew(keys.lock(unit), owner,
-                                                          self.timing.lock_ms)))
+        """Renew ``owner``'s lock, and with it the markers of the run parked behind it
+        (``protocol.hold``), in one compare-and-set: False when the lock is not ours."""
+        names = dict(zip(("queued", "pending", "running", "lock"), keys.protocol(unit)))
+        ttl = {"lock": self.timing.lock_ms, "pending": self.timing.queued_ms,
+               "queued": self.timing.queued_ms}
+        assumed = ["", "", owner]               # queued, pending, lock: nothing parked
+        for _ in range(50):
+            kept = protocol.hold(Unit(queued=assumed[0], pending=assumed[1],
+                                      lock=assumed[2]), owner)
+            if not kept:
+                return False
+            ops = Ops()
+            for field, value in zip(("queued", "pending", "lock"), assumed):
+                ops.expects(names[field], value)
+            for field in kept:
+                ops.add("PEXPIRE", names[field], ttl[field])
+            result = self._call(lambda: self._cas(keys=ops.keys, args=ops.args()))
+            if int(result[0]) == 1:
+                return True
+            assumed = list(result[1])
+        raise TransientError(f"sync unit {unit}: too much contention on its protocol keys",
+                             unit=unit)
 
     @contextmanager
     def renewing(self, unit: str, owner: str, on_lost: Callable[[], None]) -> Iterator[Lease]:

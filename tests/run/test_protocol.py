@@ -68,8 +68,32 @@ def test_end_releases_and_hands_over_the_parked_run():
     parked = Unit(queued="r2", pending="r2", running="r1", lock="o1")
     step = p.end(parked, "r1", "o1")
     assert step.verdict == Verdict.ENDED and step.send == "r2"
-    assert step.unit == Unit(queued="r2")
+    assert step.unit == Unit(queued="r2", pending="r2")       # parked until it begins
     assert not step.lock_lost
+    begun = p.begin(step.unit, "r2", RunState.QUEUED, "o2")
+    assert begun.verdict == Verdict.STARTED and begun.unit == Unit(running="r2", lock="o2")
+
+
+def test_a_handed_over_run_whose_send_was_lost_is_sent_by_the_next_request():
+    handed = p.end(Unit(queued="r2", pending="r2", running="r1", lock="o1"), "r1", "o1").unit
+    step = p.request(handed, "r3")
+    assert step.verdict == Verdict.REVIVE and step.other == "r2"
+
+
+def test_an_ending_is_written_once():
+    done = Unit(queued="r2", pending="r2")       # r1 ended and handed r2 over
+    step = p.end(done, "r1", "", RunState.DONE)
+    assert step.verdict == Verdict.DUPLICATE and step.unit == done
+    assert step.run_state is None and not step.send
+
+
+def test_the_holder_keeps_its_parked_run_alive_with_its_lock():
+    assert p.hold(Unit(running="r1", lock="o1"), "o1") == ("lock",)
+    parked = Unit(queued="r2", pending="r2", running="r1", lock="o1")
+    assert p.hold(parked, "o1") == ("lock", "pending", "queued")
+    assert p.hold(Unit(queued="r3", pending="r2", running="r1", lock="o1"), "o1") \
+        == ("lock", "pending")
+    assert p.hold(parked, "o9") == () and p.hold(Unit(), "") == ()
 
 
 def test_end_of_a_lockless_stage_clears_its_marker():

@@ -124,7 +124,7 @@ def test_the_adapter_follows_the_pure_transitions(client):
             pure = protocol.touch(before, run, states.get(run))
         elif event == "end":
             step = _end(runs, run, owners.get(run, ""))
-            pure = protocol.end(before, run, owners.get(run, ""))
+            pure = protocol.end(before, run, owners.get(run, ""), states.get(run))
         else:
             step = runs.retry(UNIT, run, owners.get(run, ""), countdown=1)
             pure = protocol.retry(before, run, owners.get(run, ""))
@@ -165,3 +165,34 @@ def test_a_retry_takes_over_its_own_lock_in_redis(client):
     assert client.get(keys.lock(UNIT)) == "o2"
     _end(runs, run, "o2")
     assert runs.unit(UNIT) == Unit()
+
+
+def test_renewing_the_lock_keeps_the_parked_run_alive(client):
+    runs = Runs(client, Timing(lock_ms=60_000, queued_ms=180_000))
+    r1 = runs.request("web", "c1", trigger="beat").other
+    runs.begin(UNIT, r1, "o1", "c1")
+    r2 = runs.request("web", "c1", trigger="cli").other
+    assert runs.begin(UNIT, r2, "o2", "c1").step.verdict == Verdict.BUSY
+    for key in (keys.queued(UNIT), keys.pending(UNIT), keys.lock(UNIT)):
+        client.pexpire(key, 1000)                   # about to expire, as after 3 TTLs
+    assert runs.renew(UNIT, "o1")
+    assert client.pttl(keys.lock(UNIT)) > 50_000
+    assert client.pttl(keys.pending(UNIT)) > 170_000 and client.pttl(keys.queued(UNIT)) > 170_000
+    assert not runs.renew(UNIT, "o9")               # not its lock: nothing renewed
+    client.delete(keys.lock(UNIT))
+    assert not runs.renew(UNIT, "o1")
+
+
+def test_an_ending_is_written_once_in_redis(client):
+    runs = Runs(client)
+    r1 = runs.request("web", "c1", trigger="beat").other
+    runs.begin(UNIT, r1, "o1", "c1")
+    r2 = runs.request("web", "c1", trigger="cli").other
+    runs.begin(UNIT, r2, "o2", "c1")
+    assert _end(runs, r1, "o1").send == r2
+    again = _end(runs, r1, "", Phase.FAILED)         # a crash reported after the ending
+    assert again.verdict == Verdict.DUPLICATE and not again.send
+    assert client.hget(keys.run(r1), "phase") == "Ready"
+    assert StatusStore(client).get_status("web", "c1").phase == "Ready"
+    assert len(StatusStore(client).history("web", "c1")) == 1
+    assert runs.unit(UNIT) == Unit(queued=r2, pending=r2)

@@ -80,6 +80,13 @@ class Stack:
         for name, text in app_files(self.namespace, value, extra).items():
             self.repo.write(f"app/{name}", text)
 
+    def write_many(self, value: str, n: int) -> None:
+        """``n`` more ConfigMaps, written with the next commit: an apply of many objects
+        (on a slow wire, one that holds the lock a while)."""
+        for i in range(n):
+            self.repo.write(f"app/many-{i}.yaml", configmap(f"many-{i}", self.namespace,
+                                                            {"v": value}))
+
     def commit(self, message: str, **kwargs: Any) -> str:
         self.write_app(**kwargs)
         sha = self.repo.commit(message)

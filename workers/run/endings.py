@@ -3,7 +3,8 @@
 Each stage of ``workers/run/runner.py`` and ``workers/run/requests.py`` leaves
 through one of these, which is what keeps the protocol's promise: every run
 ends with an outcome (its status, its history entry, its run record), and its
-marker is always cleared. ``crashed`` ends a run that a bug interrupted;
+marker is always cleared. ``crashed`` ends a run that a bug interrupted
+(with the lock, when the apply stage holds it, and sending the run parked behind);
 ``drop`` one whose unit the spec no longer has; ``resend`` sends the next stage
 of a run that was parked behind another.
 
@@ -15,6 +16,7 @@ the stage that holds it, or resolved here once.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 from shared import metrics, tasks_api
@@ -124,16 +126,21 @@ def failed(exc: FleetsyncError, failed_key: str) -> Outcome:
     return Outcome(Phase.FAILED, str(exc), reason=exc.reason, failed_key=failed_key, error=exc)
 
 
-def crashed(ctx: Context, call: Call, exc: BaseException) -> None:
-    """A bug or an unexpected error: end the run so that nothing waits on it forever."""
+def crashed(ctx: Context, call: Call, exc: BaseException, owner: str = "") -> Next:
+    """A bug or an unexpected error: end the run so that nothing waits on it forever,
+    releasing ``owner``'s lock when the stage holds it; the ``Next`` sends the parked run
+    and raises ``exc``. A run that ended already keeps its outcome (the ending is
+    written once: the crash came after it)."""
+    why = (f"gave up: {exc}" if isinstance(exc, FleetsyncError)
+           else f"internal error: {type(exc).__name__}: {exc}")
     try:
-        why = (f"gave up: {exc}" if isinstance(exc, FleetsyncError)
-               else f"internal error: {type(exc).__name__}: {exc}")
-        finish(ctx, call, "", Outcome(Phase.FAILED, why, call.revision,
-                                      reason=getattr(exc, "reason", "InternalError")),
-               time.time())
+        nxt = finish(ctx, call, owner, Outcome(Phase.FAILED, why, call.revision,
+                                               reason=getattr(exc, "reason", "InternalError")),
+                     time.time())
     except FleetsyncError:
         log.exception("could not record the end of a crashed run")
+        return Next({"run_id": call.run_id, "unit": call.unit, "summary": why}, error=exc)
+    return replace(nxt, error=exc)
 
 
 def drop(ctx: Context, call: Call) -> Next:

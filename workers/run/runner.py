@@ -118,7 +118,7 @@ def apply(ctx: Context, call: Call) -> Next:
         return _apply_started(ctx, call, unit, begun, owner)
     except (TransientError, RedisError) as exc:
         if call.attempt + 1 >= MAX_ATTEMPTS:
-            raise
+            return endings.crashed(ctx, call, exc, owner)
         # Redis failed under this attempt (a restart, a failover): the lock could not be
         # released, so the retry carries its owner and takes the lock over at once
         log.warning("apply retried after a Redis failure", error=str(exc))
@@ -127,6 +127,8 @@ def apply(ctx: Context, call: Call) -> Next:
                      "summary": f"retrying in {countdown:.0f} s: {exc}"}, retry_in=countdown,
                     retry_kwargs={**call.stage_kwargs(), "attempt": call.attempt + 1,
                                   "owner": owner})
+    except Exception as exc:        # a bug: the run ends here, with the lock it holds
+        return endings.crashed(ctx, call, exc, owner)
 
 
 def _apply_started(ctx: Context, call: Call, unit: Unit, begun: Begun, owner: str) -> Next:

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared import tasks_api
-from shared.errors import FleetsyncError
 from shared.protocol import Trigger
 from shared.state import keys
 
@@ -55,7 +54,7 @@ class Next:
     send: tuple[Send, ...] = ()
     retry_in: float | None = None           # retry this stage's task after that many seconds
     retry_kwargs: dict[str, Any] = field(default_factory=dict)
-    error: FleetsyncError | None = None     # raise it after sending (the task shows failed)
+    error: BaseException | None = None      # raise it after sending (the task shows failed)
 
 
 def call_of(name: str, args: list[Any], kwargs: dict[str, Any], task_id: str = "") -> Call:
