@@ -56,7 +56,7 @@ def test_a_run_parked_behind_a_long_holder_is_handed_over(dev_fleet, redis_url, 
                 nonlocal holder
                 holder = r.get(f"fleetsync:running:{unit}") or ""
                 return bool(holder and r.get(f"fleetsync:lock:{unit}")
-                            and r.hget(f"fleetsync:run:{holder}", "revision") == rev2)
+                            and r.hget(f"fleetsync:run:{unit}:{holder}", "revision") == rev2)
             stack.wait("the holder's apply in flight", holding, timeout=90)
             waiter = sync(stack, "--wait", "--timeout", "400")
             stack.wait("a second run parked behind it",
@@ -65,14 +65,14 @@ def test_a_run_parked_behind_a_long_holder_is_handed_over(dev_fleet, redis_url, 
         stack.write_spec(["dev-1"])              # the parked run applies on a normal wire
 
         stack.wait("the holder's run over", lambda: r.hget(
-            f"fleetsync:run:{holder}", "state") == "done", timeout=300)
-        held = float(r.hget(f"fleetsync:run:{holder}", "finished_at")) - parked_at
+            f"fleetsync:run:{unit}:{holder}", "state") == "done", timeout=300)
+        held = float(r.hget(f"fleetsync:run:{unit}:{holder}", "finished_at")) - parked_at
         assert held > MARKERS_LIVE, f"the holder held the lock only {held:.0f} s after parking"
         stack.wait("the parked run handed over and ended", lambda: r.hget(
-            f"fleetsync:run:{parked}", "state") == "done", timeout=90)
+            f"fleetsync:run:{unit}:{parked}", "state") == "done", timeout=90)
         out, _ = waiter.communicate(timeout=120)
         assert waiter.returncode == 0, out
-        assert r.hget(f"fleetsync:run:{parked}", "phase") == "Ready"
+        assert r.hget(f"fleetsync:run:{unit}:{parked}", "phase") == "Ready"
         assert stack.ready_at("dev-1", rev2)
     finally:
         stack.stop()

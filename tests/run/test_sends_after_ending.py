@@ -94,7 +94,7 @@ def test_a_broker_refusing_the_sends_after_an_ending_changes_nothing_of_it(dev_f
                 nonlocal holder
                 holder = r.get(f"fleetsync:running:{unit}") or ""
                 return bool(holder and r.get(f"fleetsync:lock:{unit}")
-                            and r.hget(f"fleetsync:run:{holder}", "revision") == rev2)
+                            and r.hget(f"fleetsync:run:{unit}:{holder}", "revision") == rev2)
             stack.wait("the holder's apply in flight", holding, timeout=90)
             stack.start_worker("other", FLEETSYNC_REDIS_URL=server.url("admin"))
             assert sync(stack) == 0
@@ -107,16 +107,16 @@ def test_a_broker_refusing_the_sends_after_an_ending_changes_nothing_of_it(dev_f
 
         stack.wait("the holder's ending, then its send refused", server.refused_sends,
                    timeout=120)
-        assert r.hget(f"fleetsync:run:{holder}", "phase") == "Ready"
+        assert r.hget(f"fleetsync:run:{unit}:{holder}", "phase") == "Ready"
         stack.wait("the send refused again (or the ending rewritten)", lambda: (
             server.refused_sends() >= 3
-            or r.hget(f"fleetsync:run:{holder}", "phase") != "Ready"), timeout=30)
+            or r.hget(f"fleetsync:run:{unit}:{holder}", "phase") != "Ready"), timeout=30)
         r.execute_command("ACL", "SETUSER", "holder", "allkeys")
 
         stack.wait("the parked run sent and ended", lambda: r.hget(
-            f"fleetsync:run:{parked}", "state") == "done", timeout=120)
-        assert r.hget(f"fleetsync:run:{parked}", "phase") == "Ready"
-        assert r.hget(f"fleetsync:run:{holder}", "phase") == "Ready"
+            f"fleetsync:run:{unit}:{parked}", "state") == "done", timeout=120)
+        assert r.hget(f"fleetsync:run:{unit}:{parked}", "phase") == "Ready"
+        assert r.hget(f"fleetsync:run:{unit}:{holder}", "phase") == "Ready"
         entries = [e for e in stack.history("dev-1") if e["run_id"] == holder]
         assert [e["result"] for e in entries] == ["Ready"]
         stack.wait("no marker or lock left", lambda: not any(

@@ -192,7 +192,7 @@ def test_an_ending_is_written_once_in_redis(client):
     assert _end(runs, r1, "o1").send == r2
     again = _end(runs, r1, "", Phase.FAILED)         # a crash reported after the ending
     assert again.verdict == Verdict.DUPLICATE and not again.send
-    assert client.hget(keys.run(r1), "phase") == "Ready"
+    assert client.hget(keys.run(UNIT, r1), "phase") == "Ready"
     assert StatusStore(client).get_status("web", "c1").phase == "Ready"
     assert len(StatusStore(client).history("web", "c1")) == 1
     assert runs.unit(UNIT) == Unit(queued=r2, pending=r2)
