@@ -41,19 +41,27 @@ def kind_key(obj: Mapping) -> str:
     return f"{group}/{kind}" if group else kind
 
 
+_EMPTY: Mapping = {}
+
+
+def _mapping(value: Any) -> Mapping:
+    # objects come as dicts from JSON: the exact-type test first (an abc check costs more)
+    return value if type(value) is dict or isinstance(value, abc.Mapping) else _EMPTY
+
+
 def status_of(obj: Mapping) -> Mapping:
-    status = obj.get("status")
-    return status if isinstance(status, abc.Mapping) else {}
+    return _mapping(obj.get("status"))
 
 
 def spec_of(obj: Mapping) -> Mapping:
-    spec = obj.get("spec")
-    return spec if isinstance(spec, abc.Mapping) else {}
+    return _mapping(obj.get("spec"))
 
 
 def conditions_of(obj: Mapping) -> list[Mapping]:
     found = status_of(obj).get("conditions")
-    return [c for c in found if isinstance(c, abc.Mapping)] if isinstance(found, list) else []
+    if type(found) is not list:
+        return []
+    return [c for c in found if type(c) is dict or isinstance(c, abc.Mapping)]
 
 
 def condition(conditions: Iterable[Mapping], type_: str) -> Mapping | None:
