@@ -97,3 +97,17 @@ def test_rules_are_kept_per_spec_and_application() -> None:
     assert rules_for(fleet, own) is rules_for(fleet, own)
     assert rules_for(HealthSettings(checks=(cel("Widget", "true"),)), own) is not \
         rules_for(fleet, own)
+
+
+def test_a_settled_custom_verdict_on_a_status_of_an_older_spec_waits(tmp_path: Path) -> None:
+    """A Lua script that ignores observedGeneration must neither pass a stale success
+    nor halt a fix on the failure it fixes, before the controller answered."""
+    rules = build(HealthSettings(lua_dir=lua_dir(tmp_path, "Degraded")), app())
+    stale = {**WIDGET, "metadata": {**WIDGET["metadata"], "generation": 3},
+             "status": {**WIDGET["status"], "observedGeneration": 2}}
+    verdict = check(stale, rules)
+    assert verdict.status == "Progressing" and verdict.rule == "lua: example.com/Widget"
+    assert "not observed generation 3" in verdict.message and "Degraded: from lua" in verdict.message
+    current = {**stale, "status": {**stale["status"], "observedGeneration": 3}}
+    assert check(current, rules).status == "Degraded"
+    assert check(WIDGET, rules).status == "Degraded"        # no observedGeneration: as written

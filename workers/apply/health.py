@@ -39,8 +39,8 @@ pod_problem = pods.pod_problem
 
 __all__ = ["HEALTHY", "PROGRESSING", "DEGRADED", "SUSPENDED", "UNKNOWN", "Health", "Verdict",
            "HealthRules", "CustomCheck", "STATUSLESS_KINDS", "blocking", "check", "unhealthy",
-           "describe", "labelled", "problems", "suspended", "pod_problem", "selector_of", "diagnose", "assess", "recheck", "wait",
-           "health_error"]
+           "describe", "labelled", "problems", "suspended", "pod_problem", "selector_of",
+           "diagnose", "assess", "recheck", "wait", "health_error"]
 
 
 def check(obj: Mapping, rules: HealthRules | None = None) -> Verdict:
@@ -73,8 +73,25 @@ def _custom(obj: Mapping, rules: HealthRules) -> Verdict | None:
         if verdict is not None:
             if not isinstance(verdict, Verdict):
                 verdict = Verdict(verdict[0], verdict[1])
-            return verdict.by(f"custom: {getattr(custom, '__name__', 'check')}")
+            named = verdict.by(f"custom: {getattr(custom, '__name__', 'check')}")
+            return _observed_first(obj, named)
     return None
+
+
+def _observed_first(obj: Mapping, verdict: Verdict) -> Verdict:
+    """A settled verdict (Healthy or Degraded) on a status its controller wrote for an
+    older spec is not settled yet: Progressing, with the check's word kept. (Argo CD's
+    scripts read the status as it stands; gating a rollout on it would pass a stale
+    success, or halt a fix on the failure it fixes, before the controller answers.)"""
+    if verdict.status not in (HEALTHY, DEGRADED):
+        return verdict
+    generation = (obj.get("metadata") or {}).get("generation")
+    observed = conditions.status_of(obj).get("observedGeneration")
+    if type(generation) is not int or type(observed) is not int or observed >= generation:
+        return verdict
+    return Verdict(PROGRESSING, f"its controller has not observed generation {generation} yet "
+                                f"(the status is of {observed}; the check says "
+                                f"{verdict.status}: {verdict.message})", verdict.rule)
 
 
 def unhealthy(objects: Mapping[ObjectRef, Mapping],
@@ -86,7 +103,8 @@ def unhealthy(objects: Mapping[ObjectRef, Mapping],
 
 
 def labelled(verdict: tuple[str, str]) -> str:
-    """The verdict's message with the rule that decided: ``3/6 ready [built-in apps/Deployment]``."""
+    """The verdict's message with the rule that decided (``3/6 ready [built-in
+    apps/Deployment]``)."""
     rule = getattr(verdict, "rule", "")
     return f"{verdict[1]} [{rule}]" if rule else verdict[1]
 
