@@ -8,7 +8,7 @@ are collected as ``file:line: field.path: message``:
 
     size check -> compose (anchors/aliases refused) -> sources, clusters
     -> applications (source and cluster references) -> dependsOn (names, cycles)
-    -> warnings (selectors that match no cluster) -> Fleet or SpecError
+    -> warnings (selectors that match no cluster) -> windows -> Fleet or SpecError
 
 The generic node readers live in ``yaml``, the checks on single values in
 ``scalars``; this module walks the file and reads sources and clusters, an
@@ -37,18 +37,20 @@ from shared.errors import SpecError
 from shared.spec import health as spec_health
 from shared.spec import helm as spec_helm
 from shared.spec.application import Built, N, application, service_account
+from shared.spec.application import selector as spec_selector
 from shared.spec.dependencies import check_dependencies
 from shared.spec.model import HELM_REPOSITORY, Application, Auth, Cluster, Fleet, Source
 from shared.spec.model import HealthCheck, HealthSettings, Notifications
 from shared.spec.notify import read_notifications
 from shared.spec.scalars import dns_name, duration, env_name, ref_problem, url_problem, var_name
 from shared.spec.source import SOURCE_KEYS, read_security
+from shared.spec.windows import read_windows
 from shared.spec.yaml import Map, Report
 
 MAX_BYTES = 1024 * 1024
 
 _TOP_KEYS = ("sources", "clusters", "applications", "notifications", "healthChecks",
-             "healthLua", "health")
+             "healthLua", "health", "windows")
 _REF_KINDS = ("branch", "tag", "semver", "commit")
 _SOURCE_KEYS = ("name", "url", "helmRepository", *_REF_KINDS, "interval", "auth", *SOURCE_KEYS)
 _AUTH_KEYS = ("sshKeyFile", "usernameEnv", "passwordEnv")
@@ -102,11 +104,13 @@ def _fleet(root: Node, report: Report, allow_local: bool) -> Fleet | None:
     notify = partial(read_notifications, applications=apps, durations=duration)
     notifications = top.read("notifications", notify, report, Notifications())
     health = _health(top, report)
+    windows = top.read("windows", partial(read_windows, selector=spec_selector, applications=list(
+        apps), clusters=[c for c, _ in clusters.values()]), report, ())
     return Fleet(sources={k: v for k, (v, _) in sources.items()},
                  clusters={k: v for k, (v, _) in clusters.items()},
                  applications={k: v for k, (v, _) in apps.items()},
                  path=report.file, warnings=tuple(report.warnings()),
-                 notifications=notifications, health=health)
+                 notifications=notifications, health=health, windows=windows)
 
 
 def _health(top: Map, report: Report) -> HealthSettings:

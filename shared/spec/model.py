@@ -278,6 +278,30 @@ class Notifications:
 
 
 @dataclass(frozen=True)
+class Window:
+    """A change window (``windows:`` entry): from each fire time of ``schedule`` (a
+    five-field cron, read in ``time_zone``) for ``duration`` seconds. ``allow``: changes
+    only while one is open; ``deny``: none while it is open. ``applications`` selects by
+    name, ``clusters`` as an application does; None selects every one. The rules are in
+    ``shared/spec/window_rules.py``."""
+
+    name: str
+    kind: str                              # "allow" | "deny"
+    schedule: str
+    duration: float                        # seconds, at most 31 days
+    time_zone: str = "UTC"
+    applications: Selector | None = None   # names only: applications carry no labels
+    clusters: Selector | None = None
+    manual_sync: bool = False              # a manual sync may pass while it holds a unit
+    drift: str = "detect"                  # while it holds a unit: "correct" or "detect"
+
+    def selects(self, app: str, cluster: Cluster) -> bool:
+        apps = self.applications
+        return ((apps is None or app in (apps.names or ()))
+                and (self.clusters is None or self.clusters.matches(cluster)))
+
+
+@dataclass(frozen=True)
 class Fleet:
     sources: Mapping[str, Source]
     clusters: Mapping[str, Cluster]
@@ -286,6 +310,7 @@ class Fleet:
     warnings: tuple[str, ...] = ()
     notifications: Notifications = Notifications()
     health: HealthSettings = HealthSettings()
+    windows: tuple[Window, ...] = ()
 
     def clusters_for(self, app: Application) -> list[Cluster]:
         return [c for c in self.clusters.values() if app.clusters.matches(c)]
