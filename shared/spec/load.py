@@ -13,7 +13,8 @@ are collected as ``file:line: field.path: message``:
 The generic node readers live in ``yaml``, the checks on single values in
 ``scalars``; this module walks the file and reads sources and clusters, an
 application is read by ``application`` and the dependsOn graph checked by
-``dependencies``; a source's transport keys go to ``source``. A reader reports
+``dependencies``; a source's transport keys go to ``source``, the change
+windows to ``windows``. A reader reports
 what is wrong and returns ``None``; the builder falls back to a default so the
 walk goes on, and a fleet is returned only when no problem was found.
 
@@ -40,7 +41,7 @@ from shared.spec.application import Built, N, application, service_account
 from shared.spec.application import selector as spec_selector
 from shared.spec.dependencies import check_dependencies
 from shared.spec.model import HELM_REPOSITORY, Application, Auth, Cluster, Fleet, Source
-from shared.spec.model import HealthCheck, HealthSettings, Notifications
+from shared.spec.model import HealthCheck, HealthSettings, Notifications, Window
 from shared.spec.notify import read_notifications
 from shared.spec.scalars import dns_name, duration, env_name, ref_problem, url_problem, var_name
 from shared.spec.source import SOURCE_KEYS, read_security
@@ -104,8 +105,10 @@ def _fleet(root: Node, report: Report, allow_local: bool) -> Fleet | None:
     notify = partial(read_notifications, applications=apps, durations=duration)
     notifications = top.read("notifications", notify, report, Notifications())
     health = _health(top, report)
-    windows = top.read("windows", partial(read_windows, selector=spec_selector, applications=list(
-        apps), clusters=[c for c, _ in clusters.values()]), report, ())
+    read = partial(read_windows, selector=spec_selector, applications=list(apps),
+                   clusters=[c for c, _ in clusters.values()])
+    no_windows: tuple[Window, ...] = ()
+    windows = top.read("windows", read, report, no_windows)
     return Fleet(sources={k: v for k, (v, _) in sources.items()},
                  clusters={k: v for k, (v, _) in clusters.items()},
                  applications={k: v for k, (v, _) in apps.items()},
