@@ -1,0 +1,72 @@
+"""``fleetsync windows [-o text|json] [-f FILE]``: the spec's change windows as they stand now.
+
+For each window: its kind, schedule and time zone, the units it selects, whether it is
+open now and when it next opens or closes (``shared/spec/window_rules.py`` decides).
+It reads only the fleet spec; nothing is asked of Redis. That units are held by
+windows when they run is not wired yet: this command shows what the windows say.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from datetime import datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from scheduler.commands.validate import fleet_file
+from shared.spec.load import load_fleet
+from shared.spec.model import Fleet, Window
+from shared.spec.window_rules import is_open, window_change
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("windows", help="list change windows: the units each selects, "
+                                            "whether it is open, when it next opens or closes")
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    parser.add_argument("-f", "--file", "--fleet", dest="file", default=None,
+                        help="the fleet spec (default: $FLEETSYNC_FLEET)")
+    parser.add_argument("--at", help=argparse.SUPPRESS)   # an ISO instant instead of now (tests)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    args.file = args.file or os.environ.get("FLEETSYNC_FLEET")
+    fleet = load_fleet(fleet_file(args))
+    now = datetime.fromisoformat(args.at) if args.at else datetime.now(timezone.utc)
+    rows = [describe(fleet, w, now) for w in fleet.windows]
+    if args.output == "json":
+        print(json.dumps({"now": now.isoformat(), "windows": rows}, indent=2))
+    else:
+        print(_text(rows))
+    return 0
+
+
+def describe(fleet: Fleet, window: Window, now: datetime) -> dict[str, Any]:
+    units = [{"application": a, "cluster": c} for a, c in fleet.units()
+             if window.selects(a, fleet.clusters[c])]
+    change = window_change(window, now)
+    open_now = is_open(window, now)
+    return {"name": window.name, "kind": window.kind, "schedule": window.schedule,
+            "duration": window.duration, "time_zone": window.time_zone,
+            "manual_sync": window.manual_sync, "drift": window.drift,
+            "units": units, "open": open_now,
+            "next_close" if open_now else "next_open": _local(change, window.time_zone)}
+
+
+def _local(instant: datetime | None, zone: str) -> str | None:
+    return instant.astimezone(ZoneInfo(zone)).isoformat() if instant else None
+
+
+def _text(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no windows in the spec"
+    lines = []
+    for r in rows:
+        state = (f"open, closes {r['next_close']}" if r["open"]
+                 else f"closed, opens {r['next_open']}")
+        units = ", ".join(f"{u['application']}@{u['cluster']}" for u in r["units"]) or "none"
+        lines.append(f"{r['name']} ({r['kind']}, '{r['schedule']}' {r['time_zone']}): {state}; "
+                     f"units: {units}")
+    return "\n".join(lines)
