@@ -82,15 +82,28 @@ def _ref(obj: Manifest, entry: Entry, result: Import) -> None:
 
 
 def _source_ref(obj: Manifest, ref: dict[str, Any], entry: Entry, result: Import,
-                names: dict[tuple[str, str, str], str]) -> bool:
+                names: dict[tuple[str, str, str], str]) -> None:
     kind = ref.get("kind", "GitRepository")
     key = (kind, ref.get("namespace") or obj.namespace, ref.get("name", ""))
     if key not in names:
-        result.note(entry, obj.where(), f"sourceRef {kind} {ref.get('name')!r} not among the "
-                    "inputs: source is a placeholder")
-        return False
+        names[key] = _placeholder_source(kind, str(ref.get("name", "")), result)
+        result.note(entry, obj.where(), f"sourceRef {kind} {ref.get('name')!r} is not among "
+                    f"the inputs: source {names[key]!r} is a placeholder")
     entry.data["source"] = names[key]
-    return True
+
+
+def _placeholder_source(kind: str, ref_name: str, result: Import) -> str:
+    """A source that validates but points nowhere, for a sourceRef that was not read."""
+    name = unique(dns_name(ref_name), result.sources, dns_name(f"{ref_name}-source"))
+    entry = Entry({"name": name})
+    if kind == "HelmRepository":
+        entry.data["helmRepository"] = f"https://replace-me.invalid/{name}"
+    else:
+        entry.data.update(url=f"https://replace-me.invalid/{name}.git", branch="main")
+    entry.notes.append(f"placeholder: {kind} {ref_name!r} was not among the inputs; fill url "
+                       "and ref")
+    result.sources[name] = entry
+    return name
 
 
 def _common(obj: Manifest, entry: Entry, result: Import,
@@ -116,7 +129,7 @@ def _common(obj: Manifest, entry: Entry, result: Import,
 
 def _kustomization(obj: Manifest, result: Import, names: dict[tuple[str, str, str], str]) -> None:
     spec = obj.spec
-    entry = Entry({"name": names[("app", obj.namespace, obj.name)], "source": "REPLACE-ME"})
+    entry = Entry({"name": names[("app", obj.namespace, obj.name)]})
     _source_ref(obj, spec.get("sourceRef") or {}, entry, result, names)
     entry.data["path"] = clean_path(str(spec.get("path") or "."))
     _common(obj, entry, result, names)
@@ -153,7 +166,7 @@ def _substitute(obj: Manifest, result: Import) -> None:
 def _release(obj: Manifest, result: Import, names: dict[tuple[str, str, str], str]) -> None:
     spec = obj.spec
     chart = ((spec.get("chart") or {}).get("spec")) or {}
-    entry = Entry({"name": names[("app", obj.namespace, obj.name)], "source": "REPLACE-ME"})
+    entry = Entry({"name": names[("app", obj.namespace, obj.name)]})
     if not chart:
         result.skipped.append(f"{obj.where()}: no spec.chart.spec (chartRef is not supported)")
         return

@@ -309,3 +309,20 @@ def test_flux_all_imported_exits_zero(tmp_path):
     spec = yaml.safe_load(proc.stdout)
     assert [a["name"] for a in spec["applications"]] == ["infrastructure"]
     assert "0 input(s) skipped" in proc.stderr
+
+
+def test_flux_source_not_among_inputs_is_a_named_placeholder(tmp_path):
+    write(tmp_path / "release.yaml", """\
+        apiVersion: helm.toolkit.fluxcd.io/v2
+        kind: HelmRelease
+        metadata: {name: podinfo, namespace: apps}
+        spec:
+          chart: {spec: {chart: podinfo, sourceRef: {kind: HelmRepository, name: charts}}}
+        """)
+    out = tmp_path / "fleet.yaml"
+    proc = run("flux", str(tmp_path / "release.yaml"), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "source 'charts' is a placeholder" in proc.stderr
+    fleet = loaded(out)
+    assert fleet.sources["charts"].url == "https://replace-me.invalid/charts"
+    assert fleet.applications["podinfo"].chart.version == "*"
