@@ -17,13 +17,15 @@ from __future__ import annotations
 import base64
 import posixpath
 import re
+from functools import partial
 from typing import Any
 from urllib.parse import urlparse
 
 import yaml
 
 from scheduler.importers import appset
-from scheduler.importers.common import Entry, Import, Manifest, clean_path, dns_name, unique
+from scheduler.importers.common import Entry, Import, Manifest, clean_path, dns_name, guarded
+from scheduler.importers.common import unique
 
 IN_CLUSTER = "https://kubernetes.default.svc"
 _CLUSTER_LABEL = "argocd.argoproj.io/secret-type"
@@ -38,17 +40,22 @@ _IGNORE_KEYS = {"group", "kind", "name", "jsonPointers"}
 def build(objects: list[Manifest], result: Import) -> None:
     for obj in objects:
         if obj.kind == "Secret" and _labels(obj).get(_CLUSTER_LABEL) == "cluster":
-            _cluster_secret(obj, result)
+            guarded(obj, result, partial(_cluster_secret, obj, result))
     projects = {o.name: o for o in objects if o.kind == "AppProject"}
     for obj in objects:
         if obj.kind == "Application":
-            application(obj, result, projects)
+            guarded(obj, result, partial(application, obj, result, projects))
         elif obj.kind == "ApplicationSet":
-            for app in appset.expand(obj, result):
-                application(app, result, projects, app.obj.get("x-clusters"))
+            guarded(obj, result, partial(_application_set, obj, result, projects))
         elif obj.kind not in ("AppProject", "Secret"):
             result.skipped.append(f"{obj.where()}: not an Argo CD Application, ApplicationSet "
                                   "or AppProject")
+
+
+def _application_set(obj: Manifest, result: Import, projects: dict[str, Manifest]) -> None:
+    for app in appset.expand(obj, result):
+        guarded(app, result, partial(application, app, result, projects,
+                                     app.obj.get("x-clusters")))
 
 
 def _labels(obj: Manifest) -> dict[str, str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import yaml
 
@@ -87,6 +87,20 @@ class Import:
             for name, entry in entries.items():
                 lines += [f"{kind} {name}: {n}" for n in entry.notes]
         return lines
+
+
+def guarded(obj: Manifest, result: Import, convert: Callable[[], None]) -> None:
+    """Run one object's conversion; a shape it does not expect (a string where a
+    mapping belongs) skips that object, named, instead of ending the import; the
+    sources and clusters it had added are taken out again."""
+    before = [set(d) for d in (result.sources, result.clusters, result.applications)]
+    try:
+        convert()
+    except (AttributeError, TypeError, KeyError, ValueError, yaml.YAMLError) as err:
+        for entries, kept in zip((result.sources, result.clusters, result.applications), before):
+            for name in set(entries) - kept:
+                del entries[name]
+        result.skipped.append(f"{obj.where()}: malformed ({type(err).__name__}: {err})")
 
 
 def dns_name(text: str) -> str:

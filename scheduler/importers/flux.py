@@ -10,9 +10,11 @@ namespaces gets its namespace as prefix.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from scheduler.importers.common import Entry, Import, Manifest, clean_path, dns_name, unique
+from scheduler.importers.common import Entry, Import, Manifest, clean_path, dns_name, guarded
+from scheduler.importers.common import unique
 
 CLUSTER = "default"
 _REF_KEYS = (("branch", "branch"), ("tag", "tag"), ("semver", "semver"), ("commit", "commit"))
@@ -27,7 +29,7 @@ def build(objects: list[Manifest], result: Import) -> None:
     names: dict[tuple[str, str, str], str] = {}
     for obj in objects:
         if obj.kind in ("GitRepository", "HelmRepository"):
-            _source(obj, result, names)
+            guarded(obj, result, partial(_source, obj, result, names))
     for obj in objects:
         if obj.kind in ("Kustomization", "HelmRelease") and _is_flux(obj):
             taken = [v for k, v in names.items() if k[0] == "app"]
@@ -35,9 +37,9 @@ def build(objects: list[Manifest], result: Import) -> None:
                 dns_name(obj.name), taken, dns_name(f"{obj.namespace}-{obj.name}"))
     for obj in objects:
         if obj.kind == "Kustomization" and _is_flux(obj):
-            _kustomization(obj, result, names)
+            guarded(obj, result, partial(_kustomization, obj, result, names))
         elif obj.kind == "HelmRelease":
-            _release(obj, result, names)
+            guarded(obj, result, partial(_release, obj, result, names))
         elif obj.kind not in ("GitRepository", "HelmRepository"):
             result.skipped.append(f"{obj.where()}: not a Flux source or deployer")
 

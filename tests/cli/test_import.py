@@ -326,3 +326,35 @@ def test_flux_source_not_among_inputs_is_a_named_placeholder(tmp_path):
     fleet = loaded(out)
     assert fleet.sources["charts"].url == "https://replace-me.invalid/charts"
     assert fleet.applications["podinfo"].chart.version == "*"
+
+
+def test_a_malformed_object_is_named_and_the_rest_imported(tmp_path):
+    write(tmp_path / "apps.yaml", """\
+        apiVersion: argoproj.io/v1alpha1
+        kind: Application
+        metadata: {name: odd}
+        spec: {source: {repoURL: https://e.com/r.git, helm: just-a-string}, destination: {}}
+        ---
+        apiVersion: argoproj.io/v1alpha1
+        kind: ApplicationSet
+        metadata: {name: gen}
+        spec: {generators: [{matrix: {generators: []}}], template: {}}
+        ---
+        apiVersion: argoproj.io/v1alpha1
+        kind: Application
+        metadata: {name: fine}
+        spec:
+          source: {repoURL: https://e.com/r.git, targetRevision: v1.2.0, path: ./deploy}
+          destination: {name: prod}
+          syncPolicy: {automated: {prune: true, selfHeal: true}}
+        """)
+    out = tmp_path / "fleet.yaml"
+    proc = run("argocd", str(tmp_path), "-o", str(out))
+    assert proc.returncode == 1
+    assert "Application odd: malformed" in proc.stderr
+    assert "ApplicationSet gen: generators[0].matrix: this generator cannot be expanded" \
+        in proc.stderr
+    fleet = loaded(out)
+    assert list(fleet.applications) == ["fine"]
+    assert fleet.applications["fine"].path == "deploy"
+    assert next(iter(fleet.sources.values())).ref_kind == "tag"
