@@ -1,0 +1,1 @@
+"""Argo CD and Flux manifests read into a fleet spec (``fleetsync import``)."""

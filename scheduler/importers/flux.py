@@ -1,0 +1,194 @@
+"""Flux objects read into a fleet spec: GitRepository and HelmRepository become
+sources, Kustomization and HelmRelease applications, all on one ``default`` cluster.
+
+Flux reconciles inside the one cluster it runs in, so every application selects
+``default``; ``postBuild.substitute`` becomes that cluster's ``vars`` (the spec
+has variables per cluster, not per application: a name two Kustomizations give
+different values is a note). Object names become spec names; a name used in two
+namespaces gets its namespace as prefix.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from scheduler.importers.common import Entry, Import, Manifest, clean_path, dns_name, guarded
+from scheduler.importers.common import unique
+
+CLUSTER = "default"
+_REF_KEYS = (("branch", "branch"), ("tag", "tag"), ("semver", "semver"), ("commit", "commit"))
+_KUSTOMIZATION_KEYS = {"sourceRef", "path", "prune", "dependsOn", "postBuild", "healthChecks",
+                       "wait", "timeout", "targetNamespace", "serviceAccountName", "interval",
+                       "suspend", "force"}
+_RELEASE_KEYS = {"chart", "values", "interval", "targetNamespace", "releaseName", "dependsOn",
+                 "suspend", "serviceAccountName", "timeout"}
+
+
+def build(objects: list[Manifest], result: Import) -> None:
+    names: dict[tuple[str, str, str], str] = {}
+    for obj in objects:
+        if obj.kind in ("GitRepository", "HelmRepository"):
+            guarded(obj, result, partial(_source, obj, result, names))
+    for obj in objects:
+        if obj.kind in ("Kustomization", "HelmRelease") and _is_flux(obj):
+            taken = [v for k, v in names.items() if k[0] == "app"]
+            names[("app", obj.namespace, obj.name)] = unique(
+                dns_name(obj.name), taken, dns_name(f"{obj.namespace}-{obj.name}"))
+    for obj in objects:
+        if obj.kind == "Kustomization" and _is_flux(obj):
+            guarded(obj, result, partial(_kustomization, obj, result, names))
+        elif obj.kind == "HelmRelease":
+            guarded(obj, result, partial(_release, obj, result, names))
+        elif obj.kind not in ("GitRepository", "HelmRepository"):
+            result.skipped.append(f"{obj.where()}: not a Flux source or deployer")
+
+
+def _is_flux(obj: Manifest) -> bool:
+    """A Flux Kustomization, not a kustomize ``kustomization.yaml`` (kustomize.config.k8s.io)."""
+    return str(obj.obj.get("apiVersion", "")).startswith(("kustomize.toolkit.fluxcd.io",
+                                                           "helm.toolkit.fluxcd.io"))
+
+
+def _source(obj: Manifest, result: Import, names: dict[tuple[str, str, str], str]) -> None:
+    spec = obj.spec
+    name = unique(dns_name(obj.name), result.sources, dns_name(f"{obj.namespace}-{obj.name}"))
+    entry = Entry({"name": name})
+    if obj.kind == "HelmRepository":
+        entry.data["helmRepository"] = spec.get("url", "")
+    else:
+        entry.data["url"] = spec.get("url", "")
+        _ref(obj, entry, result)
+    if spec.get("interval"):
+        entry.data["interval"] = spec["interval"]
+    if spec.get("secretRef"):
+        result.note(entry, obj.where(), f"secretRef {spec['secretRef'].get('name')!r}: set "
+                    "auth (usernameEnv/passwordEnv or sshKeyFile) on the workers")
+    for key in sorted(set(spec) - {"url", "ref", "interval", "secretRef", "type"}):
+        result.note(entry, obj.where(), f"spec.{key} has no counterpart")
+    names[(obj.kind, obj.namespace, obj.name)] = name
+    result.sources[name] = entry
+
+
+def _ref(obj: Manifest, entry: Entry, result: Import) -> None:
+    ref = obj.spec.get("ref") or {}
+    for flux_key, key in reversed(_REF_KEYS):   # Flux: commit wins over semver over tag
+        if ref.get(flux_key):
+            entry.data[key] = str(ref[flux_key])
+            break
+    else:
+        entry.data["branch"] = "master"
+        result.note(entry, obj.where(), "no spec.ref: Flux's default branch master")
+    if ref.get("name"):
+        result.note(entry, obj.where(), f"ref.name {ref['name']!r} has no counterpart")
+
+
+def _source_ref(obj: Manifest, ref: dict[str, Any], entry: Entry, result: Import,
+                names: dict[tuple[str, str, str], str]) -> None:
+    kind = ref.get("kind", "GitRepository")
+    key = (kind, ref.get("namespace") or obj.namespace, ref.get("name", ""))
+    if key not in names:
+        names[key] = _placeholder_source(kind, str(ref.get("name", "")), result)
+        result.note(entry, obj.where(), f"sourceRef {kind} {ref.get('name')!r} is not among "
+                    f"the inputs: source {names[key]!r} is a placeholder")
+    entry.data["source"] = names[key]
+
+
+def _placeholder_source(kind: str, ref_name: str, result: Import) -> str:
+    """A source that validates but points nowhere, for a sourceRef that was not read."""
+    name = unique(dns_name(ref_name), result.sources, dns_name(f"{ref_name}-source"))
+    entry = Entry({"name": name})
+    if kind == "HelmRepository":
+        entry.data["helmRepository"] = f"https://replace-me.invalid/{name}"
+    else:
+        entry.data.update(url=f"https://replace-me.invalid/{name}.git", branch="main")
+    entry.notes.append(f"placeholder: {kind} {ref_name!r} was not among the inputs; fill url "
+                       "and ref")
+    result.sources[name] = entry
+    return name
+
+
+def _common(obj: Manifest, entry: Entry, result: Import,
+            names: dict[tuple[str, str, str], str]) -> None:
+    spec = obj.spec
+    if spec.get("targetNamespace"):
+        entry.data["namespace"] = spec["targetNamespace"]
+    entry.data["clusters"] = {"names": [result.cluster(CLUSTER, "the cluster Flux runs in")]}
+    deps = [names.get(("app", d.get("namespace") or obj.namespace, d.get("name", "")))
+            for d in spec.get("dependsOn") or []]
+    if deps:
+        entry.data["dependsOn"] = [d for d in deps if d]
+    if None in deps:
+        result.note(entry, obj.where(), "a dependsOn entry not among the inputs was left out")
+    if spec.get("suspend"):
+        entry.data["suspend"] = True
+    if spec.get("timeout"):
+        entry.data["timeout"] = spec["timeout"]
+    if spec.get("serviceAccountName"):
+        entry.data["serviceAccountName"] = spec["serviceAccountName"]
+        entry.data["serviceAccountNamespace"] = dns_name(obj.namespace or "flux-system")
+
+
+def _kustomization(obj: Manifest, result: Import, names: dict[tuple[str, str, str], str]) -> None:
+    spec = obj.spec
+    entry = Entry({"name": names[("app", obj.namespace, obj.name)]})
+    _source_ref(obj, spec.get("sourceRef") or {}, entry, result, names)
+    entry.data["path"] = clean_path(str(spec.get("path") or "."))
+    _common(obj, entry, result, names)
+    entry.data["prune"] = bool(spec.get("prune", False))
+    entry.data["wait"] = bool(spec.get("wait", False) or spec.get("healthChecks"))
+    if spec.get("force"):
+        entry.data["force"] = True
+    for check in spec.get("healthChecks") or []:
+        result.note(entry, obj.where(), f"healthChecks {check.get('kind')} {check.get('name')}: "
+                    "no per-object check; wait: true waits for every object instead")
+    _substitute(obj, result)
+    for key in sorted(set(spec) - _KUSTOMIZATION_KEYS):
+        result.note(entry, obj.where(), f"spec.{key} has no counterpart")
+    result.applications[entry.data["name"]] = entry
+
+
+def _substitute(obj: Manifest, result: Import) -> None:
+    post = obj.spec.get("postBuild") or {}
+    cluster = result.clusters[CLUSTER]
+    variables = cluster.data.setdefault("vars", {})
+    for key, value in (post.get("substitute") or {}).items():
+        if key in variables and variables[key] != str(value):
+            result.note(cluster, obj.where(), f"postBuild.substitute {key}={value!r} differs "
+                        f"from another Kustomization's {variables[key]!r}; the first is kept")
+        else:
+            variables.setdefault(key, str(value))
+    if post.get("substituteFrom"):
+        result.note(cluster, obj.where(), "postBuild.substituteFrom (ConfigMaps, Secrets) has "
+                    "no counterpart: copy the values into vars")
+    if not variables:
+        del cluster.data["vars"]
+
+
+def _release(obj: Manifest, result: Import, names: dict[tuple[str, str, str], str]) -> None:
+    spec = obj.spec
+    chart = ((spec.get("chart") or {}).get("spec")) or {}
+    entry = Entry({"name": names[("app", obj.namespace, obj.name)]})
+    if not chart:
+        result.skipped.append(f"{obj.where()}: no spec.chart.spec (chartRef is not supported)")
+        return
+    ref = chart.get("sourceRef") or {}
+    _source_ref(obj, ref, entry, result, names)
+    if ref.get("kind") == "HelmRepository":
+        entry.data["chart"] = {"name": chart.get("chart", ""), "version": chart.get("version", "*")}
+    else:
+        entry.data["path"] = clean_path(str(chart.get("chart", ".")))
+    _common(obj, entry, result, names)
+    helm: dict[str, Any] = {}
+    if spec.get("releaseName"):
+        helm["releaseName"] = spec["releaseName"]
+    if spec.get("values"):
+        helm["values"] = spec["values"]
+    if helm:
+        entry.data["helm"] = helm
+    if chart.get("valuesFiles"):
+        result.note(entry, obj.where(), "chart.spec.valuesFiles: put them in helm.valuesFiles "
+                    "(Git sources only)")
+    for key in sorted(set(spec) - _RELEASE_KEYS):
+        result.note(entry, obj.where(), f"spec.{key} has no counterpart")
+    result.applications[entry.data["name"]] = entry
