@@ -6,7 +6,8 @@ symbolic ref such as ``HEAD`` (there is no ``refs/heads/HEAD``), or a full ref
 name such as ``refs/heads/main`` (which becomes ``refs/heads/refs/heads/main``)
 passes YAML and fails on every fetch. The spec loader calls ``ref_name_problem``
 so that ``fleetsync validate`` names the field instead, and the fetcher calls it
-again for sources built by other means.
+again for sources built by other means. ``branch: HEAD`` is told about
+``defaultBranch: true``, which follows the remote's HEAD branch.
 
 The rules are those of ``git check-ref-format --branch`` (see its manual): no
 component starts with ``.`` or ends with ``.lock``; no ``..``, ``@{``, control
@@ -28,6 +29,10 @@ _FORBIDDEN_CHARS = {" ": "a space", "~": "'~'", "^": "'^'", ":": "':'", "?": "'?
 
 def ref_name_problem(kind: str, name: str) -> str | None:
     """Why ``name`` cannot be followed as a ``kind`` ("branch" or "tag"), or None if it can."""
+    if name == "HEAD" and kind == "branch":
+        return ("'HEAD' is a symbolic ref, not a branch; to follow the remote's default "
+                "branch, give defaultBranch: true instead of branch (or name the branch, "
+                "for example main)")
     if _SYMBOLIC.fullmatch(name):
         return (f"{name!r} is a symbolic ref, not a {kind}; "
                 f"name the {kind} (for example {_EXAMPLE[kind]})")

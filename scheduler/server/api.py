@@ -107,7 +107,7 @@ class Api:
     async def sources(self, request: Request) -> JSONResponse:
         snap = await run_in_threadpool(snapshot, self.backend, request)
         return JSONResponse({"api": "v1", "sources": [
-            {"name": r.name, "revision": r.revision, "fetched_at": r.fetched_at,
+            {"name": r.name, "revision": r.revision, "ref": r.ref, "fetched_at": r.fetched_at,
              "error": r.error, "commit": r.commit if r.commit_revision == r.revision else {}}
             for r in snap.sources.values()]})
 

@@ -157,6 +157,7 @@ class Rollup:
     by_phase: dict[str, list[str]]              # units at this revision, by shown phase
     elsewhere: dict[str, list[str]]             # the source's other units, by their revision
     commit: dict[str, str]
+    ref: str = ""                               # current: the default branch it came from
 
     @property
     def summary(self) -> str:
@@ -171,7 +172,7 @@ class Rollup:
                 "phases": {p: len(u) for p, u in self.by_phase.items()},
                 "units": self.by_phase, "not_applied": self._not_applied(),
                 "other_revisions": {r: len(u) for r, u in self.elsewhere.items()},
-                "commit": self.commit}
+                "commit": self.commit, "ref": self.ref}
 
     def _not_applied(self) -> list[str]:
         at = [u for p, units in self.by_phase.items() if p not in APPLIED for u in units]
@@ -212,7 +213,8 @@ def rollup(source: str, revision: str, members: list[Row], record: SourceRecord)
                 f"{unit.cluster}/{unit.app}")
     commit = record.commit if record.commit_revision == revision else {}
     return Rollup(source, revision, revision == record.revision, len(members),
-                  [u for u in at if u.phase in APPLIED], by_phase, elsewhere, dict(commit))
+                  [u for u in at if u.phase in APPLIED], by_phase, elsewhere, dict(commit),
+                  record.ref if revision == record.revision else "")
 
 
 def find_rollup(all_rollups: list[Rollup], revision: str) -> list[Rollup]:

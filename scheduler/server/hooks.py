@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from scheduler.server import bodies
-from shared.spec.model import Fleet, Source
+from shared.spec.model import DEFAULT_BRANCH, Fleet, Source
 
 PROVIDERS = ("github", "gitlab", "generic")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -135,6 +135,9 @@ def concerns(source: Source, ref: str) -> str:
     elif source.ref_kind == "semver":
         return "" if ref.startswith("refs/tags/") else \
             f"{ref} is not a tag (the source follows the semver range {source.ref})"
+    elif source.ref_kind == DEFAULT_BRANCH:     # which branch is the remote's: the fetch asks
+        return "" if ref.startswith("refs/heads/") else \
+            f"{ref} is not a branch (the source follows the remote's default branch)"
     else:
         return f"the source is pinned to commit {source.ref}"
     return "" if ref == wanted else f"{ref} is not the source's {source.ref_kind} ({wanted})"

@@ -45,7 +45,7 @@ def repository_problem(url: str) -> str | None:
 
 def check_repository_source(m: Map, report: Report) -> None:
     """What a Helm repository source may not have: Git refs, verify, ssh keys."""
-    for key in ("url", "branch", "tag", "semver", "commit", "verify"):
+    for key in ("url", "branch", "tag", "semver", "commit", "defaultBranch", "verify"):
         if key in m.values:
             report.error(m.values[key], m.at(key), "does not apply to a helmRepository source "
                                                    "(it has no Git ref; chart versions are "

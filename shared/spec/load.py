@@ -40,7 +40,8 @@ from shared.spec import helm as spec_helm
 from shared.spec.application import Built, N, application, service_account
 from shared.spec.application import selector as spec_selector
 from shared.spec.dependencies import check_dependencies
-from shared.spec.model import HELM_REPOSITORY, Application, Auth, Cluster, Fleet, Source
+from shared.spec.model import DEFAULT_BRANCH, DEFAULT_BRANCH_KEY, HELM_REPOSITORY, Application
+from shared.spec.model import Auth, Cluster, Fleet, Source
 from shared.spec.model import HealthCheck, HealthSettings, Notifications, Window
 from shared.spec.notify import read_notifications
 from shared.spec.scalars import dns_name, duration, env_name, ref_problem, url_problem, var_name
@@ -53,7 +54,8 @@ MAX_BYTES = 1024 * 1024
 _TOP_KEYS = ("sources", "clusters", "applications", "notifications", "healthChecks",
              "healthLua", "health", "windows")
 _REF_KINDS = ("branch", "tag", "semver", "commit")
-_SOURCE_KEYS = ("name", "url", "helmRepository", *_REF_KINDS, "interval", "auth", *SOURCE_KEYS)
+_SOURCE_KEYS = ("name", "url", "helmRepository", *_REF_KINDS, DEFAULT_BRANCH_KEY, "interval",
+                "auth", *SOURCE_KEYS)
 _AUTH_KEYS = ("sshKeyFile", "usernameEnv", "passwordEnv")
 _CLUSTER_KEYS = ("name", "kubeconfig", "context", "labels", "vars", "interval",
                  "serviceAccountName", "serviceAccountNamespace")
@@ -172,6 +174,13 @@ def _source(node: Node, field: str, report: Report, *, allow_local: bool) -> Bui
 
 def _ref(m: Map, report: Report) -> tuple[str, str]:
     kinds = [k for k in _REF_KINDS if k in m.values]
+    if m.read(DEFAULT_BRANCH_KEY, y.boolean, report, False):
+        if kinds:       # the remote's default branch, resolved at each fetch: no other ref
+            report.error(m.values[DEFAULT_BRANCH_KEY], m.at(DEFAULT_BRANCH_KEY),
+                         "follows the remote's default branch: give it without "
+                         f"branch, tag, semver or commit (found {', '.join(kinds)})")
+            return "", ""
+        return DEFAULT_BRANCH, ""
     if len(kinds) != 1:
         found = f" (found {', '.join(kinds)})" if kinds else ""
         report.error(m.node, m.field, f"give exactly one of branch, tag, semver, commit{found}")

@@ -33,6 +33,8 @@ class Verify:
 
 
 HELM_REPOSITORY = "helm"      # the ref_kind of a source that is a Helm repository
+DEFAULT_BRANCH = "default"    # the ref_kind of ``defaultBranch: true``: the remote's HEAD branch
+DEFAULT_BRANCH_KEY = "defaultBranch"
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class Source:
     name: str
     url: str
     ref_kind: str            # "branch" | "tag" | "semver" | "commit"; "helm": url is a Helm repository
-    ref: str
+    ref: str                 # "default" (defaultBranch: true): "", the branch is the remote's HEAD
     interval: float          # seconds
     auth: Auth = Auth()
     insecure: bool = False                 # plain http:// allowed (never with credentials)

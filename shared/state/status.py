@@ -188,11 +188,12 @@ class StatusStore:
 
     # -- sources --------------------------------------------------------------
     def set_source_revision(self, source: str, revision: str, fetched_at: float,
-                            commit: Mapping[str, str] | None = None) -> None:
+                            commit: Mapping[str, str] | None = None, ref: str = "") -> None:
         """A fetch succeeded: its revision, and no standing error. ``commit`` (the
         ``COMMIT_FIELDS`` of the revision's commit) is kept beside it for workers
-        without the Git mirror (pull workers) and for the server."""
-        fields = {"revision": revision, "fetched_at": repr(fetched_at), "error": ""}
+        without the Git mirror (pull workers) and for the server. ``ref``: the branch
+        followed when the spec does not name it (``main (default branch)``), else ""."""
+        fields = {"revision": revision, "fetched_at": repr(fetched_at), "error": "", "ref": ref}
         if commit:
             fields["commit_revision"] = revision
             fields.update({f"commit_{k}": str(commit.get(k, "")) for k in COMMIT_FIELDS})
@@ -258,13 +259,14 @@ class SourceRecord:
     fetched_at: float = 0.0
     commit_revision: str = ""               # the revision that ``commit`` describes
     commit: dict[str, str] = field(default_factory=dict)    # COMMIT_FIELDS
+    ref: str = ""                           # the branch a defaultBranch source followed
 
     @classmethod
     def of(cls, name: str, raw: Mapping[str, str]) -> "SourceRecord":
         commit = {k: raw.get(f"commit_{k}", "") for k in COMMIT_FIELDS}
         return cls(name, raw.get("revision", ""), raw.get("error", ""),
                    _float(raw.get("fetched_at")), raw.get("commit_revision", ""),
-                   commit if raw.get("commit_revision") else {})
+                   commit if raw.get("commit_revision") else {}, raw.get("ref", ""))
 
 
 def fetch_wanted_key(source: str) -> str:

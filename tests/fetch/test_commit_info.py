@@ -16,15 +16,15 @@ import redis
 
 from shared.settings import Settings
 from shared.state.status import HistoryEntry
-from tests.support.gitutil import GitRepo
+from tests.support.gitutil import GitRepo, git
 from workers.run import stages
 from workers.context import Context
 
 
-def _spec(tmp_path: Path, url: str) -> Path:
+def _spec(tmp_path: Path, url: str, ref: str = "branch: main") -> Path:
     spec = tmp_path / "fleet.yaml"
     spec.write_text("\n".join([
-        "sources:", "  - name: git", f"    url: {url}", "    branch: main",
+        "sources:", "  - name: git", f"    url: {url}", f"    {ref}",
         "clusters:", "  - name: dev-1", "    kubeconfig: /nonexistent",
         "applications:", "  - name: web", "    source: git", "    path: app",
         "    clusters: {names: [dev-1]}"]) + "\n")
@@ -64,6 +64,25 @@ def test_the_fetch_records_the_commit_beside_the_revision(repo, tmp_path, isolat
     assert fields == record.commit
     entry = HistoryEntry(revision=revision, trigger="beat", result="Ready", message="ok", started_at="t0", finished_at="t1", **fields)
     assert entry.author == "Test Author" and entry.subject == "web: first config"
+
+
+def test_the_record_names_the_default_branch_followed(repo, tmp_path, isolated_redis_url):
+    spec = _spec(tmp_path, repo.bare_url(), "defaultBranch: true")
+    ctx = _context(tmp_path, isolated_redis_url, spec, "render")
+    assert stages.fetch(ctx, "git") == repo.head()
+    assert ctx.status.source_record("git").ref == "main (default branch)"
+    repo.branch("next")
+    newer = repo.commit("on next")
+    repo.push()
+    git("symbolic-ref", "HEAD", "refs/heads/next", cwd=repo.bare_path)
+    assert stages.fetch(ctx, "git") == newer
+    assert ctx.status.source_record("git").ref == "next (default branch)"
+
+
+def test_a_named_branch_records_no_ref(repo, tmp_path, isolated_redis_url):
+    ctx = _context(tmp_path, isolated_redis_url, _spec(tmp_path, repo.bare_url()), "render")
+    stages.fetch(ctx, "git")
+    assert ctx.status.source_record("git").ref == ""
 
 
 def test_a_worker_without_the_mirror_reads_it_from_the_source_record(repo, tmp_path,

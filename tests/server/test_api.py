@@ -80,7 +80,8 @@ def _seed(url: str) -> None:
     store = StatusStore(redis.Redis.from_url(url, decode_responses=True))
     store.set_source_revision("git", B, time.time(), commit={
         "author": "Ada Lovelace", "author_email": "ada@example.com",
-        "committed_at": "2026-01-01T10:00:00+00:00", "subject": "web: 3 replicas"})
+        "committed_at": "2026-01-01T10:00:00+00:00", "subject": "web: 3 replicas"},
+        ref="main (default branch)")
     store.set_status(UnitStatus("web", "prod", phase="Ready", revision=B, message="1 configured", last_synced_at=now_iso(), interval=60))
     store.set_status(UnitStatus("web", "stage", phase="Degraded", revision=B, message="Deployment/web: 1/3 updated",
                                 last_synced_at=now_iso(), reason="Degraded", interval=60))
@@ -128,6 +129,9 @@ def test_per_revision_rollup(served) -> None:
     assert current["units"] == {"Ready": ["prod/web"], "Degraded": ["stage/web"]}
     assert current["not_applied"] == ["prod/api"]
     assert current["commit"]["subject"] == "web: 3 replicas"
+    assert current["ref"] == "main (default branch)"
+    sources = requests.get(f"{server.base}/api/v1/sources", timeout=10).json()["sources"]
+    assert {s["name"]: s["ref"] for s in sources}["git"] == "main (default branch)"
     one = requests.get(f"{server.base}/api/v1/revisions/aaaa", timeout=10).json()
     assert [r["summary"] for r in one["revisions"]] == ["aaaaaaa: 1/3 applied, 1 Ready"]
     assert requests.get(f"{server.base}/api/v1/revisions/cccc", timeout=10).status_code == 404
@@ -252,6 +256,7 @@ def test_dashboard_pages_render(served) -> None:
     fleet = requests.get(f"{server.base}/", timeout=10).text
     assert 'data-unit="stage/web" data-phase="Degraded"' in fleet
     assert "bbbbbbb: 2/3 applied, 1 Ready, 1 Degraded" in fleet
+    assert "git main (default branch) (current)" in fleet
     unit = requests.get(f"{server.base}/units/prod/web", timeout=10).text
     assert "http://flower.example/flower/task/task-1" in unit and "spec.replicas" in unit
     assert "Ada Lovelace" in unit

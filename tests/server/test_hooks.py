@@ -105,6 +105,8 @@ def test_which_refs_move_a_source() -> None:
     assert "not a tag" in hooks.concerns(_source("semver", ">=1.0"), "refs/heads/main")
     assert "pinned" in hooks.concerns(_source("commit", "a" * 40), "refs/heads/main")
     assert hooks.concerns(_source(), "") == ""          # a generic hook naming no ref
+    assert hooks.concerns(_source("default", ""), "refs/heads/anything") == ""
+    assert "not a branch" in hooks.concerns(_source("default", ""), "refs/tags/v1")
 
 
 def _fleet() -> Fleet:

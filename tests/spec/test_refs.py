@@ -45,8 +45,9 @@ def problems(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Problems:
 
 def test_head_is_refused_as_a_branch_with_the_place_and_a_hint(problems: Problems) -> None:
     assert problems("branch: HEAD") == [
-        "fleet.yaml:4: sources[0].branch: 'HEAD' is a symbolic ref, not a branch; "
-        "name the branch (for example main)"]
+        "fleet.yaml:4: sources[0].branch: 'HEAD' is a symbolic ref, not a branch; to follow "
+        "the remote's default branch, give defaultBranch: true instead of branch (or name "
+        "the branch, for example main)"]
 
 
 def test_head_is_refused_as_a_tag(problems: Problems) -> None:

@@ -19,7 +19,9 @@ fetching travels on to the resolve step, so that a ref git refused without
 failing (a shallow source) is reported with git's reason. A source with
 ``verify`` returns a revision only once ``workers.fetch.gitverify`` has accepted its
 signature: a refused head fails the fetch, so the revision recorded for the
-source, and applied, stays the last verified one.
+source, and applied, stays the last verified one. A ``defaultBranch: true``
+source is first turned into the branch the remote's HEAD names now
+(``workers.fetch.gitdefault``); ``resolved_ref`` tells which one was followed.
 """
 
 from __future__ import annotations
@@ -35,19 +37,21 @@ from typing import Mapping
 
 from shared.errors import SourceError, TransientError
 from shared.settings import from_env
-from shared.spec.model import Source
+from shared.spec.model import DEFAULT_BRANCH, Source
 from workers.fetch.gitcli import (DEFAULT_TIMEOUT, GitEnv, GitFailed, GitTimeout, check_url,
                                   fetch_error, git_environment, git_said, local_environment,
                                   missing_ref_error, run_git, run_git_said, scrub_url)
 from workers.fetch.gitdisk import (TREES_KEPT, check_size, collect_trees, locked,
                                    make_read_only, remove_tree, touch)
+from workers.fetch.gitdefault import as_branch, default_branch, shown
 from workers.fetch.gitverify import Verifier
 
-REF_KINDS = ("branch", "tag", "semver", "commit")
+REF_KINDS = ("branch", "tag", "semver", "commit", DEFAULT_BRANCH)
 _HEX_RE = re.compile(r"[0-9a-f]{4,64}")
 _FULL_SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _BAD_REF_RE = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^[-/.]|[/.]$|\.lock$")
 _STAMP = "fleetsync-fetch"          # in each mirror: when the last fetch began, and what it asked
+_DEFAULT = "fleetsync-default-branch"   # in a defaultBranch mirror: the branch last followed
 
 
 class SourceCache:
@@ -77,15 +81,36 @@ class SourceCache:
         genv = git_environment(source, self._environ, allow_local=self.allow_local,
                                learned_hosts=self.root / "known_hosts" / mirror.stem)
         asked_at = time.time()
+        followed = source
+        if source.ref_kind == DEFAULT_BRANCH:   # asked at each fetch: the remote may change it
+            followed = as_branch(source, default_branch(source, genv, self.timeout))
         with locked(mirror.with_suffix(".lock"), self.timeout * 2, source):
             self._ensure_mirror(mirror, genv)
-            said = ""
-            if not self._already_present(mirror, source, genv):
-                said = self._fetch(mirror, source, genv, asked_at)
-            sha = self._resolve(mirror, source, genv, said)
-            check_size(source, mirror)
-            self._verifier.verify_revision(source, mirror, sha)
+            sha = self._fetch_resolved(mirror, followed, genv, asked_at)
+            if followed is not source:
+                (mirror / _DEFAULT).write_text(followed.ref + "\n")
             return sha
+
+    def resolved_ref(self, source: Source) -> str:
+        """What the last fetch on this host followed, when the spec does not name it:
+        ``main (default branch)`` for ``defaultBranch: true``; "" otherwise."""
+        if source.ref_kind != DEFAULT_BRANCH:
+            return ""
+        try:
+            branch = (self.mirror_path(source) / _DEFAULT).read_text().strip()
+        except OSError:
+            return ""
+        return shown(branch) if branch else ""
+
+    def _fetch_resolved(self, mirror: Path, source: Source, genv: GitEnv, asked_at: float) -> str:
+        """Fetch and resolve a source whose ref is named (a default branch already resolved)."""
+        said = ""
+        if not self._already_present(mirror, source, genv):
+            said = self._fetch(mirror, source, genv, asked_at)
+        sha = self._resolve(mirror, source, genv, said)
+        check_size(source, mirror)
+        self._verifier.verify_revision(source, mirror, sha)
+        return sha
 
     def checkout(self, source: Source, revision: str) -> Path:
         """A read-only directory holding the tree of ``revision`` (a full SHA), cached by SHA."""
@@ -276,7 +301,7 @@ def _check_source(source: Source) -> None:
         if not _HEX_RE.fullmatch(source.ref.lower()):
             raise SourceError(f"source {source.name}: commit {source.ref!r} is not a "
                               "hexadecimal SHA (4 to 64 digits)")
-    elif source.ref_kind != "semver" and (not source.ref or _BAD_REF_RE.search(source.ref)):
+    elif source.ref_kind not in ("semver", DEFAULT_BRANCH) and (not source.ref or _BAD_REF_RE.search(source.ref)):
         raise SourceError(f"source {source.name}: invalid {source.ref_kind} name {source.ref!r}")
 
 

@@ -117,7 +117,9 @@ def fetch(ctx: Context, source_name: str) -> str:
         raise
     metrics.source_fetch_duration.labels(source_name).observe(time.monotonic() - started)
     ctx.status.set_source_revision(source_name, revision, time.time(),
-                                   commit=_mirror_commit(ctx, source, revision))
+                                   commit=_mirror_commit(ctx, source, revision),
+                                   ref="" if source.helm_repository
+                                   else ctx.sources.resolved_ref(source))
     log.info("source fetched", source=source_name, revision=revision,
              seconds=round(time.monotonic() - started, 3))
     return revision
