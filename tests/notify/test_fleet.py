@@ -157,6 +157,8 @@ def test_each_commit_rolls_up_once_per_application_across_three_clusters(stack, 
     receiver.wait("the first roll-up", lambda: rollups(receiver, rev0))
     rev1 = commit(stack, "value two", "two")
     receiver.wait("the roll-up of the second commit", lambda: rollups(receiver, rev1))
+    receiver.wait("the flaky route's deliveries, after its back-off", lambda: all(
+        any(r.body["revision"] == rev for r in receiver.got("/flaky")) for rev in (rev0, rev1)))
     quiet_pass(stack)
     for rev in (rev0, rev1):
         (text,) = rollups(receiver, rev)
