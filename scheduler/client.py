@@ -40,9 +40,13 @@ class Client:
         self.app = make_app(self.settings)
 
     def sync(self, app: str, cluster: str | None = None, *, wait: bool = False,
-             timeout: float = 300.0, trigger: str = "api", poll: float = 0.25) -> dict[str, Any]:
+             timeout: float = 300.0, trigger: str = "api", poll: float = 0.25,
+             reason: str = "", by: str = "") -> dict[str, Any]:
+        """Enqueue ``fleetsync.sync``; ``reason`` and ``by`` (who asks) let it through a
+        change window that holds a unit and says ``manualSync: true``."""
         deadline = time.monotonic() + timeout
-        sent = send(self.app, tasks_api.SYNC, [app, cluster], {"trigger": trigger})
+        extra = {k: v for k, v in (("reason", reason), ("by", by)) if v}
+        sent = send(self.app, tasks_api.SYNC, [app, cluster], {"trigger": trigger, **extra})
         if not wait:
             return {"task_id": sent.id, "app": app, "cluster": cluster}
         try:

@@ -125,6 +125,7 @@ def pull_worker(cluster: str, db: int = 0) -> Role:
               f"~{keys.UNITS}",
               f"%R~{keys.RENDER_PREFIX}{cluster}/*", f"%R~{keys.BEAT_LAST_TICK}",
               f"%R~{_P}:rollout:*", f"%R~{_P}:suspended:*",
+              f"%R~{_P}:window_override:{cluster}/*",
               f"%R~{_P}:source:*"),
         channels=(events(db), *remote_control(db), RESULTS[1]))
 

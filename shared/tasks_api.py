@@ -59,7 +59,7 @@ class TaskSpec:
 
 _STAGE_KW = ("run_id", "trigger", "requested_at")
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
-    TaskSpec(SYNC, ("app", "cluster"), ("trigger",), "reconcile", True),
+    TaskSpec(SYNC, ("app", "cluster"), ("trigger", "reason", "by"), "reconcile", True),
     TaskSpec(RECONCILE_CLUSTER, ("cluster",), ("trigger",), "reconcile", False),
     TaskSpec(FETCH_SOURCE, ("source",), (), "fetch", False),
     TaskSpec(RENDER, ("app", "cluster", "revision"), _STAGE_KW, "render", False),

@@ -198,8 +198,11 @@ def reconcile_cluster(self: Any, cluster: str, trigger: str = "beat") -> dict:
 
 @celery.task(name=tasks_api.SYNC, bind=True, autoretry_for=RETRIED, retry_backoff=2,
           retry_backoff_max=60, retry_jitter=True, max_retries=MAX_TRANSIENT_RETRIES)
-def sync(self: Any, app: str, cluster: str | None = None, trigger: str = "api") -> dict:
-    """Sync one application now, on one cluster or on every cluster it targets."""
+def sync(self: Any, app: str, cluster: str | None = None, trigger: str = "api",
+         reason: str = "", by: str = "") -> dict:
+    """Sync one application now, on one cluster or on every cluster it targets. ``reason``
+    and ``by`` (who asks, as the caller claims it): a change window that holds a unit
+    lets the sync through only with a reason, and only if it says ``manualSync: true``."""
     app_name = app
     ctx = context()
     fleet = ctx.fleet()
@@ -208,15 +211,19 @@ def sync(self: Any, app: str, cluster: str | None = None, trigger: str = "api") 
     application = fleet.applications[app_name]
     targets = [cluster] if cluster else [c.name for c in fleet.clusters_for(application)]
     revisions: dict[str, str] = {}       # fetched now, once
-    units = [_request(ctx, app_name, name, trigger, fresh=True, revisions=revisions)
+    units = [_request(ctx, app_name, name, trigger, fresh=True, revisions=revisions,
+                      by=by if isinstance(by, str) else "",
+                      reason=reason if isinstance(reason, str) else "")
              for name in targets]
     return {"app": app_name, "units": units}
 
 
 def _request(ctx: Context, app_name: str, cluster: str, trigger: str, *,
-             fresh: bool = False, revisions: dict[str, str]) -> dict:
+             fresh: bool = False, revisions: dict[str, str], by: str = "",
+             reason: str = "") -> dict:
     try:
-        result, sends = requests.request(ctx, app_name, cluster, trigger, fresh, revisions)
+        result, sends = requests.request(ctx, app_name, cluster, trigger, fresh, revisions,
+                                         by=by, reason=reason)
     except PermanentError as exc:
         return tasks_api.request_result(app_name, cluster, "", joined=False, error=str(exc))
     for send in sends:

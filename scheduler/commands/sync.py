@@ -1,8 +1,13 @@
-"""``fleetsync sync APP [--cluster C] [--wait] [--timeout S] [--local]``."""
+"""``fleetsync sync APP [--cluster C] [--wait] [--timeout S] [--reason TEXT] [--by WHO] [--local]``.
+
+``--reason`` is what lets a sync through a change window that holds a unit (when the
+window says ``manualSync: true``); it is recorded, with ``--by`` (default: the user
+running the command), in the unit's history and in an audit log line."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 
@@ -18,6 +23,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
     parser.add_argument("--local", action="store_true",
                         help="fetch, render and apply in this process instead of on workers")
+    parser.add_argument("--reason", default="",
+                        help="why: needed to sync through a change window that holds a unit "
+                             "(recorded in history and the audit log)")
+    parser.add_argument("--by", default="", help="who asks (default: this user)")
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
     add_file_arg(parser)
     parser.set_defaults(func=run, local_command="sync")
@@ -34,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     client = Client()
     try:
         result = client.sync(args.app, args.cluster, wait=args.wait, timeout=args.timeout,
-                             trigger="cli")
+                             trigger="cli", reason=args.reason, by=args.by or _user())
     except Exception as exc:  # the task's own error, reconstructed by Celery
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -53,3 +62,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"timed out after {args.timeout:g} s; still running: {', '.join(late)}",
                   file=sys.stderr)
     return 0 if not args.wait or result.get("ok") else 1
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"

@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from scheduler.commands.validate import fleet_file
+from shared import clock
 from shared.spec.load import load_fleet
 from shared.spec.model import Fleet, Window
 from shared.spec.window_rules import is_open, window_change
@@ -34,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     args.file = args.file or os.environ.get("FLEETSYNC_FLEET")
     fleet = load_fleet(fleet_file(args))
-    now = datetime.fromisoformat(args.at) if args.at else datetime.now(timezone.utc)
+    now = datetime.fromisoformat(args.at) if args.at else clock.now()
     rows = [describe(fleet, w, now) for w in fleet.windows]
     if args.output == "json":
         print(json.dumps({"now": now.isoformat(), "windows": rows}, indent=2))

@@ -112,6 +112,12 @@ def suspended(app: str) -> str:
     return f"{PREFIX}:suspended:{app}"
 
 
+def window_override(unit: str) -> str:
+    """A manual sync let through a closed change window: the revision, by whom, why (JSON,
+    with a TTL; shared/state/overrides.py)."""
+    return f"{PREFIX}:window_override:{unit}"
+
+
 # -- caches (workers/render/cache.py, workers/run/stages.py) -----------------------------
 def rendered(unit: str, revision: str, spec_hash: str) -> str:
     """The render key of a unit at a revision and spec, while its render is cached."""

@@ -83,6 +83,9 @@ class Outcome:
     failed_key: str = ""
     error: Any = None               # the FleetsyncError that ended it, if any
     health_deadline: float = 0.0    # Progressing on health: when it turns Degraded
+    held_by: str = ""               # a change window holds the unit (status's held_* fields)
+    held_until: str = ""
+    held_revision: str = ""
 
 
 class Runs:

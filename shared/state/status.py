@@ -52,19 +52,24 @@ class UnitStatus:
     interval: float = 0.0           # the unit's reconcile interval: stale past 3 of them
     on_removal: str = ""            # the application's onRemoval, for when it leaves the spec
     applied_key: str = ""           # (revision, spec hash) of the last run that applied
+    held_by: str = ""               # a change window holds it: its name
+    held_until: str = ""            # ... until then (ISO 8601 UTC; "" when not soon)
+    held_revision: str = ""         # ... and this newer revision waits
 
     def to_dict(self) -> dict[str, Any]:
         return {"app": self.app, "cluster": self.cluster, "phase": str(self.phase),
                 "revision": self.revision, "message": self.message,
                 "last_synced_at": self.last_synced_at, "reason": self.reason,
                 "counts": self.counts or {}, "last_success_at": self.last_success_at,
-                "interval": self.interval}
+                "interval": self.interval, "held_by": self.held_by,
+                "held_until": self.held_until, "held_revision": self.held_revision}
 
     def mapping(self) -> dict[str, str]:
         """The hash fields to write. ``last_success_at`` and ``interval`` are written only
         when known, so a failed run keeps the last success."""
         out = {k: str(v) for k, v in self.to_dict().items()
-               if k not in ("counts", "last_success_at", "interval")}
+               if k not in ("counts", "last_success_at", "interval")}   # held_*: always,
+                                                                         # "" lifts a hold
         out["counts"] = json.dumps(self.counts or {})
         out["failed_key"] = self.failed_key
         out["run_id"] = self.run_id
@@ -297,7 +302,9 @@ def _from_hash(app: str, cluster: str, raw: dict[str, str]) -> UnitStatus:
                       health_deadline=_float(raw.get("health_deadline")),
                       last_success_at=raw.get("last_success_at", ""),
                       interval=_float(raw.get("interval")), on_removal=raw.get("on_removal", ""),
-                      applied_key=raw.get("applied_key", ""))
+                      applied_key=raw.get("applied_key", ""), held_by=raw.get("held_by", ""),
+                      held_until=raw.get("held_until", ""),
+                      held_revision=raw.get("held_revision", ""))
 
 def _float(value: str | None) -> float:
     try:

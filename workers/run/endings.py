@@ -83,7 +83,9 @@ def finish(ctx: Context, call: Call, owner: str, outcome: Outcome, started: floa
                         run_id=call.run_id, health_deadline=outcome.health_deadline,
                         last_success_at=now_iso(finished) if applied else "",
                         interval=interval, on_removal=on_removal,
-                        applied_key=unit.spec_key(call.revision) if applied and unit else "")
+                        applied_key=unit.spec_key(call.revision) if applied and unit else "",
+                        held_by=outcome.held_by, held_until=outcome.held_until,
+                        held_revision=outcome.held_revision)
     entry = HistoryEntry(revision=call.revision, trigger=call.trigger,
                          result=outcome.phase.value, message=outcome.summary,
                          started_at=now_iso(started), finished_at=now_iso(finished),

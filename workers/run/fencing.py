@@ -10,6 +10,7 @@ lost the counter), the lock holder moves the counter past it and goes on.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from typing import Any
 
 from shared.errors import LockLost, StaleInventory
@@ -56,13 +57,17 @@ class RunFence(Fence):
 
 
 def apply_fenced(ctx: Context, call: Call, unit: Unit, objects: list[dict],
-                 fence: RunFence) -> Any:
+                 fence: RunFence, detect_only: bool = False) -> Any:
     """The apply, fenced (``RunFence``). When the cluster's inventory holds a higher token
     than Redis (Redis was flushed or failed over and lost the counter), the lock holder
-    moves the counter past it and goes on."""
+    moves the counter past it and goes on. ``detect_only`` (a change window that says
+    ``drift: detect`` holds the unit): the application's ``drift: detect`` mode, whatever
+    the spec and the trigger say."""
+    app = replace(unit.app, drift="detect") if detect_only else unit.app
     try:
-        return stages.apply_objects(ctx, unit.app, unit.cluster, objects, call.revision,
-                                    fence.token, fence, correct=call.trigger in ON_DEMAND,
+        return stages.apply_objects(ctx, app, unit.cluster, objects, call.revision,
+                                    fence.token, fence,
+                                    correct=call.trigger in ON_DEMAND and not detect_only,
                                     rules=stages.health_rules(unit.fleet, unit.app))
     except StaleInventory as exc:
         newer = ctx.runs.advance_fence(call.unit, fence.owner, exc.stored_token + 1)
@@ -70,4 +75,4 @@ def apply_fenced(ctx: Context, call: Call, unit: Unit, objects: list[dict],
             raise
         log.warning("fencing token moved past the cluster's inventory", before=fence.token,
                     after=newer, inventory=exc.stored_token)
-        return apply_fenced(ctx, call, unit, objects, fence.moved_to(newer))
+        return apply_fenced(ctx, call, unit, objects, fence.moved_to(newer), detect_only)

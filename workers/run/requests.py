@@ -20,26 +20,27 @@ from shared import tasks_api
 from shared.errors import FleetsyncError, PermanentError
 from shared.logs import get_logger
 from shared.protocol import Phase, Trigger, Verdict
-from shared.spec.model import Application
+from shared.spec.model import Application, Cluster, Fleet
 from shared.state import keys
 from shared.state.redisconn import RedisError
 from shared.state.runs import Outcome
 from shared.state.status import now_iso
 from workers.context import Context
 from workers.render.cache import memo_key
-from workers.run import endings, rollouts, stages
+from workers.run import endings, rollouts, stages, windows
 from workers.run.steps import Call, Send, apply_send, render_send
 
 log = get_logger("fleetsync.runner")
 
 
 def request(ctx: Context, app_name: str, cluster_name: str, trigger: str,
-            fresh: bool = False, revisions: dict[str, str] | None = None
-            ) -> tuple[dict[str, Any], list[Send]]:
+            fresh: bool = False, revisions: dict[str, str] | None = None,
+            by: str = "", reason: str = "") -> tuple[dict[str, Any], list[Send]]:
     """A sync of one unit is asked for: join the queued run, or queue one.
 
     ``revisions`` carries the sources' revisions already looked up by the caller
-    (one look-up per source per reconcile, not one per unit)."""
+    (one look-up per source per reconcile, not one per unit). ``by`` and ``reason``:
+    who asks for a sync on demand and why (a change window may let it through)."""
     fleet = ctx.fleet()
     app, cluster = stages.resolve(fleet, app_name, cluster_name)
     now = time.time()
@@ -63,6 +64,17 @@ def request(ctx: Context, app_name: str, cluster_name: str, trigger: str,
     if not revision:                # the first rollout has not reached this unit's wave
         return _not_run(ctx, Call(app_name, cluster_name, "", trigger, now, ""), Outcome(
             Phase.PROGRESSING, gate.waiting, "", reason="WaitingForWave")), admitted
+    window = _window(ctx, fleet, app, cluster, revision, trigger, by, reason)
+    if isinstance(window, str):     # a sync on demand that the window does not let through
+        return tasks_api.request_result(app_name, cluster_name, "", joined=False,
+                                        revision=revision, error=window), admitted
+    if window is not None:
+        hold, stay = window
+        if not stay:                # held before it ever applied: nothing to stay at
+            return _not_run(ctx, Call(app_name, cluster_name, "", trigger, now, ""), hold.tell(
+                Outcome(Phase.PROGRESSING, hold.message(), "", reason="HeldByWindow"),
+                suffix=False)), admitted
+        revision = stay             # stays at what it has: health and drift still looked at
     spec_hash = stages.unit_spec_hash(fleet, app, cluster)
     step, render_key = ctx.runs.request_reading(
         app_name, cluster_name, trigger=trigger, revision=revision, requested_at=now,
@@ -89,13 +101,34 @@ def request(ctx: Context, app_name: str, cluster_name: str, trigger: str,
                                     revision=revision), sends + admitted
 
 
+def _window(ctx: Context, fleet: Fleet, app: Application, cluster: Cluster, head: str,
+            trigger: str, by: str, reason: str) -> tuple[windows.Hold, str] | str | None:
+    """A change window's hold on the unit: None (it may change), the hold and the
+    revision the unit stays at ("" when it has none), or why a sync on demand is refused.
+    A sync on demand with a reason passes when every holding window allows it."""
+    decided = windows.decision(fleet, app, cluster)
+    if decided.allowed:
+        return None
+    applied = windows.applied_revision(ctx.status.get_status(app.name, cluster.name))
+    held = windows.hold(ctx, fleet, app, cluster, head, applied, decided)
+    if held is None:
+        return None
+    if trigger in (Trigger.CLI.value, Trigger.API.value):
+        refused = windows.refusal(held, reason.strip() if isinstance(reason, str) else "")
+        if refused:
+            return refused
+        windows.let_through(ctx, app.name, cluster.name, held, head, trigger, by, reason)
+        return None
+    return held, applied
+
+
 def _not_run(ctx: Context, call: Call, outcome: Outcome) -> dict[str, Any]:
     """A unit held (suspended, or waiting for its wave): nothing is fetched or rendered.
     The hold is told once through a run of its own (status, history, the requester);
     a beat tick that finds it told already only refreshes the status's time."""
     before = ctx.status.get_status(call.app, call.cluster)
     if call.trigger == Trigger.BEAT and before.phase == outcome.phase.value \
-            and before.message == outcome.summary:
+            and before.message == outcome.summary and before.held_by == outcome.held_by:
         ctx.status.set_status(replace(before, last_synced_at=now_iso()))
         return tasks_api.request_result(call.app, call.cluster, "", joined=False,
                                         revision=before.revision, error=outcome.summary)

@@ -50,7 +50,7 @@ from shared.spec.model import Application
 from shared.state.runs import Begun, Outcome
 from shared.state.status import now_iso
 from workers.context import Context
-from workers.run import endings, health, requests, rollouts, stages
+from workers.run import endings, health, requests, rollouts, stages, windows
 from workers.run.endings import MAX_ATTEMPTS
 from workers.run.fencing import RunFence, apply_fenced
 from workers.run.stages import Unit
@@ -151,14 +151,21 @@ def _apply_started(ctx: Context, call: Call, unit: Unit, begun: Begun, owner: st
         return _back_to_render(ctx, call, owner)
     objects, meta = entry
     head, source_error = stages.recorded_source(ctx, app.source)     # one read for both
-    refused = _refuse_render(ctx, call, unit, meta, head)
+    desired = _desired(ctx, call, unit, head)
+    held, stay = _window(ctx, call, unit, desired)
+    if held is not None and not stay:       # held before it ever applied: nothing to do
+        return endings.finish(ctx, replace(call, revision=""), owner, held.tell(Outcome(
+            Phase.PROGRESSING, held.message(), "", reason="HeldByWindow"), suffix=False),
+            started, unit)
+    refused = _refuse_render(ctx, call, unit, meta, stay or desired)
     if refused is not None:
         return _back_to_render(ctx, replace(call, revision=refused), owner, moved=True)
     lost = threading.Event()
     with ctx.runs.renewing(call.unit, owner, on_lost=lost.set) as lease:
         try:
             result = apply_fenced(ctx, call, unit, objects,
-                                   RunFence(ctx, call.unit, owner, begun.token, lease, lost))
+                                   RunFence(ctx, call.unit, owner, begun.token, lease, lost),
+                                   detect_only=held is not None and not held.drift_corrected)
         except PermanentError as exc:
             if exc.drifted:          # retried every tick: what refused may let go
                 return endings.finish(ctx, call, owner, Outcome(
@@ -186,6 +193,8 @@ def _apply_started(ctx: Context, call: Call, unit: Unit, begun: Begun, owner: st
     if result.suspended:          # paused objects do not hold the unit back: say so
         message += f"; suspended: {health.short(list(result.suspended))}"
     outcome, follow_up = _health_outcome(ctx, call, app, result, message)
+    if held is not None:          # applied nothing new: what it has, and what waits
+        outcome = held.tell(outcome)
     nxt = endings.finish(ctx, call, owner, replace(outcome, result=summary), started, unit)
     more = requests.rollout_next(ctx, call.app) if outcome.phase == Phase.READY else []
     return replace(nxt, send=nxt.send + follow_up + tuple(more))
@@ -251,19 +260,37 @@ def _wait_for_dependencies(ctx: Context, call: Call, waiting: list[str], unit: U
                                       "waited": call.waited + DEPENDENCY_POLL})
 
 
+def _desired(ctx: Context, call: Call, unit: Unit, head: str) -> str:
+    """The revision the unit should have now: the source's (``head``), or in a rollout
+    the one its wave allows."""
+    try:
+        return rollouts.allowed_now(ctx, unit.app, unit.cluster.name,
+                                    head or call.revision) or call.revision
+    except RedisError:        # a pull worker may not read the record: the request decided
+        return call.revision
+
+
+def _window(ctx: Context, call: Call, unit: Unit,
+            desired: str) -> tuple[windows.Hold | None, str]:
+    """A change window's hold on the unit now, and the revision it stays at ("" when it
+    never applied one); (None, "") when it may change."""
+    decided = windows.decision(unit.fleet, unit.app, unit.cluster)
+    if decided.allowed:
+        return None, ""
+    applied = windows.applied_revision(ctx.status.get_status(call.app, call.cluster))
+    held = windows.hold(ctx, unit.fleet, unit.app, unit.cluster, desired, applied, decided)
+    return (held, applied) if held is not None else (None, "")
+
+
 def _refuse_render(ctx: Context, call: Call, unit: Unit, meta: dict[str, Any],
-                   head: str) -> str | None:
+                   desired: str) -> str | None:
     """The revision to render again at when this render entry may not be applied: it is
-    not a render of this unit at this revision, or the source is at a newer revision
-    already (``head``: an old render replayed, or a commit that landed since). Recorded in
-    the unit's history, logged and counted; None when it may be applied."""
+    not a render of this unit at this revision, or the unit should have another one now
+    (``desired``: an old render replayed, a commit that landed since, or a change window
+    that holds the unit at the revision it has). Recorded in the unit's history, logged
+    and counted; None when it may be applied."""
     app, cluster = unit.app, unit.cluster
     why = stages.render_mismatch(meta, app, cluster, call.revision)
-    desired = head or call.revision
-    try:                      # in a rollout, the revision the unit's wave allows
-        desired = rollouts.allowed_now(ctx, app, cluster.name, desired) or call.revision
-    except RedisError:        # a pull worker may not read the record: the request decided
-        desired = call.revision
     if not why and desired == call.revision:
         return None
     what = "render_binding" if why else "old_render"

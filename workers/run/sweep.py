@@ -42,9 +42,9 @@ from shared.logs import get_logger
 from shared.protocol import Phase
 from shared.state.quiet import QuietUnits
 from shared.state.redisconn import RedisError
-from shared.spec.model import Application, Cluster
+from shared.spec.model import Application, Cluster, Fleet
 from shared.state.status import UnitStatus, now_iso
-from workers.run import stages
+from workers.run import stages, windows
 from workers.context import Context
 from workers.render.cache import memo_key
 from workers.run.requests import revision_for
@@ -58,6 +58,7 @@ class _Candidate:
     status: UnitStatus
     render_key: str = ""
     objects: list[dict] = field(default_factory=list)
+    held: str = ""                  # a change window holds it: the status says so
 
 
 @dataclass
@@ -118,11 +119,28 @@ def _candidates(ctx: Context, cluster: Cluster, apps: list[Application],
             revision = revision_for(ctx, app.source, False, revisions)
         except FleetsyncError:
             continue
+        held = _held(ctx, fleet, app, cluster, revision, status)
+        if held is not None:     # quiet at the revision it has, if its status says so
+            if not held.told_in(status):
+                continue
+            revision = status.revision
+        elif status.held_by:     # the window opened: a run lifts the hold in its status
+            continue
         spec_hash = stages.unit_spec_hash(fleet, app, cluster)
         if status.revision == revision and status.applied_key == f"{revision}:{spec_hash}":
             out.append(_Candidate(app, status, memo_key(keys.unit_id(app.name, cluster.name),
-                                                        revision, spec_hash)))
+                                                        revision, spec_hash),
+                                  held=held.message() if held else ""))
     return out
+
+
+def _held(ctx: Context, fleet: Fleet, app: Application, cluster: Cluster, head: str,
+          status: UnitStatus) -> windows.Hold | None:
+    """A change window's hold on the unit (``workers/run/windows.py``): a held unit is
+    quiet at the revision it has once a run told the hold in its status."""
+    if not fleet.windows:
+        return None
+    return windows.hold(ctx, fleet, app, cluster, head, windows.applied_revision(status))
 
 
 def _unheld(ctx: Context, cluster: Cluster, candidates: list[_Candidate]) -> list[_Candidate]:
@@ -191,5 +209,6 @@ def _judge(ctx: Context, cluster: Cluster, candidates: list[_Candidate], found: 
             else:
                 quiet.append((c, verdict.counts))
     written = QuietUnits(ctx.redis).refresh(
-        [(c.status, stages.message(counts), counts) for c, counts in quiet], now_iso())
+        [(c.status, "; ".join(filter(None, (stages.message(counts), c.held))), counts)
+         for c, counts in quiet], now_iso())
     found.quiet = {c.app.name for (c, _), ok in zip(quiet, written) if ok}

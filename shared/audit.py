@@ -1,0 +1,24 @@
+"""Durable audit lines: what operators did to the fleet, as one JSON log line each.
+
+Redis history is recent and may be wiped; a log pipeline keeps what the structured
+log says. So each act that bypasses or stops the normal flow (a manual sync through
+a change window, a hold put on a cluster from the cluster itself, its lifting) is
+also written here as one line with ``event: audit``: who, what, which units, why.
+The text fields come from outside (a CLI user, a ConfigMap on a cluster): callers
+pass them cleaned and cut (``shared/state/overrides.clean``); the logger's own
+processors mask anything under a key that looks like a credential.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+AUDIT = "audit"
+MAX_UNITS = 100
+
+
+def record(log: Any, *, who: str, what: str, units: Sequence[str], why: str,
+           **details: Any) -> None:
+    """One ``event: audit`` line on ``log`` (a structlog logger)."""
+    log.warning(AUDIT, who=who, what=what, units=list(units[:MAX_UNITS]),
+                more_units=max(0, len(units) - MAX_UNITS), why=why, **details)

@@ -1,0 +1,142 @@
+"""Where a run obeys the change windows (``windows:`` in the fleet spec).
+
+``shared/spec/window_rules.py`` decides, purely, whether a unit may change at an
+instant; this module asks it at the instant ``shared/clock.now()`` gives, and says
+what the run does about it:
+
+- ``hold``: the unit is held now (a deny window is open, or it is outside every allow
+  window that selects it), unless a manual sync let ``head`` through
+  (``shared/state/overrides.py``). A held unit keeps the revision it has: the
+  request and the apply stage run it at that revision (health evaluated, drift
+  detected; corrected only when the holding windows say ``drift: correct``), and
+  ``head`` waits. A unit that never applied anything applies nothing.
+- ``Hold.message``: ``held by window friday-freeze until Mon 06:00 Europe/Berlin;
+  new revision waiting: abc1234``, appended to the unit's status message, with
+  ``held_by``, ``held_until`` and ``held_revision`` in its status record.
+- ``let_through``: a manual sync with a reason, when every holding window says
+  ``manualSync: true``: the grant, the unit's history entry (who, why) and one
+  ``event: audit`` log line.
+
+When the window opens, the unit is no longer held and its next run (the next tick
+of its cluster, within one interval) applies ``head``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+
+from shared import audit, clock
+from shared.logs import get_logger
+from shared.spec.model import Application, Cluster, Fleet
+from shared.spec.window_rules import Decision, decide
+from shared.state.overrides import MAX_BY, MAX_REASON, Override, Overrides, clean
+from shared.state.redisconn import RedisError
+from shared.state.runs import Outcome
+from shared.state.status import UnitStatus, now_iso
+from workers.context import Context
+
+log = get_logger("fleetsync.windows")
+SHORT = 7
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A unit held by a window now: which, until when, what may pass, what waits."""
+
+    decision: Decision
+    waiting: str = ""               # the source's newer revision that waits ("": none)
+
+    @property
+    def window(self) -> str:
+        return self.decision.window or ""
+
+    @property
+    def until(self) -> str:
+        """When it is next allowed, ISO 8601 UTC ("" when not within the horizon)."""
+        until = self.decision.until
+        return until.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if until else ""
+
+    @property
+    def drift_corrected(self) -> bool:
+        return self.decision.drift_corrected
+
+    @property
+    def manual_sync(self) -> bool:
+        return self.decision.manual_sync
+
+    def message(self) -> str:
+        text = self.decision.message()
+        return f"{text}; new revision waiting: {self.waiting[:SHORT]}" if self.waiting else text
+
+    def tell(self, outcome: Outcome, suffix: bool = True) -> Outcome:
+        """``outcome`` with this hold in its status fields (and its message, ``suffix``)."""
+        summary = f"{outcome.summary}; {self.message()}" if suffix else outcome.summary
+        return replace(outcome, summary=summary, held_by=self.window, held_until=self.until,
+                       held_revision=self.waiting)
+
+    def told_in(self, status: UnitStatus) -> bool:
+        """The status says this hold already (a tick needs no run to tell it)."""
+        return status.held_by == self.window and status.held_revision == self.waiting \
+            and status.held_until == self.until
+
+
+def decision(fleet: Fleet, app: Application, cluster: Cluster,
+             now: datetime | None = None) -> Decision:
+    if not fleet.windows:
+        return Decision(True)
+    return decide(fleet.windows, app.name, cluster, now or clock.now())
+
+
+def hold(ctx: Context, fleet: Fleet, app: Application, cluster: Cluster, head: str,
+         applied: str, decided: Decision | None = None) -> Hold | None:
+    """The window hold of the unit now (``decided``: the decision, when made already),
+    or None when it may change. ``head`` is the revision it would sync to, ``applied``
+    the one it has; a manual sync granted for ``head`` lets it through."""
+    decided = decided or decision(fleet, app, cluster)
+    if decided.allowed:
+        return None
+    if head and granted(ctx, app.name, cluster.name, head):
+        return None
+    return Hold(decided, head if head and head != applied else "")
+
+
+def granted(ctx: Context, app: str, cluster: str, revision: str) -> bool:
+    try:
+        grant = Overrides(ctx.redis).granted(app, cluster)
+    except RedisError as exc:         # a pull worker's user may not read it: held
+        log.info("window override not readable; the unit stays held", error=str(exc))
+        return False
+    return grant is not None and grant.revision == revision
+
+
+def applied_revision(status: UnitStatus) -> str:
+    """The revision the unit's last applying run applied ("" when none)."""
+    return status.applied_key.partition(":")[0] or ""
+
+
+def refusal(held: Hold, reason: str) -> str:
+    """Why a manual sync may not pass ``held`` ("" when it may, with ``reason``)."""
+    if not held.manual_sync:
+        return (f"{held.message()}, which allows no manual sync (manualSync: false); "
+                "wait for it to open or change the window in the fleet spec")
+    if not reason:
+        return (f"{held.message()}: a manual sync through it needs a reason "
+                "(fleetsync sync APP --reason TEXT)")
+    return ""
+
+
+def let_through(ctx: Context, app: str, cluster: str, held: Hold, head: str, trigger: str,
+                by: str, reason: str) -> None:
+    """Grant a manual sync of ``head`` through ``held``: recorded in the unit's history
+    and as one audit line (``by`` and ``reason`` cut and cleaned first)."""
+    by, reason = clean(by, MAX_BY) or "unknown", clean(reason, MAX_REASON)
+    stamp = now_iso()
+    Overrides(ctx.redis).grant(app, cluster, Override(head, by, reason, held.window, stamp))
+    ctx.status.add_history(app, cluster, {
+        "revision": head, "trigger": trigger, "result": "Override",
+        "message": f"manual sync through window {held.window} by {by}: {reason}",
+        "started_at": stamp, "finished_at": stamp, "run_id": "", "task_id": "",
+        "changes": {}, "by": by, "reason": reason})
+    audit.record(log, who=by, what="window override", units=[f"{cluster}/{app}"], why=reason,
+                 window=held.window, revision=head)
