@@ -27,7 +27,7 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from shared.protocol import Phase
 
@@ -125,8 +125,11 @@ def inferred_stable(statuses: Mapping[str, Seen]) -> str:
 
 
 def decide(waves: Sequence[WavePlan], record: Record, head: str, statuses: Mapping[str, Seen],
-           now: float, *, revert: bool = False, urgent_on_revert: bool = False) -> Decision:
-    """The next record and every cluster's allowed revision, for source revision ``head``."""
+           now: float, *, revert: bool = False, urgent_on_revert: bool = False,
+           held: Callable[[str], bool] = lambda _: False) -> Decision:
+    """The next record and every cluster's allowed revision, for source revision ``head``.
+    ``held(cluster)``: a change window holds that cluster's unit now; it is not admitted
+    to the target (its wave waits for it, promoted or not) until the window opens."""
     events: list[dict[str, Any]] = []
     everyone = [c for w in waves for c in w.clusters]
     if not record.target:
@@ -142,7 +145,7 @@ def decide(waves: Sequence[WavePlan], record: Record, head: str, statuses: Mappi
         events.append(_event(now, f"rollout of {head[:12]} started" + (
             f" (stable: {stable[:12]})" if stable else " (first rollout)")
             + ("; a revert with urgentOnRevert: every cluster at once" if urgent else "")))
-    record, started, pause_ends = _advance(waves, record, statuses, now, events)
+    record, started, pause_ends = _advance(waves, record, statuses, now, events, held)
     if record.wave >= len(waves) and record.stable != record.target and not record.halted:
         record = replace(record, stable=record.target)
         events.append(_event(now, f"rollout of {record.target[:12]} complete: every wave Ready"))
@@ -152,7 +155,8 @@ def decide(waves: Sequence[WavePlan], record: Record, head: str, statuses: Mappi
 
 
 def _advance(waves: Sequence[WavePlan], record: Record, statuses: Mapping[str, Seen],
-             now: float, events: list[dict[str, Any]]) -> tuple[Record, list[str], float]:
+             now: float, events: list[dict[str, Any]],
+             held: Callable[[str], bool]) -> tuple[Record, list[str], float]:
     started: list[str] = []
     if record.halted:
         return record, started, 0.0
@@ -169,7 +173,7 @@ def _advance(waves: Sequence[WavePlan], record: Record, statuses: Mapping[str, S
             busy = [c for c in wave.clusters if c in admitted and not ready(c)]
             for c in wave.clusters:
                 if c not in admitted and (promoted or record.urgent
-                                          or len(busy) < wave.max_parallel):
+                                          or len(busy) < wave.max_parallel) and not held(c):
                     admitted.append(c)
                     busy.append(c)
                     started.append(c)

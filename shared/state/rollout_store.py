@@ -76,10 +76,11 @@ class Holds:
         return self._cas(app, lambda record: (fn(record), None))[0]
 
     def evaluate(self, app: str, plans: list[WavePlan], head: str, *, revert: bool = False,
-                 urgent_on_revert: bool = False, now: float | None = None) -> Decision:
+                 urgent_on_revert: bool = False, now: float | None = None,
+                 held: Callable[[str], bool] = lambda _: False) -> Decision:
         """Decide where the rollout of ``head`` stands and save the record if it moved.
         Nothing to decide (the head's rollout is over, halted, or paused and not promoted)
-        reads no status."""
+        reads no status. ``held``: a change window holds that cluster's unit now."""
         clusters = [c for p in plans for c in p.clusters]
 
         def fn(record: Record) -> tuple[Record, Decision]:
@@ -89,7 +90,7 @@ class Holds:
                 return record, Decision(record, {c: allowed(record, c) for c in clusters})
             found = decide(plans, record, head, self.statuses(app, clusters),
                            time.time() if now is None else now, revert=revert,
-                           urgent_on_revert=urgent_on_revert)
+                           urgent_on_revert=urgent_on_revert, held=held)
             return found.record, found
         _, decision = self._cas(app, fn)
         assert decision is not None

@@ -89,3 +89,15 @@ def test_a_grant_round_trips_and_garbage_is_no_grant(redis_client):
     assert 0 < redis_client.ttl("fleetsync:window_override:prod/web") <= 60
     redis_client.set("fleetsync:window_override:prod/web", "{not json")
     assert store.granted("web", "prod") is None
+
+
+def test_a_wave_admits_no_cluster_a_window_holds_and_starts_once_it_opens():
+    from shared.rollout import Record, Seen, WavePlan, decide
+
+    waves = [WavePlan(("a",), 1), WavePlan(("b", "c"), 2)]
+    ready = {c: Seen(Phase.READY.value, "new") for c in ("a",)}
+    record = Record(target="new", stable="old", wave=1, admitted=("a",))
+    held = decide(waves, record, "new", ready, 100.0, held=lambda c: c == "b")
+    assert held.record.admitted == ("a", "c") and held.allowed["b"] == "old"
+    opened = decide(waves, held.record, "new", ready, 200.0)
+    assert opened.record.admitted == ("a", "c", "b") and opened.started == ("b",)

@@ -9,7 +9,9 @@
   newest; with it, the revision its wave allows (``shared/rollout.py``), or none
   yet on an application's very first rollout, when the unit waits for its wave.
   Clusters that the evaluation admits to the new revision (the next wave
-  starting) are named, so that the runner requests them at once.
+  starting) are named, so that the runner requests them at once. A cluster whose
+  unit a change window holds now is not admitted: its wave waits and starts at the
+  first evaluation after the window opens.
 - ``after_ready``: a unit just turned Ready; if its application rolls out in
   waves, evaluate again (that may start the next wave) and name what to request.
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from shared.logs import get_logger
 from shared.protocol import Trigger
@@ -30,7 +33,7 @@ from shared.state.rollout_store import Holds, Suspension
 from shared.spec.model import Application, Fleet
 from shared.spec.rollout import fleet_waves
 from shared.state.status import now_iso
-from workers.run import stages
+from workers.run import stages, windows
 from workers.context import Context
 
 log = get_logger("fleetsync.rollouts")
@@ -55,7 +58,7 @@ def gate(ctx: Context, fleet: Fleet, app: Application, cluster: str, head: str) 
     plans = fleet_waves(fleet, app)
     decision = Holds(ctx.redis).evaluate(
         app.name, plans, head, revert=app.rollout.urgent_on_revert and is_revert(ctx, app, head),
-        urgent_on_revert=app.rollout.urgent_on_revert)
+        urgent_on_revert=app.rollout.urgent_on_revert, held=_window_holds(fleet, app))
     _record(ctx, app, decision)
     revision = decision.allowed.get(cluster, head)
     waiting = ""
@@ -67,6 +70,17 @@ def gate(ctx: Context, fleet: Fleet, app: Application, cluster: str, head: str) 
         if decision.record.halted or decision.record.paused:
             waiting += f" ({decision.record.halted or 'paused ' + decision.record.paused})"
     return Gate(revision, waiting, decision.started, decision.pause_ends)
+
+
+def _window_holds(fleet: Fleet, app: Application) -> Callable[[str], bool]:
+    """Whether a change window holds ``app`` on a cluster now: asked only of the clusters
+    a wave is about to admit, so a wave does not start inside a closed window and starts
+    at the first evaluation after it opens (a tick, or a unit of the rollout turning
+    Ready)."""
+    def held(cluster: str) -> bool:
+        found = fleet.clusters.get(cluster)
+        return found is not None and not windows.decision(fleet, app, found).allowed
+    return held
 
 
 def allowed_now(ctx: Context, app: Application, cluster: str, head: str) -> str:
