@@ -63,7 +63,8 @@ def _store() -> StatusStore:
 def rows(cluster: str | None = None, app: str | None = None, *,
          with_reason: bool = False, now: datetime | None = None) -> list[dict]:
     now = now or datetime.now(timezone.utc)
-    keep: tuple[str, ...] = ("app", "cluster", "phase", "revision", "message", "last_synced_at")
+    keep: tuple[str, ...] = ("app", "cluster", "phase", "revision", "message", "last_synced_at",
+                             "held_by", "held_until", "held_revision")
     keep += ("reason",) if with_reason else ()
     out = []
     for s in _store().all_statuses():

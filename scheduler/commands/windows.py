@@ -1,9 +1,10 @@
 """``fleetsync windows [-o text|json] [-f FILE]``: the spec's change windows as they stand now.
 
 For each window: its kind, schedule and time zone, the units it selects, whether it is
-open now and when it next opens or closes (``shared/spec/window_rules.py`` decides).
-It reads only the fleet spec; nothing is asked of Redis. That units are held by
-windows when they run is not wired yet: this command shows what the windows say.
+open now and when it next opens or closes (``shared/spec/window_rules.py`` decides),
+and the units it holds now with the revision each stays at and the one that waits
+(their status records in Redis, as the workers wrote them: ``held_by``,
+``held_until``, ``held_revision``). Redis not answering costs only that last part.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from scheduler.commands.validate import fleet_file
 from shared import clock
+from shared.settings import from_env
 from shared.spec.load import load_fleet
 from shared.spec.model import Fleet, Window
 from shared.spec.window_rules import is_open, window_change
+from shared.state.redisconn import RedisError, RedisURLError, connect
+from shared.state.status import StatusStore, UnitStatus
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,12 +40,31 @@ def run(args: argparse.Namespace) -> int:
     args.file = args.file or os.environ.get("FLEETSYNC_FLEET")
     fleet = load_fleet(fleet_file(args))
     now = datetime.fromisoformat(args.at) if args.at else clock.now()
-    rows = [describe(fleet, w, now) for w in fleet.windows]
+    statuses, error = _statuses()
+    rows = [{**describe(fleet, w, now), "held": held_units(w, statuses)} for w in fleet.windows]
     if args.output == "json":
-        print(json.dumps({"now": now.isoformat(), "windows": rows}, indent=2))
+        print(json.dumps({"now": now.isoformat(), "windows": rows,
+                          **({"held_error": error} if error else {})}, indent=2))
     else:
         print(_text(rows))
+        if error:
+            print(f"held units not known: {error}")
     return 0
+
+
+def _statuses() -> tuple[list[UnitStatus], str]:
+    """Every unit's status, or why Redis could not say."""
+    try:
+        return StatusStore(connect(from_env().redis_url)).all_statuses(), ""
+    except (RedisError, RedisURLError) as exc:
+        return [], f"Redis did not answer ({type(exc).__name__}: {exc})"
+
+
+def held_units(window: Window, statuses: list[UnitStatus]) -> list[dict[str, str]]:
+    """The units this window holds now, as their status says."""
+    return [{"application": s.app, "cluster": s.cluster, "revision": s.revision,
+             "waiting": s.held_revision, "until": s.held_until}
+            for s in statuses if s.held_by == window.name]
 
 
 def describe(fleet: Fleet, window: Window, now: datetime) -> dict[str, Any]:
@@ -70,4 +93,8 @@ def _text(rows: list[dict[str, Any]]) -> str:
         units = ", ".join(f"{u['application']}@{u['cluster']}" for u in r["units"]) or "none"
         lines.append(f"{r['name']} ({r['kind']}, '{r['schedule']}' {r['time_zone']}): {state}; "
                      f"units: {units}")
+        for h in r.get("held", []):
+            waiting = f", {h['waiting'][:7]} waiting" if h["waiting"] else ""
+            lines.append(f"  holds {h['application']}@{h['cluster']} at "
+                         f"{h['revision'][:7] or 'nothing'}{waiting}")
     return "\n".join(lines)

@@ -17,6 +17,10 @@ fleet-wide and hands the winners to ``send``:
   message (commit statuses only) says it is rolling out.
 - ``fleet_rollup(...)``: one per revision over several applications, for a
   fleet-wide commit status (context ``fleetsync``).
+- ``held(...)``: one per unit and revision that a hold keeps back (a change
+  window, or a hold put on the cluster): ``abc12345 production/web held by window
+  friday-freeze until 2026-12-14T05:00:00Z``, sent to routes with ``held`` in
+  their ``events``, whatever the ticks in between.
 - ``transitions(...)``: one message per change of a unit into or out of
   Failed/Degraded, once the new state has held for ``debounce`` seconds (a
   flap shorter than that says nothing). Transient phases (Progressing,
@@ -54,6 +58,9 @@ class UnitView:
     message: str = ""
     run_id: str = ""
     history: tuple[Mapping[str, Any], ...] = ()      # newest first, as StatusStore returns it
+    held_by: str = ""                                 # a hold keeps ``held_revision`` back
+    held_until: str = ""
+    held_revision: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,7 +77,7 @@ class Message:
     """One notification; ``key`` is what is claimed so that it is sent once, fleet-wide."""
 
     key: str
-    event: str                           # rollup | pending | failure | recovery
+    event: str                           # rollup | pending | failure | recovery | held
     revision: str
     text: str
     state: str                           # commit status: success | failure | pending
@@ -231,6 +238,22 @@ def fleet_rollup(route: str, revision: str, rollups: Sequence[Rollup]) -> Messag
     state = "success" if ready == total else "failure"
     return Message(f"fleet:{route}:{revision}", "rollup", revision, text, state, route=route,
                    summary=summary)
+
+
+# -- a revision held back --------------------------------------------------------
+
+def held(app: str, unit: UnitView) -> Message | None:
+    """The announcement that a hold keeps ``unit.held_revision`` back, or None; its key is
+    the unit and the revision, so it is sent once however many ticks it stays held."""
+    if not unit.held_by or not unit.held_revision:
+        return None
+    name = f"{unit.cluster}/{app}"
+    until = f" until {unit.held_until}" if unit.held_until else ""
+    text = (f"{short(unit.held_revision)} {name} held by window {unit.held_by}{until}; "
+            f"stays at {short(unit.revision) or 'nothing'}")
+    return Message(f"held:{name}:{unit.held_revision}", "held", unit.held_revision, text,
+                   "pending", app, clusters={unit.cluster: {"phase": unit.phase,
+                                                            "message": first_line(unit.message)}})
 
 
 # -- changes into and out of Failed/Degraded ------------------------------------

@@ -30,10 +30,11 @@ import os
 import socket
 import threading
 import time
+from dataclasses import replace
 from typing import Any, Callable, Iterable, Mapping
 
 from scheduler.notify.decide import (AppView, Message, Rollup, Tracked, UnitView, fleet_rollup,
-                                     rollup, rollup_message, transition)
+                                     held, rollup, rollup_message, transition)
 from scheduler.notify.send import Sender
 from shared.state import keys
 from shared.logs import get_logger
@@ -123,6 +124,9 @@ class Notifier:
                     updates[unit_id] = new
                 if message is not None:
                     messages.append(message)
+                announced = held(app.name, unit)
+                if announced is not None:
+                    messages.append(announced)
             if app.source not in revisions:
                 found = self.store.source_revision(app.source)
                 revisions[app.source] = found[0] if found else ""
@@ -165,7 +169,7 @@ class Notifier:
         for cluster, raw in zip(clusters, pipe.execute()):
             history = tuple(json.loads(x) for x in raw)
             u = units[cluster]
-            units[cluster] = UnitView(u.cluster, u.phase, u.revision, u.message, u.run_id, history)
+            units[cluster] = replace(u, history=history)
         return AppView(view.app, view.revision, view.targets, units, view.first_seen)
 
     def _fleet_messages(self, settings: Notifications, rollups: Mapping[str, Rollup]) -> list[Message]:
@@ -227,7 +231,9 @@ class Notifier:
 
 
 def _view(status: UnitStatus) -> UnitView:
-    return UnitView(status.cluster, str(status.phase), status.revision, status.message, status.run_id)
+    return UnitView(status.cluster, str(status.phase), status.revision, status.message,
+                    status.run_id, held_by=status.held_by, held_until=status.held_until,
+                    held_revision=status.held_revision)
 
 
 def active_notifiers(client: Any, within: float, now: float) -> Iterable[str]:

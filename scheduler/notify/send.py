@@ -135,8 +135,8 @@ def wants(route: Route, message: Message) -> bool:
         return False
     if route.provider == "github":
         return route.context == "application" and message.event in ("rollup", "pending")
-    if message.event == "rollup":
-        return "rollup" in route.events
+    if message.event in ("rollup", "held"):
+        return message.event in route.events
     return message.event in ("failure", "recovery") and "failure" in route.events
 
 

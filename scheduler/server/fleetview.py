@@ -46,6 +46,9 @@ class Row:
     source: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     suspended: bool = False                     # the spec suspends the application
+    held_by: str = ""                           # a change window holds it (until, waiting)
+    held_until: str = ""
+    held_revision: str = ""
 
     @property
     def shown(self) -> str:
@@ -58,7 +61,9 @@ class Row:
                 "phase": self.phase, "shown_phase": self.shown, "stale": self.stale,
                 "revision": self.revision, "message": self.message, "reason": self.reason,
                 "last_synced_at": self.last_synced_at, "age_s": self.age_s,
-                "source": self.source, "labels": dict(self.labels), "suspended": self.suspended}
+                "source": self.source, "labels": dict(self.labels), "suspended": self.suspended,
+                "held_by": self.held_by, "held_until": self.held_until,
+                "held_revision": self.held_revision}
 
 
 def parse_labels(text: str) -> dict[str, str]:
@@ -102,7 +107,9 @@ def _row(app: str, cluster: str, status: UnitStatus | None, now: datetime, sourc
                    suspended=suspended)
     age_s, stale = freshness(status.last_synced_at, status.interval, now)
     return Row(app, cluster, status.phase, status.revision, status.message, status.reason,
-               status.last_synced_at, age_s, stale, source, labels, suspended)
+               status.last_synced_at, age_s, stale, source, labels, suspended,
+               held_by=status.held_by, held_until=status.held_until,
+               held_revision=status.held_revision)
 
 
 def freshness(stamp: str, interval: float, now: datetime) -> tuple[float | None, bool]:

@@ -12,7 +12,7 @@ with its line and field, as for the rest of the file:
           provider: slack       # slack | webhook | github
           urlEnv: SLACK_WEBHOOK_URL
           applications: [web]   # omitted: every application
-          events: [rollup, failure]
+          events: [rollup, failure]   # and held: a revision a hold keeps back, once
           maxPerMinute: 20
 
 Secrets are referenced, never written: a Slack webhook URL is itself a secret,
@@ -35,7 +35,8 @@ from shared.spec.model import Notifications, Route
 from shared.spec.yaml import Report
 
 PROVIDERS = ("slack", "webhook", "github")
-EVENTS = ("rollup", "failure")
+EVENTS = ("rollup", "failure", "held")
+DEFAULT_EVENTS = ("rollup", "failure")      # held only when a route asks for it
 CONTEXTS = ("application", "fleet")
 _KEYS = ("routes", "settleTimeout", "debounce")
 _ROUTE_KEYS = ("name", "provider", "url", "urlEnv", "tokenEnv", "api", "repository", "context",
@@ -114,7 +115,7 @@ def _route(node: Node, field: str, report: Report, applications: Collection[str]
         context=m.read("context", partial(y.checked, check=_one_of(CONTEXTS)), report, "application"),
         applications=m.read("applications",
                             partial(y.names, known=applications, what="application"), report, None),
-        events=m.read("events", _events, report, EVENTS),
+        events=m.read("events", _events, report, DEFAULT_EVENTS),
         max_per_minute=m.read("maxPerMinute", _per_minute, report, 20))
     if provider in PROVIDERS:
         _check_provider(m, provider, report)
@@ -130,7 +131,8 @@ def _check_provider(m: y.Map, provider: str, report: Report) -> None:
             report.error(m.values[key], m.at(key), f"does not apply to provider {provider}")
     if provider == "webhook" and ("url" in m.values) == ("urlEnv" in m.values):
         report.error(m.node, m.field, "give exactly one of url or urlEnv")
-    if provider == "github" and "events" in m.values and "failure" in _values(m.values["events"]):
+    if provider == "github" and "events" in m.values and {"failure", "held"} & set(
+            _values(m.values["events"])):
         report.error(m.values["events"], m.at("events"),
                      "a commit status reports roll-ups only: use events: [rollup]")
 

@@ -132,3 +132,21 @@ def test_a_unit_first_seen_healthy_is_quiet_and_first_seen_failed_is_news():
 def test_tracked_round_trips():
     t = Tracked("bad", "Failed", "ok", 12.5)
     assert Tracked.from_dict(t.to_dict()) == t
+
+
+def test_a_held_revision_is_one_message_per_unit_and_revision():
+    from scheduler.notify.decide import held
+    from scheduler.notify.send import wants
+    from shared.spec.model import Route
+
+    waiting = UnitView("prod", "Ready", OLD, "3 unchanged", "r1", held_by="friday-freeze",
+                       held_until="2026-12-14T05:00:00Z", held_revision=REV)
+    message = held("web", waiting)
+    assert message is not None and message.key == f"held:prod/web:{REV}"
+    assert message.text == ("abc12345 prod/web held by window friday-freeze until "
+                            "2026-12-14T05:00:00Z; stays at 01234567")
+    assert held("web", waiting) == message                      # the same key every tick
+    assert held("web", UnitView("prod", held_by="friday-freeze")) is None   # nothing waits
+    assert held("web", UnitView("prod")) is None
+    assert wants(Route("hook", "webhook", url="https://x.example", events=("held",)), message)
+    assert not wants(Route("hook", "webhook", url="https://x.example"), message)

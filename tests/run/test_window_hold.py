@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, new_redis_db
+from tests.support.notify_receiver import Receiver
 from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.k8s, pytest.mark.slow]
@@ -38,6 +39,9 @@ WINDOW = """windows:
     duration: 1h
     manualSync: {manual}
     drift: {drift}
+notifications:
+  routes:
+    - {{name: hook, provider: webhook, urlEnv: NOTIFY_HOOK_URL, events: [held]}}
 """
 
 
@@ -59,16 +63,25 @@ def write_spec(stack: Stack, drift: str = "detect", manual: str = "true") -> Non
 
 
 @pytest.fixture(scope="module")
-def stack(dev_fleet, redis_url, tmp_path_factory):
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def stack(dev_fleet, redis_url, receiver, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("window")
     clock = tmp / "clock"
     set_clock(clock, OUTSIDE)
     s = Stack(tmp, new_redis_db(redis_url), dev_fleet.clusters,
-              env_extra={"FLEETSYNC_TEST_CLOCK_FILE": str(clock)})
+              env_extra={"FLEETSYNC_TEST_CLOCK_FILE": str(clock),
+                         "NOTIFY_HOOK_URL": f"{receiver.url}/hook"})
     s.clock = clock                 # type: ignore[attr-defined]
     write_spec(s)
     s.start_worker("w1")
     s.start_beat()
+    s._spawn("notifier", ["notifier"])
     rev = s.repo.head()
     s.wait("Ready", lambda: s.ready_at("dev-1", rev), timeout=90)
     yield s
@@ -96,7 +109,13 @@ def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess:
                           env=stack.env(), capture_output=True, text=True, timeout=180)
 
 
-def test_a_commit_inside_a_deny_window_waits_and_lands_when_it_opens(stack, kube_clients):
+def announced(receiver: Receiver, revision: str) -> list[dict]:
+    return [r.body for r in receiver.got("/hook")
+            if r.body["event"] == "held" and r.body["revision"] == revision]
+
+
+def test_a_commit_inside_a_deny_window_waits_and_lands_when_it_opens(stack, kube_clients,
+                                                                     receiver):
     held_at = close_window(stack)
     new = stack.commit("two", value="two")
     stack.wait("the new revision named as waiting",
@@ -109,6 +128,19 @@ def test_a_commit_inside_a_deny_window_waits_and_lands_when_it_opens(stack, kube
         "+00:00", "Z")
     assert value_on_cluster(stack, kube_clients) == "one"
     assert all(e["revision"] != new or e["result"] != "Ready" for e in stack.history("dev-1"))
+    (freeze,) = json.loads(cli(stack, "windows", "-o", "json").stdout)["windows"]
+    assert freeze["open"] is True and freeze["held"] == [{
+        "application": stack.app, "cluster": "dev-1", "revision": held_at, "waiting": new,
+        "until": status["held_until"]}]
+    (row,) = json.loads(cli(stack, "status", "-o", "json").stdout)
+    assert (row["held_by"], row["held_revision"]) == ("freeze", new)
+    stack.wait("the held revision announced", lambda: announced(receiver, new), timeout=60)
+    for _ in range(3):              # ticks of the held unit: announced once, not per tick
+        ticked = stack.status("dev-1")["last_synced_at"]
+        stack.wait("a tick", lambda: stack.status("dev-1")["last_synced_at"] != ticked,
+                   timeout=60)
+    (message,) = announced(receiver, new)
+    assert message["text"].startswith(f"{new[:8]} dev-1/{stack.app} held by window freeze until ")
 
     set_clock(stack.clock, OUTSIDE)
     took = stack.wait("applied once the window opens", lambda: stack.ready_at("dev-1", new),

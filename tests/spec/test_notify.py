@@ -110,7 +110,7 @@ def test_every_mistake_is_named_with_file_line_and_field(tmp_path):
         f"{f}:24: notifications.routes[1].url: must not carry credentials: name a token with "
         "tokenEnv, or the URL with urlEnv",
         f"{f}:25: notifications.routes[1].applications[1]: no application named 'nope'",
-        f"{f}:26: notifications.routes[1].events[1]: must be one of rollup, failure, not 'everything'",
+        f"{f}:26: notifications.routes[1].events[1]: must be one of rollup, failure, held, not 'everything'",
         f"{f}:27: notifications.routes[1].maxPerMinute: must be a whole number of messages of at "
         "least 1, not '0'",
         f"{f}:28: notifications.routes[1].token: inline secrets are not allowed: put the value in "
