@@ -191,8 +191,8 @@ def reconcile_cluster(self: Any, cluster: str, trigger: str = "beat") -> dict:
     # in pull mode the cluster is read only by its own workers: every unit gets a run there
     found = (sweep.Pass() if ctx.settings.queue_per_cluster
              else sweep.quiet_units(ctx, fleet.clusters[cluster], apps, statuses, revisions))
-    units = [_request(ctx, a.name, cluster, trigger, revisions=revisions) for a in apps
-             if a.name not in found.quiet]
+    units = [_request(ctx, a.name, cluster, trigger, revisions=revisions, on_cluster=found.hold)
+             for a in apps if a.name not in found.quiet]
     return {"cluster": cluster, "units": units, **found.summary()}
 
 
@@ -220,10 +220,10 @@ def sync(self: Any, app: str, cluster: str | None = None, trigger: str = "api",
 
 def _request(ctx: Context, app_name: str, cluster: str, trigger: str, *,
              fresh: bool = False, revisions: dict[str, str], by: str = "",
-             reason: str = "") -> dict:
+             reason: str = "", on_cluster: Any = None) -> dict:
     try:
         result, sends = requests.request(ctx, app_name, cluster, trigger, fresh, revisions,
-                                         by=by, reason=reason)
+                                         by=by, reason=reason, on_cluster=on_cluster)
     except PermanentError as exc:
         return tasks_api.request_result(app_name, cluster, "", joined=False, error=str(exc))
     for send in sends:

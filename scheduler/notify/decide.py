@@ -19,7 +19,8 @@ fleet-wide and hands the winners to ``send``:
   fleet-wide commit status (context ``fleetsync``).
 - ``held(...)``: one per unit and revision that a hold keeps back (a change
   window, or a hold put on the cluster): ``abc12345 production/web held by window
-  friday-freeze until 2026-12-14T05:00:00Z``, sent to routes with ``held`` in
+  friday-freeze until 2026-12-14T05:00:00Z`` (or ``held on the cluster``: its
+  ``configmap/fleetsync-hold``), sent to routes with ``held`` in
   their ``events``, whatever the ticks in between.
 - ``transitions(...)``: one message per change of a unit into or out of
   Failed/Degraded, once the new state has held for ``debounce`` seconds (a
@@ -249,7 +250,8 @@ def held(app: str, unit: UnitView) -> Message | None:
         return None
     name = f"{unit.cluster}/{app}"
     until = f" until {unit.held_until}" if unit.held_until else ""
-    text = (f"{short(unit.held_revision)} {name} held by window {unit.held_by}{until}; "
+    by = "on the cluster" if "/" in unit.held_by else f"by window {unit.held_by}"
+    text = (f"{short(unit.held_revision)} {name} held {by}{until}; "
             f"stays at {short(unit.revision) or 'nothing'}")
     return Message(f"held:{name}:{unit.held_revision}", "held", unit.held_revision, text,
                    "pending", app, clusters={unit.cluster: {"phase": unit.phase,

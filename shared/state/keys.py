@@ -101,6 +101,12 @@ def cluster_probe(name: str) -> str:
     return f"{PREFIX}:cluster:{name}:probe"
 
 
+def cluster_hold(name: str) -> str:
+    """The last hold a cluster's fleetsync-hold ConfigMap was seen to put on it (JSON, ""
+    none): to write one audit line per hold seen or lifted (workers/run/cluster_hold.py)."""
+    return f"{PREFIX}:cluster:{name}:hold"
+
+
 # -- operators' holds: rollouts in waves, suspensions (shared/state/rollout_store.py) ------
 def rollout(app: str) -> str:
     """An application's rollout record (JSON)."""

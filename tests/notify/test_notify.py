@@ -148,5 +148,7 @@ def test_a_held_revision_is_one_message_per_unit_and_revision():
     assert held("web", waiting) == message                      # the same key every tick
     assert held("web", UnitView("prod", held_by="friday-freeze")) is None   # nothing waits
     assert held("web", UnitView("prod")) is None
+    on_site = held("web", UnitView("prod", held_by="configmap/fleetsync-hold", held_revision=REV))
+    assert on_site is not None and "prod/web held on the cluster; stays at" in on_site.text
     assert wants(Route("hook", "webhook", url="https://x.example", events=("held",)), message)
     assert not wants(Route("hook", "webhook", url="https://x.example"), message)

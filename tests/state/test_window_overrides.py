@@ -101,3 +101,33 @@ def test_a_wave_admits_no_cluster_a_window_holds_and_starts_once_it_opens():
     assert held.record.admitted == ("a", "c") and held.allowed["b"] == "old"
     opened = decide(waves, held.record, "new", ready, 200.0)
     assert opened.record.admitted == ("a", "c", "b") and opened.started == ("b",)
+
+
+NOW = datetime(2026, 12, 7, 10, 0, tzinfo=timezone.utc)
+
+
+def test_the_cluster_hold_configmap_read_as_hostile_text():
+    from workers.run.cluster_hold import ClusterHold, parse
+
+    assert parse({"data": {}}, NOW) == ClusterHold()
+    assert parse({"data": None}, NOW) == ClusterHold() and parse("junk", NOW) == ClusterHold()
+    held = parse({"data": {"by": "anna\n" + "x" * 200, "reason": "on site",
+                           "until": "2026-12-08T06:00:00+01:00"}}, NOW)
+    assert held is not None and held.until == "2026-12-08T05:00:00Z"
+    assert len(held.by) == 64 and "\n" not in held.by
+    assert held.message().startswith(f"held on the cluster by {held.by} until Tue 05:00 UTC "
+                                     "(on site): delete ConfigMap fleetsync-system/")
+    assert parse({"data": {"until": "2026-12-07T09:59:59Z"}}, NOW) is None     # expired
+    for bad in ("tomorrow", "2026-12-08T06:00:00", "9" * 1000, ["x"]):      # naive, huge
+        found = parse({"data": {"until": bad}}, NOW)
+        assert found is not None and not found.until and "not RFC 3339" in found.problem
+        assert "until lifted" in found.message()
+
+
+def test_a_hold_on_the_cluster_passes_no_manual_sync():
+    from workers.run.cluster_hold import HELD_BY
+
+    hold = Hold(Decision(False, HELD_BY, None, manual_sync=False, drift_corrected=False), "",
+                "held on the cluster by anna until lifted")
+    assert hold.message() == "held on the cluster by anna until lifted"
+    assert "no manual sync passes a hold put on the cluster" in refusal(hold, "hotfix")

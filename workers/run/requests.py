@@ -27,6 +27,7 @@ from shared.state.runs import Outcome
 from shared.state.status import now_iso
 from workers.context import Context
 from workers.render.cache import memo_key
+from workers.run.cluster_hold import ClusterHold
 from workers.run import endings, rollouts, stages, windows
 from workers.run.steps import Call, Send, apply_send, render_send
 
@@ -35,12 +36,15 @@ log = get_logger("fleetsync.runner")
 
 def request(ctx: Context, app_name: str, cluster_name: str, trigger: str,
             fresh: bool = False, revisions: dict[str, str] | None = None,
-            by: str = "", reason: str = "") -> tuple[dict[str, Any], list[Send]]:
+            by: str = "", reason: str = "", on_cluster: ClusterHold | None = None
+            ) -> tuple[dict[str, Any], list[Send]]:
     """A sync of one unit is asked for: join the queued run, or queue one.
 
     ``revisions`` carries the sources' revisions already looked up by the caller
     (one look-up per source per reconcile, not one per unit). ``by`` and ``reason``:
-    who asks for a sync on demand and why (a change window may let it through)."""
+    who asks for a sync on demand and why (a change window may let it through).
+    ``on_cluster``: the hold the cluster's own ConfigMap puts on it, as the cluster
+    pass read it (None: not held, or not read here; the apply stage reads it too)."""
     fleet = ctx.fleet()
     app, cluster = stages.resolve(fleet, app_name, cluster_name)
     now = time.time()
@@ -64,7 +68,7 @@ def request(ctx: Context, app_name: str, cluster_name: str, trigger: str,
     if not revision:                # the first rollout has not reached this unit's wave
         return _not_run(ctx, Call(app_name, cluster_name, "", trigger, now, ""), Outcome(
             Phase.PROGRESSING, gate.waiting, "", reason="WaitingForWave")), admitted
-    window = _window(ctx, fleet, app, cluster, revision, trigger, by, reason)
+    window = _window(ctx, fleet, app, cluster, revision, trigger, by, reason, on_cluster)
     if isinstance(window, str):     # a sync on demand that the window does not let through
         return tasks_api.request_result(app_name, cluster_name, "", joined=False,
                                         revision=revision, error=window), admitted
@@ -102,15 +106,16 @@ def request(ctx: Context, app_name: str, cluster_name: str, trigger: str,
 
 
 def _window(ctx: Context, fleet: Fleet, app: Application, cluster: Cluster, head: str,
-            trigger: str, by: str, reason: str) -> tuple[windows.Hold, str] | str | None:
+            trigger: str, by: str, reason: str,
+            on_cluster: ClusterHold | None) -> tuple[windows.Hold, str] | str | None:
     """A change window's hold on the unit: None (it may change), the hold and the
     revision the unit stays at ("" when it has none), or why a sync on demand is refused.
     A sync on demand with a reason passes when every holding window allows it."""
     decided = windows.decision(fleet, app, cluster)
-    if decided.allowed:
+    if decided.allowed and on_cluster is None:
         return None
     applied = windows.applied_revision(ctx.status.get_status(app.name, cluster.name))
-    held = windows.hold(ctx, fleet, app, cluster, head, applied, decided)
+    held = windows.hold(ctx, fleet, app, cluster, head, applied, decided, on_cluster)
     if held is None:
         return None
     if trigger in (Trigger.CLI.value, Trigger.API.value):

@@ -50,7 +50,7 @@ from shared.spec.model import Application
 from shared.state.runs import Begun, Outcome
 from shared.state.status import now_iso
 from workers.context import Context
-from workers.run import endings, health, requests, rollouts, stages, windows
+from workers.run import cluster_hold, endings, health, requests, rollouts, stages, windows
 from workers.run.endings import MAX_ATTEMPTS
 from workers.run.fencing import RunFence, apply_fenced
 from workers.run.stages import Unit
@@ -157,7 +157,8 @@ def _apply_started(ctx: Context, call: Call, unit: Unit, begun: Begun, owner: st
         return endings.finish(ctx, replace(call, revision=""), owner, held.tell(Outcome(
             Phase.PROGRESSING, held.message(), "", reason="HeldByWindow"), suffix=False),
             started, unit)
-    refused = _refuse_render(ctx, call, unit, meta, stay or desired)
+    refused = _refuse_render(ctx, call, unit, meta, stay or desired,
+                             held.message() if held is not None else "")
     if refused is not None:
         return _back_to_render(ctx, replace(call, revision=refused), owner, moved=True)
     lost = threading.Event()
@@ -272,18 +273,21 @@ def _desired(ctx: Context, call: Call, unit: Unit, head: str) -> str:
 
 def _window(ctx: Context, call: Call, unit: Unit,
             desired: str) -> tuple[windows.Hold | None, str]:
-    """A change window's hold on the unit now, and the revision it stays at ("" when it
-    never applied one); (None, "") when it may change."""
+    """A change window's hold on the unit now, or the cluster's own (its ConfigMap, read
+    here: the pull workers alone reach their cluster), and the revision it stays at (""
+    when it never applied one); (None, "") when it may change."""
+    on_cluster = cluster_hold.read(ctx, unit.cluster)
     decided = windows.decision(unit.fleet, unit.app, unit.cluster)
-    if decided.allowed:
+    if decided.allowed and on_cluster is None:
         return None, ""
     applied = windows.applied_revision(ctx.status.get_status(call.app, call.cluster))
-    held = windows.hold(ctx, unit.fleet, unit.app, unit.cluster, desired, applied, decided)
+    held = windows.hold(ctx, unit.fleet, unit.app, unit.cluster, desired, applied, decided,
+                        on_cluster)
     return (held, applied) if held is not None else (None, "")
 
 
 def _refuse_render(ctx: Context, call: Call, unit: Unit, meta: dict[str, Any],
-                   desired: str) -> str | None:
+                   desired: str, held: str = "") -> str | None:
     """The revision to render again at when this render entry may not be applied: it is
     not a render of this unit at this revision, or the unit should have another one now
     (``desired``: an old render replayed, a commit that landed since, or a change window
@@ -294,7 +298,8 @@ def _refuse_render(ctx: Context, call: Call, unit: Unit, meta: dict[str, Any],
     if not why and desired == call.revision:
         return None
     what = "render_binding" if why else "old_render"
-    why = why or f"the source is at {desired[:12]} now"
+    why = why or (f"{held}; it stays at {desired[:12]}" if held and desired != call.revision
+                  else f"the source is at {desired[:12]} now")
     message = f"render entry of revision {call.revision[:12]} refused: {why}; rendering again"
     log.warning("render entry refused", why=why, render_key=call.render_key)
     metrics.refused.labels(what).inc()

@@ -44,7 +44,8 @@ from shared.state.quiet import QuietUnits
 from shared.state.redisconn import RedisError
 from shared.spec.model import Application, Cluster, Fleet
 from shared.state.status import UnitStatus, now_iso
-from workers.run import stages, windows
+from workers.run import cluster_hold, stages, windows
+from workers.run.cluster_hold import ClusterHold
 from workers.context import Context
 from workers.render.cache import memo_key
 from workers.run.requests import revision_for
@@ -66,6 +67,7 @@ class Pass:
     """What a cluster pass found: the quiet units and what it cost."""
 
     quiet: set[str] = field(default_factory=set)
+    hold: ClusterHold | None = None     # the cluster's own hold (its ConfigMap), as read
     checked: int = 0
     requests: int = 0
     reasons: dict[str, str] = field(default_factory=dict)     # app -> why it needs a run
@@ -84,7 +86,8 @@ def quiet_units(ctx: Context, cluster: Cluster, apps: list[Application],
         if ctx.clusters.down(cluster.name) is not None:
             log.info("no cluster pass: the cluster is down", cluster=cluster.name)
             return found
-        candidates = _candidates(ctx, cluster, apps, statuses, revisions)
+        found.hold = cluster_hold.read(ctx, cluster)          # one GET for every unit
+        candidates = _candidates(ctx, cluster, apps, statuses, revisions, found.hold)
         candidates = _unheld(ctx, cluster, candidates)
         candidates = _rendered(ctx, cluster, candidates)
         found.checked = len(candidates)
@@ -96,17 +99,18 @@ def quiet_units(ctx: Context, cluster: Cluster, apps: list[Application],
         if stages.unreachable(exc):
             ctx.clusters.mark_down(cluster.name, ctx.kube(cluster).server,
                                    stages.unreachable(exc))
-        return Pass()
+        return Pass(hold=found.hold)
     except Exception:           # a bug here must not stop the cluster's reconcile
         log.exception("cluster pass failed; every unit gets a run", cluster=cluster.name)
-        return Pass()
+        return Pass(hold=found.hold)
     log.info("cluster pass", cluster=cluster.name, units=len(apps),
              seconds=round(time.monotonic() - started, 3), **found.summary())
     return found
 
 
 def _candidates(ctx: Context, cluster: Cluster, apps: list[Application],
-                statuses: dict[str, UnitStatus], revisions: dict[str, str]) -> list[_Candidate]:
+                statuses: dict[str, UnitStatus], revisions: dict[str, str],
+                on_cluster: ClusterHold | None = None) -> list[_Candidate]:
     """Units Ready at the revision and spec a run would sync them to now."""
     fleet = ctx.fleet()
     out = []
@@ -119,7 +123,7 @@ def _candidates(ctx: Context, cluster: Cluster, apps: list[Application],
             revision = revision_for(ctx, app.source, False, revisions)
         except FleetsyncError:
             continue
-        held = _held(ctx, fleet, app, cluster, revision, status)
+        held = _held(ctx, fleet, app, cluster, revision, status, on_cluster)
         if held is not None:     # quiet at the revision it has, if its status says so
             if not held.told_in(status):
                 continue
@@ -135,12 +139,13 @@ def _candidates(ctx: Context, cluster: Cluster, apps: list[Application],
 
 
 def _held(ctx: Context, fleet: Fleet, app: Application, cluster: Cluster, head: str,
-          status: UnitStatus) -> windows.Hold | None:
-    """A change window's hold on the unit (``workers/run/windows.py``): a held unit is
-    quiet at the revision it has once a run told the hold in its status."""
-    if not fleet.windows:
+          status: UnitStatus, on_cluster: ClusterHold | None) -> windows.Hold | None:
+    """A change window's hold on the unit, or the cluster's own (``workers/run/windows.py``):
+    a held unit is quiet at the revision it has once a run told the hold in its status."""
+    if not fleet.windows and on_cluster is None:
         return None
-    return windows.hold(ctx, fleet, app, cluster, head, windows.applied_revision(status))
+    return windows.hold(ctx, fleet, app, cluster, head, windows.applied_revision(status),
+                        on_cluster=on_cluster)
 
 
 def _unheld(ctx: Context, cluster: Cluster, candidates: list[_Candidate]) -> list[_Candidate]:

@@ -35,6 +35,7 @@ from shared.state.redisconn import RedisError
 from shared.state.runs import Outcome
 from shared.state.status import UnitStatus, now_iso
 from workers.context import Context
+from workers.run.cluster_hold import HELD_BY, ClusterHold
 
 log = get_logger("fleetsync.windows")
 SHORT = 7
@@ -46,6 +47,7 @@ class Hold:
 
     decision: Decision
     waiting: str = ""               # the source's newer revision that waits ("": none)
+    note: str = ""                  # held on the cluster: what its ConfigMap says
 
     @property
     def window(self) -> str:
@@ -66,7 +68,7 @@ class Hold:
         return self.decision.manual_sync
 
     def message(self) -> str:
-        text = self.decision.message()
+        text = self.note or self.decision.message()
         return f"{text}; new revision waiting: {self.waiting[:SHORT]}" if self.waiting else text
 
     def tell(self, outcome: Outcome, suffix: bool = True) -> Outcome:
@@ -89,16 +91,25 @@ def decision(fleet: Fleet, app: Application, cluster: Cluster,
 
 
 def hold(ctx: Context, fleet: Fleet, app: Application, cluster: Cluster, head: str,
-         applied: str, decided: Decision | None = None) -> Hold | None:
+         applied: str, decided: Decision | None = None,
+         on_cluster: ClusterHold | None = None) -> Hold | None:
     """The window hold of the unit now (``decided``: the decision, when made already),
     or None when it may change. ``head`` is the revision it would sync to, ``applied``
-    the one it has; a manual sync granted for ``head`` lets it through."""
+    the one it has; a manual sync granted for ``head`` lets it through. A hold put on
+    the cluster (``on_cluster``) comes first: no manual sync passes it, drift is only
+    reported."""
+    waiting = head if head and head != applied else ""
+    if on_cluster is not None:
+        until = datetime.fromisoformat(on_cluster.until.replace("Z", "+00:00")) \
+            if on_cluster.until else None
+        return Hold(Decision(False, HELD_BY, until, manual_sync=False, drift_corrected=False),
+                    waiting, on_cluster.message())
     decided = decided or decision(fleet, app, cluster)
     if decided.allowed:
         return None
     if head and granted(ctx, app.name, cluster.name, head):
         return None
-    return Hold(decided, head if head and head != applied else "")
+    return Hold(decided, waiting)
 
 
 def granted(ctx: Context, app: str, cluster: str, revision: str) -> bool:
@@ -117,6 +128,8 @@ def applied_revision(status: UnitStatus) -> str:
 
 def refusal(held: Hold, reason: str) -> str:
     """Why a manual sync may not pass ``held`` ("" when it may, with ``reason``)."""
+    if held.window == HELD_BY:
+        return f"{held.message()}; no manual sync passes a hold put on the cluster"
     if not held.manual_sync:
         return (f"{held.message()}, which allows no manual sync (manualSync: false); "
                 "wait for it to open or change the window in the fleet spec")
