@@ -131,3 +131,19 @@ def test_a_hold_on_the_cluster_passes_no_manual_sync():
                 "held on the cluster by anna until lifted")
     assert hold.message() == "held on the cluster by anna until lifted"
     assert "no manual sync passes a hold put on the cluster" in refusal(hold, "hotfix")
+
+
+def test_a_kept_decision_is_the_rules_decision_on_both_sides_of_each_change():
+    from types import SimpleNamespace
+
+    from shared.spec.model import Cluster, Window
+    from shared.spec.window_rules import decide
+    from workers.run.windows import decision
+
+    windows = (Window("freeze", "deny", "0 16 * * 5", 64 * 3600, "Europe/Berlin"),
+               Window("nightly", "allow", "0 2 * * *", 7200))
+    fleet, app, prod = SimpleNamespace(windows=windows), SimpleNamespace(name="web"), Cluster("p")
+    start = datetime(2026, 12, 10, 23, 0, tzinfo=timezone.utc)
+    for minutes in [0, 150, 179, 180, 181, 60 * 24 + 175, 60 * 24 + 185, 60 * 40, 60 * 30, 5]:
+        now = start + timedelta(minutes=minutes)          # forwards, and back (a test clock)
+        assert decision(fleet, app, prod, now) == decide(windows, "web", prod, now), now

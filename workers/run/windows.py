@@ -23,13 +23,14 @@ of its cluster, within one interval) applies ``head``.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from shared import audit, clock
 from shared.logs import get_logger
 from shared.spec.model import Application, Cluster, Fleet
-from shared.spec.window_rules import Decision, decide
+from shared.spec.window_rules import Decision, decide, next_change
 from shared.state.overrides import MAX_BY, MAX_REASON, Override, Overrides, clean
 from shared.state.redisconn import RedisError
 from shared.state.runs import Outcome
@@ -83,11 +84,31 @@ class Hold:
             and status.held_until == self.until
 
 
+_DECIDED: "OrderedDict[tuple[int, str, str], tuple[object, Decision, datetime, datetime]]" = \
+    OrderedDict()
+DECIDED_KEPT = 4096
+
+
 def decision(fleet: Fleet, app: Application, cluster: Cluster,
              now: datetime | None = None) -> Decision:
+    """The windows' decision for the unit at ``now`` (default ``clock.now()``). A decision
+    holds until the next time a window selecting the unit opens or closes, so it is kept
+    per process for the spec's windows and the unit until then (a decision with allow
+    windows walks their schedules: milliseconds, at every tick of every unit)."""
     if not fleet.windows:
         return Decision(True)
-    return decide(fleet.windows, app.name, cluster, now or clock.now())
+    now = now or clock.now()
+    key = (id(fleet.windows), app.name, cluster.name)
+    hit = _DECIDED.get(key)
+    if hit is not None and hit[0] is fleet.windows and hit[2] <= now < hit[3]:
+        return hit[1]
+    decided = decide(fleet.windows, app.name, cluster, now)
+    change = next_change(fleet.windows, app.name, cluster, now) or now
+    _DECIDED[key] = (fleet.windows, decided, now, change)
+    _DECIDED.move_to_end(key)
+    while len(_DECIDED) > DECIDED_KEPT:
+        _DECIDED.popitem(last=False)
+    return decided
 
 
 def hold(ctx: Context, fleet: Fleet, app: Application, cluster: Cluster, head: str,
