@@ -118,3 +118,22 @@ def test_an_unknown_commit_leaves_the_fields_empty(repo, tmp_path, isolated_redi
     assert stages.commit_fields(ctx, "no-such-app", repo.head()) == {}     # no source to ask
     entry = HistoryEntry(revision="0" * 40, trigger="beat", result="Failed", message="x", started_at="t0", finished_at="t1")
     assert (entry.author, entry.subject, entry.committed_at) == ("", "", "")
+
+
+def test_a_held_unit_counts_the_revisions_waiting_from_the_mirror(repo, tmp_path,
+                                                                  isolated_redis_url):
+    from workers.run import windows
+
+    ctx = _context(tmp_path, isolated_redis_url, _spec(tmp_path, repo.bare_url()), "render")
+    first = stages.fetch(ctx, "git")
+    for n in (2, 3, 4):
+        repo.write("app/cm.yaml", f"kind: ConfigMap\n# {n}\n")
+        repo.commit(f"web: config {n}")
+    repo.push()
+    head = stages.fetch(ctx, "git")
+    fleet = ctx.fleet()
+    app = fleet.applications["web"]
+    assert windows.count(ctx, fleet, app, first, head) == 3
+    assert windows.count(ctx, fleet, app, "", head) == 0
+    elsewhere = _context(tmp_path, isolated_redis_url, _spec(tmp_path, repo.bare_url()), "pull")
+    assert windows.count(elsewhere, fleet, app, first, "f" * 40) == 0    # no mirror here

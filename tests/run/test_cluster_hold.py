@@ -64,7 +64,7 @@ def story(stack: Stack, kube_clients, log: Path) -> None:
     assert status["phase"] == "Ready" and status["revision"] == first
     assert (f"held on the cluster by tech-anna until {until:%a %H:%M} UTC (site visit [2J)"
             in status["message"]), status["message"]
-    assert f"new revision waiting: {new[:7]}" in status["message"]
+    assert f"new revision waiting: {new[:7]}" in status["message"]   # counted where the mirror is
     assert status["held_until"] == until.isoformat().replace("+00:00", "Z")
     assert stack.status("dev-2")["held_by"] == ""
     seen = audits(log, "cluster hold seen")

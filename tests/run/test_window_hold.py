@@ -122,7 +122,7 @@ def test_a_commit_inside_a_deny_window_waits_and_lands_when_it_opens(stack, kube
                lambda: stack.status("dev-1")["held_revision"] == new, timeout=60)
     status = stack.status("dev-1")
     assert status["phase"] == "Ready" and status["revision"] == held_at
-    assert re.search(rf"held by window freeze until \w{{3}} 04:00 UTC; new revision waiting: "
+    assert re.search(rf"held by window freeze until \w{{3}} 04:00 UTC; 1 new revision waiting: "
                      rf"{new[:7]}$", status["message"]), status["message"]
     assert status["held_until"] == INSIDE.replace(minute=0, hour=4).isoformat().replace(
         "+00:00", "Z")

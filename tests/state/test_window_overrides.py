@@ -56,6 +56,8 @@ def test_a_hold_says_until_when_in_the_window_zone_and_what_waits():
     assert hold.message() == ("held by window friday-freeze until Mon 06:00 Europe/Berlin; "
                               "new revision waiting: abc1234")
     assert hold.until == "2026-12-14T05:00:00Z"
+    assert Hold(HELD, "abc1234def", count=3).message().endswith(
+        "; 3 new revisions waiting: abc1234")
     told = hold.tell(Outcome(Phase.READY, "3 unchanged", "old"))
     assert told.summary == f"3 unchanged; {hold.message()}"
     assert (told.held_by, told.held_until, told.held_revision) == (

@@ -147,6 +147,13 @@ class SourceCache:
         return {"revision": sha, "author": name, "author_email": email,
                 "committed_at": when.isoformat(), "message": body.strip().split("\n", 1)[0]}
 
+    def revisions_between(self, source: Source, old: str, new: str) -> int:
+        """How many commits ``new`` has that ``old`` has not (``git rev-list --count``),
+        from this host's mirror."""
+        args = mirror_args(self.mirror_path(source)) + [
+            "rev-list", "--count", f"{_full_sha(source, old)}..{_full_sha(source, new)}", "--"]
+        return int(self._git_local(source, args).strip() or 0)
+
     def mirror_path(self, source: Source) -> Path:
         """``root/mirrors/<name>-<hash of url>.git``: a new URL gets a new mirror."""
         digest = hashlib.sha256(source.url.encode()).hexdigest()[:16]

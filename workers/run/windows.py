@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from shared import audit, clock
+from shared.errors import FleetsyncError
 from shared.logs import get_logger
 from shared.spec.model import Application, Cluster, Fleet
 from shared.spec.window_rules import Decision, decide, next_change
@@ -49,6 +50,8 @@ class Hold:
     decision: Decision
     waiting: str = ""               # the source's newer revision that waits ("": none)
     note: str = ""                  # held on the cluster: what its ConfigMap says
+    count: int = 0                  # new revisions between what it has and ``waiting``
+                                    # (0: not counted here)
 
     @property
     def window(self) -> str:
@@ -70,7 +73,11 @@ class Hold:
 
     def message(self) -> str:
         text = self.note or self.decision.message()
-        return f"{text}; new revision waiting: {self.waiting[:SHORT]}" if self.waiting else text
+        if not self.waiting:
+            return text
+        count = f"{self.count} new revision{'s' if self.count > 1 else ''}" if self.count \
+            else "new revision"
+        return f"{text}; {count} waiting: {self.waiting[:SHORT]}"
 
     def tell(self, outcome: Outcome, suffix: bool = True) -> Outcome:
         """``outcome`` with this hold in its status fields (and its message, ``suffix``)."""
@@ -124,13 +131,37 @@ def hold(ctx: Context, fleet: Fleet, app: Application, cluster: Cluster, head: s
         until = datetime.fromisoformat(on_cluster.until.replace("Z", "+00:00")) \
             if on_cluster.until else None
         return Hold(Decision(False, HELD_BY, until, manual_sync=False, drift_corrected=False),
-                    waiting, on_cluster.message())
+                    waiting, on_cluster.message(), count(ctx, fleet, app, applied, waiting))
     decided = decided or decision(fleet, app, cluster)
     if decided.allowed:
         return None
     if head and granted(ctx, app.name, cluster.name, head):
         return None
-    return Hold(decided, waiting)
+    return Hold(decided, waiting, count=count(ctx, fleet, app, applied, waiting))
+
+
+_COUNTED: "OrderedDict[tuple[str, str, str], int]" = OrderedDict()
+COUNTED_KEPT = 1024
+
+
+def count(ctx: Context, fleet: Fleet, app: Application, applied: str, head: str) -> int:
+    """The new revisions between ``applied`` and ``head``, when this host's mirror of the
+    source can tell (once per pair and process), else 0."""
+    source = fleet.sources.get(app.source)
+    if not applied or not head or source is None or source.helm_repository:
+        return 0
+    key = (source.name, applied, head)
+    if key not in _COUNTED:
+        try:
+            if not ctx.sources.mirror_path(source).is_dir():
+                return 0
+            _COUNTED[key] = ctx.sources.revisions_between(source, applied, head)
+        except (FleetsyncError, OSError, ValueError) as exc:
+            log.debug("new revisions not counted", source=source.name, error=str(exc))
+            return 0
+        while len(_COUNTED) > COUNTED_KEPT:
+            _COUNTED.popitem(last=False)
+    return _COUNTED[key]
 
 
 def granted(ctx: Context, app: str, cluster: str, revision: str) -> bool:
