@@ -11,7 +11,7 @@ pass.
 It is read with one GET per cluster pass (``reconcile_cluster``, push mode) and
 once per apply stage (the pull workers, which alone reach their cluster): a 404 is
 "not held"; a 403 is "not held" and a warning, once per process and cluster; a
-cluster that does not answer is left to the runs, which find out themselves. Its
+cluster that does not answer is marked down, as a run that asked it would mark it. Its
 content is hostile: only the three keys are read, each cut and cleaned; an
 ``until`` that does not parse holds with no end (and says so).
 
@@ -108,6 +108,12 @@ def read(ctx: Context, cluster: Cluster) -> ClusterHold | None:
         obj = None
     except FleetsyncError as exc:
         log.info("the cluster's hold ConfigMap not read", cluster=cluster.name, error=str(exc))
+        unreachable = str(getattr(exc, "unreachable", "") or "")
+        if unreachable:         # no answer at all: the cluster is down, as a run would find
+            try:
+                ctx.clusters.mark_down(cluster.name, ctx.kube(cluster).server, unreachable)
+            except RedisError:
+                pass
         return None
     hold = parse(obj, clock.now()) if obj is not None else None
     _audit_change(ctx, cluster.name, hold)

@@ -7,7 +7,10 @@ asks the rollout in waves which revision the unit may have now, and asks the
 protocol (``ctx.runs``) whether to queue a run, join the queued one, or skip a
 revision and spec that failed permanently. A unit held (suspended, or waiting
 for its wave) is not fetched or rendered: only its status is told
-(``_not_run``). When a unit turns Ready, ``rollout_next`` starts the next wave.
+(``_not_run``). A unit that a change window (or its cluster's own hold) holds
+is run at the revision it has, not the source's (``workers/run/windows.py``); a
+sync on demand passes a window only with a reason, when the window allows it.
+When a unit turns Ready, ``rollout_next`` starts the next wave.
 """
 
 from __future__ import annotations

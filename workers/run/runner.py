@@ -107,6 +107,9 @@ def apply(ctx: Context, call: Call) -> Next:
     waiting = stages.waiting_for(ctx, unit.fleet, unit.app, cluster)
     if waiting:
         return _wait_for_dependencies(ctx, call, waiting, unit)
+    # the cluster's own hold is read before the lock is taken: a slow API server must
+    # not eat the lock's TTL before its lease is renewed (a cluster marked down: not read)
+    on_cluster = None if ctx.clusters.down(cluster.name) else cluster_hold.read(ctx, cluster)
     owner = uuid.uuid4().hex
     begun = ctx.runs.begin(call.unit, call.run_id, owner, cluster.name,
                            park={"render_key": call.render_key, "revision": call.revision},
@@ -115,7 +118,7 @@ def apply(ctx: Context, call: Call) -> Next:
     if verdict != Verdict.STARTED:
         return Next(endings.dropped(call, verdict, begun.step.other))
     try:
-        return _apply_started(ctx, call, unit, begun, owner)
+        return _apply_started(ctx, call, unit, begun, owner, on_cluster)
     except (TransientError, RedisError) as exc:
         if call.attempt + 1 >= MAX_ATTEMPTS:
             return endings.crashed(ctx, call, exc, owner)
@@ -131,7 +134,8 @@ def apply(ctx: Context, call: Call) -> Next:
         return endings.crashed(ctx, call, exc, owner)
 
 
-def _apply_started(ctx: Context, call: Call, unit: Unit, begun: Begun, owner: str) -> Next:
+def _apply_started(ctx: Context, call: Call, unit: Unit, begun: Begun, owner: str,
+                   on_cluster: cluster_hold.ClusterHold | None = None) -> Next:
     """The apply stage once the run holds the lock: every way out releases it."""
     app, cluster = unit.app, unit.cluster
     started = time.time()
@@ -152,7 +156,7 @@ def _apply_started(ctx: Context, call: Call, unit: Unit, begun: Begun, owner: st
     objects, meta = entry
     head, source_error = stages.recorded_source(ctx, app.source)     # one read for both
     desired = _desired(ctx, call, unit, head)
-    held, stay = _window(ctx, call, unit, desired)
+    held, stay = _window(ctx, call, unit, desired, on_cluster)
     if held is not None and not stay:       # held before it ever applied: nothing to do
         return endings.finish(ctx, replace(call, revision=""), owner, held.tell(Outcome(
             Phase.PROGRESSING, held.message(), "", reason="HeldByWindow"), suffix=False),
@@ -271,12 +275,12 @@ def _desired(ctx: Context, call: Call, unit: Unit, head: str) -> str:
         return call.revision
 
 
-def _window(ctx: Context, call: Call, unit: Unit,
-            desired: str) -> tuple[windows.Hold | None, str]:
-    """A change window's hold on the unit now, or the cluster's own (its ConfigMap, read
-    here: the pull workers alone reach their cluster), and the revision it stays at (""
-    when it never applied one); (None, "") when it may change."""
-    on_cluster = cluster_hold.read(ctx, unit.cluster)
+def _window(ctx: Context, call: Call, unit: Unit, desired: str,
+            on_cluster: cluster_hold.ClusterHold | None) -> tuple[windows.Hold | None, str]:
+    """A change window's hold on the unit now, or the cluster's own (``on_cluster``: its
+    ConfigMap, read by the apply stage, since the pull workers alone reach their
+    cluster), and the revision it stays at ("" when it never applied one); (None, "")
+    when it may change."""
     decided = windows.decision(unit.fleet, unit.app, unit.cluster)
     if decided.allowed and on_cluster is None:
         return None, ""
