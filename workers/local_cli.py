@@ -34,6 +34,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--cluster", required=True)
     parser.add_argument("-f", "--file", default=os.environ.get("FLEETSYNC_FLEET"))
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    parser.add_argument("--reason", default="", help="sync: why, through a change window")
+    parser.add_argument("--by", default="", help="sync: who asks")
     return parser.parse_args(argv)
 
 
@@ -78,7 +80,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     say = (lambda msg: print(msg, file=sys.stderr)) if args.output == "table" else (lambda _: None)
     if ctx.local:
         say("Redis is not reachable: syncing without the workers' lock")
-    result = sync_here(ctx, args.app, args.cluster, progress=say)
+    result = sync_here(ctx, args.app, args.cluster, progress=say, reason=args.reason,
+                       by=args.by)
     if args.output == "json":
         print(json.dumps(result, indent=2, default=str))
     else:
@@ -87,9 +90,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def sync_here(ctx: Context, app: str, cluster: str, progress: Any,
-              timeout: float = 600.0) -> dict[str, Any]:
-    """Request a run and carry out its stages in this process, as workers would."""
-    request, sends = requests.request(ctx, app, cluster, "cli", fresh=True)
+              timeout: float = 600.0, reason: str = "", by: str = "") -> dict[str, Any]:
+    """Request a run and carry out its stages in this process, as workers would
+    (``reason``, ``by``: a manual sync through a change window)."""
+    request, sends = requests.request(ctx, app, cluster, "cli", fresh=True, by=by,
+                                      reason=reason)
     progress(f"fetched at {request.get('revision', '')[:12]}")
     if request.get("error"):
         return {**request, "phase": "Failed", "message": request["error"]}

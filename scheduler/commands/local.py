@@ -9,6 +9,7 @@ enqueueing by task name does.
 from __future__ import annotations
 
 import argparse
+import getpass
 import subprocess
 import sys
 
@@ -35,4 +36,6 @@ def run_local(args: argparse.Namespace) -> int:
         argv += ["-f", args.file]
     if getattr(args, "output", None):
         argv += ["-o", args.output]
+    if getattr(args, "reason", ""):          # sync --local through a change window
+        argv += ["--reason", args.reason, "--by", args.by or getpass.getuser()]
     return subprocess.call([sys.executable, "-m", "workers.local_cli", *argv])

@@ -186,6 +186,8 @@ def test_a_manual_sync_goes_through_the_window_with_its_reason(stack, kube_clien
     refused = cli(stack, "sync", stack.app, "--cluster", "dev-1", "--wait", "--timeout", "60")
     assert refused.returncode == 1
     assert "a manual sync through it needs a reason" in refused.stdout, refused.stdout
+    local = cli(stack, "sync", stack.app, "--cluster", "dev-1", "--local")
+    assert local.returncode == 1 and "needs a reason" in local.stdout + local.stderr
 
     write_spec(stack, manual="false")
 
