@@ -137,6 +137,8 @@ def format_result(result: dict[str, Any]) -> str:
         return f"{result['app']} on {result['cluster']}: {result['message']}"
     lines = [f"{result['app']} on {result['cluster']} at {result.get('revision', '')[:12]}: "
              f"{result.get('phase')}"]
+    if result.get("phase") == "Failed" and result.get("message"):    # why, first
+        lines.append(f"  {result['message']}")
     for action, names in (result.get("changed") or {}).items():
         for name in names:
             lines.append(f"  {action:<10} {name}")
