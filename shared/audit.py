@@ -5,12 +5,13 @@ log says. So each act that bypasses or stops the normal flow (a manual sync thro
 a change window, a hold put on a cluster from the cluster itself, its lifting) is
 also written here as one line with ``event: audit``: who, what, which units, why.
 The text fields come from outside (a CLI user, a ConfigMap on a cluster): callers
-pass them cleaned and cut (``shared/state/overrides.clean``); the logger's own
+pass them through ``clean`` (one printable line, cut); the logger's own
 processors mask anything under a key that looks like a credential.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any, Sequence
 
 AUDIT = "audit"
@@ -22,3 +23,12 @@ def record(log: Any, *, who: str, what: str, units: Sequence[str], why: str,
     """One ``event: audit`` line on ``log`` (a structlog logger)."""
     log.warning(AUDIT, who=who, what=what, units=list(units[:MAX_UNITS]),
                 more_units=max(0, len(units) - MAX_UNITS), why=why, **details)
+
+
+def clean(text: object, limit: int) -> str:
+    """``text`` as one line of printable characters, at most ``limit`` long."""
+    raw = text if isinstance(text, str) else ""
+    kept = "".join(" " if unicodedata.category(ch)[0] in "CZ" and ch != " " else ch
+                   for ch in raw[: limit * 4])
+    line = " ".join(kept.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"

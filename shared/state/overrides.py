@@ -10,30 +10,21 @@ then held as before, nothing worse.
 
 ``by`` and ``reason`` come from outside (a CLI user, a dashboard form): they are cut
 to ``MAX_BY`` and ``MAX_REASON`` characters and stripped of control characters
-(``clean``) before anything stores or logs them.
+(``shared.audit.clean``) before anything stores or logs them.
 """
 
 from __future__ import annotations
 
 import json
-import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from shared.audit import clean
 from shared.state import keys
 
 GRANT_TTL = 3600
 MAX_BY = 64
 MAX_REASON = 300
-
-
-def clean(text: object, limit: int) -> str:
-    """``text`` as one line of printable characters, at most ``limit`` long."""
-    raw = text if isinstance(text, str) else ""
-    kept = "".join(" " if unicodedata.category(ch)[0] in "CZ" and ch != " " else ch
-                   for ch in raw[: limit * 4])
-    line = " ".join(kept.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ import pytest
 from shared import clock
 from shared.protocol import Phase
 from shared.spec.window_rules import Decision
-from shared.state.overrides import MAX_REASON, Override, Overrides, clean
+from shared.audit import clean
+from shared.state.overrides import MAX_REASON, Override, Overrides
 from shared.state.runs import Outcome
 from shared.state.status import UnitStatus
 from workers.run.windows import Hold, applied_revision, refusal

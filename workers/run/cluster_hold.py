@@ -27,11 +27,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 from shared import audit, clock
+from shared.audit import clean
 from shared.errors import FleetsyncError
 from shared.logs import get_logger
 from shared.spec.model import Cluster
 from shared.state import keys
-from shared.state.overrides import MAX_BY, MAX_REASON, clean
+from shared.state.overrides import MAX_BY, MAX_REASON
 from shared.state.redisconn import RedisError
 from workers.context import Context
 

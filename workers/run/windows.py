@@ -28,11 +28,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from shared import audit, clock
+from shared.audit import clean
 from shared.errors import FleetsyncError
 from shared.logs import get_logger
 from shared.spec.model import Application, Cluster, Fleet
 from shared.spec.window_rules import Decision, decide, next_change
-from shared.state.overrides import MAX_BY, MAX_REASON, Override, Overrides, clean
+from shared.state.overrides import MAX_BY, MAX_REASON, Override, Overrides
 from shared.state.redisconn import RedisError
 from shared.state.runs import Outcome
 from shared.state.status import UnitStatus, now_iso
