@@ -54,7 +54,8 @@ def test_cli_sync_wait_prints_each_cluster(stack):
     rows = json.loads(status.stdout)
     assert {r["cluster"] for r in rows} == {"dev-1", "dev-2"}
     assert set(rows[0]) == {"app", "cluster", "phase", "revision", "message", "last_synced_at",
-                            "age_s", "stale"}
+                            "age_s", "stale",
+                            "held_by", "held_until", "held_revision"}
 
 
 def test_cli_sync_of_unknown_app_fails_clearly(stack):

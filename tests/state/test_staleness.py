@@ -191,7 +191,8 @@ def test_cli_reports_stale_units_with_their_age(client: redis.Redis, isolated_re
     assert rows["prod"]["stale"] is True and rows["prod"]["phase"] == "Ready"
     assert rows["staging"]["stale"] is False and 10 <= rows["staging"]["age_s"] < 60
     assert set(rows["prod"]) == {"app", "cluster", "phase", "revision", "message", "last_synced_at",
-                                 "age_s", "stale"}
+                                 "age_s", "stale",
+                                 "held_by", "held_until", "held_revision"}
 
 
 def fleetsync_status(url: str, *args: str) -> str:
