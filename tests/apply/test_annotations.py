@@ -36,7 +36,7 @@ READINGS = [
     ({SYNC: "Replace=true,Force=true"}, Behaviour(replace=True, force=True)),
     ({SYNC: " Replace=true , Force=true ,"}, Behaviour(replace=True, force=True)),
     ({SYNC: "ServerSideApply=true"}, Behaviour()),
-    ({SYNC: "Validate=false"}, Behaviour(validate=False)),
+    ({SYNC: "Replace=true,Validate=false"}, Behaviour(replace=True, validate=False)),
     ({SYNC: "CreateNamespace=true"}, Behaviour(create_namespace=True)),
     ({SYNC: "Prune=false,Delete=false"},
      Behaviour(keep=f"{SYNC}: Prune=false", delete=f"{SYNC}: Delete=false")),
@@ -74,6 +74,8 @@ WARNINGS = [
     ({SYNC: "ServerSideApply=false"}, "fleetsync always uses server-side apply"),
     ({SYNC: "Prune=confirm"}, "no confirmation step; kept as Prune=false"),
     ({SYNC: "Force=true"}, "re-created only when an immutable field changed"),
+    ({SYNC: "Validate=false"}, "Validate=false without Replace=true: a server-side apply "
+                               "refuses fields the schema does not declare"),
     ({COMPARE: "ServerSideDiff=true"}, f"ConfigMap/ns/c: {COMPARE}: ServerSideDiff=true is not "
                                        "supported by fleetsync; ignored"),
 ]
@@ -148,7 +150,9 @@ def test_settle_keeps_annotated_leftovers_and_held_objects_in_the_inventory():
     assert set(changeset.kept) == {ref_of(keep), ref_of(quiet), ref_of(once)}   # fresh: not ours
     assert ann.reported(changeset) == [
         f"ConfigMap/ns/keep: no longer in Git, left on the cluster ({SYNC}: Prune=false)"]
-    assert ann.counted_prunes(changeset) == []          # IgnoreExtraneous: not drift
+    spared = ann.spared(changeset)                      # drift: detect: IgnoreExtraneous
+    assert spared.to_prune() == [] and ref_of(gone) in spared.kept  # is no drift: kept
+    assert ann.reported(spared) == ann.reported(changeset)
 
 
 def test_warnings_never_raise_on_what_the_plan_refused():

@@ -110,12 +110,7 @@ def read(obj: Mapping, where: str = "") -> Behaviour:
     warnings = list(argo.pop("", ()))
     return Behaviour(
         hold=_hold(flux),
-        keep=(f"{SYNC_OPTIONS}: Prune={argo['Prune']}" if argo.get("Prune") in ("false", "confirm")
-              else f"{FLUX_PRUNE}: disabled" if flux[FLUX_PRUNE] == "disabled"
-              else f"{FLUX_RECONCILE}: disabled" if flux[FLUX_RECONCILE] == "disabled" else ""),
-        delete=(f"{SYNC_OPTIONS}: Delete={argo['Delete']}" if argo.get("Delete") in ("false", "confirm")
-                else f"{FLUX_PRUNE}: disabled" if flux[FLUX_PRUNE] == "disabled"
-                else f"{FLUX_RECONCILE}: disabled" if flux[FLUX_RECONCILE] == "disabled" else ""),
+        keep=_stays(argo, flux, "Prune"), delete=_stays(argo, flux, "Delete"),
         if_not_present=flux[FLUX_SSA] == "ifnotpresent",
         replace=argo.get("Replace") == "true",
         force=argo.get("Force") == "true" or flux[FLUX_FORCE] == "enabled",
@@ -123,6 +118,17 @@ def read(obj: Mapping, where: str = "") -> Behaviour:
         create_namespace=argo.get("CreateNamespace") == "true",
         extraneous="IgnoreExtraneous" in _compare_options(notes, where, warnings),
         warnings=tuple(warnings) + _argo_warnings(argo, where))
+
+
+def _stays(argo: Mapping[str, str], flux: Mapping[str, str], option: str) -> str:
+    """Why the object is not deleted (``option``: Prune when it leaves Git, Delete when
+    the application is removed); Flux's annotations say both at once."""
+    if argo.get(option) in ("false", "confirm"):
+        return f"{SYNC_OPTIONS}: {option}={argo[option]}"
+    for key in (FLUX_PRUNE, FLUX_RECONCILE):
+        if flux[key] == "disabled":
+            return f"{key}: disabled"
+    return ""
 
 
 def _hold(flux: Mapping[str, str]) -> str:
@@ -176,6 +182,10 @@ def _argo_warnings(argo: Mapping[str, str], where: str) -> tuple[str, ...]:
         if argo.get(key) == "confirm":
             out.append(f"{where}: {SYNC_OPTIONS}: {key}=confirm: fleetsync has no "
                        f"confirmation step; kept as {key}=false")
+    if argo.get("Validate") == "false" and argo.get("Replace") != "true":
+        out.append(f"{where}: {SYNC_OPTIONS}: Validate=false without Replace=true: a "
+                   "server-side apply refuses fields the schema does not declare whatever "
+                   "is asked")
     if argo.get("Force") == "true" and argo.get("Replace") != "true":
         out.append(f"{where}: {SYNC_OPTIONS}: Force=true without Replace=true: re-created "
                    "only when an immutable field changed")
@@ -272,9 +282,15 @@ def reported(changeset: ChangeSet) -> list[str]:
             if c.reason.startswith(KEPT_PREFIX) and EXTRANEOUS not in c.reason]
 
 
-def counted_prunes(changeset: ChangeSet) -> list[Change]:
-    """The prunes that count as drift: not those of IgnoreExtraneous objects."""
-    return [c for c in changeset.to_prune() if EXTRANEOUS not in c.reason]
+def spared(changeset: ChangeSet) -> ChangeSet:
+    """Under ``drift: detect``: an IgnoreExtraneous leftover is not drift, so it is not
+    pruned either (detect writes nothing); it stays in the inventory."""
+    quiet = [c.ref for c in changeset.to_prune() if EXTRANEOUS in c.reason]
+    if not quiet:
+        return changeset
+    entries = tuple(Change(c.ref, SKIPPED, f"{KEPT_PREFIX} (drift: detect; {EXTRANEOUS})")
+                    if c.ref in quiet else c for c in changeset.entries)
+    return ChangeSet(entries, changeset.kept + tuple(quiet))
 
 
 def warnings(objects: Iterable[Mapping]) -> list[str]:

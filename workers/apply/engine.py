@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from shared.errors import ApplyError, FleetsyncError
 from shared.spec.model import Application
-from workers.apply import health, hooks, ignore, namespaces, occupied, policy
+from workers.apply import annotations as notes, health, hooks, ignore, namespaces, occupied, policy
 from workers.apply import inventory as inv
 from workers.apply.discovery import PROCESS, Discovery
 from workers.apply.execute import OPEN, Fence, apply_all, prune_all
@@ -77,6 +77,7 @@ class ApplyResult:
     hooks: tuple[str, ...] = ()     # Helm hooks run (``pre-upgrade Job/web/migrate``)
     detected: bool = False          # drift: detect found drift and wrote nothing
     suspended: tuple[str, ...] = ()     # objects Suspended that do not hold the unit back
+    notes: tuple[str, ...] = ()     # what per-object annotations left alone, and their warnings
 
     def drifted_lines(self) -> list[str]:
         """``Deployment/web/web-app spec.replicas: 5 -> 3 (by ...)`` per drifted field, and
@@ -132,6 +133,7 @@ class ApplyResult:
             out["hooks"] = list(self.hooks[:SHORT_LIST])
         if self.suspended:
             out["suspended"] = list(self.suspended[:SHORT_LIST])
+        out.update({"notes": list(self.notes[:SHORT_LIST])} if self.notes else {})
         if self.detected:
             out["detected_drift"] = self.drifted_lines()[:SHORT_LIST]
         corrected = self.corrected()
@@ -182,7 +184,8 @@ def apply_unit(kube: Kube, *, app: Application, objects: list[dict], revision: s
     return ApplyResult(app.name, revision, done.changeset, spent["requests"], spent["writes"],
                        spent["dry_runs"], time.monotonic() - started, done.problems,
                        done.checked.unvalidated, done.wrote, dry_run_only, done.was_applied,
-                       done.hooks, done.detected, done.suspended)
+                       done.hooks, done.detected, done.suspended,
+                       tuple(notes.warnings(objects) + notes.reported(done.changeset)))
 
 
 @dataclass(frozen=True)
@@ -197,23 +200,25 @@ def _plan(kube: Kube, app: Application, objects: list[dict], discovery: Discover
     """Observe (from ``snapshot`` when given), check and plan: no write, no dry-run.
     With ``token`` (the run's fencing token), a stale worker stops here."""
     hook_list, objects = hooks.split(objects)
-    own_namespace = namespaces.wanted(app, objects)
-    wanted = objects + [own_namespace] if own_namespace else objects
-    seen = observe(kube, app.name, wanted, discovery, snapshot)
+    own_namespaces = namespaces.wanted(app, objects)
+    seen = observe(kube, app.name, objects + own_namespaces, discovery, snapshot)
     if token is not None:
         inv.check_token(app.name, seen.inventory, token)
-    if own_namespace:
-        seen = namespaces.leave_foreign(seen, ref_of(own_namespace), app.name)
+    for own in own_namespaces:
+        seen = namespaces.leave_foreign(seen, ref_of(own), app.name)
     if app.ignore_differences:           # fields left to others: neither drift nor applied
         seen = dataclasses.replace(seen, desired={
             ref: ignore.strip(obj, seen.live.get(ref), app.ignore_differences)
             for ref, obj in seen.desired.items()})
-    refuse_empty(app, objects, seen.inventory, own_namespace)
+    refuse_empty(app, objects, seen.inventory, own_namespaces)
     policy.check(app, seen.desired, {ref: seen.resources[ref].namespaced
                                      for ref in seen.desired if ref in seen.resources})
-    changeset = plan(seen.desired.values(), seen.live, seen.inventory.refs, app=app.name,
-                     prune=app.prune, adopt=app.adopt, adopted=seen.inventory.adopted,
-                     prune_adopted=app.prune_adopted)
+    held = notes.held(seen.desired, seen.live)      # left alone by their annotations
+    seen = dataclasses.replace(seen, desired=notes.others(seen.desired, held))
+    changeset = notes.settle(plan(
+        seen.desired.values(), seen.live, seen.inventory.refs, app=app.name, prune=app.prune,
+        adopt=app.adopt, adopted=seen.inventory.adopted, prune_adopted=app.prune_adopted),
+        held, seen.live, seen.inventory.refs)
     conflict = ownership_error(changeset, app=app.name)
     if conflict:
         raise conflict
@@ -244,7 +249,7 @@ def judge(kube: Kube, *, app: Application, objects: list[dict], revision: str,
     seen, changeset = planned.seen, planned.changeset
     if changeset.to_apply() or changeset.to_prune():
         return Judgement("differs from the render")
-    if not seen.inventory.same_as(seen.desired, revision):
+    if not seen.inventory.same_as(set(seen.desired) | set(changeset.kept), revision):
         return Judgement("its inventory is not of this revision")
     unhealthy = health.unhealthy({ref: live for ref, live in seen.live.items() if live}, rules)
     if unhealthy:
@@ -259,6 +264,7 @@ def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str,
     hook_list, seen = planned.hooks, planned.seen
     changeset = occupied.keep_occupied(kube, planned.changeset, seen, app.name, discovery)
     was_applied = seen.inventory.revision == revision
+    changeset = notes.spared(changeset) if was_applied and not correct else changeset
     if was_applied and not correct and (changeset.to_apply() or changeset.to_prune()):
         problems = health.assess(kube, _current(seen, {}), rules)  # detect: report, no write
         return _Done(changeset, Validation(), health.problems(problems), was_applied=True,
@@ -302,8 +308,9 @@ def _write(kube: Kube, app: Application, revision: str, token: int, dry_run_only
            fence: Fence, before_writes: Callable[[], None] = lambda: None,
            rules: HealthRules = DEFAULT_RULES) -> _Done:
     writes = {c.ref: seen.desired[c.ref] for c in changeset.to_apply()}
+    how = notes.behaviours(writes)        # per-object force, replace, validation
     checked = validate(kube, writes, seen.resources, new_namespaces=new_namespaces(changeset),
-                       pending=seen.pending, force=app.force,
+                       pending=seen.pending, force=app.force, how=how,
                        probed=seen.probed) if writes else Validation()
     if dry_run_only:
         return _Done(changeset, checked)
@@ -312,7 +319,7 @@ def _write(kube: Kube, app: Application, revision: str, token: int, dry_run_only
     applied = apply_all(kube, writes, seen.resources, pending=seen.pending,
                         on_crds=lambda: _refresh(kube, discovery, seen),
                         crd_timeout=min(app.timeout, CRD_TIMEOUT), force=app.force,
-                        replace_timeout=app.timeout, fence=fence)
+                        replace_timeout=app.timeout, fence=fence, how=how)
     changeset = with_replaced(changeset, applied.replaced)
     if applied.failed:
         fence.tier()
@@ -354,13 +361,13 @@ def _parse(ref_id: str) -> ObjectRef | None:
 
 
 def refuse_empty(app: Application, rendered: list[dict], stored: inv.Inventory,
-                 own_namespace: dict | None) -> None:
+                 own_namespaces: list[dict]) -> None:
     """``EmptyRender`` when nothing is rendered but the inventory holds objects (besides
     the namespace that createNamespace made), unless the application allows it."""
     if rendered or app.allow_empty:
         return
-    ours = ref_of(own_namespace) if own_namespace else None
-    if any(ref != ours for ref in stored.refs):
+    ours = {ref_of(own) for own in own_namespaces}
+    if any(ref not in ours for ref in stored.refs):
         raise EmptyRender(EMPTY)
 
 

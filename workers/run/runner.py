@@ -185,6 +185,8 @@ def _apply_started(ctx: Context, call: Call, unit: Unit, begun: Begun, owner: st
         message += f"; source {app.source} stays at {call.revision[:12]}: {source_error}"
     if result.suspended:          # paused objects do not hold the unit back: say so
         message += f"; suspended: {health.short(list(result.suspended))}"
+    if result.notes:              # what per-object annotations left alone, and warnings
+        message += f"; {health.short(list(result.notes))}"
     outcome, follow_up = _health_outcome(ctx, call, app, result, message)
     nxt = endings.finish(ctx, call, owner, replace(outcome, result=summary), started, unit)
     more = requests.rollout_next(ctx, call.app) if outcome.phase == Phase.READY else []
