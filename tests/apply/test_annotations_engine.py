@@ -8,11 +8,14 @@ import pytest
 from shared.errors import ApplyError
 from workers.apply import annotations as ann
 from workers.apply.annotations import AnnotationError
-from workers.apply.engine import apply_unit
+from workers.apply.discovery import PROCESS
+from workers.apply.engine import apply_unit, judge
 from workers.apply.inventory import read as read_inventory
 from workers.apply.kube import Kube
+from workers.apply.pool import shared
 from workers.apply.refs import APP_LABEL, ObjectRef, ref_of
 from workers.apply.removal import PRUNE, remove_unit
+from workers.apply.snapshot import take
 from workers.apply.testing import application, configmap, namespace, unique
 
 pytestmark = pytest.mark.k8s
@@ -239,3 +242,18 @@ def test_unknown_options_are_warnings_in_the_result(kube):
     assert result.counts["created"] == 2 and result.notes == (
         f"ConfigMap/{ns}/w: {SYNC}: PruneLast=true is not supported by fleetsync; ignored",)
     assert ref_of(objects[1]) in inventory(kube, name)
+
+
+def test_a_unit_with_objects_left_alone_needs_no_run_from_the_cluster_pass(kube):
+    name, ns, other = unique("quiet"), unique("quiet"), unique("quiet")
+    app = application(name)
+    objects = [namespace(ns), cm("a", ns), cm("x", ns, {SSA: "Ignore"}),
+               cm("y", ns, {ann.FLUX_IGNORE: "true"}),
+               cm("c", other, {SYNC: "CreateNamespace=true"})]
+    apply_unit(kube, app=app, objects=objects, revision="r1", token=1)
+    found = PROCESS.lookup(kube, [ref_of(o) for o in objects if o["metadata"]["name"] != ns])
+    resources = {(r.api_version, r.kind): r for r in found.values()}
+    resources[("v1", "Namespace")] = PROCESS.catalog(kube)[("v1", "Namespace")]
+    snapshot = take(kube, resources.values(), shared(), [name])
+    verdict = judge(kube, app=app, objects=objects, revision="r1", snapshot=snapshot)
+    assert verdict.why == "" and verdict.counts["skipped"] == 2

@@ -31,11 +31,19 @@ def wanted(app: Application, objects: list[dict]) -> list[dict]:
     for obj in objects:
         namespace = (obj.get("metadata") or {}).get("namespace")
         if namespace and isinstance(namespace, str) and namespace not in names \
-                and notes.read(obj).create_namespace:
+                and _asks(obj):
             names.append(namespace)
     there = {ref_of(obj).name for obj in objects if is_namespace(ref_of(obj))}
     return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
             for name in names if name not in there]
+
+
+def _asks(obj: dict) -> bool:
+    """Whether the object asks for its namespace (a malformed ask is the plan's to refuse)."""
+    try:
+        return notes.read(obj).create_namespace
+    except notes.AnnotationError:
+        return False
 
 
 def leave_foreign(seen: Observation, ref: ObjectRef, app: str) -> Observation:
