@@ -158,3 +158,9 @@ def test_settle_keeps_annotated_leftovers_and_held_objects_in_the_inventory():
 def test_warnings_never_raise_on_what_the_plan_refused():
     assert ann.warnings([annotated({SYNC: "Prune"}), annotated({SYNC: "Foo=1"})]) == [
         f"ConfigMap/ns/c: {SYNC}: Foo=1 is not supported by fleetsync; ignored"]
+
+
+def test_a_long_hostile_value_is_cut_in_messages():
+    with pytest.raises(AnnotationError) as caught:
+        read(annotated({SYNC: "Prune=" + "x" * 5000}))
+    assert len(caught.value.message) < 200

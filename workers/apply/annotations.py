@@ -159,14 +159,14 @@ def _argo_options(notes: Mapping, where: str) -> dict:
             continue
         key, eq, value = (part.strip() for part in token.partition("="))
         if not eq or not key or not value:
-            raise AnnotationError(f"{where}: annotation {SYNC_OPTIONS}: {token!r} is not "
-                                  "Option=value", obj=where)
+            raise AnnotationError(f"{where}: annotation {SYNC_OPTIONS}: {_short(token)!r} is "
+                                  "not Option=value", obj=where)
         if key not in _OPTIONS:
-            found[""].append(f"{where}: {SYNC_OPTIONS}: {token} is not supported by "
+            found[""].append(f"{where}: {SYNC_OPTIONS}: {_short(token)} is not supported by "
                              "fleetsync; ignored")
             continue
         if value not in _OPTIONS[key]:
-            raise AnnotationError(f"{where}: annotation {SYNC_OPTIONS}: {key}={value!r}; "
+            raise AnnotationError(f"{where}: annotation {SYNC_OPTIONS}: {key}={_short(value)!r}; "
                                   f"{key} takes {' or '.join(_OPTIONS[key])}", obj=where)
         found[key] = value
     return found
@@ -197,7 +197,7 @@ def _compare_options(notes: Mapping, where: str, warnings: list[str]) -> set[str
         return set()
     options = {t.strip() for t in _text(notes, COMPARE_OPTIONS, where).split(",") if t.strip()}
     for option in sorted(options - {"IgnoreExtraneous"}):
-        warnings.append(f"{where}: {COMPARE_OPTIONS}: {option} is not supported by "
+        warnings.append(f"{where}: {COMPARE_OPTIONS}: {_short(option)} is not supported by "
                         "fleetsync; ignored")
     return options
 
@@ -209,10 +209,15 @@ def _flux_value(notes: Mapping, labels: Mapping, key: str, where: str) -> str:
         return ""
     value = source[key]
     if not isinstance(value, str) or value.strip().lower() not in _FLUX[key]:
-        shown = value if isinstance(value, str) else type(value).__name__
+        shown = _short(value) if isinstance(value, str) else type(value).__name__
         raise AnnotationError(f"{where}: annotation {key}: {shown!r}; it takes "
                               f"{' or '.join(_FLUX[key])}", obj=where)
     return value.strip().lower()
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """A value from a render, cut to a length that keeps messages readable."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _says(obj: Mapping, keys: Iterable[str]) -> bool:
