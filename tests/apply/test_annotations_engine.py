@@ -200,17 +200,35 @@ def test_create_namespace_on_an_object_creates_its_namespace(kube):
     assert result.counts["created"] == 2
 
 
-def test_delete_false_survives_the_removal_of_the_application(kube):
+@pytest.mark.parametrize("notes", [{SYNC: "Delete=false"}, {ann.FLUX_PRUNE: "disabled"},
+                                   {ann.FLUX_RECONCILE: "disabled"}],
+                         ids=["argo-delete-false", "flux-prune-disabled", "flux-reconcile"])
+def test_objects_annotated_to_stay_survive_the_removal_of_the_application(kube, notes):
     name, ns = unique("removal"), unique("removal")
     app = application(name, on_removal="prune")
-    objects = [namespace(ns), cm("kept", ns, {SYNC: "Delete=false"}), cm("other", ns)]
+    in_git = ann.FLUX_RECONCILE not in notes      # reconcile: paused in the cluster
+    objects = [namespace(ns), cm("kept", ns, notes if in_git else None), cm("other", ns)]
     apply_unit(kube, app=app, objects=objects, revision="r1", token=1)
+    if not in_git:
+        by_hand(kube, ns, "kept", {"metadata": {"annotations": notes}})
     removed = remove_unit(kube, name, PRUNE)
     assert data(kube, ns, "other") is None and data(kube, ns, "kept") == {"v": "git"}
     assert APP_LABEL not in (kube.get(cm_path(ns, "kept"))["metadata"].get("labels") or {})
-    assert f"ConfigMap/{ns}/kept: {SYNC}: Delete=false" in removed.kept
+    (key, value), = notes.items()
+    assert f"ConfigMap/{ns}/kept: {key}: {value}" in removed.kept
     assert kube.get_or_none(f"/api/v1/namespaces/{ns}") is not None     # it holds "kept"
     assert removed.pruned == [f"ConfigMap/{ns}/other"]
+
+
+def test_a_namespace_that_holds_an_object_kept_by_its_annotation_is_not_pruned(kube):
+    name, ns = unique("holder"), unique("holder")
+    app = application(name, allow_empty=True)
+    apply_unit(kube, app=app, objects=[namespace(ns), cm("kept", ns, {SYNC: "Prune=false"})],
+               revision="r1", token=1)
+    result = apply_unit(kube, app=app, objects=[], revision="r2", token=2)
+    assert result.counts["pruned"] == 0 and data(kube, ns, "kept") == {"v": "git"}
+    (held,) = [c for c in result.changeset.entries if c.ref.kind == "Namespace"]
+    assert held.reason == f"still holds objects of others: ConfigMap/kept ({SYNC}: Prune=false)"
 
 
 def test_ignore_extraneous_is_no_drift_under_detect(kube):
