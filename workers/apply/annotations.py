@@ -63,6 +63,8 @@ _FLUX: dict[str, tuple[str, ...]] = {
     FLUX_IGNORE: ("true", "false"),
 }
 
+_KEYS = (SYNC_OPTIONS, COMPARE_OPTIONS, *_FLUX)
+
 
 class AnnotationError(ApplyError):
     """An annotation of Argo CD or Flux whose value cannot be read; nothing was written."""
@@ -93,18 +95,17 @@ def notes_of(obj: Mapping | None) -> tuple[Mapping, Mapping]:
     """(annotations, labels) of an object, empty when absent or not maps."""
     meta = (obj or {}).get("metadata") or {}
     notes, labels = meta.get("annotations") or {}, meta.get("labels") or {}
-    return (notes if isinstance(notes, Mapping) else {},
-            labels if isinstance(labels, Mapping) else {})
+    return (notes if type(notes) is dict or isinstance(notes, Mapping) else {},  # dict: fast
+            labels if type(labels) is dict or isinstance(labels, Mapping) else {})
 
 
 def read(obj: Mapping, where: str = "") -> Behaviour:
     """The behaviour ``obj``'s annotations ask for; ``AnnotationError`` when one is malformed.
     ``where`` names the object in messages (default: its ref)."""
-    where = where or str(ref_of(dict(obj)))
     notes, labels = notes_of(obj)
-    if not any(k in notes for k in (SYNC_OPTIONS, COMPARE_OPTIONS, *_FLUX)) \
-            and FLUX_RECONCILE not in labels:
+    if not any(k in notes for k in _KEYS) and FLUX_RECONCILE not in labels:
         return AS_USUAL
+    where = where or str(ref_of(dict(obj)))
     argo = _argo_options(notes, where)
     flux = {key: _flux_value(notes, labels, key, where) for key in _FLUX}
     warnings = list(argo.pop("", ()))
@@ -312,4 +313,4 @@ def warnings(objects: Iterable[Mapping]) -> list[str]:
 def behaviours(objects: Mapping[ObjectRef, Mapping]) -> dict[ObjectRef, Behaviour]:
     """The behaviour of each object to write that differs from the usual."""
     out = {ref: read(obj) for ref, obj in objects.items()}
-    return {ref: how for ref, how in out.items() if how != AS_USUAL}
+    return {ref: how for ref, how in out.items() if how is not AS_USUAL}
