@@ -4,7 +4,7 @@
         -> validate (dry-run) -> apply (replace on immutable fields with force)
         -> prune -> inventory -> health (assessed, never waited for) -> ApplyResult
 
-Every decision is made by the pure modules (``plan``, ``health.check``); this
+Every decision is made by the pure modules (``plan``, ``annotations``, ``health.check``); this
 module only sequences the I/O verbs. A no-op reconcile (nothing drifted, same
 revision) stops after the plan: no dry-run, no write, and N+1 reads for N
 objects.
