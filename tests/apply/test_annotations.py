@@ -56,6 +56,7 @@ READINGS = [
     ({RECONCILE: "enabled"}, Behaviour()),
     ({IGNORE: "true"}, Behaviour(hold=f'{IGNORE}: "true": skipped')),
     ({IGNORE: "false"}, Behaviour()),
+    ({IGNORE: "sync_only"}, Behaviour(hold=f'{IGNORE}: "sync_only": skipped')),
 ]
 
 
@@ -100,7 +101,7 @@ MALFORMED = [
     ({PRUNE: "off"}, f"ConfigMap/ns/c: annotation {PRUNE}: 'off'; it takes enabled or disabled"),
     ({SSA: "Replace"}, f"annotation {SSA}: 'Replace'; it takes override or merge or "
                        "ifnotpresent or ignore"),
-    ({IGNORE: "yes"}, f"annotation {IGNORE}: 'yes'; it takes true or false"),
+    ({IGNORE: "yes"}, f"annotation {IGNORE}: 'yes'; it takes true or false or sync_only"),
 ]
 
 

@@ -17,7 +17,7 @@ an object alone), so there is one mechanism per behaviour:
     kustomize.toolkit.fluxcd.io/ssa        Override | Merge | IfNotPresent | Ignore
     kustomize.toolkit.fluxcd.io/force      enabled
     kustomize.toolkit.fluxcd.io/reconcile  disabled (an annotation or a label)
-    fluxcd.io/ignore                       "true"
+    fluxcd.io/ignore                       "true" (or Flux v1's "sync_only")
 
 An option fleetsync does not know is a warning naming the object (Argo CD
 ignores unknown options too); a value that cannot be read is an
@@ -60,7 +60,7 @@ _FLUX: dict[str, tuple[str, ...]] = {
     FLUX_PRUNE: ("enabled", "disabled"), FLUX_FORCE: ("enabled", "disabled"),
     FLUX_RECONCILE: ("enabled", "disabled"),
     FLUX_SSA: ("override", "merge", "ifnotpresent", "ignore"),
-    FLUX_IGNORE: ("true", "false"),
+    FLUX_IGNORE: ("true", "false", "sync_only"),      # sync_only: Flux v1's "skip when syncing"
 }
 
 _KEYS = (SYNC_OPTIONS, COMPARE_OPTIONS, *_FLUX)
@@ -133,8 +133,8 @@ def _stays(argo: Mapping[str, str], flux: Mapping[str, str], option: str) -> str
 
 
 def _hold(flux: Mapping[str, str]) -> str:
-    if flux[FLUX_IGNORE] == "true":
-        return f'{FLUX_IGNORE}: "true": skipped'
+    if flux[FLUX_IGNORE] in ("true", "sync_only"):
+        return f'{FLUX_IGNORE}: "{flux[FLUX_IGNORE]}": skipped'
     if flux[FLUX_RECONCILE] == "disabled":
         return f"{FLUX_RECONCILE}: disabled: neither applied nor pruned"
     if flux[FLUX_SSA] == "ignore":
