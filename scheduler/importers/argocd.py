@@ -6,7 +6,8 @@ ApplicationSets are expanded by ``appset`` and come back here as Applications.
     Application     -> a source per (repoURL, revision or chart) and an application
                        whose destination names its cluster
 
-Argo CD syncs by hand unless ``syncPolicy.automated`` is set; fleetsync always
+``targetRevision: HEAD`` (or none) is the remote's default branch: ``defaultBranch:
+true``. Argo CD syncs by hand unless ``syncPolicy.automated`` is set; fleetsync always
 syncs, so a manual Application becomes ``drift: detect`` (report, write nothing)
 and says so. Argo CD's ``valueFiles`` are relative to the application path,
 fleetsync's ``valuesFiles`` to the source root: the path is joined in.
@@ -133,16 +134,13 @@ def _source(obj: Manifest, source: dict[str, Any], result: Import) -> str:
         entry.data["url"] = url
         kind, ref = _revision(revision)
         entry.data[kind] = ref
-        if revision == "HEAD":
-            result.note(entry, obj.where(), "targetRevision HEAD (the default branch) has no "
-                        "counterpart yet: branch main is assumed, check it")
     result.sources[name] = entry
     return name
 
 
-def _revision(revision: str) -> tuple[str, str]:
-    if revision == "HEAD":
-        return "branch", "main"
+def _revision(revision: str) -> tuple[str, str | bool]:
+    if revision == "HEAD":          # also an empty targetRevision: the remote's default branch
+        return "defaultBranch", True
     if _COMMIT.fullmatch(revision):
         return "commit", revision
     if _TAG.fullmatch(revision):

@@ -139,9 +139,8 @@ def test_argocd_repository(tmp_path):
     assert kustomize.drift == "detect" and not kustomize.prune
     text = out.read_text()
     assert "# " in text and "kustomize.namePrefix has no counterpart" in text
-    assert "targetRevision HEAD" in proc.stderr
     sources = {s.url: s for s in fleet.sources.values()}
-    assert sources["https://github.com/argoproj/argo-cd.git"].ref == "main"
+    assert sources["https://github.com/argoproj/argo-cd.git"].ref_kind == "default"
     assert sources["https://github.com/argoproj/argocd-example-apps.git"].ref == "master"
     assert "fill kubeconfig" in text
 
@@ -297,7 +296,7 @@ def test_flux_multi_tenancy(tmp_path):
     assert podinfo.helm.values["ingress"]["enabled"] is True
     assert podinfo.helm.release_name == "podinfo"
     text = out.read_text()
-    assert "spec.patches has no counterpart" in text and "spec.install has no counterpart" in text
+    assert "spec.patches has no counterpart" in text and "spec.install.remediation has no counterpart" in text
     assert "healthChecks Deployment podinfo" in proc.stderr
     assert "secretRef 'flux-system'" in text
 
