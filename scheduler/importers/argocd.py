@@ -174,11 +174,14 @@ def _helm(helm: dict[str, Any], entry: Entry, result: Import, where: str) -> Non
         parsed = yaml.safe_load(helm["values"])
         values = {**(parsed if isinstance(parsed, dict) else {}), **values}
     for param in helm.get("parameters") or []:
-        if not _set(values, str(param.get("name", "")), param.get("value")):
+        value = param.get("value")
+        value = "" if value is None else str(value) if param.get("forceString") else _typed(value)
+        if not _set(values, str(param.get("name", "")), value):
             result.note(entry, where, f"helm parameter {param.get('name')!r} (list index or "
                         "escaped dot) was not converted: write it into helm.values")
     if helm.get("parameters"):
-        result.note(entry, where, "helm.parameters were merged into helm.values as strings")
+        result.note(entry, where, "helm.parameters were merged into helm.values (typed as "
+                    "helm --set types them; forceString: as strings)")
     if values:
         out["values"] = values
     files = [f for f in helm.get("valueFiles") or [] if not f.startswith(("$", "http"))]
@@ -194,6 +197,18 @@ def _helm(helm: dict[str, Any], entry: Entry, result: Import, where: str) -> Non
         entry.data["helm"] = out
 
 
+def _typed(value: Any) -> Any:
+    """A ``--set`` value as helm types it: true/false, null, integers without a leading 0."""
+    text = str(value)
+    if text in ("true", "false"):
+        return text == "true"
+    if text == "null":
+        return None
+    if re.fullmatch(r"-?(0|[1-9][0-9]{0,17})", text):
+        return int(text)
+    return text
+
+
 def _set(values: dict[str, Any], dotted: str, value: Any) -> bool:
     if not dotted or "[" in dotted or "\\" in dotted:
         return False
@@ -203,7 +218,7 @@ def _set(values: dict[str, Any], dotted: str, value: Any) -> bool:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             return False
-    node[last] = "" if value is None else str(value)
+    node[last] = value
     return True
 
 

@@ -14,6 +14,7 @@ namespaces gets its namespace as prefix.
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from typing import Any
 
@@ -27,6 +28,7 @@ _KUSTOMIZATION_KEYS = {"sourceRef", "path", "prune", "dependsOn", "postBuild", "
                        "suspend", "force"}
 _RELEASE_KEYS = {"chart", "values", "valuesFrom", "install", "interval", "targetNamespace", "releaseName",
                  "dependsOn", "suspend", "serviceAccountName", "timeout"}
+_FLUX_KINDS = ("GitRepository", "HelmRepository", "OCIRepository", "Kustomization", "HelmRelease")
 _CONSUMED = ("GitRepository", "HelmRepository", "OCIRepository", "ConfigMap")
 
 
@@ -42,7 +44,7 @@ def build(objects: list[Manifest], result: Import) -> None:
                 dns_name(obj.name), taken, dns_name(f"{obj.namespace}-{obj.name}"))
     for obj in objects:
         if obj.kind == "Kustomization" and _is_flux(obj):
-            guarded(obj, result, partial(_kustomization, obj, result, names))
+            guarded(obj, result, partial(_kustomization, obj, result, names, objects))
         elif obj.kind == "HelmRelease":
             guarded(obj, result, partial(_release, obj, result, names, objects))
         elif obj.kind not in _CONSUMED or (obj.kind == "ConfigMap" and
@@ -165,11 +167,19 @@ def _common(obj: Manifest, entry: Entry, result: Import,
         entry.data["serviceAccountNamespace"] = dns_name(obj.namespace or "flux-system")
 
 
-def _kustomization(obj: Manifest, result: Import, names: dict[tuple[str, str, str], str]) -> None:
+def _kustomization(obj: Manifest, result: Import, names: dict[tuple[str, str, str], str],
+                   objects: list[Manifest]) -> None:
     spec = obj.spec
     entry = Entry({"name": names[("app", obj.namespace, obj.name)]})
     _source_ref(obj, spec.get("sourceRef") or {}, entry, result, names)
     entry.data["path"] = clean_path(str(spec.get("path") or "."))
+    held = flux_objects_under(obj, entry.data["path"], objects)
+    if held:
+        shown = ", ".join(o.where() for o in held[:4]) + (f" and {len(held) - 4} more"
+                                                          if len(held) > 4 else "")
+        result.note(entry, obj.where(), f"path {entry.data['path']} holds Flux objects imported "
+                    f"here ({shown}): fleetsync applies them as plain objects (Flux's CRDs "
+                    "needed); take them out of the path once fleetsync runs these applications")
     _common(obj, entry, result, names)
     entry.data["prune"] = bool(spec.get("prune", False))
     entry.data["wait"] = bool(spec.get("wait", False) or spec.get("healthChecks"))
@@ -182,6 +192,22 @@ def _kustomization(obj: Manifest, result: Import, names: dict[tuple[str, str, st
     for key in sorted(set(spec) - _KUSTOMIZATION_KEYS):
         result.note(entry, obj.where(), f"spec.{key} has no counterpart")
     result.applications[entry.data["name"]] = entry
+
+
+def flux_objects_under(obj: Manifest, path: str, objects: list[Manifest]) -> list[Manifest]:
+    """The Flux objects among ``objects`` whose files are below ``path`` of the Git work tree
+    that holds ``obj``'s file (none when that file is in no work tree, e.g. an export)."""
+    here = os.path.dirname(os.path.realpath(obj.file))
+    while not os.path.isdir(os.path.join(here, ".git")):
+        if os.path.dirname(here) == here:
+            return []
+        here = os.path.dirname(here)
+    root = os.path.realpath(os.path.join(here, path))
+    if os.path.commonpath([here, root]) != here:
+        return []
+    return [o for o in objects if o.kind in _FLUX_KINDS and
+            os.path.commonpath([root, os.path.realpath(o.file)]) == root and
+            (o.kind != "Kustomization" or _is_flux(o))]
 
 
 def _substitute(obj: Manifest, result: Import) -> None:
