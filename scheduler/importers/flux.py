@@ -14,11 +14,11 @@ namespaces gets its namespace as prefix.
 
 from __future__ import annotations
 
-import os
 from functools import partial
 from typing import Any
 
-from scheduler.importers import fluxvalues
+from scheduler.importers import fluxpaths, fluxvalues
+from scheduler.importers.fluxpaths import is_flux
 from scheduler.importers.common import Entry, Import, Manifest, clean_path, dns_name, guarded
 from scheduler.importers.common import unique
 
@@ -28,7 +28,6 @@ _KUSTOMIZATION_KEYS = {"sourceRef", "path", "prune", "dependsOn", "postBuild", "
                        "suspend", "force"}
 _RELEASE_KEYS = {"chart", "values", "valuesFrom", "install", "interval", "targetNamespace", "releaseName",
                  "dependsOn", "suspend", "serviceAccountName", "timeout"}
-_FLUX_KINDS = ("GitRepository", "HelmRepository", "OCIRepository", "Kustomization", "HelmRelease")
 _CONSUMED = ("GitRepository", "HelmRepository", "OCIRepository", "ConfigMap")
 
 
@@ -38,12 +37,12 @@ def build(objects: list[Manifest], result: Import) -> None:
         if obj.kind in ("GitRepository", "HelmRepository", "OCIRepository"):
             guarded(obj, result, partial(_source, obj, result, names))
     for obj in objects:
-        if obj.kind in ("Kustomization", "HelmRelease") and _is_flux(obj):
+        if obj.kind in ("Kustomization", "HelmRelease") and is_flux(obj):
             taken = [v for k, v in names.items() if k[0] == "app"]
             names[("app", obj.namespace, obj.name)] = unique(
                 dns_name(obj.name), taken, dns_name(f"{obj.namespace}-{obj.name}"))
     for obj in objects:
-        if obj.kind == "Kustomization" and _is_flux(obj):
+        if obj.kind == "Kustomization" and is_flux(obj):
             guarded(obj, result, partial(_kustomization, obj, result, names, objects))
         elif obj.kind == "HelmRelease":
             guarded(obj, result, partial(_release, obj, result, names, objects))
@@ -51,11 +50,6 @@ def build(objects: list[Manifest], result: Import) -> None:
                                            not fluxvalues.consumed(obj, objects)):
             result.skipped.append(f"{obj.where()}: not a Flux source or deployer")
 
-
-def _is_flux(obj: Manifest) -> bool:
-    """A Flux Kustomization, not a kustomize ``kustomization.yaml`` (kustomize.config.k8s.io)."""
-    return str(obj.obj.get("apiVersion", "")).startswith(("kustomize.toolkit.fluxcd.io",
-                                                           "helm.toolkit.fluxcd.io"))
 
 
 def _source(obj: Manifest, result: Import, names: dict[tuple[str, str, str], str]) -> None:
@@ -173,7 +167,7 @@ def _kustomization(obj: Manifest, result: Import, names: dict[tuple[str, str, st
     entry = Entry({"name": names[("app", obj.namespace, obj.name)]})
     _source_ref(obj, spec.get("sourceRef") or {}, entry, result, names)
     entry.data["path"] = clean_path(str(spec.get("path") or "."))
-    held = flux_objects_under(obj, entry.data["path"], objects)
+    held = fluxpaths.flux_objects_under(obj, entry.data["path"], objects)
     if held:
         shown = ", ".join(o.where() for o in held[:4]) + (f" and {len(held) - 4} more"
                                                           if len(held) > 4 else "")
@@ -192,22 +186,6 @@ def _kustomization(obj: Manifest, result: Import, names: dict[tuple[str, str, st
     for key in sorted(set(spec) - _KUSTOMIZATION_KEYS):
         result.note(entry, obj.where(), f"spec.{key} has no counterpart")
     result.applications[entry.data["name"]] = entry
-
-
-def flux_objects_under(obj: Manifest, path: str, objects: list[Manifest]) -> list[Manifest]:
-    """The Flux objects among ``objects`` whose files are below ``path`` of the Git work tree
-    that holds ``obj``'s file (none when that file is in no work tree, e.g. an export)."""
-    here = os.path.dirname(os.path.realpath(obj.file))
-    while not os.path.isdir(os.path.join(here, ".git")):
-        if os.path.dirname(here) == here:
-            return []
-        here = os.path.dirname(here)
-    root = os.path.realpath(os.path.join(here, path))
-    if os.path.commonpath([here, root]) != here:
-        return []
-    return [o for o in objects if o.kind in _FLUX_KINDS and
-            os.path.commonpath([root, os.path.realpath(o.file)]) == root and
-            (o.kind != "Kustomization" or _is_flux(o))]
 
 
 def _substitute(obj: Manifest, result: Import) -> None:

@@ -2,9 +2,10 @@
 
     valuesFrom[i] {kind: ConfigMap, name, valuesKey, targetPath, optional}
       -> a ConfigMap object among the inputs (the release's namespace, or none given:
-         the namespace a kustomization sets), or a ``configMapGenerator`` entry of a
-         kustomize ``kustomization.yaml`` among the inputs (its file, read from the
-         kustomization's own directory)
+         the namespace a kustomization sets), or a ``configMapGenerator`` entry of the
+         ``kustomization.yaml`` beside the release's file or of a kustomize
+         Kustomization among the inputs (its file, read from the kustomization's own
+         directory)
       -> its ``valuesKey`` (default ``values.yaml``) parsed as YAML and merged, in
          order, under ``spec.values`` (which wins), as Flux merges them
 
@@ -27,6 +28,7 @@ from scheduler.importers.common import Manifest
 DEFAULT_KEY = "values.yaml"
 MAX_FILE_BYTES = 1 << 20
 _KUSTOMIZE_API = "kustomize.config.k8s.io"
+_KUSTOMIZATIONS = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 
 Note = Callable[[str], None]
 
@@ -97,12 +99,29 @@ def _data(release: Manifest, name: str, objects: list[Manifest],
                 obj.namespace in ("", release.namespace):
             data = obj.obj.get("data")
             return data if isinstance(data, dict) else {}
-    for obj in objects:
-        if obj.kind == "Kustomization" and str(obj.obj.get("apiVersion", "")).startswith(
-                _KUSTOMIZE_API):
-            for gen in obj.obj.get("configMapGenerator") or []:
-                if isinstance(gen, dict) and gen.get("name") == name:
-                    return _generated(obj, gen, note)
+    kustomizations = [o for o in objects if o.kind == "Kustomization" and
+                      str(o.obj.get("apiVersion", "")).startswith(_KUSTOMIZE_API)]
+    beside = _beside(release)
+    for obj in ([beside] if beside else []) + kustomizations:
+        for gen in obj.obj.get("configMapGenerator") or []:
+            if isinstance(gen, dict) and gen.get("name") == name:
+                return _generated(obj, gen, note)
+    return None
+
+
+def _beside(release: Manifest) -> Manifest | None:
+    """The ``kustomization.yaml`` in the release's own directory (often without apiVersion
+    and kind, so not among the objects read), as a ``Manifest``."""
+    directory = os.path.dirname(release.file)
+    for name in _KUSTOMIZATIONS:
+        path = os.path.join(directory, name)
+        if os.path.isfile(path) and os.path.getsize(path) <= MAX_FILE_BYTES:
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    doc = yaml.safe_load(handle)
+            except (UnicodeDecodeError, yaml.YAMLError):
+                return None       # named as a file that does not parse, where it is read
+            return Manifest(doc, path) if isinstance(doc, dict) else None
     return None
 
 
