@@ -357,3 +357,108 @@ def test_a_malformed_object_is_named_and_the_rest_imported(tmp_path):
     assert list(fleet.applications) == ["fine"]
     assert fleet.applications["fine"].path == "deploy"
     assert next(iter(fleet.sources.values())).ref_kind == "tag"
+
+
+def test_flux_refs_oci_and_values_from(tmp_path):
+    write(tmp_path / "sources.yaml", """\
+        apiVersion: source.toolkit.fluxcd.io/v1
+        kind: GitRepository
+        metadata: {name: no-ref, namespace: apps}
+        spec: {url: https://e.com/a.git}
+        ---
+        apiVersion: source.toolkit.fluxcd.io/v1
+        kind: GitRepository
+        metadata: {name: by-name, namespace: apps}
+        spec: {url: https://e.com/b.git, ref: {name: refs/tags/v1.2.0, branch: main}}
+        ---
+        apiVersion: source.toolkit.fluxcd.io/v1
+        kind: GitRepository
+        metadata: {name: pull, namespace: apps}
+        spec: {url: https://e.com/c.git, ref: {name: refs/pull/7/head}}
+        ---
+        apiVersion: source.toolkit.fluxcd.io/v1beta2
+        kind: OCIRepository
+        metadata: {name: manifests, namespace: apps}
+        spec: {url: oci://ghcr.io/org/manifests, ref: {tag: latest}}
+        ---
+        apiVersion: kustomize.toolkit.fluxcd.io/v1
+        kind: Kustomization
+        metadata: {name: from-oci, namespace: apps}
+        spec: {sourceRef: {kind: OCIRepository, name: manifests}, path: ./}
+        ---
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: web-values, namespace: apps}
+        data:
+          values.yaml: |
+            replicaCount: 5
+            image: {tag: "1.0"}
+          host: web.example.com
+        ---
+        apiVersion: helm.toolkit.fluxcd.io/v2
+        kind: HelmRelease
+        metadata: {name: web, namespace: apps}
+        spec:
+          targetNamespace: web
+          install: {createNamespace: true, timeout: 5m}
+          chart: {spec: {chart: ./charts/web, sourceRef: {kind: GitRepository, name: no-ref}}}
+          valuesFrom:
+            - {kind: ConfigMap, name: web-values}
+            - {kind: ConfigMap, name: web-values, valuesKey: host, targetPath: ingress.host}
+            - {kind: Secret, name: web-secret-values}
+            - {kind: ConfigMap, name: absent, optional: true}
+            - {kind: ConfigMap, name: missing}
+          values: {replicaCount: 2}
+        """)
+    out = tmp_path / "fleet.yaml"
+    proc = run("flux", str(tmp_path / "sources.yaml"), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr          # the ConfigMap was read, not skipped
+    fleet = loaded(out)
+    sources = fleet.sources
+    assert sources["no-ref"].ref == "master"
+    assert "no spec.ref: Flux's default, the branch master" in proc.stderr
+    assert (sources["by-name"].ref_kind, sources["by-name"].ref) == ("tag", "v1.2.0")
+    assert "ref.name 'refs/pull/7/head'" in proc.stderr
+    assert sources["manifests"].url == "https://replace-me.invalid/manifests.git"
+    assert "OCIRepository 'oci://ghcr.io/org/manifests': OCI artifacts have no counterpart" \
+        in proc.stderr
+    assert fleet.applications["from-oci"].source == "manifests"
+    web = fleet.applications["web"]
+    assert web.namespace == "web" and web.create_namespace and web.path == "charts/web"
+    assert web.helm.release_name == "web-web"            # Flux: [targetNamespace-]name
+    assert dict(web.helm.values) == {"replicaCount": 2, "image": {"tag": "1.0"},
+                                     "ingress": {"host": "web.example.com"}}
+    assert "valuesFrom[2] Secret 'web-secret-values': values from a Secret are never " \
+           "copied" in proc.stderr
+    assert "valuesFrom[4] ConfigMap 'missing' is not among the inputs" in proc.stderr
+    assert "'absent'" not in proc.stderr
+    assert "spec.install.timeout has no counterpart" in proc.stderr
+
+
+def test_argocd_default_branch_and_typed_parameters(tmp_path):
+    write(tmp_path / "app.yaml", """\
+        apiVersion: argoproj.io/v1alpha1
+        kind: Application
+        metadata: {name: web}
+        spec:
+          source:
+            repoURL: https://e.com/r.git
+            path: chart
+            helm:
+              parameters:
+                - {name: replicaCount, value: "2"}
+                - {name: ingress.enabled, value: "false"}
+                - {name: image.tag, value: "0123"}
+                - {name: podLabels.build, value: "42", forceString: true}
+          destination: {name: prod, namespace: web}
+          syncPolicy: {automated: {}}
+        """)
+    out = tmp_path / "fleet.yaml"
+    proc = run("argocd", str(tmp_path / "app.yaml"), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    fleet = loaded(out)
+    assert next(iter(fleet.sources.values())).ref_kind == "default"   # no targetRevision
+    assert "defaultBranch: true" in out.read_text()
+    assert dict(fleet.applications["web"].helm.values) == {
+        "replicaCount": 2, "ingress": {"enabled": False}, "image": {"tag": "0123"},
+        "podLabels": {"build": "42"}}
