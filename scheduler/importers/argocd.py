@@ -36,6 +36,12 @@ _COMMIT = re.compile(r"[0-9a-f]{40}")
 _SOURCE_KEYS = {"repoURL", "path", "targetRevision", "chart", "helm", "kustomize", "directory"}
 _HELM_KEYS = {"releaseName", "values", "valuesObject", "valueFiles", "parameters"}
 _IGNORE_KEYS = {"group", "kind", "name", "jsonPointers"}
+_SPEC_KEYS = {"source", "sources", "destination", "project", "syncPolicy", "ignoreDifferences"}
+_PROJECT_KEYS = {"destinations", "namespaceResourceWhitelist", "clusterResourceWhitelist",
+                 "namespaceResourceBlacklist", "clusterResourceBlacklist", "description"}
+_FINALIZER = "resources-finalizer.argocd.argoproj.io"   # deleting the app deletes its objects
+_ALWAYS = {"ServerSideApply=true": "fleetsync always applies server-side",
+           "ApplyOutOfSyncOnly=true": "fleetsync writes only the objects that differ"}
 
 
 def build(objects: list[Manifest], result: Import) -> None:
@@ -113,6 +119,11 @@ def application(obj: Manifest, result: Import, projects: dict[str, Manifest],
     _project(spec.get("project") or "default", projects, entry, result, where)
     for key in sorted(set(source) - _SOURCE_KEYS - {"plugin"}):
         result.note(entry, where, f"spec.source.{key} has no counterpart")
+    for key in sorted(set(spec) - _SPEC_KEYS):
+        result.note(entry, where, f"spec.{key} has no counterpart")
+    finalizers = (obj.obj.get("metadata") or {}).get("finalizers") or []
+    if any(str(f).split("/")[0] == _FINALIZER for f in finalizers):
+        entry.data["onRemoval"] = "prune"
     result.applications[name] = entry
 
 
@@ -244,6 +255,8 @@ def _directory(directory: dict[str, Any], entry: Entry, result: Import, where: s
 def _sync_policy(policy: dict[str, Any], entry: Entry, result: Import, where: str) -> None:
     automated = policy.get("automated")
     entry.data["prune"] = bool(automated and automated.get("prune"))
+    if automated and automated.get("allowEmpty"):
+        entry.data["allowEmpty"] = True
     if automated is None:
         entry.data["drift"] = "detect"
         result.note(entry, where, "no syncPolicy.automated (manual sync): drift: detect reports "
@@ -255,6 +268,8 @@ def _sync_policy(policy: dict[str, Any], entry: Entry, result: Import, where: st
     for option in options:
         if option == "CreateNamespace=true" and "namespace" in entry.data:
             entry.data["createNamespace"] = True
+        elif option in _ALWAYS:
+            result.note(entry, where, f"syncOption {option}: {_ALWAYS[option]}")
         else:
             result.note(entry, where, f"syncOption {option} has no counterpart")
     for key in sorted(set(policy) - {"automated", "syncOptions"}):
@@ -283,6 +298,8 @@ def _project(name: str, projects: dict[str, Manifest], entry: Entry, result: Imp
             result.note(entry, where, f"AppProject {name!r} not among the inputs: no limits")
         return
     spec = project.spec
+    for key in sorted(set(spec) - _PROJECT_KEYS):
+        result.note(entry, where, f"AppProject {name} spec.{key} has no counterpart")
     namespaces = {str(d.get("namespace", "*")) for d in spec.get("destinations") or []}
     if namespaces and not any("*" in n or "!" in n for n in namespaces):
         entry.data["allowedNamespaces"] = sorted(namespaces)

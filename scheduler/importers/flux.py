@@ -19,13 +19,14 @@ from typing import Any
 
 from scheduler.importers import fluxpaths, fluxvalues
 from scheduler.importers.fluxpaths import is_flux
+from shared.spec.scalars import parse_duration
 from scheduler.importers.common import Entry, Import, Manifest, clean_path, dns_name, guarded
 from scheduler.importers.common import unique
 
 CLUSTER = "default"
 _KUSTOMIZATION_KEYS = {"sourceRef", "path", "prune", "dependsOn", "postBuild", "healthChecks",
                        "wait", "timeout", "targetNamespace", "serviceAccountName", "interval",
-                       "suspend", "force"}
+                       "suspend", "force", "deletionPolicy"}
 _RELEASE_KEYS = {"chart", "values", "valuesFrom", "install", "interval", "targetNamespace", "releaseName",
                  "dependsOn", "suspend", "serviceAccountName", "timeout"}
 _CONSUMED = ("GitRepository", "HelmRepository", "OCIRepository", "ConfigMap")
@@ -49,6 +50,11 @@ def build(objects: list[Manifest], result: Import) -> None:
         elif obj.kind not in _CONSUMED or (obj.kind == "ConfigMap" and
                                            not fluxvalues.consumed(obj, objects)):
             result.skipped.append(f"{obj.where()}: not a Flux source or deployer")
+    cluster = result.clusters.get(CLUSTER)
+    if cluster is not None and "interval" in cluster.data:
+        cluster.notes.append("interval: the shortest interval of the Kustomizations and "
+                             "HelmReleases (fleetsync reconciles a cluster's applications "
+                             "together)")
 
 
 
@@ -156,9 +162,23 @@ def _common(obj: Manifest, entry: Entry, result: Import,
         entry.data["suspend"] = True
     if spec.get("timeout"):
         entry.data["timeout"] = spec["timeout"]
+    _interval(obj, result)
     if spec.get("serviceAccountName"):
         entry.data["serviceAccountName"] = spec["serviceAccountName"]
         entry.data["serviceAccountNamespace"] = dns_name(obj.namespace or "flux-system")
+
+
+def _interval(obj: Manifest, result: Import) -> None:
+    text = obj.spec.get("interval")
+    if not text:
+        return
+    try:
+        seconds = parse_duration(str(text))
+    except ValueError:
+        return                  # Flux refuses it too; the cluster keeps fleetsync's default
+    cluster = result.clusters[CLUSTER]
+    if seconds < cluster.data.get("_interval", float("inf")):
+        cluster.data.update(_interval=seconds, interval=str(text))
 
 
 def _kustomization(obj: Manifest, result: Import, names: dict[tuple[str, str, str], str],
@@ -176,6 +196,11 @@ def _kustomization(obj: Manifest, result: Import, names: dict[tuple[str, str, st
                     "needed); take them out of the path once fleetsync runs these applications")
     _common(obj, entry, result, names)
     entry.data["prune"] = bool(spec.get("prune", False))
+    policy = spec.get("deletionPolicy") or "MirrorPrune"   # what deleting it does in Flux
+    if policy == "Delete" or (policy == "MirrorPrune" and entry.data["prune"]):
+        entry.data["onRemoval"] = "prune"
+    elif policy not in ("MirrorPrune", "Orphan"):
+        result.note(entry, obj.where(), f"deletionPolicy {policy!r} has no counterpart")
     entry.data["wait"] = bool(spec.get("wait", False) or spec.get("healthChecks"))
     if spec.get("force"):
         entry.data["force"] = True
@@ -231,6 +256,7 @@ def _release(obj: Manifest, result: Import, names: dict[tuple[str, str, str], st
         helm["values"] = values
     _values_files(obj, chart, entry, helm, result)
     entry.data["helm"] = helm
+    entry.data["onRemoval"] = "prune"        # deleting a HelmRelease uninstalls the release
     install = spec.get("install") or {}
     if install.get("createNamespace") and "namespace" in entry.data:
         entry.data["createNamespace"] = True

@@ -95,6 +95,7 @@ items:
     metadata: {name: my-project, namespace: argocd}
     spec:
       destinations: [{namespace: guestbook, server: '*'}]
+      syncWindows: [{kind: deny, schedule: '0 22 * * *', duration: 1h, applications: ['*']}]
       namespaceResourceWhitelist: [{group: apps, kind: Deployment}, {group: '', kind: Service}]
       clusterResourceBlacklist: [{group: '', kind: Namespace}]
   - apiVersion: argoproj.io/v1alpha1
@@ -130,6 +131,7 @@ def test_argocd_repository(tmp_path):
     assert dev.allowed_namespaces == ("guestbook",)
     assert dev.allowed_kinds == ("apps/Deployment", "core/Service")
     assert dev.denied_kinds == ("core/Namespace",)
+    assert "AppProject my-project spec.syncWindows has no counterpart" in proc.stderr
     helm = apps["helm-guestbook"]
     assert helm.helm.release_name == "guestbook"
     assert dict(helm.helm.values) == {"replicaCount": 2, "service": {"type": "LoadBalancer"}}
@@ -290,6 +292,9 @@ def test_flux_multi_tenancy(tmp_path):
     infra, tenants, podinfo = (fleet.applications[n] for n in ("infrastructure", "tenants",
                                                                "podinfo"))
     assert infra.path == "infrastructure" and infra.prune and infra.wait and infra.timeout == 300
+    assert infra.on_removal == "prune"            # Flux prunes a deleted Kustomization's objects
+    assert podinfo.on_removal == "prune"          # and uninstalls a deleted HelmRelease
+    assert fleet.clusters["default"].interval == 300    # the shortest: tenants' 5m
     assert tenants.depends_on == ("infrastructure",) and tenants.namespace == "apps"
     assert tenants.service_account == "flux-system/kustomize-controller"
     assert podinfo.chart is not None and podinfo.chart.version == ">=6.0.0"
@@ -439,8 +444,9 @@ def test_argocd_default_branch_and_typed_parameters(tmp_path):
     write(tmp_path / "app.yaml", """\
         apiVersion: argoproj.io/v1alpha1
         kind: Application
-        metadata: {name: web}
+        metadata: {name: web, finalizers: [resources-finalizer.argocd.argoproj.io/background]}
         spec:
+          revisionHistoryLimit: 3
           source:
             repoURL: https://e.com/r.git
             path: chart
@@ -451,10 +457,12 @@ def test_argocd_default_branch_and_typed_parameters(tmp_path):
                 - {name: image.tag, value: "0123"}
                 - {name: podLabels.build, value: "42", forceString: true}
           destination: {name: prod, namespace: web}
-          syncPolicy: {automated: {}}
+          syncPolicy: {automated: {allowEmpty: true}, syncOptions: [ServerSideApply=true]}
         """)
     out = tmp_path / "fleet.yaml"
     proc = run("argocd", str(tmp_path / "app.yaml"), "-o", str(out))
+    assert "spec.revisionHistoryLimit has no counterpart" in proc.stderr
+    assert "syncOption ServerSideApply=true: fleetsync always applies server-side" in proc.stderr
     assert proc.returncode == 0, proc.stderr
     fleet = loaded(out)
     assert next(iter(fleet.sources.values())).ref_kind == "default"   # no targetRevision
@@ -462,3 +470,5 @@ def test_argocd_default_branch_and_typed_parameters(tmp_path):
     assert dict(fleet.applications["web"].helm.values) == {
         "replicaCount": 2, "ingress": {"enabled": False}, "image": {"tag": "0123"},
         "podLabels": {"build": "42"}}
+    web = fleet.applications["web"]
+    assert web.on_removal == "prune" and web.allow_empty     # the finalizer; allowEmpty
