@@ -23,6 +23,7 @@ from scheduler.importers.common import Manifest
 FLUX_KINDS = ("GitRepository", "HelmRepository", "OCIRepository", "Kustomization", "HelmRelease")
 _KUSTOMIZATIONS = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _MAX_DIRECTORIES = 500
+_MAX_FILE_BYTES = 1 << 20
 
 
 def is_flux(obj: Manifest) -> bool:
@@ -84,6 +85,8 @@ def _reached(tree: str, start: str) -> tuple[set[str], set[str]]:
 
 def _resources(path: str) -> list[str]:
     try:
+        if os.path.getsize(path) > _MAX_FILE_BYTES:
+            return []
         with open(path, encoding="utf-8") as handle:
             doc = yaml.safe_load(handle)
     except (OSError, UnicodeDecodeError, yaml.YAMLError):

@@ -343,9 +343,11 @@ def _chart(app: Application, tree: Path | None, revision: str, archive: ChartArc
         return None
     refuse_escaping_links(root, target)
     rel = display(root, target)
-    over = overchart.output_entry(root, target) if overchart.is_kustomized_chart(target) else ""
-    if overchart.is_kustomized_chart(target) and over == overchart.RENDERS_ITSELF:
-        return None         # its kustomization renders it (helmCharts): a kustomize build
+    over = ""
+    if overchart.is_kustomized_chart(target):
+        over = overchart.output_entry(root, target)
+        if over == overchart.RENDERS_ITSELF:
+            return None     # its kustomization renders it (helmCharts): a kustomize build
     return ChartInput(target, f"git:{revision}:{rel}" + (f" kustomize:{over}" if over else ""),
                       rel, over)
 

@@ -51,7 +51,8 @@ def output_entry(tree: Path, directory: Path) -> str:
     """The ``resources`` entry the chart's output goes into, or ``RENDERS_ITSELF``;
     a ``RenderError`` naming both files when the kustomization says neither."""
     path = kustomization_file(directory)
-    assert path is not None
+    if path is None:
+        raise RenderError(f"{display(tree, directory)}: no kustomization beside the chart")
     doc = load_kustomization(tree, path)
     chart, kust = display(tree, directory / CHART_FILE), display(tree, path)
     if doc.get("helmCharts") or "helmChartInflationGenerator" in doc:
