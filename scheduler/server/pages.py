@@ -34,7 +34,8 @@ from shared.state.rollout_store import Holds
 
 HERE = Path(__file__).parent
 SYMBOLS = {"Ready": "✓", "Progressing": "↻", "Degraded": "!", "Drifted": "≠", "Failed": "✗",
-           "Suspended": "‖", "Removed": "–", "Unknown": "?"}
+           "Suspended": "‖", "Removed": "–", "Unknown": "?",
+           "Operator": "⚑"}           # an operator's action in a unit's history
 
 
 def _age(seconds: float | None) -> str:
