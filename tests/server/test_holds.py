@@ -90,6 +90,12 @@ def test_rollout_actions_need_the_token_and_enqueue_a_sync(served) -> None:
                        headers={"Authorization": f"Bearer {TOKEN}"}).json()
     assert [c["allowed"] for w in got["waves"] for c in w["clusters"]] == [B, A]
     assert any("promoted by TEST_SERVER_TOKEN" in e["message"] for e in got["events"])
+    promotes = [json.loads(line) for line in server.log.read_text().splitlines()
+                if line.startswith("{") and '"rollout promote"' in line]
+    assert [(a["event"], a["who"], a["units"], a["wave"], a["via"]) for a in promotes] == [
+        ("audit", "TEST_SERVER_TOKEN", ["dev/web", "prod/web"], 2, "api")]
+    assert StatusStore(client).history("web", "prod")[0]["message"] == \
+        "rollout promote by TEST_SERVER_TOKEN (api)"
 
 
 def test_suspend_and_resume_are_recorded_with_who(served) -> None:
