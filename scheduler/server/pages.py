@@ -91,8 +91,8 @@ class Pages:
                              for k, v in c.labels.items()})
         apps = [{"name": a.name, "rollout": a.rollout is not None}
                 for a in (fleet.applications.values() if fleet else [])]
-        return self.render("fleet.html", request=request, label=label, apps=apps,
-                           bands=windowband.bands(fleet, snap.now), by=by, all_labels=all_labels,
+        bands = await run_in_threadpool(windowband.bands, fleet, snap.now)   # cron walks
+        return self.render("fleet.html", request=request, label=label, apps=apps, bands=bands, by=by, all_labels=all_labels,
                            matrix=fleetview.matrix(snap.rows, by if by in ("cluster", "app")
                                                    else "auto"),
                            counts=fleetview.counts(snap.rows), total=len(snap.rows),
@@ -106,7 +106,8 @@ class Pages:
         if found is None:
             return self.render("missing.html", 404, request, what=f"no unit {app} on {cluster}")
         now = datetime.now(timezone.utc)
-        held = windowband.held(self.backend.fleet(), app, cluster, now)
+        held = await run_in_threadpool(lambda: windowband.held(self.backend.fleet(), app,
+                                                               cluster, now))
         suspension = await run_in_threadpool(Holds(self.backend.redis).suspension, app, cluster)
         return self.render("unit.html", request=request, unit=found, held=held,
                            suspension=suspension, now=now.strftime("%H:%M:%S"))
