@@ -153,7 +153,11 @@ class Access:
             found = tokens.find(given[1], self.server.tokens) if given else None
             if found is not None:
                 return found
-            challenge = b'Bearer realm="fleetsync"' if scope["path"].startswith("/api/") \
+            # a page, or the API asked by a page (it has the session cookie): the browser
+            # answers a Basic challenge with the credentials it was given for the page
+            from_page = csrf.session_of(headers.get("cookie", "")) is not None
+            challenge = b'Bearer realm="fleetsync"' \
+                if scope["path"].startswith("/api/") and not from_page \
                 else b'Basic realm="fleetsync", charset="UTF-8"'
             return 401, "a token is required (Authorization: Bearer TOKEN)", \
                 [(b"www-authenticate", challenge)]
