@@ -17,12 +17,12 @@ import pytest
 from workers.apply import inventory as inv
 from workers.apply.engine import apply_unit
 from workers.apply.hooks import HookFailed, short
+from workers.apply.policy import PolicyError
 from workers.apply.testing import application, configmap, deployment, namespace, unique
 
 pytestmark = pytest.mark.k8s
 
-R1, R2, R3 = ("1111111aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "2222222bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
-              "3333333ccccccccccccccccccccccccccccccccc")
+R1, R2 = "1111111" + "a" * 33, "2222222" + "b" * 33
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +144,23 @@ def test_syncfail_runs_when_the_main_set_is_not_healthy_for_postsync(kube):
     found = jobs(kube, ns)
     assert "notify" not in found and complete(found["page"])
     assert kube.get_or_none(f"/apis/apps/v1/namespaces/{ns}/deployments/web")  # applied
+
+
+def test_a_hook_never_replaces_what_is_not_the_applications_nor_leaves_its_namespaces(kube):
+    ns, app = unique("argoown"), application(unique("argo"), timeout=60)
+    kube.create("/api/v1/namespaces", namespace(ns))
+    kube.create(f"/api/v1/namespaces/{ns}/configmaps", configmap("taken", ns, owner="other"))
+    taken = configmap("taken", ns, v="hook")
+    taken["metadata"]["annotations"] = {"argocd.argoproj.io/hook": "PreSync"}
+    with pytest.raises(HookFailed, match=f"PreSync hook ConfigMap/{ns}/taken: an object of that "
+                                         "name exists and is not labelled"):
+        apply_unit(kube, app=app, objects=[configmap("c", ns), taken], revision=R1, token=1)
+    assert kube.get(f"/api/v1/namespaces/{ns}/configmaps/taken")["data"] == {"owner": "other"}
+    assert kube.get_or_none(f"/api/v1/namespaces/{ns}/configmaps/c") is None
+
+    fenced = application(unique("argo"), timeout=60, allowed_namespaces=(ns,))
+    elsewhere = hook("escape", "kube-system", "PostSync")
+    with pytest.raises(PolicyError, match="Job/kube-system/escape"):
+        apply_unit(kube, app=fenced, objects=[configmap("c", ns), elsewhere], revision=R1,
+                   token=1)
+    assert kube.get_or_none(f"/api/v1/namespaces/{ns}/configmaps/c") is None

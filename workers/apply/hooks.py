@@ -14,7 +14,8 @@ yet, else ``upgrade``), as Helm runs them:
   application's ``timeout``), the same way;
 - ``helm.sh/hook-delete-policy``: ``before-hook-creation`` (the default) deletes
   the previous object first, ``hook-succeeded`` and ``hook-failed`` delete it
-  after.
+  after; an object of the hook's name that does not carry the application's
+  label is never replaced or deleted (the hook fails, naming it).
 
 An object with Argo CD's ``argocd.argoproj.io/hook`` is a hook too (that
 annotation wins over Helm's, as in Argo CD): its ``events`` are its phases
@@ -39,7 +40,8 @@ from shared.errors import ApplyError, FleetsyncError
 from workers.apply import health
 from workers.apply.discovery import Discovery, Resource
 from workers.apply.kube import Kube, NotFound
-from workers.apply.refs import ObjectRef, copied, kind_rank, ref_of, stamp, tier
+from workers.apply.refs import (APP_LABEL, ObjectRef, copied, kind_rank, owner_of, ref_of,
+                                stamp, tier)
 
 HOOK = "helm.sh/hook"
 WEIGHT = "helm.sh/hook-weight"
@@ -110,8 +112,10 @@ def split(objects: list[dict]) -> tuple[list[Hook], list[dict]]:
 
 def due(hooks: list[Hook], event: str) -> list[Hook]:
     """The hooks of ``event`` (``pre-upgrade``, ``PreSync``...) in the order they run:
-    weight (a sync wave), then kind order, then name (as Helm and Argo CD run them)."""
+    Helm's by weight, kind and name; Argo CD's by wave, kind order and name."""
     chosen = [h for h in hooks if event in h.events]
+    if event not in argocd.PHASES:          # Helm's, as they always were
+        return sorted(chosen, key=lambda h: (h.weight, h.ref.kind, h.ref.namespace, h.ref.name))
     return sorted(chosen, key=lambda h: order_key(h.weight, h.ref))
 
 
@@ -142,7 +146,8 @@ def named(hook: Hook, revision: str, event: str) -> Hook:
 
 def run(kube: Kube, hooks: list[Hook], app: str, event: str, discovery: Discovery,
         timeout: float, poll: float = 0.5) -> list[str]:
-    """Run ``hooks`` one by one; ``HookFailed`` at the first that fails. What ran."""
+    """Run ``hooks`` one by one; ``HookFailed`` at the first that fails. What ran. An
+    object of a hook's name that is not the application's own is never replaced."""
     if not hooks:
         return []
     resources = discovery.resolve(kube, [h.ref for h in hooks])
@@ -150,7 +155,11 @@ def run(kube: Kube, hooks: list[Hook], app: str, event: str, discovery: Discover
     for hook in hooks:
         resource = resources[hook.ref]
         path = resource.path(hook.ref)
-        if "before-hook-creation" in hook.policies:
+        live = kube.get_or_none(path)
+        if live is not None and owner_of(live) != app:
+            raise HookFailed(f"{event} hook {hook.ref}: an object of that name exists and is "
+                             f"not labelled {APP_LABEL}={app}: not replaced", obj=str(hook.ref))
+        if live is not None and "before-hook-creation" in hook.policies:
             _delete(kube, path, wait=True)
         obj = stamp(hook.obj, app)
         try:

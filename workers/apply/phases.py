@@ -34,7 +34,7 @@ from typing import Callable, Mapping
 from shared import argocd
 from shared.errors import FleetsyncError, TransientError
 from shared.spec.model import Application
-from workers.apply import health, hooks, waves
+from workers.apply import health, hooks, policy, waves
 from workers.apply.discovery import Discovery
 from workers.apply.execute import Fence, Outcome
 from workers.apply.kube import Kube
@@ -54,6 +54,7 @@ class Phases:
         self.kube, self.app, self.revision, self.seen = kube, app, revision, seen
         self.hooks, self.discovery, self.fence, self.rules = hook_list, discovery, fence, rules
         self.event = "install" if not seen.inventory.refs else "upgrade"
+        policy.check(app, [h.ref for h in hook_list], {})     # hooks obey it as objects do
         self.sync = hooks.due(hook_list, argocd.SYNC)
         self.order = waves.order(seen.desired, [(h.ref, h.weight) for h in self.sync])
         self.ran: list[str] = []
