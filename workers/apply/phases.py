@@ -24,6 +24,10 @@ pass at the revision already applied (a no-op pass, a drift correction), which
 still applies its writes wave by wave. Helm hooks: ``install`` on a unit that
 applied nothing yet, else ``upgrade``. The timeout starts once the set is
 validated: the waits for waves and for PostSync share it; each hook has its own.
+
+Where DESIGN says health is assessed and never waited for within an apply, this
+module waits on purpose, and only when the render asks for it: a later wave, a
+post hook or a PostSync hook is defined by the health of what came before.
 """
 
 from __future__ import annotations
