@@ -5,7 +5,7 @@ Argo CD annotations as such repositories have them (a ``generateName`` PreSync J
 PostSync Job deleted once it succeeded, a ``Skip`` object, sync waves around a
 Deployment) is synced through the queue: the unit is Ready, its history entry and
 ``fleetsync history`` name the hooks that ran, and a second sync at the same revision
-runs none.
+runs none; ``fleetsync diff`` leaves the hooks out and finds the unit in sync.
 """
 
 from __future__ import annotations
@@ -78,6 +78,10 @@ def test_an_argo_cd_repository_runs_its_hooks_and_waves_and_history_names_them(
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
         assert f"    hook run: PreSync Job/{ns}/migrate-{sha[:7]}-presync" in proc.stdout
+        diff = subprocess.run([sys.executable, "-m", "scheduler.cli", "diff", stack.app,
+                               "--cluster", "work-1"], cwd=ROOT, env=stack.env(),
+                              capture_output=True, text=True, timeout=120)
+        assert diff.returncode == 0 and "in sync" in diff.stdout, diff.stdout + diff.stderr
 
         from kubernetes import client, config
 

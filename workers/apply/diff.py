@@ -16,7 +16,7 @@ Unchanged objects are left out, so an empty string means "in sync".
 from __future__ import annotations
 
 from shared.spec.model import Application
-from workers.apply import hooks, namespaces
+from workers.apply import namespaces
 from workers.apply.discovery import PROCESS, Discovery
 from workers.apply.kube import Kube
 from workers.apply.observe import observe
@@ -46,9 +46,7 @@ def _lines(change: Change) -> list[str]:
 
 def diff_unit(kube: Kube, app: Application, objects: list[dict],
               discovery: Discovery = PROCESS) -> ChangeSet:
-    """The ChangeSet an apply of ``objects`` would carry out now; reads only. Hooks are
-    not desired state: left out, as the engine leaves them out of its plan."""
-    _, objects = hooks.split(objects)
+    """The ChangeSet an apply of ``objects`` would carry out now; reads only."""
     own_namespace = namespaces.wanted(app, objects)
     seen = observe(kube, app.name, objects + [own_namespace] if own_namespace else objects,
                    discovery)
