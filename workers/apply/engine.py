@@ -32,14 +32,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any
 
 from shared.errors import ApplyError, FleetsyncError
 from shared.spec.model import Application
 from workers.apply import health, hooks, ignore, namespaces, occupied, policy
 from workers.apply import inventory as inv
 from workers.apply.discovery import PROCESS, Discovery
-from workers.apply.execute import OPEN, Fence, Outcome, apply_all, prune_all
+from workers.apply.execute import OPEN, Fence, prune_all
 from workers.apply.kube import Kube
 from workers.apply.observe import Observation, observe
 from workers.apply.phases import Phases
@@ -297,12 +297,11 @@ def _write(kube: Kube, app: Application, revision: str, token: int, dry_run_only
     run = run or Phases(kube, app, revision, seen, [], discovery=discovery, fence=fence)
     run.before_writes()                  # validated whole: now pre hooks, then the writes
 
-    def apply(part: Mapping[ObjectRef, dict]) -> Outcome:
-        return apply_all(kube, part, seen.resources, pending=seen.pending,
-                         on_crds=lambda: _refresh(kube, discovery, seen),
-                         crd_timeout=min(app.timeout, CRD_TIMEOUT), force=app.force,
-                         replace_timeout=app.timeout, fence=fence)
-    applied = run.apply(writes, apply)                  # wave by wave, when it has waves
+    # execute.apply_all, wave by wave when the render has sync waves (one call when not)
+    applied = run.apply(kube, writes, seen.resources, pending=seen.pending,
+                        on_crds=lambda: _refresh(kube, discovery, seen),
+                        crd_timeout=min(app.timeout, CRD_TIMEOUT), force=app.force,
+                        replace_timeout=app.timeout, fence=fence)
     changeset = with_replaced(changeset, applied.replaced)
     if applied.stopped:
         fence.tier()

@@ -33,14 +33,14 @@ post hook or a PostSync hook is defined by the health of what came before.
 from __future__ import annotations
 
 import time
-from typing import Callable, Mapping
+from typing import Any, Mapping
 
 from shared import argocd
 from shared.errors import FleetsyncError, TransientError
 from shared.spec.model import Application
 from workers.apply import health, hooks, policy, waves
-from workers.apply.discovery import Discovery
-from workers.apply.execute import Fence, Outcome
+from workers.apply.discovery import Discovery, Resource
+from workers.apply.execute import Fence, Outcome, apply_all
 from workers.apply.kube import Kube
 from workers.apply.observe import Observation
 from workers.apply.refs import ObjectRef, is_namespace
@@ -89,10 +89,12 @@ class Phases:
         self._run(helm, f"pre-{self.event}")
         self._run(argo, argocd.PRE_SYNC)
 
-    def apply(self, writes: Mapping[ObjectRef, dict],
-              apply_part: Callable[[Mapping[ObjectRef, dict]], Outcome]) -> Outcome:
-        """The main set's writes, wave by wave when it has waves (``waves.apply``)."""
-        return waves.apply(writes, self.order, apply_part,
+    def apply(self, kube: Kube, writes: Mapping[ObjectRef, dict],
+              resources: Mapping[ObjectRef, Resource], **options: Any) -> Outcome:
+        """``execute.apply_all`` of the main set's writes (``options`` are its own), wave by
+        wave when the render has waves (``waves.apply``), in one call when not."""
+        return waves.apply(writes, self.order,
+                           lambda part: apply_all(kube, part, resources, **options),
                            lambda wave, done: self._between(wave, done, list(writes)))
 
     def _between(self, wave: int, done: Outcome, writes: list[ObjectRef]) -> None:
