@@ -1,8 +1,12 @@
 """The apply engine: one sync unit's objects made live, as a pipeline that reads top down.
 
     (+ namespace) -> observe -> refuse an empty render -> plan -> refuse conflicts
-        -> validate (dry-run) -> apply (replace on immutable fields with force)
-        -> prune -> inventory -> health (assessed, never waited for) -> ApplyResult
+        -> validate (dry-run) -> [pre hooks] -> apply (replace on immutable fields
+        with force; wave by wave with Argo CD sync waves) -> prune -> inventory
+        -> health (assessed, never waited for) -> [post hooks] -> ApplyResult
+
+Hooks (Helm's of a chart, Argo CD's) and sync waves are ``workers.apply.phases``:
+without them the apply is one ``apply_all`` and nothing waits.
 
 Every decision is made by the pure modules (``plan``, ``annotations``, ``health.check``); this
 module only sequences the I/O verbs. A no-op reconcile (nothing drifted, same
@@ -28,16 +32,17 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 from shared.errors import ApplyError, FleetsyncError
 from shared.spec.model import Application
 from workers.apply import annotations as notes, health, hooks, ignore, namespaces, occupied, policy
 from workers.apply import inventory as inv
 from workers.apply.discovery import PROCESS, Discovery
-from workers.apply.execute import OPEN, Fence, apply_all, prune_all
+from workers.apply.execute import OPEN, Fence, prune_all
 from workers.apply.kube import Kube
 from workers.apply.observe import Observation, observe
+from workers.apply.phases import Phases
 from workers.apply.plan import (ADOPTED, CONFIGURED, CREATED, ChangeSet, ownership_error, plan,
                                 with_replaced)
 from workers.apply.refs import ObjectRef, is_namespace, ref_of
@@ -269,43 +274,25 @@ def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str,
         problems = health.assess(kube, _current(seen, {}), rules)  # detect: report, no write
         return _Done(changeset, Validation(), health.problems(problems), was_applied=True,
                      detected=True)
-    # Helm hooks run when the revision changes: install on a unit that applied nothing yet
-    event = "install" if not seen.inventory.refs else "upgrade"
-    ran: list[str] = []
-    run_hooks = bool(hook_list) and not was_applied and not dry_run_only
-
-    def pre_hooks() -> None:
-        due = hooks.due(hook_list, f"pre-{event}") if run_hooks else []
-        if not due:
-            return
-        fence.tier()
-        needed = {h.ref.namespace for h in due}       # as helm --create-namespace: first
-        for ref, obj in seen.desired.items():
-            if is_namespace(ref) and ref.name in needed and seen.live.get(ref) is None:
-                kube.apply(seen.resources[ref].path(ref), obj)
-        ran.extend(hooks.run(kube, due, app.name, f"pre-{event}", discovery, app.timeout))
+    run = Phases(kube, app, revision, seen, [] if was_applied or dry_run_only else hook_list,
+                 discovery=discovery, fence=fence, rules=rules)   # hooks at a new revision
     try:
         done = _write(kube, app, revision, token, dry_run_only, discovery, seen, changeset,
-                      fence, pre_hooks, rules)
+                      fence, run, rules)
+        if run.post(done.problems):          # post hooks waited for the main set's health
+            done = replace(done, problems=())
     except FleetsyncError as exc:       # drift found and left standing: the unit is Drifted
+        run.failed(exc)                 # SyncFail hooks, after a failure past the dry-run
         if was_applied:
             exc.drifted = tuple(str(c.ref) for c in changeset.by_action(CONFIGURED)
                                 if c.reason == DRIFTED)
         raise
-    post = hooks.due(hook_list, f"post-{event}") if run_hooks else []
-    if post:
-        unhealthy = {ref: kube.get_or_none(seen.resources[ref].path(ref)) or {}
-                     for ref, _, _ in done.problems}
-        hooks.main_set_healthy(kube, unhealthy, seen.resources, app.timeout)
-        fence.tier()
-        ran.extend(hooks.run(kube, post, app.name, f"post-{event}", discovery, app.timeout))
-        done = replace(done, problems=())
-    return replace(done, was_applied=was_applied, hooks=tuple(ran))
+    return replace(done, was_applied=was_applied, hooks=tuple(run.ran))
 
 
 def _write(kube: Kube, app: Application, revision: str, token: int, dry_run_only: bool,
            discovery: Discovery, seen: Observation, changeset: ChangeSet,
-           fence: Fence, before_writes: Callable[[], None] = lambda: None,
+           fence: Fence, run: Phases | None = None,
            rules: HealthRules = DEFAULT_RULES) -> _Done:
     writes = {c.ref: seen.desired[c.ref] for c in changeset.to_apply()}
     how = notes.behaviours(writes)        # per-object force, replace, validation
@@ -314,14 +301,16 @@ def _write(kube: Kube, app: Application, revision: str, token: int, dry_run_only
                        probed=seen.probed) if writes else Validation()
     if dry_run_only:
         return _Done(changeset, checked)
-    before_writes()                      # validated whole: now pre hooks, then the writes
+    run = run or Phases(kube, app, revision, seen, [], discovery=discovery, fence=fence)
+    run.before_writes()                  # validated whole: now pre hooks, then the writes
 
-    applied = apply_all(kube, writes, seen.resources, pending=seen.pending,
+    # execute.apply_all, wave by wave when the render has sync waves (one call when not)
+    applied = run.apply(kube, writes, seen.resources, pending=seen.pending,
                         on_crds=lambda: _refresh(kube, discovery, seen),
                         crd_timeout=min(app.timeout, CRD_TIMEOUT), force=app.force,
                         replace_timeout=app.timeout, fence=fence, how=how)
     changeset = with_replaced(changeset, applied.replaced)
-    if applied.failed:
+    if applied.stopped:
         fence.tier()
         _record(kube, app, token, seen, set(seen.inventory.refs) | set(applied.done),
                 seen.inventory.revision)

@@ -46,14 +46,22 @@ NEW_KIND_GRACE = 5.0     # seconds a just-established CRD's endpoint may still a
 
 @dataclass
 class Outcome:
-    """What one write verb did: ``done`` per ref (the server's object, or None), and failures."""
+    """What one write verb did: ``done`` per ref (the server's object, or None), and failures;
+    ``halted``: what stopped it between two steps (a sync wave not healthy, a hook failed)."""
 
     done: dict[ObjectRef, dict | None] = field(default_factory=dict)
     failed: dict[ObjectRef, FleetsyncError] = field(default_factory=dict)
     replaced: set[ObjectRef] = field(default_factory=set)
+    halted: FleetsyncError | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.failed) or self.halted is not None
 
     def error(self, verb: str) -> FleetsyncError:
         """One error for every failure: transient if any is (the retry redoes it all)."""
+        if self.halted is not None and not self.failed:
+            return self.halted
         lines = [f"{ref}: {detail(exc)}" for ref, exc in sorted(self.failed.items())]
         text = f"{len(lines)} object(s) failed to {verb}:\n  " + "\n  ".join(lines)
         first = str(min(self.failed))
