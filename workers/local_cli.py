@@ -62,12 +62,14 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from workers.apply.diff import diff_unit, format_diff
+    from workers.apply.hooks import split
 
     ctx = context(args, use_redis=False)
     result = rendered(ctx, args)
     app, cluster = stages.resolve(ctx.fleet(), args.app, args.cluster)
+    _, objects = split(result.objects)        # hooks are not desired state: never diffed
     changeset = diff_unit(ctx.kube(cluster).session(stages.identity_of(app, cluster)), app,
-                          result.objects)
+                          objects)
     text = format_diff(changeset)
     revision = ctx.status.source_revision(app.source)
     at = revision[0][:12] if revision else ""

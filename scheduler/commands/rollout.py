@@ -123,10 +123,12 @@ def _operator(args: argparse.Namespace) -> tuple[Any, Any]:
     from scheduler.holds import Operator
     from shared.celery_app import send
     from shared.errors import SpecError
+    from shared.logs import configure
     from shared.state.redisconn import connect
     from shared.spec.load import load_fleet
 
     client = Client()
+    configure(client.settings.log_level)        # the audit line: JSON on stderr
     try:
         fleet = load_fleet(args.file) if args.file else None
     except SpecError as exc:
@@ -135,7 +137,8 @@ def _operator(args: argparse.Namespace) -> tuple[Any, Any]:
 
     def send_task(name: str, task_args: list[Any], kwargs: dict[str, Any]) -> str:
         return str(send(client.app, name, task_args, kwargs).id)
-    return Operator(connect(client.settings.redis_url), fleet, send_task), client.close
+    return Operator(connect(client.settings.redis_url), fleet, send_task,
+                    history_size=client.settings.history_size), client.close
 
 
 def _user() -> str:

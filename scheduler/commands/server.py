@@ -24,9 +24,11 @@ def run_server(args: argparse.Namespace) -> int:
     import uvicorn
 
     from scheduler.server.app import build
+    from shared.logs import configure
 
     settings = from_env(args.host, args.port)
     check_exposure(settings)
+    configure(settings.settings.log_level)      # JSON lines, the audit's among them
     uvicorn.run(build(settings), host=settings.host, port=settings.port,
                 log_level=settings.settings.log_level.lower(), access_log=False,
                 server_header=False, proxy_headers=False, timeout_graceful_shutdown=5)

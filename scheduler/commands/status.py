@@ -227,6 +227,7 @@ def format_history(entries: list[dict], *, linked: bool = False) -> str:
         lines.append(line)
         for ref, fields in (row.get("drift") or {}).items():
             lines += [f"    drift corrected: {ref} {field}" for field in fields]
+        lines += [f"    hook run: {hook}" for hook in row.get("hooks") or []]
         if row.get("result") not in ("Ready", "Progressing") and row.get("message"):
             lines.append(f"    {row['message'].splitlines()[0][:200]}")
     return "\n".join(lines)

@@ -6,7 +6,8 @@ ApplicationSets are expanded by ``appset`` and come back here as Applications.
     Application     -> a source per (repoURL, revision or chart) and an application
                        whose destination names its cluster
 
-Argo CD syncs by hand unless ``syncPolicy.automated`` is set; fleetsync always
+``targetRevision: HEAD`` (or none) is the remote's default branch: ``defaultBranch:
+true``. Argo CD syncs by hand unless ``syncPolicy.automated`` is set; fleetsync always
 syncs, so a manual Application becomes ``drift: detect`` (report, write nothing)
 and says so. Argo CD's ``valueFiles`` are relative to the application path,
 fleetsync's ``valuesFiles`` to the source root: the path is joined in.
@@ -35,6 +36,12 @@ _COMMIT = re.compile(r"[0-9a-f]{40}")
 _SOURCE_KEYS = {"repoURL", "path", "targetRevision", "chart", "helm", "kustomize", "directory"}
 _HELM_KEYS = {"releaseName", "values", "valuesObject", "valueFiles", "parameters"}
 _IGNORE_KEYS = {"group", "kind", "name", "jsonPointers"}
+_SPEC_KEYS = {"source", "sources", "destination", "project", "syncPolicy", "ignoreDifferences"}
+_PROJECT_KEYS = {"destinations", "namespaceResourceWhitelist", "clusterResourceWhitelist",
+                 "namespaceResourceBlacklist", "clusterResourceBlacklist", "description"}
+_FINALIZER = "resources-finalizer.argocd.argoproj.io"   # deleting the app deletes its objects
+_ALWAYS = {"ServerSideApply=true": "fleetsync always applies server-side",
+           "ApplyOutOfSyncOnly=true": "fleetsync writes only the objects that differ"}
 
 
 def build(objects: list[Manifest], result: Import) -> None:
@@ -112,6 +119,11 @@ def application(obj: Manifest, result: Import, projects: dict[str, Manifest],
     _project(spec.get("project") or "default", projects, entry, result, where)
     for key in sorted(set(source) - _SOURCE_KEYS - {"plugin"}):
         result.note(entry, where, f"spec.source.{key} has no counterpart")
+    for key in sorted(set(spec) - _SPEC_KEYS):
+        result.note(entry, where, f"spec.{key} has no counterpart")
+    finalizers = (obj.obj.get("metadata") or {}).get("finalizers") or []
+    if any(str(f).split("/")[0] == _FINALIZER for f in finalizers):
+        entry.data["onRemoval"] = "prune"
     result.applications[name] = entry
 
 
@@ -133,16 +145,13 @@ def _source(obj: Manifest, source: dict[str, Any], result: Import) -> str:
         entry.data["url"] = url
         kind, ref = _revision(revision)
         entry.data[kind] = ref
-        if revision == "HEAD":
-            result.note(entry, obj.where(), "targetRevision HEAD (the default branch) has no "
-                        "counterpart yet: branch main is assumed, check it")
     result.sources[name] = entry
     return name
 
 
-def _revision(revision: str) -> tuple[str, str]:
-    if revision == "HEAD":
-        return "branch", "main"
+def _revision(revision: str) -> tuple[str, str | bool]:
+    if revision == "HEAD":          # also an empty targetRevision: the remote's default branch
+        return "defaultBranch", True
     if _COMMIT.fullmatch(revision):
         return "commit", revision
     if _TAG.fullmatch(revision):
@@ -176,11 +185,14 @@ def _helm(helm: dict[str, Any], entry: Entry, result: Import, where: str) -> Non
         parsed = yaml.safe_load(helm["values"])
         values = {**(parsed if isinstance(parsed, dict) else {}), **values}
     for param in helm.get("parameters") or []:
-        if not _set(values, str(param.get("name", "")), param.get("value")):
+        value = param.get("value")
+        value = "" if value is None else str(value) if param.get("forceString") else _typed(value)
+        if not _set(values, str(param.get("name", "")), value):
             result.note(entry, where, f"helm parameter {param.get('name')!r} (list index or "
                         "escaped dot) was not converted: write it into helm.values")
     if helm.get("parameters"):
-        result.note(entry, where, "helm.parameters were merged into helm.values as strings")
+        result.note(entry, where, "helm.parameters were merged into helm.values (typed as "
+                    "helm --set types them; forceString: as strings)")
     if values:
         out["values"] = values
     files = [f for f in helm.get("valueFiles") or [] if not f.startswith(("$", "http"))]
@@ -196,6 +208,18 @@ def _helm(helm: dict[str, Any], entry: Entry, result: Import, where: str) -> Non
         entry.data["helm"] = out
 
 
+def _typed(value: Any) -> Any:
+    """A ``--set`` value as helm types it: true/false, null, integers without a leading 0."""
+    text = str(value)
+    if text in ("true", "false"):
+        return text == "true"
+    if text == "null":
+        return None
+    if re.fullmatch(r"-?(0|[1-9][0-9]{0,17})", text):
+        return int(text)
+    return text
+
+
 def _set(values: dict[str, Any], dotted: str, value: Any) -> bool:
     if not dotted or "[" in dotted or "\\" in dotted:
         return False
@@ -205,7 +229,7 @@ def _set(values: dict[str, Any], dotted: str, value: Any) -> bool:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             return False
-    node[last] = "" if value is None else str(value)
+    node[last] = value
     return True
 
 
@@ -231,6 +255,8 @@ def _directory(directory: dict[str, Any], entry: Entry, result: Import, where: s
 def _sync_policy(policy: dict[str, Any], entry: Entry, result: Import, where: str) -> None:
     automated = policy.get("automated")
     entry.data["prune"] = bool(automated and automated.get("prune"))
+    if automated and automated.get("allowEmpty"):
+        entry.data["allowEmpty"] = True
     if automated is None:
         entry.data["drift"] = "detect"
         result.note(entry, where, "no syncPolicy.automated (manual sync): drift: detect reports "
@@ -242,6 +268,8 @@ def _sync_policy(policy: dict[str, Any], entry: Entry, result: Import, where: st
     for option in options:
         if option == "CreateNamespace=true" and "namespace" in entry.data:
             entry.data["createNamespace"] = True
+        elif option in _ALWAYS:
+            result.note(entry, where, f"syncOption {option}: {_ALWAYS[option]}")
         else:
             result.note(entry, where, f"syncOption {option} has no counterpart")
     for key in sorted(set(policy) - {"automated", "syncOptions"}):
@@ -270,6 +298,8 @@ def _project(name: str, projects: dict[str, Manifest], entry: Entry, result: Imp
             result.note(entry, where, f"AppProject {name!r} not among the inputs: no limits")
         return
     spec = project.spec
+    for key in sorted(set(spec) - _PROJECT_KEYS):
+        result.note(entry, where, f"AppProject {name} spec.{key} has no counterpart")
     namespaces = {str(d.get("namespace", "*")) for d in spec.get("destinations") or []}
     if namespaces and not any("*" in n or "!" in n for n in namespaces):
         entry.data["allowedNamespaces"] = sorted(namespaces)

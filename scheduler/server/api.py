@@ -8,10 +8,14 @@ from one read of the fleet (``fleetview``), so it is as fresh as Redis.
     GET  /api/v1/revisions                                per-revision roll-ups of every source
     GET  /api/v1/revisions/<sha or prefix>                the roll-ups of one revision
     GET  /api/v1/sources                                  each source's revision, commit and error
-    POST /api/v1/sync  {"app": A, "cluster": C or null}   enqueue fleetsync.sync (202, its task id)
+    POST /api/v1/sync  {"app": A, "cluster": C or null, "reason": WHY}
+                                                          enqueue fleetsync.sync (202, its task id)
 
 With tokens configured every request needs ``Authorization: Bearer <token>``
-(``access.py``); a POST always needs ``Content-Type: application/json`` and a JSON
+(``access.py``) with the scope ``read``, a sync the scope ``sync`` and the
+application among the token's. A ``reason`` (a manual sync through a closed
+change window) is sent on the task with ``by``, the token's name; every sync
+asked here is audited (``scheduler/holds.py``). A POST always needs ``Content-Type: application/json`` and a JSON
 object no larger than ``FLEETSYNC_SERVER_MAX_BODY`` nor deeper than 64 levels
 (``bodies.py``).
 """
@@ -26,10 +30,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from shared import tasks_api
-from shared.protocol import Trigger
+from scheduler.holds import HoldError
 from scheduler.links import task_url
 from scheduler.server import bodies, fleetview
+from scheduler.server.access import permitted
 from scheduler.server.backend import Backend
+from scheduler.server.holds_api import operator, who
 
 MAX_HISTORY = 200
 
@@ -115,14 +121,22 @@ class Api:
         body = await bodies.json_object(request)
         if isinstance(body, JSONResponse):
             return body
-        app, cluster = body.get("app"), body.get("cluster")
-        if not isinstance(app, str) or not (cluster is None or isinstance(cluster, str)):
-            return JSONResponse({"error": 'give {"app": NAME, "cluster": NAME or null}'}, 400)
+        app, cluster, reason = body.get("app"), body.get("cluster"), body.get("reason") or ""
+        if not isinstance(app, str) or not (cluster is None or isinstance(cluster, str)) \
+                or not isinstance(reason, str):
+            return JSONResponse({"error": 'give {"app": NAME, "cluster": NAME or null, '
+                                          '"reason": TEXT (optional)}'}, 400)
+        refused = permitted(request, "sync", app)
+        if refused is not None:
+            return refused
         problem = await run_in_threadpool(self._unknown, app, cluster)
         if problem:
             return JSONResponse({"error": problem}, 404)
-        task_id = await run_in_threadpool(self.backend.send, tasks_api.SYNC, [app, cluster],
-                                          {"trigger": Trigger.API.value})
+        op, by = operator(self.backend, request), who(self.backend, request, body)
+        try:
+            task_id = await run_in_threadpool(op.sync, app, cluster, by, reason.strip())
+        except HoldError as exc:
+            return JSONResponse({"error": str(exc)}, exc.status)
         return JSONResponse({"api": "v1", "task": tasks_api.SYNC, "id": task_id, "app": app,
                              "cluster": cluster,
                              "flower_url": task_url(self.backend.server.flower_url, task_id)},

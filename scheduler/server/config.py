@@ -2,7 +2,7 @@
 
 Tokens are never given on the command line or in the spec:
 ``FLEETSYNC_SERVER_TOKEN_FILE`` names a file of tokens (one per line, ``#``
-comments) and ``FLEETSYNC_SERVER_TOKEN_ENV`` the name of a variable that holds
+comments; a name, scopes and applications each: ``tokens.py``) and ``FLEETSYNC_SERVER_TOKEN_ENV`` the name of a variable that holds
 one (a Kubernetes Secret mounted as a file or passed as a variable). Webhook
 secrets are named per source in the fleet spec and read from the server's
 environment when a webhook arrives.
@@ -16,9 +16,10 @@ from __future__ import annotations
 import ipaddress
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Mapping
 
+from scheduler.server import tokens
+from scheduler.server.tokens import Token
 from shared.errors import FleetsyncError
 from shared.settings import Settings
 from shared.settings import from_env as shared_settings
@@ -28,7 +29,6 @@ DEFAULT_MAX_BODY = 1024 * 1024          # push payloads are far smaller; GitHub'
 DELIVERY_TTL = 3600.0                   # a delivery id is remembered this long (replays)
 FETCH_WANTED_TTL = 120.0                # a queued fetch that never began is asked again after
 FOLLOW_UP_TIMEOUT = 60.0                # priority syncs wait this long for the fetch's revision
-MIN_TOKEN = 16                          # characters: a shorter token is refused
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class ServerSettings:
     settings: Settings
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    tokens: frozenset[str] = frozenset()
+    tokens: tuple[Token, ...] = ()
     max_body: int = DEFAULT_MAX_BODY
     refresh_s: float = 5.0              # how often an open page asks for fresh content
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
@@ -59,30 +59,9 @@ def from_env(host: str, port: int, env: Mapping[str, str] | None = None) -> Serv
                           refresh, env)
 
 
-def load_tokens(env: Mapping[str, str]) -> frozenset[str]:
-    """The bearer tokens named by ``FLEETSYNC_SERVER_TOKEN_FILE`` and ``_TOKEN_ENV``."""
-    found: set[str] = set()
-    path = env.get("FLEETSYNC_SERVER_TOKEN_FILE")
-    if path:
-        try:
-            lines = Path(path).read_text().splitlines()
-        except OSError as exc:
-            raise FleetsyncError(f"FLEETSYNC_SERVER_TOKEN_FILE {path}: {exc.strerror}") from exc
-        found.update(t for t in (line.split("#", 1)[0].strip() for line in lines) if t)
-    name = env.get("FLEETSYNC_SERVER_TOKEN_ENV")
-    if name:
-        value = env.get(name, "").strip()
-        if not value:
-            raise FleetsyncError(f"FLEETSYNC_SERVER_TOKEN_ENV names {name}, which is not set")
-        found.add(value)
-    if any(example(t) for t in found):
-        raise FleetsyncError("a server token still holds the example value 'change-me' from "
-                             "deploy/: make one with `openssl rand -hex 32`")
-    short = [t for t in found if len(t) < MIN_TOKEN]
-    if short:
-        raise FleetsyncError(f"a server token is shorter than {MIN_TOKEN} characters: use e.g. "
-                             "`openssl rand -hex 32`")
-    return frozenset(found)
+def load_tokens(env: Mapping[str, str]) -> tuple[Token, ...]:
+    """The tokens named by ``FLEETSYNC_SERVER_TOKEN_FILE`` and ``_TOKEN_ENV`` (``tokens.py``)."""
+    return tokens.load(env)
 
 
 def example(value: str) -> bool:

@@ -6,6 +6,13 @@ CDN. Each page's live part (``<main id="live">``) is fetched again every few
 seconds by ``static/fleet.js`` and swapped in place, so filters, scroll and
 open details stay as they were. Every phase is written as a word (and a
 symbol) as well as a colour.
+
+Actions: each page shows only the buttons its caller's token may use (its
+scopes, its applications); a read-only token sees none. The buttons post to
+the JSON API from ``static/fleet.js`` with the page's CSRF token
+(``csrf.py``). The fleet page has a window band per cluster
+(``windowband.py``); a unit held by a window asks for a reason before a
+manual sync.
 """
 
 from __future__ import annotations
@@ -19,13 +26,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from scheduler.server import fleetview
+from scheduler.server import fleetview, windowband
+from scheduler.server.access import caller
 from scheduler.server.api import FleetSnapshot, unit_detail
 from scheduler.server.backend import Backend
+from shared.state.rollout_store import Holds
 
 HERE = Path(__file__).parent
 SYMBOLS = {"Ready": "✓", "Progressing": "↻", "Degraded": "!", "Drifted": "≠", "Failed": "✗",
-           "Suspended": "‖", "Removed": "–", "Unknown": "?"}
+           "Suspended": "‖", "Removed": "–", "Unknown": "?",
+           "Operator": "⚑"}           # an operator's action in a unit's history
 
 
 def _age(seconds: float | None) -> str:
@@ -59,10 +69,16 @@ class Pages:
         self.backend = backend
         self.env = environment()
 
-    def render(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    def render(self, name: str, status: int = 200, request: Request | None = None,
+               **context: Any) -> HTMLResponse:
+        who = caller(request) if request is not None else None
         html = self.env.get_template(name).render(
             refresh_ms=int(self.backend.server.refresh_s * 1000),
-            flower_url=self.backend.server.flower_url or "", **context)
+            flower_url=self.backend.server.flower_url or "",
+            csrf=getattr(request.state, "csrf", "") if request is not None else "",
+            may=lambda scope, app: who is not None and not who.refusal(scope, app),
+            caller=who.name if who is not None and self.backend.server.tokens else "",
+            **context)
         return HTMLResponse(html, status)
 
     async def fleet(self, request: Request) -> HTMLResponse:
@@ -73,7 +89,10 @@ class Pages:
         fleet = snap.fleet
         all_labels = sorted({f"{k}={v}" for c in (fleet.clusters.values() if fleet else [])
                              for k, v in c.labels.items()})
-        return self.render("fleet.html", label=label, by=by, all_labels=all_labels,
+        apps = [{"name": a.name, "rollout": a.rollout is not None}
+                for a in (fleet.applications.values() if fleet else [])]
+        bands = await run_in_threadpool(windowband.bands, fleet, snap.now)   # cron walks
+        return self.render("fleet.html", request=request, label=label, apps=apps, bands=bands, by=by, all_labels=all_labels,
                            matrix=fleetview.matrix(snap.rows, by if by in ("cluster", "app")
                                                    else "auto"),
                            counts=fleetview.counts(snap.rows), total=len(snap.rows),
@@ -85,16 +104,20 @@ class Pages:
         found = await run_in_threadpool(unit_detail, self.backend, cluster, app,
                                         self.backend.server.settings.history_size)
         if found is None:
-            return self.render("missing.html", 404, what=f"no unit {app} on {cluster}")
-        return self.render("unit.html", unit=found,
-                           now=datetime.now(timezone.utc).strftime("%H:%M:%S"))
+            return self.render("missing.html", 404, request, what=f"no unit {app} on {cluster}")
+        now = datetime.now(timezone.utc)
+        held = await run_in_threadpool(lambda: windowband.held(self.backend.fleet(), app,
+                                                               cluster, now))
+        suspension = await run_in_threadpool(Holds(self.backend.redis).suspension, app, cluster)
+        return self.render("unit.html", request=request, unit=found, held=held,
+                           suspension=suspension, now=now.strftime("%H:%M:%S"))
 
     async def revision(self, request: Request) -> HTMLResponse:
         wanted = request.path_params["revision"]
         snap = await run_in_threadpool(FleetSnapshot, self.backend, None)
         found = fleetview.find_rollup(snap.rollups(), wanted)
         if not found:
-            return self.render("missing.html", 404,
+            return self.render("missing.html", 404, request,
                                what=f"no unit of the fleet is at revision {wanted}")
-        return self.render("revision.html", rollups=found, revision=wanted,
+        return self.render("revision.html", request=request, rollups=found, revision=wanted,
                            now=snap.now.strftime("%H:%M:%S"))

@@ -94,7 +94,8 @@ def next_change(windows: Sequence[Window], app: str, cluster: Cluster,
 
 
 def window_change(window: Window, now: datetime) -> datetime | None:
-    """When this window next opens (closed now) or closes (open now), after ``now``."""
+    """When this window next opens (closed now) or closes (open now), after ``now``; None
+    when it never does (an open window whose fires overlap for ``_MAX_STEPS`` chains)."""
     start = last_fire(window, now)
     length = timedelta(seconds=window.duration)
     if start is not None and now < start + length:
@@ -105,7 +106,7 @@ def window_change(window: Window, now: datetime) -> datetime | None:
             if follow is None or follow >= end:
                 return end
             start, end = follow, follow + length
-        return end
+        return None         # each fire comes before the last one closes: it never closes
     return next_fire(window, now)
 
 
@@ -118,6 +119,11 @@ def last_fire(window: Window, now: datetime) -> datetime | None:
     """The latest fire time at or before ``now`` (aware, UTC)."""
     zone = ZoneInfo(window.time_zone)
     local = now.astimezone(zone).replace(tzinfo=None)
+    if _steady(zone, now):      # no clock change near either end: one cron step
+        found = _instant(croniter(window.schedule, local.replace(microsecond=0)
+                                  + timedelta(seconds=1)).get_prev(datetime), zone)
+        if found <= now and _steady(zone, found):
+            return found
     it = croniter(window.schedule, local + _SLACK)
     best: datetime | None = None
     for _ in range(_MAX_STEPS):
@@ -136,6 +142,10 @@ def next_fire(window: Window, now: datetime) -> datetime | None:
     """The earliest fire time strictly after ``now`` (aware, UTC)."""
     zone = ZoneInfo(window.time_zone)
     local = now.astimezone(zone).replace(tzinfo=None)
+    if _steady(zone, now):
+        found = _instant(croniter(window.schedule, local).get_next(datetime), zone)
+        if found > now and _steady(zone, found):
+            return found
     it = croniter(window.schedule, local - _SLACK)
     best: datetime | None = None
     for _ in range(_MAX_STEPS):
@@ -148,6 +158,14 @@ def next_fire(window: Window, now: datetime) -> datetime | None:
         if naive > local + HORIZON:
             return best
     return best
+
+
+def _steady(zone: ZoneInfo, now: datetime) -> bool:
+    """Whether ``zone`` keeps one UTC offset from ``_SLACK`` before to ``_SLACK`` after
+    ``now``. Away from a clock change, wall-clock order is instant order, so one cron
+    step from ``now`` finds the fire time; the search with slack below is needed only
+    when ``now`` or the fire time found is near a change (the caller checks both)."""
+    return (now - _SLACK).astimezone(zone).utcoffset() == (now + _SLACK).astimezone(zone).utcoffset()
 
 
 def _instant(naive: datetime, zone: ZoneInfo) -> datetime:

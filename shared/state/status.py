@@ -110,6 +110,7 @@ class HistoryEntry:
     writes: int | None = None
     lock_wait_s: float | None = None
     drift: dict[str, list[str]] = field(default_factory=dict)   # corrected: object -> fields
+    hooks: list[str] = field(default_factory=list)    # hooks run (``PreSync Job/web/migrate``)
     author: str = ""                # the revision's commit: who wrote it, when, its subject
     author_email: str = ""
     committed_at: str = ""

@@ -33,6 +33,14 @@ def test_http_statuses_map_to_fleetsync_errors(status, kind, permanent):
         assert error.delay == 7.0
 
 
+def test_an_undeclared_field_refused_with_a_500_is_permanent():
+    message = ("failed to create typed patch object (ns/x; /v1, Kind=ConfigMap): .bogus: "
+               "field not declared in schema")
+    error = classify(500, message, None, "PATCH /api/v1/x")
+    assert isinstance(error, Invalid) and isinstance(error, PermanentError)
+    assert isinstance(classify(500, "etcd timed out", None, "PATCH /api/v1/x"), Unavailable)
+
+
 def test_server_message_and_retry_after_are_read_from_the_response():
     body = b'{"kind":"Status","message":"configmaps \\"x\\" not found","code":404}'
     assert server_message(body) == 'configmaps "x" not found'

@@ -114,6 +114,14 @@ def test_history_ends_each_line_with_the_flower_link_or_the_task_id() -> None:
     assert plain[0].split()[-1] == "TASK" and plain[1].endswith(ENTRY["task_id"])
 
 
+def test_history_names_the_hooks_each_sync_ran() -> None:
+    ran = {**ENTRY, "result": "Ready", "hooks": ["PreSync Job/web/migrate-81a51c7-presync",
+                                                 "PostSync Job/web/notify"]}
+    assert format_history([ran]).splitlines()[2:] == [
+        "    hook run: PreSync Job/web/migrate-81a51c7-presync",
+        "    hook run: PostSync Job/web/notify"]
+
+
 def test_status_wide_shows_the_flower_link_before_the_message() -> None:
     row = {"app": "web", "cluster": "production", "phase": "Failed", "revision": "81a51c7d" * 5,
            "last_synced_at": "2025-01-02T03:04:05.000Z", "reason": "RenderError",

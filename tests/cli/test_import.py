@@ -95,6 +95,7 @@ items:
     metadata: {name: my-project, namespace: argocd}
     spec:
       destinations: [{namespace: guestbook, server: '*'}]
+      syncWindows: [{kind: deny, schedule: '0 22 * * *', duration: 1h, applications: ['*']}]
       namespaceResourceWhitelist: [{group: apps, kind: Deployment}, {group: '', kind: Service}]
       clusterResourceBlacklist: [{group: '', kind: Namespace}]
   - apiVersion: argoproj.io/v1alpha1
@@ -130,6 +131,7 @@ def test_argocd_repository(tmp_path):
     assert dev.allowed_namespaces == ("guestbook",)
     assert dev.allowed_kinds == ("apps/Deployment", "core/Service")
     assert dev.denied_kinds == ("core/Namespace",)
+    assert "AppProject my-project spec.syncWindows has no counterpart" in proc.stderr
     helm = apps["helm-guestbook"]
     assert helm.helm.release_name == "guestbook"
     assert dict(helm.helm.values) == {"replicaCount": 2, "service": {"type": "LoadBalancer"}}
@@ -139,9 +141,8 @@ def test_argocd_repository(tmp_path):
     assert kustomize.drift == "detect" and not kustomize.prune
     text = out.read_text()
     assert "# " in text and "kustomize.namePrefix has no counterpart" in text
-    assert "targetRevision HEAD" in proc.stderr
     sources = {s.url: s for s in fleet.sources.values()}
-    assert sources["https://github.com/argoproj/argo-cd.git"].ref == "main"
+    assert sources["https://github.com/argoproj/argo-cd.git"].ref_kind == "default"
     assert sources["https://github.com/argoproj/argocd-example-apps.git"].ref == "master"
     assert "fill kubeconfig" in text
 
@@ -291,13 +292,16 @@ def test_flux_multi_tenancy(tmp_path):
     infra, tenants, podinfo = (fleet.applications[n] for n in ("infrastructure", "tenants",
                                                                "podinfo"))
     assert infra.path == "infrastructure" and infra.prune and infra.wait and infra.timeout == 300
+    assert infra.on_removal == "prune"            # Flux prunes a deleted Kustomization's objects
+    assert podinfo.on_removal == "prune"          # and uninstalls a deleted HelmRelease
+    assert fleet.clusters["default"].interval == 300    # the shortest: tenants' 5m
     assert tenants.depends_on == ("infrastructure",) and tenants.namespace == "apps"
     assert tenants.service_account == "flux-system/kustomize-controller"
     assert podinfo.chart is not None and podinfo.chart.version == ">=6.0.0"
     assert podinfo.helm.values["ingress"]["enabled"] is True
     assert podinfo.helm.release_name == "podinfo"
     text = out.read_text()
-    assert "spec.patches has no counterpart" in text and "spec.install has no counterpart" in text
+    assert "spec.patches has no counterpart" in text and "spec.install.remediation has no counterpart" in text
     assert "healthChecks Deployment podinfo" in proc.stderr
     assert "secretRef 'flux-system'" in text
 
@@ -358,3 +362,113 @@ def test_a_malformed_object_is_named_and_the_rest_imported(tmp_path):
     assert list(fleet.applications) == ["fine"]
     assert fleet.applications["fine"].path == "deploy"
     assert next(iter(fleet.sources.values())).ref_kind == "tag"
+
+
+def test_flux_refs_oci_and_values_from(tmp_path):
+    write(tmp_path / "sources.yaml", """\
+        apiVersion: source.toolkit.fluxcd.io/v1
+        kind: GitRepository
+        metadata: {name: no-ref, namespace: apps}
+        spec: {url: https://e.com/a.git}
+        ---
+        apiVersion: source.toolkit.fluxcd.io/v1
+        kind: GitRepository
+        metadata: {name: by-name, namespace: apps}
+        spec: {url: https://e.com/b.git, ref: {name: refs/tags/v1.2.0, branch: main}}
+        ---
+        apiVersion: source.toolkit.fluxcd.io/v1
+        kind: GitRepository
+        metadata: {name: pull, namespace: apps}
+        spec: {url: https://e.com/c.git, ref: {name: refs/pull/7/head}}
+        ---
+        apiVersion: source.toolkit.fluxcd.io/v1beta2
+        kind: OCIRepository
+        metadata: {name: manifests, namespace: apps}
+        spec: {url: oci://ghcr.io/org/manifests, ref: {tag: latest}}
+        ---
+        apiVersion: kustomize.toolkit.fluxcd.io/v1
+        kind: Kustomization
+        metadata: {name: from-oci, namespace: apps}
+        spec: {sourceRef: {kind: OCIRepository, name: manifests}, path: ./}
+        ---
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: web-values, namespace: apps}
+        data:
+          values.yaml: |
+            replicaCount: 5
+            image: {tag: "1.0"}
+          host: web.example.com
+        ---
+        apiVersion: helm.toolkit.fluxcd.io/v2
+        kind: HelmRelease
+        metadata: {name: web, namespace: apps}
+        spec:
+          targetNamespace: web
+          install: {createNamespace: true, timeout: 5m}
+          chart: {spec: {chart: ./charts/web, sourceRef: {kind: GitRepository, name: no-ref}}}
+          valuesFrom:
+            - {kind: ConfigMap, name: web-values}
+            - {kind: ConfigMap, name: web-values, valuesKey: host, targetPath: ingress.host}
+            - {kind: Secret, name: web-secret-values}
+            - {kind: ConfigMap, name: absent, optional: true}
+            - {kind: ConfigMap, name: missing}
+          values: {replicaCount: 2}
+        """)
+    out = tmp_path / "fleet.yaml"
+    proc = run("flux", str(tmp_path / "sources.yaml"), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr          # the ConfigMap was read, not skipped
+    fleet = loaded(out)
+    sources = fleet.sources
+    assert sources["no-ref"].ref == "master"
+    assert "no spec.ref: Flux's default, the branch master" in proc.stderr
+    assert (sources["by-name"].ref_kind, sources["by-name"].ref) == ("tag", "v1.2.0")
+    assert "ref.name 'refs/pull/7/head'" in proc.stderr
+    assert sources["manifests"].url == "https://replace-me.invalid/manifests.git"
+    assert "OCIRepository 'oci://ghcr.io/org/manifests': OCI artifacts have no counterpart" \
+        in proc.stderr
+    assert fleet.applications["from-oci"].source == "manifests"
+    web = fleet.applications["web"]
+    assert web.namespace == "web" and web.create_namespace and web.path == "charts/web"
+    assert web.helm.release_name == "web-web"            # Flux: [targetNamespace-]name
+    assert dict(web.helm.values) == {"replicaCount": 2, "image": {"tag": "1.0"},
+                                     "ingress": {"host": "web.example.com"}}
+    assert "valuesFrom[2] Secret 'web-secret-values': values from a Secret are never " \
+           "copied" in proc.stderr
+    assert "valuesFrom[4] ConfigMap 'missing' is not among the inputs" in proc.stderr
+    assert "'absent'" not in proc.stderr
+    assert "spec.install.timeout has no counterpart" in proc.stderr
+
+
+def test_argocd_default_branch_and_typed_parameters(tmp_path):
+    write(tmp_path / "app.yaml", """\
+        apiVersion: argoproj.io/v1alpha1
+        kind: Application
+        metadata: {name: web, finalizers: [resources-finalizer.argocd.argoproj.io/background]}
+        spec:
+          revisionHistoryLimit: 3
+          source:
+            repoURL: https://e.com/r.git
+            path: chart
+            helm:
+              parameters:
+                - {name: replicaCount, value: "2"}
+                - {name: ingress.enabled, value: "false"}
+                - {name: image.tag, value: "0123"}
+                - {name: podLabels.build, value: "42", forceString: true}
+          destination: {name: prod, namespace: web}
+          syncPolicy: {automated: {allowEmpty: true}, syncOptions: [ServerSideApply=true]}
+        """)
+    out = tmp_path / "fleet.yaml"
+    proc = run("argocd", str(tmp_path / "app.yaml"), "-o", str(out))
+    assert "spec.revisionHistoryLimit has no counterpart" in proc.stderr
+    assert "syncOption ServerSideApply=true: fleetsync always applies server-side" in proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    fleet = loaded(out)
+    assert next(iter(fleet.sources.values())).ref_kind == "default"   # no targetRevision
+    assert "defaultBranch: true" in out.read_text()
+    assert dict(fleet.applications["web"].helm.values) == {
+        "replicaCount": 2, "ingress": {"enabled": False}, "image": {"tag": "0123"},
+        "podLabels": {"build": "42"}}
+    web = fleet.applications["web"]
+    assert web.on_removal == "prune" and web.allow_empty     # the finalizer; allowEmpty

@@ -197,15 +197,63 @@ def test_generate_name_is_refused_with_what_to_do(repo: Repo) -> None:
     assert "give it a fixed metadata.name" in err.value.message
 
 
-@pytest.mark.parametrize("annotation, what", [
-    ("argocd.argoproj.io/hook: PreSync", "an Argo CD hook"),
-    ("helm.sh/hook: pre-install", "a Helm hook outside a chart"),
-])
-def test_hooks_are_refused_with_what_to_do(repo: Repo, annotation: str, what: str) -> None:
+def test_a_helm_hook_outside_a_chart_is_refused_with_what_to_do(repo: Repo) -> None:
     tree = repo.write({"jobs/migrate.yaml": "apiVersion: batch/v1\nkind: Job\nmetadata:\n"
                                             "  name: migrate\n  annotations:\n"
-                                            f"    {annotation}\nspec: {{}}\n"}).tree()
+                                            "    helm.sh/hook: pre-install\nspec: {}\n"}).tree()
     with pytest.raises(RenderError) as err:
         render(app("jobs"), Cluster("c"), tree)
-    assert err.value.message.startswith(f"jobs/migrate.yaml:1: Job migrate is {what} ")
-    assert "remove the annotation" in err.value.message and "dependsOn" in err.value.message
+    assert err.value.message.startswith(
+        "jobs/migrate.yaml:1: Job migrate is a Helm hook outside a chart ")
+    assert "remove the annotation" in err.value.message
+    assert "argocd.argoproj.io/hook" in err.value.message
+
+
+def hook_job(meta: str) -> str:
+    return f"apiVersion: batch/v1\nkind: Job\nmetadata:\n{meta}spec: {{}}\n"
+
+
+def test_argo_cd_hooks_and_waves_are_kept_for_the_apply_engine(repo: Repo) -> None:
+    tree = repo.write({
+        "app/migrate.yaml": hook_job("  generateName: migrate-\n  annotations:\n"
+                                     "    argocd.argoproj.io/hook: PreSync,PostSync\n"
+                                     "    argocd.argoproj.io/hook-delete-policy: HookSucceeded\n"),
+        "app/notify.yaml": hook_job("  name: notify\n  annotations:\n"
+                                    "    argocd.argoproj.io/hook: PostSync\n"
+                                    "    argocd.argoproj.io/sync-wave: '-2'\n"),
+        "app/cm.yaml": cm("settings").replace(
+            "  name: settings\n", "  name: settings\n  annotations:\n"
+                                  "    argocd.argoproj.io/sync-wave: '3'\n")}).tree()
+    objects = render(app("app", namespace="web"), Cluster("c"), tree)
+    by_kind = sorted((o["kind"], o["metadata"].get("name") or o["metadata"]["generateName"])
+                     for o in objects)
+    assert by_kind == [("ConfigMap", "settings"), ("Job", "migrate-"), ("Job", "notify")]
+    generated = next(o for o in objects if "generateName" in o["metadata"])
+    assert "name" not in generated["metadata"]                 # the apply engine names it
+    assert generated["metadata"]["namespace"] == "web"
+
+
+@pytest.mark.parametrize("annotation, error", [
+    ("argocd.argoproj.io/sync-wave: soon", "argocd.argoproj.io/sync-wave: 'soon' is not an integer"),
+    ("argocd.argoproj.io/sync-wave: '1.5'", "argocd.argoproj.io/sync-wave: '1.5' is not an integer"),
+    ("argocd.argoproj.io/hook: PreSynk", "argocd.argoproj.io/hook: 'PreSynk' is not a hook"),
+    ("argocd.argoproj.io/hook: PostDelete", "argocd.argoproj.io/hook: 'PostDelete' is not a hook"),
+    ("argocd.argoproj.io/hook: ''", "argocd.argoproj.io/hook: nothing is not a hook"),
+    ("argocd.argoproj.io/hook: PreSync\n    argocd.argoproj.io/hook-delete-policy: Never",
+     "argocd.argoproj.io/hook-delete-policy: 'Never' is not a delete policy"),
+])
+def test_bad_argo_cd_annotations_fail_naming_file_line_and_object(repo: Repo, annotation: str,
+                                                                  error: str) -> None:
+    tree = repo.write({"jobs/migrate.yaml": "---\n" + hook_job(
+        f"  name: migrate\n  annotations:\n    {annotation}\n")}).tree()
+    with pytest.raises(RenderError) as err:
+        render(app("jobs"), Cluster("c"), tree)
+    assert err.value.message.startswith(f"jobs/migrate.yaml:2: Job migrate: {error}")
+
+
+def test_generate_name_outside_an_argo_cd_hook_is_still_refused(repo: Repo) -> None:
+    tree = repo.write({"jobs/migrate.yaml": hook_job(
+        "  generateName: migrate-\n  annotations:\n    argocd.argoproj.io/sync-wave: '1'\n")
+    }).tree()
+    with pytest.raises(RenderError, match="has metadata.generateName and no metadata.name"):
+        render(app("jobs"), Cluster("c"), tree)

@@ -74,7 +74,7 @@ def test_rollout_actions_need_the_token_and_enqueue_a_sync(served) -> None:
     assert Holds(client).record("web").paused == ""
     paused = post(server, "/api/v1/rollouts/web/pause", {"by": "carol"})
     assert paused.status_code == 200 and paused.json()["state"] == "Paused"
-    assert paused.json()["paused"].startswith("by carol at ")
+    assert paused.json()["paused"].startswith("by TEST_SERVER_TOKEN at ")   # the token's name
     before = client.llen("reconcile")
     promoted = post(server, "/api/v1/rollouts/web/promote", {"wave": 2, "by": "carol"})
     assert promoted.status_code == 200, promoted.text
@@ -89,7 +89,13 @@ def test_rollout_actions_need_the_token_and_enqueue_a_sync(served) -> None:
     got = requests.get(f"{server.base}/api/v1/rollouts/web", timeout=10,
                        headers={"Authorization": f"Bearer {TOKEN}"}).json()
     assert [c["allowed"] for w in got["waves"] for c in w["clusters"]] == [B, A]
-    assert any("promoted by carol" in e["message"] for e in got["events"])
+    assert any("promoted by TEST_SERVER_TOKEN" in e["message"] for e in got["events"])
+    promotes = [json.loads(line) for line in server.log.read_text().splitlines()
+                if line.startswith("{") and '"rollout promote"' in line]
+    assert [(a["event"], a["who"], a["units"], a["wave"], a["via"]) for a in promotes] == [
+        ("audit", "TEST_SERVER_TOKEN", ["dev/web", "prod/web"], 2, "api")]
+    assert StatusStore(client).history("web", "prod")[0]["message"] == \
+        "rollout promote by TEST_SERVER_TOKEN (api)"
 
 
 def test_suspend_and_resume_are_recorded_with_who(served) -> None:
@@ -97,9 +103,9 @@ def test_suspend_and_resume_are_recorded_with_who(served) -> None:
     held = post(server, "/api/v1/suspend", {"app": "api", "cluster": "dev", "by": "dave"})
     assert held.status_code == 200, held.text
     found = Holds(redis.Redis.from_url(url, decode_responses=True)).suspension("api", "dev")
-    assert found is not None and found.by == "dave"
+    assert found is not None and found.by == "TEST_SERVER_TOKEN"     # not the body's "by"
     assert post(server, "/api/v1/suspend", {"app": "api", "cluster": "prod"}).status_code == 404
     lifted = post(server, "/api/v1/resume", {"app": "api", "cluster": "dev"})
-    assert lifted.status_code == 200 and lifted.json()["lifted"][0]["by"] == "dave"
+    assert lifted.status_code == 200 and lifted.json()["lifted"][0]["by"] == "TEST_SERVER_TOKEN"
     again = post(server, "/api/v1/resume", {"app": "api", "cluster": "dev"})
     assert again.status_code == 409 and "is not suspended" in again.json()["error"]

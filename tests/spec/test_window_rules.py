@@ -138,3 +138,31 @@ def test_next_change_is_the_next_open_or_close_of_a_selecting_window():
     assert next_change(windows, "web", STAGING, utc(2026, 12, 7, 5)) == utc(2026, 12, 8, 2)
     assert next_change(windows, "web", PROD, utc(2026, 12, 7, 12, 10)) == utc(2026, 12, 7, 13)
     assert next_change((), "web", PROD, utc(2026, 12, 7, 5)) is None
+
+
+# -- the one-step search away from clock changes agrees with the search with slack -------
+
+@pytest.mark.parametrize("cron,zone", [("30 2 * * *", "Europe/Berlin"),
+                                        ("*/20 1-3 * * 0", "America/New_York"),
+                                        ("0 9 * * 1-5", "Europe/Berlin"),
+                                        ("15 */6 * * *", "UTC")])
+def test_the_quick_search_agrees_with_the_careful_one(cron, zone, monkeypatch):
+    import shared.spec.window_rules as rules
+
+    window = Window("w", "deny", cron, 3600, zone)
+    instants = [datetime(2026, month, day, hour, minute, tzinfo=timezone.utc)
+                for month, day in ((3, 7), (3, 8), (3, 28), (3, 29), (10, 24), (10, 25),
+                                   (11, 1), (11, 2))
+                for hour in range(0, 24, 3) for minute in (0, 29, 31)]
+    quick = [(rules.last_fire(window, t), rules.next_fire(window, t)) for t in instants]
+    monkeypatch.setattr(rules, "_steady", lambda zone, now: False)
+    careful = [(rules.last_fire(window, t), rules.next_fire(window, t)) for t in instants]
+    assert quick == careful
+
+
+def test_a_window_whose_fires_overlap_never_closes():
+    every_five = deny("always", "*/5 * * * *", 1)
+    now = utc(2026, 12, 7, 10, 0)
+    assert is_open(every_five, now) and window_change(every_five, now) is None
+    held = decide([every_five], "web", PROD, now)
+    assert not held.allowed and held.until is None

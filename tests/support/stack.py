@@ -180,13 +180,18 @@ class Stack:
 
     def wait(self, what: str, check: Callable[[], bool], timeout: float = 60) -> float:
         started = time.monotonic()
-        while time.monotonic() - started < timeout:
+        stalled = 0.0       # time this process was not run at all (a stalled machine)
+        while time.monotonic() - started < timeout + stalled:
             if check():
                 return time.monotonic() - started
+            before = time.monotonic()
             time.sleep(0.25)
+            overslept = time.monotonic() - before - 0.25
+            if overslept > 1.0:     # the machine stalled: its time is not the system's
+                stalled += overslept
         logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in self.tmp.glob("*.log"))
-        raise AssertionError(f"{what} not reached in {timeout}s; statuses "
-                             f"{[self.status(c) for c in self.kubeconfigs]}\n{logs}")
+        raise AssertionError(f"{what} not reached in {timeout}s (+{stalled:.0f} s stalled); "
+                             f"statuses {[self.status(c) for c in self.kubeconfigs]}\n{logs}")
 
     def ready_at(self, cluster: str, revision: str) -> bool:
         status = self.status(cluster)

@@ -16,7 +16,7 @@ Unchanged objects are left out, so an empty string means "in sync".
 from __future__ import annotations
 
 from shared.spec.model import Application
-from workers.apply import namespaces
+from workers.apply import annotations as notes, namespaces
 from workers.apply.discovery import PROCESS, Discovery
 from workers.apply.kube import Kube
 from workers.apply.observe import observe
@@ -39,7 +39,8 @@ def _lines(change: Change) -> list[str]:
         return [f"~ {ref}{note}"] + [f"    {field}" for field in change.drift]
     if change.action == PRUNED:
         return [f"- {ref} (prune)"]
-    if change.action == SKIPPED and (change.conflict or change.reason == PRUNE_DISABLED):
+    if change.action == SKIPPED and (change.conflict or change.reason == PRUNE_DISABLED
+                                     or change.reason.startswith(notes.KEPT_PREFIX)):
         return [f"! {ref}: {change.reason}"]
     return []
 
@@ -47,10 +48,12 @@ def _lines(change: Change) -> list[str]:
 def diff_unit(kube: Kube, app: Application, objects: list[dict],
               discovery: Discovery = PROCESS) -> ChangeSet:
     """The ChangeSet an apply of ``objects`` would carry out now; reads only."""
-    own_namespace = namespaces.wanted(app, objects)
-    seen = observe(kube, app.name, objects + [own_namespace] if own_namespace else objects,
-                   discovery)
-    if own_namespace:
-        seen = namespaces.leave_foreign(seen, ref_of(own_namespace), app.name)
-    return plan(seen.desired.values(), seen.live, seen.inventory.refs, app=app.name,
-                prune=app.prune, adopt=app.adopt, values=True)
+    own_namespaces = namespaces.wanted(app, objects)
+    seen = observe(kube, app.name, objects + own_namespaces, discovery)
+    for own in own_namespaces:
+        seen = namespaces.leave_foreign(seen, ref_of(own), app.name)
+    held = notes.held(seen.desired, seen.live)
+    changeset = plan([o for r, o in seen.desired.items() if r not in held], seen.live,
+                     seen.inventory.refs, app=app.name, prune=app.prune, adopt=app.adopt,
+                     values=True)
+    return notes.settle(changeset, held, seen.live, seen.inventory.refs)

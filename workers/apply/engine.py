@@ -1,10 +1,14 @@
 """The apply engine: one sync unit's objects made live, as a pipeline that reads top down.
 
     (+ namespace) -> observe -> refuse an empty render -> plan -> refuse conflicts
-        -> validate (dry-run) -> apply (replace on immutable fields with force)
-        -> prune -> inventory -> health (assessed, never waited for) -> ApplyResult
+        -> validate (dry-run) -> [pre hooks] -> apply (replace on immutable fields
+        with force; wave by wave with Argo CD sync waves) -> prune -> inventory
+        -> health (assessed, never waited for) -> [post hooks] -> ApplyResult
 
-Every decision is made by the pure modules (``plan``, ``health.check``); this
+Hooks (Helm's of a chart, Argo CD's) and sync waves are ``workers.apply.phases``:
+without them the apply is one ``apply_all`` and nothing waits.
+
+Every decision is made by the pure modules (``plan``, ``annotations``, ``health.check``); this
 module only sequences the I/O verbs. A no-op reconcile (nothing drifted, same
 revision) stops after the plan: no dry-run, no write, and N+1 reads for N
 objects.
@@ -28,16 +32,17 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 from shared.errors import ApplyError, FleetsyncError
 from shared.spec.model import Application
-from workers.apply import health, hooks, ignore, namespaces, occupied, policy
+from workers.apply import annotations as notes, health, hooks, ignore, namespaces, occupied, policy
 from workers.apply import inventory as inv
 from workers.apply.discovery import PROCESS, Discovery
-from workers.apply.execute import OPEN, Fence, apply_all, prune_all
+from workers.apply.execute import OPEN, Fence, prune_all
 from workers.apply.kube import Kube
 from workers.apply.observe import Observation, observe
+from workers.apply.phases import Phases
 from workers.apply.plan import (ADOPTED, CONFIGURED, CREATED, ChangeSet, ownership_error, plan,
                                 with_replaced)
 from workers.apply.refs import ObjectRef, is_namespace, ref_of
@@ -77,6 +82,7 @@ class ApplyResult:
     hooks: tuple[str, ...] = ()     # Helm hooks run (``pre-upgrade Job/web/migrate``)
     detected: bool = False          # drift: detect found drift and wrote nothing
     suspended: tuple[str, ...] = ()     # objects Suspended that do not hold the unit back
+    notes: tuple[str, ...] = ()     # what per-object annotations left alone, and their warnings
 
     def drifted_lines(self) -> list[str]:
         """``Deployment/web/web-app spec.replicas: 5 -> 3 (by ...)`` per drifted field, and
@@ -132,6 +138,7 @@ class ApplyResult:
             out["hooks"] = list(self.hooks[:SHORT_LIST])
         if self.suspended:
             out["suspended"] = list(self.suspended[:SHORT_LIST])
+        out.update({"notes": list(self.notes[:SHORT_LIST])} if self.notes else {})
         if self.detected:
             out["detected_drift"] = self.drifted_lines()[:SHORT_LIST]
         corrected = self.corrected()
@@ -182,7 +189,8 @@ def apply_unit(kube: Kube, *, app: Application, objects: list[dict], revision: s
     return ApplyResult(app.name, revision, done.changeset, spent["requests"], spent["writes"],
                        spent["dry_runs"], time.monotonic() - started, done.problems,
                        done.checked.unvalidated, done.wrote, dry_run_only, done.was_applied,
-                       done.hooks, done.detected, done.suspended)
+                       done.hooks, done.detected, done.suspended,
+                       tuple(notes.warnings(objects) + notes.reported(done.changeset)))
 
 
 @dataclass(frozen=True)
@@ -197,23 +205,25 @@ def _plan(kube: Kube, app: Application, objects: list[dict], discovery: Discover
     """Observe (from ``snapshot`` when given), check and plan: no write, no dry-run.
     With ``token`` (the run's fencing token), a stale worker stops here."""
     hook_list, objects = hooks.split(objects)
-    own_namespace = namespaces.wanted(app, objects)
-    wanted = objects + [own_namespace] if own_namespace else objects
-    seen = observe(kube, app.name, wanted, discovery, snapshot)
+    own_namespaces = namespaces.wanted(app, objects)
+    seen = observe(kube, app.name, objects + own_namespaces, discovery, snapshot)
     if token is not None:
         inv.check_token(app.name, seen.inventory, token)
-    if own_namespace:
-        seen = namespaces.leave_foreign(seen, ref_of(own_namespace), app.name)
+    for own in own_namespaces:
+        seen = namespaces.leave_foreign(seen, ref_of(own), app.name)
     if app.ignore_differences:           # fields left to others: neither drift nor applied
         seen = dataclasses.replace(seen, desired={
             ref: ignore.strip(obj, seen.live.get(ref), app.ignore_differences)
             for ref, obj in seen.desired.items()})
-    refuse_empty(app, objects, seen.inventory, own_namespace)
+    refuse_empty(app, objects, seen.inventory, own_namespaces)
     policy.check(app, seen.desired, {ref: seen.resources[ref].namespaced
                                      for ref in seen.desired if ref in seen.resources})
-    changeset = plan(seen.desired.values(), seen.live, seen.inventory.refs, app=app.name,
-                     prune=app.prune, adopt=app.adopt, adopted=seen.inventory.adopted,
-                     prune_adopted=app.prune_adopted)
+    held = notes.held(seen.desired, seen.live)      # left alone by their annotations
+    seen = dataclasses.replace(seen, desired=notes.others(seen.desired, held))
+    changeset = notes.settle(plan(
+        seen.desired.values(), seen.live, seen.inventory.refs, app=app.name, prune=app.prune,
+        adopt=app.adopt, adopted=seen.inventory.adopted, prune_adopted=app.prune_adopted),
+        held, seen.live, seen.inventory.refs)
     conflict = ownership_error(changeset, app=app.name)
     if conflict:
         raise conflict
@@ -244,7 +254,7 @@ def judge(kube: Kube, *, app: Application, objects: list[dict], revision: str,
     seen, changeset = planned.seen, planned.changeset
     if changeset.to_apply() or changeset.to_prune():
         return Judgement("differs from the render")
-    if not seen.inventory.same_as(seen.desired, revision):
+    if not seen.inventory.same_as(set(seen.desired) | set(changeset.kept), revision):
         return Judgement("its inventory is not of this revision")
     unhealthy = health.unhealthy({ref: live for ref, live in seen.live.items() if live}, rules)
     if unhealthy:
@@ -259,62 +269,48 @@ def _reconcile(kube: Kube, app: Application, objects: list[dict], revision: str,
     hook_list, seen = planned.hooks, planned.seen
     changeset = occupied.keep_occupied(kube, planned.changeset, seen, app.name, discovery)
     was_applied = seen.inventory.revision == revision
+    changeset = notes.spared(changeset) if was_applied and not correct else changeset
     if was_applied and not correct and (changeset.to_apply() or changeset.to_prune()):
         problems = health.assess(kube, _current(seen, {}), rules)  # detect: report, no write
         return _Done(changeset, Validation(), health.problems(problems), was_applied=True,
                      detected=True)
-    # Helm hooks run when the revision changes: install on a unit that applied nothing yet
-    event = "install" if not seen.inventory.refs else "upgrade"
-    ran: list[str] = []
-    run_hooks = bool(hook_list) and not was_applied and not dry_run_only
-
-    def pre_hooks() -> None:
-        due = hooks.due(hook_list, f"pre-{event}") if run_hooks else []
-        if not due:
-            return
-        fence.tier()
-        needed = {h.ref.namespace for h in due}       # as helm --create-namespace: first
-        for ref, obj in seen.desired.items():
-            if is_namespace(ref) and ref.name in needed and seen.live.get(ref) is None:
-                kube.apply(seen.resources[ref].path(ref), obj)
-        ran.extend(hooks.run(kube, due, app.name, f"pre-{event}", discovery, app.timeout))
+    run = Phases(kube, app, revision, seen, [] if was_applied or dry_run_only else hook_list,
+                 discovery=discovery, fence=fence, rules=rules)   # hooks at a new revision
     try:
         done = _write(kube, app, revision, token, dry_run_only, discovery, seen, changeset,
-                      fence, pre_hooks, rules)
+                      fence, run, rules)
+        if run.post(done.problems):          # post hooks waited for the main set's health
+            done = replace(done, problems=())
     except FleetsyncError as exc:       # drift found and left standing: the unit is Drifted
+        run.failed(exc)                 # SyncFail hooks, after a failure past the dry-run
         if was_applied:
             exc.drifted = tuple(str(c.ref) for c in changeset.by_action(CONFIGURED)
                                 if c.reason == DRIFTED)
         raise
-    post = hooks.due(hook_list, f"post-{event}") if run_hooks else []
-    if post:
-        unhealthy = {ref: kube.get_or_none(seen.resources[ref].path(ref)) or {}
-                     for ref, _, _ in done.problems}
-        hooks.main_set_healthy(kube, unhealthy, seen.resources, app.timeout)
-        fence.tier()
-        ran.extend(hooks.run(kube, post, app.name, f"post-{event}", discovery, app.timeout))
-        done = replace(done, problems=())
-    return replace(done, was_applied=was_applied, hooks=tuple(ran))
+    return replace(done, was_applied=was_applied, hooks=tuple(run.ran))
 
 
 def _write(kube: Kube, app: Application, revision: str, token: int, dry_run_only: bool,
            discovery: Discovery, seen: Observation, changeset: ChangeSet,
-           fence: Fence, before_writes: Callable[[], None] = lambda: None,
+           fence: Fence, run: Phases | None = None,
            rules: HealthRules = DEFAULT_RULES) -> _Done:
     writes = {c.ref: seen.desired[c.ref] for c in changeset.to_apply()}
+    how = notes.behaviours(writes)        # per-object force, replace, validation
     checked = validate(kube, writes, seen.resources, new_namespaces=new_namespaces(changeset),
-                       pending=seen.pending, force=app.force,
+                       pending=seen.pending, force=app.force, how=how,
                        probed=seen.probed) if writes else Validation()
     if dry_run_only:
         return _Done(changeset, checked)
-    before_writes()                      # validated whole: now pre hooks, then the writes
+    run = run or Phases(kube, app, revision, seen, [], discovery=discovery, fence=fence)
+    run.before_writes()                  # validated whole: now pre hooks, then the writes
 
-    applied = apply_all(kube, writes, seen.resources, pending=seen.pending,
+    # execute.apply_all, wave by wave when the render has sync waves (one call when not)
+    applied = run.apply(kube, writes, seen.resources, pending=seen.pending,
                         on_crds=lambda: _refresh(kube, discovery, seen),
                         crd_timeout=min(app.timeout, CRD_TIMEOUT), force=app.force,
-                        replace_timeout=app.timeout, fence=fence)
+                        replace_timeout=app.timeout, fence=fence, how=how)
     changeset = with_replaced(changeset, applied.replaced)
-    if applied.failed:
+    if applied.stopped:
         fence.tier()
         _record(kube, app, token, seen, set(seen.inventory.refs) | set(applied.done),
                 seen.inventory.revision)
@@ -354,13 +350,13 @@ def _parse(ref_id: str) -> ObjectRef | None:
 
 
 def refuse_empty(app: Application, rendered: list[dict], stored: inv.Inventory,
-                 own_namespace: dict | None) -> None:
+                 own_namespaces: list[dict]) -> None:
     """``EmptyRender`` when nothing is rendered but the inventory holds objects (besides
     the namespace that createNamespace made), unless the application allows it."""
     if rendered or app.allow_empty:
         return
-    ours = ref_of(own_namespace) if own_namespace else None
-    if any(ref != ours for ref in stored.refs):
+    ours = {ref_of(own) for own in own_namespaces}
+    if any(ref not in ours for ref in stored.refs):
         raise EmptyRender(EMPTY)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Callable
 
 from shared.errors import TransientError
 from workers.apply.kube import Invalid, Kube, NotFound, detail
@@ -52,8 +53,10 @@ def refusal(message: str) -> str:
             "to delete and re-create the object")
 
 
-def replace(kube: Kube, path: str, obj: dict, *, timeout: float) -> dict:
-    """Delete the object at ``path`` and apply ``obj`` in its place; the new object."""
+def replace(kube: Kube, path: str, obj: dict, *, timeout: float,
+            write: Callable[[], dict] | None = None) -> dict:
+    """Delete the object at ``path`` and apply ``obj`` in its place (or ``write`` it so);
+    the new object."""
     live = kube.get_or_none(path)
     if live is not None:
         uid = (live.get("metadata") or {}).get("uid")
@@ -62,7 +65,7 @@ def replace(kube: Kube, path: str, obj: dict, *, timeout: float) -> dict:
         except NotFound:
             pass
         wait_gone(kube, path, uid, timeout)
-    return kube.apply(path, obj)
+    return write() if write is not None else kube.apply(path, obj)
 
 
 def wait_gone(kube: Kube, path: str, uid: str | None, timeout: float) -> None:

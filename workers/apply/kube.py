@@ -7,6 +7,7 @@ request it makes, and turns every failure into a fleetsync error type chained
 with ``raise ... from``:
 
     400/422 invalid, 409 conflict, 401/403 refused   -> ApplyError subclasses (permanent)
+    500 "failed to create typed patch object"        -> Invalid (an undeclared field)
     404                                              -> NotFound
     429, 5xx, connection errors, timeouts            -> TransientError (delay = Retry-After)
 
@@ -157,9 +158,16 @@ _PERMANENT: dict[int, type[KubeError]] = {
 }
 
 
+# A server-side apply of a field the schema does not declare: the API server answers 500
+# (checked with v1.37, whatever fieldValidation says), but retrying cannot help.
+UNDECLARED = "failed to create typed patch object"
+
+
 def classify(status: int, message: str, delay: float | None, what: str) -> FleetsyncError:
     """The fleetsync error for an HTTP failure status (pure: tested without a server)."""
     text = f"{what}: {message or f'HTTP {status}'}"
+    if status == 500 and UNDECLARED in message:
+        return Invalid(text, status=status, detail=message)
     if status in _PERMANENT:
         return _PERMANENT[status](text, status=status, detail=message)
     if status == 429 or status >= 500 or status == 0:
@@ -212,6 +220,10 @@ def _throttled(hook: Any) -> Any:
                 inner[0] = configuration.refresh_api_key_hook
                 configuration.refresh_api_key_hook = refresh
     return refresh
+
+
+def _validation(validation: str | None) -> list[tuple[str, str]]:
+    return [("fieldValidation", validation)] if validation else []
 
 
 def detail(error: BaseException) -> str:
@@ -300,9 +312,11 @@ class Kube:
         query = [("labelSelector", label_selector)] if label_selector else []
         return list(self.request("GET", path, query=query).get("items") or [])
 
-    def apply(self, path: str, obj: dict, *, dry_run: bool = False) -> dict:
-        """Server-side apply as ``fleetsync``, forcing conflicts (Git owns its fields)."""
-        query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+    def apply(self, path: str, obj: dict, *, dry_run: bool = False,
+              validation: str | None = None) -> dict:
+        """Server-side apply as ``fleetsync``, forcing conflicts (Git owns its fields).
+        ``validation``: the ``fieldValidation`` asked (``Ignore``, ``Strict``)."""
+        query = [("fieldManager", FIELD_MANAGER), ("force", "true")] + _validation(validation)
         return self.request("PATCH", path, query=query, body=obj, content_type=APPLY_PATCH,
                             dry_run=dry_run)
 
@@ -314,14 +328,17 @@ class Kube:
                                    content_type=APPLY_PATCH, dry_run=True)
         return status == 201
 
-    def create(self, path: str, obj: dict, *, dry_run: bool = False) -> dict:
+    def create(self, path: str, obj: dict, *, dry_run: bool = False,
+               validation: str | None = None) -> dict:
         """POST to a collection path."""
-        return self.request("POST", path, query=[("fieldManager", FIELD_MANAGER)], body=obj,
-                            dry_run=dry_run)
+        return self.request("POST", path, query=[("fieldManager", FIELD_MANAGER)]
+                            + _validation(validation), body=obj, dry_run=dry_run)
 
-    def replace(self, path: str, obj: dict) -> dict:
+    def replace(self, path: str, obj: dict, *, dry_run: bool = False,
+                validation: str | None = None) -> dict:
         """PUT; ``metadata.resourceVersion`` in ``obj`` makes it a compare-and-swap (409)."""
-        return self.request("PUT", path, query=[("fieldManager", FIELD_MANAGER)], body=obj)
+        return self.request("PUT", path, query=[("fieldManager", FIELD_MANAGER)]
+                            + _validation(validation), body=obj, dry_run=dry_run)
 
     def delete(self, path: str, *, uid: str | None = None) -> dict:
         """Background deletion; with ``uid``, only if it is still that very object."""

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from shared.errors import ApplyError, FleetsyncError
+from workers.apply import annotations as notes
 from workers.apply import inventory as inv
 from workers.apply.discovery import Discovery, Resource, TypeKey, from_crd
 from workers.apply.kube import Kube, KubeError, NotFound
@@ -138,8 +139,19 @@ def _from_snapshot(app: str, desired: dict[ObjectRef, dict],
     inventory = snapshot.inventory(app)
     if any(ref not in desired for ref in inventory.refs):
         raise Unobserved("its inventory holds objects no longer rendered")
-    live: dict[ObjectRef, dict | None] = {ref: snapshot.live(ref, app) for ref in desired}
+    live = {ref: _told(snapshot, ref, app, obj) for ref, obj in desired.items()}
     return Observation(desired, resources, live, inventory, frozenset())
+
+
+def _told(snapshot: Snapshot, ref: ObjectRef, app: str, obj: dict) -> dict | None:
+    """What the snapshot tells of one desired object; one that Git's annotations leave
+    alone (``kustomize.toolkit.fluxcd.io/ssa: Ignore``...) needs nothing told."""
+    try:
+        return snapshot.live(ref, app)
+    except Unobserved:
+        if notes.read(obj).hold:
+            return None
+        raise
 
 
 def _read_all(pool: ThreadPoolExecutor, kube: Kube, resources: dict[ObjectRef, Resource],

@@ -5,8 +5,10 @@ not going away with this prune: one of another application, or one fleetsync
 does not own (made by hand, by another tool). Objects that controllers made for
 others (they carry ``ownerReferences``) follow their owners, and what Kubernetes
 puts in every namespace (``kube-root-ca.crt``, the ``default`` ServiceAccount,
-Events, Endpoints) does not count. The Namespace is then left alone (and out of
-the inventory), and the result names what it still holds.
+Events, Endpoints) does not count; an object of the application itself counts
+when its annotations keep it (``Prune=false``, ``Delete=false``, Flux's ``prune:
+disabled``: ``workers.apply.annotations``). The Namespace is then left alone
+(and out of the inventory), and the result names what it still holds.
 
 It costs one LIST per namespaced kind the server serves, in parallel, only when
 a Namespace is about to be pruned, which is rare; it lists as fleetsync itself,
@@ -19,6 +21,7 @@ import dataclasses
 from concurrent.futures import Future
 
 from shared.errors import FleetsyncError
+from workers.apply import annotations as notes
 from workers.apply.discovery import Discovery, Resource
 from workers.apply.kube import Kube
 from workers.apply.observe import Observation
@@ -68,11 +71,22 @@ def holders(kube: Kube, namespace: str, kinds: list[Resource], app: str,
                     or (resource.kind, ref.name) in EVERYWHERE:
                 continue
             owner = (meta.get("labels") or {}).get(APP_LABEL)
-            if owner == app:
+            stays = _stays(obj, f"{resource.kind}/{namespace}/{ref.name}")
+            if owner == app and not stays:
                 continue             # ours, and going with the namespace by our own choice
-            whose = f"application {owner}" if owner else "not fleetsync's"
+            whose = (stays if owner == app else f"application {owner}" if owner
+                     else "not fleetsync's")
             found.append(f"{resource.kind}/{ref.name} ({whose})")
     return sorted(found)
+
+
+def _stays(obj: dict, where: str) -> str:
+    """Why an object's annotations keep it ("" when they do not; unreadable ones keep it)."""
+    try:
+        how = notes.read(obj, where)
+    except notes.AnnotationError as exc:
+        return exc.message
+    return how.keep or how.delete
 
 
 def _namespaced(catalog: dict) -> list[Resource]:

@@ -16,14 +16,21 @@ APP_LABEL = "fleetsync.io/application"
 NAMESPACE_KIND = ("v1", "Namespace")
 CRD_GROUP = "apiextensions.k8s.io"
 
-# Within a tier, kinds that others refer to go first (as Helm and kubectl do), so a
-# Deployment never starts before the ServiceAccount or ConfigMap it mounts.
+# Within a tier, kinds that others refer to go first, so a Deployment never starts
+# before the ServiceAccount or ConfigMap it mounts: Argo CD's order (gitops-engine's
+# ``kindOrder``, itself Helm's install order), other kinds after these. The tiers
+# come first, so Namespaces and CRDs stay ahead of everything, as Argo CD's own
+# dependency rule moves them ahead of what lives in or is made of them.
 _KIND_ORDER = (
-    "Namespace", "CustomResourceDefinition", "PriorityClass", "StorageClass", "ClusterRole",
-    "ClusterRoleBinding", "ResourceQuota", "LimitRange", "NetworkPolicy", "ServiceAccount",
-    "Secret", "ConfigMap", "PersistentVolume", "PersistentVolumeClaim", "Role", "RoleBinding",
-    "Service", "DaemonSet", "Deployment", "StatefulSet", "Job", "CronJob", "Ingress",
+    "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange", "PodSecurityPolicy",
+    "PodDisruptionBudget", "ServiceAccount", "Secret", "SecretList", "ConfigMap",
+    "StorageClass", "PersistentVolume", "PersistentVolumeClaim", "CustomResourceDefinition",
+    "ClusterRole", "ClusterRoleList", "ClusterRoleBinding", "ClusterRoleBindingList", "Role",
+    "RoleList", "RoleBinding", "RoleBindingList", "Service", "DaemonSet", "Pod",
+    "ReplicationController", "ReplicaSet", "Deployment", "HorizontalPodAutoscaler",
+    "StatefulSet", "Job", "CronJob", "Ingress", "APIService",
 )
+_KIND_RANK = {kind: rank for rank, kind in enumerate(_KIND_ORDER)}
 
 
 @dataclass(frozen=True, order=True)
@@ -106,12 +113,13 @@ def tier(ref: ObjectRef) -> int:
     return 2 if not ref.namespace else 3
 
 
-def _kind_rank(kind: str) -> int:
-    return _KIND_ORDER.index(kind) if kind in _KIND_ORDER else len(_KIND_ORDER)
+def kind_rank(kind: str) -> int:
+    """The kind's place in Argo CD's kind order; every other kind after these."""
+    return _KIND_RANK.get(kind, len(_KIND_ORDER))
 
 
 def apply_key(ref: ObjectRef) -> tuple[int, int, str]:
-    return tier(ref), _kind_rank(ref.kind), ref.id
+    return tier(ref), kind_rank(ref.kind), ref.id
 
 
 def apply_order(refs: Iterable[ObjectRef]) -> list[ObjectRef]:

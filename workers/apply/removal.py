@@ -7,7 +7,9 @@
   them, nobody prunes them);
 - ``prune``: they are deleted, in reverse apply order, with the same care as a
   prune (a uid precondition, never a protected Namespace, never a Namespace that
-  still holds others' objects).
+  still holds others' objects), except an object whose annotations say it stays
+  (``argocd.argoproj.io/sync-options: Delete=false``, Flux's ``prune: disabled``
+  or ``reconcile: disabled``): that one is orphaned and named.
 
 Either way the inventory goes last, so a removal that fails part way is taken up
 again from what is left. Only objects still labelled for this application are
@@ -20,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from shared.errors import FleetsyncError
+from workers.apply import annotations as notes
 from workers.apply import inventory as inv
 from workers.apply.discovery import PROCESS, Discovery
 from workers.apply.kube import Kube, NotFound
@@ -47,7 +50,7 @@ def remove_unit(kube: Kube, app: str, mode: str, discovery: Discovery = PROCESS)
     """Orphan or prune what ``app`` applied on this cluster, then drop its inventory."""
     kube = kube.own()
     stored = inv.read(kube, app)
-    done = Removed()
+    done, stayed = Removed(), set[ObjectRef]()
     found = discovery.lookup(kube, stored.refs)
     for ref in prune_order(list(stored.refs)):
         resource = found.get(ref)
@@ -58,8 +61,9 @@ def remove_unit(kube: Kube, app: str, mode: str, discovery: Discovery = PROCESS)
         if live is None or owner_of(live) != app:
             continue                      # gone, or no longer this application's
         if mode == PRUNE:
-            why = _keep(kube, ref, app, set(stored.refs), discovery)
+            why = _stays(live, ref) or _keep(kube, ref, app, set(stored.refs) - stayed, discovery)
             if why:
+                stayed.add(ref)
                 done.kept.append(f"{ref}: {why}")
                 _orphan(kube, path)
                 continue
@@ -81,6 +85,14 @@ def remove_unit(kube: Kube, app: str, mode: str, discovery: Discovery = PROCESS)
 
 def _orphan(kube: Kube, path: str) -> None:
     kube.merge_patch(path, {"metadata": {"labels": {APP_LABEL: None}}})
+
+
+def _stays(live: dict, ref: ObjectRef) -> str:
+    """Why the live object's annotations keep it (one that cannot be read is kept too)."""
+    try:
+        return notes.read(live, str(ref)).delete
+    except notes.AnnotationError as exc:
+        return f"kept: {exc.message}"
 
 
 def _keep(kube: Kube, ref: ObjectRef, app: str, going: set[ObjectRef],

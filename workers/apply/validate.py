@@ -21,7 +21,9 @@ Two kinds of object cannot be dry-run where they will live:
 
 A dry-run refused because an immutable field changed is an invalid object in
 one line (the field, and ``force: true``), unless the application sets
-``force``: then it passes, and the apply replaces the object.
+``force`` (or the object's annotations do): then it passes, and the apply
+replaces the object. Each object is dry-run with the verb its write will use
+(``execute.write_one``: server-side apply, or a PUT for ``Replace=true``).
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from shared.errors import ApplyError
+from workers.apply.annotations import AS_USUAL, Behaviour
+from workers.apply.execute import write_one
 from workers.apply.pool import shared
 from workers.apply.discovery import Resource
 from workers.apply.immutable import is_immutable, refusal
-from workers.apply.kube import Invalid, Kube, KubeError, NotFound, detail
+from workers.apply.kube import Conflict, Invalid, Kube, KubeError, NotFound, detail
 from workers.apply.refs import ObjectRef
 
 STAND_INS = ("fleetsync-system", "default")
@@ -47,15 +51,18 @@ class Validation:
 
 def validate(kube: Kube, objects: Mapping[ObjectRef, dict], resources: Mapping[ObjectRef, Resource],
              *, new_namespaces: frozenset[str], pending: frozenset[ObjectRef],
-             force: bool = False, probed: Mapping[ObjectRef, dict] | None = None) -> Validation:
+             force: bool = False, probed: Mapping[ObjectRef, dict] | None = None,
+             how: Mapping[ObjectRef, Behaviour] | None = None) -> Validation:
     """Dry-run every object; raise ``ApplyError`` listing every invalid one. An object
-    whose very body passed a dry-run already (``probed``, by observe) is not dry-run again."""
-    probed = probed or {}
+    whose very body passed a dry-run already (``probed``, by observe) is not dry-run again.
+    ``how``: objects whose annotations ask for another verb, validation or ``force``."""
+    probed, how = probed or {}, how or {}
     stand_in = stand_in_namespace(kube) if any(r.namespace in new_namespaces
                                                for r in objects) else ""
     pool = shared()
     futures = {ref: pool.submit(_dry_run, kube, ref, obj, resources[ref],
-                                stand_in if ref.namespace in new_namespaces else "", force)
+                                stand_in if ref.namespace in new_namespaces else "", force,
+                                how.get(ref, AS_USUAL))
                for ref, obj in objects.items() if ref not in pending and probed.get(ref) != obj}
     outcomes = {ref: future.result() for ref, future in futures.items()}
     result = Validation(
@@ -79,6 +86,21 @@ def _refused(exc: KubeError, ref: ObjectRef, force: bool) -> tuple[bool, str]:
     return False, detail(exc)
 
 
+def _as_created(kube: Kube, ref: ObjectRef, obj: dict, resource: Resource,
+                how: Behaviour) -> tuple[bool | None, str]:
+    """A PUT refused under ``Replace=true,Force=true``: the object is deleted and created
+    again, so it is checked as a create; only AlreadyExists may refuse that (the server
+    validates and admits before it looks for the name)."""
+    try:
+        kube.create(resource.collection(ref.namespace), obj, dry_run=True,
+                    validation="Strict" if how.validate else "Ignore")
+    except Conflict:
+        return True, ""
+    except KubeError as exc:
+        return False, detail(exc)
+    return True, ""
+
+
 def stand_in_namespace(kube: Kube) -> str:
     """A namespace that exists, to dry-run objects whose own namespace does not yet."""
     for name in STAND_INS[:-1]:
@@ -88,20 +110,24 @@ def stand_in_namespace(kube: Kube) -> str:
 
 
 def _dry_run(kube: Kube, ref: ObjectRef, obj: dict, resource: Resource,
-             stand_in: str, force: bool = False) -> tuple[bool | None, str]:
+             stand_in: str, force: bool = False, how: Behaviour = AS_USUAL
+             ) -> tuple[bool | None, str]:
     """(True, "") valid; (False, message) invalid; (None, why) could not be checked.
 
     Transient errors propagate: the whole apply is retried rather than half-checked.
     """
     if not stand_in:
         try:
-            kube.apply(resource.path(ref), obj, dry_run=True)
+            write_one(kube, obj, resource, ref, how, dry_run=True)
             return True, ""
         except KubeError as exc:
-            return _refused(exc, ref, force)
+            if how.replace and how.force and isinstance(exc, Invalid):
+                return _as_created(kube, ref, obj, resource, how)
+            return _refused(exc, ref, force or how.force)
     moved = {**obj, "metadata": {**obj["metadata"], "namespace": stand_in}}
+    validation = ("Strict" if how.validate else "Ignore") if how.replace else None
     try:
-        kube.create(resource.collection(stand_in), moved, dry_run=True)
+        kube.create(resource.collection(stand_in), moved, dry_run=True, validation=validation)
         return True, ""
     except Invalid as exc:
         return False, f"{detail(exc)} (checked in namespace {stand_in}: {ref.namespace} " \

@@ -36,6 +36,9 @@ in Git), those values, the release, namespace, the cluster's capabilities and
 the helm version, so clusters with equal values share one helm run; the cheap
 one loads the output (no ``${var}`` substitution in it: the cluster's variables
 go into the values) and keeps ``helm.sh/hook`` objects with their annotations.
+A chart directory that also holds a kustomization is built as the kustomization
+says (``workers.render.overchart``): kustomize over the chart's output, in the
+expensive step, or kustomize alone when its ``helmCharts`` render the chart.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from shared.logs import get_logger
 from shared.spec.model import Application, Cluster, Directory
 from shared.yamlsafe import load_documents
 from workers.render import helm as charts
-from workers.render import kustomize
+from workers.render import kustomize, overchart
 from workers.render.tree import (RawDoc, check_size, display, read_files, refuse_escaping_links,
                                  resolve_inside)
 from workers.fetch.helmrepo import ChartArchive
@@ -300,7 +303,7 @@ def render_unit(app: Application, cluster: Cluster, tree: Path | None,
         chart = _chart(app, tree, revision, archive, variables)
         if chart is not None:
             return _render_chart(app, cluster, chart, tree, cache, revision, source,
-                                 helm or charts.Helm())
+                                 helm or charts.Helm(), sops)
         if tree is None:
             raise RenderError(f"application {app.name}: nothing to render (no checkout)")
         root = tree.resolve()
@@ -324,6 +327,7 @@ class ChartInput:
     path: Path
     digest: str
     label: str
+    over: str = ""      # a resources entry: a kustomization builds over the output there
 
 
 def _chart(app: Application, tree: Path | None, revision: str, archive: ChartArchive | None,
@@ -339,13 +343,20 @@ def _chart(app: Application, tree: Path | None, revision: str, archive: ChartArc
         return None
     refuse_escaping_links(root, target)
     rel = display(root, target)
-    return ChartInput(target, f"git:{revision}:{rel}", rel)
+    over = ""
+    if overchart.is_kustomized_chart(target):
+        over = overchart.output_entry(root, target)
+        if over == overchart.RENDERS_ITSELF:
+            return None     # its kustomization renders it (helmCharts): a kustomize build
+    return ChartInput(target, f"git:{revision}:{rel}" + (f" kustomize:{over}" if over else ""),
+                      rel, over)
 
 
 def _render_chart(app: Application, cluster: Cluster, chart: ChartInput, tree: Path | None,
                   cache: RenderCache | None, revision: str, source: str,
-                  helm: charts.Helm) -> Rendered:
-    """A chart's render: ``helm template`` shared by the clusters whose values are equal."""
+                  helm: charts.Helm, sops: Sops) -> Rendered:
+    """A chart's render: ``helm template`` shared by the clusters whose values are equal
+    (then kustomize over its output, ``chart.over``: ``workers.render.overchart``)."""
     values, used = charts.merged_values(app, cluster, tree.resolve() if tree else None)
     release = app.helm.release_name or app.name
     namespace = app.namespace or "default"
@@ -355,6 +366,12 @@ def _render_chart(app: Application, cluster: Cluster, chart: ChartInput, tree: P
 
     def build() -> list[dict[str, Any]]:
         docs = charts.template(chart.path, release, namespace, values, helm, chart.label)
+        if chart.over and tree is not None:
+            text = overchart.build(tree.resolve(), chart.path, chart.over,
+                                   "---\n".join(doc.text for doc in docs),
+                                   allow_remote=app.allow_remote_bases,
+                                   timeout=kustomize.DEFAULT_TIMEOUT, sops=sops)
+            docs = [RawDoc(f"{chart.label} (helm template, kustomize build)", text)]
         return [asdict(doc) for doc in docs]
 
     rows, hit = cache.get_or_render(raw_key, build) if cache is not None else (build(), False)

@@ -35,6 +35,7 @@ The binary is found once per process: ``kustomize`` on PATH, then the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -45,7 +46,7 @@ import sys
 import tempfile
 from collections import deque
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from shared.errors import RenderError, TransientError
 from shared.yamlsafe import load_documents
@@ -279,17 +280,49 @@ def _environment(home: Path) -> dict[str, str]:
 
 
 def build(tree: Path, directory: Path, *, allow_remote: bool = False,
-          timeout: float = DEFAULT_TIMEOUT, sops: Sops = Sops(), helm: Helm | None = None) -> str:
+          timeout: float = DEFAULT_TIMEOUT, sops: Sops = Sops(), helm: Helm | None = None,
+          placed: Mapping[Path, str] | None = None) -> str:
     """``kustomize build`` of ``directory`` (resolved, inside the resolved ``tree``): YAML text.
 
     SOPS files that the kustomizations name are decrypted first, in a private
     copy of what kustomize reads of the checkout, on a tmpfs, that kustomize
     builds instead (``workers.render.sops``).
-    ``helm`` given: ``helmCharts`` are rendered with it (``allowHelmCharts``)."""
+    ``helm`` given: ``helmCharts`` are rendered with it (``allowHelmCharts``).
+    ``placed``: files (paths of ``tree`` that are not in it) with their text, written into
+    a private copy that kustomize builds (a chart's output, ``workers.render.overchart``)."""
     files, directories = survey(tree, directory, allow_remote, allow_helm=helm is not None)
     rel = display(tree, directory)
     with decrypted_tree(tree, files, sops, directories) as root:
-        return _run(root, rel, timeout, helm)
+        if not placed:
+            return _run(root, rel, timeout, helm)
+        # beside a decrypted copy (its tmpfs, removed with it), else a private temp dir
+        with contextlib.ExitStack() as stack:
+            scratch = root.parent if root != tree else Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="fleetsync-overchart-")))
+            copy = _placed_copy(root, tree, [*directories, *files], placed, scratch)
+            return _run(copy, rel, timeout, helm)
+
+
+def _placed_copy(root: Path, tree: Path, roots: list[Path], placed: Mapping[Path, str],
+                 scratch: Path) -> Path:
+    """A copy below ``scratch`` of ``roots`` (paths of ``tree``, read from ``root``: the
+    checkout or its decrypted copy) with ``placed`` written at their paths."""
+    copy = Path(tempfile.mkdtemp(prefix="placed-", dir=scratch)) / "tree"
+    for path in sorted(set(roots)):
+        src, dest = root / path.relative_to(tree), copy / path.relative_to(tree)
+        dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if src.is_dir():
+            shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
+        elif src.is_file() and not dest.exists():
+            shutil.copyfile(src, dest)
+    for path, text in placed.items():
+        if not inside(tree, path) or os.path.lexists(copy / path.relative_to(tree)):
+            raise RenderError(f"{display(tree, path)}: the chart's output would replace a file "
+                              "of the repository")
+        dest = copy / path.relative_to(tree)
+        dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        dest.write_text(text, encoding="utf-8")
+    return copy
 
 
 # kustomize runs `helm pull --repo <url>` for a chart it does not find in its chart home

@@ -22,7 +22,9 @@ So, per ``shared.spec.model.Directory``:
 Formats fleetsync does not render are refused by name rather than skipped: a
 ``.jsonnet``/``.libsonnet``/``.cue`` file, or a ``Chart.yaml`` in a directory
 that would be read, fails the render with ``not supported: ...`` naming the
-file, so an application rewritten into one of them cannot render to nothing.
+file, so an application rewritten into one of them cannot render to nothing. A
+sub-directory with both ``Chart.yaml`` and a kustomization is built only when
+the kustomization renders that chart itself (``workers.render.overchart``).
 
 ``scan`` only decides; ``workers.render.engine`` reads the files and runs kustomize.
 """
@@ -38,6 +40,7 @@ from shared.errors import RenderError
 from shared.spec.model import Directory
 from workers.render.tree import MANIFEST_SUFFIXES, display, inside
 from workers.render.kustomize import kustomization_file
+from workers.render.overchart import refuse_nested
 
 CHART_FILE = "Chart.yaml"
 UNSUPPORTED = {
@@ -137,6 +140,7 @@ def _scan(tree: Path, real_dir: Path, logical_dir: Path, rel: PurePosixPath,
 def _directory(tree: Path, real: Path, logical: Path, rel: PurePosixPath, seen: frozenset[Path],
                options: Directory, out: Layout) -> None:
     if kustomization_file(real) is not None:
+        refuse_nested(tree, real)
         out.kustomizations.append((display(tree, logical), real))
     elif options.recurse:
         refuse_chart(tree, logical)

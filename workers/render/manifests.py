@@ -12,9 +12,13 @@ files). A document that is clearly not an object (not a mapping, or neither
 two, or no ``metadata.name``) is refused, since that is a mistake in a manifest.
 Objects fleetsync cannot manage are refused with what to do instead: one with
 only ``metadata.generateName`` (it could never be found again to update or
-prune) and hooks (``argocd.argoproj.io/hook``, ``helm.sh/hook``), whose
-lifecycle belongs to another tool; a chart's render passes ``helm_hooks`` and
-keeps its ``helm.sh/hook`` objects, annotations and all, for the apply engine.
+prune) and Helm hooks outside a chart (``helm.sh/hook``), whose lifecycle
+belongs to helm; a chart's render passes ``helm_hooks`` and keeps its
+``helm.sh/hook`` objects, annotations and all, for the apply engine. Argo CD's
+hooks (``argocd.argoproj.io/hook``) are kept for the apply engine too, a
+``generateName`` one included (the engine names it per revision); their
+annotations and every ``argocd.argoproj.io/sync-wave`` are checked here
+(``shared.argocd``), so a bad value fails with its file and line.
 
 Scope is decided without an API server: ``is_cluster_scoped`` knows the
 built-in cluster-scoped kinds and treats everything else as namespaced. The
@@ -26,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from shared import argocd
 from shared.errors import RenderError
 
 # (API group, kind) of the built-in cluster-scoped resources we know about.
@@ -57,7 +62,6 @@ FIRST_KINDS: dict[tuple[str, str], int] = {
 ScopePredicate = Callable[[str, str], bool]
 
 HOOKS = {
-    "argocd.argoproj.io/hook": "an Argo CD hook",
     "helm.sh/hook": "a Helm hook outside a chart",
 }
 
@@ -101,8 +105,11 @@ def _missing(obj: Any) -> list[str]:
     if not isinstance(obj, dict):
         return []
     meta = obj.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if not name and isinstance(meta, dict) and argocd.is_hook(obj):
+        name = meta.get("generateName")
     wanted = [("apiVersion", obj.get("apiVersion")), ("kind", obj.get("kind")),
-              ("metadata.name", meta.get("name") if isinstance(meta, dict) else None)]
+              ("metadata.name", name)]
     return [field for field, value in wanted if not isinstance(value, str) or not value]
 
 
@@ -137,10 +144,14 @@ def _unmanageable(doc: Located, helm_hooks: bool = False) -> str | None:
     annotations: dict[str, Any] = found if isinstance(found, dict) else {}
     for key, name in HOOKS.items():
         if key in annotations and not (helm_hooks and key == "helm.sh/hook"):
-            return (f"{what} is {name} ({key}: {annotations[key]}); fleetsync has no sync hooks: "
-                    "remove the annotation to apply it as an ordinary object, or move it to an "
-                    "application of its own that the others list in dependsOn")
-    if not meta.get("name") and meta.get("generateName"):
+            return (f"{what} is {name} ({key}: {annotations[key]}); fleetsync runs Helm hooks "
+                    "of a chart and Argo CD hooks (argocd.argoproj.io/hook): render it as part "
+                    "of its chart, use the Argo CD annotation, or remove the annotation to "
+                    "apply it as an ordinary object")
+    wrong = argocd.problem(doc.obj)
+    if wrong:
+        return f"{what}: {wrong}"
+    if not meta.get("name") and meta.get("generateName") and argocd.HOOK not in annotations:
         return (f"{what} has metadata.generateName and no metadata.name; fleetsync applies "
                 "objects by name and could never find a generated one again to update or prune "
                 "it: give it a fixed metadata.name")
@@ -165,7 +176,8 @@ def check_object(doc: Located, helm_hooks: bool = False) -> None:
 def identity(obj: dict[str, Any]) -> tuple[str, str, str, str]:
     """(group, kind, namespace, name): what makes two objects the same object."""
     meta = obj["metadata"]
-    return group_of(obj["apiVersion"]), obj["kind"], meta.get("namespace") or "", meta["name"]
+    name = meta.get("name") or meta["generateName"]          # an Argo CD hook may have only it
+    return group_of(obj["apiVersion"]), obj["kind"], meta.get("namespace") or "", name
 
 
 def describe(key: tuple[str, str, str, str]) -> str:

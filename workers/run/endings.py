@@ -95,7 +95,7 @@ def finish(ctx: Context, call: Call, owner: str, outcome: Outcome, started: floa
                          lock_wait_s=round(started - call.requested_at, 3)
                          if call.requested_at else None,
                          drift=summary.get("corrected_drift") or {},
-                         **_commit(ctx, call, unit))
+                         hooks=list(summary.get("hooks") or []), **_commit(ctx, call, unit))
     step = ctx.runs.end(call.unit, call.run_id, owner, outcome, status=status, entry=entry)
     result = tasks_api.unit_result(call.app, call.cluster, outcome.phase.value, outcome.summary,
                                    run_id=call.run_id, revision=call.revision, details=summary)

@@ -90,7 +90,7 @@ def check_health(ctx: Context, hc: HealthCall) -> Next:
     entry = HistoryEntry(revision=hc.revision, trigger="health", result=phase.value,
                          message=message, started_at=now_iso(), finished_at=now_iso(),
                          run_id=hc.run_id, task_id=hc.task_id, changes=before.counts or {},
-                         requests=None, writes=None, lock_wait_s=None, drift={},
+                         requests=None, writes=None, lock_wait_s=None, drift={}, hooks=[],
                          **stages.commit_fields(ctx, hc.app, hc.revision))
     settled = ctx.runs.settle(hc.unit, hc.run_id, status, entry)
     log.info("health settled" if settled else "health outcome dropped: a newer one won",

@@ -197,6 +197,8 @@ def _apply_started(ctx: Context, call: Call, unit: Unit, begun: Begun, owner: st
         message += f"; source {app.source} stays at {call.revision[:12]}: {source_error}"
     if result.suspended:          # paused objects do not hold the unit back: say so
         message += f"; suspended: {health.short(list(result.suspended))}"
+    if result.notes:              # what per-object annotations left alone, and warnings
+        message += f"; {health.short(list(result.notes))}"
     outcome, follow_up = _health_outcome(ctx, call, app, result, message)
     if held is not None:          # applied nothing new: what it has, and what waits
         outcome = held.tell(outcome)

@@ -184,6 +184,7 @@ def _rendered(ctx: Context, cluster: Cluster, candidates: list[_Candidate]) -> l
 def _judge(ctx: Context, cluster: Cluster, candidates: list[_Candidate], found: Pass) -> None:
     """Snapshot the cluster (per identity the units read as), judge each unit, and
     refresh the quiet ones' status."""
+    from workers.apply import namespaces
     from workers.apply.discovery import PROCESS
     from workers.apply.engine import judge
     from workers.apply.pool import shared
@@ -199,7 +200,7 @@ def _judge(ctx: Context, cluster: Cluster, candidates: list[_Candidate], found: 
     quiet: list[tuple[_Candidate, dict[str, int]]] = []
     for identity, group in by_identity.items():
         kinds = {(o.get("apiVersion", ""), o.get("kind", "")) for c in group for o in c.objects}
-        if any(c.app.create_namespace for c in group):
+        if any(namespaces.wanted(c.app, c.objects) for c in group):   # created if missing
             kinds.add(NAMESPACE_KIND)
         resources = [catalog[k] for k in kinds if k in catalog]
         snapshot = take(kube.session(identity), resources, shared(),

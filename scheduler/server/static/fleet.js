@@ -36,4 +36,36 @@
     }
   }
   setInterval(refresh, every);
+
+  // The action buttons: a POST to the JSON API with the page's CSRF token; the answer is
+  // said in #action-result and the page refreshed at once.
+  document.addEventListener("submit", async function (ev) {
+    const form = ev.target.closest("form.action");
+    if (!form) return;
+    ev.preventDefault();
+    const out = document.getElementById("action-result");
+    const button = form.querySelector("button");
+    const label = button ? button.textContent : "action";
+    const body = {app: form.dataset.app, cluster: form.dataset.cluster || null};
+    const reason = form.querySelector("input[name=reason]");
+    if (reason) {
+      if (!reason.value.trim()) { out.textContent = label + ": give a reason"; return; }
+      body.reason = reason.value.trim();
+    }
+    const meta = document.querySelector('meta[name="fleetsync-csrf"]');
+    out.dataset.status = "";
+    try {
+      const resp = await fetch(form.dataset.url, {
+        method: "POST", credentials: "same-origin", body: JSON.stringify(body),
+        headers: {"Content-Type": "application/json",
+                  "X-Fleetsync-CSRF": meta ? meta.content : ""}});
+      const answer = await resp.json().catch(() => ({}));
+      out.textContent = label + (resp.ok ? ": done" : ": " + (answer.error || resp.status));
+      out.dataset.status = String(resp.status);
+    } catch (err) {
+      out.textContent = label + ": the server did not answer";
+      out.dataset.status = "0";
+    }
+    refresh();
+  });
 })();
