@@ -14,15 +14,18 @@ from __future__ import annotations
 import unicodedata
 from typing import Any, Sequence
 
+from shared.logs import get_logger
+
 AUDIT = "audit"
 MAX_UNITS = 100
 
 
-def record(log: Any, *, who: str, what: str, units: Sequence[str], why: str,
-           **details: Any) -> None:
-    """One ``event: audit`` line on ``log`` (a structlog logger)."""
-    log.warning(AUDIT, who=who, what=what, units=list(units[:MAX_UNITS]),
-                more_units=max(0, len(units) - MAX_UNITS), why=why, **details)
+def record(*, who: str, what: str, units: Sequence[str], why: str, **details: Any) -> None:
+    """One ``event: audit`` line on the ``fleetsync.audit`` logger, as
+    ``scheduler/holds.py`` writes the operators' actions."""
+    get_logger("fleetsync.audit").info(
+        AUDIT, who=who, what=what, units=list(units[:MAX_UNITS]),
+        more_units=max(0, len(units) - MAX_UNITS), why=why, **details)
 
 
 def clean(text: object, limit: int) -> str:

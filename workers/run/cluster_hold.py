@@ -132,9 +132,9 @@ def _audit_change(ctx: Context, cluster: str, hold: ClusterHold | None) -> None:
     if (before or "") == now:
         return
     if hold is not None:
-        audit.record(log, who=hold.by or "unknown", what="cluster hold seen",
+        audit.record(who=hold.by or "unknown", what="cluster hold seen",
                      units=[f"{cluster}/*"], why=hold.reason, cluster=cluster,
                      until=hold.until or "lifted by hand")
     else:
-        audit.record(log, who="unknown", what="cluster hold lifted", units=[f"{cluster}/*"],
+        audit.record(who="unknown", what="cluster hold lifted", units=[f"{cluster}/*"],
                      why="the hold ConfigMap is gone or expired", cluster=cluster)

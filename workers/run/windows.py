@@ -204,5 +204,5 @@ def let_through(ctx: Context, app: str, cluster: str, held: Hold, head: str, tri
         "message": f"manual sync through window {held.window} by {by}: {reason}",
         "started_at": stamp, "finished_at": stamp, "run_id": "", "task_id": "",
         "changes": {}, "by": by, "reason": reason})
-    audit.record(log, who=by, what="window override", units=[f"{cluster}/{app}"], why=reason,
-                 window=held.window, revision=head)
+    audit.record(who=by, what="window override", units=[f"{cluster}/{app}"], why=reason,
+                 app=app, cluster=cluster, window=held.window, revision=head, via=trigger)
