@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 import yaml
 
-from scheduler.importers import appset
+from scheduler.importers import appset, syncwindows
 from scheduler.importers.common import Entry, Import, Manifest, clean_path, dns_name, guarded
 from scheduler.importers.common import unique
 
@@ -37,7 +37,8 @@ _SOURCE_KEYS = {"repoURL", "path", "targetRevision", "chart", "helm", "kustomize
 _HELM_KEYS = {"releaseName", "values", "valuesObject", "valueFiles", "parameters"}
 _IGNORE_KEYS = {"group", "kind", "name", "jsonPointers"}
 _SPEC_KEYS = {"source", "sources", "destination", "project", "syncPolicy", "ignoreDifferences"}
-_PROJECT_KEYS = {"destinations", "namespaceResourceWhitelist", "clusterResourceWhitelist",
+_PROJECT_KEYS = {"syncWindows",        # scheduler/importers/syncwindows.py
+                 "destinations", "namespaceResourceWhitelist", "clusterResourceWhitelist",
                  "namespaceResourceBlacklist", "clusterResourceBlacklist", "description"}
 _FINALIZER = "resources-finalizer.argocd.argoproj.io"   # deleting the app deletes its objects
 _ALWAYS = {"ServerSideApply=true": "fleetsync always applies server-side",
@@ -57,6 +58,7 @@ def build(objects: list[Manifest], result: Import) -> None:
         elif obj.kind not in ("AppProject", "Secret"):
             result.skipped.append(f"{obj.where()}: not an Argo CD Application, ApplicationSet "
                                   "or AppProject")
+    syncwindows.build(projects, result)
 
 
 def _application_set(obj: Manifest, result: Import, projects: dict[str, Manifest]) -> None:
@@ -103,7 +105,8 @@ def application(obj: Manifest, result: Import, projects: dict[str, Manifest],
                               "counterpart")
         return
     name = unique(dns_name(obj.name), result.applications, dns_name(f"{obj.name}-app"))
-    entry = Entry({"name": name, "source": _source(obj, source, result)})
+    entry = Entry({"name": name, "source": _source(obj, source, result), "_argo_name": obj.name,
+                   "_project": spec.get("project") or "default"})
     where = obj.where()
     if source.get("chart"):
         entry.data["chart"] = {"name": source["chart"],

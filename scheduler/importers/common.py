@@ -66,6 +66,7 @@ class Import:
     sources: dict[str, Entry] = field(default_factory=dict)
     clusters: dict[str, Entry] = field(default_factory=dict)
     applications: dict[str, Entry] = field(default_factory=dict)
+    windows: dict[str, Entry] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
     def note(self, entry: Entry, where: str, text: str) -> None:
@@ -178,7 +179,7 @@ def render(result: Import, origin: str) -> str:
     lines = [f"# Imported from {origin} manifests by `fleetsync import`.",
              "# Lines starting with '# ' name what had no counterpart; check them."]
     for key, entries in (("sources", result.sources), ("clusters", result.clusters),
-                         ("applications", result.applications)):
+                         ("applications", result.applications), ("windows", result.windows)):
         if not entries:
             continue
         lines.append(f"{key}:")

@@ -95,7 +95,12 @@ items:
     metadata: {name: my-project, namespace: argocd}
     spec:
       destinations: [{namespace: guestbook, server: '*'}]
-      syncWindows: [{kind: deny, schedule: '0 22 * * *', duration: 1h, applications: ['*']}]
+      syncWindows:
+        - {kind: deny, schedule: '0 22 * * *', duration: 1h, applications: ['*'],
+           timeZone: Europe/Berlin}
+        - {kind: allow, schedule: '0 6 * * 1-5', duration: 12h, clusters: ['1-2-*'],
+           manualSync: true}
+        - {kind: deny, schedule: '0 0 * * *', duration: 1h30m, namespaces: [nowhere]}
       namespaceResourceWhitelist: [{group: apps, kind: Deployment}, {group: '', kind: Service}]
       clusterResourceBlacklist: [{group: '', kind: Namespace}]
   - apiVersion: argoproj.io/v1alpha1
@@ -131,7 +136,14 @@ def test_argocd_repository(tmp_path):
     assert dev.allowed_namespaces == ("guestbook",)
     assert dev.allowed_kinds == ("apps/Deployment", "core/Service")
     assert dev.denied_kinds == ("core/Namespace",)
-    assert "AppProject my-project spec.syncWindows has no counterpart" in proc.stderr
+    nightly, weekdays = fleet.windows
+    assert (nightly.name, nightly.kind) == ("my-project-0", "deny")
+    assert nightly.time_zone == "Europe/Berlin"
+    assert nightly.applications.names == ("engineering-dev-guestbook", "engineering-prod-guestbook")
+    assert nightly.duration == 3600
+    assert (weekdays.name, weekdays.kind, weekdays.manual_sync) == ("my-project-1", "allow", True)
+    assert weekdays.clusters.names == ("1-2-3-4",)
+    assert "syncWindows[2]: matches none of the imported applications" in proc.stderr
     helm = apps["helm-guestbook"]
     assert helm.helm.release_name == "guestbook"
     assert dict(helm.helm.values) == {"replicaCount": 2, "service": {"type": "LoadBalancer"}}
