@@ -20,6 +20,7 @@ from typing import Any
 from scheduler.importers import fluxpaths, fluxvalues
 from scheduler.importers.fluxpaths import is_flux
 from shared.spec.scalars import parse_duration
+from shared.values import deep_merge
 from scheduler.importers.common import Entry, Import, Manifest, clean_path, dns_name, guarded
 from scheduler.importers.common import unique
 
@@ -251,7 +252,7 @@ def _release(obj: Manifest, result: Import, names: dict[tuple[str, str, str], st
     helm: dict[str, Any] = {"releaseName": spec.get("releaseName") or
                             (f"{target}-{obj.name}" if target else obj.name)}
     values = fluxvalues.values(obj, objects, partial(result.note, entry, obj.where()))
-    values = fluxvalues.deep_merge(values, spec.get("values") or {})
+    values = deep_merge(values, spec.get("values") or {})
     if values:
         helm["values"] = values
     _values_files(obj, chart, entry, helm, result)

@@ -17,13 +17,13 @@ its kustomization's directory (kustomize's own load restriction) and be small.
 
 from __future__ import annotations
 
-import copy
 import os
 from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
 from scheduler.importers.common import Manifest
+from shared.values import deep_merge
 
 DEFAULT_KEY = "values.yaml"
 MAX_FILE_BYTES = 1 << 20
@@ -31,17 +31,6 @@ _KUSTOMIZE_API = "kustomize.config.k8s.io"
 _KUSTOMIZATIONS = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 
 Note = Callable[[str], None]
-
-
-def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``over`` merged into a copy of ``base``: mappings key by key, anything else replaced."""
-    out = copy.deepcopy(dict(base))
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def values(release: Manifest, objects: list[Manifest], note: Note) -> dict[str, Any]:

@@ -34,7 +34,6 @@ The binary: ``Settings.helm_bin`` (``FLEETSYNC_HELM_BIN``), else ``helm`` on
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import os
@@ -51,6 +50,7 @@ from shared.errors import RenderError, TransientError
 from shared import toolcache
 from shared.settings import Settings
 from shared.spec.model import Application, Cluster
+from shared.values import deep_merge
 from shared.yamlsafe import load_documents
 from workers.render.tree import MAX_FILE_BYTES, MAX_TOTAL_BYTES, RawDoc, read_text, resolve_inside
 from workers.render.variables import referenced, substitute
@@ -142,17 +142,6 @@ def version(binary: str) -> str:
 
 
 # --- values ----------------------------------------------------------------------------------
-
-def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``over`` merged into a copy of ``base``: mappings key by key, anything else replaced."""
-    out = copy.deepcopy(dict(base))
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
 
 def _values_file(tree: Path, rel: str, where: str) -> dict[str, Any]:
     path = tree / rel
