@@ -128,3 +128,17 @@ def window_override(unit: str) -> str:
 def rendered(unit: str, revision: str, spec_hash: str) -> str:
     """The render key of a unit at a revision and spec, while its render is cached."""
     return f"{PREFIX}:rendered:{unit}:{revision}:{spec_hash}"
+
+
+# -- previews of a candidate revision (shared/state/previews.py) ---------------------------
+PREVIEWS = f"{PREFIX}:previews"       # sorted set: preview id -> started (epoch seconds)
+
+
+def preview(preview_id: str) -> str:
+    """A preview's record (hash: ``meta`` JSON, ``done``/``total`` counters)."""
+    return f"{PREFIX}:preview:{preview_id}"
+
+
+def preview_units(preview_id: str) -> str:
+    """A preview's per-unit results (list of JSON records, one per unit considered)."""
+    return f"{PREFIX}:preview:{preview_id}:units"
