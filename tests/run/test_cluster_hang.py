@@ -66,6 +66,21 @@ def _spec(stack: Stack, kubeconfig: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _where_runs_are(client: redis.Redis) -> str:
+    """For a failure: each unit's protocol keys, its queued run's record, and which runs
+    have a message in the broker (queued, or reserved by a worker: unacked)."""
+    in_broker = waiting_runs_by_unit(client)
+    lines = []
+    for i in range(APPS):
+        unit = f"staging/a{i}"
+        queued = client.get(f"fleetsync:queued:{unit}") or ""
+        record = client.hgetall(f"fleetsync:run:{unit}:{queued}") if queued else {}
+        lines.append(f"{unit}: queued={queued} lock={client.get(f'fleetsync:lock:{unit}')} "
+                     f"run={ {k: record.get(k) for k in ('state', 'next_try_at', 'summary')} } "
+                     f"in broker={sorted(in_broker.get(unit, ()))} now={time.time():.1f}")
+    return "\n".join(lines)
+
+
 def test_a_hung_api_server_is_a_cluster_that_does_not_answer(staging, redis_url, tmp_path):
     url = new_redis_db(redis_url)
     stack = Stack(tmp_path, url, staging.clusters, interval=INTERVAL)
@@ -124,7 +139,8 @@ def test_a_hung_api_server_is_a_cluster_that_does_not_answer(staging, redis_url,
         except AssertionError as exc:
             raise AssertionError(f"not Ready {time.monotonic() - thawed:.0f} s after the "
                                  f"server answered again (next probe was in {probe_in:.0f} s);"
-                                 f" units {[s.to_dict() for s in statuses()]}") from exc
+                                 f" units {[s.to_dict() for s in statuses()]}; "
+                                 f"{_where_runs_are(client)}") from exc
         assert clusters.down("staging") is None
         for i in range(APPS):
             applied = [e for e in store.history(f"a{i}", "staging")
