@@ -164,11 +164,14 @@ def cli_reader() -> Role:
 
 def server(db: int = 0) -> Role:
     """``fleetsync server``: reads state like the CLI, records webhook deliveries and fetch
-    requests of sources, and sends to ``reconcile`` and ``fetch`` like beat."""
+    requests of sources, and sends to ``reconcile`` and ``fetch`` like beat; creates
+    previews and reads their results, and keeps what it posted to the forges
+    (``preview``, ``preview:<id>``, ``previews``, ``preview-posts``, ``preview-pr:*``)."""
     return Role("fleetsync-server", "fleetsync server (webhooks, API, dashboard)",
                 WORKER_COMMANDS,
                 (*_queues("reconcile", "fetch"), BINDINGS_READ, RESULTS[0],
                  f"~{_P}:source:*:fetch-wanted", f"~{_P}:source:*:delivery:*",
+                 f"~{_P}:preview*",
                  f"~{_P}:rollout:*", f"~{_P}:suspended:*",
                  *(f"%R~{_P}:{kind}*" for kind in READABLE), "%R~celery-task-meta-*",
                  *(f"%R~{q}*" for q in STAGE_QUEUES)),
