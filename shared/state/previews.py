@@ -90,6 +90,30 @@ def add_units(client: Any, preview_id: str, records: list[dict[str, Any]]) -> bo
     return int(total or 0) > 0 and int(done) >= int(total)
 
 
+def meta(client: Any, preview_id: str) -> dict[str, Any] | None:
+    """A preview's meta alone (no units), or None when unknown."""
+    raw = client.hget(keys.preview(preview_id), "meta")
+    return json.loads(raw) if raw is not None else None
+
+
+COSTS = ("requests", "dry_runs", "writes")
+
+
+def add_costs(client: Any, preview_id: str, **counts: int) -> None:
+    """Count what a part asked of its cluster (API requests, dry-runs, writes: always 0)."""
+    pipe = client.pipeline(transaction=False)
+    for name in COSTS:
+        if counts.get(name):
+            pipe.hincrby(keys.preview(preview_id), name, int(counts[name]))
+    pipe.execute()
+
+
+def costs(client: Any, preview_id: str) -> dict[str, int]:
+    """What the preview's parts asked of the clusters so far."""
+    found = client.hmget(keys.preview(preview_id), list(COSTS))
+    return {name: int(value or 0) for name, value in zip(COSTS, found)}
+
+
 def load(client: Any, preview_id: str) -> dict[str, Any] | None:
     """``{meta..., done, total, units: [...], summary: {...}}``, or None when unknown."""
     pipe = client.pipeline(transaction=False)

@@ -1,0 +1,179 @@
+"""A preview, as the workers carry it out: revisions, units, one part per cluster.
+
+``begin`` (task ``fleetsync.preview``) reads the preview's record, fetches the
+candidate ref into this host's mirror *without recording it*: the source's
+revision in Redis, which every run follows, stays where it is, and no unit's
+status is touched. The base is the ref asked for, else the revision the fleet
+applies now. It then picks the units (the source's applications, narrowed by
+``apps`` and the cluster selector) and asks for one part per cluster.
+
+``part`` (task ``fleetsync.preview_cluster``) previews one cluster's units
+(``workers.run.preview_unit``), adds their records and counts itself done; the
+last part marks the preview ``done``. A part that cannot run records every one
+of its units ``failed`` with why: a preview always ends, and says per unit what
+went wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from shared import tasks_api
+from shared.errors import FleetsyncError, SourceError
+from shared.logs import get_logger
+from shared.spec.model import Cluster, Fleet, Source
+from shared.state import previews
+from workers.context import Context
+from workers.run import stages
+from workers.run.preview_unit import Costs, preview_unit, record
+from workers.run.steps import Send
+
+log = get_logger("fleetsync.preview")
+_SHA = re.compile(r"[0-9a-f]{7,40}")
+
+
+@dataclass
+class Plan:
+    """What ``begin`` decided: the two revisions and each cluster's applications."""
+
+    base: str = ""
+    revision: str = ""
+    parts: dict[str, list[str]] = field(default_factory=dict)
+
+
+def fetch_ref(ctx: Context, source: Source, ref: str) -> str:
+    """The commit ``ref`` (a branch, a tag or a SHA) names, fetched into the mirror only."""
+    if _SHA.fullmatch(ref):
+        return ctx.sources.fetch(replace(source, ref_kind="commit", ref=ref))
+    try:
+        return ctx.sources.fetch(replace(source, ref_kind="branch", ref=ref))
+    except SourceError as branch_error:
+        try:
+            return ctx.sources.fetch(replace(source, ref_kind="tag", ref=ref))
+        except SourceError:
+            raise branch_error from None
+
+
+def base_revision(ctx: Context, source: Source, base: str) -> str:
+    """The revision compared with: ``base`` fetched, else what the fleet applies now."""
+    if base:
+        return fetch_ref(ctx, source, base)
+    known = ctx.status.source_revision(source.name)
+    return known[0] if known else ctx.sources.fetch(source)
+
+
+def targets(fleet: Fleet, meta: dict[str, Any]) -> dict[str, list[str]]:
+    """Each cluster's applications of the preview's source, as ``apps`` and the selector
+    narrow them, in spec order."""
+    wanted = set(meta.get("apps") or ())
+    selector = meta.get("selector") or {}
+    parts: dict[str, list[str]] = {}
+    for app in fleet.applications.values():
+        if app.source != meta["source"] or (wanted and app.name not in wanted):
+            continue
+        for cluster in fleet.clusters_for(app):
+            if _selected(cluster, selector):
+                parts.setdefault(cluster.name, []).append(app.name)
+    return parts
+
+
+def _selected(cluster: Cluster, selector: dict[str, Any]) -> bool:
+    return all(cluster.labels.get(str(k)) == str(v) for k, v in selector.items())
+
+
+def begin(ctx: Context, preview_id: str, source: str, ref: str) -> tuple[dict[str, Any],
+                                                                          list[Send]]:
+    """Decide the preview and return its result and the parts to send."""
+    meta = _meta(ctx, preview_id)
+    if meta is None:
+        return {"preview": preview_id, "dropped": "no such preview"}, []
+    if (meta["source"], meta["ref"]) != (source, ref):
+        return {"preview": preview_id, "dropped": "the task does not match the preview"}, []
+    fleet = ctx.fleet()
+    found = targets(fleet, meta) if source in fleet.sources else {}
+    try:
+        plan = _plan(ctx, fleet, meta, found)
+    except FleetsyncError as exc:
+        return _failed(ctx, meta, found, f"{ref}: {exc}"), []
+    previews.update(ctx.redis, preview_id, revision=plan.revision, base_revision=plan.base)
+    if not plan.parts:
+        previews.update(ctx.redis, preview_id, state="done",
+                        message=f"no application of source {source} matches")
+        return {"preview": preview_id, "units": 0}, []
+    previews.set_total(ctx.redis, preview_id, len(plan.parts))
+    sends = [Send(tasks_api.PREVIEW_CLUSTER, [preview_id, cluster],
+                  {"source": source, "ref": ref, "units": apps})
+             for cluster, apps in plan.parts.items()]
+    log.info("preview begins", preview=preview_id, source=source, ref=ref,
+             revision=plan.revision, base=plan.base, clusters=len(sends))
+    return {"preview": preview_id, "revision": plan.revision, "base_revision": plan.base,
+            "clusters": len(sends), "units": sum(len(a) for a in plan.parts.values())}, sends
+
+
+def _plan(ctx: Context, fleet: Fleet, meta: dict[str, Any],
+          found: dict[str, list[str]]) -> Plan:
+    source = fleet.sources.get(meta["source"])
+    if source is None:
+        raise SourceError(f"no source named {meta['source']!r} in {fleet.path}")
+    if source.helm_repository:
+        raise SourceError(f"source {source.name} is a Helm repository; previews follow Git refs")
+    revision = fetch_ref(ctx, source, meta.get("revision") or meta["ref"])
+    return Plan(base_revision(ctx, source, meta.get("base") or ""), revision, found)
+
+
+def _failed(ctx: Context, meta: dict[str, Any], found: dict[str, list[str]],
+            message: str) -> dict[str, Any]:
+    """The candidate cannot be had: every unit says so, and the preview is failed."""
+    units = [record(app, cluster, "", "", "failed", message)
+             for cluster, apps in found.items() for app in apps]
+    previews.set_total(ctx.redis, meta["id"], 1)
+    previews.add_units(ctx.redis, meta["id"], units)
+    previews.update(ctx.redis, meta["id"], state="failed", message=message)
+    log.warning("preview failed", preview=meta["id"], error=message[:300])
+    return {"preview": meta["id"], "failed": message, "units": len(units)}
+
+
+def part(ctx: Context, preview_id: str, cluster: str, apps: list[str]) -> dict[str, Any]:
+    """Preview ``apps`` on ``cluster``; the last part to finish ends the preview."""
+    meta = _meta(ctx, preview_id)
+    if meta is None:
+        return {"preview": preview_id, "cluster": cluster, "dropped": "no such preview"}
+    base, revision, costs = meta.get("base_revision", ""), meta.get("revision", ""), Costs()
+    units = []
+    for app in apps:
+        unit = stages.unit_in_spec(ctx, app, cluster)
+        if unit is None:
+            units.append(record(app, cluster, base, revision, "failed",
+                                "no longer in the fleet spec"))
+            continue
+        units.append(preview_unit(ctx, unit, base, revision, costs))
+    return finish_part(ctx, preview_id, cluster, units, costs)
+
+
+def finish_part(ctx: Context, preview_id: str, cluster: str, units: list[dict[str, Any]],
+                costs: Costs) -> dict[str, Any]:
+    previews.add_costs(ctx.redis, preview_id, requests=costs.requests, dry_runs=costs.dry_runs,
+                       writes=costs.writes)
+    if previews.add_units(ctx.redis, preview_id, units):
+        previews.update(ctx.redis, preview_id, state="done")
+    outcomes: dict[str, int] = {}
+    for unit in units:
+        outcomes[unit["outcome"]] = outcomes.get(unit["outcome"], 0) + 1
+    return {"preview": preview_id, "cluster": cluster, "outcomes": outcomes,
+            "requests": costs.requests, "dry_runs": costs.dry_runs}
+
+
+def part_failed(ctx: Context, preview_id: str, cluster: str, apps: list[str],
+                exc: BaseException) -> dict[str, Any]:
+    """A part that broke: its units are ``failed`` with why, and it still counts done."""
+    meta = _meta(ctx, preview_id) or {}
+    message = f"the preview of cluster {cluster} broke: {type(exc).__name__}: {exc}"
+    units = [record(app, cluster, meta.get("base_revision", ""), meta.get("revision", ""),
+                    "failed", message[:500]) for app in apps]
+    return finish_part(ctx, preview_id, cluster, units, Costs())
+
+
+def _meta(ctx: Context, preview_id: str) -> dict[str, Any] | None:
+    return previews.meta(ctx.redis, preview_id) if isinstance(preview_id, str) else None
