@@ -92,8 +92,9 @@ def _intro(record: dict[str, Any], link: str | None) -> str:
     rev = str(record.get("revision") or "")[:12] or "?"
     base = str(record.get("base_revision") or "")[:12]
     line = f"Source {escape(record.get('source', ''))}"
-    if record.get("ref"):
-        line += f", {escape(record['ref'])}"
+    ref = str(record.get("ref") or "")
+    if ref and not str(record.get("revision") or "").startswith(ref):
+        line += f", {escape(ref)}"
     line += f" at {escape(rev)}"
     if record.get("base") or base:
         line += f", against {escape(record.get('base') or 'the live revision')}"

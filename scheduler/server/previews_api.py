@@ -1,7 +1,7 @@
 """``/api/v1/previews``: ask for a preview of a candidate revision, and read its result.
 
     POST /api/v1/previews  {"source": S, "ref": REF and/or "revision": SHA, "base": REF,
-                            "apps": [A, ...], "clusterSelector": {matchLabels | names}}
+                            "apps": [A, ...], "clusterSelector": {"matchLabels": {K: V}}}
                            -> 202 {"id", "url"}  (the token's scope ``preview``)
     GET  /api/v1/previews/<id>   the record: meta, done/total, summary and ``units`` (the
                                  same list as ``fleetsync preview -o json``); 404 unknown
@@ -32,7 +32,6 @@ from shared.state import previews
 
 _ID = re.compile(r"[0-9a-f]{1,64}")
 _SHA = re.compile(r"[0-9a-f]{7,64}")
-_SELECTOR_KEYS = ("matchLabels", "names")
 
 
 def check_body(body: dict[str, Any], fleet: Any) -> str:
@@ -68,16 +67,12 @@ def _apps(apps: Any, fleet: Any) -> str:
 def _selector(selector: Any) -> str:
     if selector is None:
         return ""
-    if not isinstance(selector, dict) or not selector or \
-            not set(selector) <= set(_SELECTOR_KEYS):
-        return "clusterSelector: must be {matchLabels: {KEY: VALUE}} or {names: [CLUSTER]}"
-    labels = selector.get("matchLabels", {})
+    if not isinstance(selector, dict) or set(selector) != {"matchLabels"}:
+        return "clusterSelector: must be {matchLabels: {KEY: VALUE, ...}}"
+    labels = selector["matchLabels"]
     if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                                for k, v in labels.items()):
         return "clusterSelector.matchLabels: must map label names to string values"
-    names = selector.get("names", [])
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        return "clusterSelector.names: must be a list of cluster names"
     return ""
 
 
@@ -115,7 +110,7 @@ class PreviewsApi:
         return str(runs.start(self.backend.celery(), self.backend.redis, source=body["source"],
                               ref=body.get("ref", ""), revision=body.get("revision", ""),
                               base=body.get("base", ""), apps=tuple(body.get("apps") or ()),
-                              selector=body.get("clusterSelector"),
+                              selector=(body.get("clusterSelector") or {}).get("matchLabels"),
                               requested_by=f"api:{by}"))
 
     async def one(self, request: Request) -> JSONResponse:

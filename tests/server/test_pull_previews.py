@@ -267,6 +267,7 @@ def test_api_post_needs_the_preview_scope_and_names_bad_fields(served) -> None:
                        ({**body, "clusterSelector": {"matchLabels": {"env": 1}}},
                         "clusterSelector.matchLabels"),
                        ({**body, "clusterSelector": []}, "clusterSelector"),
+                       ({**body, "clusterSelector": {"names": ["prod"]}}, "clusterSelector"),
                        ({**body, "colour": "red"}, "colour"),
                        ({**body, "ref": "bad..ref"}, "ref")]:
         answer = requests.post(api, json=bad, headers=bearer(OPS), timeout=10)
@@ -282,7 +283,7 @@ def test_api_post_needs_the_preview_scope_and_names_bad_fields(served) -> None:
     finish(url, pid, units("web"))
     got = requests.get(f"{api}/{pid}", headers=bearer(VIEWER), timeout=10).json()
     assert got["id"] == pid and got["state"] == "done" and got["requested_by"] == "api:web-team"
-    assert got["selector"] == {"matchLabels": {"env": "production"}} and got["apps"] == ["web"]
+    assert got["selector"] == {"env": "production"} and got["apps"] == ["web"]
     assert got["units"] == units("web") and got["summary"]["units_changed"] == 1
     listed = requests.get(api, headers=bearer(VIEWER), timeout=10).json()["previews"]
     assert listed[0]["id"] == pid and "units" not in listed[0]
