@@ -68,6 +68,13 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _web(value: Any) -> str:
+    """A page's address only when it is http(s): it becomes a link on the dashboard."""
+    url = _text(value)
+    return url if url.startswith(("https://", "http://")) and not any(
+        c.isspace() or c in "\"'<>" for c in url) else ""
+
+
 def _github(data: dict[str, Any]) -> tuple[PullRequest | None, str]:
     action = _text(data.get("action"))
     if action not in GITHUB_ACTIONS:
@@ -84,7 +91,7 @@ def _github(data: dict[str, Any]) -> tuple[PullRequest | None, str]:
     if not (_SHA.fullmatch(sha) and branch and isinstance(number, int) and name):
         return None, "the pull request's number, head sha, base branch or repository is missing"
     urls = tuple(_text(repo.get(k)) for k in ("clone_url", "ssh_url", "html_url", "git_url"))
-    return PullRequest("github", name, number, sha, branch, _text(pr.get("html_url")),
+    return PullRequest("github", name, number, sha, branch, _web(pr.get("html_url")),
                        tuple(u for u in urls if u)), ""
 
 
@@ -105,7 +112,7 @@ def _gitlab(data: dict[str, Any]) -> tuple[PullRequest | None, str]:
     if not (_SHA.fullmatch(sha) and branch and isinstance(number, int) and name):
         return None, "the merge request's iid, last commit, target branch or project is missing"
     urls = tuple(_text(project.get(k)) for k in ("git_http_url", "git_ssh_url", "web_url"))
-    return PullRequest("gitlab", name, number, sha, branch, _text(mr.get("url")),
+    return PullRequest("gitlab", name, number, sha, branch, _web(mr.get("url")),
                        tuple(u for u in urls if u)), ""
 
 

@@ -131,6 +131,10 @@ def test_pull_request_payloads() -> None:
                              "head_sha": SHA, "url": "https://github.com/o/r/pull/5"}
     assert pull.base == "main"
     assert pulls.parse("github", _github("closed"))[0] is None
+    sneaky = json.loads(_github("opened"))
+    sneaky["pull_request"]["html_url"] = "javascript:alert(1)"
+    pull, _ = pulls.parse("github", json.dumps(sneaky).encode())
+    assert pull is not None and pull.url == ""          # never a link on the dashboard
     assert "missing" in pulls.parse("github", _github("opened", pull_request={"number": 5}))[1]
     assert pulls.parse("github", b"[]")[0] is None and pulls.parse("github", b"{")[0] is None
     gl = {"object_attributes": {"iid": 2, "action": "update", "oldrev": "c" * 40,

@@ -3,7 +3,8 @@
 It keeps comments as the forges do (an id each, per pull request), answers the
 listing, creation and edit of comments and notes, records every request
 (method, path, headers, JSON body) and refuses a request without the token
-it was given (401), so a test sees exactly what the server sent, in order:
+it was given (401), so a test sees exactly what the server sent, in order;
+``fail`` makes the next requests of a kind fail (a 502, a 404):
 
     GitHub  POST  /repos/{owner}/{repo}/statuses/{sha}
             GET   /repos/{owner}/{repo}/issues/{n}/comments
@@ -48,6 +49,7 @@ class ForgeApi:
         self.calls: list[Call] = []
         self.comments: dict[int, dict[str, Any]] = {}      # id -> {thread, body}
         self._ids = itertools.count(1001)
+        self._failures: list[tuple[str, str, int]] = []    # (method, path part, status)
         self._lock = threading.Lock()
         forge = self
 
@@ -83,8 +85,14 @@ class ForgeApi:
                 body: Any) -> tuple[int, Any]:
         path = urlsplit(target).path
         with self._lock:
-            status, answer = (401, {"message": "Bad credentials"}) \
-                if not self._authorized(headers) else self._route(method, path, body)
+            failure = next((f for f in self._failures if f[0] == method and f[1] in path), None)
+            if failure is not None:
+                self._failures.remove(failure)
+                status, answer = failure[2], {"message": "failed on purpose"}
+            elif not self._authorized(headers):
+                status, answer = 401, {"message": "Bad credentials"}
+            else:
+                status, answer = self._route(method, path, body)
             self.calls.append(Call(method, target, headers, body, status))
         return status, answer
 
@@ -107,6 +115,12 @@ class ForgeApi:
             self.comments[cid]["body"] = body["body"]
             return 200, {"id": cid, "body": body["body"]}
         return 404, {"message": "Not Found"}
+
+    def fail(self, method: str, part: str, *statuses: int) -> None:
+        """Answer the next requests of ``method`` to a path containing ``part`` with
+        ``statuses``, one each, before answering as the forge would."""
+        with self._lock:
+            self._failures += [(method, part, s) for s in statuses]
 
     def got(self, method: str | None = None, part: str = "") -> list[Call]:
         with self._lock:
