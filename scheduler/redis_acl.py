@@ -170,6 +170,9 @@ def server(db: int = 0) -> Role:
     return Role("fleetsync-server", "fleetsync server (webhooks, API, dashboard)",
                 WORKER_COMMANDS,
                 (*_queues("reconcile", "fetch"), BINDINGS_READ, RESULTS[0],
+                 # kombu declares a queue's binding (SADD) on a producer's first publish
+                 *(f"~_kombu.{table}.{q}" for table in ("binding", "binding_permanent")
+                   for q in ("reconcile", "fetch")),
                  f"~{_P}:source:*:fetch-wanted", f"~{_P}:source:*:delivery:*",
                  f"~{_P}:preview*",
                  f"~{_P}:rollout:*", f"~{_P}:suspended:*",
