@@ -66,15 +66,20 @@ def _write_main(s: Stack, sx: str) -> None:
     s.repo.write("vault/secret.yaml", _secret(_ns(sx, "vault"), SECRET_NOW))
     s.repo.write("locked/ns.yaml", _namespace(_ns(sx, "locked")))
     s.repo.write("locked/config.yaml", configmap("settings", _ns(sx, "locked"), {"v": "1"}))
+    s.repo.write("gold/ns.yaml", _namespace(_ns(sx, "gold")))
+    s.repo.write("gold/config.yaml", configmap("settings", _ns(sx, "gold"), {"v": "1"}))
 
 
-def _spec(s: Stack, sx: str) -> str:
+def _spec(s: Stack, sx: str, gold: str = "") -> str:
+    """The fleet spec; ``gold``: the cluster labelled ``tier: gold`` (none at first)."""
     lines = ["sources:", "  - name: git", f"    url: {s.repo.bare_url()}", "    branch: main",
              "    interval: 3600s", "clusters:"]
     for name in CLUSTERS:
+        labels = "{team: t, tier: gold}" if name == gold else "{team: t}"
         lines += [f"  - name: {name}", f"    kubeconfig: {s.kubeconfigs[name]}",
-                  "    labels: {team: t}", "    interval: 3600s"]
-    lines.append("applications:")
+                  f"    labels: {labels}", "    interval: 3600s"]
+    lines += ["applications:", "  - name: gold", "    source: git", "    path: gold",
+              "    clusters: {matchLabels: {tier: gold}}", "    wait: false"]
     for app, path, extra in (("web", "web/${cluster_name}", []), ("other", "other", []),
                              ("vault", "vault", []),
                              ("locked", "locked", [f"    allowedNamespaces: [{_ns(sx, 'locked')}]"])):
@@ -233,6 +238,23 @@ def test_a_deleted_object_is_reported_as_a_prune(fleet, before):
         assert unit["outcome"] == "changed"
         assert [(o["kind"], o["name"], o["action"]) for o in unit["objects"]] == \
             [("ConfigMap", "extra", "prune")]
+
+
+def test_a_label_in_the_candidate_spec_adds_the_unit_its_selector_now_matches(fleet, before):
+    """The fleet spec is not in Git: a targeting change is previewed with ``--spec``."""
+    s, sx = fleet["stack"], fleet["sx"]
+    candidate = s.tmp / "candidate-fleet.yaml"
+    candidate.write_text(_spec(s, sx, gold="dev-2"))
+    for local in ((), ("--local",)):
+        code, units, _ = preview(s, "main", "--spec", str(candidate), *local)
+        assert code == 1
+        found = by_unit(units)
+        added = found[("gold", "dev-2")]
+        assert added["outcome"] == "added", added
+        assert sorted((o["kind"], o["action"]) for o in added["objects"]) == \
+            [("ConfigMap", "create"), ("Namespace", "create")]
+        assert ("gold", "dev-1") not in found
+        assert {u["outcome"] for k, u in found.items() if k[0] != "gold"} == {"unchanged"}
 
 
 def test_an_invalid_object_and_a_policy_violation_are_refused_by_name(fleet, before):
