@@ -21,6 +21,7 @@ from shared.refnames import ref_name_problem
 from shared.state import previews
 
 _SHA = re.compile(r"[0-9a-f]{7,40}")
+SPEC_BYTES = 1024 * 1024         # as the spec loader's own limit
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
 
 
@@ -58,13 +59,27 @@ def start(app: Any, redis_client: Any, *, source: str, ref: str = "", revision: 
     (the ref is then only its label). ``base`` defaults to what the source applies now.
     A broker that refuses the task marks the preview ``failed`` and raises
     ``TransientError``."""
+    return start_with_spec(app, redis_client, source=source, ref=ref, revision=revision,
+                           base=base, apps=apps, selector=selector,
+                           requested_by=requested_by, origin=origin)
+
+
+def start_with_spec(app: Any, redis_client: Any, *, source: str, ref: str = "",
+                    revision: str = "", base: str = "", apps: Sequence[str] = (),
+                    selector: dict | None = None, requested_by: str = "",
+                    origin: dict | None = None, spec: str = "") -> str:
+    """``start``, with a candidate fleet spec (its text): the units it adds or drops by
+    targeting are previewed ``added`` and ``removed`` (``workers/run/previewing.py``)."""
     check(source, ref, revision, base)
+    if len(spec.encode()) > SPEC_BYTES:
+        raise PreviewRequestError(f"spec: over {SPEC_BYTES} bytes, the fleet spec's limit")
     label = ref or revision
     meta = previews.create(redis_client, source=source, ref=label, base=base, apps=apps,
                            selector=selector, requested_by=requested_by, origin=origin)
     pid = meta["id"]
-    if revision:
-        previews.update(redis_client, pid, revision=revision)
+    if revision or spec:
+        previews.update(redis_client, pid, **({"revision": revision} if revision else {}),
+                        **({"spec": spec} if spec else {}))
     try:
         send(app, tasks_api.PREVIEW, [pid, source, label], {})
     except TransientError as exc:

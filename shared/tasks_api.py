@@ -73,8 +73,8 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
     TaskSpec(REMOVE, ("app", "cluster"), ("mode",), "apply", False),
     TaskSpec(PING, ("payload",), (), "reconcile", True),
     TaskSpec(PREVIEW, ("preview_id", "source", "ref"), (), "reconcile", True),
-    TaskSpec(PREVIEW_CLUSTER, ("preview_id", "cluster"), ("source", "ref", "units"),
-             "apply", False),
+    TaskSpec(PREVIEW_CLUSTER, ("preview_id", "cluster"),
+             ("source", "ref", "units", "added", "removed"), "apply", False),
 )}
 
 

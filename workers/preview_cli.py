@@ -21,6 +21,8 @@ from shared.state.redisconn import reachable
 from workers.context import Context
 from workers.run import previewing
 
+SPEC_BYTES = 1024 * 1024        # as the spec loader's own limit
+
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="fleetsync preview --local")
@@ -30,6 +32,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--base", default="")
     parser.add_argument("--app", action="append", default=[])
     parser.add_argument("--cluster-selector", default="")
+    parser.add_argument("--spec", default="", help="the candidate fleet spec")
     parser.add_argument("-f", "--file", default=os.environ.get("FLEETSYNC_FLEET"))
     return parser.parse_args(argv)
 
@@ -47,18 +50,30 @@ def preview_here(ctx: Context, args: argparse.Namespace) -> dict:
     pid = meta["id"]
     if args.revision:
         previews.update(ctx.redis, pid, revision=args.revision)
+    if args.spec:
+        previews.update(ctx.redis, pid, spec=_read(args.spec))
     result, sends = previewing.begin(ctx, pid, args.source, args.ref)
     if result.get("failed"):
         print(f"error: {result['failed']}", file=sys.stderr)
     for number, send in enumerate(sends, 1):
-        cluster, apps = send.args[1], list(send.kwargs.get("units") or [])
+        cluster = send.args[1]
+        apps, added, removed = (list(send.kwargs.get(k) or []) for k in ("units", "added",
+                                                                          "removed"))
         try:
-            previewing.part(ctx, pid, cluster, apps)
+            previewing.part(ctx, pid, cluster, apps, added, removed)
         except FleetsyncError as exc:
-            previewing.part_failed(ctx, pid, cluster, apps, exc)
+            previewing.part_failed(ctx, pid, cluster, apps + added + removed, exc)
         print(f"preview {pid}: {number}/{len(sends)} clusters", file=sys.stderr)
     found = previews.load(ctx.redis, pid)
     return found or {}
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read(SPEC_BYTES + 1)      # the loader refuses what is over
+    except OSError as exc:
+        raise FleetsyncError(f"--spec {path}: {exc.strerror}") from exc
 
 
 def main(argv: list[str] | None = None) -> int:

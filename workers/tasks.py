@@ -320,15 +320,17 @@ def preview_cluster(self: Any, preview_id: str, cluster: str, **kw: Any) -> dict
     refused = _refused(self, [preview_id, cluster], kw)
     if refused:
         return refused
-    apps = [str(a) for a in kw.get("units") or []]
+    apps, added, removed = ([str(a) for a in kw.get(name) or []]
+                            for name in ("units", "added", "removed"))
     ctx = context()
     try:
-        return previewing.part(ctx, preview_id, cluster, apps)
+        return previewing.part(ctx, preview_id, cluster, apps, added, removed)
     except RETRIED:
         if self.request.retries < MAX_TRANSIENT_RETRIES:
             raise
-        return previewing.part_failed(ctx, preview_id, cluster, apps, RuntimeError(
-            "Redis or the cluster stayed away through every retry"))
+        return previewing.part_failed(ctx, preview_id, cluster, apps + added + removed,
+                                      RuntimeError("Redis or the cluster stayed away "
+                                                   "through every retry"))
     except Exception as exc:            # never leave the preview waiting for this part
         log.exception("preview part broke", preview=preview_id, cluster=cluster)
-        return previewing.part_failed(ctx, preview_id, cluster, apps, exc)
+        return previewing.part_failed(ctx, preview_id, cluster, apps + added + removed, exc)

@@ -38,6 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="only this application (repeatable)")
     parser.add_argument("--cluster-selector", default="", metavar="KEY=VALUE[,...]",
                         help="only clusters with these labels")
+    parser.add_argument("--spec", default="", metavar="FILE",
+                        help="a candidate fleet spec: units it adds or drops by targeting "
+                             "(cluster labels, selectors, clusters) are previewed too")
     parser.add_argument("-o", "--output", choices=_outputs(), default="text")
     parser.add_argument("--local", action="store_true",
                         help="run the preview in this process instead of on workers")
@@ -91,21 +94,32 @@ def run(args: argparse.Namespace) -> int:
 def _run_remote(args: argparse.Namespace, selector: dict[str, str] | None
                 ) -> dict[str, Any] | None:
     from scheduler.client import Client
-    from scheduler.previews import start
+    from scheduler.previews import start_with_spec
     from shared.state.redisconn import connect
 
+    spec = _spec_text(args.spec)
     client = Client()
     try:
         redis = connect(client.settings.redis_url)
-        pid = start(client.app, redis, source=args.source, ref=args.ref, revision=args.revision,
-                    base=args.base, apps=args.app, selector=selector,
-                    requested_by=getpass.getuser(), origin=None)
+        pid = start_with_spec(client.app, redis, source=args.source, ref=args.ref,
+                              revision=args.revision, base=args.base, apps=args.app,
+                              selector=selector, requested_by=getpass.getuser(), spec=spec)
         if not args.wait:
             print(pid)
             return None
         return follow(redis, pid, args.timeout, args.output == "text")
     finally:
         client.close()
+
+
+def _spec_text(path: str) -> str:
+    if not path:
+        return ""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FleetsyncError(f"--spec {path}: {exc}") from exc
 
 
 def follow(redis: Any, pid: str, timeout: float, show: bool, poll: float = 0.25
@@ -134,6 +148,7 @@ def _run_local(args: argparse.Namespace) -> dict[str, Any]:
     argv += [arg for app in args.app for arg in ("--app", app)]
     argv += ["--cluster-selector", args.cluster_selector] if args.cluster_selector else []
     argv += ["-f", args.file] if args.file else []
+    argv += ["--spec", args.spec] if args.spec else []
     done = subprocess.run(argv, stdout=subprocess.PIPE, text=True)
     if done.returncode != 0:
         raise FleetsyncError("the local preview did not run (see above)")

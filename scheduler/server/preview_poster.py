@@ -16,7 +16,7 @@ pull request. What must survive a restart is in Redis, so a restarted server
                                  logged
         still running after ``MAX_WAIT`` -> an ``error`` status saying so, dropped
 
-Keys (``fleetsync:preview-*``, so the server's Redis ACL has them in one pattern):
+Keys (``shared.state.keys``; the server's Redis ACL user writes them):
 
     fleetsync:preview-posts                  hash preview id -> {"posted", "url"} (JSON)
     fleetsync:preview-posting:<id>           claim of one pass over an id (30 s)
@@ -50,7 +50,7 @@ from shared.state import keys, previews
 
 log = get_logger("fleetsync.server.previews")
 
-POSTS = f"{keys.PREFIX}:preview-posts"
+POSTS = keys.PREVIEW_POSTS
 EVERY = 0.5
 MAX_ATTEMPTS = 8
 MAX_WAIT = 3600.0
@@ -60,12 +60,11 @@ LIMITS = {"github": preview_markdown.GITHUB_LIMIT, "gitlab": preview_markdown.GI
 
 
 def pr_key(origin: Mapping[str, Any]) -> str:
-    return f"{keys.PREFIX}:preview-pr:{origin['provider']}:{origin['repository']}:" \
-           f"{origin['number']}"
+    return keys.preview_pr(origin["provider"], origin["repository"], origin["number"])
 
 
 def claim_key(preview_id: str) -> str:
-    return f"{keys.PREFIX}:preview-posting:{preview_id}"
+    return keys.preview_posting(preview_id)
 
 
 def state_of(record: Mapping[str, Any]) -> str:

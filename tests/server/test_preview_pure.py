@@ -205,8 +205,9 @@ def test_gitlab_route_mistakes_are_named_with_their_line(tmp_path: Path, route: 
 
 def test_the_server_role_reaches_the_preview_keys() -> None:
     role = server_role()
-    assert "~fleetsync:preview*" in role.keys
-    for key in ("fleetsync:preview:abc", "fleetsync:previews", preview_poster.POSTS,
-                preview_poster.pr_key({"provider": "github", "repository": "o/r", "number": 1}),
-                preview_poster.claim_key("abc")):
-        assert key.startswith("fleetsync:preview")
+    for pattern in ("~fleetsync:preview-posts", "~fleetsync:preview-posting:*",
+                    "~fleetsync:preview-pr:*:*:*"):
+        assert pattern in role.keys
+    assert preview_poster.POSTS == "fleetsync:preview-posts"
+    assert preview_poster.pr_key({"provider": "github", "repository": "o/r", "number": 1}) == \
+        "fleetsync:preview-pr:github:o/r:1"

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from shared.errors import FleetsyncError, PermanentError, TransientError
 from shared.logs import get_logger
+from shared.spec.model import Application, Cluster, Fleet
 from workers.apply.plan import CONFIGURED, CREATED, PRUNED, REPLACED, SKIPPED, Change
 from workers.apply.refs import ObjectRef, ref_of
 from workers.context import Context
@@ -154,3 +155,45 @@ def refused_objects(exc: Exception, objects: list[dict[str, Any]]) -> list[dict[
     if not found and named in by_name:
         found.append(_object(by_name[named], "refused", message=_headline(exc)))
     return found
+
+
+# -- targeting changed by a candidate fleet spec (``--spec FILE``) ------------------------
+
+def preview_added(ctx: Context, fleet: Fleet, app: Application, cluster: Cluster, base: str,
+                  revision: str, costs: Costs) -> dict[str, Any]:
+    """A unit the candidate spec targets and the current one does not: rendered as the
+    candidate defines it (from the current spec's source), dry-run on the cluster the
+    current spec reaches, with the identity it already uses there; a cluster the current
+    spec does not have is listed, not reached."""
+    name, where = app.name, cluster.name
+    render_as = stages.Unit(fleet, app, cluster)
+    try:
+        objects = stages.render(ctx, render_as, revision).objects
+    except FleetsyncError as exc:
+        return record(name, where, base, revision, "failed",
+                      f"render at {revision[:12]} failed: {exc}")
+    live = fleet.clusters.get(where)
+    if live is None:
+        listed = [_object(ref_of(o), "create") for o in objects if isinstance(o, dict)]
+        return record(name, where, base, revision, "added",
+                      f"a new cluster: not in the current spec, so not reached; "
+                      f"{len(listed)} object(s) to create", listed)
+    known = fleet.applications.get(name)
+    identity = known.service_account if known is not None else None
+    found = dry_run(ctx, stages.Unit(fleet, replace(app, service_account=identity), live),
+                    objects, base, revision, costs)
+    if found["outcome"] in ("changed", "unchanged"):
+        found["outcome"] = "added"
+        found["message"] = "targeted by the candidate spec: " + (found["message"] or "in sync")
+    return found
+
+
+def preview_removed(fleet: Fleet, app_name: str, cluster: str, base: str,
+                    revision: str) -> dict[str, Any]:
+    """A unit the candidate spec no longer targets: its objects are orphaned or pruned
+    as the application's ``onRemoval`` says (nothing is read or written)."""
+    app = fleet.applications.get(app_name)
+    mode = app.on_removal if app is not None else "orphan"
+    return record(app_name, cluster, base, revision, "removed",
+                  f"no longer targeted by the candidate spec: its objects would be {mode}ed "
+                  f"(onRemoval: {mode})")

@@ -7,6 +7,12 @@ status is touched. The base is the ref asked for, else the revision the fleet
 applies now. It then picks the units (the source's applications, narrowed by
 ``apps`` and the cluster selector) and asks for one part per cluster.
 
+A candidate fleet spec (``--spec FILE``: the spec is not in Git, so a change of
+cluster labels, selectors or clusters is previewed with the file it would become)
+decides targeting only: units it adds are ``added``, units it drops ``removed``.
+Every request still goes where the current spec reaches, with the identities it
+already uses; the candidate's kubeconfigs, sources and identities are never used.
+
 ``part`` (task ``fleetsync.preview_cluster``) previews one cluster's units
 (``workers.run.preview_unit``), adds their records and counts itself done; the
 last part marks the preview ``done``. A part that cannot run records every one
@@ -16,7 +22,9 @@ went wrong.
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,7 +35,9 @@ from shared.spec.model import Cluster, Fleet, Source
 from shared.state import previews
 from workers.context import Context
 from workers.run import stages
-from workers.run.preview_unit import Costs, preview_unit, record
+from shared.spec.load import load_fleet
+from workers.run.preview_unit import (Costs, preview_added, preview_removed, preview_unit,
+                                      record)
 from workers.run.steps import Send
 
 log = get_logger("fleetsync.preview")
@@ -41,6 +51,41 @@ class Plan:
     base: str = ""
     revision: str = ""
     parts: dict[str, list[str]] = field(default_factory=dict)
+    added: dict[str, list[str]] = field(default_factory=dict)
+    removed: dict[str, list[str]] = field(default_factory=dict)
+
+    def clusters(self) -> list[str]:
+        return list(dict.fromkeys([*self.parts, *self.added, *self.removed]))
+
+    def kwargs(self, cluster: str) -> dict[str, list[str]]:
+        found = {"units": self.parts.get(cluster, []), "added": self.added.get(cluster, []),
+                 "removed": self.removed.get(cluster, [])}
+        return {k: v for k, v in found.items() if v}
+
+
+def candidate_fleet(ctx: Context, meta: dict[str, Any]) -> Fleet | None:
+    """The candidate spec the preview carries (``spec``), validated as any spec is."""
+    text = meta.get("spec")
+    if not text:
+        return None
+    if not isinstance(text, str):
+        raise FleetsyncError("the preview's candidate spec is not text")
+    folder = ctx.settings.cache_dir / "previews"
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix=f"{meta['id']}-", suffix=".yaml", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        return load_fleet(path, allow_local=ctx.settings.allow_local_sources)
+    finally:
+        os.unlink(path)
+
+
+def differences(now: dict[str, list[str]], then: dict[str, list[str]]
+                ) -> dict[str, list[str]]:
+    """Per cluster, the applications of ``then`` that ``now`` does not have."""
+    found = {c: [a for a in apps if a not in now.get(c, [])] for c, apps in then.items()}
+    return {c: apps for c, apps in found.items() if apps}
 
 
 def fetch_ref(ctx: Context, source: Source, ref: str) -> str:
@@ -98,18 +143,21 @@ def begin(ctx: Context, preview_id: str, source: str, ref: str) -> tuple[dict[st
     except FleetsyncError as exc:
         return _failed(ctx, meta, found, f"{ref}: {exc}"), []
     previews.update(ctx.redis, preview_id, revision=plan.revision, base_revision=plan.base)
-    if not plan.parts:
+    clusters = plan.clusters()
+    if not clusters:
         previews.update(ctx.redis, preview_id, state="done",
                         message=f"no application of source {source} matches")
         return {"preview": preview_id, "units": 0}, []
-    previews.set_total(ctx.redis, preview_id, len(plan.parts))
+    previews.set_total(ctx.redis, preview_id, len(clusters))
     sends = [Send(tasks_api.PREVIEW_CLUSTER, [preview_id, cluster],
-                  {"source": source, "ref": ref, "units": apps})
-             for cluster, apps in plan.parts.items()]
+                  {"source": source, "ref": ref, **plan.kwargs(cluster)})
+             for cluster in clusters]
     log.info("preview begins", preview=preview_id, source=source, ref=ref,
              revision=plan.revision, base=plan.base, clusters=len(sends))
     return {"preview": preview_id, "revision": plan.revision, "base_revision": plan.base,
-            "clusters": len(sends), "units": sum(len(a) for a in plan.parts.values())}, sends
+            "clusters": len(sends), "units": sum(len(a) for a in plan.parts.values()),
+            "added": sum(len(a) for a in plan.added.values()),
+            "removed": sum(len(a) for a in plan.removed.values())}, sends
 
 
 def _plan(ctx: Context, fleet: Fleet, meta: dict[str, Any],
@@ -120,7 +168,12 @@ def _plan(ctx: Context, fleet: Fleet, meta: dict[str, Any],
     if source.helm_repository:
         raise SourceError(f"source {source.name} is a Helm repository; previews follow Git refs")
     revision = fetch_ref(ctx, source, meta.get("revision") or meta["ref"])
-    return Plan(base_revision(ctx, source, meta.get("base") or ""), revision, found)
+    plan = Plan(base_revision(ctx, source, meta.get("base") or ""), revision, found)
+    candidate = candidate_fleet(ctx, meta)
+    if candidate is not None:
+        then = targets(candidate, meta)
+        plan.added, plan.removed = differences(found, then), differences(then, found)
+    return plan
 
 
 def _failed(ctx: Context, meta: dict[str, Any], found: dict[str, list[str]],
@@ -135,13 +188,17 @@ def _failed(ctx: Context, meta: dict[str, Any], found: dict[str, list[str]],
     return {"preview": meta["id"], "failed": message, "units": len(units)}
 
 
-def part(ctx: Context, preview_id: str, cluster: str, apps: list[str]) -> dict[str, Any]:
-    """Preview ``apps`` on ``cluster``; the last part to finish ends the preview."""
+def part(ctx: Context, preview_id: str, cluster: str, apps: list[str],
+         added: list[str] | None = None, removed: list[str] | None = None) -> dict[str, Any]:
+    """Preview ``apps`` on ``cluster`` (and the units a candidate spec adds there or drops);
+    the last part to finish ends the preview."""
     meta = _meta(ctx, preview_id)
     if meta is None:
         return {"preview": preview_id, "cluster": cluster, "dropped": "no such preview"}
     base, revision, costs = meta.get("base_revision", ""), meta.get("revision", ""), Costs()
-    units = []
+    fleet = ctx.fleet()
+    units = [preview_removed(fleet, app, cluster, base, revision) for app in removed or []]
+    units += _added(ctx, fleet, meta, cluster, added or [], costs)
     for app in apps:
         unit = stages.unit_in_spec(ctx, app, cluster)
         if unit is None:
@@ -150,6 +207,24 @@ def part(ctx: Context, preview_id: str, cluster: str, apps: list[str]) -> dict[s
             continue
         units.append(preview_unit(ctx, unit, base, revision, costs))
     return finish_part(ctx, preview_id, cluster, units, costs)
+
+
+def _added(ctx: Context, fleet: Fleet, meta: dict[str, Any], cluster: str, apps: list[str],
+           costs: Costs) -> list[dict[str, Any]]:
+    if not apps:
+        return []
+    base, revision = meta.get("base_revision", ""), meta.get("revision", "")
+    candidate = candidate_fleet(ctx, meta)
+    found = []
+    for app in apps:
+        if candidate is None or app not in candidate.applications \
+                or cluster not in candidate.clusters:
+            found.append(record(app, cluster, base, revision, "failed",
+                                "the candidate spec no longer has this unit"))
+            continue
+        found.append(preview_added(ctx, fleet, candidate.applications[app],
+                                   candidate.clusters[cluster], base, revision, costs))
+    return found
 
 
 def finish_part(ctx: Context, preview_id: str, cluster: str, units: list[dict[str, Any]],
@@ -167,7 +242,8 @@ def finish_part(ctx: Context, preview_id: str, cluster: str, units: list[dict[st
 
 def part_failed(ctx: Context, preview_id: str, cluster: str, apps: list[str],
                 exc: BaseException) -> dict[str, Any]:
-    """A part that broke: its units are ``failed`` with why, and it still counts done."""
+    """A part that broke: every one of its units (``apps``: with those added and removed)
+    is ``failed`` with why, and the part still counts done."""
     meta = _meta(ctx, preview_id) or {}
     message = f"the preview of cluster {cluster} broke: {type(exc).__name__}: {exc}"
     units = [record(app, cluster, meta.get("base_revision", ""), meta.get("revision", ""),
