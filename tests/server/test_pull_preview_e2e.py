@@ -100,6 +100,7 @@ def test_a_pull_request_is_previewed_and_commented_once(fleet, kube_clients) -> 
     first = stack.commit("settings: value two", value="two")
     stack.repo.switch("main")
 
+    sent = time.monotonic()
     opened = send(server, pull_request("opened", first))
     assert opened.status_code == 202, opened.text
     pid = opened.json()["preview"]
@@ -107,6 +108,7 @@ def test_a_pull_request_is_previewed_and_commented_once(fleet, kube_clients) -> 
     assert github.statuses()[0]["state"] == "pending"
     github.wait("the comment", lambda: github.got("POST", "/issues/12/comments"),
                 timeout=TIMEOUT)
+    print(f"pull request webhook to its comment: {time.monotonic() - sent:.2f}s")
     statuses = github.statuses()
     assert [s["state"] for s in statuses] == ["pending", "success"], statuses
     assert statuses[-1]["description"] == "1 app, 1 cluster changes"
