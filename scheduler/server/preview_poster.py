@@ -101,14 +101,21 @@ class Poster:
         self.client, self.fleet, self.env, self.call = client, fleet, env, call
         self.attempts: dict[str, int] = {}
         self.next_at: dict[str, float] = {}
+        self.failing = ""                       # the last pass's error, logged once
 
     async def run(self) -> None:
-        """Pass after pass until cancelled; a failing pass is logged, never fatal."""
+        """Pass after pass until cancelled; a failing pass is logged (once while it fails
+        the same way), never fatal."""
         while True:
             try:
                 await run_in_threadpool(self.pass_once)
+                if self.failing:
+                    log.info("preview posting passes again")
+                self.failing = ""
             except Exception as exc:            # Redis away: the next pass tries again
-                log.warning("preview posting pass failed", error=str(exc))
+                if str(exc) != self.failing:
+                    log.warning("preview posting pass failed", error=str(exc))
+                self.failing = str(exc)
             await asyncio.sleep(EVERY)
 
     def pass_once(self) -> None:
