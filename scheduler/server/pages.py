@@ -31,6 +31,7 @@ from scheduler.server import fleetview, windowband
 from scheduler.server.access import caller
 from scheduler.server.api import FleetSnapshot, unit_detail
 from scheduler.server.backend import Backend
+from scheduler.server.previews_api import with_costs
 from shared.state import previews
 from shared.state.rollout_store import Holds
 
@@ -135,7 +136,7 @@ class Pages:
 
     async def preview(self, request: Request) -> HTMLResponse:
         pid = request.path_params["preview"]
-        found = await run_in_threadpool(previews.load, self.backend.redis, pid) \
+        found = await run_in_threadpool(with_costs, self.backend.redis, pid) \
             if pid.isalnum() and len(pid) <= 64 else None
         if found is None:
             return self.render("missing.html", 404, request, what=f"no preview {pid}")

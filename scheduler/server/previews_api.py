@@ -3,8 +3,8 @@
     POST /api/v1/previews  {"source": S, "ref": REF and/or "revision": SHA, "base": REF,
                             "apps": [A, ...], "clusterSelector": {"matchLabels": {K: V}}}
                            -> 202 {"id", "url"}  (the token's scope ``preview``)
-    GET  /api/v1/previews/<id>   the record: meta, done/total, summary and ``units`` (the
-                                 same list as ``fleetsync preview -o json``); 404 unknown
+    GET  /api/v1/previews/<id>   the record: meta, done/total, summary, costs and ``units``
+                                 (the list ``fleetsync preview -o json`` prints); 404 unknown
     GET  /api/v1/previews        the newest first, without units
 
 A body is checked field by field and refused with a 400 naming the first field
@@ -76,6 +76,14 @@ def _selector(selector: Any) -> str:
     return ""
 
 
+def with_costs(client: Any, pid: str) -> dict[str, Any] | None:
+    """The record, and what its parts asked of the clusters (requests, dry-runs, writes)."""
+    record = previews.load(client, pid)
+    if record is not None:
+        record["costs"] = previews.costs(client, pid)
+    return record
+
+
 class PreviewsApi:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
@@ -115,7 +123,7 @@ class PreviewsApi:
 
     async def one(self, request: Request) -> JSONResponse:
         pid = request.path_params["preview"]
-        record = await run_in_threadpool(previews.load, self.backend.redis, pid) \
+        record = await run_in_threadpool(with_costs, self.backend.redis, pid) \
             if _ID.fullmatch(pid) else None
         if record is None:
             return JSONResponse({"error": "no such preview"}, 404)

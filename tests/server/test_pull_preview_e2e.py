@@ -131,6 +131,8 @@ def test_a_pull_request_is_previewed_and_commented_once(fleet, kube_clients) -> 
     github.wait("the second final status", lambda: len(github.statuses()) == 4, timeout=TIMEOUT)
     assert [s["state"] for s in github.statuses()] == ["pending", "success"] * 2
 
+    costs = requests.get(f"{server.base}/api/v1/previews/{pid}", timeout=10).json()["costs"]
+    assert costs["writes"] == 0 and costs["dry_runs"] >= 1, costs
     after = live(kube_clients, stack)           # a preview writes nothing
     assert after.data == before.data and after.data["value"] == "one"
     assert after.metadata.resource_version == before.metadata.resource_version

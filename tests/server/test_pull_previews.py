@@ -285,6 +285,7 @@ def test_api_post_needs_the_preview_scope_and_names_bad_fields(served) -> None:
     assert got["id"] == pid and got["state"] == "done" and got["requested_by"] == "api:web-team"
     assert got["selector"] == {"env": "production"} and got["apps"] == ["web"]
     assert got["units"] == units("web") and got["summary"]["units_changed"] == 1
+    assert got["costs"] == {"requests": 0, "dry_runs": 0, "writes": 0}
     listed = requests.get(api, headers=bearer(VIEWER), timeout=10).json()["previews"]
     assert listed[0]["id"] == pid and "units" not in listed[0]
     for unknown in ("0123456789ab", "not-an-id", "..%2F..%2Fx"):
