@@ -1,9 +1,10 @@
 """A GitHub pull request previewed end to end: a real Git branch, the real server, real workers,
 a real kube-apiserver, and a loopback GitHub API (``tests/support/forge_api.py``).
 
-The branch changes the application's ConfigMap; a signed ``pull_request`` webhook starts a
+The branch changes the application's ConfigMap and a Secret's password; a signed ``pull_request`` webhook starts a
 preview of its head against main, and the server posts a pending status at once, then the
-final status and one comment naming the object and its field path. A second push to the
+final status and one comment naming the objects and their field paths (the Secret's
+path, never its value). A second push to the
 branch (``synchronize``) adds an object: the same comment is edited (PATCH, same id), no
 second comment. Nothing is written to the cluster: the live ConfigMap keeps its value and
 resourceVersion, and the unit stays Ready at main's revision.
@@ -11,6 +12,7 @@ resourceVersion, and the unit stays Ready at main's revision.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -30,6 +32,7 @@ pytestmark = [pytest.mark.k8s, pytest.mark.slow]
 SECRET = "pull-request-e2e-secret"
 TOKEN = "ghp_" + "e" * 36
 TIMEOUT = 120.0
+PASSWORD = "correct-horse-battery-staple"
 
 
 def with_webhook_and_route(stack: Stack, api: str) -> None:
@@ -51,7 +54,9 @@ def fleet(dev_fleet, redis_url, tmp_path_factory
     stack = Stack(tmp_path_factory.mktemp("pr-e2e"), new_redis_db(redis_url),
                   dev_fleet.clusters, interval=600)
     github = ForgeApi(TOKEN)
-    stack.write_spec(["dev-1"])
+    stack.repo.write("app/secret.yaml", secret(stack, "old-" + PASSWORD))
+    stack.repo.commit("a Secret")
+    stack.write_spec(["dev-1"])                 # pushes
     with_webhook_and_route(stack, github.url)
     server = ServerProcess(stack.env(TEST_HOOK_SECRET=SECRET, GH_TOKEN=TOKEN),
                            stack.tmp / "server.log")
@@ -67,6 +72,12 @@ def fleet(dev_fleet, redis_url, tmp_path_factory
         server.stop()
         stack.stop()
         github.close()
+
+
+def secret(stack: Stack, password: str) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "Secret",
+                       "metadata": {"name": "db", "namespace": stack.namespace},
+                       "stringData": {"password": password}})
 
 
 def pull_request(action: str, sha: str) -> bytes:
@@ -97,7 +108,8 @@ def test_a_pull_request_is_previewed_and_commented_once(fleet, kube_clients) -> 
     main = stack.repo.head()
     before = live(kube_clients, stack)
     stack.repo.branch("feature")
-    first = stack.commit("settings: value two", value="two")
+    stack.repo.write("app/secret.yaml", secret(stack, PASSWORD))
+    first = stack.commit("settings: value two, and the password", value="two")
     stack.repo.switch("main")
 
     sent = time.monotonic()
@@ -115,8 +127,11 @@ def test_a_pull_request_is_previewed_and_commented_once(fleet, kube_clients) -> 
     assert statuses[-1]["target_url"].endswith(f"/previews/{pid}")
     (comment_id,) = github.comments
     body = github.comments[comment_id]["body"]
-    assert "| dev-1 | changed | 0 | 1 | 0 | 0 |" in body, body
+    assert "| dev-1 | changed | 0 | 2 | 0 | 0 |" in body, body
     assert f"- update v1 ConfigMap {stack.namespace}/settings: data.value" in body, body
+    assert f"- update v1 Secret {stack.namespace}/db: data.password" in body, body
+    for value in (PASSWORD, base64.b64encode(PASSWORD.encode()).decode()):
+        assert value not in body and value not in server.log.read_text()
 
     stack.repo.switch("feature")
     second = stack.commit("settings: value three, and an extra", value="three", extra=True)
