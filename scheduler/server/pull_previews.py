@@ -62,7 +62,12 @@ class PullPreviews:
             log.error("preview not started", error=str(exc), **where)
             return JSONResponse({"error": f"could not start the preview: {exc}"}, 503)
         if delivery:
-            await run_in_threadpool(store.record_delivery, source.name, delivery, DELIVERY_TTL)
+            try:
+                await run_in_threadpool(store.record_delivery, source.name, delivery,
+                                        DELIVERY_TTL)
+            except Exception as exc:            # Redis away: a redelivery previews again
+                log.warning("webhook delivery id not recorded", error=str(exc),
+                            delivery=delivery)
         route = preview_poster.route_for(fleet, pull.origin())
         posting = f"route {route.name}" if route else \
             f"nothing: no {provider} route for {pull.repository} in notifications.routes"

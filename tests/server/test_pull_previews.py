@@ -104,9 +104,10 @@ def gitlab_event(action: str, sha: str, oldrev: str | None = None, iid: int = 3)
         "git_http_url": "https://gitlab.example.com/group/fleet.git"}}).encode()
 
 
-def send_github(server: ServerProcess, body: bytes, secret: str = SECRET) -> requests.Response:
+def send_github(server: ServerProcess, body: bytes, secret: str = SECRET,
+                delivery: str = "") -> requests.Response:
     headers = {"Content-Type": "application/json", "X-GitHub-Event": "pull_request",
-               "X-GitHub-Delivery": str(uuid.uuid4()),
+               "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
                "X-Hub-Signature-256": github_signature(secret, body)}
     return requests.post(f"{server.base}/hooks/github/git", data=body, headers=headers, timeout=30)
 
@@ -218,6 +219,11 @@ def test_actions_without_a_new_head_are_acknowledged_and_ignored(served) -> None
     answer = send_github(server, json.dumps(other).encode())
     assert answer.status_code == 202 and "not the source's repository" in answer.json()["ignored"]
     assert len(previews.recent(client(url))) == before
+    first = send_github(server, github_event("opened", SHA3, number=11), delivery="d-11")
+    assert first.status_code == 202 and first.json()["preview"]
+    again = send_github(server, github_event("opened", SHA3, number=11), delivery="d-11")
+    assert again.status_code == 202 and again.json()["ignored"] == "delivery seen before"
+    assert len(previews.recent(client(url))) == before + 1
 
 
 def test_a_gitlab_merge_request_gets_a_status_and_one_note_updated_in_place(served) -> None:
