@@ -77,6 +77,11 @@ def set_total(client: Any, preview_id: str, total: int) -> None:
     client.hset(keys.preview(preview_id), "total", int(total))
 
 
+def claim_part(client: Any, preview_id: str, part: str) -> bool:
+    """True for the first caller only: a part delivered twice adds its records once."""
+    return bool(client.hsetnx(keys.preview(preview_id), f"part:{part}", 1))
+
+
 def add_units(client: Any, preview_id: str, records: list[dict[str, Any]]) -> bool:
     """Add one part's unit records and count the part done; True when it was the last."""
     units = keys.preview_units(preview_id)

@@ -164,6 +164,11 @@ def write_counts(kubeconfig: str) -> Counter:
     return counts
 
 
+def memos(client: Any, revision: str) -> dict[str, str]:
+    """The render each unit is remembered by at ``revision`` (what its runs apply)."""
+    return {k: client.get(k) for k in client.scan_iter(f"fleetsync:rendered:*:{revision}:*")}
+
+
 def live_versions(fleet_: dict) -> dict[str, str]:
     from kubernetes import client, config
 
@@ -190,6 +195,7 @@ def before(fleet):
     state = {"versions": live_versions(fleet),
              "writes": {c: write_counts(s.kubeconfigs[c]) for c in CLUSTERS},
              "statuses": {k: client.hgetall(k) for k in client.scan_iter("fleetsync:status:*")},
+             "memos": memos(client, fleet["main"]),
              "source": client.hget("fleetsync:source:git", "revision")}
     client.close()
     return state
@@ -309,6 +315,38 @@ def test_a_changed_secret_is_reported_without_its_value_anywhere(fleet, before):
     assert results, "the preview's task results are in the result backend"
 
 
+def test_a_ref_that_does_not_fetch_fails_every_unit_with_why(fleet, before):
+    s = fleet["stack"]
+    code, units, _ = preview(s, "no-such-branch")
+    assert code == 2
+    assert len(units) == 8 and {u["outcome"] for u in units} == {"failed"}
+    assert all("no-such-branch" in u["message"] for u in units)
+
+
+def test_a_part_sent_by_anyone_but_a_worker_is_refused(fleet, before):
+    """``fleetsync.preview_cluster`` is signed like the internal stages: unsigned, it does
+    nothing (not even count itself done)."""
+    from shared import tasks_api
+    from shared.celery_app import make_app
+    from shared.settings import Settings
+    from shared.state import previews
+
+    s = fleet["stack"]
+    client = redis.Redis.from_url(s.redis_url, decode_responses=True)
+    pid = previews.create(client, source="git", ref="main")["id"]
+    previews.set_total(client, pid, 1)
+    app = make_app(Settings(redis_url=s.redis_url))
+    try:
+        answer = app.send_task(tasks_api.PREVIEW_CLUSTER, args=[pid, "dev-1"],
+                               kwargs={"units": ["web"]}).get(timeout=60)
+    finally:
+        app.close()
+    assert "unsigned" in answer["refused"]
+    record = previews.load(client, pid)
+    client.close()
+    assert record and record["done"] == 0 and record["units"] == []
+
+
 def test_nothing_was_written_anywhere(fleet, before):
     s = fleet["stack"]
     assert live_versions(fleet) == before["versions"]
@@ -320,6 +358,8 @@ def test_nothing_was_written_anywhere(fleet, before):
     client = redis.Redis.from_url(s.redis_url, decode_responses=True)
     statuses = {k: client.hgetall(k) for k in client.scan_iter("fleetsync:status:*")}
     assert statuses == before["statuses"]
+    now = memos(client, fleet["main"])      # (the unit --spec added has a spec hash of its own)
+    assert len(before["memos"]) == 8 and {k: now.get(k) for k in before["memos"]} == before["memos"]
     assert client.hget("fleetsync:source:git", "revision") == before["source"] == fleet["main"]
     assert client.zcard("fleetsync:previews") >= 4
     client.close()

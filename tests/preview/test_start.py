@@ -58,3 +58,25 @@ def test_hostile_requests_are_refused_naming_the_field(parts, kwargs, field) -> 
     with pytest.raises(PreviewRequestError, match=field):
         start(app, client, **kwargs)
     assert client.zcard("fleetsync:previews") == 0
+
+
+def test_flower_shows_a_preview_and_its_parts_with_source_and_ref() -> None:
+    assert tasks_api.describe(tasks_api.PREVIEW, ["3f2a9c1b0d4e", "platform", "feature/x"]) == \
+        "preview 3f2a9c1b0d4e of platform@feature/x"
+    assert tasks_api.describe(tasks_api.PREVIEW_CLUSTER, ["3f2a9c1b0d4e", "edge-1"],
+                              {"source": "platform", "ref": "feature/x", "units": ["web"]}) == \
+        "preview 3f2a9c1b0d4e of platform@feature/x cluster edge-1"
+    assert tasks_api.route(tasks_api.PREVIEW, ["x", "s", "r"]) == "reconcile"
+    assert tasks_api.route(tasks_api.PREVIEW_CLUSTER, ["x", "edge-1"],
+                           queue_per_cluster=True) == "apply.edge-1"
+
+
+def test_previews_are_sent_from_the_cli_and_server_and_never_their_parts() -> None:
+    from scheduler.app import allowed
+
+    for process in ("server", "beat", ""):
+        assert tasks_api.PREVIEW in allowed(process)
+        assert tasks_api.PREVIEW_CLUSTER not in allowed(process)
+    assert tasks_api.PREVIEW not in allowed("flower")
+    assert tasks_api.PREVIEW in allowed("flower", tasks_api.PREVIEW)
+    assert tasks_api.PREVIEW_CLUSTER not in allowed("flower", tasks_api.PREVIEW_CLUSTER)

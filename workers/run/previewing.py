@@ -36,6 +36,7 @@ from shared.state import previews
 from workers.context import Context
 from workers.run import stages
 from shared.spec.load import load_fleet
+from workers.run.preview_inputs import Changes
 from workers.run.preview_unit import (Costs, preview_added, preview_removed, preview_unit,
                                       record)
 from workers.run.steps import Send
@@ -136,28 +137,66 @@ def begin(ctx: Context, preview_id: str, source: str, ref: str) -> tuple[dict[st
         return {"preview": preview_id, "dropped": "no such preview"}, []
     if (meta["source"], meta["ref"]) != (source, ref):
         return {"preview": preview_id, "dropped": "the task does not match the preview"}, []
+    if meta.get("state") != "running" or meta.get("base_revision"):
+        return {"preview": preview_id, "dropped": "begun already"}, []
     fleet = ctx.fleet()
     found = targets(fleet, meta) if source in fleet.sources else {}
     try:
         plan = _plan(ctx, fleet, meta, found)
     except FleetsyncError as exc:
         return _failed(ctx, meta, found, f"{ref}: {exc}"), []
+    if not previews.claim_part(ctx.redis, preview_id, "begin"):      # delivered twice
+        return {"preview": preview_id, "dropped": "begun already"}, []
     previews.update(ctx.redis, preview_id, revision=plan.revision, base_revision=plan.base)
-    clusters = plan.clusters()
-    if not clusters:
+    if not plan.clusters():
         previews.update(ctx.redis, preview_id, state="done",
                         message=f"no application of source {source} matches")
         return {"preview": preview_id, "units": 0}, []
-    previews.set_total(ctx.redis, preview_id, len(clusters))
+    quiet = untouched(ctx, fleet, plan, source)     # no render, no request: reported here
+    clusters = plan.clusters()
+    previews.set_total(ctx.redis, preview_id, len(clusters) + 1)
     sends = [Send(tasks_api.PREVIEW_CLUSTER, [preview_id, cluster],
                   {"source": source, "ref": ref, **plan.kwargs(cluster)})
              for cluster in clusters]
+    if previews.add_units(ctx.redis, preview_id, quiet):
+        previews.update(ctx.redis, preview_id, state="done")
     log.info("preview begins", preview=preview_id, source=source, ref=ref,
-             revision=plan.revision, base=plan.base, clusters=len(sends))
+             revision=plan.revision, base=plan.base, clusters=len(sends), untouched=len(quiet))
     return {"preview": preview_id, "revision": plan.revision, "base_revision": plan.base,
-            "clusters": len(sends), "units": sum(len(a) for a in plan.parts.values()),
+            "clusters": len(sends), "untouched": len(quiet),
+            "units": sum(len(a) for a in plan.parts.values()),
             "added": sum(len(a) for a in plan.added.values()),
             "removed": sum(len(a) for a in plan.removed.values())}, sends
+
+
+def untouched(ctx: Context, fleet: Fleet, plan: Plan, source: str) -> list[dict[str, Any]]:
+    """The units whose inputs the candidate leaves alone (``workers.run.preview_inputs``),
+    taken out of ``plan.parts`` and recorded ``unchanged``; none when Git cannot tell."""
+    try:
+        changes = _changes(ctx, fleet.sources[source], plan)
+    except FleetsyncError as exc:
+        log.info("the candidate's changed files are unknown: every unit is rendered",
+                 error=str(exc)[:200])
+        return []
+    quiet = []
+    for cluster, apps in list(plan.parts.items()):
+        keep = []
+        for app in apps:
+            if changes.untouched(fleet.applications[app], fleet.clusters[cluster]):
+                quiet.append(record(app, cluster, plan.base, plan.revision, "unchanged"))
+            else:
+                keep.append(app)
+        plan.parts[cluster] = keep
+        if not keep:
+            del plan.parts[cluster]
+    return quiet
+
+
+def _changes(ctx: Context, source: Source, plan: Plan) -> Changes:
+    if plan.base == plan.revision:
+        return Changes((), ())
+    changed = ctx.sources.changed_files(source, plan.base, plan.revision)
+    return Changes.of(changed, ctx.sources.tree_entries(source, plan.revision) if changed else ())
 
 
 def _plan(ctx: Context, fleet: Fleet, meta: dict[str, Any],
@@ -197,6 +236,11 @@ def part(ctx: Context, preview_id: str, cluster: str, apps: list[str],
         return {"preview": preview_id, "cluster": cluster, "dropped": "no such preview"}
     base, revision, costs = meta.get("base_revision", ""), meta.get("revision", ""), Costs()
     fleet = ctx.fleet()
+    try:
+        _have(ctx, fleet, meta)
+    except FleetsyncError as exc:
+        return part_failed(ctx, preview_id, cluster, [*apps, *(added or []), *(removed or [])],
+                           exc)
     units = [preview_removed(fleet, app, cluster, base, revision) for app in removed or []]
     units += _added(ctx, fleet, meta, cluster, added or [], costs)
     for app in apps:
@@ -207,6 +251,17 @@ def part(ctx: Context, preview_id: str, cluster: str, apps: list[str],
             continue
         units.append(preview_unit(ctx, unit, base, revision, costs))
     return finish_part(ctx, preview_id, cluster, units, costs)
+
+
+def _have(ctx: Context, fleet: Fleet, meta: dict[str, Any]) -> None:
+    """Both revisions in this host's mirror (a part may run on another host than ``begin``;
+    a commit the mirror holds costs no network)."""
+    source = fleet.sources.get(meta["source"])
+    if source is None:
+        raise SourceError(f"no source named {meta['source']!r} in {fleet.path}")
+    for revision in (meta.get("revision"), meta.get("base_revision")):
+        if revision:
+            fetch_ref(ctx, source, revision)
 
 
 def _added(ctx: Context, fleet: Fleet, meta: dict[str, Any], cluster: str, apps: list[str],
@@ -229,6 +284,8 @@ def _added(ctx: Context, fleet: Fleet, meta: dict[str, Any], cluster: str, apps:
 
 def finish_part(ctx: Context, preview_id: str, cluster: str, units: list[dict[str, Any]],
                 costs: Costs) -> dict[str, Any]:
+    if not previews.claim_part(ctx.redis, preview_id, f"cluster:{cluster}"):
+        return {"preview": preview_id, "cluster": cluster, "dropped": "reported already"}
     previews.add_costs(ctx.redis, preview_id, requests=costs.requests, dry_runs=costs.dry_runs,
                        writes=costs.writes)
     if previews.add_units(ctx.redis, preview_id, units):
