@@ -141,3 +141,15 @@ def test_an_older_preview_finishing_late_leaves_the_comment_to_the_newer(client,
     until("the older's status", post, lambda: not client.hexists(POSTS, old))
     assert next(iter(forge.comments.values()))["body"] == body and not forge.got("PATCH")
     assert forge.got("POST", f"/statuses/{SHA}")[-1].body["state"] == "failure"
+
+
+def test_a_failed_preview_is_an_error_status_of_at_most_140_characters(client, forge,
+                                                                        tmp_path) -> None:
+    post = poster(client, forge, tmp_path)
+    pid = started(client)
+    previews.update(client, pid, state="failed", message="fetch of feature: " + "x" * 300)
+    until("the posting", post, lambda: not client.hexists(POSTS, pid))
+    final = forge.statuses()[-1]
+    assert final["state"] == "error" and len(final["description"]) == 140
+    assert final["description"].startswith("failed: fetch of feature: xxx")
+    assert final["description"].endswith("...")
