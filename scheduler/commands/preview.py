@@ -159,7 +159,7 @@ def render(record: dict[str, Any], output: str) -> str:
     if output == "json":
         return json.dumps(record.get("units", []), indent=2, sort_keys=True)
     if output == "markdown":
-        from scheduler.preview_markdown import render as markdown  # type: ignore[import-not-found]
+        from scheduler.preview_markdown import render as markdown
 
         return str(markdown(record))
     return text(record)

@@ -82,6 +82,16 @@ def claim_part(client: Any, preview_id: str, part: str) -> bool:
     return bool(client.hsetnx(keys.preview(preview_id), f"part:{part}", 1))
 
 
+def add_records(client: Any, preview_id: str, records: list[dict[str, Any]]) -> None:
+    """Add unit records that belong to no part (those decided before the parts are sent)."""
+    if records:
+        units = keys.preview_units(preview_id)
+        pipe = client.pipeline(transaction=True)
+        pipe.rpush(units, *(json.dumps(r, sort_keys=True) for r in records))
+        pipe.expire(units, TTL)
+        pipe.execute()
+
+
 def add_units(client: Any, preview_id: str, records: list[dict[str, Any]]) -> bool:
     """Add one part's unit records and count the part done; True when it was the last."""
     units = keys.preview_units(preview_id)

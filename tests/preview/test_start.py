@@ -80,3 +80,32 @@ def test_previews_are_sent_from_the_cli_and_server_and_never_their_parts() -> No
     assert tasks_api.PREVIEW not in allowed("flower")
     assert tasks_api.PREVIEW in allowed("flower", tasks_api.PREVIEW)
     assert tasks_api.PREVIEW_CLUSTER not in allowed("flower", tasks_api.PREVIEW_CLUSTER)
+
+
+def test_the_text_report_lists_what_changes_per_application_and_cluster() -> None:
+    from scheduler.commands.preview import selector_of, text
+
+    units = [
+        {"app": "web", "cluster": "edge-1", "outcome": "changed", "message": "1 to update",
+         "objects": [{"apiVersion": "v1", "kind": "Secret", "namespace": "web", "name": "db",
+                      "action": "update", "fields": ["data.password"], "message": ""}]},
+        {"app": "web", "cluster": "edge-2", "outcome": "unchanged", "message": "", "objects": []},
+        {"app": "web", "cluster": "edge-3", "outcome": "refused", "message": "1 object(s) refused",
+         "objects": [{"apiVersion": "v1", "kind": "ConfigMap", "namespace": "default",
+                      "name": "stray", "action": "refused", "fields": [],
+                      "message": "namespace default is not in allowedNamespaces ['web']"}]},
+    ]
+    out = text({"source": "git", "ref": "feature", "revision": "a" * 40,
+                "base_revision": "b" * 40, "units": units})
+    assert out.splitlines() == [
+        f"preview of git@feature ({'a' * 12}) against {'b' * 12}",
+        "web:",
+        "  edge-1: changed: 1 to update",
+        "    ~ Secret/web/db (data.password)",
+        "  edge-3: refused: 1 object(s) refused",
+        "    ! ConfigMap/default/stray: namespace default is not in allowedNamespaces ['web']",
+        "3 units: 1 change (1 apps, 1 clusters), 1 refused, 0 failed, 1 unchanged"]
+    assert selector_of("env=prod, region=eu") == {"env": "prod", "region": "eu"}
+    assert selector_of("") is None
+    with pytest.raises(Exception, match="KEY=VALUE"):
+        selector_of("env")

@@ -154,6 +154,13 @@ class SourceCache:
             "rev-list", "--count", f"{_full_sha(source, old)}..{_full_sha(source, new)}", "--"]
         return int(self._git_local(source, args).strip() or 0)
 
+    def has_commit(self, source: Source, revision: str) -> bool:
+        """This host holds ``revision`` (a full SHA) already: checked out, or in the mirror."""
+        sha = _full_sha(source, revision)
+        if (self.root / "trees" / sha).is_dir():
+            return True
+        return self._is_commit(self.mirror_path(source), sha, self._local_env())
+
     def changed_files(self, source: Source, old: str, new: str) -> list[str]:
         """The paths whose content differs between two revisions (``git diff --name-only``,
         renames as a deletion and an addition), from this host's mirror."""

@@ -153,13 +153,15 @@ def begin(ctx: Context, preview_id: str, source: str, ref: str) -> tuple[dict[st
                         message=f"no application of source {source} matches")
         return {"preview": preview_id, "units": 0}, []
     quiet = untouched(ctx, fleet, plan, source)     # no render, no request: reported here
+    previews.add_records(ctx.redis, preview_id, quiet)          # before any part can end
     clusters = plan.clusters()
-    previews.set_total(ctx.redis, preview_id, len(clusters) + 1)
+    if clusters:
+        previews.set_total(ctx.redis, preview_id, len(clusters))
+    else:
+        previews.update(ctx.redis, preview_id, state="done")
     sends = [Send(tasks_api.PREVIEW_CLUSTER, [preview_id, cluster],
                   {"source": source, "ref": ref, **plan.kwargs(cluster)})
              for cluster in clusters]
-    if previews.add_units(ctx.redis, preview_id, quiet):
-        previews.update(ctx.redis, preview_id, state="done")
     log.info("preview begins", preview=preview_id, source=source, ref=ref,
              revision=plan.revision, base=plan.base, clusters=len(sends), untouched=len(quiet))
     return {"preview": preview_id, "revision": plan.revision, "base_revision": plan.base,
@@ -260,7 +262,7 @@ def _have(ctx: Context, fleet: Fleet, meta: dict[str, Any]) -> None:
     if source is None:
         raise SourceError(f"no source named {meta['source']!r} in {fleet.path}")
     for revision in (meta.get("revision"), meta.get("base_revision")):
-        if revision:
+        if revision and not ctx.sources.has_commit(source, revision):
             fetch_ref(ctx, source, revision)
 
 
