@@ -5,7 +5,8 @@ The order of a delivery's handling is the order of trust:
     body read under the size cap (413, ``bodies.BodyCap``, before any route)
     -> source known, webhook configured, secret set (404, 503)
     -> signature or token checked in constant time (401, logged without the body)
-    -> event (ping answers, other events are acknowledged and ignored)
+    -> event (ping answers; a pull request's previews its head: ``pull_previews.py``;
+       other events are acknowledged and ignored)
     -> body parsed, no deeper than ``bodies.MAX_DEPTH`` (400)
     -> delivery id not handled in the last hour (a redelivery or replay enqueues nothing)
     -> the pushed ref is the source's branch or tag
@@ -58,9 +59,10 @@ from starlette.responses import JSONResponse
 from shared import tasks_api
 from shared.logs import get_logger
 from shared.protocol import Trigger
-from scheduler.server import hooks
+from scheduler.server import hooks, pulls
 from scheduler.server.backend import Backend
 from scheduler.server.bodies import TooDeep
+from scheduler.server.pull_previews import PullPreviews
 from scheduler.server.config import (DELIVERY_TTL, FETCH_WANTED_TTL, FOLLOW_UP_TIMEOUT,
                                      example)
 
@@ -80,6 +82,7 @@ class Receiver:
         self.backend = backend
         self.follow_ups: set[asyncio.Task[None]] = set()
         self.waiting: set[tuple[str, str, tuple]] = set()     # (source, after, syncs)
+        self.pulls = PullPreviews(backend)
 
     async def receive(self, request: Request) -> JSONResponse:
         provider, name = request.path_params["provider"], request.path_params["source"]
@@ -117,6 +120,9 @@ class Receiver:
         delivery = hooks.delivery_of(headers)
         answer: dict[str, Any] = {"source": source.name, "event": event, "delivery": delivery,
                                   "enqueued": []}
+        if pulls.is_pull_event(provider, event):
+            return await self.pulls.handle(fleet, source, provider, headers, body, where,
+                                           answer)
         if event not in ("push", "tag_push"):
             return JSONResponse({**answer, "ignored": f"{event} events move no source"}, 202)
         try:

@@ -251,16 +251,17 @@ class Route:
     bearer token) or ``github`` (commit statuses: ``api``, ``repository`` and
     ``token_env``; ``context`` ``application`` sets ``fleetsync/<app>`` per
     application, ``fleet`` one ``fleetsync`` status summarising them all).
-    Secrets are environment variable names, never values.
+    ``gitlab`` (previews only: ``api``, the project in ``repository``,
+    ``token_env``). Secrets are environment variable names, never values.
     """
 
     name: str
-    provider: str                                # "slack" | "webhook" | "github"
+    provider: str                                # "slack" | "webhook" | "github" | "gitlab"
     url: str | None = None
     url_env: str | None = None
     token_env: str | None = None
     api: str = "https://api.github.com"
-    repository: str = ""                         # github: owner/repo
+    repository: str = ""                         # github: owner/repo; gitlab: the project
     context: str = "application"                 # github: "application" | "fleet"
     applications: tuple[str, ...] | None = None  # None: every application
     events: tuple[str, ...] = ("rollup", "failure")
