@@ -233,6 +233,21 @@ def test_a_branch_changing_one_overlay_reports_exactly_its_cluster(fleet, before
     assert "8 units: 1 change (1 apps, 1 clusters), 0 refused, 0 failed, 7 unchanged" in text.stdout
 
 
+def test_a_pinned_revision_against_a_base_ref(fleet, before):
+    """``--revision SHA --base REF``: the commit as given, against the base named (here the
+    overlay branch against itself: nothing changes); ``--no-wait`` answers the id."""
+    s = fleet["stack"]
+    sha = s.repo._git("rev-parse", "overlay").strip()
+    done = cli(s, "preview", "--source", "git", "--revision", sha[:12], "--base", "overlay",
+               "-o", "json")
+    assert done.returncode == 0, done.stderr
+    units = json.loads(done.stdout)
+    assert len(units) == 8 and {u["outcome"] for u in units} == {"unchanged"}
+    assert {(u["revision"], u["base_revision"]) for u in units} == {(sha, sha)}
+    queued = cli(s, "preview", "--source", "git", "--ref", "overlay", "--no-wait")
+    assert queued.returncode == 0 and len(queued.stdout.strip()) == 12, queued.stderr
+
+
 def test_a_deleted_object_is_reported_as_a_prune(fleet, before):
     s = fleet["stack"]
     _branch(s, "prune", lambda: s.repo.remove("other/extra.yaml"))
