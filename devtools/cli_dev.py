@@ -15,6 +15,7 @@ from devtools import fleet as devfleet
 from devtools import workloads as wl
 from devtools.binaries import (BinaryError, describe, describe_tools, ensure_binaries, ensure_helm,
                                ensure_sops)
+from devtools.gotools import ensure_registry_tools
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -44,13 +45,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     status.set_defaults(func=cmd_status)
 
     build = dev_sub.add_parser("build", help="find or build etcd, kube-apiserver, "
-                               "kube-controller-manager, kube-scheduler, kwok, sops, age-keygen and helm")
+                               "kube-controller-manager, kube-scheduler, kwok, sops, age-keygen, helm, "
+                               "registry, crane and oras")
     build.add_argument("--no-workloads", dest="workloads", action="store_false",
                        help="only what a bare control plane needs (etcd, kube-apiserver)")
     build.add_argument("--no-sops", dest="sops", action="store_false",
                        help="not sops and age-keygen (SOPS-encrypted manifests and their tests)")
     build.add_argument("--no-helm", dest="helm", action="store_false",
                        help="not helm (chart applications and their tests)")
+    build.add_argument("--no-registry", dest="registry", action="store_false",
+                       help="not registry, crane and oras (OCI sources and their tests)")
     build.set_defaults(func=cmd_build)
 
 
@@ -123,6 +127,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         tools = ensure_sops(_say) if args.sops else {}
         if args.helm:
             tools = {**tools, **ensure_helm(_say)}
+        if args.registry:
+            tools = {**tools, **ensure_registry_tools(_say)}
     except BinaryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

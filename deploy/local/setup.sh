@@ -46,5 +46,5 @@ if ! .venv/bin/python -c 'import shared, workers, scheduler, pytest, importlinte
   touch .venv/.installed
 fi
 
-say "checking Kubernetes binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok)"
+say "checking binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, sops, helm, registry, crane, oras)"
 .venv/bin/fleetsync dev build
