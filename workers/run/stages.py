@@ -118,7 +118,7 @@ def fetch(ctx: Context, source_name: str) -> str:
     metrics.source_fetch_duration.labels(source_name).observe(time.monotonic() - started)
     ctx.status.set_source_revision(source_name, revision, time.time(),
                                    commit=_mirror_commit(ctx, source, revision),
-                                   ref="" if source.helm_repository
+                                   ref="" if source.helm_repository or source.oci_artifact
                                    else ctx.sources.resolved_ref(source))
     log.info("source fetched", source=source_name, revision=revision,
              seconds=round(time.monotonic() - started, 3))
@@ -126,7 +126,10 @@ def fetch(ctx: Context, source_name: str) -> str:
 
 
 def _fetch_revision(ctx: Context, source: Source) -> str:
-    """A Git source's commit, or the sha256 of a Helm repository's index."""
+    """A Git source's commit, the sha256 of a Helm repository's index, or the sha256 of
+    an OCI artifact's manifest (verified and extracted on this host)."""
+    if source.oci_artifact:
+        return ctx.artifacts.fetch(source)
     return charts(ctx).fetch(source) if source.helm_repository else ctx.sources.fetch(source)
 
 
@@ -188,6 +191,8 @@ def unused_checks(app: Application, objects: list[dict]) -> tuple[str, ...]:
 
 
 def _checkout(ctx: Context, source: Source, revision: str) -> Path:
+    if source.oci_artifact:
+        return ctx.artifacts.checkout(source, revision)
     try:
         return ctx.sources.checkout(source, revision)
     except SourceError:
@@ -261,6 +266,8 @@ def _mirror_commit(ctx: Context, source: Source, revision: str) -> dict[str, str
     """The commit fields of ``revision`` from this host's mirror ({} when it cannot tell)."""
     if revision in _COMMITS:
         return _COMMITS[revision]
+    if source.oci_artifact:
+        return _artifact_fields(ctx, source, revision)
     try:
         info = ctx.sources.revision_info(source, revision)
     except (FleetsyncError, OSError, ValueError) as exc:
@@ -268,6 +275,23 @@ def _mirror_commit(ctx: Context, source: Source, revision: str) -> dict[str, str
         return {}
     found = {"author": info["author"], "author_email": info["author_email"],
              "committed_at": info["committed_at"], "subject": info["message"]}
+    _remember_commit(revision, found)
+    return found
+
+
+def _artifact_fields(ctx: Context, source: Source, revision: str) -> dict[str, str]:
+    """An artifact's tag, digest and ``org.opencontainers.image.*`` annotations in the
+    commit fields history shows: ``subject`` names them, ``committed_at`` is ``created``."""
+    try:
+        info = ctx.artifacts.revision_info(source, revision)
+    except (FleetsyncError, OSError) as exc:
+        log.debug("artifact not read from this host", source=source.name, error=str(exc))
+        return {}
+    notes = [f"{key.rpartition('.')[2]} {info[key]}" for key in
+             ("org.opencontainers.image.source", "org.opencontainers.image.revision") if info[key]]
+    subject = f"oci {info['tag'] + ' ' if info['tag'] else ''}{info['digest']}"
+    found = {"author": "", "author_email": "", "committed_at": info["org.opencontainers.image.created"],
+             "subject": subject + (f" ({', '.join(notes)})" if notes else "")}
     _remember_commit(revision, found)
     return found
 
