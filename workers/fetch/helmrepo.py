@@ -57,6 +57,7 @@ from shared.logs import get_logger
 from shared.semver import matching_max, parse_version
 from shared.spec.model import Auth, Chart, Source
 from shared.yamlsafe import load_documents
+from workers.fetch.httptransport import http_only_opener, same_https_origin
 
 DEFAULT_TIMEOUT = 60.0
 MAX_INDEX_BYTES = 64 * 1024 * 1024
@@ -77,18 +78,6 @@ class ChartArchive:
     path: Path
 
 
-class _NoRedirectAcrossSchemes(urllib.request.HTTPRedirectHandler):
-    """Follow redirects within one scheme only (never https -> http)."""
-
-    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
-                         newurl: str) -> Any:
-        old, new = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
-        if old.scheme != new.scheme:
-            raise urllib.error.HTTPError(newurl, code, f"redirect from {old.scheme}:// to "
-                                         f"{new.scheme}:// refused", headers, fp)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
 class ChartRepositories:
     """Indexes and verified chart archives of Helm repositories, below one root directory."""
 
@@ -97,7 +86,7 @@ class ChartRepositories:
         self.root = Path(root)
         self.timeout = timeout
         self._environ = os.environ if environ is None else environ
-        self._opener = _http_only_opener()
+        self._opener = http_only_opener()
 
     # -- the index ------------------------------------------------------------------
 
@@ -180,7 +169,7 @@ class ChartRepositories:
     def _get(self, source: Source, url: str, limit: int, what: str) -> bytes:
         request = urllib.request.Request(url, headers={"User-Agent": "fleetsync"})
         credentials = _credentials(source, self._environ)
-        if credentials and _same_https_origin(url, source.url):   # never after a redirect
+        if credentials and same_https_origin(url, source.url):   # never after a redirect
             request.add_unredirected_header("Authorization", credentials)
         shown = scrub_url(url)
         try:
@@ -233,28 +222,6 @@ def _chart_url(source: Source, given: str, what: str) -> str:
            "(or http:// with insecure: true) only")
     raise SourceError(f"{what}: the repository index gives the chart URL {shown}, refused: "
                       f"{why}")
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urllib.parse.urlsplit(url)
-    scheme = parts.scheme.lower()
-    default = {"https": 443, "http": 80}.get(scheme)
-    return scheme, (parts.hostname or "").lower(), parts.port or default
-
-
-def _same_https_origin(url: str, repository: str) -> bool:
-    """Credentials go to the repository's own scheme, host and port, over https only."""
-    return _origin(url)[0] == "https" and _origin(url) == _origin(repository)
-
-
-def _http_only_opener() -> urllib.request.OpenerDirector:
-    """http and https, redirects within one scheme; no file:, ftp: or data: handler."""
-    opener = urllib.request.OpenerDirector()
-    for handler in (urllib.request.ProxyHandler(), urllib.request.HTTPHandler(),
-                    urllib.request.HTTPSHandler(), urllib.request.HTTPDefaultErrorHandler(),
-                    _NoRedirectAcrossSchemes(), urllib.request.HTTPErrorProcessor()):
-        opener.add_handler(handler)
-    return opener
 
 
 def _credentials(source: Source, environ: Mapping[str, str]) -> str | None:
