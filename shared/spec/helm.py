@@ -21,6 +21,7 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node
 
 from shared.spec import yaml as y
+from shared.ocirefs import OciUrlError, parse_oci_url
 from shared.semver import parse_range, parse_version
 from shared.spec.model import Chart, ClusterValues, Helm
 from shared.spec.yaml import Map, Report
@@ -40,6 +41,11 @@ def repository_problem(url: str) -> str | None:
                 "http:// with insecure: true")
     if re.match(r"[a-z]+://[^/@\s]*@", url):
         return "must not carry credentials: reference them with auth.usernameEnv/passwordEnv"
+    if url.startswith("oci://"):
+        try:
+            parse_oci_url(url)
+        except OciUrlError as err:
+            return str(err)
     return None
 
 

@@ -18,8 +18,8 @@ Transports follow the Git sources' rules: ``https://``; plain ``http://`` only
 with ``insecure: true`` and never with credentials; credentials come from the
 environment variables the source names (``auth: {usernameEnv, passwordEnv}``)
 and are sent to the repository's own origin (scheme, host and port) over
-``https://`` only, never after a redirect. ``oci://`` registries are refused
-with what to do instead (not supported yet).
+``https://`` only, never after a redirect. ``oci://`` registries are read by
+``workers.fetch.ocicharts`` instead (the stages send them there).
 
 The chart URLs an index gives are written by whoever writes the index, so they
 obey the same rules as the source's own URL (``_chart_url``): ``https://`` to any
@@ -97,7 +97,7 @@ class ChartRepositories:
         digest = hashlib.sha256(data).hexdigest()
         dest = self.index_path(digest)
         if not dest.is_file():
-            _write_atomically(dest, data)
+            write_atomically(dest, data)
         return digest
 
     def index_path(self, revision: str) -> Path:
@@ -153,7 +153,7 @@ class ChartRepositories:
         if not urls or not isinstance(urls[0], str):
             raise SourceError(f"{what}: the repository index gives no URL for it")
         url = _chart_url(source, urls[0], what)
-        with _locked(dest.with_suffix(".lock")):
+        with locked(dest.with_suffix(".lock")):
             if not dest.is_file():
                 data = self._get(source, url, MAX_CHART_BYTES, f"chart {chart.name} {version}")
                 found = hashlib.sha256(data).hexdigest()
@@ -161,7 +161,7 @@ class ChartRepositories:
                     raise SourceError(f"{what}: the archive downloaded from {scrub_url(url)} has "
                                       f"sha256 {found}, not {digest} as the repository index "
                                       "says; refusing it (tampered or replaced)")
-                _write_atomically(dest, data)
+                write_atomically(dest, data)
         return ChartArchive(chart.name, version, digest, dest)
 
     # -- HTTP -------------------------------------------------------------------------
@@ -192,9 +192,8 @@ def _check(source: Source) -> str:
     where = f"source {source.name}"
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "oci":
-        raise SourceError(f"{where}: OCI registries (oci://) are not supported yet; use the "
-                          "chart's Helm HTTP repository, or commit the chart to Git and point "
-                          "an application's path at it")
+        raise SourceError(f"{where}: {url} is an OCI registry: its charts are read by "
+                          "workers.fetch.ocicharts, not as an index.yaml")
     if scheme == "http":
         if source.auth != Auth():
             raise SourceError(f"{where}: credentials are never sent over plain http:// (even "
@@ -265,7 +264,7 @@ def _order(version: str) -> Any:
     return (1, parsed.key()) if parsed else (0, version)
 
 
-def _write_atomically(dest: Path, data: bytes) -> None:
+def write_atomically(dest: Path, data: bytes) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
     try:
@@ -279,7 +278,7 @@ def _write_atomically(dest: Path, data: bytes) -> None:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     """One download of an archive per host at a time (its other renders wait for it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:

@@ -27,6 +27,7 @@ from shared.spec.model import Application, Cluster, Fleet, Source
 from workers.context import Context
 from workers.render.helm import Helm, read_capabilities
 from workers.fetch.helmrepo import ChartRepositories
+from workers.fetch.ocicharts import OciCharts, is_oci
 from workers.render.engine import Rendered, render_unit
 from workers.render.sops import Sops
 
@@ -111,7 +112,7 @@ def fetch(ctx: Context, source_name: str) -> str:
     started = time.monotonic()
     ctx.status.fetch_begins(source_name)        # a push from now on asks for another fetch
     try:
-        revision = _fetch_revision(ctx, source)
+        revision = _fetch_revision(ctx, fleet, source)
     except PermanentError as exc:       # refused: the last good revision stays, with why
         ctx.status.set_source_error(source_name, str(exc))
         raise
@@ -125,14 +126,23 @@ def fetch(ctx: Context, source_name: str) -> str:
     return revision
 
 
-def _fetch_revision(ctx: Context, source: Source) -> str:
-    """A Git source's commit, or the sha256 of a Helm repository's index."""
+def _fetch_revision(ctx: Context, fleet: Fleet, source: Source) -> str:
+    """A Git source's commit, the sha256 of a Helm repository's index, or the manifest
+    digest of the chart an OCI registry source's applications ask for."""
+    if is_oci(source):
+        return oci_charts(ctx).fetch(source, [a.chart for a in fleet.applications.values()
+                                              if a.source == source.name and a.chart])
     return charts(ctx).fetch(source) if source.helm_repository else ctx.sources.fetch(source)
 
 
 def charts(ctx: Context) -> ChartRepositories:
     """This host's Helm repository indexes and chart archives (``workers.fetch.helmrepo``)."""
     return ChartRepositories(ctx.settings.cache_dir / "helm")
+
+
+def oci_charts(ctx: Context) -> OciCharts:
+    """This host's OCI chart resolutions and archives (``workers.fetch.ocicharts``)."""
+    return OciCharts(ctx.settings.cache_dir / "helm" / "oci")
 
 
 def clusters_using(fleet: Fleet, source_name: str) -> list[str]:
@@ -162,7 +172,8 @@ def render(ctx: Context, unit: Unit, revision: str) -> Rendered:
     helm = Helm.from_settings(ctx.settings, read_capabilities(ctx.redis, cluster.name))
     if source.helm_repository and app.chart is not None:
         done = render_unit(app, cluster, None, ctx.cache, revision, source.name, helm=helm,
-                           archive=charts(ctx).chart(source, app.chart, revision))
+                           archive=(oci_charts(ctx) if is_oci(source) else charts(ctx))
+                           .chart(source, app.chart, revision))
     else:
         done = render_unit(app, cluster, _checkout(ctx, source, revision), ctx.cache, revision,
                            source.name, sops=Sops.from_settings(ctx.settings), helm=helm)
