@@ -51,8 +51,10 @@ def parse_oci_url(url: str) -> OciUrl:
                           "go in auth:, a tag or version in chart: / the source's ref)")
     host, _, path = rest.partition("/")
     path = path.rstrip("/")
-    if not host or not _HOST.fullmatch(host):
-        raise OciUrlError(f"{url!r}: {host or 'no host'!r} is not a registry host[:port]")
+    if not host:
+        raise OciUrlError(f"{url!r}: no registry host (oci://HOST[:PORT]/PATH)")
+    if not _HOST.fullmatch(host):
+        raise OciUrlError(f"{url!r}: {host!r} is not a registry host[:port]")
     port = host.rpartition(":")[2] if ":" in host.rpartition("]")[2] else ""
     if port and not 0 < int(port) < 65536:
         raise OciUrlError(f"{url!r}: port {port} is out of range")

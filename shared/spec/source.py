@@ -85,8 +85,7 @@ def _check_transport(m: Map, url: str, auth: Auth, report: Report, insecure: boo
                         "plain http:// is refused unless the source sets insecure: true")
     elif insecure:
         report.error(m.values["insecure"], m.at("insecure"),
-                     "only allows plain http:// URLs, and plain HTTP to an oci:// registry (it "
-                     "never turns off TLS or host key checks)")
+                     "only allows plain http:// URLs (it never turns off TLS or host key checks)")
     if kind != "ssh":
         for key in ("knownHosts", "sshHostKeyPolicy"):
             if key in m.values:
