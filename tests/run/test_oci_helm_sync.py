@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,44 +22,13 @@ from typing import Any, Iterator
 import pytest
 
 from tests.conftest import ROOT, new_redis_db
-from tests.support.helmutil import chart, helm, run, set_version  # noqa: F401  (helm: a fixture)
+from tests.support.helmutil import helm  # noqa: F401  (a fixture)
+from tests.support.ocifleet import push_chart, write_chart_spec
 from tests.support.registry import PASSWORD, USER, Registry, registry, unique_repo  # noqa: F401
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.k8s
 TIMEOUT = 120
-VALUES = {"replicaCount": "${replicas}"}
-OVERLAY = [{"clusters": {"matchLabels": {"env": "dev"}}, "values": {"service": {"port": 8081}}}]
-
-
-def _spec(stack: Stack, url: str, version: str, auth: bool = True, interval: str = "2s",
-          insecure: bool = False) -> None:
-    lines = ["sources:", "  - name: charts", f"    helmRepository: {url}",
-             f"    interval: {interval}"]
-    lines += ["    auth: {usernameEnv: OCI_USER, passwordEnv: OCI_PASS}"] if auth else []
-    lines += ["    insecure: true"] if insecure else []
-    lines += ["clusters:"]
-    for name, kubeconfig in stack.kubeconfigs.items():
-        lines += [f"  - name: {name}", f"    kubeconfig: {kubeconfig}", "    interval: 2s",
-                  "    labels: {team: t, env: " + ("prod" if name == "dev-1" else "dev") + "}",
-                  "    vars: {replicas: \"" + ("3" if name == "dev-1" else "1") + "\"}"]
-    app = {"name": stack.app, "source": "charts", "clusters": {"matchLabels": {"team": "t"}},
-           "namespace": stack.namespace, "createNamespace": True, "wait": False,
-           "chart": {"name": "web", "version": version},
-           "helm": {"releaseName": "shop", "values": VALUES, "valuesByCluster": OVERLAY}}
-    lines += ["applications:", "  - " + json.dumps(app)]
-    stack.spec.write_text("\n".join(lines) + "\n")
-
-
-def _push(registry: Registry, helm: Path, tmp: Path, repo: str, version: str,
-          front: Any = None) -> str:
-    """Package web ``version`` and ``helm push`` it; its manifest digest (hex)."""
-    parent = tmp / f"chart-{version}"
-    parent.mkdir()
-    directory = chart(helm, parent, "web", version, hook=False)
-    run(helm, "package", str(directory), "-d", str(parent))
-    out = registry.helm_push(helm, parent / f"web-{version}.tgz", front or registry.basic, repo)
-    return re.search(r"Digest: sha256:([0-9a-f]{64})", out)[1]       # type: ignore[index]
 
 
 @pytest.fixture()
@@ -88,8 +56,8 @@ def _deployment(kube_clients: dict, cluster: str, namespace: str) -> Any:
 def test_a_pushed_chart_rolls_out_on_two_clusters_and_a_new_version_follows(
         stack: Stack, registry: Registry, helm: Path, tmp_path: Path, kube_clients: dict) -> None:
     repo = unique_repo()
-    first = _push(registry, helm, tmp_path, repo, "0.1.0")
-    _spec(stack, f"oci://{registry.basic.host}/{repo}", "0.x")
+    first = push_chart(registry, helm, tmp_path, repo, "0.1.0")
+    write_chart_spec(stack, f"oci://{registry.basic.host}/{repo}", "0.x")
     registry.basic.clear()
     stack.start_worker("w1")
     stack.start_beat()
@@ -110,8 +78,8 @@ def test_a_pushed_chart_rolls_out_on_two_clusters_and_a_new_version_follows(
              and r.authorization]                         # not the 401 that asks for them
     assert len(pulls) == 1, pulls                         # one download for the host
 
-    second = _push(registry, helm, tmp_path, repo, "0.2.0")
-    _push(registry, helm, tmp_path, repo, "1.0.0")          # out of range: ignored
+    second = push_chart(registry, helm, tmp_path, repo, "0.2.0")
+    push_chart(registry, helm, tmp_path, repo, "1.0.0")          # out of range: ignored
     for cluster in ("dev-1", "dev-2"):
         stack.wait(f"{cluster} Ready at 0.2.0", lambda c=cluster: stack.ready_at(c, second),
                    timeout=TIMEOUT)
@@ -132,7 +100,7 @@ def test_bad_registry_input_fails_clearly_and_applies_nothing(
         case: str, stack: Stack, registry: Registry, helm: Path, tmp_path: Path,
         kube_clients: dict) -> None:
     repo = unique_repo()
-    _push(registry, helm, tmp_path, repo, "0.1.0")
+    push_chart(registry, helm, tmp_path, repo, "0.1.0")
     host, env = registry.basic.host, {}
     if case == "unknown-host":
         host = "no-such-registry.invalid"
@@ -143,7 +111,7 @@ def test_bad_registry_input_fails_clearly_and_applies_nothing(
                     "OCI_PASS")
     else:
         expected = f"chart web: no version matches '2.0.0' in {host}/{repo}/web (tags: 0.1.0)"
-    _spec(stack, f"oci://{host}/{repo}", "0.1.0" if case != "missing-version" else "2.0.0")
+    write_chart_spec(stack, f"oci://{host}/{repo}", "0.1.0" if case != "missing-version" else "2.0.0")
     proc = _sync_local(stack, **env)
     assert proc.returncode != 0, proc.stdout
     assert expected in proc.stdout + proc.stderr, proc.stdout + proc.stderr
@@ -162,15 +130,15 @@ def test_bad_registry_input_fails_clearly_and_applies_nothing(
 def test_a_registry_behind_a_token_service_and_a_plain_http_registry(
         stack: Stack, registry: Registry, helm: Path, tmp_path: Path, kube_clients: dict) -> None:
     repo = unique_repo()
-    digest = _push(registry, helm, tmp_path, repo, "0.3.1", front=registry.token)
-    _spec(stack, f"oci://{registry.token.host}/{repo}", "~0.3.0", interval="1h")
+    digest = push_chart(registry, helm, tmp_path, repo, "0.3.1", front=registry.token)
+    write_chart_spec(stack, f"oci://{registry.token.host}/{repo}", "~0.3.0", interval="1h")
     registry.token.clear()
     proc = _sync_local(stack)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert stack.status("dev-1")["revision"] == digest
     assert any(r.path.startswith("/token") and (r.authorization or "").startswith("Basic ")
                for r in registry.token.requests)
-    _spec(stack, f"oci://{registry.plain.host}/{repo}", "0.3.1", auth=False, insecure=True)
+    write_chart_spec(stack, f"oci://{registry.plain.host}/{repo}", "0.3.1", auth=False, insecure=True)
     proc = _sync_local(stack)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert _deployment(kube_clients, "dev-1", stack.namespace).metadata.labels[
