@@ -17,7 +17,8 @@ fleet and the tests see a registry as they are in the wild:
 - Every request is recorded in ``requests`` (method, path, Authorization
   header): tests check where credentials went and how often a blob was read.
 - ``inject(substring, status, times)`` answers the next ``times`` requests whose
-  path contains ``substring`` with ``status`` (a 503, a 429).
+  path contains ``substring`` with ``status`` (a 503, a 429); ``tamper(substring)``
+  flips one bit of those bodies (a replaced blob or manifest, same size).
 
 Bodies stream through both ways (``Content-Length`` or chunked), so a large
 blob is never held in memory. ``python -m devtools.registryproxy`` runs one as a
@@ -69,6 +70,7 @@ class _State:
     requests: list[Recorded] = field(default_factory=list)
     plain: list[Recorded] = field(default_factory=list)
     faults: list[list[Any]] = field(default_factory=list)      # [substring, status, times]
+    tampered: list[str] = field(default_factory=list)          # path substrings
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -241,6 +243,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         data = None
         if length is None and self.command != "HEAD" and resp.status not in (204, 304):
             data = resp.read()
+        with self.server.state.lock:
+            tamper = any(t in self.path for t in self.server.state.tampered)
+        if tamper and self.command == "GET" and resp.status == 200:
+            body = bytearray(data if data is not None else resp.read())
+            if body:
+                body[len(body) // 2] ^= 0x01        # one bit: same size, another digest
+            data = bytes(body)
         self.send_response(resp.status, resp.reason)
         for name, value in resp.getheaders():
             if name.lower() not in HOP_BY_HOP | {"content-length"}:
@@ -317,8 +326,14 @@ class RegistryProxy:
         with self.state.lock:
             self.state.faults.append([substring, status, times])
 
+    def tamper(self, substring: str) -> None:
+        """Flip one bit of every 200 body whose path contains ``substring`` (a swapped blob)."""
+        with self.state.lock:
+            self.state.tampered.append(substring)
+
     def clear(self) -> None:
         with self.state.lock:
+            self.state.tampered.clear()
             self.state.requests.clear()
             self.state.plain.clear()
             self.state.faults.clear()

@@ -7,8 +7,8 @@
       verify: {cosign: {publicKey: /etc/fleetsync/cosign.pub}}
 
 ``read_artifact`` reads the ``oci`` mapping: the repository URL (``oci://host[:port]/
-path``, lower-case as the distribution spec names repositories, no tag, digest or
-credentials in it), exactly one of ``tag``, ``semver`` (a range over the tags, the
+path``, read by ``shared.ocirefs`` as the fetch reads it: lower-case as the distribution
+spec names repositories, no tag, digest or credentials in it), exactly one of ``tag``, ``semver`` (a range over the tags, the
 same rules as Git semver refs) or ``digest`` (``sha256:`` and 64 hex digits: pinned,
 new tags are ignored), and ``layerSelector`` (a ``mediaType``; ``operation`` only
 ``extract``). ``check_artifact_source`` reports what such a source may not have
@@ -24,6 +24,7 @@ import re
 from functools import partial
 from typing import Any
 
+from shared.ocirefs import DIGEST, TAG, OciUrlError, parse_oci_url
 from shared.spec import yaml as y
 from shared.spec.model import Auth, OciArtifact, Verify
 from shared.spec.scalars import ref_problem
@@ -34,31 +35,26 @@ REF_KINDS = ("tag", "semver", "digest")
 LAYER_KEYS = ("mediaType", "operation")
 NOT_BESIDE = ("url", "helmRepository", "branch", "tag", "semver", "commit", "defaultBranch",
               "knownHosts", "sshHostKeyPolicy")
-_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-_URL = re.compile(r"oci://(?P<host>[A-Za-z0-9.-]+(?::[0-9]{1,5})?|\[[0-9A-Fa-f:]+\](?::[0-9]{1,5})?)"
-                  rf"/(?P<repo>{_COMPONENT}(?:/{_COMPONENT})*)")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*")
 
 
 def url_problem(url: str) -> str | None:
-    """Why ``url`` is not an OCI artifact repository URL, or None."""
-    if re.match(r"oci://[^/]*@", url):
-        return "must not carry credentials: reference them with auth.usernameEnv/passwordEnv"
-    if not _URL.fullmatch(url):
-        hint = (" (give the tag, semver or digest as its own key)"
-                if re.search(r"[:@][^/]*$", url.partition("://")[2].partition("/")[2]) else "")
-        return (f"unsupported OCI repository {url!r}: use oci://host[:port]/path with a "
-                f"lower-case repository path{hint}")
+    """Why ``url`` is not an OCI artifact repository URL, or None (``shared.ocirefs``'
+    grammar, which the fetch reads too)."""
+    try:
+        parsed = parse_oci_url(url)
+    except OciUrlError as exc:
+        return str(exc)
+    if not parsed.path:
+        return f"{url!r}: give the repository below the registry (oci://host[:port]/path)"
     return None
 
 
 def _ref_problem(kind: str, ref: str) -> str | None:
     if kind == "digest":
-        return None if _DIGEST.fullmatch(ref) else "must be sha256: and 64 lower-case hex digits"
+        return None if DIGEST.fullmatch(ref) else "must be sha256: and 64 lower-case hex digits"
     if kind == "tag":
-        return None if _TAG.fullmatch(ref) else ("must be an OCI tag (letters, digits, '_', "
+        return None if TAG.fullmatch(ref) else ("must be an OCI tag (letters, digits, '_', "
                                                  "'.', '-'; at most 128; not starting with . or -)")
     return ref_problem("semver", ref)
 

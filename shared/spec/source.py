@@ -69,7 +69,13 @@ def _max_size(node: Any, field: str, report: Report) -> int | None:
 def _check_transport(m: Map, url: str, auth: Auth, report: Report, insecure: bool,
                      allow_local: bool) -> None:
     kind = transport(url).kind
-    if kind == "http":
+    if kind == "oci" and insecure:          # plain HTTP to the registry, as helm --plain-http
+        if auth != Auth():
+            report.error(m.values.get("auth", m.node), m.at("auth"),
+                         "credentials are never sent over plain HTTP: insecure: true on an "
+                         "oci:// source means plain HTTP to the registry; drop insecure (https) "
+                         "or the auth")
+    elif kind == "http":
         if auth != Auth():
             report.error(m.values.get("auth", m.node), m.at("auth"),
                          "credentials are never sent over plain http://: use https://")

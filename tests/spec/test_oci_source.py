@@ -64,13 +64,16 @@ def test_refs_and_hosts(tmp_path: Path, oci: str, kind: str, ref: str) -> None:
 
 
 @pytest.mark.parametrize("lines, problem", [
-    (["oci: {url: 'oci://reg/Config:v1', tag: v1}"],
-     "3: sources[0].oci.url: unsupported OCI repository 'oci://reg/Config:v1': use "
-     "oci://host[:port]/path with a lower-case repository path (give the tag, semver or "
-     "digest as its own key)"),
-    (["oci: {url: 'https://reg/config', tag: v1}"], "3: sources[0].oci.url: unsupported OCI"),
+    (["oci: {url: 'oci://reg/config:v1', tag: v1}"],
+     "3: sources[0].oci.url: 'oci://reg/config:v1': a tag or digest does not go in the URL"),
+    (["oci: {url: 'oci://reg/Config', tag: v1}"],
+     "3: sources[0].oci.url: 'oci://reg/Config': 'Config' is not a repository path"),
+    (["oci: {url: 'oci://reg', tag: v1}"], "3: sources[0].oci.url: 'oci://reg': give the "
+                                           "repository below the registry"),
+    (["oci: {url: 'https://reg/config', tag: v1}"],
+     "3: sources[0].oci.url: 'https://reg/config' is not an oci:// URL"),
     (["oci: {url: 'oci://u:p@reg/config', tag: v1}"],
-     "3: sources[0].oci.url: must not carry credentials"),
+     "3: sources[0].oci.url: 'oci://u:p@reg/config': an oci:// URL has no user"),
     (["oci: {url: oci://reg/c, tag: v1, digest: sha256:00}"],
      "3: sources[0].oci: give exactly one of tag, semver, digest (found tag, digest)"),
     (["oci: {url: oci://reg/c}"], "3: sources[0].oci: give exactly one of tag, semver, digest"),

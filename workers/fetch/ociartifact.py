@@ -39,8 +39,8 @@ from typing import Any, Mapping
 from shared.errors import SourceError
 from shared.semver import matching_max
 from shared.spec.model import Source
-from workers.fetch import ociauth
 from workers.fetch.gitdisk import collect_trees, locked, make_read_only, remove_tree, touch
+from workers.fetch.ocicharts import login_for
 from workers.fetch.ociregistry import DEFAULT_TIMEOUT, Manifest, RegistryClient
 from workers.fetch.ocitar import Limits, check_declared, extract_layer
 from workers.fetch.ociverify import (MAX_PAYLOAD_BYTES, SignatureLayer, load_public_key,
@@ -108,7 +108,7 @@ class OciArtifacts:
         """The registry client for ``source`` and the repository it names."""
         host, _, repository = source.url[len("oci://"):].partition("/")
         return RegistryClient(host, who=f"source {source.name}", plain_http=source.insecure,
-                              login=login(source, self._environ), timeout=self.timeout), repository
+                              login=login_for(source, self._environ), timeout=self.timeout), repository
 
     # -- resolving -------------------------------------------------------------------
 
@@ -237,17 +237,13 @@ class OciArtifacts:
         return tmp
 
 
-def login(source: Source, environ: Mapping[str, str]) -> ociauth.Login | None:
-    """The account the source names (``auth.usernameEnv``/``passwordEnv``), read from the
-    workers' environment; the variables are named in errors, never their values."""
-    auth = source.auth
-    if not auth.username_env or not auth.password_env:
-        return None
-    names = f"auth.usernameEnv {auth.username_env} / auth.passwordEnv {auth.password_env}"
-    user, password = environ.get(auth.username_env), environ.get(auth.password_env)
-    if not user or not password:
-        raise SourceError(f"source {source.name}: {names} is not set on the workers")
-    return ociauth.Login(user, password, names)
+def commit_fields(info: Mapping[str, str]) -> dict[str, str]:
+    """``revision_info`` as the commit fields history entries carry: ``subject`` names the
+    tag, the digest and the source and revision annotations; ``committed_at`` is ``created``."""
+    notes = [f"{key.rpartition('.')[2]} {info[key]}" for key in ANNOTATIONS[:2] if info.get(key)]
+    tag = f"{info['tag']} " if info.get("tag") else ""
+    return {"author": "", "author_email": "", "committed_at": info.get(ANNOTATIONS[2], ""),
+            "subject": f"oci {tag}{info['digest']}" + (f" ({', '.join(notes)})" if notes else "")}
 
 
 def _hex(source: Source, revision: str) -> str:

@@ -27,6 +27,8 @@ from shared.spec.model import Application, Cluster, Fleet, Source
 from workers.context import Context
 from workers.render.helm import Helm, read_capabilities
 from workers.fetch.helmrepo import ChartRepositories
+from workers.fetch.ociartifact import commit_fields as artifact_commit
+from workers.fetch.ocicharts import OciCharts, is_oci
 from workers.render.engine import Rendered, render_unit
 from workers.render.sops import Sops
 
@@ -111,7 +113,7 @@ def fetch(ctx: Context, source_name: str) -> str:
     started = time.monotonic()
     ctx.status.fetch_begins(source_name)        # a push from now on asks for another fetch
     try:
-        revision = _fetch_revision(ctx, source)
+        revision = _fetch_revision(ctx, fleet, source)
     except PermanentError as exc:       # refused: the last good revision stays, with why
         ctx.status.set_source_error(source_name, str(exc))
         raise
@@ -125,17 +127,26 @@ def fetch(ctx: Context, source_name: str) -> str:
     return revision
 
 
-def _fetch_revision(ctx: Context, source: Source) -> str:
-    """A Git source's commit, the sha256 of a Helm repository's index, or the sha256 of
-    an OCI artifact's manifest (verified and extracted on this host)."""
+def _fetch_revision(ctx: Context, fleet: Fleet, source: Source) -> str:
+    """A Git source's commit, the sha256 of a Helm repository's index, the manifest
+    digest of the chart an OCI registry source's applications ask for, or the hex of
+    an OCI artifact's manifest digest (verified and extracted on this host)."""
     if source.oci_artifact:
         return ctx.artifacts.fetch(source)
+    if is_oci(source):
+        return oci_charts(ctx).fetch(source, [a.chart for a in fleet.applications.values()
+                                              if a.source == source.name and a.chart])
     return charts(ctx).fetch(source) if source.helm_repository else ctx.sources.fetch(source)
 
 
 def charts(ctx: Context) -> ChartRepositories:
     """This host's Helm repository indexes and chart archives (``workers.fetch.helmrepo``)."""
     return ChartRepositories(ctx.settings.cache_dir / "helm")
+
+
+def oci_charts(ctx: Context) -> OciCharts:
+    """This host's OCI chart resolutions and archives (``workers.fetch.ocicharts``)."""
+    return OciCharts(ctx.settings.cache_dir / "helm" / "oci")
 
 
 def clusters_using(fleet: Fleet, source_name: str) -> list[str]:
@@ -165,7 +176,8 @@ def render(ctx: Context, unit: Unit, revision: str) -> Rendered:
     helm = Helm.from_settings(ctx.settings, read_capabilities(ctx.redis, cluster.name))
     if source.helm_repository and app.chart is not None:
         done = render_unit(app, cluster, None, ctx.cache, revision, source.name, helm=helm,
-                           archive=charts(ctx).chart(source, app.chart, revision))
+                           archive=(oci_charts(ctx) if is_oci(source) else charts(ctx))
+                           .chart(source, app.chart, revision))
     else:
         done = render_unit(app, cluster, _checkout(ctx, source, revision), ctx.cache, revision,
                            source.name, sops=Sops.from_settings(ctx.settings), helm=helm)
@@ -280,18 +292,12 @@ def _mirror_commit(ctx: Context, source: Source, revision: str) -> dict[str, str
 
 
 def _artifact_fields(ctx: Context, source: Source, revision: str) -> dict[str, str]:
-    """An artifact's tag, digest and ``org.opencontainers.image.*`` annotations in the
-    commit fields history shows: ``subject`` names them, ``committed_at`` is ``created``."""
+    """An artifact's tag, digest and annotations, as history shows them (``{}``: unknown)."""
     try:
-        info = ctx.artifacts.revision_info(source, revision)
+        found = artifact_commit(ctx.artifacts.revision_info(source, revision))
     except (FleetsyncError, OSError) as exc:
         log.debug("artifact not read from this host", source=source.name, error=str(exc))
         return {}
-    notes = [f"{key.rpartition('.')[2]} {info[key]}" for key in
-             ("org.opencontainers.image.source", "org.opencontainers.image.revision") if info[key]]
-    subject = f"oci {info['tag'] + ' ' if info['tag'] else ''}{info['digest']}"
-    found = {"author": "", "author_email": "", "committed_at": info["org.opencontainers.image.created"],
-             "subject": subject + (f" ({', '.join(notes)})" if notes else "")}
     _remember_commit(revision, found)
     return found
 
