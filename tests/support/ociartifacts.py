@@ -3,11 +3,12 @@
 ``push_artifact`` packs files into a tar.gz (as ``flux push artifact`` does) and pushes
 it with the real ``oras`` as the layer of an artifact, with annotations; ``push_manifest``
 pushes any manifest (``oras manifest push``: a layer that declares 1 GB, say);
-``sign`` stores a cosign signature of a digest: with the real ``cosign`` CLI when
-``FLEETSYNC_COSIGN_BIN`` names one (keyed, offline), else in cosign's format, made with
-``cryptography`` and pushed with ``oras`` (the "simple signing" payload, ECDSA P-256
-over SHA-256, in the layer annotation ``dev.cosignproject.cosign/signature`` of the
-manifest tagged ``sha256-<hex>.sig``).
+``sign`` stores a cosign signature of a digest in cosign's own format, made with
+``cryptography`` and pushed with ``oras``: the "simple signing" payload, ECDSA P-256
+over SHA-256 (what ``cosign generate-key-pair`` and ``cosign sign --key`` make), its
+base64 signature in the layer annotation ``dev.cosignproject.cosign/signature`` of
+the manifest tagged ``sha256-<hex>.sig``. (The cosign CLI itself is not built here:
+its module graph takes longer than a test build may.)
 """
 
 from __future__ import annotations
