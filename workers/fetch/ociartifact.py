@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from shared.errors import SourceError
+from shared.ocirefs import OciUrlError, parse_oci_url
 from shared.semver import matching_max
 from shared.spec.model import Source
 from workers.fetch.gitdisk import collect_trees, locked, make_read_only, remove_tree, touch
@@ -106,9 +107,12 @@ class OciArtifacts:
 
     def client(self, source: Source) -> tuple[RegistryClient, str]:
         """The registry client for ``source`` and the repository it names."""
-        host, _, repository = source.url[len("oci://"):].partition("/")
-        return RegistryClient(host, who=f"source {source.name}", plain_http=source.insecure,
-                              login=login_for(source, self._environ), timeout=self.timeout), repository
+        try:
+            url = parse_oci_url(source.url)
+        except OciUrlError as exc:
+            raise SourceError(f"source {source.name}: {exc}") from None
+        return RegistryClient(url.host, who=f"source {source.name}", plain_http=source.insecure,
+                              login=login_for(source, self._environ), timeout=self.timeout), url.path
 
     # -- resolving -------------------------------------------------------------------
 
