@@ -18,7 +18,8 @@ fleet and the tests see a registry as they are in the wild:
   header): tests check where credentials went and how often a blob was read.
 - ``inject(substring, status, times)`` answers the next ``times`` requests whose
   path contains ``substring`` with ``status`` (a 503, a 429); ``tamper(substring)``
-  flips one bit of those bodies (a replaced blob or manifest, same size).
+  flips one bit of those bodies (a replaced blob or manifest, same size);
+  ``redirect(substring, base)`` sends those (once authorized) to another origin.
 
 Bodies stream through both ways (``Content-Length`` or chunked), so a large
 blob is never held in memory. ``python -m devtools.registryproxy`` runs one as a
@@ -71,6 +72,7 @@ class _State:
     plain: list[Recorded] = field(default_factory=list)
     faults: list[list[Any]] = field(default_factory=list)      # [substring, status, times]
     tampered: list[str] = field(default_factory=list)          # path substrings
+    redirects: list[tuple[str, str]] = field(default_factory=list)   # (substring, base URL)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -132,6 +134,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._reply(status, {"errors": [{"code": "UNAVAILABLE"}]}, {"Retry-After": "1"})
         if not self._authorized():
             return self._challenge()
+        with state.lock:
+            to = next((base for sub, base in state.redirects if sub in self.path), None)
+        if to and self.command in ("GET", "HEAD"):
+            return self._reply(307, {}, {"Location": to + self.path})
         self._forward()
 
     def _fault(self) -> int:
@@ -326,6 +332,12 @@ class RegistryProxy:
         with self.state.lock:
             self.state.faults.append([substring, status, times])
 
+    def redirect(self, substring: str, base: str) -> None:
+        """Answer authorized GETs whose path contains ``substring`` with a 307 to ``base`` +
+        the path (a registry sending blob downloads to a storage host)."""
+        with self.state.lock:
+            self.state.redirects.append((substring, base))
+
     def tamper(self, substring: str) -> None:
         """Flip one bit of every 200 body whose path contains ``substring`` (a swapped blob)."""
         with self.state.lock:
@@ -334,6 +346,7 @@ class RegistryProxy:
     def clear(self) -> None:
         with self.state.lock:
             self.state.tampered.clear()
+            self.state.redirects.clear()
             self.state.requests.clear()
             self.state.plain.clear()
             self.state.faults.clear()

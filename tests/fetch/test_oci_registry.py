@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from shared.errors import SourceError, TransientError
+from devtools.registryproxy import RegistryProxy
 from tests.support.registry import PASSWORD, USER, Registry, registry, unique_repo  # noqa: F401
 from workers.fetch.ociauth import Login, parse_challenge, realm_trusted, token_request
 from workers.fetch.ociregistry import RegistryClient
@@ -199,3 +200,30 @@ def test_manifest_json_is_checked(registry: Registry, tmp_path: Path) -> None:
     manifest = _client(registry.basic).manifest(repo, "1.0.0")
     assert json.loads(manifest.data)["schemaVersion"] == 2
     assert manifest.media_type == "application/vnd.oci.image.manifest.v1+json"
+
+
+def test_a_redirect_to_a_storage_host_never_carries_the_account(registry: Registry,
+                                                                tmp_path: Path) -> None:
+    body = b"kind: Redirected\n"
+    repo = _artifact(registry, tmp_path, ["v1"], body)
+    storage = RegistryProxy(("127.0.0.1", registry.upstream_port), cert=str(registry.cert),
+                            key=str(registry.key))        # another origin, no auth of its own
+    try:
+        registry.basic.redirect("/blobs/", storage.url)
+        client = _client(registry.basic)
+        layer = client.manifest(repo, "v1").json()["layers"][0]
+        dest = client.blob(repo, layer["digest"], layer["size"], tmp_path / "b", 1 << 20)
+        assert dest.read_bytes() == body
+        assert [r.authorization for r in storage.requests] == [None]
+        plain = RegistryProxy(("127.0.0.1", registry.upstream_port))
+        try:
+            registry.basic.clear()
+            registry.basic.redirect("/blobs/", plain.url)         # https -> http: refused
+            with pytest.raises(SourceError, match="redirect from https:// to http:// refused"):
+                client.blob(repo, layer["digest"], layer["size"], tmp_path / "c", 1 << 20)
+            assert plain.requests == []
+        finally:
+            plain.close()
+    finally:
+        registry.basic.clear()
+        storage.close()

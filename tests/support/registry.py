@@ -96,6 +96,7 @@ class Registry:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.ca_file, cert, key = make_ca(workdir)
+        self.cert, self.key = cert, key          # for more fronts a test starts itself
         self.proc, self.upstream_port = _start_registry(tool("registry"), workdir / "registry.log")
         upstream = ("127.0.0.1", self.upstream_port)
         users = {USER: PASSWORD}

@@ -11,6 +11,10 @@ the sha256 of the resolved set. The resolution is kept on this host under
 fixed, and a new tag in range moves the revision at the next interval, as an
 https repository's index does.
 
+A host that renders a revision another host fetched reads the manifest at that
+digest (a one-chart source's revision is it), so every host renders the same
+chart; a set's revision is resolved again there.
+
 ``chart`` reads the manifest by digest (kept under ``root/manifests/`` once it
 matched), takes its one layer of ``HELM_CHART_LAYER``, and streams that blob,
 verified against the layer digest, into ``root/charts/<digest>.tgz`` once per
@@ -146,6 +150,9 @@ class OciCharts:
     def _entry(self, source: Source, chart: Chart, revision: str) -> dict[str, str]:
         path = self._resolution_path(revision)
         if not path.is_file():                  # another host fetched it: this one has not yet
+            pinned = self._pinned(source, chart, revision)
+            if pinned is not None:
+                return pinned
             found = self.fetch(source, [chart])
             if found != revision:
                 log.warning("chart moved since its revision was recorded; rendering the newer "
@@ -157,6 +164,20 @@ class OciCharts:
             client, url = self._client(source)
             entry = self._resolve(client, url, source, chart)
         return dict(entry)
+
+    def _pinned(self, source: Source, chart: Chart, revision: str) -> dict[str, str] | None:
+        """The chart at the manifest digest ``revision`` names (a one-chart source's revision),
+        read from the registry; None when that manifest is not there (a set's revision)."""
+        client, url = self._client(source)
+        repository = url.repository(chart.name)
+        try:
+            manifest = client.manifest(repository, f"sha256:{revision}")
+        except SourceError:
+            return None
+        self._keep(manifest)
+        version = (manifest.json().get("annotations") or {}).get("org.opencontainers.image.version")
+        return {"chart": chart.name, "version": str(version or chart.version), "tag": "",
+                "repository": repository, "digest": manifest.digest}
 
     def _manifest(self, client: RegistryClient, repository: str, digest: str) -> dict[str, Any]:
         if not DIGEST.fullmatch(digest):
