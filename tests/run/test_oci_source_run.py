@@ -126,5 +126,8 @@ def test_an_oci_source_rolls_out_verified_digests_only(oci_stack: Stack, registr
                                    "revision main@sha1:aa11)")
     assert subjects[second[7:]] == f"oci 1.1.0 {second}"
     assert not {unsigned[7:], resigned[7:]} & set(subjects)
+    table = cli(s, "history", s.app, "--cluster", "dev-1").stdout
+    assert f"    artifact: 1.1.0 {second}\n" in table + "\n"
+    assert f"    artifact: 1.0.0 {first} (source https://git.example/cfg" in table
     logs = "".join(p.read_text() for p in Path(s.tmp).glob("*.log"))
     assert PASSWORD not in logs
