@@ -1,8 +1,9 @@
 """An ``oci:`` source end to end: artifacts pushed with oras to the real registry (TLS and
 basic auth), fetched, verified and rendered by real workers on real Redis, applied to
 two real API servers by beat's schedule. A new tag in the semver range rolls out on
-the next interval; an unsigned one and one signed by another key are refused, the
-units stay at the last verified digest and their status says why; ``fleetsync history``
+the next interval; an unsigned one, one signed by another key and a signed one whose
+layer has a ``../`` member are refused, the units stay at the last verified digest
+and their status says why; ``fleetsync history``
 shows the tag, the digest and the artifact's annotations."""
 
 from __future__ import annotations
@@ -115,6 +116,12 @@ def test_an_oci_source_rolls_out_verified_digests_only(oci_stack: Stack, registr
     synced = cli(s, "sync", s.app, "--cluster", "dev-2", "--wait", "--timeout", "60", "-o", "json")
     assert synced.returncode == 0, synced.stdout + synced.stderr
     assert "the public key did not make" in s.status("dev-2")["message"]
+    escaping = push_artifact(registry, repo, "1.4.0", tgz({"app/ok.yaml": "{}", "../x.yaml": "{}"}),
+                             work / "6")
+    sign(registry, repo, escaping, trusted, work / "s6")      # signed, and still refused
+    s.wait("the signed digest with a ../ member refused",
+           lambda: f"artifact {escaping}: member '../x.yaml' has a path that leaves the artifact"
+           in source_error(s), 90)
     assert s.store.source_record("config").revision == second[7:]
     for name in CLUSTERS:
         assert s.status(name)["revision"] == second[7:]
