@@ -16,7 +16,7 @@ from devtools import fleet_registry
 from devtools import workloads as wl
 from devtools.binaries import (BinaryError, describe, describe_tools, ensure_binaries, ensure_helm,
                                ensure_sops)
-from devtools.gotools import ensure_registry_tools
+from devtools.gotools import TEST_TOOLS, ensure_registry_tools, ensure_tools
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -58,6 +58,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="not helm (chart applications and their tests)")
     build.add_argument("--no-registry", dest="registry", action="store_false",
                        help="not registry, crane and oras (OCI sources and their tests)")
+    build.add_argument("--cosign", action="store_true",
+                       help="also cosign (test-only: the OCI signature tests sign with it)")
     build.set_defaults(func=cmd_build)
 
 
@@ -151,6 +153,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             tools = {**tools, **ensure_helm(_say)}
         if args.registry:
             tools = {**tools, **ensure_registry_tools(_say)}
+        if args.cosign:
+            tools = {**tools, **ensure_tools(TEST_TOOLS, _say)}
     except BinaryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

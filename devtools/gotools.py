@@ -12,6 +12,9 @@ as helm and sops are.
   ``registry`` pulls a storage driver tree for every cloud.
 - ``crane``: the same module's client (push images, copy, list tags, digest).
 - ``oras``: the ORAS CLI, which pushes OCI artifacts (a tar.gz of manifests).
+- ``cosign`` (test-only, ``fleetsync dev build --cosign``, which ``make test`` runs
+  and ``make demo`` does not): the sigstore CLI, keyed and offline, signs the
+  artifacts of the signature tests as users sign theirs.
 """
 
 from __future__ import annotations
@@ -48,7 +51,9 @@ REGISTRY_TOOLS = (
     GoTool("crane", "github.com/google/go-containerregistry/cmd/crane", GGCR_VERSION, 1),
     GoTool("oras", "oras.land/oras/cmd/oras", ORAS_VERSION, 2),
 )
-BY_NAME = {tool.name: tool for tool in REGISTRY_TOOLS}
+COSIGN_VERSION = "v2.6.5"
+TEST_TOOLS = (GoTool("cosign", "github.com/sigstore/cosign/v2/cmd/cosign", COSIGN_VERSION, 8),)
+BY_NAME = {tool.name: tool for tool in REGISTRY_TOOLS + TEST_TOOLS}
 
 
 def _executable(path: Path) -> bool:
@@ -80,9 +85,14 @@ def find_registry_tools() -> dict[str, Path] | None:
 
 def ensure_registry_tools(progress: Progress = print) -> dict[str, Path]:
     """registry, crane and oras, the missing ones built into the cache."""
+    return ensure_tools(REGISTRY_TOOLS, progress)
+
+
+def ensure_tools(tools: tuple[GoTool, ...], progress: Progress = print) -> dict[str, Path]:
+    """``tools``, the missing ones built into the cache."""
     found: dict[str, Path] = {}
     missing: list[GoTool] = []
-    for tool in REGISTRY_TOOLS:
+    for tool in tools:
         path = find_tool(tool.name)
         if path is None:
             missing.append(tool)

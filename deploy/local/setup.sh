@@ -47,4 +47,8 @@ if ! .venv/bin/python -c 'import shared, workers, scheduler, pytest, importlinte
 fi
 
 say "checking binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, sops, helm, registry, crane, oras)"
-.venv/bin/fleetsync dev build
+if $for_tests; then
+  .venv/bin/fleetsync dev build --cosign   # cosign signs the OCI signature tests' artifacts
+else
+  .venv/bin/fleetsync dev build
+fi

@@ -10,7 +10,8 @@ import pytest
 
 from shared.errors import SourceError
 from shared.settings import Settings
-from tests.support.ociartifacts import CosignKey, push_artifact, push_manifest, sign, tgz
+from tests.support.ociartifacts import (CosignKey, cosign_sign, push_artifact, push_manifest,
+                                        sign, tgz)
 from tests.support.registry import Registry, registry, unique_repo  # noqa: F401
 from workers.context import Context
 from workers.run import stages
@@ -104,6 +105,21 @@ def test_a_signed_artifact_is_accepted_and_others_refused_keeping_the_last(
     assert revision == good[7:]
     assert f"source config: artifact {resigned}" in error and "last verified digest stays" in error
     assert not ctx.artifacts.tree_path(resigned[7:]).exists()       # nothing of it kept
+
+
+def test_a_signature_made_by_the_cosign_cli_is_accepted_for_its_key_only(
+        registry: Registry, tmp_path: Path) -> None:
+    repo = unique_repo("config")
+    digest = push_artifact(registry, repo, "v1", tgz(files("one")), tmp_path / "p")
+    public = cosign_sign(registry, repo, digest, tmp_path / "cosign")
+    ctx = context(tmp_path / "a", registry, repo, "tag: v1", f"verify: {{cosign: {{publicKey: {public}}}}}")
+    assert stages.fetch(ctx, "config") == digest[7:]
+    other = CosignKey.make(tmp_path / "k", "other").public
+    refused = context(tmp_path / "b", registry, repo, "tag: v1",
+                      f"verify: {{cosign: {{publicKey: {other}}}}}")
+    with pytest.raises(SourceError, match=f"artifact {digest} has a signature that the public "
+                                          "key did not make"):
+        stages.fetch(refused, "config")
 
 
 def bad(registry: Registry, tmp_path: Path, blob: bytes, *extra: str) -> tuple[Context, str]:

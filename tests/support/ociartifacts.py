@@ -7,13 +7,16 @@ pushes any manifest (``oras manifest push``: a layer that declares 1 GB, say);
 ``cryptography`` and pushed with ``oras``: the "simple signing" payload, ECDSA P-256
 over SHA-256 (what ``cosign generate-key-pair`` and ``cosign sign --key`` make), its
 base64 signature in the layer annotation ``dev.cosignproject.cosign/signature`` of
-the manifest tagged ``sha256-<hex>.sig``. (The cosign CLI itself is not built here:
-its module graph takes longer than a test build may.)
+the manifest tagged ``sha256-<hex>.sig``. ``cosign_sign`` signs with the real
+``cosign`` CLI (``fleetsync dev build --cosign``, which ``make test`` runs): a key pair
+from ``cosign generate-key-pair``, ``cosign sign --key`` keyed and offline
+(``--tlog-upload=false``), through the plain front.
 """
 
 from __future__ import annotations
 
 import base64
+import subprocess
 import gzip
 import io
 import json
@@ -24,7 +27,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.support.registry import Registry
+from tests.support.registry import Registry, tool
 
 FLUX_LAYER = "application/vnd.cncf.flux.content.v1.tar+gzip"
 PAYLOAD_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
@@ -101,3 +104,18 @@ def sign(registry: Registry, repo: str, digest: str, key: CosignKey, workdir: Pa
                   "--annotation-file", "annotations.json", f"payload.json:{PAYLOAD_TYPE}",
                   cwd=workdir)
     return tag
+
+
+def cosign_sign(registry: Registry, repo: str, digest: str, workdir: Path) -> Path:
+    """Sign ``repo@digest`` with the real cosign CLI and a fresh key pair; the public key."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {**registry.env(), "COSIGN_PASSWORD": "test-key-password"}
+    cosign = str(tool("cosign"))
+    for argv in ([cosign, "generate-key-pair"],
+                 [cosign, "sign", "--key", "cosign.key", "--tlog-upload=false",
+                  "--allow-insecure-registry", "-y", f"{registry.plain.host}/{repo}@{digest}"]):
+        done = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True,
+                              timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"cosign {argv[1]} failed: {done.stdout}{done.stderr}")
+    return workdir / "cosign.pub"
