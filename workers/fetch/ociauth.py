@@ -30,7 +30,10 @@ import base64
 import re
 import urllib.parse
 from dataclasses import dataclass, field
+from typing import Mapping
 
+from shared.errors import SourceError
+from shared.spec.model import Source
 from workers.fetch.httptransport import origin
 
 KNOWN_REALMS: dict[str, tuple[str, ...]] = {
@@ -101,3 +104,17 @@ def token_request(registry: str, challenge: Challenge, scope: str,
     joiner = "&" if urllib.parse.urlsplit(realm).query else "?"
     url = realm + (joiner + urllib.parse.urlencode(query) if query else "")
     return TokenRequest(url, send_login=login is not None and realm_trusted(registry, realm))
+
+
+def login_for(source: Source, environ: Mapping[str, str]) -> Login | None:
+    """The account the source names (``auth: {usernameEnv, passwordEnv}``), read now."""
+    auth = source.auth
+    if not (auth.username_env and auth.password_env):
+        return None
+    user, password = environ.get(auth.username_env), environ.get(auth.password_env)
+    if user is None or password is None:
+        missing = auth.username_env if user is None else auth.password_env
+        raise SourceError(f"source {source.name}: environment variable {missing} (auth) is not "
+                          "set on this worker")
+    return Login(user, password, f"auth.usernameEnv {auth.username_env} / auth.passwordEnv "
+                                 f"{auth.password_env}")
