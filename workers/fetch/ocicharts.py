@@ -68,7 +68,8 @@ class OciCharts:
         except OciUrlError as exc:
             raise SourceError(f"source {source.name}: {exc}") from exc
         client = RegistryClient(url.host, who=f"source {source.name}", plain_http=source.insecure,
-                                login=login_for(source, self._environ), timeout=self.timeout)
+                                login=login_for(source, self._environ), timeout=self.timeout,
+                                trusted_realm=source.auth.token_realm)
         return client, url
 
     # -- fetch: versions to digests ----------------------------------------------------------
