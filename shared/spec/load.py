@@ -30,6 +30,7 @@ import dataclasses
 import os
 from functools import partial
 from typing import Callable, Mapping
+from urllib.parse import urlsplit
 
 from yaml.nodes import Node, ScalarNode
 
@@ -57,7 +58,7 @@ _TOP_KEYS = ("sources", "clusters", "applications", "notifications", "healthChec
 _REF_KINDS = ("branch", "tag", "semver", "commit")
 _SOURCE_KEYS = ("name", "url", "helmRepository", "oci", *_REF_KINDS, DEFAULT_BRANCH_KEY, "interval",
                 "auth", *SOURCE_KEYS)
-_AUTH_KEYS = ("sshKeyFile", "usernameEnv", "passwordEnv")
+_AUTH_KEYS = ("sshKeyFile", "usernameEnv", "passwordEnv", "tokenRealm")
 _CLUSTER_KEYS = ("name", "kubeconfig", "context", "labels", "vars", "interval",
                  "serviceAccountName", "serviceAccountNamespace")
 _SECRET = ("inline secrets are not allowed: put the value in an environment variable "
@@ -175,6 +176,8 @@ def _source(node: Node, field: str, report: Report, *, allow_local: bool) -> Bui
     if security["verify"] is not None and security["verify"].kind == "cosign":
         report.error(m.values["verify"], m.at("verify.cosign"), "applies to oci sources only "
                      "(a Git source verifies commit signatures: ssh or gpg)")
+    if auth.token_realm and not url.lower().startswith("oci://"):
+        report.error(m.values["auth"], m.at("auth.tokenRealm"), "applies to oci:// sources only")
     return (Source(name, url, ref_kind, ref, interval, auth, **security), m) if name else None
 
 
@@ -216,8 +219,14 @@ def _auth(node: Node, field: str, report: Report) -> Auth | None:
     env = partial(y.checked, check=env_name)
     auth = Auth(ssh_key_file=m.read("sshKeyFile", y.string, report, None),
                 username_env=m.read("usernameEnv", env, report, None),
-                password_env=m.read("passwordEnv", env, report, None))
+                password_env=m.read("passwordEnv", env, report, None),
+                token_realm=m.read("tokenRealm", partial(y.checked, check=_token_realm), report,
+                                   None))
     keys, pair = set(m.values), {"usernameEnv", "passwordEnv"}
+    if "tokenRealm" in keys and not keys & pair:
+        report.error(m.values["tokenRealm"], m.at("tokenRealm"),
+                     "is the token service trusted with usernameEnv/passwordEnv: give those too")
+        keys.discard("tokenRealm")
     if "sshKeyFile" in keys and keys & pair:
         report.error(node, field, "give either sshKeyFile or usernameEnv with passwordEnv, not both")
     elif len(keys & pair) == 1:
@@ -226,6 +235,13 @@ def _auth(node: Node, field: str, report: Report) -> Auth | None:
     elif not m.node.value:
         report.error(node, field, "give sshKeyFile, or usernameEnv and passwordEnv")
     return auth
+
+
+def _token_realm(text: str) -> str | None:
+    parts = urlsplit(text)
+    if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
+        return f"{text!r} is not an https:// URL of a token service (https://HOST[:PORT])"
+    return None
 
 
 def _cluster(node: Node, field: str, report: Report) -> Built[Cluster] | None:

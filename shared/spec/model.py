@@ -18,6 +18,7 @@ class Auth:
     ssh_key_file: str | None = None
     username_env: str | None = None
     password_env: str | None = None
+    token_realm: str | None = None      # oci://: a token service on another origin trusted too
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,10 @@ def test_a_realm_on_another_origin_never_gets_the_account(registry: Registry, tm
         _client(registry.token_elsewhere).tags(repo)
     assert "was not sent, because its token service is on another origin" in str(caught.value)
     assert all(r.authorization is None for r in registry.token_elsewhere.requests)
+    trusted = _client(registry.token_elsewhere, trusted_realm=registry.token_elsewhere.realm_origin)
+    assert trusted.tags(repo) == ["1.0.0"]                 # auth.tokenRealm names that origin
+    calls = [r for r in registry.token_elsewhere.requests if r.path.startswith("/token")]
+    assert calls[-1].authorization.startswith("Basic ")
 
 
 def test_wrong_password_is_named_and_never_shown(registry: Registry, tmp_path: Path,
@@ -188,6 +192,8 @@ def test_challenges_and_the_realm_rule() -> None:
     assert not realm_trusted("https://ghcr.io", "https://evil.example/token")
     assert not realm_trusted("https://ghcr.io", "http://ghcr.io/token")
     assert not realm_trusted("https://ghcr.io:443", "https://ghcr.io:8443/token")
+    assert realm_trusted("https://registry.corp", "https://gitlab.corp/jwt/auth", "https://gitlab.corp")
+    assert not realm_trusted("https://registry.corp", "http://gitlab.corp/jwt/auth", "https://gitlab.corp")
     asked = token_request("https://r.example", parsed, "repository:x:pull", LOGIN)
     assert not isinstance(asked, str) and not asked.send_login
     assert "service=registry.docker.io" in asked.url

@@ -179,3 +179,31 @@ def test_an_oci_source_with_plain_http_loads(tmp_path: Path) -> None:
     fleet, problems, warnings = validate_file(write(tmp_path, text))
     assert problems == [] and warnings == [] and fleet is not None
     assert fleet.sources["lab"].insecure and fleet.sources["lab"].helm_repository
+
+
+def test_token_realm_is_an_https_origin_for_oci_sources_with_an_account(tmp_path: Path) -> None:
+    text = """sources:
+  - name: gitlab
+    helmRepository: oci://registry.corp.example/group/charts
+    auth: {usernameEnv: U, passwordEnv: P, tokenRealm: "https://gitlab.corp.example"}
+  - name: plain
+    helmRepository: oci://registry.corp.example/group/charts
+    auth: {tokenRealm: "https://gitlab.corp.example"}
+  - name: notls
+    helmRepository: oci://registry.corp.example/group/charts
+    auth: {usernameEnv: U, passwordEnv: P, tokenRealm: "http://gitlab.corp.example"}
+  - name: https
+    helmRepository: https://charts.example
+    auth: {usernameEnv: U, passwordEnv: P, tokenRealm: "https://gitlab.corp.example"}
+"""
+    fleet, problems, _ = validate_file(write(tmp_path, text))
+    found = "\n".join(problems)
+    for expected in (
+        "fleet.yaml:7: sources[1].auth.tokenRealm: is the token service trusted with "
+        "usernameEnv/passwordEnv: give those too",
+        "fleet.yaml:10: sources[2].auth.tokenRealm: 'http://gitlab.corp.example' is not an "
+        "https:// URL of a token service",
+        "fleet.yaml:13: sources[3].auth.tokenRealm: applies to oci:// sources only",
+    ):
+        assert expected in found, f"{expected}\nnot in\n{found}"
+    assert not any("sources[0]" in p for p in problems), problems

@@ -41,7 +41,7 @@ from shared.ocirefs import OciUrlError, parse_oci_url
 from shared.semver import matching_max
 from shared.spec.model import Source
 from workers.fetch.gitdisk import collect_trees, locked, make_read_only, remove_tree, touch
-from workers.fetch.ocicharts import login_for
+from workers.fetch.ociauth import login_for
 from workers.fetch.ociregistry import DEFAULT_TIMEOUT, Manifest, RegistryClient
 from workers.fetch.ocitar import Limits, check_declared, extract_layer
 from workers.fetch.ociverify import (MAX_PAYLOAD_BYTES, SignatureLayer, load_public_key,
@@ -112,7 +112,8 @@ class OciArtifacts:
         except OciUrlError as exc:
             raise SourceError(f"source {source.name}: {exc}") from None
         return RegistryClient(url.host, who=f"source {source.name}", plain_http=source.insecure,
-                              login=login_for(source, self._environ), timeout=self.timeout), url.path
+                              login=login_for(source, self._environ), timeout=self.timeout,
+                              trusted_realm=source.auth.token_realm), url.path
 
     # -- resolving -------------------------------------------------------------------
 

@@ -15,6 +15,8 @@ The realm rule (where the account may go):
   token service of a well-known registry (``KNOWN_REALMS``: Docker Hub's
   ``registry-1.docker.io`` -> ``auth.docker.io``, GitLab's
   ``registry.gitlab.com`` -> ``gitlab.com``), over https;
+- a realm on the origin the source's ``auth.tokenRealm`` names gets it too (a
+  self-managed GitLab: registry and token service on two host names);
 - any other realm is asked for an anonymous token (no account: nothing secret
   leaves), which is what a public repository needs; a private one then answers
   401 and the error says the realm was not trusted with the account;
@@ -30,7 +32,10 @@ import base64
 import re
 import urllib.parse
 from dataclasses import dataclass, field
+from typing import Mapping
 
+from shared.errors import SourceError
+from shared.spec.model import Source
 from workers.fetch.httptransport import origin
 
 KNOWN_REALMS: dict[str, tuple[str, ...]] = {
@@ -78,16 +83,18 @@ class TokenRequest:
     send_login: bool                # the account goes along (the realm is trusted with it)
 
 
-def realm_trusted(registry: str, realm: str) -> bool:
-    """May ``realm`` receive the account of the registry at ``registry`` (a base URL)?"""
+def realm_trusted(registry: str, realm: str, trusted: str | None = None) -> bool:
+    """May ``realm`` receive the account of the registry at ``registry`` (a base URL)?
+    ``trusted``: the origin the source's ``auth.tokenRealm`` names, trusted too."""
     reg, got = origin(registry), origin(realm)
     if got[0] != "https" or reg[0] != "https":
         return False
-    return got == reg or got[1] in KNOWN_REALMS.get(reg[1], ())
+    return (got == reg or got[1] in KNOWN_REALMS.get(reg[1], ())
+            or (trusted is not None and got == origin(trusted)))
 
 
-def token_request(registry: str, challenge: Challenge, scope: str,
-                  login: Login | None) -> TokenRequest | str:
+def token_request(registry: str, challenge: Challenge, scope: str, login: Login | None,
+                  trusted: str | None = None) -> TokenRequest | str:
     """What to ask the challenge's realm, or why it is not asked (a message)."""
     realm = challenge.params.get("realm", "")
     scheme = urllib.parse.urlsplit(realm).scheme.lower()
@@ -100,4 +107,19 @@ def token_request(registry: str, challenge: Challenge, scope: str,
              if value}
     joiner = "&" if urllib.parse.urlsplit(realm).query else "?"
     url = realm + (joiner + urllib.parse.urlencode(query) if query else "")
-    return TokenRequest(url, send_login=login is not None and realm_trusted(registry, realm))
+    return TokenRequest(url, send_login=login is not None and realm_trusted(registry, realm,
+                                                                              trusted))
+
+
+def login_for(source: Source, environ: Mapping[str, str]) -> Login | None:
+    """The account the source names (``auth: {usernameEnv, passwordEnv}``), read now."""
+    auth = source.auth
+    if not (auth.username_env and auth.password_env):
+        return None
+    user, password = environ.get(auth.username_env), environ.get(auth.password_env)
+    if user is None or password is None:
+        missing = auth.username_env if user is None else auth.password_env
+        raise SourceError(f"source {source.name}: environment variable {missing} (auth) is not "
+                          "set on this worker")
+    return Login(user, password, f"auth.usernameEnv {auth.username_env} / auth.passwordEnv "
+                                 f"{auth.password_env}")

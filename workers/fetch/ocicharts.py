@@ -36,7 +36,7 @@ from shared.ocirefs import DIGEST, OciUrl, OciUrlError, parse_oci_url
 from shared.semver import matching_max
 from shared.spec.model import Chart, Source
 from workers.fetch.helmrepo import MAX_CHART_BYTES, ChartArchive, locked, write_atomically
-from workers.fetch.ociauth import Login
+from workers.fetch.ociauth import login_for
 from workers.fetch.ociregistry import DEFAULT_TIMEOUT, Manifest, RegistryClient
 
 HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
@@ -47,20 +47,6 @@ log = get_logger("fleetsync.helm")
 
 def is_oci(source: Source) -> bool:
     return source.helm_repository and source.url.lower().startswith("oci://")
-
-
-def login_for(source: Source, environ: Mapping[str, str]) -> Login | None:
-    """The account the source names (``auth: {usernameEnv, passwordEnv}``), read now."""
-    auth = source.auth
-    if not (auth.username_env and auth.password_env):
-        return None
-    user, password = environ.get(auth.username_env), environ.get(auth.password_env)
-    if user is None or password is None:
-        missing = auth.username_env if user is None else auth.password_env
-        raise SourceError(f"source {source.name}: environment variable {missing} (auth) is not "
-                          "set on this worker")
-    return Login(user, password, f"auth.usernameEnv {auth.username_env} / auth.passwordEnv "
-                                 f"{auth.password_env}")
 
 
 def _key(chart: Chart) -> str:
@@ -82,7 +68,8 @@ class OciCharts:
         except OciUrlError as exc:
             raise SourceError(f"source {source.name}: {exc}") from exc
         client = RegistryClient(url.host, who=f"source {source.name}", plain_http=source.insecure,
-                                login=login_for(source, self._environ), timeout=self.timeout)
+                                login=login_for(source, self._environ), timeout=self.timeout,
+                                trusted_realm=source.auth.token_realm)
         return client, url
 
     # -- fetch: versions to digests ----------------------------------------------------------

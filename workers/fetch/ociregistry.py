@@ -95,11 +95,13 @@ class RegistryClient:
     """One registry, as one source (``who``, for errors) sees it."""
 
     def __init__(self, host: str, *, who: str, plain_http: bool = False,
-                 login: ociauth.Login | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+                 login: ociauth.Login | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 trusted_realm: str | None = None) -> None:
         if plain_http and login is not None:
             raise SourceError(f"{who}: credentials are never sent over plain http:// (insecure: "
                               f"true); use the registry {host} over https")
         self.host, self.who, self.login, self.timeout = host, who, login, timeout
+        self.trusted_realm = trusted_realm      # the source's auth.tokenRealm
         self.base = f"{'http' if plain_http else 'https'}://{host}"
         self._opener = http_only_opener()
         self._basic = False                     # the registry asked for basic auth
@@ -224,7 +226,7 @@ class RegistryClient:
             return True
         if challenge.scheme != "bearer":
             return False
-        asked = ociauth.token_request(self.base, challenge, scope, self.login)
+        asked = ociauth.token_request(self.base, challenge, scope, self.login, self.trusted_realm)
         if isinstance(asked, str):
             raise SourceError(f"{self.who}: {asked}; refusing the token exchange")
         self._tokens[scope] = self._token(asked)
@@ -279,7 +281,8 @@ class RegistryClient:
             if not sent:
                 return SourceError(f"{where} refused {what} (HTTP {exc.code}{code}): the account "
                                    f"({self.login.names}) was not sent, because its token "
-                                   "service is on another origin (see docs/sources.md)")
+                                   "service is on another origin: name it in auth.tokenRealm to "
+                                   "trust it (see docs/sources.md)")
             return SourceError(f"{where} refused the credentials from {self.login.names} for "
                                f"{what} (HTTP {exc.code}{code}); check them on the workers")
         if exc.code == 429 or exc.code >= 500:
