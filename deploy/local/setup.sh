@@ -46,5 +46,9 @@ if ! .venv/bin/python -c 'import shared, workers, scheduler, pytest, importlinte
   touch .venv/.installed
 fi
 
-say "checking Kubernetes binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok)"
-.venv/bin/fleetsync dev build
+say "checking binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, sops, helm, registry, crane, oras)"
+if $for_tests; then
+  .venv/bin/fleetsync dev build --cosign   # cosign signs the OCI signature tests' artifacts
+else
+  .venv/bin/fleetsync dev build
+fi
