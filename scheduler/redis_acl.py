@@ -113,6 +113,13 @@ def _queues(*names: str) -> tuple[str, ...]:
     return tuple(p for name in names for p in (f"~{name}", f"~{name}{_NOT_NAME}"))
 
 
+def _bindings(*queues: str) -> tuple[str, ...]:
+    """The binding sets a producer may write: kombu declares a queue's binding (SADD
+    ``_kombu.binding.<queue>``) on its first publish to that queue."""
+    return tuple(f"~_kombu.{table}.{q}" for table in ("binding", "binding_permanent")
+                 for q in queues)
+
+
 def pull_worker(cluster: str, db: int = 0) -> Role:
     """A worker inside ``cluster``: its apply queue, its units' state, nothing of another's."""
     queue = apply_queue(cluster, True)
@@ -145,8 +152,8 @@ def central_worker() -> Role:
 def beat(db: int = 0) -> Role:
     """Beat enqueues reconciles and fetches and writes its heartbeat."""
     return Role("fleetsync-beat", "beat", WORKER_COMMANDS,
-                (*_queues("reconcile", "fetch"), BINDINGS_READ, f"~{keys.BEAT_LAST_TICK}",
-                 f"%R~{_P}:*"),
+                (*_queues("reconcile", "fetch"), *_bindings("reconcile", "fetch"), BINDINGS_READ,
+                 f"~{keys.BEAT_LAST_TICK}", f"%R~{_P}:*"),
                 (events(db),))
 
 
@@ -154,7 +161,8 @@ def flower(db: int = 0) -> Role:
     """Flower: events, remote control, results, queue lengths; sends to ``reconcile`` only."""
     queues = tuple(f"%R~{q}*" for q in STAGE_QUEUES)
     return Role("fleetsync-flower", "Flower (dashboard, REST API)", WORKER_COMMANDS,
-                (*_queues("reconcile"), *queues, BINDINGS_READ, RESULTS[0],
+                (*_queues("reconcile"), *_bindings("reconcile"), *queues, BINDINGS_READ,
+                 RESULTS[0],
                  "~*.reply.celery.pidbox*", "~_kombu.binding.reply.celery.pidbox",
                  "~_kombu.binding_permanent.reply.celery.pidbox", "~_kombu.binding_deadlines",
                  *(f"%R~{_P}:{kind}*" for kind in READABLE)),
@@ -175,10 +183,8 @@ def server(db: int = 0) -> Role:
     ``preview-pr:*``), and sends to ``reconcile`` and ``fetch`` like beat."""
     return Role("fleetsync-server", "fleetsync server (webhooks, API, dashboard)",
                 WORKER_COMMANDS,
-                (*_queues("reconcile", "fetch"), BINDINGS_READ, RESULTS[0],
-                 # kombu declares a queue's binding (SADD) on a producer's first publish
-                 *(f"~_kombu.{table}.{q}" for table in ("binding", "binding_permanent")
-                   for q in ("reconcile", "fetch")),
+                (*_queues("reconcile", "fetch"), *_bindings("reconcile", "fetch"), BINDINGS_READ,
+                 RESULTS[0],
                  f"~{_P}:source:*:fetch-wanted", f"~{_P}:source:*:delivery:*",
                  f"~{_P}:rollout:*", f"~{_P}:suspended:*", PREVIEW_RECORD, f"~{keys.PREVIEWS}",
                  f"~{keys.PREVIEW_POSTS}", f"~{keys.preview_posting('*')}",

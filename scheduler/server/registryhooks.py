@@ -114,7 +114,9 @@ def repositories(fleet: Fleet, source: Source) -> set[str]:
         return set()
     charts = {a.chart.name for a in fleet.applications.values()
               if a.source == source.name and a.chart is not None}
-    return {url.repository(name) for name in charts} | ({url.path} if url.path else set())
+    if source.oci_artifact:                 # an artifact source is one repository
+        return {url.path} if url.path else set()
+    return {url.repository(name) for name in charts}
 
 
 def concerns(fleet: Fleet, source: Source, pushes: list[RegistryPush]) -> str:

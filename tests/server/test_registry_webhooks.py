@@ -115,3 +115,30 @@ def test_harbor_and_docker_hub_shapes_are_read() -> None:
     assert registryhooks.verify(SECRET, {"x-fleetsync-token": SECRET}) == ""
     assert registryhooks.verify(SECRET, {"authorization": "Bearer nope"}) != ""
     assert registryhooks.verify(SECRET, {}) != ""
+
+
+def test_an_artifact_source_is_moved_by_pushes_to_its_own_repository(tmp_path: Path) -> None:
+    from shared.spec.load import load_fleet
+
+    spec = tmp_path / "fleet.yaml"
+    spec.write_text("""sources:
+  - name: config
+    oci: {url: oci://registry.example:5000/fleet/config, semver: ">=1.0.0"}
+    webhook: {secretEnv: HOOK}
+  - name: charts
+    helmRepository: oci://registry.example:5000/charts
+clusters:
+  - name: prod
+applications:
+  - {name: web, source: config, path: apps/web, clusters: {names: [prod]}}
+  - {name: shop, source: charts, chart: {name: shop, version: "1.x"}, clusters: {names: [prod]}}
+""")
+    fleet = load_fleet(spec)
+    config, charts = fleet.sources["config"], fleet.sources["charts"]
+    assert registryhooks.repositories(fleet, config) == {"fleet/config"}
+    assert registryhooks.repositories(fleet, charts) == {"charts/shop"}
+    push = registryhooks.RegistryPush("fleet/config", "1.1.0", "sha256:ab")
+    assert registryhooks.concerns(fleet, config, [push]) == ""
+    assert "not to the source's fleet/config" in registryhooks.concerns(
+        fleet, config, [registryhooks.RegistryPush("fleet/other", "1.1.0")])
+    assert "not to the source's charts/shop" in registryhooks.concerns(fleet, charts, [push])

@@ -258,3 +258,30 @@ def test_previews_are_started_by_the_server_and_filled_by_workers(
     assert [r["id"] for r in previews.recent(srv)] == [pid]
     assert refused(lambda: cli.hset(keys.preview(pid), "done", 0))
     assert refused(lambda: previews.create(cli, source="git", ref="x"))
+
+
+@pytest.mark.parametrize("user, task, queue", [
+    ("fleetsync-beat", "fleetsync.reconcile_cluster", "reconcile"),
+    ("fleetsync-beat", "fleetsync.fetch_source", "fetch"),
+    ("fleetsync-server", "fleetsync.sync", "reconcile"),
+    ("fleetsync-server", "fleetsync.fetch_source", "fetch"),
+    ("fleetsync-flower", "fleetsync.sync", "reconcile"),
+])
+def test_each_sending_role_can_publish_its_first_message(
+        server: acl_redis.AclRedis, user: str, task: str, queue: str) -> None:
+    """kombu declares the queue's binding (SADD ``_kombu.binding.<queue>``) on a producer's
+    first publish: a role that sends must be able to, or its first send is NOPERM."""
+    from shared.celery_app import make_app
+    from shared.settings import from_env
+
+    admin = server.client(acl_redis.ADMIN)
+    for table in ("binding", "binding_permanent"):
+        admin.delete(f"_kombu.{table}.{queue}")          # as on a fresh Redis
+    before = admin.llen(queue)
+    app = make_app(from_env({"FLEETSYNC_REDIS_URL": server.url(user)}))
+    try:
+        app.send_task(task, args=["x"], kwargs={})
+    finally:
+        app.close()
+    assert admin.llen(queue) == before + 1, server.denials(user)
+    assert not [d for d in server.denials(user) if "_kombu.binding" in str(d.get("object"))]
