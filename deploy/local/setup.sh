@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Prepare this machine for fleetsync's demo and tests: system packages, a
 # virtual environment with the project, and the Kubernetes binaries (built
-# once from the Go module proxy and cached under ~/.cache/fleetsync).
+# once from the Go module proxy and cached under ~/.cache/fleetsync). With
+# --for-tests also what only the tests need: their system packages, and helm,
+# sops and age-keygen.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -46,5 +48,12 @@ if ! .venv/bin/python -c 'import shared, workers, scheduler, pytest, importlinte
   touch .venv/.installed
 fi
 
-say "checking Kubernetes binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok)"
-.venv/bin/fleetsync dev build
+# The demo runs only the local clusters' binaries; the tests also render Helm charts and
+# decrypt SOPS files, so `--for-tests` builds helm, sops and age-keygen as well.
+if $for_tests; then
+  say "checking Kubernetes binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok) and helm, sops, age-keygen"
+  .venv/bin/fleetsync dev build
+else
+  say "checking Kubernetes binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok)"
+  .venv/bin/fleetsync dev build --no-sops --no-helm
+fi
