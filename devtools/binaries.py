@@ -26,6 +26,9 @@ for both sides: ``workers`` may not import ``devtools``).
 same way, into ``~/.cache/fleetsync/k8s/helm-<version>/bin``; it is taken from
 ``$FLEETSYNC_HELM_BIN`` when set, else ``PATH``, else the cache, as workers
 do (see ``workers/render/helm.py``).
+
+The registry tools (``registry``, ``crane``, ``oras``) are a table in
+``devtools.gotools``; the Go build steps all go through ``devtools.gobuild``.
 """
 
 from __future__ import annotations
@@ -35,12 +38,12 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
+from devtools import gobuild
+from devtools.gobuild import BinaryError, Progress, cache_root
+from devtools.gotools import ensure_registry_tools
 from shared import toolcache
 from shared.toolcache import HELM_VERSION, SOPS_VERSION
 
@@ -53,12 +56,6 @@ CONTROL_PLANE = ("kube-apiserver", "etcd")
 SOPS_TOOLS = ("sops", "age-keygen")
 WORKLOADS = ("kube-controller-manager", "kube-scheduler", "kwok")
 KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
-
-Progress = Callable[[str], None]
-
-
-class BinaryError(RuntimeError):
-    """A binary is missing and cannot be built; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -78,10 +75,6 @@ class Binaries:
 
 def wanted(workloads: bool) -> tuple[str, ...]:
     return CONTROL_PLANE + (WORKLOADS if workloads else ())
-
-
-def cache_root() -> Path:
-    return toolcache.cache_root(os.environ)
 
 
 def bin_dir(version: str = KUBERNETES_VERSION) -> Path:
@@ -168,68 +161,11 @@ def ensure_binaries(progress: Progress = print, workloads: bool = True) -> Binar
 
 # --- building ----------------------------------------------------------------
 
-def _go_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(GOFLAGS="-mod=mod", CGO_ENABLED="0", GOTOOLCHAIN="local", GOWORK="off", **extra)
-    return env
-
-
-def _run(cmd: list[str], cwd: Path, progress: Progress, what: str,
-         env: dict[str, str] | None = None) -> None:
-    progress(f"  $ {' '.join(cmd)}")
-    started = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env or _go_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    last: list[str] = []
-    for line in proc.stdout:
-        last = (last + [line.rstrip()])[-40:]
-        if line.startswith(("go: downloading", "go: finding")):
-            continue
-        progress(f"    {line.rstrip()}")
-    if proc.wait() != 0:
-        tail = "\n".join(last)
-        raise BinaryError(f"building {what} failed ({' '.join(cmd)}):\n{tail}")
-    progress(f"  done in {time.monotonic() - started:.0f}s")
-
-
-def _wrapper(name: str, go_mod: str) -> Path:
-    wrapper = cache_root() / "build" / name
-    wrapper.mkdir(parents=True, exist_ok=True)
-    (wrapper / "go.mod").write_text(go_mod)
-    return wrapper
-
-
-def _with_heartbeat(fn: Callable[[], None], progress: Progress, what: str) -> None:
-    """Print a line every 30s while a long, quiet `go build` runs."""
-    stop = threading.Event()
-    started = time.monotonic()
-
-    def beat() -> None:
-        while not stop.wait(30):
-            progress(f"  ... still building {what} ({time.monotonic() - started:.0f}s)")
-
-    thread = threading.Thread(target=beat, daemon=True)
-    thread.start()
-    try:
-        fn()
-    finally:
-        stop.set()
-
-
-def _build_into(dest: Path, build: Callable[[Path], None]) -> None:
-    """Build to ``dest.partial`` and rename: an interrupted build leaves no half binary."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".partial")
-    build(tmp)
-    tmp.rename(dest)
-
-
 def staging_modules(version: str = KUBERNETES_VERSION) -> list[str]:
     """The k8s.io staging modules that k8s.io/kubernetes replaces with ./staging."""
     gomod = subprocess.run(
         ["go", "mod", "download", "-json", f"k8s.io/kubernetes@{version}"],
-        check=True, capture_output=True, text=True, env=_go_env(),
+        check=True, capture_output=True, text=True, env=gobuild.go_env(),
     ).stdout
     mod_path = re.search(r'"GoMod":\s*"([^"]+)"', gomod)
     if not mod_path:
@@ -247,11 +183,11 @@ def build_kubernetes(commands: list[str], out: Path, progress: Progress = print,
     minor = version.lstrip("v").split(".")
     staging_version = f"v0.{minor[1]}.{minor[2]}"
     replaces = "\n".join(f"\t{m} => {m} {staging_version}" for m in staging_modules(version))
-    wrapper = _wrapper(f"kubernetes-{version}", (
+    wrapper = gobuild.wrapper(f"kubernetes-{version}", (
         "module fleetsync.local/k8sbuild\n\ngo 1.26\n\n"
         f"require k8s.io/kubernetes {version}\n\nreplace (\n{replaces}\n)\n"
     ))
-    _run(["go", "get", *(f"k8s.io/kubernetes/cmd/{c}@{version}" for c in KUBERNETES_COMMANDS)],
+    gobuild.run(["go", "get", *(f"k8s.io/kubernetes/cmd/{c}@{version}" for c in KUBERNETES_COMMANDS)],
          wrapper, progress, ", ".join(commands))
     ldflags = " ".join([
         "-s", "-w",
@@ -264,12 +200,12 @@ def build_kubernetes(commands: list[str], out: Path, progress: Progress = print,
         progress(f"Building {command} {version}")
 
         def build(tmp: Path, command: str = command) -> None:
-            _with_heartbeat(lambda: _run(
+            gobuild.with_heartbeat(lambda: gobuild.run(
                 ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp),
                  f"k8s.io/kubernetes/cmd/{command}"], wrapper, progress, command),
                 progress, command)
 
-        _build_into(out / command, build)
+        gobuild.build_into(out / command, build)
 
 
 def build_kube_apiserver(dest: Path, progress: Progress = print,
@@ -279,12 +215,12 @@ def build_kube_apiserver(dest: Path, progress: Progress = print,
 
 def build_etcd(dest: Path, progress: Progress = print, version: str = ETCD_VERSION) -> None:
     progress(f"Building etcd {version} from the Go module proxy")
-    wrapper = _wrapper(f"etcd-{version}", (
+    wrapper = gobuild.wrapper(f"etcd-{version}", (
         "module fleetsync.local/etcdbuild\n\ngo 1.26\n\n"
         f"require go.etcd.io/etcd/server/v3 {version}\n"
     ))
-    _run(["go", "get", f"go.etcd.io/etcd/server/v3@{version}"], wrapper, progress, "etcd")
-    _build_into(dest, lambda tmp: _with_heartbeat(lambda: _run(
+    gobuild.run(["go", "get", f"go.etcd.io/etcd/server/v3@{version}"], wrapper, progress, "etcd")
+    gobuild.build_into(dest, lambda tmp: gobuild.with_heartbeat(lambda: gobuild.run(
         ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(tmp),
          "go.etcd.io/etcd/server/v3"], wrapper, progress, "etcd"),
         progress, "etcd"))
@@ -293,23 +229,7 @@ def build_etcd(dest: Path, progress: Progress = print, version: str = ETCD_VERSI
 def build_kwok(dest: Path, progress: Progress = print, version: str = KWOK_VERSION) -> None:
     """``go install sigs.k8s.io/kwok/cmd/kwok@version`` into a scratch GOBIN, then ``dest``."""
     progress(f"Building kwok {version} from the Go module proxy (about 3 minutes on 2 cores)")
-    _go_install("kwok", f"sigs.k8s.io/kwok/cmd/kwok@{version}", dest, progress)
-
-
-def _go_install(name: str, package: str, dest: Path, progress: Progress) -> None:
-    """``go install package`` (``path@version``) into a scratch GOBIN, then ``dest``."""
-    gobin = cache_root() / "build" / package.rpartition("/")[2].replace("@", "-")
-    gobin.mkdir(parents=True, exist_ok=True)
-    env = _go_env(GOBIN=str(gobin))
-    env.pop("GOFLAGS")    # `go install pkg@version` builds outside any module
-
-    def build(tmp: Path) -> None:
-        _with_heartbeat(lambda: _run(
-            ["go", "install", "-trimpath", "-ldflags", "-s -w", package], gobin, progress, name, env),
-            progress, name)
-        (gobin / name).rename(tmp)
-
-    _build_into(dest, build)
+    gobuild.go_install("kwok", f"sigs.k8s.io/kwok/cmd/kwok@{version}", dest, progress)
 
 
 # --- sops and age-keygen ---------------------------------------------------------
@@ -359,11 +279,11 @@ def ensure_sops(progress: Progress = print) -> dict[str, Path]:
     if "sops" in missing:
         progress(f"Building sops {SOPS_VERSION} from the Go module proxy (about 2 minutes "
                  "on 2 cores)")
-        _go_install("sops", f"github.com/getsops/sops/v3/cmd/sops@{SOPS_VERSION}",
+        gobuild.go_install("sops", f"github.com/getsops/sops/v3/cmd/sops@{SOPS_VERSION}",
                     sops_dir() / "sops", progress)
     if "age-keygen" in missing:
         progress(f"Building age-keygen {AGE_VERSION} from the Go module proxy")
-        _go_install("age-keygen", f"filippo.io/age/cmd/age-keygen@{AGE_VERSION}",
+        gobuild.go_install("age-keygen", f"filippo.io/age/cmd/age-keygen@{AGE_VERSION}",
                     sops_dir() / "age-keygen", progress)
     return {**found, **{name: sops_dir() / name for name in missing}}
 
@@ -400,7 +320,7 @@ def ensure_helm(progress: Progress = print) -> dict[str, Path]:
             "build it: install Go >= 1.26 (https://go.dev/doc/install) or put helm on PATH")
     progress(f"Missing: helm; building helm {HELM_VERSION} into {helm_dir()} from the Go module "
              "proxy (about 3 minutes on 2 cores)")
-    _go_install("helm", f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}", helm_dir() / "helm", progress)
+    gobuild.go_install("helm", f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}", helm_dir() / "helm", progress)
     return {"helm": helm_dir() / "helm"}
 
 
@@ -418,6 +338,7 @@ def main() -> int:
         found = ensure_binaries(lambda msg: print(msg, flush=True))
         tools = ensure_sops(lambda msg: print(msg, flush=True))
         tools.update(ensure_helm(lambda msg: print(msg, flush=True)))
+        tools.update(ensure_registry_tools(lambda msg: print(msg, flush=True)))
     except BinaryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -12,9 +12,11 @@ import sys
 from pathlib import Path
 
 from devtools import fleet as devfleet
+from devtools import fleet_registry
 from devtools import workloads as wl
 from devtools.binaries import (BinaryError, describe, describe_tools, ensure_binaries, ensure_helm,
                                ensure_sops)
+from devtools.gotools import TEST_TOOLS, ensure_registry_tools, ensure_tools
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help=f"fake Nodes per cluster (default {wl.DEFAULT_NODES})")
     up.add_argument("--nodes-timeout", type=float, default=wl.NODES_READY_TIMEOUT,
                     help=f"seconds for the Nodes to be Ready (default {wl.NODES_READY_TIMEOUT:g})")
+    up.add_argument("--registry", action="store_true",
+                    help="also an OCI registry on loopback (TLS with the fleet's CA, basic auth)")
     _state_arg(up)
     up.set_defaults(func=cmd_up)
 
@@ -44,13 +48,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     status.set_defaults(func=cmd_status)
 
     build = dev_sub.add_parser("build", help="find or build etcd, kube-apiserver, "
-                               "kube-controller-manager, kube-scheduler, kwok, sops, age-keygen and helm")
+                               "kube-controller-manager, kube-scheduler, kwok, sops, age-keygen, helm, "
+                               "registry, crane and oras")
     build.add_argument("--no-workloads", dest="workloads", action="store_false",
                        help="only what a bare control plane needs (etcd, kube-apiserver)")
     build.add_argument("--no-sops", dest="sops", action="store_false",
                        help="not sops and age-keygen (SOPS-encrypted manifests and their tests)")
     build.add_argument("--no-helm", dest="helm", action="store_false",
                        help="not helm (chart applications and their tests)")
+    build.add_argument("--no-registry", dest="registry", action="store_false",
+                       help="not registry, crane and oras (OCI sources and their tests)")
+    build.add_argument("--cosign", action="store_true",
+                       help="also cosign (test-only: the OCI signature tests sign with it)")
     build.set_defaults(func=cmd_build)
 
 
@@ -83,11 +92,30 @@ def cmd_up(args: argparse.Namespace) -> int:
     except (devfleet.DevFleetError, BinaryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if args.registry and not _start_registry(state):
+        return 1
     print(f"redis: {state.redis_url}")
     for name, path in state.clusters.items():
         nodes = f"  nodes {len(state.nodes[name])}" if state.nodes.get(name) else ""
         print(f"{name}: {state.servers[name]}  kubeconfig {path}{nodes}")
+    if state.registry:
+        reg = state.registry
+        print(f"registry: oci://{reg['host']}  user {reg['user']}, password in "
+              f"{reg['password_file']}, CA {reg['ca_file']}; plain HTTP oci://{reg['plain']}")
     return 0
+
+
+def _start_registry(state: devfleet.FleetState) -> bool:
+    """The registry beside a fleet that is up; on failure the whole fleet is stopped."""
+    try:
+        state.registry = fleet_registry.start(state, _say)
+    except (devfleet.DevFleetError, BinaryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        devfleet.down(state.state_dir, progress=_say)
+        devfleet.stop_processes(state.processes, grace=5)
+        return False
+    (state.state_dir / "dev.json").write_text(json.dumps(state.to_json(), indent=2) + "\n")
+    return True
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -123,6 +151,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         tools = ensure_sops(_say) if args.sops else {}
         if args.helm:
             tools = {**tools, **ensure_helm(_say)}
+        if args.registry:
+            tools = {**tools, **ensure_registry_tools(_say)}
+        if args.cosign:
+            tools = {**tools, **ensure_tools(TEST_TOOLS, _say)}
     except BinaryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

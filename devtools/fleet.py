@@ -58,6 +58,7 @@ class FleetState:
     servers: dict[str, str] = field(default_factory=dict)        # name -> https URL
     processes: list[Proc] = field(default_factory=list)
     nodes: dict[str, list[str]] = field(default_factory=dict)    # name -> fake Nodes (workloads)
+    registry: dict[str, str] = field(default_factory=dict)       # devtools.fleet_registry
 
     @property
     def workloads(self) -> bool:
@@ -70,6 +71,7 @@ class FleetState:
             "servers": self.servers,
             "nodes": self.nodes,
             "processes": [vars(p) for p in self.processes],
+            "registry": self.registry,
         }
 
     @classmethod
@@ -77,7 +79,8 @@ class FleetState:
         return cls(state_dir, data["redis_url"], dict(data.get("clusters", {})),
                    dict(data.get("servers", {})),
                    [Proc(**p) for p in data.get("processes", [])],
-                   {k: list(v) for k, v in data.get("nodes", {}).items()})
+                   {k: list(v) for k, v in data.get("nodes", {}).items()},
+                   dict(data.get("registry", {})))
 
 
 def default_state_dir() -> Path:
@@ -401,7 +404,7 @@ def down(state_dir: Path, progress: Progress = print) -> None:
     left = [p.name for p in state.processes if pid_alive(p.pid)]
     if left:
         raise DevFleetError(f"could not stop: {', '.join(left)}")
-    for sub in ("clusters", "redis", "kubeconfigs", "logs", "pki"):
+    for sub in ("clusters", "redis", "kubeconfigs", "logs", "pki", "registry"):
         shutil.rmtree(state_dir / sub, ignore_errors=True)
     (state_dir / "dev.json").unlink(missing_ok=True)
     progress(f"Stopped {len(state.processes)} process(es); removed {state_dir}")

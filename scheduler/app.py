@@ -1,7 +1,7 @@
 """The Celery app of scheduler-side processes (beat, Flower, the client): it sends by task name and loads no worker code.
 
 What these processes may send is a short list: ``fleetsync.sync`` and
-``fleetsync.ping`` from anywhere; beat's ``reconcile_cluster`` and
+``fleetsync.ping`` from anywhere, ``fleetsync.preview`` from anywhere but Flower; beat's ``reconcile_cluster`` and
 ``fetch_source`` too, except from Flower, whose API is the door most exposed
 (``FLEETSYNC_FLOWER_TASKS`` adds names to Flower's list, comma-separated). The
 internal stages (render, apply, check_health) are never sent from here: workers
@@ -44,8 +44,12 @@ def allowed(process: str, extra: str = "") -> frozenset[str]:
     """The task names this process may send (pure)."""
     public = {name for name, spec in tasks_api.TASKS.items() if spec.public}
     listed = {n.strip() for n in extra.split(",") if n.strip()} & set(tasks_api.TASKS)
-    internal = {tasks_api.RENDER, tasks_api.APPLY, tasks_api.CHECK_HEALTH, tasks_api.REMOVE}
-    names = public | listed if process == "flower" else public | set(SCHEDULED)
+    internal = {tasks_api.RENDER, tasks_api.APPLY, tasks_api.CHECK_HEALTH, tasks_api.REMOVE,
+                tasks_api.PREVIEW_CLUSTER}
+    if process == "flower":          # a preview costs dry-runs on every cluster: listed only
+        names = (public - {tasks_api.PREVIEW}) | listed
+    else:
+        names = public | set(SCHEDULED)
     return frozenset(names - internal)
 
 

@@ -71,7 +71,10 @@ BINDINGS_READ = "%R~_kombu.binding.*"
 UNIT_KINDS = ("queued", "pending", "running", "lock", "fence", "run", "status", "history")
 # keys the read-only CLI may read: everything of ours but render entries and memos
 READABLE = ("queued", "pending", "running", "lock", "fence", "run", "status", "history",
-            "source", "fetching", "cluster", "beat", "units")
+            "source", "fetching", "cluster", "beat", "units", "preview")
+# a preview's own record (``preview:<12 hex id>``), never its units list: who starts a
+# preview creates it, the workers fill it (``shared.state.previews``)
+PREVIEW_RECORD = f"~{keys.preview('?' * 12)}"
 
 SHARED: Mapping[str, str] = {
     "_kombu.binding.* (read)":
@@ -86,6 +89,9 @@ SHARED: Mapping[str, str] = {
     "/<db>.celeryev/*, /<db>.celery.pidbox":
         "Redis 7 does not tell PUBLISH from SUBSCRIBE rights: a worker that receives remote "
         "control (Flower's worker list) can also broadcast it, and every worker sends events",
+    f"{keys.preview('*')} (write)":
+        "a preview's part for a pull cluster runs there and adds its units' records to the "
+        "preview (records of previews only: never a unit's status)",
 }
 
 
@@ -126,7 +132,7 @@ def pull_worker(cluster: str, db: int = 0) -> Role:
               f"%R~{keys.RENDER_PREFIX}{cluster}/*", f"%R~{keys.BEAT_LAST_TICK}",
               f"%R~{_P}:rollout:*", f"%R~{_P}:suspended:*",
               f"%R~{_P}:window_override:{cluster}/*",
-              f"%R~{_P}:source:*"),
+              f"%R~{_P}:source:*", f"~{keys.preview('*')}"),
         channels=(events(db), *remote_control(db), RESULTS[1]))
 
 
@@ -164,12 +170,19 @@ def cli_reader() -> Role:
 
 def server(db: int = 0) -> Role:
     """``fleetsync server``: reads state like the CLI, records webhook deliveries and fetch
-    requests of sources, and sends to ``reconcile`` and ``fetch`` like beat."""
+    requests of sources, starts previews (their record and index, not their results), keeps
+    what it posted of them to the forges (``preview-posts``, ``preview-posting:*``,
+    ``preview-pr:*``), and sends to ``reconcile`` and ``fetch`` like beat."""
     return Role("fleetsync-server", "fleetsync server (webhooks, API, dashboard)",
                 WORKER_COMMANDS,
                 (*_queues("reconcile", "fetch"), BINDINGS_READ, RESULTS[0],
+                 # kombu declares a queue's binding (SADD) on a producer's first publish
+                 *(f"~_kombu.{table}.{q}" for table in ("binding", "binding_permanent")
+                   for q in ("reconcile", "fetch")),
                  f"~{_P}:source:*:fetch-wanted", f"~{_P}:source:*:delivery:*",
-                 f"~{_P}:rollout:*", f"~{_P}:suspended:*",
+                 f"~{_P}:rollout:*", f"~{_P}:suspended:*", PREVIEW_RECORD, f"~{keys.PREVIEWS}",
+                 f"~{keys.PREVIEW_POSTS}", f"~{keys.preview_posting('*')}",
+                 f"~{keys.preview_pr('*', '*', '*')}",
                  *(f"%R~{_P}:{kind}*" for kind in READABLE), "%R~celery-task-meta-*",
                  *(f"%R~{q}*" for q in STAGE_QUEUES)),
                 (events(db), RESULTS[1]))

@@ -11,6 +11,8 @@ speak through these names; this module is their one home. Arguments are JSON
     fleetsync.apply(app, cluster, render_key)         internal: one stage of a run
     fleetsync.check_health(app, cluster, run_id)      internal: a run's health follow-up
     fleetsync.remove(app, cluster)                    internal: an application left the spec
+    fleetsync.preview(preview_id, source, ref)        public: a preview created in Redis
+    fleetsync.preview_cluster(preview_id, cluster)    internal: one cluster's part of a preview
     fleetsync.ping(payload=None)                      health check
 
 Internal stages also carry keyword arguments (``run_id``, ``trigger``,
@@ -37,6 +39,8 @@ APPLY = "fleetsync.apply"
 CHECK_HEALTH = "fleetsync.check_health"
 REMOVE = "fleetsync.remove"
 PING = "fleetsync.ping"
+PREVIEW = "fleetsync.preview"
+PREVIEW_CLUSTER = "fleetsync.preview_cluster"
 
 STAGE_QUEUES = ("reconcile", "fetch", "render", "apply")
 
@@ -68,6 +72,9 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
              ("revision", "deadline", "objects", "round", "trigger"), "apply", False),
     TaskSpec(REMOVE, ("app", "cluster"), ("mode",), "apply", False),
     TaskSpec(PING, ("payload",), (), "reconcile", True),
+    TaskSpec(PREVIEW, ("preview_id", "source", "ref"), (), "reconcile", True),
+    TaskSpec(PREVIEW_CLUSTER, ("preview_id", "cluster"),
+             ("source", "ref", "units", "added", "removed"), "apply", False),
 )}
 
 
@@ -109,7 +116,8 @@ def log_fields(name: str, args: Iterable[Any] = (), kwargs: Mapping[str, Any] | 
         return {}
     named = spec.named(args, kwargs)
     return {k: v for k, v in named.items()
-            if k in ("app", "cluster", "source", "revision", "run_id", "trigger") and v}
+            if k in ("app", "cluster", "source", "revision", "run_id", "trigger", "preview_id",
+                     "ref") and v}
 
 
 # -- results ------------------------------------------------------------------------
@@ -154,6 +162,11 @@ def describe(name: str, args: Iterable[Any] = (), kwargs: Mapping[str, Any] | No
         revision = named.get("revision") or (kwargs or {}).get("revision")
         rev = f" rev {str(revision)[:7]}" if revision else ""
         return f"{unit}{rev}{tail}"
+    if "preview_id" in spec.args:
+        where = f" cluster {named['cluster']}" if named.get("cluster") else ""
+        ref = named.get("ref") or (kwargs or {}).get("ref") or ""
+        source = named.get("source") or (kwargs or {}).get("source") or ""
+        return f"preview {named.get('preview_id')} of {source}@{ref}{where}"
     if "cluster" in spec.args:
         return f"cluster {named.get('cluster')}{tail}"
     if "source" in spec.args:

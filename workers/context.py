@@ -22,6 +22,7 @@ from shared.spec.model import Cluster, Fleet
 from shared.spec.watch import SpecWatcher
 from shared.state.status import StatusStore
 from workers.fetch.gitsource import SourceCache
+from workers.fetch.ociartifact import OciArtifacts
 from workers import sealing
 from workers.render.cache import RenderCache
 from workers.sealing import Sealer
@@ -63,6 +64,11 @@ class Context:
     def sources(self) -> SourceCache:
         return SourceCache(self.settings.cache_dir / "git",
                            allow_local=self.settings.allow_local_sources)
+
+    @cached_property
+    def artifacts(self) -> OciArtifacts:
+        """This host's OCI artifacts of ``oci:`` sources (``workers.fetch.ociartifact``)."""
+        return OciArtifacts(self.settings.cache_dir / "oci")
 
     @cached_property
     def sealer(self) -> Sealer:

@@ -30,7 +30,8 @@ from shared.logs import get_logger
 from shared.protocol import Phase, backoff
 from shared.state.redisconn import RedisError
 from shared.state.status import UnitStatus, now_iso
-from workers.run import endings, followup, removing, requests, runner, stages, sweep
+from workers.run import (endings, followup, previewing, removing, requests, runner, stages,
+                         sweep)
 from workers.run.steps import Call, Next, Send, call_of
 from workers.app import app as celery
 from workers.context import Context
@@ -44,7 +45,8 @@ MAX_TRANSIENT_RETRIES = 10
 RETRIED = (TransientError, RedisError)
 
 
-INTERNAL = (tasks_api.RENDER, tasks_api.APPLY, tasks_api.CHECK_HEALTH, tasks_api.REMOVE)
+INTERNAL = (tasks_api.RENDER, tasks_api.APPLY, tasks_api.CHECK_HEALTH, tasks_api.REMOVE,
+            tasks_api.PREVIEW_CLUSTER)
 
 
 def _signed(name: str, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -297,3 +299,38 @@ def remove(self: Any, app: str, cluster: str, **kw: Any) -> dict:
     if refused:
         return refused
     return _carry_out(self, removing.remove(context(), app, cluster))
+
+
+@celery.task(name=tasks_api.PREVIEW, bind=True, autoretry_for=RETRIED, retry_backoff=2,
+          retry_backoff_max=60, retry_jitter=True, max_retries=MAX_TRANSIENT_RETRIES)
+def preview(self: Any, preview_id: str, source: str, ref: str) -> dict:
+    """A preview created in Redis (``scheduler.previews.start``): resolve its revisions
+    without moving the source, pick its units, send one signed part per cluster."""
+    result, sends = previewing.begin(context(), str(preview_id), str(source), str(ref))
+    for send in sends:
+        _send_patiently(send)
+    return result
+
+
+@celery.task(name=tasks_api.PREVIEW_CLUSTER, bind=True, autoretry_for=RETRIED,
+          retry_backoff=2, retry_backoff_max=60, retry_jitter=True,
+          max_retries=MAX_TRANSIENT_RETRIES)
+def preview_cluster(self: Any, preview_id: str, cluster: str, **kw: Any) -> dict:
+    """One cluster's part of a preview: render, compare, dry-run; never a write."""
+    refused = _refused(self, [preview_id, cluster], kw)
+    if refused:
+        return refused
+    apps, added, removed = ([str(a) for a in kw.get(name) or []]
+                            for name in ("units", "added", "removed"))
+    ctx = context()
+    try:
+        return previewing.part(ctx, preview_id, cluster, apps, added, removed)
+    except RETRIED:
+        if self.request.retries < MAX_TRANSIENT_RETRIES:
+            raise
+        return previewing.part_failed(ctx, preview_id, cluster, apps + added + removed,
+                                      RuntimeError("Redis or the cluster stayed away "
+                                                   "through every retry"))
+    except Exception as exc:            # never leave the preview waiting for this part
+        log.exception("preview part broke", preview=preview_id, cluster=cluster)
+        return previewing.part_failed(ctx, preview_id, cluster, apps + added + removed, exc)

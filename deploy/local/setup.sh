@@ -48,12 +48,12 @@ if ! .venv/bin/python -c 'import shared, workers, scheduler, pytest, importlinte
   touch .venv/.installed
 fi
 
-# The demo runs only the local clusters' binaries; the tests also render Helm charts and
-# decrypt SOPS files, so `--for-tests` builds helm, sops and age-keygen as well.
+# The demo runs only the local clusters' binaries; the tests also render Helm charts, decrypt
+# SOPS files, push to an OCI registry and sign with cosign, so `--for-tests` builds those too.
 if $for_tests; then
-  say "checking Kubernetes binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok) and helm, sops, age-keygen"
-  .venv/bin/fleetsync dev build
+  say "checking binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, helm, sops, age-keygen, registry, crane, oras, cosign)"
+  .venv/bin/fleetsync dev build --cosign
 else
   say "checking Kubernetes binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok)"
-  .venv/bin/fleetsync dev build --no-sops --no-helm
+  .venv/bin/fleetsync dev build --no-sops --no-helm --no-registry
 fi

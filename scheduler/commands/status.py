@@ -228,6 +228,8 @@ def format_history(entries: list[dict], *, linked: bool = False) -> str:
         for ref, fields in (row.get("drift") or {}).items():
             lines += [f"    drift corrected: {ref} {field}" for field in fields]
         lines += [f"    hook run: {hook}" for hook in row.get("hooks") or []]
+        if str(row.get("subject", "")).startswith("oci "):     # an OCI artifact's tag, digest
+            lines.append(f"    artifact: {row['subject'][4:][:200]}")
         if row.get("result") not in ("Ready", "Progressing") and row.get("message"):
             lines.append(f"    {row['message'].splitlines()[0][:200]}")
     return "\n".join(lines)

@@ -1,6 +1,6 @@
 """Flux objects read into a fleet spec: GitRepository and HelmRepository become
 sources, Kustomization and HelmRelease applications, all on one ``default`` cluster.
-An OCIRepository has no counterpart: a placeholder Git source that says so. A
+An OCIRepository becomes an ``oci:`` source (its ref, layer selector, insecure). A
 HelmRelease's ``valuesFrom`` ConfigMaps are read where the inputs hold them
 (``fluxvalues``); its release goes to its own namespace and is named as Flux
 names it (``[targetNamespace-]name``) unless ``releaseName`` says otherwise.
@@ -64,10 +64,7 @@ def _source(obj: Manifest, result: Import, names: dict[tuple[str, str, str], str
     name = unique(dns_name(obj.name), result.sources, dns_name(f"{obj.namespace}-{obj.name}"))
     entry = Entry({"name": name})
     if obj.kind == "OCIRepository":
-        entry.data.update(url=f"https://replace-me.invalid/{name}.git", branch="main")
-        result.note(entry, obj.where(), f"OCIRepository {spec.get('url')!r}: OCI artifacts have "
-                    "no counterpart (placeholder: push the content to a Git repository and "
-                    "fill url and ref)")
+        _oci(obj, entry, result)
         names[(obj.kind, obj.namespace, obj.name)] = name
         result.sources[name] = entry
         return
@@ -85,6 +82,32 @@ def _source(obj: Manifest, result: Import, names: dict[tuple[str, str, str], str
         result.note(entry, obj.where(), f"spec.{key} has no counterpart")
     names[(obj.kind, obj.namespace, obj.name)] = name
     result.sources[name] = entry
+
+
+def _oci(obj: Manifest, entry: Entry, result: Import) -> None:
+    """An OCIRepository as an ``oci:`` source: Flux's ref precedence (digest over semver over
+    tag; none is ``tag: latest``), ``layerSelector``, ``insecure``; keys and credentials
+    are named in notes, never copied."""
+    spec, where = obj.spec, obj.where()
+    ref = spec.get("ref") or {}
+    kind = next((k for k in ("digest", "semver", "tag") if ref.get(k)), "")
+    oci: dict = {"url": spec.get("url", ""), kind or "tag": ref.get(kind) if kind else "latest"}
+    if spec.get("layerSelector"):
+        oci["layerSelector"] = dict(spec["layerSelector"])
+    entry.data["oci"] = oci
+    for key in ("interval", "insecure"):
+        if key in spec:
+            entry.data[key] = spec[key]
+    if spec.get("verify"):
+        result.note(entry, where, f"verify ({spec['verify'].get('provider', 'cosign')}): set "
+                    "verify: {cosign: {publicKey: FILE}} with the key of secretRef "
+                    f"{(spec['verify'].get('secretRef') or {}).get('name')!r} on the workers")
+    if spec.get("secretRef"):
+        result.note(entry, where, f"secretRef {spec['secretRef'].get('name')!r}: set auth "
+                    "(usernameEnv/passwordEnv) on the workers")
+    for key in sorted(set(spec) - {"url", "ref", "interval", "secretRef", "layerSelector",
+                                   "insecure", "verify"}):
+        result.note(entry, where, f"spec.{key} has no counterpart")
 
 
 def _ref(obj: Manifest, entry: Entry, result: Import) -> None:

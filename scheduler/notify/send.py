@@ -129,6 +129,8 @@ def backoff(attempt: int, base: float = 1.0, cap: float = 60.0,
 # -- which routes, and what they are sent ---------------------------------------
 
 def wants(route: Route, message: Message) -> bool:
+    if route.provider == "gitlab":
+        return False                # previews only (scheduler/notify/forge.py)
     if message.app is None:
         return route.provider == "github" and route.context == "fleet" and message.route == route.name
     if not route.covers(message.app):

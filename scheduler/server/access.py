@@ -15,7 +15,7 @@
   was reached by and the ``Host`` it was asked for; an ``Origin`` that cannot
   be read (``null``) is another origin.
 - The token found must hold the scope of the request (``required_scope``):
-  ``read`` for every GET, ``sync``, ``hold`` or ``rollout`` for the POSTs; 403
+  ``read`` for every GET, ``sync``, ``hold``, ``rollout`` or ``preview`` for the POSTs; 403
   naming the token and the scope otherwise. Its applications are checked by
   the routes (``permitted``), which know the application asked for.
 - A POST that carries a browser's credentials (HTTP Basic, or the session
@@ -51,6 +51,8 @@ def required_scope(method: str, path: str) -> str:
         return "read"
     if path == "/api/v1/sync":
         return "sync"
+    if path == "/api/v1/previews":
+        return "preview"
     if path in ("/api/v1/suspend", "/api/v1/resume"):
         return "hold"
     if path.startswith("/api/v1/rollouts/"):

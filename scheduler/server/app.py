@@ -6,8 +6,10 @@ A request meets ``access.Access`` first (who may ask), then ``bodies.BodyCap``
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -23,6 +25,8 @@ from scheduler.server.bodies import BodyCap
 from scheduler.server.config import ServerSettings
 from scheduler.server.holds_api import HoldsApi
 from scheduler.server.pages import Pages
+from scheduler.server.preview_poster import Poster
+from scheduler.server.previews_api import PreviewsApi
 from scheduler.server.webhooks import Receiver
 
 STATIC = Path(__file__).parent / "static"
@@ -32,7 +36,7 @@ def build(server: ServerSettings, backend: Backend | None = None) -> Any:
     """The ASGI application of ``server``."""
     backend = backend or Backend(server)
     api, pages, receiver = Api(backend), Pages(backend), Receiver(backend)
-    holds = HoldsApi(backend)
+    holds, previews = HoldsApi(backend), PreviewsApi(backend)
 
     async def healthz(request: Request) -> PlainTextResponse:
         try:
@@ -50,12 +54,17 @@ def build(server: ServerSettings, backend: Backend | None = None) -> Any:
         Route("/", pages.fleet),
         Route("/units/{cluster}/{app}", pages.unit),
         Route("/revisions/{revision}", pages.revision),
+        Route("/previews", pages.previews),
+        Route("/previews/{preview}", pages.preview),
         Route("/api/v1/units", api.units),
         Route("/api/v1/units/{cluster}/{app}", api.unit),
         Route("/api/v1/revisions", api.revisions),
         Route("/api/v1/revisions/{revision}", api.revisions),
         Route("/api/v1/sources", api.sources),
         Route("/api/v1/sync", api.sync, methods=["POST"]),
+        Route("/api/v1/previews", previews.recent),
+        Route("/api/v1/previews", previews.create, methods=["POST"]),
+        Route("/api/v1/previews/{preview}", previews.one),
         Route("/api/v1/rollouts/{app}", holds.rollout),
         Route("/api/v1/rollouts/{app}/{action}", holds.rollout_action, methods=["POST"]),
         Route("/api/v1/suspend", holds.suspend, methods=["POST"]),
@@ -64,7 +73,23 @@ def build(server: ServerSettings, backend: Backend | None = None) -> Any:
         Route("/healthz", healthz),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    app = Starlette(routes=routes, exception_handlers={404: not_found})
+    app = Starlette(routes=routes, exception_handlers={404: not_found},
+                    lifespan=lifespan_of(backend))
     app.state.backend = backend
     app.state.receiver = receiver
     return Access(BodyCap(app, server.max_body), server)
+
+
+def lifespan_of(backend: Backend) -> Any:
+    """Run the forge poster (``preview_poster.py``) for as long as the server serves."""
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        poster = Poster(backend.redis, backend.fleet, backend.server.environ)
+        task = asyncio.create_task(poster.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return lifespan

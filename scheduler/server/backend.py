@@ -88,10 +88,14 @@ class Backend:
         return bool(self.redis.ping())
 
     # -- the broker ----------------------------------------------------------------------
-    def send(self, name: str, args: list[Any], kwargs: dict[str, Any] | None = None) -> str:
-        """Enqueue task ``name``; its task id."""
+    def celery(self) -> Any:
+        """The scheduler's Celery app (loaded on first use: the allow-listed sender)."""
         if self._celery is None:
-            from scheduler.app import app as celery     # the allow-listed sender
+            from scheduler.app import app as celery
 
             self._celery = celery
-        return str(send(self._celery, name, args, kwargs or {}).id)
+        return self._celery
+
+    def send(self, name: str, args: list[Any], kwargs: dict[str, Any] | None = None) -> str:
+        """Enqueue task ``name``; its task id."""
+        return str(send(self.celery(), name, args, kwargs or {}).id)

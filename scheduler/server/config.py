@@ -40,6 +40,12 @@ class ServerSettings:
     max_body: int = DEFAULT_MAX_BODY
     refresh_s: float = 5.0              # how often an open page asks for fresh content
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    base_url: str = ""                  # FLEETSYNC_SERVER_URL: how forges' users reach us
+
+    @property
+    def public_url(self) -> str:
+        """The dashboard's address in links posted elsewhere (a pull request's status)."""
+        return self.base_url.rstrip("/") or f"http://{self.host}:{self.port}"
 
     @property
     def flower_url(self) -> str | None:
@@ -56,7 +62,7 @@ def from_env(host: str, port: int, env: Mapping[str, str] | None = None) -> Serv
         raise FleetsyncError(f"FLEETSYNC_SERVER_MAX_BODY / FLEETSYNC_SERVER_REFRESH: {exc}") \
             from exc
     return ServerSettings(shared_settings(env), host, port, load_tokens(env), max_body,
-                          refresh, env)
+                          refresh, env, env.get("FLEETSYNC_SERVER_URL", ""))
 
 
 def load_tokens(env: Mapping[str, str]) -> tuple[Token, ...]:

@@ -4,7 +4,8 @@ A webhook is checked before anything else is read from it: GitHub signs the
 body with HMAC-SHA256 under the source's secret (``X-Hub-Signature-256:
 sha256=<hex>``), GitLab sends the secret itself (``X-Gitlab-Token``), and the
 generic endpoint takes either form (Gitea, Forgejo and Gogs sign as GitHub
-does; a script may send ``X-Fleetsync-Token``). Every comparison is constant
+does; a script may send ``X-Fleetsync-Token``; a registry's push notification,
+``scheduler.server.registryhooks``, sends it as a Bearer token). Every comparison is constant
 time (``hmac.compare_digest``). Only then is the body parsed: the pushed ref,
 the commit it points at now, and the files the pushed commits touched, with
 which the server finds the applications that changed (their syncs go first;
@@ -25,10 +26,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from scheduler.server import bodies
+from scheduler.server import bodies, registryhooks
 from shared.spec.model import DEFAULT_BRANCH, Fleet, Source
 
-PROVIDERS = ("github", "gitlab", "generic")
+PROVIDERS = ("github", "gitlab", "generic", "registry")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MAX_PRIORITY_SYNCS = 10     # beyond this, the fetch's reconcile of every cluster serves
 
@@ -40,6 +41,8 @@ def github_signature(secret: str, body: bytes) -> str:
 
 def verify(provider: str, secret: str, headers: Mapping[str, str], body: bytes) -> str:
     """Why the request is not from the forge that knows ``secret``; "" when it is."""
+    if provider == "registry":
+        return registryhooks.verify(secret, headers)
     signature = headers.get("x-hub-signature-256", "")
     token = headers.get("x-gitlab-token", "") if provider == "gitlab" else \
         headers.get("x-fleetsync-token", "")

@@ -26,10 +26,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from scheduler import preview_markdown as md
 from scheduler.server import fleetview, windowband
 from scheduler.server.access import caller
 from scheduler.server.api import FleetSnapshot, unit_detail
 from scheduler.server.backend import Backend
+from scheduler.server.previews_api import with_costs
+from shared.state import previews
 from shared.state.rollout_store import Holds
 
 HERE = Path(__file__).parent
@@ -60,7 +63,8 @@ def environment() -> Environment:
                       autoescape=select_autoescape(("html",)), trim_blocks=True,
                       lstrip_blocks=True)
     env.filters.update(age=_age, short=_short)
-    env.globals.update(symbols=SYMBOLS)
+    env.globals.update(symbols=SYMBOLS, headline=md.headline, counts=md.counts,
+                       object_name=md.object_name, fields_of=md.fields_of)
     return env
 
 
@@ -121,3 +125,25 @@ class Pages:
                                what=f"no unit of the fleet is at revision {wanted}")
         return self.render("revision.html", request=request, rollups=found, revision=wanted,
                            now=snap.now.strftime("%H:%M:%S"))
+
+    async def previews(self, request: Request) -> HTMLResponse:
+        found = await run_in_threadpool(previews.recent, self.backend.redis)
+        now = datetime.now(timezone.utc)
+        for p in found:
+            p["age_s"] = max(0.0, now.timestamp() - float(p.get("started_at") or 0))
+        return self.render("previews.html", request=request, previews=found,
+                           now=now.strftime("%H:%M:%S"))
+
+    async def preview(self, request: Request) -> HTMLResponse:
+        pid = request.path_params["preview"]
+        found = await run_in_threadpool(with_costs, self.backend.redis, pid) \
+            if pid.isalnum() and len(pid) <= 64 else None
+        if found is None:
+            return self.render("missing.html", 404, request, what=f"no preview {pid}")
+        now = datetime.now(timezone.utc)
+        found["age_s"] = max(0.0, now.timestamp() - float(found.get("started_at") or 0))
+        by_app: dict[str, list[dict[str, Any]]] = {}
+        for unit in found["units"]:
+            by_app.setdefault(unit.get("app", ""), []).append(unit)
+        return self.render("preview.html", request=request, p=found,
+                           by_app=sorted(by_app.items()), now=now.strftime("%H:%M:%S"))

@@ -11,7 +11,8 @@
 
 Scopes: ``read`` (every GET: pages and the JSON API), ``sync`` (``POST
 /api/v1/sync``), ``hold`` (suspend and resume), ``rollout`` (pause, resume,
-promote, abort). ``apps=`` limits the actions (POSTs) to those applications, by
+promote, abort), ``preview`` (``POST /api/v1/previews``: read-only, it runs a
+dry-run against the clusters). ``apps=`` limits the actions (POSTs) to those applications, by
 name, as the fleet spec selects applications (``names``); reading is
 fleet-wide. ``FLEETSYNC_SERVER_TOKEN_ENV`` names a variable holding one more
 token: every scope, named after the variable.
@@ -33,7 +34,7 @@ from typing import Iterable, Mapping
 
 from shared.errors import FleetsyncError
 
-SCOPES = ("read", "sync", "hold", "rollout")
+SCOPES = ("read", "sync", "hold", "rollout", "preview")
 MIN_TOKEN = 16                          # characters: a shorter token is refused
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 KEYS = ("scopes", "apps")

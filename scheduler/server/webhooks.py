@@ -1,11 +1,17 @@
-"""``POST /hooks/{github,gitlab,generic}/<source>``: a push fetches its source at once.
+"""``POST /hooks/{github,gitlab,generic,registry}/<source>``: a push fetches its source at once.
+
+A registry's push notification (``registry``: ``scheduler.server.registryhooks``
+reads it) is checked the same way and moves an ``oci://`` source: when it pushed
+to one of the source's repositories, the source's fetch is enqueued (or joined),
+which reconciles its clusters on a new digest.
 
 The order of a delivery's handling is the order of trust:
 
     body read under the size cap (413, ``bodies.BodyCap``, before any route)
     -> source known, webhook configured, secret set (404, 503)
     -> signature or token checked in constant time (401, logged without the body)
-    -> event (ping answers, other events are acknowledged and ignored)
+    -> event (ping answers; a pull request's previews its head: ``pull_previews.py``;
+       other events are acknowledged and ignored)
     -> body parsed, no deeper than ``bodies.MAX_DEPTH`` (400)
     -> delivery id not handled in the last hour (a redelivery or replay enqueues nothing)
     -> the pushed ref is the source's branch or tag
@@ -58,9 +64,10 @@ from starlette.responses import JSONResponse
 from shared import tasks_api
 from shared.logs import get_logger
 from shared.protocol import Trigger
-from scheduler.server import hooks
+from scheduler.server import hooks, pulls, registryhooks
 from scheduler.server.backend import Backend
 from scheduler.server.bodies import TooDeep
+from scheduler.server.pull_previews import PullPreviews
 from scheduler.server.config import (DELIVERY_TTL, FETCH_WANTED_TTL, FOLLOW_UP_TIMEOUT,
                                      example)
 
@@ -80,6 +87,7 @@ class Receiver:
         self.backend = backend
         self.follow_ups: set[asyncio.Task[None]] = set()
         self.waiting: set[tuple[str, str, tuple]] = set()     # (source, after, syncs)
+        self.pulls = PullPreviews(backend)
 
     async def receive(self, request: Request) -> JSONResponse:
         provider, name = request.path_params["provider"], request.path_params["source"]
@@ -117,6 +125,11 @@ class Receiver:
         delivery = hooks.delivery_of(headers)
         answer: dict[str, Any] = {"source": source.name, "event": event, "delivery": delivery,
                                   "enqueued": []}
+        if provider == "registry":
+            return await self._registry(fleet, source, body, answer, where)
+        if pulls.is_pull_event(provider, event):
+            return await self.pulls.handle(fleet, source, provider, headers, body, where,
+                                           answer)
         if event not in ("push", "tag_push"):
             return JSONResponse({**answer, "ignored": f"{event} events move no source"}, 202)
         try:
@@ -157,6 +170,33 @@ class Receiver:
         await self._handled(source.name, delivery)
         log.info("webhook accepted", ref=push.ref, after=push.after, delivery=delivery,
                  enqueued=[e["task"] for e in answer["enqueued"]], **where)
+        return JSONResponse(answer, 202)
+
+    async def _registry(self, fleet: Any, source: Any, body: bytes, answer: dict[str, Any],
+                        where: dict[str, str]) -> JSONResponse:
+        """A registry's push: the source's fetch when it pushed to one of its repositories."""
+        try:
+            pushes, event_id = registryhooks.parse(body)
+        except TooDeep as exc:
+            log.warning("webhook refused: body nested too deep", **where)
+            return _error(400, str(exc))
+        delivery = answer["delivery"] = answer["delivery"] or event_id
+        if delivery and await run_in_threadpool(self.backend.store.delivery_seen, source.name,
+                                                delivery):
+            return JSONResponse({**answer, "ignored": "delivery seen before"}, 202)
+        answer["pushed"] = [f"{p.repository}:{p.tag}" if p.tag else f"{p.repository}@{p.digest}"
+                            for p in pushes[:10]]
+        ignored = registryhooks.concerns(fleet, source, pushes)
+        if ignored:
+            await self._handled(source.name, delivery)
+            return JSONResponse({**answer, "ignored": ignored}, 202)
+        try:
+            await run_in_threadpool(self._enqueue, fleet, source.name, hooks.Push(), [], answer)
+        except Exception as exc:                # the broker or Redis: the registry will retry
+            log.error("webhook not enqueued", error=str(exc), **where)
+            return _error(503, f"could not enqueue: {exc}")
+        await self._handled(source.name, delivery)
+        log.info("registry push accepted", pushed=answer["pushed"], delivery=delivery, **where)
         return JSONResponse(answer, 202)
 
     async def _handled(self, name: str, delivery: str) -> None:

@@ -95,6 +95,7 @@ def application(node: Node, field: str, report: Report, sources: Mapping[str, Bu
         app, prune_adopted=pruning == "adopted",
         service_account=service_account(m, report, app.namespace))
     spec_helm.check_application(m, report, helm_source)
+    spec_helm.check_oci_chart(m, report, sources)
     if app.create_namespace and "namespace" not in m.values:
         report.error(m.values["createNamespace"], m.at("createNamespace"),
                      "needs the application's namespace: set namespace to the one to create")

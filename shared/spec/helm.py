@@ -21,6 +21,7 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node
 
 from shared.spec import yaml as y
+from shared.ocirefs import REPOSITORY, OciUrlError, parse_oci_url
 from shared.semver import parse_range, parse_version
 from shared.spec.model import Chart, ClusterValues, Helm
 from shared.spec.yaml import Map, Report
@@ -40,6 +41,11 @@ def repository_problem(url: str) -> str | None:
                 "http:// with insecure: true")
     if re.match(r"[a-z]+://[^/@\s]*@", url):
         return "must not carry credentials: reference them with auth.usernameEnv/passwordEnv"
+    if url.startswith("oci://"):
+        try:
+            parse_oci_url(url)
+        except OciUrlError as err:
+            return str(err)
     return None
 
 
@@ -159,10 +165,30 @@ def check_application(m: Map, report: Report, helm_source: bool | None) -> None:
 
 def named_source_is_helm(node: Node, sources: Mapping[str, Any]) -> bool | None:
     """Whether the application ``node`` names a Helm repository source; None: unknown."""
+    known = _named_source(node, sources)
+    return bool(known.helm_repository) if known is not None else None
+
+
+def _named_source(node: Node, sources: Mapping[str, Any]) -> Any:
     if not isinstance(node, MappingNode):
         return None
     for key_node, value in node.value:
         if getattr(key_node, "value", None) == "source" and isinstance(value.value, str):
             known = sources.get(value.value)
-            return bool(known[0].helm_repository) if known else None
+            return known[0] if known else None
     return None
+
+
+def check_oci_chart(m: Map, report: Report, sources: Mapping[str, Any]) -> None:
+    """A chart of an ``oci://`` source is a repository below its path: lowercase, as the
+    registry names repositories (``shared.ocirefs``)."""
+    source = _named_source(m.node, sources)
+    chart_node = m.values.get("chart")
+    if source is None or not source.url.startswith("oci://") or not isinstance(chart_node,
+                                                                                MappingNode):
+        return
+    for key_node, value in chart_node.value:
+        if getattr(key_node, "value", None) == "name" and isinstance(value.value, str) \
+                and not REPOSITORY.fullmatch(value.value):
+            report.error(value, m.at("chart.name"), f"{value.value!r} is not a repository name in "
+                         "an OCI registry (lowercase letters, digits and . _ - separators)")

@@ -30,6 +30,7 @@ import dataclasses
 import os
 from functools import partial
 from typing import Callable, Mapping
+from urllib.parse import urlsplit
 
 from yaml.nodes import Node, ScalarNode
 
@@ -37,11 +38,12 @@ from shared.spec import yaml as y
 from shared.errors import SpecError
 from shared.spec import health as spec_health
 from shared.spec import helm as spec_helm
+from shared.spec import oci as spec_oci
 from shared.spec.application import Built, N, application, service_account
 from shared.spec.application import selector as spec_selector
 from shared.spec.dependencies import check_dependencies
 from shared.spec.model import DEFAULT_BRANCH, DEFAULT_BRANCH_KEY, HELM_REPOSITORY, Application
-from shared.spec.model import Auth, Cluster, Fleet, Source
+from shared.spec.model import Auth, Cluster, Fleet, OciArtifact, Source
 from shared.spec.model import HealthCheck, HealthSettings, Notifications, Window
 from shared.spec.notify import read_notifications
 from shared.spec.scalars import dns_name, duration, env_name, ref_problem, url_problem, var_name
@@ -54,9 +56,9 @@ MAX_BYTES = 1024 * 1024
 _TOP_KEYS = ("sources", "clusters", "applications", "notifications", "healthChecks",
              "healthLua", "health", "windows")
 _REF_KINDS = ("branch", "tag", "semver", "commit")
-_SOURCE_KEYS = ("name", "url", "helmRepository", *_REF_KINDS, DEFAULT_BRANCH_KEY, "interval",
+_SOURCE_KEYS = ("name", "url", "helmRepository", "oci", *_REF_KINDS, DEFAULT_BRANCH_KEY, "interval",
                 "auth", *SOURCE_KEYS)
-_AUTH_KEYS = ("sshKeyFile", "usernameEnv", "passwordEnv")
+_AUTH_KEYS = ("sshKeyFile", "usernameEnv", "passwordEnv", "tokenRealm")
 _CLUSTER_KEYS = ("name", "kubeconfig", "context", "labels", "vars", "interval",
                  "serviceAccountName", "serviceAccountNamespace")
 _SECRET = ("inline secrets are not allowed: put the value in an environment variable "
@@ -156,6 +158,8 @@ def _source(node: Node, field: str, report: Report, *, allow_local: bool) -> Bui
     if m is None:
         return None
     name = m.read("name", dns_name, report, "")
+    if "oci" in m.values:
+        return _artifact_source(m, name, report)
     if "helmRepository" in m.values:      # a Helm chart repository: no Git ref
         spec_helm.check_repository_source(m, report)
         url = m.read("helmRepository", partial(y.checked, check=spec_helm.repository_problem),
@@ -169,7 +173,25 @@ def _source(node: Node, field: str, report: Report, *, allow_local: bool) -> Bui
     interval = m.read("interval", duration, report, 60.0)
     auth = m.read("auth", _auth, report, Auth())
     security = read_security(m, url, auth, report, allow_local=allow_local)
+    if security["verify"] is not None and security["verify"].kind == "cosign":
+        report.error(m.values["verify"], m.at("verify.cosign"), "applies to oci sources only "
+                     "(a Git source verifies commit signatures: ssh or gpg)")
+    if auth.token_realm and not url.lower().startswith("oci://"):
+        report.error(m.values["auth"], m.at("auth.tokenRealm"), "applies to oci:// sources only")
     return (Source(name, url, ref_kind, ref, interval, auth, **security), m) if name else None
+
+
+def _artifact_source(m: Map, name: str, report: Report) -> Built[Source] | None:
+    """An OCI artifact of manifests (``shared.spec.oci``): a digest is its revision."""
+    read = m.read("oci", spec_oci.read_artifact, report, None)
+    interval = m.read("interval", duration, report, 60.0)
+    auth = m.read("auth", _auth, report, Auth())
+    security = read_security(m, "", auth, report, allow_local=False)
+    spec_oci.check_artifact_source(m, auth, security["insecure"], security["verify"], report)
+    if not name:
+        return None
+    url, ref_kind, ref, layer = read or ("", "tag", "", OciArtifact())
+    return Source(name, url, ref_kind, ref, interval, auth, oci=layer, **security), m
 
 
 def _ref(m: Map, report: Report) -> tuple[str, str]:
@@ -197,8 +219,14 @@ def _auth(node: Node, field: str, report: Report) -> Auth | None:
     env = partial(y.checked, check=env_name)
     auth = Auth(ssh_key_file=m.read("sshKeyFile", y.string, report, None),
                 username_env=m.read("usernameEnv", env, report, None),
-                password_env=m.read("passwordEnv", env, report, None))
+                password_env=m.read("passwordEnv", env, report, None),
+                token_realm=m.read("tokenRealm", partial(y.checked, check=_token_realm), report,
+                                   None))
     keys, pair = set(m.values), {"usernameEnv", "passwordEnv"}
+    if "tokenRealm" in keys and not keys & pair:
+        report.error(m.values["tokenRealm"], m.at("tokenRealm"),
+                     "is the token service trusted with usernameEnv/passwordEnv: give those too")
+        keys.discard("tokenRealm")
     if "sshKeyFile" in keys and keys & pair:
         report.error(node, field, "give either sshKeyFile or usernameEnv with passwordEnv, not both")
     elif len(keys & pair) == 1:
@@ -207,6 +235,13 @@ def _auth(node: Node, field: str, report: Report) -> Auth | None:
     elif not m.node.value:
         report.error(node, field, "give sshKeyFile, or usernameEnv and passwordEnv")
     return auth
+
+
+def _token_realm(text: str) -> str | None:
+    parts = urlsplit(text)
+    if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
+        return f"{text!r} is not an https:// URL of a token service (https://HOST[:PORT])"
+    return None
 
 
 def _cluster(node: Node, field: str, report: Report) -> Built[Cluster] | None:

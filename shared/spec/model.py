@@ -18,6 +18,7 @@ class Auth:
     ssh_key_file: str | None = None
     username_env: str | None = None
     password_env: str | None = None
+    token_realm: str | None = None      # oci://: a token service on another origin trusted too
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,9 @@ class Verify:
     """Whose commit signatures a source's revisions must carry.
 
     ``kind`` is ``ssh`` (``file`` is an allowed-signers file, as ``ssh-keygen -Y``
-    reads it) or ``gpg`` (``file`` holds the trusted public keys, armored or not).
+    reads it), ``gpg`` (``file`` holds the trusted public keys, armored or not) or,
+    on an OCI artifact source, ``cosign`` (``file`` is the PEM public key whose cosign
+    signature each digest must carry).
     """
 
     kind: str
@@ -35,6 +38,15 @@ class Verify:
 HELM_REPOSITORY = "helm"      # the ref_kind of a source that is a Helm repository
 DEFAULT_BRANCH = "default"    # the ref_kind of ``defaultBranch: true``: the remote's HEAD branch
 DEFAULT_BRANCH_KEY = "defaultBranch"
+
+
+@dataclass(frozen=True)
+class OciArtifact:
+    """What of an OCI artifact (``oci:`` source) is a tree: the layer of ``media_type``
+    (empty: the first layer), extracted (``operation``: only ``extract``)."""
+
+    media_type: str = ""
+    operation: str = "extract"
 
 
 @dataclass(frozen=True)
@@ -59,11 +71,17 @@ class Source:
     verify: Verify | None = None           # every revision must be signed by a trusted key
     webhook: Webhook | None = None         # fleetsync server accepts push webhooks for it
     max_size: int | None = None            # bytes its mirror may take on a worker host
+    oci: OciArtifact | None = None         # an OCI artifact (url oci://; ref_kind tag|semver|digest)
 
     @property
     def helm_repository(self) -> bool:
         """A Helm chart repository (``helmRepository:``, https:// or oci://), not Git."""
         return self.ref_kind == HELM_REPOSITORY
+
+    @property
+    def oci_artifact(self) -> bool:
+        """An OCI artifact of manifests (``oci:``): its revision is a manifest digest."""
+        return self.oci is not None
 
 
 @dataclass(frozen=True)
@@ -251,16 +269,17 @@ class Route:
     bearer token) or ``github`` (commit statuses: ``api``, ``repository`` and
     ``token_env``; ``context`` ``application`` sets ``fleetsync/<app>`` per
     application, ``fleet`` one ``fleetsync`` status summarising them all).
-    Secrets are environment variable names, never values.
+    ``gitlab`` (previews only: ``api``, the project in ``repository``,
+    ``token_env``). Secrets are environment variable names, never values.
     """
 
     name: str
-    provider: str                                # "slack" | "webhook" | "github"
+    provider: str                                # "slack" | "webhook" | "github" | "gitlab"
     url: str | None = None
     url_env: str | None = None
     token_env: str | None = None
     api: str = "https://api.github.com"
-    repository: str = ""                         # github: owner/repo
+    repository: str = ""                         # github: owner/repo; gitlab: the project
     context: str = "application"                 # github: "application" | "fleet"
     applications: tuple[str, ...] | None = None  # None: every application
     events: tuple[str, ...] = ("rollup", "failure")

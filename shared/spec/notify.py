@@ -19,7 +19,13 @@ Secrets are referenced, never written: a Slack webhook URL is itself a secret,
 so ``slack`` takes ``urlEnv`` only; ``webhook`` takes ``url`` (refused when it
 carries a password or a query string) or ``urlEnv`` and an optional
 ``tokenEnv``; ``github`` takes ``api`` (default ``https://api.github.com``),
-``repository`` (``owner/repo``) and ``tokenEnv``.
+``repository`` (``owner/repo``) and ``tokenEnv``; ``gitlab`` takes ``api``
+(default ``https://gitlab.com/api/v4``), ``project`` (``group/project``, or its
+number) and ``tokenEnv``.
+
+A ``github`` or ``gitlab`` route is also where a pull request's preview is
+posted (its commit status and its one comment): the route whose repository or
+project is the pull request's. A ``gitlab`` route serves previews only.
 """
 
 from __future__ import annotations
@@ -34,23 +40,27 @@ from shared.spec import yaml as y
 from shared.spec.model import Notifications, Route
 from shared.spec.yaml import Report
 
-PROVIDERS = ("slack", "webhook", "github")
+PROVIDERS = ("slack", "webhook", "github", "gitlab")
 EVENTS = ("rollup", "failure", "held")
 DEFAULT_EVENTS = ("rollup", "failure")      # held only when a route asks for it
 CONTEXTS = ("application", "fleet")
 _KEYS = ("routes", "settleTimeout", "debounce")
 _ROUTE_KEYS = ("name", "provider", "url", "urlEnv", "tokenEnv", "api", "repository", "context",
-               "applications", "events", "maxPerMinute")
+               "applications", "events", "maxPerMinute", "project")
 _SECRET = "inline secrets are not allowed: put the value in an environment variable and name it with tokenEnv"
 _HINTS = {k: _SECRET for k in ("token", "secret", "password", "apiKey")}
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _ENV = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HTTP_URL = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
 _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
-_NEEDS = {"slack": ("urlEnv",), "webhook": (), "github": ("repository", "tokenEnv")}
-_REFUSED = {"slack": ("url", "api", "repository", "context", "tokenEnv"),
-            "webhook": ("api", "repository", "context"),
-            "github": ("url", "urlEnv")}
+_PROJECT = re.compile(r"[0-9]+|[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+")
+DEFAULT_API = {"github": "https://api.github.com", "gitlab": "https://gitlab.com/api/v4"}
+_NEEDS = {"slack": ("urlEnv",), "webhook": (), "github": ("repository", "tokenEnv"),
+          "gitlab": ("project", "tokenEnv")}
+_REFUSED = {"slack": ("url", "api", "repository", "context", "tokenEnv", "project"),
+            "webhook": ("api", "repository", "context", "project"),
+            "github": ("url", "urlEnv", "project"),
+            "gitlab": ("url", "urlEnv", "repository", "context", "events")}
 
 
 def read_notifications(node: Node, field: str, report: Report,
@@ -110,8 +120,10 @@ def _route(node: Node, field: str, report: Report, applications: Collection[str]
         url=m.read("url", partial(y.checked, check=_url), report, None),
         url_env=m.read("urlEnv", env, report, None),
         token_env=m.read("tokenEnv", env, report, None),
-        api=m.read("api", partial(y.checked, check=_api), report, "https://api.github.com").rstrip("/"),
-        repository=m.read("repository", partial(y.checked, check=_repository), report, ""),
+        api=m.read("api", partial(y.checked, check=_api), report,
+                   DEFAULT_API.get(provider, DEFAULT_API["github"])).rstrip("/"),
+        repository=m.read("repository", partial(y.checked, check=_repository), report, "")
+        or m.read("project", partial(y.checked, check=_project), report, ""),
         context=m.read("context", partial(y.checked, check=_one_of(CONTEXTS)), report, "application"),
         applications=m.read("applications",
                             partial(y.names, known=applications, what="application"), report, None),
@@ -191,6 +203,11 @@ def _url(text: str) -> str | None:
 
 def _api(text: str) -> str | None:
     return _url(text)
+
+
+def _project(text: str) -> str | None:
+    return None if _PROJECT.fullmatch(text) else \
+        f"must be the project's path (group/project) or its number, not {text!r}"
 
 
 def _repository(text: str) -> str | None:

@@ -31,7 +31,7 @@ _SIZE = re.compile(r"([0-9]+)\s*(Ki|Mi|Gi|Ti|K|M|G|T)?")
 _UNITS = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 HOST_KEY_POLICIES = ("strict", "accept-new")
-_VERIFY_KEYS = {"ssh": "allowedSigners", "gpg": "keyring"}
+_VERIFY_KEYS = {"ssh": "allowedSigners", "gpg": "keyring", "cosign": "publicKey"}
 _INLINE_SECRET = ("inline secrets are not allowed: put the webhook secret in an environment "
                   "variable of fleetsync server and name it with secretEnv")
 
@@ -50,7 +50,7 @@ def read_security(m: Map, url: str, auth: Auth, report: Report, *,
         report.error(m.values["sshHostKeyPolicy"], m.at("sshHostKeyPolicy"),
                      f"must be one of {', '.join(HOST_KEY_POLICIES)}, not {policy!r}")
         policy = "strict"
-    if url:
+    if url and not url.startswith("oci://"):     # an oci: source's rules: shared.spec.oci
         _check_transport(m, url, auth, report, insecure, allow_local)
     return {"insecure": insecure, "known_hosts": known_hosts, "ssh_host_key_policy": policy,
             "verify": verify, "webhook": webhook, "max_size": max_size}
@@ -69,7 +69,13 @@ def _max_size(node: Any, field: str, report: Report) -> int | None:
 def _check_transport(m: Map, url: str, auth: Auth, report: Report, insecure: bool,
                      allow_local: bool) -> None:
     kind = transport(url).kind
-    if kind == "http":
+    if kind == "oci" and insecure:          # plain HTTP to the registry, as helm --plain-http
+        if auth != Auth():
+            report.error(m.values.get("auth", m.node), m.at("auth"),
+                         "credentials are never sent over plain HTTP: insecure: true on an "
+                         "oci:// source means plain HTTP to the registry; drop insecure (https) "
+                         "or the auth")
+    elif kind == "http":
         if auth != Auth():
             report.error(m.values.get("auth", m.node), m.at("auth"),
                          "credentials are never sent over plain http://: use https://")
@@ -97,8 +103,8 @@ def _verify(node: Any, field: str, report: Report) -> Verify | None:
     if not m.values and m.node.value:
         return None             # only unknown keys: already reported
     if len(m.values) != 1:
-        report.error(node, field, "give exactly one of ssh: {allowedSigners: FILE} or "
-                                  "gpg: {keyring: FILE}")
+        report.error(node, field, "give exactly one of ssh: {allowedSigners: FILE}, "
+                                  "gpg: {keyring: FILE} or cosign: {publicKey: FILE}")
         return None
     (kind, value), = m.values.items()
     key = _VERIFY_KEYS[kind]

@@ -142,3 +142,17 @@ def preview(preview_id: str) -> str:
 def preview_units(preview_id: str) -> str:
     """A preview's per-unit results (list of JSON records, one per unit considered)."""
     return f"{PREFIX}:preview:{preview_id}:units"
+
+
+# -- a pull request's preview posted to its forge (scheduler/server/preview_poster.py) --------
+PREVIEW_POSTS = f"{PREFIX}:preview-posts"     # hash: preview id -> what is still to post (JSON)
+
+
+def preview_posting(preview_id: str) -> str:
+    """The claim of one poster's pass over a preview (a few seconds)."""
+    return f"{PREFIX}:preview-posting:{preview_id}"
+
+
+def preview_pr(provider: str, repository: str, number: object) -> str:
+    """A pull request's preview comment (hash: ``comment`` id, ``preview`` the newest)."""
+    return f"{PREFIX}:preview-pr:{provider}:{repository}:{number}"

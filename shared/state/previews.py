@@ -77,6 +77,21 @@ def set_total(client: Any, preview_id: str, total: int) -> None:
     client.hset(keys.preview(preview_id), "total", int(total))
 
 
+def claim_part(client: Any, preview_id: str, part: str) -> bool:
+    """True for the first caller only: a part delivered twice adds its records once."""
+    return bool(client.hsetnx(keys.preview(preview_id), f"part:{part}", 1))
+
+
+def add_records(client: Any, preview_id: str, records: list[dict[str, Any]]) -> None:
+    """Add unit records that belong to no part (those decided before the parts are sent)."""
+    if records:
+        units = keys.preview_units(preview_id)
+        pipe = client.pipeline(transaction=True)
+        pipe.rpush(units, *(json.dumps(r, sort_keys=True) for r in records))
+        pipe.expire(units, TTL)
+        pipe.execute()
+
+
 def add_units(client: Any, preview_id: str, records: list[dict[str, Any]]) -> bool:
     """Add one part's unit records and count the part done; True when it was the last."""
     units = keys.preview_units(preview_id)
@@ -88,6 +103,30 @@ def add_units(client: Any, preview_id: str, records: list[dict[str, Any]]) -> bo
     pipe.hget(keys.preview(preview_id), "total")
     *_, done, total = pipe.execute()
     return int(total or 0) > 0 and int(done) >= int(total)
+
+
+def meta(client: Any, preview_id: str) -> dict[str, Any] | None:
+    """A preview's meta alone (no units), or None when unknown."""
+    raw = client.hget(keys.preview(preview_id), "meta")
+    return json.loads(raw) if raw is not None else None
+
+
+COSTS = ("requests", "dry_runs", "writes")
+
+
+def add_costs(client: Any, preview_id: str, **counts: int) -> None:
+    """Count what a part asked of its cluster (API requests, dry-runs, writes: always 0)."""
+    pipe = client.pipeline(transaction=False)
+    for name in COSTS:
+        if counts.get(name):
+            pipe.hincrby(keys.preview(preview_id), name, int(counts[name]))
+    pipe.execute()
+
+
+def costs(client: Any, preview_id: str) -> dict[str, int]:
+    """What the preview's parts asked of the clusters so far."""
+    found = client.hmget(keys.preview(preview_id), list(COSTS))
+    return {name: int(value or 0) for name, value in zip(COSTS, found)}
 
 
 def load(client: Any, preview_id: str) -> dict[str, Any] | None:

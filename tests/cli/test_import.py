@@ -436,9 +436,9 @@ def test_flux_refs_oci_and_values_from(tmp_path):
     assert "no spec.ref: Flux's default, the branch master" in proc.stderr
     assert (sources["by-name"].ref_kind, sources["by-name"].ref) == ("tag", "v1.2.0")
     assert "ref.name 'refs/pull/7/head'" in proc.stderr
-    assert sources["manifests"].url == "https://replace-me.invalid/manifests.git"
-    assert "OCIRepository 'oci://ghcr.io/org/manifests': OCI artifacts have no counterpart" \
-        in proc.stderr
+    assert (sources["manifests"].url, sources["manifests"].ref_kind, sources["manifests"].ref) \
+        == ("oci://ghcr.io/org/manifests", "tag", "latest")
+    assert sources["manifests"].oci_artifact
     assert fleet.applications["from-oci"].source == "manifests"
     web = fleet.applications["web"]
     assert web.namespace == "web" and web.create_namespace and web.path == "charts/web"
@@ -450,6 +450,37 @@ def test_flux_refs_oci_and_values_from(tmp_path):
     assert "valuesFrom[4] ConfigMap 'missing' is not among the inputs" in proc.stderr
     assert "'absent'" not in proc.stderr
     assert "spec.install.timeout has no counterpart" in proc.stderr
+
+
+def test_flux_oci_repository_becomes_an_oci_source(tmp_path):
+    digest = "sha256:" + "c" * 64
+    write(tmp_path / "oci.yaml", f"""\
+        apiVersion: source.toolkit.fluxcd.io/v1beta2
+        kind: OCIRepository
+        metadata: {{name: config, namespace: apps}}
+        spec:
+          url: oci://registry.example.com/fleet/config
+          interval: 5m
+          ref: {{digest: "{digest}", semver: ">=1.0.0", tag: latest}}
+          layerSelector: {{mediaType: application/vnd.cncf.flux.content.v1.tar+gzip,
+                          operation: extract}}
+          verify: {{provider: cosign, secretRef: {{name: cosign-pub}}}}
+          secretRef: {{name: registry-login}}
+        ---
+        apiVersion: kustomize.toolkit.fluxcd.io/v1
+        kind: Kustomization
+        metadata: {{name: config, namespace: apps}}
+        spec: {{sourceRef: {{kind: OCIRepository, name: config}}, path: ./apps}}
+        """)
+    out = tmp_path / "fleet.yaml"
+    proc = run("flux", str(tmp_path / "oci.yaml"), "-o", str(out))
+    source = loaded(out).sources["config"]
+    assert (source.url, source.ref_kind, source.ref, source.interval) == (
+        "oci://registry.example.com/fleet/config", "digest", digest, 300.0)
+    assert source.oci.media_type == "application/vnd.cncf.flux.content.v1.tar+gzip"
+    assert "set verify: {cosign: {publicKey: FILE}} with the key of secretRef 'cosign-pub'" \
+        in proc.stderr
+    assert "secretRef 'registry-login': set auth" in proc.stderr
 
 
 def test_argocd_default_branch_and_typed_parameters(tmp_path):

@@ -58,7 +58,7 @@ def test_demo_setup_builds_only_the_clusters_binaries(tmp_path):
     script, calls = installed_copy(tmp_path)
     proc = run(script)
     assert proc.returncode == 0, proc.stderr
-    assert calls.read_text().splitlines() == ["dev build --no-sops --no-helm"]
+    assert calls.read_text().splitlines() == ["dev build --no-sops --no-helm --no-registry"]
     assert "installing" not in proc.stderr
 
 
@@ -71,6 +71,6 @@ def test_test_setup_also_builds_helm_sops_and_age_keygen(tmp_path):
     script, calls = installed_copy(tmp_path)
     proc = run(script, "--for-tests")
     assert proc.returncode == 0, proc.stderr
-    assert calls.read_text().splitlines() == ["dev build"]
+    assert calls.read_text().splitlines() == ["dev build --cosign"]
     assert "helm, sops, age-keygen" in proc.stderr
 

@@ -121,3 +121,89 @@ def test_plain_http_repositories_warn_without_insecure(tmp_path: Path) -> None:
     assert [w.split("/fleet.yaml:", 1)[1] for w in warnings] == [
         "3: sources[0].helmRepository: plain http:// is refused unless the source "
         "sets insecure: true"]
+
+
+OCI = """sources:
+  - name: good
+    helmRepository: oci://ghcr.io/org/charts
+    auth: {usernameEnv: GHCR_USER, passwordEnv: GHCR_TOKEN}
+  - name: lab
+    helmRepository: oci://registry.lab:5000/charts
+    insecure: true
+  - name: leaky
+    helmRepository: oci://registry.lab:5000/charts
+    insecure: true
+    auth: {usernameEnv: REG_USER, passwordEnv: REG_PASS}
+  - name: tagged
+    helmRepository: oci://ghcr.io/org/charts:1.0
+  - name: upper
+    helmRepository: oci://ghcr.io/Org/Charts
+  - name: nohost
+    helmRepository: oci:///charts
+  - name: ssh
+    helmRepository: oci://ghcr.io/org
+    knownHosts: /etc/ssh/known_hosts
+clusters:
+  - name: prod
+applications:
+  - name: a
+    source: good
+    chart: {name: Web, version: "1.x"}
+    clusters: {names: [prod]}
+"""
+
+
+def test_oci_sources_are_refused_as_the_fetch_would(tmp_path: Path) -> None:
+    fleet, problems, _ = validate_file(write(tmp_path, OCI))
+    assert fleet is None
+    text = "\n".join(problems)
+    for expected in (
+        "fleet.yaml:11: sources[2].auth: credentials are never sent over plain HTTP: insecure: "
+        "true on an oci:// source means plain HTTP to the registry",
+        "fleet.yaml:13: sources[3].helmRepository: 'oci://ghcr.io/org/charts:1.0': a tag or "
+        "digest does not go in the URL",
+        "fleet.yaml:15: sources[4].helmRepository: 'oci://ghcr.io/Org/Charts': 'Org/Charts' is "
+        "not a repository path",
+        "fleet.yaml:17: sources[5].helmRepository: 'oci:///charts': no registry host",
+        "fleet.yaml:20: sources[6].knownHosts: applies to ssh sources only",
+        "fleet.yaml:26: applications[0].chart.name: 'Web' is not a repository name in an OCI "
+        "registry",
+    ):
+        assert expected in text, f"{expected}\nnot in\n{text}"
+    assert not any("sources[0]" in p or "sources[1]" in p for p in problems), problems
+
+
+def test_an_oci_source_with_plain_http_loads(tmp_path: Path) -> None:
+    text = ("sources:\n  - name: lab\n    helmRepository: oci://127.0.0.1:5000/charts\n"
+            "    insecure: true\n")
+    fleet, problems, warnings = validate_file(write(tmp_path, text))
+    assert problems == [] and warnings == [] and fleet is not None
+    assert fleet.sources["lab"].insecure and fleet.sources["lab"].helm_repository
+
+
+def test_token_realm_is_an_https_origin_for_oci_sources_with_an_account(tmp_path: Path) -> None:
+    text = """sources:
+  - name: gitlab
+    helmRepository: oci://registry.corp.example/group/charts
+    auth: {usernameEnv: U, passwordEnv: P, tokenRealm: "https://gitlab.corp.example"}
+  - name: plain
+    helmRepository: oci://registry.corp.example/group/charts
+    auth: {tokenRealm: "https://gitlab.corp.example"}
+  - name: notls
+    helmRepository: oci://registry.corp.example/group/charts
+    auth: {usernameEnv: U, passwordEnv: P, tokenRealm: "http://gitlab.corp.example"}
+  - name: https
+    helmRepository: https://charts.example
+    auth: {usernameEnv: U, passwordEnv: P, tokenRealm: "https://gitlab.corp.example"}
+"""
+    fleet, problems, _ = validate_file(write(tmp_path, text))
+    found = "\n".join(problems)
+    for expected in (
+        "fleet.yaml:7: sources[1].auth.tokenRealm: is the token service trusted with "
+        "usernameEnv/passwordEnv: give those too",
+        "fleet.yaml:10: sources[2].auth.tokenRealm: 'http://gitlab.corp.example' is not an "
+        "https:// URL of a token service",
+        "fleet.yaml:13: sources[3].auth.tokenRealm: applies to oci:// sources only",
+    ):
+        assert expected in found, f"{expected}\nnot in\n{found}"
+    assert not any("sources[0]" in p for p in problems), problems

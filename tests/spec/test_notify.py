@@ -119,7 +119,7 @@ def test_every_mistake_is_named_with_file_line_and_field(tmp_path):
         f"{f}:29: notifications.routes[2].tokenEnv: is required for provider github",
         f"{f}:31: notifications.routes[2].events: a commit status reports roll-ups only: use "
         "events: [rollup]",
-        f"{f}:33: notifications.routes[3].provider: must be one of slack, webhook, github, not 'teams'",
+        f"{f}:33: notifications.routes[3].provider: must be one of slack, webhook, github, gitlab, not 'teams'",
         f"{f}:34: notifications.routes[3].urlEnv: must be the name of an environment variable "
         "(letters, digits and '_'), not its value",
     ]

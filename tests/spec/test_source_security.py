@@ -62,12 +62,12 @@ def test_the_keys_are_read(tmp_path: Path) -> None:
     ("git@h:x.git", ["insecure: 'yes'"], "fleet.yaml:5: sources[0].insecure: must be true or false, "
                                            "not a string"),
     ("https://h/x.git", ["verify: {ssh: {allowedSigners: /a}, gpg: {keyring: /k}}"],
-     "fleet.yaml:5: sources[0].verify: give exactly one of ssh: {allowedSigners: FILE} or "
-     "gpg: {keyring: FILE}"),
+     "fleet.yaml:5: sources[0].verify: give exactly one of ssh: {allowedSigners: FILE}, "
+     "gpg: {keyring: FILE} or cosign: {publicKey: FILE}"),
     ("https://h/x.git", ["verify: {ssh: {}}"], "fleet.yaml:5: sources[0].verify.ssh.allowedSigners: "
                                                "is required"),
     ("https://h/x.git", ["verify: {pgp: {keyring: /k}}"], "fleet.yaml:5: sources[0].verify: "
-                                                          "unknown key 'pgp' (expected one of: ssh, gpg)"),
+                                                          "unknown key 'pgp' (expected one of: ssh, gpg, cosign)"),
 ])
 def test_problems_name_line_and_field(tmp_path: Path, url: str, extra: list[str],
                                       problem: str) -> None:

@@ -235,3 +235,26 @@ def test_server_user_records_deliveries_and_sends_fetches_but_writes_no_state(
     assert refused(lambda: srv.hset(keys.status(keys.unit_id("web", "a")), "phase", "Failed"))
     assert refused(lambda: srv.lpush("apply", "forged"))
     assert refused(lambda: srv.get(keys.RENDER_PREFIX + "a/" + "0" * 64))
+
+
+def test_previews_are_started_by_the_server_and_filled_by_workers(
+        server: acl_redis.AclRedis) -> None:
+    """The server creates a preview's record and index and reads its units; it cannot write
+    units or any unit's status. A pull cluster's worker fills the preview's record. The
+    read-only CLI reads previews and writes none."""
+    from shared.state import previews
+
+    srv = server.client("fleetsync-server")
+    pid = previews.create(srv, source="git", ref="feature")["id"]
+    previews.update(srv, pid, state="running")
+    assert refused(lambda: srv.rpush(keys.preview_units(pid), "{}"))
+    pull = server.client(A)
+    previews.set_total(pull, pid, 1)
+    assert previews.add_units(pull, pid, [{"app": "web", "cluster": "a", "outcome": "unchanged"}])
+    previews.update(pull, pid, state="done")
+    cli = server.client("fleetsync-cli")
+    record = previews.load(cli, pid)
+    assert record and record["state"] == "done" and len(record["units"]) == 1
+    assert [r["id"] for r in previews.recent(srv)] == [pid]
+    assert refused(lambda: cli.hset(keys.preview(pid), "done", 0))
+    assert refused(lambda: previews.create(cli, source="git", ref="x"))

@@ -154,6 +154,32 @@ class SourceCache:
             "rev-list", "--count", f"{_full_sha(source, old)}..{_full_sha(source, new)}", "--"]
         return int(self._git_local(source, args).strip() or 0)
 
+    def has_commit(self, source: Source, revision: str) -> bool:
+        """This host holds ``revision`` (a full SHA) already: checked out, or in the mirror."""
+        sha = _full_sha(source, revision)
+        if (self.root / "trees" / sha).is_dir():
+            return True
+        return self._is_commit(self.mirror_path(source), sha, self._local_env())
+
+    def changed_files(self, source: Source, old: str, new: str) -> list[str]:
+        """The paths whose content differs between two revisions (``git diff --name-only``,
+        renames as a deletion and an addition), from this host's mirror."""
+        args = mirror_args(self.mirror_path(source)) + [
+            "diff", "--name-only", "-z", "--no-renames", "--no-ext-diff",
+            _full_sha(source, old), _full_sha(source, new), "--"]
+        return [p for p in self._git_local(source, args).split("\0") if p]
+
+    def tree_entries(self, source: Source, revision: str) -> list[tuple[str, str]]:
+        """``(mode, path)`` of every file of ``revision``'s tree (``git ls-tree -r``)."""
+        args = mirror_args(self.mirror_path(source)) + [
+            "ls-tree", "-r", "-z", "--full-tree", _full_sha(source, revision)]
+        found = []
+        for entry in self._git_local(source, args).split("\0"):
+            head, _, path = entry.partition("\t")
+            if path:
+                found.append((head.split(" ", 1)[0], path))
+        return found
+
     def mirror_path(self, source: Source) -> Path:
         """``root/mirrors/<name>-<hash of url>.git``: a new URL gets a new mirror."""
         digest = hashlib.sha256(source.url.encode()).hexdigest()[:16]

@@ -18,8 +18,8 @@ Transports follow the Git sources' rules: ``https://``; plain ``http://`` only
 with ``insecure: true`` and never with credentials; credentials come from the
 environment variables the source names (``auth: {usernameEnv, passwordEnv}``)
 and are sent to the repository's own origin (scheme, host and port) over
-``https://`` only, never after a redirect. ``oci://`` registries are refused
-with what to do instead (not supported yet).
+``https://`` only, never after a redirect. ``oci://`` registries are read by
+``workers.fetch.ocicharts`` instead (the stages send them there).
 
 The chart URLs an index gives are written by whoever writes the index, so they
 obey the same rules as the source's own URL (``_chart_url``): ``https://`` to any
@@ -57,6 +57,7 @@ from shared.logs import get_logger
 from shared.semver import matching_max, parse_version
 from shared.spec.model import Auth, Chart, Source
 from shared.yamlsafe import load_documents
+from workers.fetch.httptransport import http_only_opener, same_https_origin
 
 DEFAULT_TIMEOUT = 60.0
 MAX_INDEX_BYTES = 64 * 1024 * 1024
@@ -77,18 +78,6 @@ class ChartArchive:
     path: Path
 
 
-class _NoRedirectAcrossSchemes(urllib.request.HTTPRedirectHandler):
-    """Follow redirects within one scheme only (never https -> http)."""
-
-    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
-                         newurl: str) -> Any:
-        old, new = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
-        if old.scheme != new.scheme:
-            raise urllib.error.HTTPError(newurl, code, f"redirect from {old.scheme}:// to "
-                                         f"{new.scheme}:// refused", headers, fp)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
 class ChartRepositories:
     """Indexes and verified chart archives of Helm repositories, below one root directory."""
 
@@ -97,7 +86,7 @@ class ChartRepositories:
         self.root = Path(root)
         self.timeout = timeout
         self._environ = os.environ if environ is None else environ
-        self._opener = _http_only_opener()
+        self._opener = http_only_opener()
 
     # -- the index ------------------------------------------------------------------
 
@@ -108,7 +97,7 @@ class ChartRepositories:
         digest = hashlib.sha256(data).hexdigest()
         dest = self.index_path(digest)
         if not dest.is_file():
-            _write_atomically(dest, data)
+            write_atomically(dest, data)
         return digest
 
     def index_path(self, revision: str) -> Path:
@@ -164,7 +153,7 @@ class ChartRepositories:
         if not urls or not isinstance(urls[0], str):
             raise SourceError(f"{what}: the repository index gives no URL for it")
         url = _chart_url(source, urls[0], what)
-        with _locked(dest.with_suffix(".lock")):
+        with locked(dest.with_suffix(".lock")):
             if not dest.is_file():
                 data = self._get(source, url, MAX_CHART_BYTES, f"chart {chart.name} {version}")
                 found = hashlib.sha256(data).hexdigest()
@@ -172,7 +161,7 @@ class ChartRepositories:
                     raise SourceError(f"{what}: the archive downloaded from {scrub_url(url)} has "
                                       f"sha256 {found}, not {digest} as the repository index "
                                       "says; refusing it (tampered or replaced)")
-                _write_atomically(dest, data)
+                write_atomically(dest, data)
         return ChartArchive(chart.name, version, digest, dest)
 
     # -- HTTP -------------------------------------------------------------------------
@@ -180,7 +169,7 @@ class ChartRepositories:
     def _get(self, source: Source, url: str, limit: int, what: str) -> bytes:
         request = urllib.request.Request(url, headers={"User-Agent": "fleetsync"})
         credentials = _credentials(source, self._environ)
-        if credentials and _same_https_origin(url, source.url):   # never after a redirect
+        if credentials and same_https_origin(url, source.url):   # never after a redirect
             request.add_unredirected_header("Authorization", credentials)
         shown = scrub_url(url)
         try:
@@ -203,9 +192,8 @@ def _check(source: Source) -> str:
     where = f"source {source.name}"
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "oci":
-        raise SourceError(f"{where}: OCI registries (oci://) are not supported yet; use the "
-                          "chart's Helm HTTP repository, or commit the chart to Git and point "
-                          "an application's path at it")
+        raise SourceError(f"{where}: {url} is an OCI registry: its charts are read by "
+                          "workers.fetch.ocicharts, not as an index.yaml")
     if scheme == "http":
         if source.auth != Auth():
             raise SourceError(f"{where}: credentials are never sent over plain http:// (even "
@@ -233,28 +221,6 @@ def _chart_url(source: Source, given: str, what: str) -> str:
            "(or http:// with insecure: true) only")
     raise SourceError(f"{what}: the repository index gives the chart URL {shown}, refused: "
                       f"{why}")
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urllib.parse.urlsplit(url)
-    scheme = parts.scheme.lower()
-    default = {"https": 443, "http": 80}.get(scheme)
-    return scheme, (parts.hostname or "").lower(), parts.port or default
-
-
-def _same_https_origin(url: str, repository: str) -> bool:
-    """Credentials go to the repository's own scheme, host and port, over https only."""
-    return _origin(url)[0] == "https" and _origin(url) == _origin(repository)
-
-
-def _http_only_opener() -> urllib.request.OpenerDirector:
-    """http and https, redirects within one scheme; no file:, ftp: or data: handler."""
-    opener = urllib.request.OpenerDirector()
-    for handler in (urllib.request.ProxyHandler(), urllib.request.HTTPHandler(),
-                    urllib.request.HTTPSHandler(), urllib.request.HTTPDefaultErrorHandler(),
-                    _NoRedirectAcrossSchemes(), urllib.request.HTTPErrorProcessor()):
-        opener.add_handler(handler)
-    return opener
 
 
 def _credentials(source: Source, environ: Mapping[str, str]) -> str | None:
@@ -298,7 +264,7 @@ def _order(version: str) -> Any:
     return (1, parsed.key()) if parsed else (0, version)
 
 
-def _write_atomically(dest: Path, data: bytes) -> None:
+def write_atomically(dest: Path, data: bytes) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
     try:
@@ -312,7 +278,7 @@ def _write_atomically(dest: Path, data: bytes) -> None:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     """One download of an archive per host at a time (its other renders wait for it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:

@@ -27,6 +27,8 @@ from shared.spec.model import Application, Cluster, Fleet, Source
 from workers.context import Context
 from workers.render.helm import Helm, read_capabilities
 from workers.fetch.helmrepo import ChartRepositories
+from workers.fetch.ociartifact import commit_fields as artifact_commit
+from workers.fetch.ocicharts import OciCharts, is_oci
 from workers.render.engine import Rendered, render_unit
 from workers.render.sops import Sops
 
@@ -111,28 +113,40 @@ def fetch(ctx: Context, source_name: str) -> str:
     started = time.monotonic()
     ctx.status.fetch_begins(source_name)        # a push from now on asks for another fetch
     try:
-        revision = _fetch_revision(ctx, source)
+        revision = _fetch_revision(ctx, fleet, source)
     except PermanentError as exc:       # refused: the last good revision stays, with why
         ctx.status.set_source_error(source_name, str(exc))
         raise
     metrics.source_fetch_duration.labels(source_name).observe(time.monotonic() - started)
     ctx.status.set_source_revision(source_name, revision, time.time(),
                                    commit=_mirror_commit(ctx, source, revision),
-                                   ref="" if source.helm_repository
+                                   ref="" if source.helm_repository or source.oci_artifact
                                    else ctx.sources.resolved_ref(source))
     log.info("source fetched", source=source_name, revision=revision,
              seconds=round(time.monotonic() - started, 3))
     return revision
 
 
-def _fetch_revision(ctx: Context, source: Source) -> str:
-    """A Git source's commit, or the sha256 of a Helm repository's index."""
+def _fetch_revision(ctx: Context, fleet: Fleet, source: Source) -> str:
+    """A Git source's commit, the sha256 of a Helm repository's index, the manifest
+    digest of the chart an OCI registry source's applications ask for, or the hex of
+    an OCI artifact's manifest digest (verified and extracted on this host)."""
+    if source.oci_artifact:
+        return ctx.artifacts.fetch(source)
+    if is_oci(source):
+        return oci_charts(ctx).fetch(source, [a.chart for a in fleet.applications.values()
+                                              if a.source == source.name and a.chart])
     return charts(ctx).fetch(source) if source.helm_repository else ctx.sources.fetch(source)
 
 
 def charts(ctx: Context) -> ChartRepositories:
     """This host's Helm repository indexes and chart archives (``workers.fetch.helmrepo``)."""
     return ChartRepositories(ctx.settings.cache_dir / "helm")
+
+
+def oci_charts(ctx: Context) -> OciCharts:
+    """This host's OCI chart resolutions and archives (``workers.fetch.ocicharts``)."""
+    return OciCharts(ctx.settings.cache_dir / "helm" / "oci")
 
 
 def clusters_using(fleet: Fleet, source_name: str) -> list[str]:
@@ -162,7 +176,8 @@ def render(ctx: Context, unit: Unit, revision: str) -> Rendered:
     helm = Helm.from_settings(ctx.settings, read_capabilities(ctx.redis, cluster.name))
     if source.helm_repository and app.chart is not None:
         done = render_unit(app, cluster, None, ctx.cache, revision, source.name, helm=helm,
-                           archive=charts(ctx).chart(source, app.chart, revision))
+                           archive=(oci_charts(ctx) if is_oci(source) else charts(ctx))
+                           .chart(source, app.chart, revision))
     else:
         done = render_unit(app, cluster, _checkout(ctx, source, revision), ctx.cache, revision,
                            source.name, sops=Sops.from_settings(ctx.settings), helm=helm)
@@ -188,6 +203,8 @@ def unused_checks(app: Application, objects: list[dict]) -> tuple[str, ...]:
 
 
 def _checkout(ctx: Context, source: Source, revision: str) -> Path:
+    if source.oci_artifact:
+        return ctx.artifacts.checkout(source, revision)
     try:
         return ctx.sources.checkout(source, revision)
     except SourceError:
@@ -261,6 +278,8 @@ def _mirror_commit(ctx: Context, source: Source, revision: str) -> dict[str, str
     """The commit fields of ``revision`` from this host's mirror ({} when it cannot tell)."""
     if revision in _COMMITS:
         return _COMMITS[revision]
+    if source.oci_artifact:
+        return _artifact_fields(ctx, source, revision)
     try:
         info = ctx.sources.revision_info(source, revision)
     except (FleetsyncError, OSError, ValueError) as exc:
@@ -268,6 +287,17 @@ def _mirror_commit(ctx: Context, source: Source, revision: str) -> dict[str, str
         return {}
     found = {"author": info["author"], "author_email": info["author_email"],
              "committed_at": info["committed_at"], "subject": info["message"]}
+    _remember_commit(revision, found)
+    return found
+
+
+def _artifact_fields(ctx: Context, source: Source, revision: str) -> dict[str, str]:
+    """An artifact's tag, digest and annotations, as history shows them (``{}``: unknown)."""
+    try:
+        found = artifact_commit(ctx.artifacts.revision_info(source, revision))
+    except (FleetsyncError, OSError) as exc:
+        log.debug("artifact not read from this host", source=source.name, error=str(exc))
+        return {}
     _remember_commit(revision, found)
     return found
 

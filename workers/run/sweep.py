@@ -60,6 +60,7 @@ class _Candidate:
     render_key: str = ""
     objects: list[dict] = field(default_factory=list)
     held: str = ""                  # a change window holds it: the status says so
+    note: str = ""                  # its source's latest fetch was refused: the status says why
 
 
 @dataclass
@@ -114,6 +115,7 @@ def _candidates(ctx: Context, cluster: Cluster, apps: list[Application],
     """Units Ready at the revision and spec a run would sync them to now."""
     fleet = ctx.fleet()
     out = []
+    refused: dict[str, str] = {}    # source -> why its latest fetch was refused, once a pass
     for app in apps:
         status = statuses.get(app.name)
         if (status is None or app.suspend or app.rollout is not None
@@ -132,9 +134,13 @@ def _candidates(ctx: Context, cluster: Cluster, apps: list[Application],
             continue
         spec_hash = stages.unit_spec_hash(fleet, app, cluster)
         if status.revision == revision and status.applied_key == f"{revision}:{spec_hash}":
+            if app.source not in refused:
+                refused[app.source] = stages.recorded_source(ctx, app.source)[1]
+            note = (f"source {app.source} stays at {revision[:12]}: {refused[app.source]}"
+                    if refused[app.source] else "")
             out.append(_Candidate(app, status, memo_key(keys.unit_id(app.name, cluster.name),
                                                         revision, spec_hash),
-                                  held=held.message() if held else ""))
+                                  held=held.message() if held else "", note=note))
     return out
 
 
@@ -215,6 +221,6 @@ def _judge(ctx: Context, cluster: Cluster, candidates: list[_Candidate], found: 
             else:
                 quiet.append((c, verdict.counts))
     written = QuietUnits(ctx.redis).refresh(
-        [(c.status, "; ".join(filter(None, (stages.message(counts), c.held))), counts)
+        [(c.status, "; ".join(filter(None, (stages.message(counts), c.held, c.note))), counts)
          for c, counts in quiet], now_iso())
     found.quiet = {c.app.name for (c, _), ok in zip(quiet, written) if ok}

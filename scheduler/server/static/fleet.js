@@ -11,6 +11,7 @@
   async function refresh() {
     if (busy || document.hidden || live.contains(document.activeElement) &&
         document.activeElement.matches("input, select, textarea")) return;
+    if (live.querySelector("[data-refresh=stop]")) return;    // a finished preview
     busy = true;
     try {
       const resp = await fetch(window.location.href, {headers: {"X-Fleetsync-Refresh": "1"},
