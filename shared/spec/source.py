@@ -50,7 +50,7 @@ def read_security(m: Map, url: str, auth: Auth, report: Report, *,
         report.error(m.values["sshHostKeyPolicy"], m.at("sshHostKeyPolicy"),
                      f"must be one of {', '.join(HOST_KEY_POLICIES)}, not {policy!r}")
         policy = "strict"
-    if url and not url.startswith("oci://"):     # an oci: source's rules: shared.spec.oci
+    if url and "oci" not in m.values:     # an oci: source's rules: shared.spec.oci
         _check_transport(m, url, auth, report, insecure, allow_local)
     return {"insecure": insecure, "known_hosts": known_hosts, "ssh_host_key_policy": policy,
             "verify": verify, "webhook": webhook, "max_size": max_size}
