@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Prepare this machine for fleetsync's demo and tests: system packages, a
 # virtual environment with the project, and the Kubernetes binaries (built
-# once from the Go module proxy and cached under ~/.cache/fleetsync).
+# once from the Go module proxy and cached under ~/.cache/fleetsync). With
+# --for-tests also what only the tests need: their system packages, and helm,
+# sops and age-keygen.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -46,9 +48,12 @@ if ! .venv/bin/python -c 'import shared, workers, scheduler, pytest, importlinte
   touch .venv/.installed
 fi
 
-say "checking binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, sops, helm, registry, crane, oras)"
+# The demo runs only the local clusters' binaries; the tests also render Helm charts, decrypt
+# SOPS files, push to an OCI registry and sign with cosign, so `--for-tests` builds those too.
 if $for_tests; then
-  .venv/bin/fleetsync dev build --cosign   # cosign signs the OCI signature tests' artifacts
+  say "checking binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, helm, sops, age-keygen, registry, crane, oras, cosign)"
+  .venv/bin/fleetsync dev build --cosign
 else
-  .venv/bin/fleetsync dev build
+  say "checking Kubernetes binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok)"
+  .venv/bin/fleetsync dev build --no-sops --no-helm --no-registry
 fi

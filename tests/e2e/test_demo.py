@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +25,12 @@ STEPS = ("initial sync", "drift", "update", "failed rollout", "rollback", "prune
 
 
 def test_demo_walks_every_step(k8s_binaries, tmp_path, isolated_redis_url):
-    env = {**os.environ, "FLEETSYNC_REDIS_URL": isolated_redis_url}
+    # Only what `make demo` builds: the clusters' binaries, and no helm, sops or age-keygen
+    # on PATH or in the cache (an empty XDG cache).
+    env = {**os.environ, "FLEETSYNC_REDIS_URL": isolated_redis_url,
+           "FLEETSYNC_K8S_BIN": str(demo_binaries(tmp_path / "bin")),
+           "XDG_CACHE_HOME": str(tmp_path / "cache"),
+           "PATH": without_tools(os.environ["PATH"], ("helm", "sops", "age-keygen"))}
     proc = subprocess.run([sys.executable, "-m", "scheduler.cli", "demo", "--interval", "3",
                            "--state-dir", str(tmp_path / "demo")],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -43,3 +50,21 @@ def test_demo_walks_every_step(k8s_binaries, tmp_path, isolated_redis_url):
     assert "All 6 steps passed" in out and "Flower: http://127.0.0.1:" in out
     assert "Stopped every process the demo started." in out
     assert not (tmp_path / "demo" / "dev.json").exists()
+
+
+def demo_binaries(into: Path) -> Path:
+    """A FLEETSYNC_K8S_BIN holding exactly the binaries the demo needs."""
+    from devtools.binaries import CONTROL_PLANE, WORKLOADS, find_binaries
+
+    found = find_binaries(workloads=True)
+    assert found is not None
+    into.mkdir(parents=True)
+    for name in CONTROL_PLANE + WORKLOADS:
+        (into / name).symlink_to(found.path(name))
+    return into
+
+
+def without_tools(path: str, tools: tuple[str, ...]) -> str:
+    """``path`` less its directories that hold one of ``tools``."""
+    return os.pathsep.join(d for d in path.split(os.pathsep)
+                           if not any(shutil.which(t, path=d) for t in tools))

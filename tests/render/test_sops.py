@@ -344,6 +344,7 @@ def test_a_worker_without_sops_says_so(tools, key, tmp_path: Path,
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     message = failure(Sops(str(key.path)), tree)
     assert "cannot decrypt apps/db/secret.yaml: sops is not installed on this worker" in message
+    assert "run `fleetsync dev build`" in message, "the one command that builds it"
 
 
 def test_a_tampered_file_fails_its_mac(tools, key, tmp_path: Path) -> None:

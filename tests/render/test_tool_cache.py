@@ -101,6 +101,7 @@ def test_without_any_helm_the_message_names_the_cache(tmp_path: Path,
     with pytest.raises(RenderError) as caught:
         Helm.from_settings(settings).executable()
     assert f"nor at {tmp_path / 'empty'}/fleetsync/k8s/helm-" in str(caught.value)
+    assert "run `fleetsync dev build`" in str(caught.value), "the one command that builds it"
 
 
 def test_dev_tools_and_workers_name_the_same_cache(tmp_path: Path,
