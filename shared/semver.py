@@ -96,6 +96,22 @@ def matching_max(tags: Iterable[str], range_text: str) -> str | None:
     return max(in_range, key=lambda pair: pair[0], default=(None, None))[1]
 
 
+def source_tag(source: str, tags: list[str], range_text: str, where: str, said: str = "") -> str:
+    """The highest tag of ``tags`` in the source's range, or a ``SourceError`` naming the
+    source, the range and ``where`` the tags were read (a URL, never with credentials),
+    then ``said`` (what the remote said, if anything)."""
+    from shared.errors import SourceError
+
+    try:
+        best = matching_max(tags, range_text)
+    except ValueError as exc:
+        raise SourceError(f"source {source}: {exc}") from exc
+    if best is None:
+        raise SourceError(f"source {source}: no tag matches semver range {range_text!r} "
+                          f"in {where} ({len(tags)} tags){said}")
+    return best
+
+
 def _alternative(part: str, whole: str) -> str:
     """One alternative as space-separated comparators, each checked on its own."""
     comparators = _OPERATOR_GAP.sub(r"\1", part.replace(",", " ")).split()

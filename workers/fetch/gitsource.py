@@ -245,18 +245,11 @@ class SourceCache:
         return out.strip() or None
 
     def _semver_tag(self, mirror: Path, source: Source, genv: GitEnv, said: str) -> str:
-        from shared.semver import matching_max  # only semver sources need it
+        from shared.semver import source_tag  # only semver sources need it
 
         tags = self._git_local(source, mirror_args(mirror) + [
             "for-each-ref", "--format=%(refname:strip=2)", "refs/tags"], genv).split()
-        try:
-            best = matching_max(tags, source.ref)
-        except ValueError as exc:
-            raise SourceError(f"source {source.name}: {exc}") from exc
-        if best is None:
-            raise SourceError(f"source {source.name}: no tag matches semver range {source.ref!r} "
-                              f"in {scrub_url(source.url)} ({len(tags)} tags){git_said(said)}")
-        return best
+        return source_tag(source.name, tags, source.ref, scrub_url(source.url), git_said(said))
 
     def _commit(self, mirror: Path, source: Source, genv: GitEnv) -> str | None:
         found = self._commit_candidates(mirror, source.ref.lower(), genv)

@@ -36,7 +36,6 @@ what is there), credentials refused, a digest mismatch are ``SourceError``.
 
 from __future__ import annotations
 
-import base64
 import fcntl
 import hashlib
 import os
@@ -58,6 +57,7 @@ from shared.semver import matching_max, parse_version
 from shared.spec.model import Auth, Chart, Source
 from shared.yamlsafe import load_documents
 from workers.fetch.httptransport import http_only_opener, same_https_origin
+from workers.fetch.ociauth import login_for
 
 DEFAULT_TIMEOUT = 60.0
 MAX_INDEX_BYTES = 64 * 1024 * 1024
@@ -224,15 +224,8 @@ def _chart_url(source: Source, given: str, what: str) -> str:
 
 
 def _credentials(source: Source, environ: Mapping[str, str]) -> str | None:
-    auth = source.auth
-    if not (auth.username_env and auth.password_env):
-        return None
-    user, password = environ.get(auth.username_env), environ.get(auth.password_env)
-    if user is None or password is None:
-        missing = auth.username_env if user is None else auth.password_env
-        raise SourceError(f"source {source.name}: environment variable {missing} (auth) is not "
-                          "set on this worker")
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    login = login_for(source, environ)
+    return None if login is None else login.basic()
 
 
 def _http_error(source: Source, url: str, what: str, exc: urllib.error.HTTPError) -> Exception:

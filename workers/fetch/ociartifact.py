@@ -38,7 +38,7 @@ from typing import Any, Mapping
 
 from shared.errors import SourceError
 from shared.ocirefs import OciUrlError, parse_oci_url
-from shared.semver import matching_max
+from shared.semver import source_tag
 from shared.spec.model import Source
 from workers.fetch.gitdisk import collect_trees, locked, make_read_only, remove_tree, touch
 from workers.fetch.ociauth import login_for
@@ -124,14 +124,7 @@ class OciArtifacts:
             return "", source.ref
         if source.ref_kind == "tag":
             return source.ref, source.ref
-        tags = client.tags(repository)
-        try:
-            best = matching_max(tags, source.ref)
-        except ValueError as exc:
-            raise SourceError(f"source {source.name}: {exc}") from exc
-        if best is None:
-            raise SourceError(f"source {source.name}: no tag matches semver range {source.ref!r} "
-                              f"in {source.url} ({len(tags)} tags)")
+        best = source_tag(source.name, client.tags(repository), source.ref, source.url)
         return best, best
 
     def _layer(self, source: Source, manifest: Manifest) -> dict[str, Any]:
