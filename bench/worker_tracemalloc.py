@@ -68,7 +68,33 @@ def _rollup_kb() -> dict[str, int]:
         if key in ("Pss", "Private_Clean", "Private_Dirty"):
             fields[key] = int(rest.split()[0])
     return {"pss_kb": fields.get("Pss", 0),
-            "uss_kb": fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)}
+            "uss_kb": fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0),
+            **_native()}
+
+
+def _native() -> dict[str, int]:
+    """What tracemalloc does not see: open sockets, threads, and glibc's heap (in use and
+    free in its arenas, from mallinfo2), in kB."""
+    import ctypes
+
+    sockets = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            sockets += os.readlink(fd).startswith("socket:")
+        except OSError:
+            pass
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+            "fordblks", "keepcost")]
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = MallInfo2
+    info = libc.mallinfo2()
+    return {"sockets": sockets, "threads": threading.active_count(),
+            "malloc_used_kb": (info.uordblks + info.hblkhd) // 1024,
+            "malloc_free_kb": info.fordblks // 1024}
 
 
 def _start(out: Path, role: str) -> None:
@@ -177,6 +203,16 @@ def report(small: tracemalloc.Snapshot, large: tracemalloc.Snapshot, figures: di
                      f"{mb(pool, 'pss_kb'):.0f} / {mb(pool, 'uss_kb'):.0f} | "
                      f"{max(r['traced'] for r in pool) / 2**20:.1f} / "
                      f"{max(r['peak'] for r in pool) / 2**20:.1f} |")
+    lines += ["", "What tracemalloc does not see, summed over the pool processes: open sockets, "
+              "threads, and glibc's heap in use and free in its arenas (mallinfo2):", "",
+              "| run | pool processes | sockets | threads | malloc in use (MB) | malloc free (MB) |",
+              "|---|---|---|---|---|---|"]
+    for name in ("small", "large"):
+        pool = [r for r in figures[name]["processes"] if r["role"] == "pool"]
+        total_of = lambda k: sum(r.get(k, 0) for r in pool)          # noqa: E731
+        lines.append(f"| {name} | {len(pool)} | {total_of('sockets')} | {total_of('threads')} | "
+                     f"{total_of('malloc_used_kb') / 1024:.0f} | "
+                     f"{total_of('malloc_free_kb') / 1024:.0f} |")
     lines += ["", f"Largest growths, large less small, by allocation site (top {top}):", "",
               "| growth (KB) | blocks | site | fleetsync frames |", "|---|---|---|---|"]
     by_line = large.compare_to(small, "lineno")
