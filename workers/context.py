@@ -9,6 +9,7 @@ paths and the same protocol, so nothing branches on "is there a Redis?".
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -32,6 +33,12 @@ from workers.sealing import Sealer
 # CPU, no API request. A cluster's units arrive together (one reconcile fans out its
 # applications), so a few dozen clients serve any fleet; 256 cost 12 MB per process.
 MAX_CLIENTS = 64
+# A client's idle TLS connections cost about 58 KB each of OpenSSL's memory (tracemalloc
+# does not see it): kept for every cluster a process has served, they made its memory grow
+# with the fleet. A cluster's connections are closed once it has made no request for this
+# long: a burst (a reconcile's units, a health wait's polls) keeps them, and a pass an
+# interval later connects again (one TLS handshake; a no-op pass mostly makes no request).
+IDLE_CLOSE = 10.0
 
 
 def queued_timeout(settings: Settings) -> float:
@@ -49,6 +56,7 @@ class Context:
     raw: Any                        # bytes client, for the render cache
     local: bool = False             # an in-process Redis: nothing is shared with workers
     _kubes: "OrderedDict[str, Any]" = field(default_factory=OrderedDict, init=False)
+    _swept: float = field(default=0.0, init=False)
 
     @classmethod
     def connect(cls, settings: Settings, use_redis: bool = True) -> "Context":
@@ -105,6 +113,11 @@ class Context:
         from workers.apply.kube import Kube
 
         key = f"{cluster.name}|{cluster.kubeconfig}|{cluster.context}"
+        now = time.monotonic()
+        if now - self._swept > IDLE_CLOSE / 4:
+            self._swept = now
+            for client in list(self._kubes.values()):
+                client.close_if_idle(IDLE_CLOSE)
         if key in self._kubes:
             self._kubes.move_to_end(key)
             return self._kubes[key]

@@ -295,7 +295,19 @@ class Kube:
         return str(self.api.configuration.host)
 
     def close(self) -> None:
+        """Close the pooled connections; the client stays usable (its next request
+        connects again)."""
+        self.api.fleetsync_last_request = None
         self.api.close()
+
+    def close_if_idle(self, seconds: float) -> bool:
+        """``close`` when no request (of this client or a session of it) has been made in
+        ``seconds`` and some has since the last close."""
+        last = getattr(self.api, "fleetsync_last_request", None)
+        if last is None or time.monotonic() - last < seconds:
+            return False
+        self.close()
+        return True
 
     # --- verbs ----------------------------------------------------------------
 
@@ -371,6 +383,7 @@ class Kube:
             headers["Impersonate-User"] = f"system:serviceaccount:{namespace}:{account}"
         what = f"{method} {path}"
         self.counters.record(method, dry_run)
+        self.api.fleetsync_last_request = time.monotonic()   # shared by its sessions
         try:
             prepared = self.api.param_serialize(method, path, query_params=params or None,
                                                 header_params=headers, body=body,
