@@ -242,6 +242,7 @@ class Kube:
         self.timeout = timeout
         self.counters = Counters()
         self.impersonate = impersonate    # "namespace/name" of a ServiceAccount, or None
+        self._last: list[float | None] = [None]   # its last request's time, shared by sessions
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str | None = None, context: str | None = None,
@@ -271,6 +272,7 @@ class Kube:
         session = Kube(self.api, name=self.name, timeout=self.timeout,
                        impersonate=impersonate or self.impersonate)
         session.counters = Counters(parent=self.counters)
+        session._last = self._last
         return session
 
     def own(self) -> "Kube":
@@ -280,6 +282,7 @@ class Kube:
             return self
         own = Kube(self.api, name=self.name, timeout=self.timeout)
         own.counters = self.counters
+        own._last = self._last
         return own
 
     @property
@@ -297,13 +300,13 @@ class Kube:
     def close(self) -> None:
         """Close the pooled connections; the client stays usable (its next request
         connects again)."""
-        self.api.fleetsync_last_request = None
+        self._last[0] = None
         self.api.close()
 
     def close_if_idle(self, seconds: float) -> bool:
         """``close`` when no request (of this client or a session of it) has been made in
         ``seconds`` and some has since the last close."""
-        last = getattr(self.api, "fleetsync_last_request", None)
+        last = self._last[0]
         if last is None or time.monotonic() - last < seconds:
             return False
         self.close()
@@ -383,7 +386,7 @@ class Kube:
             headers["Impersonate-User"] = f"system:serviceaccount:{namespace}:{account}"
         what = f"{method} {path}"
         self.counters.record(method, dry_run)
-        self.api.fleetsync_last_request = time.monotonic()   # shared by its sessions
+        self._last[0] = time.monotonic()
         try:
             prepared = self.api.param_serialize(method, path, query_params=params or None,
                                                 header_params=headers, body=body,
