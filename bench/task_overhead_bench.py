@@ -5,7 +5,7 @@
 A sync unit's cold sync is two Celery tasks (render, then apply) besides its share of
 the cluster's reconcile. This sends ``--tasks`` empty tasks (``fleetsync.ping``, its
 result not stored, as the stages' are not) to one real ``fleetsync worker -c 4`` on a
-real Redis, with the configuration the fleet runs with (task-sent events, worker
+real Redis, with the configuration the fleet runs with (no task-sent events, worker
 events for Flower, late acks), and reports the CPU seconds per task of each part:
 the sender, the worker's process tree, and Redis. Sending is done by one process, as
 a stage sends its next one.

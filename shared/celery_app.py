@@ -63,7 +63,9 @@ def make_app(settings: Settings, include: Iterable[str] = ()) -> Celery:
         result_expires=3600,
         result_extended=True,
         task_track_started=False,          # Flower learns "started" from events
-        task_send_sent_event=True,
+        # Flower's row of a task begins with the worker's task-received event (it carries
+        # the argsrepr); a task-sent event per publish cost the sender a second PUBLISH
+        task_send_sent_event=False,
         worker_send_task_events=True,
         worker_hijack_root_logger=False,
         task_default_queue="reconcile",

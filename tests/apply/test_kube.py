@@ -111,6 +111,23 @@ def test_apply_dry_run_get_delete_are_counted(kube):
 
 
 @pytest.mark.k8s
+def test_a_yaml_date_and_a_selector_query_reach_the_server_as_the_official_client_sends_them(
+        kube):
+    import datetime
+
+    name = unique("k")
+    path = f"/api/v1/namespaces/default/configmaps/{name}"
+    obj = configmap(name, "default")
+    obj["data"] = {"day": datetime.date(2026, 12, 7)}            # an unquoted YAML date
+    obj["metadata"]["labels"] = {"fleetsync.test/selector": name}
+    assert kube.apply(path, obj)["data"] == {"day": "2026-12-07"}
+    found = kube.list_items("/api/v1/namespaces/default/configmaps",
+                            label_selector=f"fleetsync.test/selector in ({name}, other)")
+    assert [item["metadata"]["name"] for item in found] == [name]
+    kube.delete(path)
+
+
+@pytest.mark.k8s
 def test_server_errors_become_fleetsync_errors(kube):
     with pytest.raises(NotFound, match='configmaps "nope" not found'):
         kube.get("/api/v1/namespaces/default/configmaps/nope")

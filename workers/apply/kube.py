@@ -2,9 +2,12 @@
 
 Everything above this module speaks plain dicts and URL paths (built by
 ``discovery``); this module turns them into HTTP requests through the official
-client's ``ApiClient`` (for its kubeconfig, TLS and auth handling), counts every
-request it makes, and turns every failure into a fleetsync error type chained
-with ``raise ... from``:
+client's ``ApiClient`` (for its kubeconfig, TLS and auth handling: its urllib3
+connection pool, default headers and credential; the body is JSON-encoded once
+here and the answer decoded with ``json.loads``, never walked by the client's
+serialiser nor turned into models), counts every request it makes, and turns
+every failure into a fleetsync error type (``workers.apply.kubeerrors``, named
+here too) chained with ``raise ... from``:
 
     400/422 invalid, 409 conflict, 401/403 refused   -> ApplyError subclasses (permanent)
     500 "failed to create typed patch object"        -> Invalid (an undeclared field)
@@ -30,15 +33,23 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from datetime import date, datetime
+from typing import Any, Iterable
+from urllib.parse import quote
 
 import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
-from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from shared.errors import ApplyError, FleetsyncError, TransientError
+from shared.errors import ApplyError
+from workers.apply.kubeerrors import (UNDECLARED, Conflict, Invalid, KubeError, NotFound,
+                                        Refused, Unavailable, classify, detail, retry_after,
+                                        server_message)
+
+__all__ = ["UNDECLARED", "Conflict", "Counters", "Invalid", "Kube", "KubeError", "NotFound",
+           "Refused", "Unavailable", "classify", "detail", "retry_after", "server_message",
+           "unreachable_reason"]
 
 FIELD_MANAGER = "fleetsync"
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -49,53 +60,6 @@ MERGE_PATCH = "application/merge-patch+json"
 # timeout; one that does not is treated as down.
 DEFAULT_TIMEOUT = (5.0, 10.0)
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-class KubeError(ApplyError):
-    """A permanent refusal by the API server; ``detail`` is the server's own message."""
-
-    def __init__(self, message: str, *, status: int = 0, detail: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.detail = detail or message
-
-
-class NotFound(KubeError):
-    """The object (or its namespace, or its kind) does not exist: 404."""
-
-    reason = "NotFound"
-
-
-class Conflict(KubeError):
-    """409: AlreadyExists, or a resourceVersion / uid precondition that no longer holds."""
-
-    reason = "Conflict"
-
-
-class Invalid(KubeError):
-    """400/422: the API server refused the object as invalid."""
-
-    reason = "Invalid"
-
-
-class Refused(KubeError):
-    """401/403: authentication or authorization refused; retrying will not help."""
-
-    reason = "Forbidden"
-
-
-class Unavailable(TransientError):
-    """429, 5xx, a connection error or a timeout: the API server may answer later.
-    ``unreachable`` says why, when it did not answer at all (the cluster is down)."""
-
-    reason = "KubeUnavailable"
-    unreachable = ""
-
-    def __init__(self, message: str, *, status: int = 0, detail: str = "",
-                 delay: float | None = None) -> None:
-        super().__init__(message, delay=delay)
-        self.status = status
-        self.detail = detail or message
 
 
 @dataclass
@@ -127,52 +91,6 @@ class Counters:
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return {"requests": self.requests, "writes": self.writes, "dry_runs": self.dry_runs}
-
-
-def server_message(body: str | bytes | None) -> str:
-    """The ``message`` of a Kubernetes ``Status`` body, or the body itself, shortened."""
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    if not body:
-        return ""
-    try:
-        status = json.loads(body)
-    except ValueError:
-        return body.strip()[:500]
-    if isinstance(status, dict) and status.get("message"):
-        return str(status["message"])
-    return body.strip()[:500]
-
-
-def retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (the API server sends whole seconds)."""
-    value = (headers or {}).get("Retry-After") or (headers or {}).get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-_PERMANENT: dict[int, type[KubeError]] = {
-    404: NotFound, 409: Conflict, 400: Invalid, 422: Invalid, 401: Refused, 403: Refused,
-}
-
-
-# A server-side apply of a field the schema does not declare: the API server answers 500
-# (checked with v1.37, whatever fieldValidation says), but retrying cannot help.
-UNDECLARED = "failed to create typed patch object"
-
-
-def classify(status: int, message: str, delay: float | None, what: str) -> FleetsyncError:
-    """The fleetsync error for an HTTP failure status (pure: tested without a server)."""
-    text = f"{what}: {message or f'HTTP {status}'}"
-    if status == 500 and UNDECLARED in message:
-        return Invalid(text, status=status, detail=message)
-    if status in _PERMANENT:
-        return _PERMANENT[status](text, status=status, detail=message)
-    if status == 429 or status >= 500 or status == 0:
-        return Unavailable(text, status=status, detail=message, delay=delay)
-    return KubeError(text, status=status, detail=message)
 
 
 def unreachable_reason(exc: BaseException) -> str:
@@ -226,9 +144,12 @@ def _validation(validation: str | None) -> list[tuple[str, str]]:
     return [("fieldValidation", validation)] if validation else []
 
 
-def detail(error: BaseException) -> str:
-    """The API server's message carried by an error from this module (or its text)."""
-    return str(getattr(error, "detail", None) or error)
+def _plain(value: Any) -> Any:
+    """JSON for what a YAML render may hold besides JSON's own types: dates, as the
+    official client's serialiser writes them."""
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 class Kube:
@@ -375,6 +296,25 @@ class Kube:
         return self._exchange(method, path, query=query, body=body, content_type=content_type,
                               accept=accept, dry_run=dry_run)[1]
 
+    def _send(self, method: str, path: str, params: list[tuple[str, str]],
+              headers: dict[str, str], body: dict | None) -> urllib3.BaseHTTPResponse:
+        """One request through the client's own connection pool (its TLS, client
+        certificate and proxy settings), with its default headers and credential; the
+        body encoded once here and the answer read whole, never turned into models."""
+        api, configuration = self.api, self.api.configuration
+        headers = {**api.default_headers, **headers}
+        if api.cookie:
+            headers["Cookie"] = api.cookie
+        api.update_params_for_auth(headers, params, ["BearerToken"], path, method, None)
+        url = configuration.host + path
+        if params:
+            url += "?" + "&".join(f"{k}={quote(str(v))}" for k, v in params)
+        encoded = None if body is None else json.dumps(body, default=_plain).encode()
+        connect, read = self.timeout
+        return api.rest_client.pool_manager.request(
+            method, url, body=encoded, headers=headers, preload_content=True, retries=False,
+            timeout=urllib3.Timeout(connect=connect, read=read))
+
     def _exchange(self, method: str, path: str, *, query: Iterable[tuple[str, str]] = (),
                   body: dict | None = None, content_type: str = "application/json",
                   accept: str | None = None, dry_run: bool = False) -> tuple[int, dict]:
@@ -388,18 +328,12 @@ class Kube:
         self.counters.record(method, dry_run)
         self._last[0] = time.monotonic()
         try:
-            prepared = self.api.param_serialize(method, path, query_params=params or None,
-                                                header_params=headers, body=body,
-                                                auth_settings=["BearerToken"])
-            response = self.api.call_api(*prepared, _request_timeout=self.timeout)
-            data = response.read()
-        except ApiException as exc:
-            raise classify(exc.status or 0, server_message(exc.body or exc.reason),
-                           retry_after(exc.headers), what) from exc
+            response = self._send(method, path, params, headers, body)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             error = Unavailable(f"{what}: {unreachable_reason(exc)} ({type(exc).__name__})")
             error.unreachable = unreachable_reason(exc)
             raise error from exc
+        data = response.data
         if not 200 <= response.status <= 299:
             raise classify(response.status, server_message(data), retry_after(response.headers),
                            what)
