@@ -16,37 +16,58 @@ import json
 from typing import Any
 
 # Compare what the caller assumed; on any difference answer what is there instead, so
-# the caller decides again. Else read what it asked for and write. Only the commands
-# listed may be written; FENCE draws a fencing token.
+# the caller decides again. Else answer what it asked for and write. Every value is
+# read in one MGET (plain keys) and one HMGET per hash, assumed and asked for alike (the
+# script is atomic: reading early changes nothing). Only the commands listed may be
+# written; FENCE draws a fencing token; LPUSHCAP pushes and trims the list to a length
+# only when it grew past it.
 SCRIPT = """
-local expect, actual, same = cjson.decode(ARGV[1]), {}, true
-local plain, names = {}, {}
-for i, e in ipairs(expect) do
-  if e[2] == '' then plain[#plain + 1] = i; names[#names + 1] = KEYS[e[1]] end
+local expect, wanted, actual, same = cjson.decode(ARGV[1]), cjson.decode(ARGV[2]), {}, true
+local plain, hashes, order, got = {}, {}, {}, {}
+local function want(k, f)
+  local id = k .. ' ' .. f
+  if got[id] ~= nil then return end
+  got[id] = false
+  if f == '' then plain[#plain + 1] = id
+  else
+    if hashes[k] == nil then hashes[k] = {}; order[#order + 1] = k end
+    hashes[k][#hashes[k] + 1] = f
+  end
 end
-if #names > 0 then
-  local got = redis.call('MGET', unpack(names))
-  for j, i in ipairs(plain) do actual[i] = got[j] or '' end
+for _, e in ipairs(expect) do want(e[1], e[2]) end
+for _, r in ipairs(wanted) do want(r[1], r[2]) end
+if #plain > 0 then
+  local names = {}
+  for j, id in ipairs(plain) do names[j] = KEYS[tonumber(string.match(id, '^%d+'))] end
+  local values = redis.call('MGET', unpack(names))
+  for j, id in ipairs(plain) do got[id] = values[j] end
 end
+for _, k in ipairs(order) do
+  local values = redis.call('HMGET', KEYS[k], unpack(hashes[k]))
+  for j, f in ipairs(hashes[k]) do got[k .. ' ' .. f] = values[j] end
+end
+local function value(k, f) return got[k .. ' ' .. f] or '' end
 for i, e in ipairs(expect) do
-  if e[2] ~= '' then actual[i] = redis.call('HGET', KEYS[e[1]], e[2]) or '' end
+  actual[i] = value(e[1], e[2])
   if actual[i] ~= e[3] then same = false end
 end
 if not same then return {0, actual} end
 local reads, tokens = {}, {}
-for i, r in ipairs(cjson.decode(ARGV[2])) do
-  local v
-  if r[2] == '' then v = redis.call('GET', KEYS[r[1]]) else v = redis.call('HGET', KEYS[r[1]], r[2]) end
-  reads[i] = v or ''
-end
+for i, r in ipairs(wanted) do reads[i] = value(r[1], r[2]) end
 local allowed = {SET=1, DEL=1, HSET=1, PEXPIRE=1, LPUSH=1, LTRIM=1, SADD=1, SREM=1}
 for _, op in ipairs(cjson.decode(ARGV[3])) do
   local cmd, key = op[1], KEYS[op[2]]
-  if cmd == 'FENCE' then
+  if cmd == 'FENCE' and not op[3] then
+    tokens[#tokens + 1] = string.format('%d', redis.call('INCR', key))
+  elseif cmd == 'FENCE' then
     local token = tonumber(redis.call('GET', key) or '0') + 1
-    if op[3] and tonumber(op[3]) > token then token = tonumber(op[3]) end
+    if tonumber(op[3]) > token then token = tonumber(op[3]) end
     redis.call('SET', key, string.format('%d', token))
     tokens[#tokens + 1] = string.format('%d', token)
+  elseif cmd == 'LPUSHCAP' then
+    if redis.call('LPUSH', key, op[3]) > tonumber(op[4]) then
+      redis.call('LTRIM', key, 0, tonumber(op[4]) - 1)
+    end
   elseif allowed[cmd] then
     local args = {}
     for i = 3, #op do args[#args + 1] = op[i] end

@@ -125,7 +125,7 @@ class Runs:
         decision = [(keys.status(unit), "failed_key", "")] if failed_key else []
         step, values, _ = self._transition(unit, new, decide, writes, Unit(), None,
                                            reads=[(memo, "")] if memo else [],
-                                           decision=decision)
+                                           decision=decision, fresh=True)
         return step, (values[0] if memo else "")
 
     def touch(self, unit: str, run_id: str) -> tuple[Step, str]:
@@ -328,12 +328,14 @@ class Runs:
                     decide: Callable[[Unit, RunState | None, list[str]], Step],
                     writes: Callable[[Step, Ops], None], guess: Unit,
                     guess_state: RunState | None, *, reads: Sequence[tuple[str, str]] = (),
-                    decision: Sequence[tuple[str, str, str]] = ()
+                    decision: Sequence[tuple[str, str, str]] = (), fresh: bool = False
                     ) -> tuple[Step, list[str], list[int]]:
         """Decide on an assumed snapshot (``guess``: what the unit usually looks like at
         this point) and write if Redis agrees; else decide again on what Redis answered.
         One round trip in the usual case. ``decision`` are further values the decision
-        depends on (key, field, assumed value); ``reads`` are only read, after the check."""
+        depends on (key, field, assumed value); ``reads`` are only read, after the check.
+        ``fresh``: ``run_id`` was drawn just now, so its record cannot exist (not read).
+        The run's state is written only when it changes (its record's expiry with it)."""
         names = keys.protocol(unit)
         assumed = [guess.queued, guess.pending, guess.running, guess.lock,
                    guess_state.value if guess_state else "", *[d[2] for d in decision]]
@@ -343,19 +345,23 @@ class Runs:
             ops = Ops()
             for key, value in zip(names, assumed[:4]):
                 ops.expects(key, value)
-            ops.expects(keys.run(unit, run_id), assumed[4], "state")
+            if not fresh:
+                ops.expects(keys.run(unit, run_id), assumed[4], "state")
             for (key, field, _), value in zip(decision, assumed[5:]):
                 ops.expects(key, value, field)
             for key, field in reads:
                 ops.read(key, field)
             self._unit_writes(ops, unit, step, before)
-            if step.run_state is not None and step.verdict != Verdict.SUPERSEDED:
+            if step.run_state is not None and step.verdict != Verdict.SUPERSEDED \
+                    and step.run_state.value != assumed[4]:
                 self._run_fields(ops, unit, run_id, state=step.run_state)
             writes(step, ops)
             result = self._call(lambda: self._cas(keys=ops.keys, args=ops.args()))
             if int(result[0]) == 1:
                 return step, list(result[1]), [int(t) for t in result[2]]
             assumed = list(result[1])
+            if fresh:
+                assumed[4:4] = [""]
         raise TransientError(f"sync unit {unit}: too much contention on its protocol keys",
                              unit=unit)
 

@@ -120,8 +120,7 @@ class HistoryEntry:
         return json.dumps(asdict(self), sort_keys=True)
 
     def ops(self, ops: _Writes, unit: str, size: int) -> None:
-        ops.add("LPUSH", keys.history(unit), self.to_json())
-        ops.add("LTRIM", keys.history(unit), 0, size - 1)
+        ops.add("LPUSHCAP", keys.history(unit), self.to_json(), size)
 
 
 class StatusStore:
@@ -289,7 +288,11 @@ class _PipeWrites:
         self.pipe = pipe
 
     def add(self, cmd: str, key: str, *args: Any) -> None:
-        self.pipe.execute_command(cmd, key, *args)
+        if cmd == "LPUSHCAP":               # the script's push-and-trim (shared/state/cas.py)
+            self.pipe.lpush(key, args[0])
+            self.pipe.ltrim(key, 0, int(args[1]) - 1)
+        else:
+            self.pipe.execute_command(cmd, key, *args)
 
 
 def _from_hash(app: str, cluster: str, raw: dict[str, str]) -> UnitStatus:

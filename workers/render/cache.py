@@ -143,7 +143,9 @@ class RenderCache:
 
     def failure(self, key: str) -> RenderError | None:
         """The RenderError remembered for ``key``, if any."""
-        raw = self._read(PREFIX + key + ":error")
+        return self._failure(self._read(PREFIX + key + ":error"))
+
+    def _failure(self, raw: bytes | None) -> RenderError | None:
         if raw is None:
             return None
         try:
@@ -174,10 +176,14 @@ class RenderCache:
             return None
 
     def _lookup(self, key: str) -> Objects | None:
-        error = self.failure(key)
+        """The cached objects, or None; raises the remembered failure. One round trip."""
+        failed, built = self._call("get", lambda: self.redis.mget(
+            [PREFIX + key + ":error", PREFIX + key]))
+        error = self._failure(self._opened(PREFIX + key + ":error", failed))
         if error is not None:
             raise error
-        return self.get(key)
+        entry = self._entry(self._opened(PREFIX + key, built))
+        return None if entry is None else entry[0]
 
     def _build(self, key: str, fn: Callable[[], Objects]) -> Objects:
         try:
