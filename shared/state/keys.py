@@ -124,6 +124,22 @@ def window_override(unit: str) -> str:
     return f"{PREFIX}:window_override:{unit}"
 
 
+# -- image updates committed to Git sources (shared/state/imageupdates.py) -----------------
+def image_updates(source: str) -> str:
+    """A Git source's last image-update pass: commit, changes, problems (JSON)."""
+    return f"{PREFIX}:image-updates:{source}"
+
+
+def image_markers(source: str, revision: str) -> str:
+    """The setter markers of a source's tree at a revision: file, line, policy, value (JSON)."""
+    return f"{PREFIX}:image-markers:{source}:{revision}"
+
+
+def image_push_lock(repository: str) -> str:
+    """Held while a worker commits and pushes image updates to one repository URL."""
+    return f"{PREFIX}:image-push-lock:{repository}"
+
+
 # -- caches (workers/render/cache.py, workers/run/stages.py) -----------------------------
 def rendered(unit: str, revision: str, spec_hash: str) -> str:
     """The render key of a unit at a revision and spec, while its render is cached."""
