@@ -172,3 +172,9 @@ def preview_posting(preview_id: str) -> str:
 def preview_pr(provider: str, repository: str, number: object) -> str:
     """A pull request's preview comment (hash: ``comment`` id, ``preview`` the newest)."""
     return f"{PREFIX}:preview-pr:{provider}:{repository}:{number}"
+
+
+# -- image policies' last scans (shared/state/images.py) -----------------------------------
+def image(policy: str) -> str:
+    """An image policy's last scan: the tag and digest it picked, or its error (JSON)."""
+    return f"{PREFIX}:image:{policy}"
