@@ -3,6 +3,8 @@ every bad value named by file, line and field."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from shared.spec.auth import Auth
 from shared.spec.images import ImagePolicy, ImageUpdates, Signing, TagFilter
 from shared.spec.load import validate_file
+from tests.conftest import ROOT
 
 SPEC = """\
 images:
@@ -189,3 +192,13 @@ def test_bad_image_updates_are_named_by_line_and_field(tmp_path: Path, source: l
     assert fleet is None
     assert any(p.startswith(f"{tmp_path}/fleet.yaml:{line}: ") and message in p
                for p in problems), problems
+
+
+def test_fleetsync_validate_names_the_file_line_and_field(tmp_path: Path) -> None:
+    check(tmp_path, [*IMAGE[:2], "  policy: {numerical: up}"])
+    done = subprocess.run([sys.executable, "-m", "scheduler.cli", "validate",
+                           "-f", str(tmp_path / "fleet.yaml")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode != 0
+    assert (f"{tmp_path / 'fleet.yaml'}:4: images[0].policy.numerical: must be asc or desc, "
+            "not 'up'") in done.stdout + done.stderr
