@@ -8,6 +8,7 @@ groups, which is also how access is split between roles:
     state      status:, history:, units, source:, fetching:, cluster:   workers, scheduler
                beat:last_tick                                      beat (writes), metrics (reads)
                rollout:, suspended:                                 workers, CLI and server (write)
+               image:                                              workers (write), CLI, server, Flower (read)
     caches     render:, rendered:                                  workers only
     broker     Celery/kombu's own keys (queues, unacked, results)  everyone who enqueues
 

@@ -111,3 +111,16 @@ def test_ties_do_not_depend_on_the_registry_order() -> None:
     assert choose(policy, ["1.0.0", "v1.0.0"]) == choose(policy, ["v1.0.0", "1.0.0"])
     lowest = choose(_policy("alphabetical", "desc"), ["b", "a", "c"])
     assert lowest is not None and lowest.why.startswith("a by alphabetical desc (first of 3")
+
+
+def test_semver_precedence_is_that_of_shared_semver() -> None:
+    from shared.semver import parse_version
+    from workers.images.policy import _precedence
+    versions = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta",
+                "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "1.0.1", "1.10.0",
+                "2.0.0-0", "2.0.0"]
+    parsed = [parse_version(v) for v in versions]
+    shuffled = _shuffled(versions)
+    ours = sorted(shuffled, key=lambda v: _precedence(parse_version(v)))  # type: ignore[arg-type]
+    theirs = sorted(shuffled, key=lambda v: parse_version(v).key())  # type: ignore[union-attr]
+    assert ours == theirs == versions and all(parsed)

@@ -3,10 +3,14 @@ an error keeps the last choice, hostile text is cleaned, and the ACL roles reach
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import redis as redis_lib
 
 from scheduler import redis_acl
 from shared.state import images, keys
+from tests.support import acl_redis
 from workers.images.scan import ScanResult
 
 DIGEST = "sha256:" + "a" * 64
@@ -72,3 +76,20 @@ def test_the_readers_roles_may_read_the_records_and_workers_write_them() -> None
         assert f"%R~{keys.PREFIX}:image*" in role.keys, role
     assert "~*" in redis_acl.central_worker().keys
     assert key.startswith(f"{keys.PREFIX}:image")
+
+
+def test_under_the_real_acl_workers_write_and_readers_only_read(tmp_path: Path) -> None:
+    server = acl_redis.start(tmp_path, ["east"], ["east"])
+    try:
+        worker, cli = server.client("fleetsync-worker"), server.client("fleetsync-cli")
+        assert images.record(worker, _result("1.0.0", 1.0)) is None
+        images.record_error(worker, "podinfo", "registry down", 2.0)
+        for reader in (cli, server.client("fleetsync-server"), server.client("fleetsync-flower")):
+            assert images.load(reader, "podinfo")["error"] == "registry down"  # type: ignore[index]
+            assert set(images.load_all(reader, ["podinfo"])) == {"podinfo"}
+        for refused in (cli, server.client("fleetsync-server"), server.client("fleetsync-pull-east")):
+            with pytest.raises(redis_lib.exceptions.NoPermissionError):
+                images.record(refused, _result("9.9.9", 3.0))
+        assert images.load(worker, "podinfo")["tag"] == "1.0.0"  # type: ignore[index]
+    finally:
+        server.stop()

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from shared.ocirefs import TAG
-from shared.semver import parse_range, parse_version
+from shared.semver import Version, parse_range, parse_version
 from shared.spec.images import ImagePolicy
 from shared.spec.tagfilter import expand
 
@@ -105,8 +105,17 @@ def _semver(range_text: str, values: list[tuple[str, str]]) -> tuple[Candidates,
         if version is None:
             unreadable += 1
         elif wanted(version):
-            out.append((version.key(), (tag, value)))
+            out.append((_precedence(version), (tag, value)))
     return out, unreadable
+
+
+def _precedence(version: Version) -> tuple[Any, ...]:
+    """Semver precedence as a plain tuple (``Version.key`` compares through nodesemver,
+    parsing both sides at each comparison: too slow for 10,000 tags). A release sorts
+    above its prereleases; numeric identifiers below alphanumeric ones, numerically."""
+    pre = tuple((0, int(part), "") if part.isdigit() else (1, 0, part)
+                for part in version.prerelease)
+    return (*version.triple(), 0 if pre else 1, pre)
 
 
 def _numerical(_order: str, values: list[tuple[str, str]]) -> tuple[Candidates, int]:
