@@ -29,7 +29,9 @@ def view(r: Any, fleet: Fleet) -> dict[str, Any]:
     store = StatusStore(r)
     records = image_records.load_all(r, [p.name for p in fleet.images])
     sources = image_sources(fleet)
-    heads = {s.name: (store.source_revision(s.name) or ("", 0.0))[0] for s in sources}
+    passes = {s.name: imageupdates.load_pass(r, s.name) or {} for s in sources}
+    heads = {s.name: (store.source_revision(s.name) or ("", 0.0))[0]
+             or str(passes[s.name].get("revision") or "") for s in sources}
     units = _units_by_source(fleet, store.all_statuses(), sources)
     markers = {s.name: imageupdates.load_markers_many(
         r, s.name, [heads[s.name], *(u.revision for u in units[s.name])]) for s in sources}
@@ -47,7 +49,7 @@ def view(r: Any, fleet: Fleet) -> dict[str, Any]:
                          "ignored": record.get("ignored", 0), "git": git,
                          "clusters": [c for c in clusters if c is not None]})
     return {"policies": policies,
-            "sources": [_source(r, s, heads[s.name]) for s in sources]}
+            "sources": [_source(s, heads[s.name], passes[s.name]) for s in sources]}
 
 
 def _units_by_source(fleet: Fleet, statuses: list[UnitStatus], sources: list[Source]
@@ -85,8 +87,7 @@ def tag_of(marker: Mapping[str, Any]) -> str:
     return tag if sep and "/" not in tag else ""
 
 
-def _source(r: Any, source: Source, head: str) -> dict[str, Any]:
-    last = imageupdates.load_pass(r, source.name) or {}
+def _source(source: Source, head: str, last: Mapping[str, Any]) -> dict[str, Any]:
     assert source.image_updates is not None
     branch = source.ref if source.ref_kind == "branch" else ""
     return {"name": source.name, "url": source.url, "branch": branch,

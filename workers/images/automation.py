@@ -12,9 +12,10 @@ for the source's fetch at once, as a push webhook does, so units see it now.
 
 A source whose policies chose the same tags as in its last good pass, within its
 ``imageUpdates.interval``, is left alone: beat's per-policy ticks cost a scan, not a
-clone. The setter markers of the source's head and of every revision a unit applied
-are read once per revision and kept (``workers.images.readmarkers``): they are
-``images status``'s "in Git" and "clusters" columns. Credentials come in
+clone. The setter markers of the source's head (the pushed commit) and of every
+revision a unit applied are read once per revision and kept
+(``workers.images.readmarkers``): they are ``images status``'s "in Git" and
+"clusters" columns. Credentials come in
 ``environ`` (read by the task's edge), by the names the spec gives; they reach the
 registry client and the push only, never a record, a result or a log line.
 """
@@ -84,7 +85,8 @@ def scan_policy(ctx: Context, policy: ImagePolicy, force: bool,
         image_records.record_error(ctx.redis, policy.name, str(exc), time.time())
         log.warning("image scan failed", policy=policy.name, error=str(exc))
         return {"policy": policy.name, "error": str(exc)}
-    previous = image_records.record(ctx.redis, result)
+    # Scanned (shared.state.images) declares settable fields; a frozen ScanResult reads the same
+    previous = image_records.record(ctx.redis, result)  # type: ignore[arg-type]
     log.info("image scanned", policy=policy.name, tag=result.tag, why=result.why,
              considered=result.considered, ignored=result.ignored)
     return {"policy": policy.name, "tag": result.tag, "digest": result.digest,
@@ -127,16 +129,19 @@ def update_source(ctx: Context, fleet: Fleet, source: Source, options: PassOptio
         record = _push(ctx, source, policies, chosen, environ)
         record.update(left_out=left_out, chosen=chosen, waited_for_lock=waited)
         imageupdates.record_pass(ctx.redis, source.name, record)
+        if "error" not in record:
+            remember_markers(ctx, fleet, source, record)
     if record.get("commit") and source.image_updates.push_branch in (None, source.ref):
         enqueue_fetch(source.name)      # a push to another branch is for a pull request
-    remember_markers(ctx, fleet, source, record)
     return record
 
 
 def unchanged(last: Mapping[str, Any] | None, chosen: Mapping[str, str], interval: float
               ) -> bool:
     """Whether the last pass already set these very tags, without trouble, recently (pure)."""
-    return bool(last) and not last.get("error") and not last.get("problems") \
+    if not last:
+        return False
+    return not last.get("error") and not last.get("problems") \
         and last.get("chosen") == dict(chosen) \
         and time.time() - float(last.get("at") or 0) < interval
 
@@ -194,36 +199,44 @@ def _without_userinfo(url: str) -> str:
 
 
 def remember_markers(ctx: Context, fleet: Fleet, source: Source,
-                     record: Mapping[str, Any]) -> None:
-    """Keep the markers of the source's head and of each revision its units applied; the
-    pushed commit's are its parent's with the pass's changes (it is not fetched yet)."""
+                     record: dict[str, Any]) -> None:
+    """Keep the markers of the source's head (the pushed commit, when there is one) and
+    of each revision its units applied; a revision not in this host's mirror yet (the
+    commit just pushed) is fetched into it once. ``record["revision"]`` names the head."""
     assert source.image_updates is not None
     apps = {a.name for a in fleet.applications.values() if a.source == source.name}
-    head = ctx.status.source_revision(source.name)
+    known_head = ctx.status.source_revision(source.name)
+    head = str(record.get("commit") or (known_head[0] if known_head else "") or
+               _fetched(ctx, source))
     revisions = {s.revision for s in ctx.status.all_statuses() if s.app in apps and s.revision}
-    revisions |= {head[0]} if head else set()
+    revisions |= {head} if head else set()
     known = imageupdates.load_markers_many(ctx.redis, source.name, revisions)
+    fetched = False
     for revision in sorted(revisions - set(known)):
         tree = _tree(ctx, source, revision)
+        if tree is None and not fetched:
+            fetched = bool(_fetched(ctx, source))
+            tree = _tree(ctx, source, revision)
         if tree is not None:
-            known[revision] = readmarkers.markers(tree, source.image_updates.path)
-            imageupdates.record_markers(ctx.redis, source.name, revision, known[revision])
-    commit = record.get("commit")
-    if commit and head and head[0] in known:
-        imageupdates.record_markers(ctx.redis, source.name, str(commit),
-                                    with_changes(known[head[0]], record.get("changes") or []))
+            imageupdates.record_markers(ctx.redis, source.name, revision,
+                                        readmarkers.markers(tree, source.image_updates.path))
+    if head:
+        record["revision"] = head
+        imageupdates.record_pass(ctx.redis, source.name, record)
+
+
+def _fetched(ctx: Context, source: Source) -> str:
+    """The mirror brought up to date (the revision it resolves to); "" when it cannot be."""
+    try:
+        return ctx.sources.fetch(source)
+    except FleetsyncError as exc:
+        log.warning("image markers not read: source not fetched", source=source.name,
+                    error=str(exc))
+        return ""
 
 
 def _tree(ctx: Context, source: Source, revision: str) -> Path | None:
     try:
         return ctx.sources.checkout(source, revision)
     except FleetsyncError:
-        return None                  # not in this host's mirror: another pass reads it
-
-
-def with_changes(markers: Sequence[Mapping[str, Any]], changes: Sequence[Mapping[str, Any]]
-                 ) -> list[dict[str, Any]]:
-    """``markers`` with the values a commit's changes set (by file and line; pure)."""
-    new = {(c.get("file"), c.get("line")): c.get("new") for c in changes}
-    return [dict(m, value=new.get((m.get("file"), m.get("line")), m.get("value")))
-            for m in markers]
+        return None                  # not in this host's mirror
