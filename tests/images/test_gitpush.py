@@ -6,19 +6,22 @@ differ from its parent.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+import subprocess
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
 from shared.errors import SourceError
 from shared.spec.images import ImagePolicy, ImageUpdates, Signing
-from shared.spec.model import Auth, Source
+from shared.spec.model import Auth, Source, Verify
 from tests.support import sshd
 from tests.support.githttp import GitHttpServer
 from tests.support.gitutil import GitRepo, git
+from workers.fetch.gitsource import SourceCache
 from workers.images.gitpush import commit_message, update_repository
 
 REPO = "registry.example.com/apps/podinfo"
@@ -81,7 +84,7 @@ def server(tmp_path: Path, work: GitRepo) -> Iterator[GitHttpServer]:
         yield served
 
 
-def source(url: str, **updates: object) -> Source:
+def source(url: str, **updates: Any) -> Source:
     return Source(name="fleet", url=url, ref_kind="branch", ref="main", interval=60.0,
                   auth=Auth(username_env="GIT_USER", password_env="GIT_PASSWORD"),
                   image_updates=ImageUpdates(author_name="fleetsync bot",
@@ -244,6 +247,62 @@ def test_an_ssh_signed_commit_verifies_with_allowed_signers(work: GitRepo, serve
     only_marked_lines(work, result.commit)
 
 
+def verified_by_the_fetch_side(work: GitRepo, verify: Verify, branch: str,
+                               tmp_path: Path) -> str:
+    """What ``verify:`` on a source of the bare repository accepts at ``branch``."""
+    reader = Source(name="reader", url=work.bare_path.resolve().as_uri(), ref_kind="branch",
+                    ref=branch, interval=60.0, verify=verify)
+    return SourceCache(tmp_path / "cache", timeout=30, allow_local=True).fetch(reader)
+
+
+def test_the_fetch_side_accepts_the_ssh_signed_commit(work: GitRepo, server: GitHttpServer,
+                                                      tmp_path: Path) -> None:
+    key = sshd.keygen(tmp_path / "signing_key", "fleetsync signing")
+    signers = tmp_path / "allowed_signers"
+    signers.write_text("bot@example.com " + " ".join(
+        (tmp_path / "signing_key.pub").read_text().split()[:2]) + "\n")
+    src = source(server.url("fleet.git"), signing=Signing(kind="ssh", key_file=str(key)),
+                 push_branch="image-updates")
+    result = update_repository(src, POLICIES, {"podinfo": "1.1.0"}, environ(server),
+                               tmp_path / "images")
+    assert verified_by_the_fetch_side(work, Verify("ssh", str(signers)), "image-updates",
+                                      tmp_path) == result.commit
+
+
+@pytest.fixture
+def gpg_key(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """(armored secret key, armored public keyring) of a key made for the test."""
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    env = {"GNUPGHOME": str(home), "PATH": "/usr/bin:/bin"}
+
+    def gpg(*args: str) -> str:
+        return subprocess.run(["gpg", "--batch", "--quiet", *args], env=env, capture_output=True,
+                              text=True, check=True, timeout=60).stdout
+    try:
+        gpg("--passphrase", "", "--quick-gen-key", "Bot <bot@example.com>", "ed25519", "sign",
+            "never")
+        secret, public = tmp_path / "secret.asc", tmp_path / "public.asc"
+        secret.write_text(gpg("--armor", "--export-secret-keys", "bot@example.com"))
+        public.write_text(gpg("--armor", "--export", "bot@example.com"))
+        yield secret, public
+    finally:
+        subprocess.run(["gpgconf", "--kill", "all"], env=env, capture_output=True, timeout=30)
+
+
+def test_a_gpg_signed_commit_is_accepted_by_the_fetch_side(
+        work: GitRepo, server: GitHttpServer, gpg_key: tuple[Path, Path], tmp_path: Path) -> None:
+    secret, public = gpg_key
+    src = source(server.url("fleet.git"), signing=Signing(kind="gpg", key_file=str(secret)))
+    result = update_repository(src, POLICIES, {"podinfo": "1.1.0"}, environ(server),
+                               tmp_path / "images")
+    assert verified_by_the_fetch_side(work, Verify("gpg", str(public)), "main",
+                                      tmp_path) == result.commit
+    only_marked_lines(work, result.commit or "")
+    agents = subprocess.run(["pgrep", "-af", "fleetsync-sign-"], capture_output=True, text=True)
+    assert agents.stdout == ""
+
+
 def test_a_marker_naming_an_unknown_policy_commits_nothing(work: GitRepo, server: GitHttpServer,
                                                            tmp_path: Path) -> None:
     work.write("clusters/apps/bad.yaml", 'image: x:1 # {"$imagepolicy": "flux-system:nope"}\n')
@@ -272,6 +331,20 @@ def test_a_read_only_credential_is_refused_and_named(work: GitRepo, server: GitH
     assert bare(work, "rev-parse", "main").strip() == head
     config = (tmp_path / "images" / "repo" / ".git" / "config").read_text()
     assert "ro-pw" not in config and "s3cret-pw" not in config and "reader" not in config
+
+
+def test_the_write_credential_is_used_for_the_push_only(work: GitRepo, server: GitHttpServer,
+                                                        tmp_path: Path) -> None:
+    src = dataclasses.replace(
+        source(server.url("fleet.git"),
+               write_auth=Auth(username_env="GIT_USER", password_env="GIT_PASSWORD")),
+        auth=Auth(username_env="RO_USER", password_env="RO_TOKEN"))
+    env = environ(server, RO_USER="reader", RO_TOKEN="ro-pw")
+    result = update_repository(src, POLICIES, {"podinfo": "1.1.0"}, env, tmp_path / "images")
+    assert result.commit == bare(work, "rev-parse", "main").strip()
+    pushes = {user for user, path in server.users if "receive-pack" in path}
+    reads = {user for user, path in server.users if "receive-pack" not in path}
+    assert pushes == {"fleet"} and reads == {"reader"}
 
 
 def test_a_symlinked_yaml_outside_the_tree_is_skipped_and_named(

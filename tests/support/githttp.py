@@ -50,6 +50,7 @@ class GitHttpServer:
         self.readonly = readonly
         self.on_request: Callable[[str, str], None] | None = None
         self.requests: list[tuple[str, str, int]] = []   # (method, path, status)
+        self.users: list[tuple[str, str]] = []           # (user, path) of authorized requests
         self._stop = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -137,6 +138,7 @@ class _Handler(BaseHTTPRequestHandler):
         user = owner.user(self.headers.get("Authorization"))
         if user is None:
             return self._reply(401, {"WWW-Authenticate": 'Basic realm="git"'}, b"denied\n")
+        owner.users.append((user, self.path))
         if owner.readonly and user == owner.readonly[0] and "git-receive-pack" in self.path:
             return self._reply(403, {}, b"read-only account\n")
         if owner.on_request is not None:
