@@ -149,3 +149,11 @@ def test_status_table_shows_latest_git_and_clusters():
     assert "  clusters at 1.0.0: prod (Ready)" in lines
     assert "  clusters at 1.1.0: stage (Ready)" in lines
     assert lines[-1].startswith("source fleet (push to main): commit abcdef0123")
+
+
+def test_flower_cannot_start_a_scan_unless_listed_beat_and_the_cli_can():
+    from scheduler.app import allowed
+
+    assert tasks_api.SCAN_IMAGES not in allowed("flower")
+    assert tasks_api.SCAN_IMAGES in allowed("flower", tasks_api.SCAN_IMAGES)
+    assert tasks_api.SCAN_IMAGES in allowed("beat") and tasks_api.SCAN_IMAGES in allowed("")
