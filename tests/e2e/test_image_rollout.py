@@ -140,15 +140,17 @@ def only_marked(s: Stack, sha: str) -> list[str]:
 def test_beat_s_scan_commits_1_1_0_and_it_rolls_out_wave_by_wave(stack: Stack) -> None:
     s = stack
     first = s.first  # type: ignore[attr-defined]
-    s.wait("beat's scan pushed a commit",
-           lambda: remote(s, "rev-parse", "main").strip() != first, 120)
+    pushed = s.wait("beat's scan pushed a commit",
+                    lambda: remote(s, "rev-parse", "main").strip() != first, 120)
     commits = remote(s, "rev-list", f"{first}..main").split()
     assert len(commits) == 1
     image = s.image  # type: ignore[attr-defined]
     assert only_marked(s, commits[0]) == [f"-          image: {image}:1.0.0 {MARK}",
                                           f"+          image: {image}:1.1.0 {MARK}"]
     new = commits[0]
-    s.wait("work-2 Ready at the image commit", lambda: s.ready_at("work-2", new), 240)
+    waves = s.wait("work-2 Ready at the image commit", lambda: s.ready_at("work-2", new), 240)
+    print(f"commit pushed {pushed:.1f} s after the workers started; both waves Ready "
+          f"{waves:.1f} s later")
     assert entry(s, "work-1", "Ready", new)["finished_at"] <= \
         entry(s, "work-2", "Gate", new)["started_at"]
     s.wait("rollout complete", lambda: rollout(s)["state"] == "Complete")

@@ -131,7 +131,9 @@ def test_one_scan_one_commit_fetched_at_once_errors_named(setup) -> None:
     s, env = setup
     procs = _workers(s, env, 1)
     try:
+        started = time.monotonic()
         done = _cli(env, s.redis_url, "scan", "--timeout", "180")
+        print(f"images scan (3 policies, one commit) took {time.monotonic() - started:.2f} s")
         assert done.returncode == 1, done.stderr      # two policies failed: exit 1
         lines = done.stdout.splitlines()
         assert any(ln.startswith("podinfo: 1.1.0 ") and "by semver ^1" in ln for ln in lines), \
@@ -203,3 +205,20 @@ def test_two_workers_racing_on_one_repository_make_one_commit(setup) -> None:
     finally:
         for proc in procs:
             stop_worker(proc)
+
+
+def test_local_scan_commits_from_this_process_and_keeps_no_secret(setup) -> None:
+    s, env = setup
+    started = time.monotonic()
+    done = _cli(env, s.redis_url, "scan", "podinfo", "--local")
+    print(f"images scan --local (1 policy, one commit) took {time.monotonic() - started:.2f} s")
+    assert done.returncode == 0, done.stdout + done.stderr
+    commits = s.commits_since(s.first)
+    assert len(commits) == 1 and f"fleet: commit {commits[0][:12]} pushed to main" in done.stdout
+    r = redis.Redis.from_url(s.redis_url, decode_responses=True)
+    assert (image_records.load(r, "podinfo") or {}).get("tag") == "1.1.0"
+    stored = " ".join(str(r.get(k)) for k in r.scan_iter("fleetsync:*") if r.type(k) == "string")
+    assert "fleetsync:image-updates:fleet" in list(r.scan_iter("fleetsync:image-updates:*"))
+    assert "s3cret-pw" not in stored and "s3cret-pw" not in done.stdout + done.stderr
+    status = _cli(env, s.redis_url, "status")
+    assert f"source fleet (push to main): commit {commits[0][:12]}" in status.stdout
