@@ -380,6 +380,17 @@ def test_a_push_over_ssh_with_a_key(work: GitRepo, tmp_path: Path) -> None:
     only_marked_lines(work, result.commit)
 
 
+def test_a_missing_source_branch_and_a_stale_lock(work: GitRepo, server: GitHttpServer,
+                                                  tmp_path: Path) -> None:
+    src, env = source(server.url("fleet.git")), environ(server)
+    missing = dataclasses.replace(src, ref="nope")
+    with pytest.raises(SourceError, match=r"source fleet: branch 'nope' not found in https://"):
+        update_repository(missing, POLICIES, {"podinfo": "1.1.0"}, env, tmp_path / "images")
+    (tmp_path / "images" / "repo" / ".git" / "index.lock").write_text("")
+    result = update_repository(src, POLICIES, {"podinfo": "1.1.0"}, env, tmp_path / "images")
+    assert result.commit == bare(work, "rev-parse", "main").strip()
+
+
 def test_the_message_template_is_replaced_not_formatted() -> None:
     from workers.images.setters import Change
     updates = ImageUpdates(message_template="{source}: {count} {0.__class__} {changes}")

@@ -50,6 +50,8 @@ SUFFIXES = (".yaml", ".yml")
 _MARKER_RE = re.compile(r'[ \t}\],]*#[ \t]*(\{[^#]*"\$imagepolicy"[^#]*\})[ \t]*\r?$')
 _ANY_MARKER_RE = re.compile(r'#[ \t]*\{[^#]*"\$imagepolicy"')
 _ATTRIBUTES = ("tag", "name")
+# A node's marks start at its properties (``&anchor``, ``!tag``); the value follows them.
+_PROPERTIES_RE = re.compile(r"(?:[&!][^ \t\r\n]*[ \t]+)*")
 
 
 @dataclass(frozen=True)
@@ -162,10 +164,10 @@ def set_text(text: str, rel: str, policies: Sequence[ImagePolicy],
     edits: list[_Edit] = []
     problems: list[str] = []
     used: set[int] = set()
-    for node, marker in scalars:
+    for node, marker, start in scalars:
         line = node.start_mark.line + 1
         used.add(node.end_mark.line)
-        edit = _edit(node, marker, rel, line, policies, chosen, problems)
+        edit = _edit(node, start, marker, (rel, line), policies, chosen, problems)
         if edit is not None:
             edits.append(edit)
     for number, content in enumerate(text.splitlines()):
@@ -178,8 +180,9 @@ def set_text(text: str, rel: str, policies: Sequence[ImagePolicy],
     return new_text, [e.change for e in edits], problems
 
 
-def _marked_scalars(text: str) -> Iterator[tuple[ScalarNode, str]]:
-    """(value node, marker JSON) for each value followed on its line by a marker comment."""
+def _marked_scalars(text: str) -> Iterator[tuple[ScalarNode, str, int]]:
+    """(value node, marker JSON, where its value starts after any ``&anchor``/``!tag``)
+    for each value followed on its line by a marker comment."""
     seen: set[int] = set()
     for document in YAML(typ="rt").compose_all(text):
         if document is None:
@@ -192,7 +195,8 @@ def _marked_scalars(text: str) -> Iterator[tuple[ScalarNode, str]]:
             eol = text.find("\n", end)
             found = _MARKER_RE.match(text, end, len(text) if eol < 0 else eol)
             if found:
-                yield node, found.group(1)
+                start = _PROPERTIES_RE.match(text, node.start_mark.index, end)
+                yield node, found.group(1), start.end() if start else node.start_mark.index
 
 
 def _values(node: Node) -> Iterator[ScalarNode]:
@@ -207,19 +211,22 @@ def _values(node: Node) -> Iterator[ScalarNode]:
             yield from _values(item)
 
 
-def _edit(node: ScalarNode, marker: str, rel: str, line: int,
+def _edit(node: ScalarNode, start: int, marker: str, place: tuple[str, int],
           policies: Sequence[ImagePolicy], chosen: Mapping[str, str],
           problems: list[str]) -> _Edit | None:
+    rel, line = place
     where = f"{rel}:{line}"
     parsed = _parse_marker(marker)
     if isinstance(parsed, str):
         problems.append(f"{where}: {parsed}")
         return None
-    reference, attribute = parsed
-    policy = next((p for p in policies if p.named_by(reference)), None)
-    if policy is None:
-        problems.append(f"{where}: marker names policy {reference!r}, which is not in images:")
+    found = next(((p, attribute) for reference, attribute in parsed
+                  for p in policies if p.named_by(reference)), None)
+    if found is None:
+        problems.append(f"{where}: marker names policy {parsed[0][0]!r}, "
+                        "which is not in images:")
         return None
+    policy, attribute = found
     if node.start_mark.line != node.end_mark.line:
         problems.append(f"{where}: the value marked for {policy.name} spans lines")
         return None
@@ -230,12 +237,17 @@ def _edit(node: ScalarNode, marker: str, rel: str, line: int,
     new = {"tag": tag, "name": policy.repository}.get(attribute, f"{policy.repository}:{tag}")
     if new == old:
         return None
-    return _Edit(node.start_mark.index, node.end_mark.index, _render(new, node.style),
+    return _Edit(start, node.end_mark.index, _render(new, node.style),
                  Change(file=rel, line=line, policy=policy.name, old=old, new=new))
 
 
-def _parse_marker(marker: str) -> tuple[str, str] | str:
-    """(``NS:NAME`` or ``NAME``, attribute ``""``/``tag``/``name``), or what is wrong."""
+def _parse_marker(marker: str) -> list[tuple[str, str]] | str:
+    """The readings (``NS:NAME`` or ``NAME``, attribute ``""``/``tag``/``name``) of a
+    marker, the first that names a policy wins; or what is wrong with it.
+
+    ``X:tag`` is Flux's namespace ``X`` and policy ``tag``; when no policy is named
+    ``tag`` it is also read as policy ``X``'s tag (a marker written without namespace).
+    """
     try:
         value = json.loads(marker)
     except ValueError:
@@ -249,8 +261,12 @@ def _parse_marker(marker: str) -> tuple[str, str] | str:
         return f"marker attribute {parts[2]!r} is not one of tag, name"
     if len(parts) > 3 or not all(parts):
         return f"marker reference {value['$imagepolicy']!r} is not NAMESPACE:NAME[:tag|:name]"
-    attribute = parts[2] if len(parts) == 3 else ""
-    return ":".join(parts[:2]), attribute
+    if len(parts) == 3:
+        return [(":".join(parts[:2]), parts[2])]
+    readings = [(":".join(parts), "")]
+    if len(parts) == 2 and parts[1] in _ATTRIBUTES:
+        readings.append((parts[0], parts[1]))
+    return readings
 
 
 def _render(value: str, style: str | None) -> str:
@@ -282,7 +298,7 @@ def _check(new_text: str, rel: str, edits: list[_Edit]) -> list[str]:
     """The rewritten text must parse and hold each new value under its marker."""
     try:
         found = {node.start_mark.line + 1: str(node.value)
-                 for node, _marker in _marked_scalars(new_text)}
+                 for node, _marker, _start in _marked_scalars(new_text)}
     except YAMLError as exc:
         return [f"{rel}: setting the markers would break the file ({_error_problem(exc)})"]
     return [f"{rel}:{e.change.line}: the new value {e.change.new!r} does not read back"
