@@ -80,6 +80,12 @@ def test_a_byte_order_mark_stays() -> None:
     assert new == text.replace("1.0.0", "1.1.0") and [c.line for c in changes] == [2]
 
 
+def test_non_ascii_text_before_a_marker_keeps_the_offsets() -> None:
+    text = f"# déjà vu 🚀\nname: café\ntags: {{a: ü, b: 1.0.0}} {TAG}\n"
+    new, _, problems = run(text)
+    assert problems == [] and new == text.replace("1.0.0", "1.1.0")
+
+
 def test_name_colon_tag_without_namespace_when_no_policy_is_named_tag() -> None:
     text = 'tag: 2.0.0 # {"$imagepolicy": "web:tag"}\nrepo: x # {"$imagepolicy": "web:name"}\n'
     new, changes, problems = run(text, {"web": "2.1.0"})

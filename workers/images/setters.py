@@ -14,8 +14,9 @@ files, since only the comment and the value before it count.
 Data flow: ``set_images`` walks ``below`` (never leaving ``root``, never
 following a symlink, skipping files over 1 MiB), reads each ``.yaml``/``.yml``
 file that mentions ``$imagepolicy``, lets ``ruamel.yaml`` compose it (all its
-documents) to find the scalar each marker follows and where it starts and ends,
-and rewrites only those characters: every other byte of the file, comments,
+documents) to find the scalar each marker follows and where it starts and ends
+(after any ``&anchor`` or ``!tag``), and rewrites only those characters (nothing
+is re-dumped): every other byte of the file, comments,
 order, quoting, indentation, line endings, stays as it was. The value keeps its
 quoting style; a plain value that would read back as something else than the
 string (``1.10`` is a float) is double-quoted. Each rewritten file is parsed
@@ -35,6 +36,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
@@ -157,6 +159,9 @@ def _set_file(path: Path, rel: str, policies: Sequence[ImagePolicy],
 def set_text(text: str, rel: str, policies: Sequence[ImagePolicy],
              chosen: Mapping[str, str]) -> tuple[str, list[Change], list[str]]:
     """The pure core: ``text`` with its markers set, the changes, and the problems."""
+    if text.startswith("\ufeff"):      # libyaml's marks do not count a byte order mark
+        new, found, said = set_text(text[1:], rel, policies, chosen)
+        return "\ufeff" + new, found, said
     try:
         scalars = list(_marked_scalars(text))
     except YAMLError as exc:
@@ -184,7 +189,7 @@ def _marked_scalars(text: str) -> Iterator[tuple[ScalarNode, str, int]]:
     """(value node, marker JSON, where its value starts after any ``&anchor``/``!tag``)
     for each value followed on its line by a marker comment."""
     seen: set[int] = set()
-    for document in YAML(typ="rt").compose_all(text):
+    for document in _composer().compose_all(text):
         if document is None:
             continue
         for node in _values(document):
@@ -197,6 +202,15 @@ def _marked_scalars(text: str) -> Iterator[tuple[ScalarNode, str, int]]:
             if found:
                 start = _PROPERTIES_RE.match(text, node.start_mark.index, end)
                 yield node, found.group(1), start.end() if start else node.start_mark.index
+
+
+@lru_cache(maxsize=1)
+def _composer() -> YAML:
+    """libyaml's parser through ruamel.yaml (``ruamel.yaml.clib``; ruamel's own pure
+    parser when it is missing): composing only, nothing is constructed, and its marks
+    count characters, as Python strings do. About five times faster than ``typ="rt"``,
+    whose comment tokens are not needed: markers are read from the text after a value."""
+    return YAML(typ="safe")
 
 
 def _values(node: Node) -> Iterator[ScalarNode]:
@@ -278,11 +292,12 @@ def _render(value: str, style: str | None) -> str:
     return value
 
 
+@lru_cache(maxsize=1024)
 def _plain_reads_back(value: str) -> bool:
     if not value or value != value.strip() or any(c in value for c in "#\n\r\t{}[],&*!|>'\"%@`"):
         return False
     try:
-        loaded = YAML(typ="safe", pure=True).load(f"k: {value}\n")
+        loaded = _composer().load(f"k: {value}\n")
     except YAMLError:
         return False
     return isinstance(loaded, dict) and loaded.get("k") == value
