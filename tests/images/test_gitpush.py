@@ -162,6 +162,7 @@ def test_a_second_scan_with_nothing_new_commits_nothing(work: GitRepo, server: G
     assert first.commit is not None
     assert (again.commit, again.changes, again.attempts) == (None, (), 0)
     assert bare(work, "rev-parse", "main").strip() == first.commit
+    only_marked_lines(work, first.commit)
 
 
 def test_the_branch_moved_before_the_push_is_redone_on_the_new_head(
@@ -267,6 +268,7 @@ def test_the_fetch_side_accepts_the_ssh_signed_commit(work: GitRepo, server: Git
                                tmp_path / "images")
     assert verified_by_the_fetch_side(work, Verify("ssh", str(signers)), "image-updates",
                                       tmp_path) == result.commit
+    only_marked_lines(work, result.commit or "")
 
 
 @pytest.fixture
@@ -345,6 +347,7 @@ def test_the_write_credential_is_used_for_the_push_only(work: GitRepo, server: G
     pushes = {user for user, path in server.users if "receive-pack" in path}
     reads = {user for user, path in server.users if "receive-pack" not in path}
     assert pushes == {"fleet"} and reads == {"reader"}
+    only_marked_lines(work, result.commit)
 
 
 def test_a_symlinked_yaml_outside_the_tree_is_skipped_and_named(
@@ -360,6 +363,7 @@ def test_a_symlinked_yaml_outside_the_tree_is_skipped_and_named(
     assert outside.read_text() == f"image: {REPO}:1.0.0 {MARK}\n"
     assert result.commit is not None
     assert "link.yaml" not in bare(work, "show", "--stat", "--format=", result.commit)
+    only_marked_lines(work, result.commit)
 
 
 def test_a_push_over_ssh_with_a_key(work: GitRepo, tmp_path: Path) -> None:
@@ -377,6 +381,18 @@ def test_a_push_over_ssh_with_a_key(work: GitRepo, tmp_path: Path) -> None:
         result = update_repository(src, POLICIES, {"podinfo": "1.1.0"},
                                    {"PATH": os.environ["PATH"]}, tmp_path / "images")
     assert result.commit == bare(work, "rev-parse", "image-updates").strip()
+    only_marked_lines(work, result.commit)
+
+
+def test_a_missing_source_branch_and_a_stale_lock(work: GitRepo, server: GitHttpServer,
+                                                  tmp_path: Path) -> None:
+    src, env = source(server.url("fleet.git")), environ(server)
+    missing = dataclasses.replace(src, ref="nope")
+    with pytest.raises(SourceError, match=r"source fleet: branch 'nope' not found in https://"):
+        update_repository(missing, POLICIES, {"podinfo": "1.1.0"}, env, tmp_path / "images")
+    (tmp_path / "images" / "repo" / ".git" / "index.lock").write_text("")
+    result = update_repository(src, POLICIES, {"podinfo": "1.1.0"}, env, tmp_path / "images")
+    assert result.commit == bare(work, "rev-parse", "main").strip()
     only_marked_lines(work, result.commit)
 
 

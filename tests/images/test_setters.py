@@ -39,6 +39,9 @@ def changed_lines(before: str, after: str) -> list[int]:
     (f"newTag: 1.0.0 {TAG}", f"newTag: 1.1.0 {TAG}"),
     (f'newTag: "1.0.0"{TAG.replace("# ", "#")}', f'newTag: "1.1.0"{TAG.replace("# ", "#")}'),
     (f"newName: old.io/podinfo {NAME}", f"newName: {REPO} {NAME}"),
+    (f"tag: &t 1.0.0 {TAG}\nsame: *t", f"tag: &t 1.1.0 {TAG}\nsame: *t"),
+    (f"tag: !!str 1.0.0 {TAG}", f"tag: !!str 1.1.0 {TAG}"),
+    (f"tag: 1.0.0 {TAG}   ", f"tag: 1.1.0 {TAG}   "),
     (f"app: {{name: a, tag: 1.0.0}} {TAG}", f"app: {{name: a, tag: 1.1.0}} {TAG}"),
     (f"tags: [a, 1.0.0] {TAG}", f"tags: [a, 1.1.0] {TAG}"),
     (f"list:\n- {REPO}:1.0.0 {FULL}", f"list:\n- {REPO}:1.1.0 {FULL}"),
@@ -50,7 +53,7 @@ def test_one_marked_line(line: str, expected: str) -> None:
     new, changes, problems = run(text)
     assert problems == []
     assert new == f"# head\nother: 1.0.0  # not a marker\n{expected}\nlast: x\n"
-    assert [c.line for c in changes] == [3 + line.count("\n")]
+    assert [c.line for c in changes] == [3 + line.startswith("list:")]
 
 
 def test_a_plain_value_that_would_read_as_a_number_is_quoted() -> None:
@@ -69,6 +72,25 @@ def test_windows_line_endings_stay() -> None:
     new, changes, problems = run(text)
     assert problems == [] and len(changes) == 1
     assert new == text.replace("1.0.0", "1.1.0")
+
+
+def test_a_byte_order_mark_stays() -> None:
+    text = f"\ufeffa: 1\ntag: 1.0.0 {TAG}\n"
+    new, changes, _ = run(text)
+    assert new == text.replace("1.0.0", "1.1.0") and [c.line for c in changes] == [2]
+
+
+def test_non_ascii_text_before_a_marker_keeps_the_offsets() -> None:
+    text = f"# déjà vu 🚀\nname: café\ntags: {{a: ü, b: 1.0.0}} {TAG}\n"
+    new, _, problems = run(text)
+    assert problems == [] and new == text.replace("1.0.0", "1.1.0")
+
+
+def test_name_colon_tag_without_namespace_when_no_policy_is_named_tag() -> None:
+    text = 'tag: 2.0.0 # {"$imagepolicy": "web:tag"}\nrepo: x # {"$imagepolicy": "web:name"}\n'
+    new, changes, problems = run(text, {"web": "2.1.0"})
+    assert problems == []
+    assert new == text.replace("2.0.0", "2.1.0").replace("repo: x", "repo: registry.example.com/web")
 
 
 def test_every_document_of_a_multi_document_file() -> None:

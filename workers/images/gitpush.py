@@ -82,7 +82,12 @@ class _Checkout:
         return self.updates.push_branch or self.source.ref
 
     def git(self, *args: str, genv: GitEnv | None = None, stdin: bytes | None = None) -> str:
-        return run_git(["-C", str(self.path), *args], genv or self.local(), stdin=stdin)
+        """A local git command; its failure is a SourceError naming the source."""
+        try:
+            return run_git(["-C", str(self.path), *args], genv or self.local(), stdin=stdin)
+        except GitFailed as failed:
+            raise SourceError(f"source {self.source.name}: image updates: git {failed.command} "
+                              f"failed in the working copy{git_said(failed.stderr)}") from failed
 
     def local(self) -> GitEnv:
         return local_environment(self.environ, [("core.hooksPath", "/dev/null")])
@@ -146,6 +151,9 @@ def _open(source: Source, environ: Mapping[str, str], workdir: Path) -> _Checkou
     if not (repo.path / ".git").is_dir():
         repo.path.mkdir(parents=True, exist_ok=True)
         repo.git("init", "-q")
+    # The checkout is ours alone (scans of one repository are locked): a lock file left
+    # by a worker killed mid-commit is stale, and would fail every later scan.
+    (repo.path / ".git" / "index.lock").unlink(missing_ok=True)
     repo.git("config", "remote.origin.url", source.url)
     return repo
 
@@ -161,8 +169,8 @@ def _start_from_remote(repo: _Checkout) -> None:
     refspecs = [f"+refs/heads/{b}:refs/remotes/origin/{b}" for b in wanted]
     _remote(repo, ["fetch", "-q", "--no-tags", "--no-recurse-submodules", "origin", *refspecs],
             repo.read)
-    base = heads.get(push_branch) or heads[source_branch]
-    repo.git("checkout", "-q", "--force", "--detach", base)
+    base = push_branch if push_branch in heads else source_branch
+    repo.git("checkout", "-q", "--force", "--detach", f"refs/remotes/origin/{base}")
     repo.git("clean", "-q", "-f", "-f", "-d", "-x")
 
 
@@ -195,12 +203,8 @@ def _commit(repo: _Checkout, result: SetResult, message: str) -> str:
         genv = local_environment(repo.environ, [("core.hooksPath", "/dev/null"), *config])
         genv = GitEnv({**genv.env, **identity, **extra}, genv.secrets)
         sign = ["-S"] if updates.signing else ["--no-gpg-sign"]
-        try:
-            repo.git("commit", "-q", "--no-verify", *sign, "-F", "-", genv=genv,
-                     stdin=message.encode())
-        except GitFailed as failed:
-            raise SourceError(f"source {repo.source.name}: cannot make the image-update "
-                              f"commit{git_said(failed.stderr)}") from failed
+        repo.git("commit", "-q", "--no-verify", *sign, "-F", "-", genv=genv,
+                 stdin=message.encode())
     return repo.git("rev-parse", "HEAD").strip()
 
 
