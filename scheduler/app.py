@@ -46,8 +46,8 @@ def allowed(process: str, extra: str = "") -> frozenset[str]:
     listed = {n.strip() for n in extra.split(",") if n.strip()} & set(tasks_api.TASKS)
     internal = {tasks_api.RENDER, tasks_api.APPLY, tasks_api.CHECK_HEALTH, tasks_api.REMOVE,
                 tasks_api.PREVIEW_CLUSTER}
-    if process == "flower":          # a preview costs dry-runs on every cluster: listed only
-        names = (public - {tasks_api.PREVIEW}) | listed
+    if process == "flower":          # a preview costs dry-runs on every cluster, a scan
+        names = (public - {tasks_api.PREVIEW, tasks_api.SCAN_IMAGES}) | listed   # commits
     else:
         names = public | set(SCHEDULED)
     return frozenset(names - internal)

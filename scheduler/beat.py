@@ -1,7 +1,12 @@
 """Beat's schedule, built from the fleet spec and kept in step with it.
 
 ``entries(fleet)`` is pure: one ``fleetsync.reconcile_cluster`` per cluster at
-its interval and one ``fleetsync.fetch_source`` per source at its interval.
+its interval and one ``fleetsync.fetch_source`` per source at its interval. Image
+policies are grouped by interval: the policies due at one tick go in one
+``fleetsync.scan_images``, which also commits their choices; each Git source with
+``imageUpdates`` gets one more at its own ``imageUpdates.interval`` (no scan, only
+the commit of what the records hold), so a source picks up tags that other
+sources' passes recorded.
 ``FleetScheduler`` re-reads the spec when the file changes (every few seconds
 at most), so a cluster added or removed is picked up without restarting beat.
 A spec that does not validate schedules nothing new: the last good schedule
@@ -44,13 +49,35 @@ def entries(fleet: Fleet) -> dict[str, dict[str, Any]]:
         if source.name in used:
             out[f"fetch:{source.name}"] = _entry(tasks_api.FETCH_SOURCE, [source.name],
                                                  source.interval)
+    out.update(image_entries(fleet))
     return out
 
 
-def _entry(task: str, args: list[str], interval: float) -> dict[str, Any]:
+def image_entries(fleet: Fleet) -> dict[str, dict[str, Any]]:
+    """``fleetsync.scan_images`` per policy interval, and per image source (pure)."""
+    out: dict[str, dict[str, Any]] = {}
+    by_interval: dict[float, list[str]] = {}
+    for policy in fleet.images:
+        by_interval.setdefault(policy.interval, []).append(policy.name)
+    for interval, names in sorted(by_interval.items()):
+        out[f"images:{interval:g}s"] = _entry(tasks_api.SCAN_IMAGES, [names], interval,
+                                              {"trigger": "beat"})
+    for source in fleet.sources.values():
+        updates = source.image_updates
+        if updates is not None and not source.helm_repository and not source.oci_artifact:
+            out[f"image-updates:{source.name}"] = _entry(
+                tasks_api.SCAN_IMAGES, [[]], updates.interval,
+                {"sources": [source.name], "trigger": "beat"})
+    return out
+
+
+def _entry(task: str, args: list[Any], interval: float,
+           kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    shown = {"trigger": "beat", **(kwargs or {})}
     return {"task": task, "schedule": timedelta(seconds=interval), "args": args,
+            "kwargs": dict(kwargs or {}),
             "options": {"expires": max(interval, 5.0),
-                        "argsrepr": tasks_api.describe(task, args, {"trigger": "beat"})}}
+                        "argsrepr": tasks_api.describe(task, args, shown)}}
 
 
 def first_run_offset(interval: float, rng: random.Random = random._inst) -> float:  # type: ignore[attr-defined]

@@ -21,7 +21,7 @@ from typing import Callable
 from shared.errors import FleetsyncError
 
 COMMANDS = ("validate", "local", "health", "sync", "status", "runners", "acl", "notifier",
-            "server", "rollout", "windows", "import_cmd", "preview")
+            "server", "rollout", "windows", "import_cmd", "preview", "images")
 ENTRY_POINT_GROUP = "fleetsync.commands"
 # ``fleetsync worker`` lives as long as its Celery worker (it supervises it), so it
 # builds only the module of its own sub-command: the whole parser would keep every

@@ -71,7 +71,7 @@ BINDINGS_READ = "%R~_kombu.binding.*"
 UNIT_KINDS = ("queued", "pending", "running", "lock", "fence", "run", "status", "history")
 # keys the read-only CLI may read: everything of ours but render entries and memos
 READABLE = ("queued", "pending", "running", "lock", "fence", "run", "status", "history",
-            "source", "fetching", "cluster", "beat", "units", "preview")
+            "source", "fetching", "cluster", "beat", "units", "preview", "image")
 # a preview's own record (``preview:<12 hex id>``), never its units list: who starts a
 # preview creates it, the workers fill it (``shared.state.previews``)
 PREVIEW_RECORD = f"~{keys.preview('?' * 12)}"

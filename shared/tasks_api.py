@@ -13,6 +13,7 @@ speak through these names; this module is their one home. Arguments are JSON
     fleetsync.remove(app, cluster)                    internal: an application left the spec
     fleetsync.preview(preview_id, source, ref)        public: a preview created in Redis
     fleetsync.preview_cluster(preview_id, cluster)    internal: one cluster's part of a preview
+    fleetsync.scan_images(policies, force=False)      beat, CLI: image policies, then their commits
     fleetsync.ping(payload=None)                      health check
 
 Internal stages also carry keyword arguments (``run_id``, ``trigger``,
@@ -41,6 +42,7 @@ REMOVE = "fleetsync.remove"
 PING = "fleetsync.ping"
 PREVIEW = "fleetsync.preview"
 PREVIEW_CLUSTER = "fleetsync.preview_cluster"
+SCAN_IMAGES = "fleetsync.scan_images"
 
 STAGE_QUEUES = ("reconcile", "fetch", "render", "apply")
 
@@ -75,6 +77,7 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
     TaskSpec(PREVIEW, ("preview_id", "source", "ref"), (), "reconcile", True),
     TaskSpec(PREVIEW_CLUSTER, ("preview_id", "cluster"),
              ("source", "ref", "units", "added", "removed"), "apply", False),
+    TaskSpec(SCAN_IMAGES, ("policies",), ("force", "sources", "trigger"), "fetch", True),
 )}
 
 
@@ -167,11 +170,23 @@ def describe(name: str, args: Iterable[Any] = (), kwargs: Mapping[str, Any] | No
         ref = named.get("ref") or (kwargs or {}).get("ref") or ""
         source = named.get("source") or (kwargs or {}).get("source") or ""
         return f"preview {named.get('preview_id')} of {source}@{ref}{where}"
+    if "policies" in spec.args:
+        return _describe_scan(named, kwargs or {}, tail)
     if "cluster" in spec.args:
         return f"cluster {named.get('cluster')}{tail}"
     if "source" in spec.args:
         return f"source {named.get('source')}{tail}"
     return ", ".join(map(repr, args))
+
+
+def _describe_scan(named: Mapping[str, Any], kwargs: Mapping[str, Any], tail: str) -> str:
+    """``scan images podinfo, nginx`` (and the sources a beat entry pushes to)."""
+    policies = [str(p) for p in named.get("policies") or []]
+    sources = [str(s) for s in kwargs.get("sources") or []]
+    what = f"scan images {', '.join(policies)}" if policies else "image updates"
+    where = f" for {', '.join(sources)}" if sources else ""
+    forced = " (forced)" if kwargs.get("force") and not tail else ""
+    return f"{what}{where}{forced}{tail}"
 
 
 def describe_kwargs(kwargs: Mapping[str, Any] | None) -> str:

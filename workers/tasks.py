@@ -34,6 +34,7 @@ from workers.run import (endings, followup, previewing, removing, requests, runn
                          sweep)
 from workers.run.steps import Call, Next, Send, call_of
 from workers.app import app as celery
+from workers.images import automation
 from workers.context import Context
 from workers.context import process_context as context
 from workers.sealing import SIGNATURE
@@ -334,3 +335,32 @@ def preview_cluster(self: Any, preview_id: str, cluster: str, **kw: Any) -> dict
     except Exception as exc:            # never leave the preview waiting for this part
         log.exception("preview part broke", preview=preview_id, cluster=cluster)
         return previewing.part_failed(ctx, preview_id, cluster, apps + added + removed, exc)
+
+
+MAX_POLICIES = 500      # names in one scan_images call (a spec's images: is far smaller)
+
+
+@celery.task(name=tasks_api.SCAN_IMAGES, bind=True, autoretry_for=RETRIED, retry_backoff=2,
+          retry_backoff_max=120, retry_jitter=True, max_retries=MAX_TRANSIENT_RETRIES)
+def scan_images(self: Any, policies: list | None = None, force: bool = False,
+                sources: list | None = None, trigger: str = "api") -> dict:
+    """Scan image policies, then commit what they chose to each Git source with
+    ``imageUpdates`` (``workers.images.automation``). Arguments are names only; the
+    registries' and Git's credentials are read here, from this worker's environment."""
+    names = _names(policies)
+    options = automation.PassOptions(force=force is True, sources=tuple(_names(sources)),
+                                     owner=f"{socket.gethostname()}:{os.getpid()}:"
+                                           f"{self.request.id or ''}")
+    return automation.run_pass(context(), names, options, os.environ, _fetch_now)
+
+
+def _names(given: Any) -> list[str]:
+    """Names from a task argument that anyone may have sent: strings only, capped."""
+    if not isinstance(given, (list, tuple)):
+        return []
+    return [str(n)[:253] for n in given[:MAX_POLICIES] if isinstance(n, str) and n]
+
+
+def _fetch_now(source: str) -> None:
+    """A pushed image update is a new revision: fetch it now, as a push webhook would."""
+    _send_patiently(Send(tasks_api.FETCH_SOURCE, [source], {}))

@@ -67,6 +67,7 @@ class Import:
     clusters: dict[str, Entry] = field(default_factory=dict)
     applications: dict[str, Entry] = field(default_factory=dict)
     windows: dict[str, Entry] = field(default_factory=dict)
+    images: dict[str, Entry] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
     def note(self, entry: Entry, where: str, text: str) -> None:
@@ -84,7 +85,7 @@ class Import:
     def summary(self) -> list[str]:
         lines = [f"skipped: {s}" for s in self.skipped]
         for kind, entries in (("source", self.sources), ("cluster", self.clusters),
-                              ("application", self.applications)):
+                              ("application", self.applications), ("image policy", self.images)):
             for name, entry in entries.items():
                 lines += [f"{kind} {name}: {n}" for n in entry.notes]
         return lines
@@ -179,7 +180,8 @@ def render(result: Import, origin: str) -> str:
     lines = [f"# Imported from {origin} manifests by `fleetsync import`.",
              "# Lines starting with '# ' name what had no counterpart; check them."]
     for key, entries in (("sources", result.sources), ("clusters", result.clusters),
-                         ("applications", result.applications), ("windows", result.windows)):
+                         ("applications", result.applications), ("windows", result.windows),
+                         ("images", result.images)):
         if not entries:
             continue
         lines.append(f"{key}:")

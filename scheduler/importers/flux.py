@@ -17,7 +17,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from scheduler.importers import fluxpaths, fluxvalues
+from scheduler.importers import fluximages, fluxpaths, fluxvalues
 from scheduler.importers.fluxpaths import is_flux
 from shared.spec.scalars import parse_duration
 from shared.values import deep_merge
@@ -30,7 +30,7 @@ _KUSTOMIZATION_KEYS = {"sourceRef", "path", "prune", "dependsOn", "postBuild", "
                        "suspend", "force", "deletionPolicy"}
 _RELEASE_KEYS = {"chart", "values", "valuesFrom", "install", "interval", "targetNamespace", "releaseName",
                  "dependsOn", "suspend", "serviceAccountName", "timeout"}
-_CONSUMED = ("GitRepository", "HelmRepository", "OCIRepository", "ConfigMap")
+_CONSUMED = ("GitRepository", "HelmRepository", "OCIRepository", "ConfigMap", *fluximages.KINDS)
 
 
 def build(objects: list[Manifest], result: Import) -> None:
@@ -38,6 +38,7 @@ def build(objects: list[Manifest], result: Import) -> None:
     for obj in objects:
         if obj.kind in ("GitRepository", "HelmRepository", "OCIRepository"):
             guarded(obj, result, partial(_source, obj, result, names))
+    fluximages.build(objects, result, names)
     for obj in objects:
         if obj.kind in ("Kustomization", "HelmRelease") and is_flux(obj):
             taken = [v for k, v in names.items() if k[0] == "app"]

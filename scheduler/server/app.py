@@ -55,6 +55,7 @@ def build(server: ServerSettings, backend: Backend | None = None) -> Any:
         Route("/units/{cluster}/{app}", pages.unit),
         Route("/revisions/{revision}", pages.revision),
         Route("/previews", pages.previews),
+        Route("/images", pages.images),
         Route("/previews/{preview}", pages.preview),
         Route("/api/v1/units", api.units),
         Route("/api/v1/units/{cluster}/{app}", api.unit),

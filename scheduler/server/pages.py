@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from scheduler import preview_markdown as md
+from scheduler import images_view, preview_markdown as md
 from scheduler.server import fleetview, windowband
 from scheduler.server.access import caller
 from scheduler.server.api import FleetSnapshot, unit_detail
@@ -134,6 +134,19 @@ class Pages:
         return self.render("previews.html", request=request, previews=found,
                            now=now.strftime("%H:%M:%S"))
 
+    async def images(self, request: Request) -> HTMLResponse:
+        """Image policies: latest tag, what Git has, which clusters run which tag."""
+        fleet = self.backend.fleet()
+        found = await run_in_threadpool(images_view.view, self.backend.redis, fleet) \
+            if fleet is not None else {"policies": [], "sources": []}
+        now = datetime.now(timezone.utc)
+        for item in (*found["policies"], *found["sources"]):
+            item["age_s"] = now.timestamp() - float(item["at"]) if item.get("at") else None
+            if "clusters" in item:
+                item["by_tag"] = _by_tag(item["clusters"])
+        return self.render("images.html", request=request, images=found,
+                           now=now.strftime("%H:%M:%S"))
+
     async def preview(self, request: Request) -> HTMLResponse:
         pid = request.path_params["preview"]
         found = await run_in_threadpool(with_costs, self.backend.redis, pid) \
@@ -147,3 +160,10 @@ class Pages:
             by_app.setdefault(unit.get("app", ""), []).append(unit)
         return self.render("preview.html", request=request, p=found,
                            by_app=sorted(by_app.items()), now=now.strftime("%H:%M:%S"))
+
+
+def _by_tag(clusters: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    tags: dict[str, list[dict[str, Any]]] = {}
+    for unit in clusters:
+        tags.setdefault(str(unit["tag"]), []).append(unit)
+    return sorted((tag, sorted(units, key=lambda u: u["cluster"])) for tag, units in tags.items())

@@ -42,8 +42,9 @@ from shared.spec import oci as spec_oci
 from shared.spec.application import Built, N, application, service_account
 from shared.spec.application import selector as spec_selector
 from shared.spec.dependencies import check_dependencies
+from shared.spec import images_load
 from shared.spec.model import DEFAULT_BRANCH, DEFAULT_BRANCH_KEY, HELM_REPOSITORY, Application
-from shared.spec.model import Auth, Cluster, Fleet, OciArtifact, Source
+from shared.spec.model import Auth, Cluster, Fleet, ImagePolicy, OciArtifact, Source
 from shared.spec.model import HealthCheck, HealthSettings, Notifications, Window
 from shared.spec.notify import read_notifications
 from shared.spec.scalars import dns_name, duration, env_name, ref_problem, url_problem, var_name
@@ -54,10 +55,10 @@ from shared.spec.yaml import Map, Report
 MAX_BYTES = 1024 * 1024
 
 _TOP_KEYS = ("sources", "clusters", "applications", "notifications", "healthChecks",
-             "healthLua", "health", "windows")
+             "healthLua", "health", "windows", "images")
 _REF_KINDS = ("branch", "tag", "semver", "commit")
 _SOURCE_KEYS = ("name", "url", "helmRepository", "oci", *_REF_KINDS, DEFAULT_BRANCH_KEY, "interval",
-                "auth", *SOURCE_KEYS)
+                "auth", "imageUpdates", *SOURCE_KEYS)
 _AUTH_KEYS = ("sshKeyFile", "usernameEnv", "passwordEnv", "tokenRealm")
 _CLUSTER_KEYS = ("name", "kubeconfig", "context", "labels", "vars", "interval",
                  "serviceAccountName", "serviceAccountNamespace")
@@ -113,11 +114,13 @@ def _fleet(root: Node, report: Report, allow_local: bool) -> Fleet | None:
                    clusters=[c for c, _ in clusters.values()])
     no_windows: tuple[Window, ...] = ()
     windows = top.read("windows", read, report, no_windows)
+    no_images: tuple[ImagePolicy, ...] = ()
+    images = top.read("images", partial(images_load.read_images, auth=_auth), report, no_images)
     return Fleet(sources={k: v for k, (v, _) in sources.items()},
                  clusters={k: v for k, (v, _) in clusters.items()},
                  applications={k: v for k, (v, _) in apps.items()},
                  path=report.file, warnings=tuple(report.warnings()),
-                 notifications=notifications, health=health, windows=windows)
+                 notifications=notifications, health=health, windows=windows, images=images)
 
 
 def _health(top: Map, report: Report) -> HealthSettings:
@@ -178,7 +181,9 @@ def _source(node: Node, field: str, report: Report, *, allow_local: bool) -> Bui
                      "(a Git source verifies commit signatures: ssh or gpg)")
     if auth.token_realm and not url.lower().startswith("oci://"):
         report.error(m.values["auth"], m.at("auth.tokenRealm"), "applies to oci:// sources only")
-    return (Source(name, url, ref_kind, ref, interval, auth, **security), m) if name else None
+    updates = images_load.source_updates(m, url, ref_kind, auth, _auth, report)
+    return (Source(name, url, ref_kind, ref, interval, auth, **security, image_updates=updates),
+            m) if name else None
 
 
 def _artifact_source(m: Map, name: str, report: Report) -> Built[Source] | None:
@@ -188,6 +193,7 @@ def _artifact_source(m: Map, name: str, report: Report) -> Built[Source] | None:
     auth = m.read("auth", _auth, report, Auth())
     security = read_security(m, "", auth, report, allow_local=False)
     spec_oci.check_artifact_source(m, auth, security["insecure"], security["verify"], report)
+    images_load.refuse_image_updates(m, "an oci", report)
     if not name:
         return None
     url, ref_kind, ref, layer = read or ("", "tag", "", OciArtifact())

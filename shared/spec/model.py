@@ -12,13 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from shared.spec.auth import Auth
+from shared.spec.images import ImagePolicy, ImageUpdates
 
-@dataclass(frozen=True)
-class Auth:
-    ssh_key_file: str | None = None
-    username_env: str | None = None
-    password_env: str | None = None
-    token_realm: str | None = None      # oci://: a token service on another origin trusted too
+__all__ = ["Auth", "ImagePolicy", "ImageUpdates"]   # re-exported: the model's own parts
 
 
 @dataclass(frozen=True)
@@ -72,6 +69,7 @@ class Source:
     webhook: Webhook | None = None         # fleetsync server accepts push webhooks for it
     max_size: int | None = None            # bytes its mirror may take on a worker host
     oci: OciArtifact | None = None         # an OCI artifact (url oci://; ref_kind tag|semver|digest)
+    image_updates: ImageUpdates | None = None  # Git: image policies' choices committed to it
 
     @property
     def helm_repository(self) -> bool:
@@ -332,6 +330,7 @@ class Fleet:
     notifications: Notifications = Notifications()
     health: HealthSettings = HealthSettings()
     windows: tuple[Window, ...] = ()
+    images: tuple[ImagePolicy, ...] = ()   # image policies (``images:``), in spec order
 
     def clusters_for(self, app: Application) -> list[Cluster]:
         return [c for c in self.clusters.values() if app.clusters.matches(c)]

@@ -8,6 +8,7 @@ groups, which is also how access is split between roles:
     state      status:, history:, units, source:, fetching:, cluster:   workers, scheduler
                beat:last_tick                                      beat (writes), metrics (reads)
                rollout:, suspended:                                 workers, CLI and server (write)
+               image:                                              workers (write), CLI, server, Flower (read)
     caches     render:, rendered:                                  workers only
     broker     Celery/kombu's own keys (queues, unacked, results)  everyone who enqueues
 
@@ -124,6 +125,22 @@ def window_override(unit: str) -> str:
     return f"{PREFIX}:window_override:{unit}"
 
 
+# -- image updates committed to Git sources (shared/state/imageupdates.py) -----------------
+def image_updates(source: str) -> str:
+    """A Git source's last image-update pass: commit, changes, problems (JSON)."""
+    return f"{PREFIX}:image-updates:{source}"
+
+
+def image_markers(source: str, revision: str) -> str:
+    """The setter markers of a source's tree at a revision: file, line, policy, value (JSON)."""
+    return f"{PREFIX}:image-markers:{source}:{revision}"
+
+
+def image_push_lock(repository: str) -> str:
+    """Held while a worker commits and pushes image updates to one repository URL."""
+    return f"{PREFIX}:image-push-lock:{repository}"
+
+
 # -- caches (workers/render/cache.py, workers/run/stages.py) -----------------------------
 def rendered(unit: str, revision: str, spec_hash: str) -> str:
     """The render key of a unit at a revision and spec, while its render is cached."""
@@ -156,3 +173,9 @@ def preview_posting(preview_id: str) -> str:
 def preview_pr(provider: str, repository: str, number: object) -> str:
     """A pull request's preview comment (hash: ``comment`` id, ``preview`` the newest)."""
     return f"{PREFIX}:preview-pr:{provider}:{repository}:{number}"
+
+
+# -- image policies' last scans (shared/state/images.py) -----------------------------------
+def image(policy: str) -> str:
+    """An image policy's last scan: the tag and digest it picked, or its error (JSON)."""
+    return f"{PREFIX}:image:{policy}"

@@ -9,6 +9,12 @@ Use it as a context manager; ``url(name)`` gives ``http://127.0.0.1:<port>/<name
 only ever sent over HTTPS. ``fail_status`` makes every request fail with that
 status (e.g. 503) and ``hang`` makes requests stall until the server stops, for
 transient-error and timeout tests.
+
+Pushes (``git-receive-pack``) are accepted from the authenticated user;
+``readonly=(user, password)`` adds an account that may fetch but whose pushes get
+403, as a read-only token would. ``on_request(method, path)``, when set, runs
+before each request is served: a test's hook point (another clone pushes just
+before a push's ref advertisement, say).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit
 
 BACKEND = "/usr/lib/git-core/git-http-backend"
@@ -31,7 +38,8 @@ class GitHttpServer:
 
     def __init__(self, project_root: Path | str, username: str | None = "fleet",
                  password: str = "s3cret-pw", *, fail_status: int | None = None,
-                 hang: bool = False, tls: bool = False) -> None:
+                 hang: bool = False, tls: bool = False,
+                 readonly: tuple[str, str] | None = None) -> None:
         self.project_root = Path(project_root)
         self.tls = tls
         self._certs = tempfile.TemporaryDirectory(prefix="githttp-") if tls else None
@@ -39,7 +47,10 @@ class GitHttpServer:
         self.password = password
         self.fail_status = fail_status
         self.hang = hang
+        self.readonly = readonly
+        self.on_request: Callable[[str, str], None] | None = None
         self.requests: list[tuple[str, str, int]] = []   # (method, path, status)
+        self.users: list[tuple[str, str]] = []           # (user, path) of authorized requests
         self._stop = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -90,11 +101,18 @@ class GitHttpServer:
         return context
 
     def authorized(self, header: str | None) -> bool:
+        return self.user(header) is not None
+
+    def user(self, header: str | None) -> str | None:
+        """Who the Authorization header names ("" without auth), or None when refused."""
         if self.username is None:
-            return True
-        expected = "Basic " + base64.b64encode(
-            f"{self.username}:{self.password}".encode()).decode()
-        return header is not None and hmac.compare_digest(header.encode(), expected.encode())
+            return ""
+        accounts = [(self.username, self.password)] + ([self.readonly] if self.readonly else [])
+        for name, password in accounts:
+            expected = "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()
+            if header is not None and hmac.compare_digest(header.encode(), expected.encode()):
+                return name
+        return None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -117,14 +135,20 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(503, {}, b"stopped\n")
         if owner.fail_status is not None:
             return self._reply(owner.fail_status, {}, b"unavailable\n")
-        if not owner.authorized(self.headers.get("Authorization")):
+        user = owner.user(self.headers.get("Authorization"))
+        if user is None:
             return self._reply(401, {"WWW-Authenticate": 'Basic realm="git"'}, b"denied\n")
-        status, headers, payload = self._run_backend(body)
+        owner.users.append((user, self.path))
+        if owner.readonly and user == owner.readonly[0] and "git-receive-pack" in self.path:
+            return self._reply(403, {}, b"read-only account\n")
+        if owner.on_request is not None:
+            owner.on_request(self.command, self.path)
+        status, headers, payload = self._run_backend(body, user)
         self._reply(status, headers, payload)
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -135,13 +159,13 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _run_backend(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def _run_backend(self, body: bytes, user: str) -> tuple[int, dict[str, str], bytes]:
         parts = urlsplit(self.path)
         env = {
             "GIT_PROJECT_ROOT": str(self.owner.project_root), "GIT_HTTP_EXPORT_ALL": "1",
             "PATH_INFO": parts.path, "QUERY_STRING": parts.query,
             "REQUEST_METHOD": self.command, "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-            "CONTENT_LENGTH": str(len(body)), "REMOTE_USER": self.owner.username or "",
+            "CONTENT_LENGTH": str(len(body)), "REMOTE_USER": user,
             "REMOTE_ADDR": self.client_address[0], "GATEWAY_INTERFACE": "CGI/1.1",
             "SERVER_PROTOCOL": "HTTP/1.1", "PATH": "/usr/bin:/bin",
             "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
