@@ -359,7 +359,7 @@ def test_a_symlinked_yaml_outside_the_tree_is_skipped_and_named(
     work.push()
     result = update_repository(source(server.url("fleet.git")), POLICIES, {"podinfo": "1.1.0"},
                                environ(server), tmp_path / "images")
-    assert result.skipped == (f"clusters/apps/link.yaml: a symlink (to {outside}), not followed",)
+    assert result.skipped == (f"clusters/apps/link.yaml: a symlink (to {str(outside)!r}), not followed",)
     assert outside.read_text() == f"image: {REPO}:1.0.0 {MARK}\n"
     assert result.commit is not None
     assert "link.yaml" not in bare(work, "show", "--stat", "--format=", result.commit)

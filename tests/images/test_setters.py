@@ -182,9 +182,17 @@ def test_symlinks_and_large_files_are_skipped_and_named(tmp_path: Path) -> None:
     result = set_images(root, POLICIES, {"podinfo": "1.1.0"})
     assert result.changes == () and result.problems == ()
     assert sorted(result.skipped) == sorted((f"apps/big.yaml: larger than {MAX_FILE} bytes",
-                              f"apps/link.yaml: a symlink (to {outside}), not followed",
+                              f"apps/link.yaml: a symlink (to {str(outside)!r}), not followed",
                               "linked: a symlinked directory, not followed"))
     assert outside.read_text() == f"image: {REPO}:1.0.0 {FULL}\n"
+
+
+def test_a_file_name_with_a_newline_is_skipped(tmp_path: Path) -> None:
+    write(tmp_path, "a\n- evil.yaml", f"image: {REPO}:1.0.0 {FULL}\n")
+    result = set_images(tmp_path, POLICIES, {"podinfo": "1.1.0"})
+    assert result.changes == ()
+    assert result.skipped == ("a\n- evil.yaml: a name with control characters "
+                              "(it would go into the message)",)
 
 
 @pytest.mark.parametrize("below", ["../", "/etc", "a/../../x", "missing", "link"])

@@ -51,7 +51,7 @@ from workers.images.setters import Change, SetResult, set_images
 MAX_ATTEMPTS = 3
 _MOVED = ("non-fast-forward", "fetch first", "[rejected]", "stale info")
 _REFUSED = ("returned error: 401", "returned error: 403", "permission denied", "access denied",
-            "authentication failed", "not allowed", "pre-receive hook declined",
+            "authentication failed", "not allowed", "hook declined", "[remote rejected]",
             "could not read username", "insufficient permission", "read-only", "read only")
 
 

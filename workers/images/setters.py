@@ -131,8 +131,10 @@ def _yaml_files(root: Path, start: Path) -> Iterator[tuple[Path, str]]:
             path = here / name
             if not name.endswith(SUFFIXES):
                 continue
-            if path.is_symlink():
-                yield path, f"a symlink (to {os.readlink(path)}), not followed"
+            if not str(path.relative_to(root)).isprintable():
+                yield path, "a name with control characters (it would go into the message)"
+            elif path.is_symlink():
+                yield path, f"a symlink (to {os.readlink(path)!r}), not followed"
             elif not path.is_file():
                 continue
             elif path.stat().st_size > MAX_FILE:
