@@ -9,12 +9,14 @@ Redis round trip of its own for it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import redis
 
 from shared.settings import Settings
+from shared.state import keys
 from shared.state.status import HistoryEntry
 from tests.support.gitutil import GitRepo, git
 from workers.run import stages
@@ -107,6 +109,24 @@ def test_the_apply_stages_read_brings_the_commit_without_a_round_trip(repo, tmp_
     assert stages.commit_fields(pull, "web", revision)["author"] == "Test Author"
     after = int(counter.info("stats")["total_commands_processed"])
     assert after - before == 1          # the second INFO only
+
+
+def test_an_artifact_digest_is_described_from_this_hosts_record_after_the_source_moved_on(
+        tmp_path, isolated_redis_url):
+    spec = tmp_path / "fleet.yaml"
+    spec.write_text(_spec(tmp_path, "unused").read_text().replace(
+        "    url: unused\n    branch: main",
+        '    oci: {url: "oci://registry.example:5000/fleet/config", semver: ">=1.0.0"}'))
+    ctx = _context(tmp_path, isolated_redis_url, spec, "render")
+    older, newer = "a" * 64, "b" * 64
+    manifests = ctx.artifacts.root / "manifests"
+    manifests.mkdir(parents=True)
+    (manifests / f"{older}.json").write_text(json.dumps({
+        "tag": "1.0.0", "annotations": {"org.opencontainers.image.revision": "main@sha1:aa11"}}))
+    ctx.status.client.hset(keys.source("git"), mapping={        # the fetch moved on
+        "revision": newer, "commit_revision": newer, "commit_subject": f"oci 1.1.0 sha256:{newer}"})
+    assert stages.commit_fields(ctx, "web", older)["subject"] == (
+        f"oci 1.0.0 sha256:{older} (revision main@sha1:aa11)")
 
 
 def test_an_unknown_commit_leaves_the_fields_empty(repo, tmp_path, isolated_redis_url):

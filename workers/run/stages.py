@@ -266,7 +266,7 @@ def commit_fields(ctx: Context, app_name: str, revision: str,
 
 def _commit_of(ctx: Context, app_name: str, revision: str, fleet: Fleet) -> dict[str, str]:
     source = fleet.sources[fleet.applications[app_name].source]
-    if ctx.sources.mirror_path(source).is_dir():
+    if source.oci_artifact or ctx.sources.mirror_path(source).is_dir():
         found = _mirror_commit(ctx, source, revision)
         if found:
             return found
