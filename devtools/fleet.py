@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -32,6 +31,8 @@ from typing import Callable
 
 from devtools import workloads as wl
 from devtools.binaries import Binaries, ensure_binaries
+from devtools.processes import Proc as Proc, free_port as free_port, pid_alive as pid_alive
+from devtools.processes import spawn as spawn, stop_processes as stop_processes
 from shared.settings import DEFAULT_REDIS_URL, state_dir
 
 Progress = Callable[[str], None]
@@ -41,13 +42,6 @@ READY_TIMEOUT = 60.0
 
 class DevFleetError(RuntimeError):
     """The local fleet cannot be brought up or down; the message says what to do."""
-
-
-@dataclass
-class Proc:
-    name: str
-    pid: int
-    log: str
 
 
 @dataclass
@@ -85,26 +79,6 @@ class FleetState:
 
 def default_state_dir() -> Path:
     return state_dir() / "dev"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours counts as gone
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][:1] != "Z"
-    except OSError:
-        return False
 
 
 def read_state(state: Path) -> FleetState | None:
@@ -154,15 +128,6 @@ def _start_redis(state: FleetState, progress: Progress) -> None:
 
 # --- processes ---------------------------------------------------------------
 
-def spawn(log: Path, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
-    """Start ``argv`` in a session of its own (``down`` stops its whole group), output to ``log``."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                 stdin=subprocess.DEVNULL, start_new_session=True)
-    return Proc(name, popen.pid, str(log))
-
-
 def _spawn(state: FleetState, name: str, argv: list[str]) -> Proc:
     proc = spawn(state.state_dir / "logs" / f"{name}.log", name, argv)
     state.processes.append(proc)
@@ -193,43 +158,6 @@ def _wait(ready: Callable[[], bool], state: FleetState, name: str, timeout: floa
         time.sleep(0.1)
     raise DevFleetError(f"{what() if what else name + ' was not ready'} after {timeout:g}s (logs in "
                         f"{state.state_dir / 'logs'})")
-
-
-def stop_processes(procs: list[Proc], grace: float = 10.0) -> None:
-    """Stop in reverse start order (apiservers before their etcd, Redis last):
-    SIGTERM each process group, SIGKILL what is still there after ``grace``."""
-    for proc in reversed(procs):
-        _signal(proc.pid, signal.SIGTERM)
-        _wait_gone(proc.pid, grace)
-        if pid_alive(proc.pid):
-            _signal(proc.pid, signal.SIGKILL)
-            _wait_gone(proc.pid, 5)
-
-
-def _wait_gone(pid: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        _reap(pid)
-        if not pid_alive(pid):
-            return
-        time.sleep(0.02)
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 # --- control planes ----------------------------------------------------------
