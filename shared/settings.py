@@ -36,6 +36,7 @@ class Settings:
     render_cache_ttl: float = 24 * 3600.0
     history_size: int = 50
     queue_per_cluster: bool = False          # route apply to apply.<cluster> (pull mode)
+    split_stages: bool = False               # push mode too: render and apply as two tasks
     log_level: str = "INFO"
     metrics_port: int | None = None          # workers expose Prometheus metrics here
     metrics_dir: str | None = None           # prometheus multiprocess directory
@@ -50,6 +51,12 @@ class Settings:
     helm_bin: str | None = None              # the helm binary (default: helm on PATH, then tools_dir)
     tools_dir: Path | None = None            # `dev build`'s helm and sops, after PATH (shared/toolcache.py)
     worker_cluster: str | None = None        # a pull worker's one cluster (fleetsync worker --cluster)
+
+    @property
+    def apply_after_render(self) -> bool:
+        """Push mode: the worker that rendered a run applies it in the same task (one task,
+        one Flower row per run); pull mode keeps the split, the apply goes to the cluster."""
+        return not (self.queue_per_cluster or self.split_stages)
 
     @property
     def visibility_timeout(self) -> float:
@@ -73,6 +80,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         render_cache_ttl=float(env.get("FLEETSYNC_RENDER_CACHE_TTL", 24 * 3600)),
         history_size=int(env.get("FLEETSYNC_HISTORY_SIZE", 50)),
         queue_per_cluster=env.get("FLEETSYNC_QUEUE_PER_CLUSTER", "") in ("1", "true", "yes"),
+        split_stages=env.get("FLEETSYNC_SPLIT_STAGES", "") in ("1", "true", "yes"),
         log_level=env.get("FLEETSYNC_LOG_LEVEL", "INFO").upper(),
         metrics_port=int(port) if port else None,
         metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,

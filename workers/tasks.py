@@ -141,19 +141,22 @@ def retry(task: Any, *, pause: Callable[[float], None] = time.sleep, **options: 
 
 def _stage(task: Any, stage: Callable[[Context, Call], Next],
            call: Call) -> dict:
+    return _carry_out(task, _stage_next(task, stage, call))   # from here on, only sends
+
+
+def _stage_next(task: Any, stage: Callable[[Context, Call], Next], call: Call) -> Next:
     ctx = context()
     try:
-        nxt = stage(ctx, call)
+        return stage(ctx, call)
     except (Retry, PermanentError):
         raise
     except RETRIED as exc:             # Redis or the spec file blinked outside the stage
         if task.request.retries < MAX_TRANSIENT_RETRIES:
             delay = getattr(exc, "delay", None)
             retry(task, exc=exc, countdown=delay or backoff(task.request.retries))
-        nxt = endings.crashed(ctx, call, exc)
+        return endings.crashed(ctx, call, exc)
     except Exception as exc:
-        nxt = endings.crashed(ctx, call, exc)
-    return _carry_out(task, nxt)       # the stage is over: from here on, only sends
+        return endings.crashed(ctx, call, exc)
 
 
 @celery.task(name=tasks_api.PING)
@@ -267,9 +270,13 @@ def _call(task: Any, name: str, args: list[Any], kw: dict[str, Any]) -> Call:
 
 @celery.task(name=tasks_api.RENDER, bind=True, ignore_result=True, max_retries=None)
 def render(self: Any, app: str, cluster: str, revision: str, **kw: Any) -> dict:
+    """Render a run; in push mode apply it here too (``runner.then_apply``)."""
     args = [app, cluster, revision]
-    return _refused(self, args, kw) or _stage(self, runner.render,
-                                              _call(self, tasks_api.RENDER, args, kw))
+    refused = _refused(self, args, kw)
+    if refused:
+        return refused
+    rendered = _stage_next(self, runner.render, _call(self, tasks_api.RENDER, args, kw))
+    return _carry_out(self, runner.then_apply(context(), rendered, self.request.id or ""))
 
 
 @celery.task(name=tasks_api.APPLY, bind=True, ignore_result=True, max_retries=None)

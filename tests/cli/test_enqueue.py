@@ -91,10 +91,11 @@ def test_flower_rest_api_enqueues_and_shows_readable_tasks(stack):
     assert sent["task-id"]
     stack.wait("a sync by Flower", lambda: any(
         e["trigger"] == "api" and e["task_id"] for e in stack.history("dev-1")[:1]), timeout=60)
-    stack.wait("Flower lists the apply", lambda: any(
-        t.get("name") == "fleetsync.apply" for t in _http(f"{base}/api/tasks").values()), timeout=30)
+    runs = ("fleetsync.render", "fleetsync.apply")     # push mode: a run is one of them
+    stack.wait("Flower lists the run", lambda: any(
+        t.get("name") in runs for t in _http(f"{base}/api/tasks").values()), timeout=30)
     tasks = _http(f"{base}/api/tasks")
-    applied = [t for t in tasks.values() if t.get("name") == "fleetsync.apply"]
+    applied = [t for t in tasks.values() if t.get("name") in runs]
     assert stack.app in applied[0]["args"] and "dev-1" in applied[0]["args"]
     assert "'phase': 'Ready'" in (applied[0].get("result") or "") or applied[0]["state"] != "SUCCESS"
 

@@ -75,6 +75,24 @@ def test_put_stores_compressed_value_with_ttl(redis_client: redis.Redis) -> None
     assert cache.get("absent") is None
 
 
+def test_a_final_entry_just_put_is_read_once_from_this_process_then_from_redis(
+        redis_client: redis.Redis) -> None:
+    """The apply that follows its render in the same task reads the entry from memory:
+    the same JSON that was stored (a fresh copy), once; then Redis is the truth again."""
+    cache, meta = RenderCache(redis_client, ttl_seconds=300), {"revision": "r1"}
+    cache.put("final", OBJECTS, meta)
+    redis_client.delete(PREFIX + "final")          # gone from Redis: still handed over once
+    first = cache.get_entry("final")
+    assert first == (OBJECTS, meta) and first[0] is not OBJECTS
+    assert cache.get_entry("final") is None
+    cache.put("raw", OBJECTS)                      # a build shared by clusters: no handoff
+    redis_client.delete(PREFIX + "raw")
+    assert cache.get_entry("raw") is None
+    for n in range(10):                            # a few only, the newest
+        cache.put(f"k{n}", OBJECTS, meta)
+    assert len(cache._handoff) == 4 and "k9" in cache._handoff
+
+
 def test_damaged_entry_is_a_miss(redis_client: redis.Redis) -> None:
     redis_client.set(PREFIX + "bad", b"not zstd")
     assert RenderCache(redis_client, 60).get("bad") is None

@@ -173,8 +173,18 @@ def open_tasks(tab: Any, base: str) -> None:
     tab.wait_for_selector("#tasks-table_processing", state="hidden")
 
 
-def unit_row(row: dict[str, str], app: str, cluster: str, name: str = "fleetsync.apply") -> bool:
-    return row.get("name") == name and row.get("args", "").startswith(f"{app}@{cluster} rev ")
+RUN_TASKS = ("fleetsync.render", "fleetsync.apply")   # push mode: a run is one of them
+
+
+def unit_row(row: dict[str, str], app: str, cluster: str, name: str = "") -> bool:
+    return (row.get("name") in ((name,) if name else RUN_TASKS)
+            and row.get("args", "").startswith(f"{app}@{cluster} rev "))
+
+
+def run_row(row: dict[str, str], app: str, cluster: str) -> bool:
+    """A run's row: its task succeeded and its result is the run's (phase first)."""
+    return (unit_row(row, app, cluster) and row["state"] == "SUCCESS"
+            and (row.get("result") or "").startswith("{'phase': "))
 
 
 def cli(stack: Stack, *argv: str, **env: str) -> str:
@@ -195,10 +205,9 @@ def test_rows_name_the_application_and_cluster_and_results_read_top_down(
     assert {"name", "state", "args", "result", "exception"} <= set(columns), columns
 
     found = wait_rows(page, "a successful apply on each cluster", lambda rs: all(
-        any(unit_row(r, stack.app, c) and r["state"] == "SUCCESS" for r in rs)
-        for c in ("dev-1", "dev-2")), artifacts)
+        any(run_row(r, stack.app, c) for r in rs) for c in ("dev-1", "dev-2")), artifacts)
     page.screenshot(path=str(artifacts / "01-tasks.png"))
-    applied = [r for r in found if unit_row(r, stack.app, "dev-1") and r["state"] == "SUCCESS"]
+    applied = [r for r in found if run_row(r, stack.app, "dev-1")]
     assert applied[0]["result"].startswith("{'phase': 'Ready', 'summary': '"), applied[0]
     assert any(r["args"] == "cluster dev-1 (beat)" for r in found
                if r["name"] == "fleetsync.reconcile_cluster"), found
@@ -216,9 +225,8 @@ def test_no_field_of_a_ready_result_contradicts_its_phase(fleet: tuple[Stack, Fl
     stack, flower = fleet
     open_tasks(page, flower.base)
     found = wait_rows(page, "a successful apply on dev-1", lambda rs: any(
-        unit_row(r, stack.app, "dev-1") and r["state"] == "SUCCESS" for r in rs), artifacts)
-    result = next(r["result"] for r in found if unit_row(r, stack.app, "dev-1")
-                  and r["state"] == "SUCCESS")
+        run_row(r, stack.app, "dev-1") for r in rs), artifacts)
+    result = next(r["result"] for r in found if run_row(r, stack.app, "dev-1"))
     assert result.startswith("{'phase': 'Ready'") and "'healthy': False" not in result, result
 
 

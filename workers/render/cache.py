@@ -45,6 +45,10 @@ from workers.sealing import Sealer, Tampered
 log = get_logger("fleetsync.render.cache")
 
 PREFIX = keys.RENDER_PREFIX
+# Final entries this process put last, as the JSON it stored: the apply stage that runs
+# right after its render in the same task (push mode) reads its entry from here once,
+# not back from Redis. A few only: in pull mode the apply runs elsewhere.
+HANDOFF = 4
 Objects = list[dict[str, Any]]
 
 def canonical_json(value: Any) -> bytes:
@@ -94,6 +98,7 @@ class RenderCache:
         self.poll_seconds = poll_seconds
         self.error_ttl_ms = max(1, int(error_ttl_seconds * 1000))
         self._leases = Leases(redis_client)
+        self._handoff: dict[str, bytes] = {}
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         try:
@@ -113,7 +118,11 @@ class RenderCache:
 
     def get_entry(self, key: str) -> tuple[Any, dict[str, Any]] | None:
         """``(value, meta)`` stored under ``key``, or None (absent, expired, damaged, or
-        not sealed by a key of this worker: then it is logged and counted)."""
+        not sealed by a key of this worker: then it is logged and counted). An entry this
+        process has just put is read from memory, once (``HANDOFF``)."""
+        made = self._handoff.pop(key, None)
+        if made is not None:
+            return self._decoded(made)
         return self._entry(self._read(PREFIX + key))
 
     def get_entries(self, keys: list[str]) -> list[tuple[Any, dict[str, Any]] | None]:
@@ -127,9 +136,15 @@ class RenderCache:
         if plain is None:
             return None
         try:
-            entry = decompress(plain)
-        except (zstandard.ZstdError, ValueError):
+            return self._decoded(zstandard.ZstdDecompressor().decompress(plain))
+        except zstandard.ZstdError:
             return None  # a damaged entry is a miss; the put after the render replaces it
+
+    def _decoded(self, text: bytes) -> tuple[Any, dict[str, Any]] | None:
+        try:
+            entry = json.loads(text)
+        except ValueError:
+            return None
         if not isinstance(entry, dict) or "o" not in entry:
             return None
         return entry["o"], entry.get("m") or {}
@@ -138,8 +153,13 @@ class RenderCache:
         return bool(self._call("exists", lambda: self.redis.exists(PREFIX + key)))
 
     def put(self, key: str, objects: Any, meta: dict[str, Any] | None = None) -> None:
-        blob = self._seal(PREFIX + key, compress({"m": meta or {}, "o": objects}))
+        text = canonical_json({"m": meta or {}, "o": objects})
+        blob = self._seal(PREFIX + key, zstandard.ZstdCompressor(level=3).compress(text))
         self._call("put", lambda: self.redis.set(PREFIX + key, blob, px=self.ttl_ms))
+        if meta:                       # a final entry: the apply of this run may follow here
+            self._handoff[key] = text
+            while len(self._handoff) > HANDOFF:
+                self._handoff.pop(next(iter(self._handoff)), None)
 
     def failure(self, key: str) -> RenderError | None:
         """The RenderError remembered for ``key``, if any."""
@@ -198,9 +218,13 @@ class RenderCache:
         return bool(self._call("lock", lambda: self._leases.acquire(PREFIX + key + ":lock", token,
                                                                      self.lock_ms)))
 
-    def _build_locked(self, key: str, token: str, fn: Callable[[], Objects]) -> tuple[Objects, bool]:
+    def _build_locked(self, key: str, token: str, fn: Callable[[], Objects],
+                      look: bool = True) -> tuple[Objects, bool]:
+        """Build under the lock; ``look``: first look again, for an entry built between our
+        miss and our lock (not when the lock was free at our first look: a build that
+        finished in that moment is only made twice, equal)."""
         try:
-            cached = self._lookup(key)  # built by someone between our miss and our lock
+            cached = self._lookup(key) if look else None
             if cached is not None:
                 return cached, True
             return self._build(key, fn), False
@@ -216,10 +240,11 @@ class RenderCache:
         if cached is not None:
             return cached, True
         token = uuid.uuid4().hex
-        deadline = time.monotonic() + self.wait_seconds
+        deadline, first = time.monotonic() + self.wait_seconds, True
         while time.monotonic() < deadline:
             if self._acquire(key, token):
-                return self._build_locked(key, token, fn)
+                return self._build_locked(key, token, fn, look=not first)
+            first = False
             time.sleep(self.poll_seconds)
             cached = self._lookup(key)
             if cached is not None:

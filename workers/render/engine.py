@@ -244,11 +244,13 @@ def _raw(app: Application, root: Path, rel: str, cache: RenderCache | None,
 
 def _final(raw: list[RawDoc], variables: Mapping[str, str], namespace: str | None,
            cache: RenderCache | None, key: str, meta: dict[str, Any],
-           chart: bool = False, helm_hooks: bool = False
+           chart: bool = False, helm_hooks: bool = False, built: bool = False
            ) -> tuple[list[dict[str, Any]], list[str]]:
     """The cheap step, stored under the final key for the apply stage (its warnings beside),
-    with ``meta``: what it was rendered for, checked again before it is applied."""
-    objects = cache.get(key) if cache is not None else None
+    with ``meta``: what it was rendered for, checked again before it is applied. ``built``:
+    the raw build was made just now, so its final entry is not looked for (it could only be
+    there had another worker made the same one meanwhile: then it is made twice, equal)."""
+    objects = cache.get(key) if cache is not None and not built else None
     if objects is not None and cache is not None:
         return objects, [row["warning"] for row in cache.get(key + WARNINGS) or []]
     objects, warnings = (finish_chart(raw, namespace) if chart
@@ -315,7 +317,7 @@ def render_unit(app: Application, cluster: Cluster, tree: Path | None,
         key = f"{cluster.name}/{_keys(app, source, rel, revision, raw, variables)}"
         objects, warnings = _final(raw, variables, app.namespace, cache, key, entry_meta(
             app, cluster, source, revision, _used(raw, variables)),
-            helm_hooks=app.allow_helm_charts)
+            helm_hooks=app.allow_helm_charts, built=not hit)
     return Rendered(objects, key, hit, tuple(warnings))
 
 
@@ -361,7 +363,7 @@ def _render_chart(app: Application, cluster: Cluster, chart: ChartInput, tree: P
     release = app.helm.release_name or app.name
     namespace = app.namespace or "default"
     inputs = {"values": hashlib.sha256(canonical_json(values)).hexdigest(), "release": release,
-              **helm.capabilities.describe(), "helm": charts.version(helm.executable())}
+              **helm.target().describe(), "helm": charts.version(helm.executable())}
     raw_key = render_key("", f"raw:helm:{chart.digest}", inputs, _renderer(app), namespace)
 
     def build() -> list[dict[str, Any]]:
@@ -379,7 +381,7 @@ def _render_chart(app: Application, cluster: Cluster, chart: ChartInput, tree: P
     key = f"{cluster.name}/" + render_key(revision, f"{source}:helm:{raw_key}", used,
                                           _renderer(app), app.namespace)
     objects, warnings = _final(raw, {}, app.namespace, cache, key, entry_meta(
-        app, cluster, source, revision, used), chart=True)
+        app, cluster, source, revision, used), chart=True, built=not hit)
     return Rendered(objects, key, hit, tuple(warnings))
 
 

@@ -43,7 +43,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 from shared.errors import RenderError, TransientError
@@ -89,12 +89,22 @@ class Helm:
     max_bytes: int = MAX_TOTAL_BYTES
     capabilities: Capabilities = field(default_factory=Capabilities)
     cached: str | None = None      # the helm `fleetsync dev build` built: tried after PATH
+    # reads the capabilities when a chart first needs them (a unit without one never does)
+    read: Callable[[], Capabilities] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def from_settings(cls, settings: Settings, capabilities: Capabilities = Capabilities()) -> "Helm":
+    def from_settings(cls, settings: Settings, capabilities: Capabilities = Capabilities(),
+                      read: Callable[[], Capabilities] | None = None) -> "Helm":
         cached = toolcache.helm_path(settings.tools_dir) if settings.tools_dir else None
         return cls(settings.helm_bin, capabilities=capabilities,
-                   cached=str(cached) if cached else None)
+                   cached=str(cached) if cached else None, read=read)
+
+    def target(self) -> Capabilities:
+        """The target cluster's capabilities: given, or read once when first asked for."""
+        if self.read is not None:
+            object.__setattr__(self, "capabilities", self.read())
+            object.__setattr__(self, "read", None)
+        return self.capabilities
 
     def executable(self) -> str:
         found = toolcache.find("helm", self.binary, self.cached)
@@ -215,7 +225,7 @@ def template(chart: Path, release: str, namespace: str, values: Mapping[str, Any
         values_path.write_text(json.dumps(values))
         argv = [binary, "template", release, str(chart), "--namespace", namespace,
                 "-f", str(values_path), "--include-crds", "--skip-tests"]
-        caps = helm.capabilities
+        caps = helm.target()
         if caps.kube_version:
             argv += ["--kube-version", caps.kube_version]
         for api in caps.api_versions:

@@ -351,7 +351,7 @@ def _helm_gate(helm: Helm, home: Path) -> Path:
 
 
 def _helm_args(helm: Helm, home: Path) -> list[str]:
-    caps = helm.capabilities
+    caps = helm.target()
     args = ["--enable-helm", f"--helm-command={_helm_gate(helm, home)}"]
     if caps.kube_version:
         args.append(f"--helm-kube-version={caps.kube_version}")

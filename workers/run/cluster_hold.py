@@ -9,7 +9,8 @@ not corrected, and no manual sync passes. Deleting it lifts the hold at the next
 pass.
 
 It is read with one GET per cluster pass (``reconcile_cluster``, push mode) and
-once per apply stage (the pull workers, which alone reach their cluster): a 404 is
+by the apply stage (the pull workers, which alone reach their cluster), at most once
+per two seconds per worker process and cluster: a 404 is
 "not held"; a 403 is "not held" and a warning, once per process and cluster; a
 cluster that does not answer is marked down, as a run that asked it would mark it. Its
 content is hostile: only the three keys are read, each cut and cleaned; an
@@ -22,6 +23,7 @@ fleet-wide (the last hold seen per cluster is swapped in Redis, ``SET ... GET``)
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -42,6 +44,8 @@ NAMESPACE, NAME = "fleetsync-system", "fleetsync-hold"
 PATH = f"/api/v1/namespaces/{NAMESPACE}/configmaps/{NAME}"
 HELD_BY = f"configmap/{NAME}"          # a unit's held_by: no window name has a slash
 _WARNED: set[str] = set()              # clusters whose 403 was logged by this process
+FRESH = 2.0                            # seconds a hold read stands for in this process
+_SEEN: dict[str, tuple[float, "ClusterHold | None"]] = {}     # cluster: (when read, hold)
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,20 @@ def _instant(text: object) -> datetime | None:
 
 def read(ctx: Context, cluster: Cluster) -> ClusterHold | None:
     """The cluster's hold now: one GET, as fleetsync itself (never an impersonated
-    identity). Errors are "not held": a 403 warned once, the rest left to the runs."""
+    identity), at most once per ``FRESH`` seconds in this process (a cold sync of a
+    thousand units on one cluster reads it a few times, not a thousand times). Errors
+    are "not held": a 403 warned once, the rest left to the runs (and read again)."""
+    seen = _SEEN.get(cluster.name)
+    if seen is not None and time.monotonic() - seen[0] < FRESH:
+        return seen[1]
+    hold, answered = _read(ctx, cluster)
+    if answered:
+        _SEEN[cluster.name] = (time.monotonic(), hold)
+    return hold
+
+
+def _read(ctx: Context, cluster: Cluster) -> tuple[ClusterHold | None, bool]:
+    """The hold, and whether the cluster answered (a 404 or 403 is an answer)."""
     from workers.apply.kube import NotFound, Refused
 
     try:
@@ -115,10 +132,10 @@ def read(ctx: Context, cluster: Cluster) -> ClusterHold | None:
                 ctx.clusters.mark_down(cluster.name, ctx.kube(cluster).server, unreachable)
             except RedisError:
                 pass
-        return None
+        return None, False
     hold = parse(obj, clock.now()) if obj is not None else None
     _audit_change(ctx, cluster.name, hold)
-    return hold
+    return hold, True
 
 
 def _audit_change(ctx: Context, cluster: str, hold: ClusterHold | None) -> None:

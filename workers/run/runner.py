@@ -54,7 +54,7 @@ from workers.run import cluster_hold, endings, health, requests, rollouts, stage
 from workers.run.endings import MAX_ATTEMPTS
 from workers.run.fencing import RunFence, apply_fenced
 from workers.run.stages import Unit
-from workers.run.steps import Call, Next, Send, apply_send, render_send
+from workers.run.steps import Call, Next, Send, apply_send, call_of, render_send
 
 log = get_logger("fleetsync.runner")
 
@@ -93,6 +93,37 @@ def render(ctx: Context, call: Call) -> Next:
                  "objects": len(rendered.objects), "cache_hit": rendered.hit,
                  "warnings": list(rendered.warnings[:10])},
                 (apply_send(replace(call, render_key=rendered.key)),))
+
+
+def then_apply(ctx: Context, rendered: Next, task_id: str) -> Next:
+    """Push mode: the apply the render stage asks for, run in the render's task rather than
+    sent (``Settings.apply_after_render``): one task and one Flower row per run, no second
+    publish, delivery and acknowledgement. The stage is the apply task's own, with its own
+    protocol step (``begin``), so everything it promises holds. What it would retry (a
+    wait, a Redis failure) is sent as an apply task with that countdown: a retry of the
+    render's task would render again."""
+    applies = [s for s in rendered.send if s.name == tasks_api.APPLY and not s.countdown]
+    if (not ctx.settings.apply_after_render or len(applies) != 1
+            or rendered.retry_in is not None or rendered.error is not None):
+        return rendered
+    send, others = applies[0], tuple(s for s in rendered.send if s is not applies[0])
+    call = call_of(tasks_api.APPLY, send.args, send.kwargs, task_id)
+    try:
+        done = apply(ctx, call)
+    except (TransientError, RedisError) as exc:     # outside the stage: as its task would
+        log.warning("apply sent after a Redis failure", error=str(exc))
+        return replace(rendered, send=others + (replace(send, countdown=backoff(0)),))
+    except PermanentError:
+        raise
+    except Exception as exc:
+        done = endings.crashed(ctx, call, exc)
+    if done.retry_in is not None:
+        later = Send(tasks_api.APPLY, send.args, {**send.kwargs, **done.retry_kwargs},
+                     countdown=done.retry_in)
+        done = replace(done, send=done.send + (later,), retry_in=None, retry_kwargs={})
+    summary = str(rendered.result.get("summary") or "").removesuffix("; apply next")
+    return replace(done, send=others + done.send,
+                   result={**done.result, **({"render": summary} if summary else {})})
 
 
 # --- apply ---------------------------------------------------------------------------

@@ -173,7 +173,8 @@ def render(ctx: Context, unit: Unit, revision: str) -> Rendered:
     fleet, app, cluster = unit.fleet, unit.app, unit.cluster
     source = fleet.sources[app.source]
     started = time.monotonic()
-    helm = Helm.from_settings(ctx.settings, read_capabilities(ctx.redis, cluster.name))
+    helm = Helm.from_settings(ctx.settings,
+                              read=lambda: read_capabilities(ctx.redis, cluster.name))
     if source.helm_repository and app.chart is not None:
         done = render_unit(app, cluster, None, ctx.cache, revision, source.name, helm=helm,
                            archive=(oci_charts(ctx) if is_oci(source) else charts(ctx))
