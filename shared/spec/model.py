@@ -9,6 +9,8 @@ names and rebuilt from the file by whoever needs it.
 
 from __future__ import annotations
 
+import functools
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -338,6 +340,33 @@ class Fleet:
     def applications_for(self, cluster: Cluster) -> list[Application]:
         return [a for a in self.applications.values() if a.clusters.matches(cluster)]
 
+    def shares_builds(self, app: Application) -> bool:
+        """Whether a raw build of ``app`` (the expensive step of a render, shared in the
+        render cache) may serve another unit: the application targets more than one
+        cluster, or another one renders the same path or chart of the same source. When
+        it may not, storing it and taking its build lock would only cost Redis work."""
+        if self._paths.get(_build_of(app), 0) > 1:
+            return True
+        names = app.clusters.names
+        if names is not None:
+            return len({n for n in names if n in self.clusters}) > 1
+        found = 0
+        for cluster in self.clusters.values():
+            found += app.clusters.matches(cluster)
+            if found > 1:
+                return True
+        return False
+
+    @functools.cached_property
+    def _paths(self) -> dict[tuple[str, str], int]:
+        return dict(Counter(_build_of(a) for a in self.applications.values()))
+
     def units(self) -> list[tuple[str, str]]:
         """Every sync unit as (application, cluster), in spec order."""
         return [(a.name, c.name) for a in self.applications.values() for c in self.clusters_for(a)]
+
+
+def _build_of(app: Application) -> tuple[str, str]:
+    """What a raw build of ``app`` is made from: its source and its path or chart."""
+    return app.source, repr(app.chart) if app.chart is not None else app.path
+

@@ -289,7 +289,7 @@ def mismatch(meta: Mapping[str, Any], app: Application, cluster: Cluster,
 def render_unit(app: Application, cluster: Cluster, tree: Path | None,
                 cache: RenderCache | None, revision: str, source: str = "",
                 sops: Sops | None = None, *, helm: charts.Helm | None = None,
-                archive: ChartArchive | None = None) -> Rendered:
+                archive: ChartArchive | None = None, shared: bool = True) -> Rendered:
     """The render of one unit, through ``cache`` when given, with its key and warnings.
 
     Without a cache or a revision nothing is stored (an empty revision does not
@@ -297,6 +297,8 @@ def render_unit(app: Application, cluster: Cluster, tree: Path | None,
     this worker's age key and sops (``Sops.from_env``). ``helm``: how charts are
     rendered here (None: ``helm`` on PATH, the cluster's capabilities unknown);
     ``archive``: the chart of a Helm repository source (``tree`` is then None).
+    ``shared`` False: no other unit can use the raw build (``Fleet.shares_builds``), so
+    it is neither stored nor built under the fleet-wide lock; the final entry still is.
     """
     sops = sops or Sops.from_env()
     variables = cluster.variables()
@@ -305,13 +307,13 @@ def render_unit(app: Application, cluster: Cluster, tree: Path | None,
         chart = _chart(app, tree, revision, archive, variables)
         if chart is not None:
             return _render_chart(app, cluster, chart, tree, cache, revision, source,
-                                 helm or charts.Helm(), sops)
+                                 helm or charts.Helm(), sops, shared)
         if tree is None:
             raise RenderError(f"application {app.name}: nothing to render (no checkout)")
         root = tree.resolve()
         rel = display(root, resolve_inside(root, app_path(app, variables)))
-        raw, hit = _raw(app, root, rel, cache, _keys(app, source, rel, revision, None, variables),
-                        sops, helm)
+        raw, hit = _raw(app, root, rel, cache if shared else None,
+                        _keys(app, source, rel, revision, None, variables), sops, helm)
         # the final entry is the cluster's own (a pull worker may read only its cluster's);
         # the expensive raw build above stays shared by every cluster
         key = f"{cluster.name}/{_keys(app, source, rel, revision, raw, variables)}"
@@ -356,7 +358,7 @@ def _chart(app: Application, tree: Path | None, revision: str, archive: ChartArc
 
 def _render_chart(app: Application, cluster: Cluster, chart: ChartInput, tree: Path | None,
                   cache: RenderCache | None, revision: str, source: str,
-                  helm: charts.Helm, sops: Sops) -> Rendered:
+                  helm: charts.Helm, sops: Sops, shared: bool = True) -> Rendered:
     """A chart's render: ``helm template`` shared by the clusters whose values are equal
     (then kustomize over its output, ``chart.over``: ``workers.render.overchart``)."""
     values, used = charts.merged_values(app, cluster, tree.resolve() if tree else None)
@@ -376,7 +378,8 @@ def _render_chart(app: Application, cluster: Cluster, chart: ChartInput, tree: P
             docs = [RawDoc(f"{chart.label} (helm template, kustomize build)", text)]
         return [asdict(doc) for doc in docs]
 
-    rows, hit = cache.get_or_render(raw_key, build) if cache is not None else (build(), False)
+    rows, hit = (cache.get_or_render(raw_key, build) if cache is not None and shared
+                 else (build(), False))
     raw = [RawDoc(row["source"], row["text"]) for row in rows]
     key = f"{cluster.name}/" + render_key(revision, f"{source}:helm:{raw_key}", used,
                                           _renderer(app), app.namespace)

@@ -101,13 +101,21 @@ def read(ctx: Context, cluster: Cluster) -> ClusterHold | None:
     identity), at most once per ``FRESH`` seconds in this process (a cold sync of a
     thousand units on one cluster reads it a few times, not a thousand times). Errors
     are "not held": a 403 warned once, the rest left to the runs (and read again)."""
-    seen = _SEEN.get(cluster.name)
-    if seen is not None and time.monotonic() - seen[0] < FRESH:
-        return seen[1]
+    known, hold = remembered(cluster.name)
+    if known:
+        return hold
     hold, answered = _read(ctx, cluster)
     if answered:
         _SEEN[cluster.name] = (time.monotonic(), hold)
     return hold
+
+
+def remembered(cluster: str) -> tuple[bool, ClusterHold | None]:
+    """``(True, hold)`` when this process read the cluster's hold less than ``FRESH`` ago."""
+    seen = _SEEN.get(cluster)
+    if seen is not None and time.monotonic() - seen[0] < FRESH:
+        return True, seen[1]
+    return False, None
 
 
 def _read(ctx: Context, cluster: Cluster) -> tuple[ClusterHold | None, bool]:

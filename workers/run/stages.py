@@ -175,13 +175,16 @@ def render(ctx: Context, unit: Unit, revision: str) -> Rendered:
     started = time.monotonic()
     helm = Helm.from_settings(ctx.settings,
                               read=lambda: read_capabilities(ctx.redis, cluster.name))
+    shared = fleet.shares_builds(app)
     if source.helm_repository and app.chart is not None:
         done = render_unit(app, cluster, None, ctx.cache, revision, source.name, helm=helm,
+                           shared=shared,
                            archive=(oci_charts(ctx) if is_oci(source) else charts(ctx))
                            .chart(source, app.chart, revision))
     else:
         done = render_unit(app, cluster, _checkout(ctx, source, revision), ctx.cache, revision,
-                           source.name, sops=Sops.from_settings(ctx.settings), helm=helm)
+                           source.name, sops=Sops.from_settings(ctx.settings), helm=helm,
+                           shared=shared)
     metrics.reconcile_duration.labels("render").observe(time.monotonic() - started)
     ctx.cache.remember(keys.unit_id(app.name, cluster.name), revision,
                        unit_spec_hash(fleet, app, cluster), done.key)
