@@ -234,6 +234,12 @@ def main() -> int:
         return 0
     command = "bench/worker_profile.py " + " ".join(sys.argv[1:])
     args = parse_args()
+    try:
+        import yappi  # noqa: F401
+    except ImportError:
+        print("worker_profile.py needs yappi: .venv/bin/pip install -e '.[bench]'",
+              file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory(prefix="fleetsync-profile-") as tmp:
         plain = None
         if args.plain:

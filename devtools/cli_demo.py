@@ -27,8 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="stay up after the steps; Ctrl-C stops everything")
     parser.add_argument("--interval", type=int, default=5,
                         help="reconcile interval of every cluster in seconds (default 5)")
-    parser.add_argument("--fetch-interval", type=int, default=2,
-                        help="how often the Git source is polled, in seconds (default 2)")
+    parser.add_argument("--fetch-interval", type=int, default=1,
+                        help="how often the Git source is polled, in seconds (default 1)")
     parser.add_argument("--state-dir", type=Path, default=state_dir() / "demo")
     parser.set_defaults(func=run)
 

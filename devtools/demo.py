@@ -10,7 +10,7 @@ update rolled out Pod by Pod, a broken image that leaves production Degraded
 until ``git revert``, a rollback, and prune. Everything it started is stopped at
 the end (or on Ctrl-C with ``--keep``).
 
-The Git source is polled every ``fetch_interval`` (2 s) while beat reconciles
+The Git source is polled every ``fetch_interval`` (1 s) while beat reconciles
 each cluster every ``interval`` (5 s): the short poll stands in for the webhook
 that would announce a push to a real forge, and keeps the walk under a minute.
 """
@@ -48,7 +48,7 @@ class DemoFailed(RuntimeError):
 class Demo:
     state_dir: Path
     interval: int = 5               # beat reconciles each cluster this often
-    fetch_interval: int = 2         # and polls the Git source this often (a webhook's stand-in)
+    fetch_interval: int = 1         # and polls the Git source this often (a webhook's stand-in)
     say: Say = print
     fleet: devfleet.FleetState | None = None
     services: list[devfleet.Proc] = field(default_factory=list)

@@ -49,14 +49,26 @@ def spawn(log: Path, name: str, argv: list[str], env: dict[str, str] | None = No
 
 
 def stop_processes(procs: list[Proc], grace: float = 10.0) -> None:
-    """Stop in reverse start order (apiservers before their etcd, Redis last):
-    SIGTERM each process group, SIGKILL what is still there after ``grace``."""
-    for proc in reversed(procs):
-        _signal(proc.pid, signal.SIGTERM)
-        _wait_gone(proc.pid, grace)
-        if pid_alive(proc.pid):
+    """Stop in waves, each all at once: what uses a store (apiservers and their
+    controllers, workers), then every etcd, Redis last. SIGTERM each process group,
+    SIGKILL what is still there ``grace`` after its wave began."""
+    for wave in sorted({_wave(p) for p in procs}):
+        group = [p for p in reversed(procs) if _wave(p) == wave]
+        for proc in group:
+            _signal(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in group:
+            _wait_gone(proc.pid, max(0.0, deadline - time.monotonic()))
+        late = [proc for proc in group if pid_alive(proc.pid)]
+        for proc in late:
             _signal(proc.pid, signal.SIGKILL)
+        for proc in late:
             _wait_gone(proc.pid, 5)
+
+
+def _wave(proc: Proc) -> int:
+    """0: stopped first; 1: an etcd (its apiserver is gone by then); 2: Redis."""
+    return 2 if proc.name == "redis" else 1 if proc.name.endswith("-etcd") else 0
 
 
 def _wait_gone(pid: int, timeout: float) -> None:

@@ -52,7 +52,7 @@ from shared.spec.source import SOURCE_KEYS, read_security
 from shared.spec.windows import read_windows
 from shared.spec.yaml import Map, Report
 
-MAX_BYTES = 1024 * 1024
+MAX_BYTES = 8 * 1024 * 1024        # a spec of 10,000 applications is about 1 MB
 
 _TOP_KEYS = ("sources", "clusters", "applications", "notifications", "healthChecks",
              "healthLua", "health", "windows", "images")

@@ -23,6 +23,8 @@ the spec).
 
 Stages never re-enter each other under the lock: apply with a missing render
 goes back to the render stage (releasing the lock), it does not render itself.
+In push mode the render's task goes on to the apply stage itself (``then_apply``),
+after the render, before the lock: one task per run.
 
 Health counts in the phase (unless the application sets ``wait: false``): a run
 whose objects are applied but not all healthy ends ``Progressing`` (or
