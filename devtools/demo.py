@@ -119,6 +119,8 @@ class Demo:
                 "FLEETSYNC_FLEET": str(self.spec),
                 "FLEETSYNC_CACHE_DIR": str(self.state_dir / "cache"),
                 "FLEETSYNC_ALLOW_LOCAL_SOURCES": "true",     # the tutorial repository is on disk
+                # kwok's Pods are Ready within a second: the first health look comes sooner
+                "FLEETSYNC_HEALTH_POLL": os.environ.get("FLEETSYNC_HEALTH_POLL", "1"),
                 "PROMETHEUS_MULTIPROC_DIR": str(self._metrics_dir())}
 
     def _metrics_dir(self) -> Path:

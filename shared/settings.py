@@ -37,6 +37,7 @@ class Settings:
     history_size: int = 50
     queue_per_cluster: bool = False          # route apply to apply.<cluster> (pull mode)
     split_stages: bool = False               # push mode too: render and apply as two tasks
+    health_poll: float = 2.0                 # seconds before a rollout's first health look
     log_level: str = "INFO"
     metrics_port: int | None = None          # workers expose Prometheus metrics here
     metrics_dir: str | None = None           # prometheus multiprocess directory
@@ -81,6 +82,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         history_size=int(env.get("FLEETSYNC_HISTORY_SIZE", 50)),
         queue_per_cluster=env.get("FLEETSYNC_QUEUE_PER_CLUSTER", "") in ("1", "true", "yes"),
         split_stages=env.get("FLEETSYNC_SPLIT_STAGES", "") in ("1", "true", "yes"),
+        health_poll=min(60.0, max(0.5, float(env.get("FLEETSYNC_HEALTH_POLL") or 2.0))),
         log_level=env.get("FLEETSYNC_LOG_LEVEL", "INFO").upper(),
         metrics_port=int(port) if port else None,
         metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,

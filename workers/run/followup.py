@@ -73,7 +73,7 @@ def check_health(ctx: Context, hc: HealthCall) -> Next:
         if time.time() >= hc.deadline or isinstance(exc, PermanentError):
             return Next({"run_id": hc.run_id, "unit": hc.unit,
                          "summary": f"health not checked: {exc}; the next sync looks again"})
-        return _next_check(hc, [*hc.objects], f"could not check health: {exc}")
+        return _next_check(ctx, hc, [*hc.objects], f"could not check health: {exc}")
     decided = health.decide(problems,
                             stages.message(before.counts or {}), wait=True,
                             timed_out=time.time() >= hc.deadline, timeout=app.timeout,
@@ -83,7 +83,7 @@ def check_health(ctx: Context, hc: HealthCall) -> Next:
         if not ctx.runs.settle(hc.unit, hc.run_id, status):
             return Next({"run_id": hc.run_id, "unit": hc.unit,
                          "summary": "nothing to do: a newer outcome was recorded"})
-        return _next_check(hc, list(decided.pending), status.message)
+        return _next_check(ctx, hc, list(decided.pending), status.message)
     phase, message, reason = decided.phase, decided.message, decided.reason
     status = replace(before, phase=phase.value, message=message, reason=reason,
                      health_deadline=0.0, last_success_at="")
@@ -100,8 +100,8 @@ def check_health(ctx: Context, hc: HealthCall) -> Next:
                                       run_id=hc.run_id, revision=hc.revision), tuple(more))
 
 
-def _next_check(hc: HealthCall, objects: list[str], message: str) -> Next:
-    countdown = runner.HEALTH_POLL[min(hc.round + 1, len(runner.HEALTH_POLL) - 1)]
+def _next_check(ctx: Context, hc: HealthCall, objects: list[str], message: str) -> Next:
+    countdown = runner.health_poll(ctx, hc.round + 1)
     send = Send(tasks_api.CHECK_HEALTH, [hc.app, hc.cluster, hc.run_id],
                 {"revision": hc.revision, "deadline": hc.deadline, "objects": objects,
                  "round": hc.round + 1, "trigger": hc.trigger}, countdown=countdown)

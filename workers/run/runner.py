@@ -244,7 +244,13 @@ def _apply_started(ctx: Context, call: Call, unit: Unit, begun: Begun, owner: st
 
 # --- health ------------------------------------------------------------------------------
 
-HEALTH_POLL = (2.0, 2.0, 3.0, 5.0, 10.0)    # seconds before each follow-up, by round
+HEALTH_POLL = (1.0, 1.0, 1.5, 2.5, 5.0)     # follow-up delays by round, in health_poll units
+
+
+def health_poll(ctx: Context, round_: int) -> float:
+    """Seconds before health follow-up ``round_``: 2, 2, 3, 5, then every 10 s by default
+    (``FLEETSYNC_HEALTH_POLL`` sets the first)."""
+    return ctx.settings.health_poll * HEALTH_POLL[min(round_, len(HEALTH_POLL) - 1)]
 
 
 def _health_outcome(ctx: Context, call: Call, app: Application, result: Any,
@@ -263,7 +269,7 @@ def _health_outcome(ctx: Context, call: Call, app: Application, result: Any,
     follow_up = Send(tasks_api.CHECK_HEALTH, [call.app, call.cluster, call.run_id],
                      {"revision": call.revision, "deadline": deadline,
                       "objects": list(settled.pending), "round": 0, "trigger": call.trigger},
-                     countdown=HEALTH_POLL[0])
+                     countdown=health_poll(ctx, 0))
     return Outcome(Phase.PROGRESSING, settled.message, call.revision, reason=settled.reason,
                    health_deadline=deadline), (follow_up,)
 
