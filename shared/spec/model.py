@@ -344,18 +344,24 @@ class Fleet:
         """Whether a raw build of ``app`` (the expensive step of a render, shared in the
         render cache) may serve another unit: the application targets more than one
         cluster, or another one renders the same path or chart of the same source. When
-        it may not, storing it and taking its build lock would only cost Redis work."""
+        it may not, storing it and taking its build lock would only cost Redis work.
+        Decided once per application and spec."""
+        known = self._shared.get(app.name)
+        if known is None:
+            known = self._shared[app.name] = self._shares_builds(app)
+        return known
+
+    def _shares_builds(self, app: Application) -> bool:
         if self._paths.get(_build_of(app), 0) > 1:
             return True
         names = app.clusters.names
         if names is not None:
             return len({n for n in names if n in self.clusters}) > 1
-        found = 0
-        for cluster in self.clusters.values():
-            found += app.clusters.matches(cluster)
-            if found > 1:
-                return True
-        return False
+        return sum(1 for c in self.clusters.values() if app.clusters.matches(c)) > 1
+
+    @functools.cached_property
+    def _shared(self) -> dict[str, bool]:
+        return {}
 
     @functools.cached_property
     def _paths(self) -> dict[tuple[str, str], int]:

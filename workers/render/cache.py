@@ -64,14 +64,6 @@ def render_key(revision: str, path: str, variables: Mapping[str, str], renderer_
     })).hexdigest()
 
 
-def compress(value: Any) -> bytes:
-    return zstandard.ZstdCompressor(level=3).compress(canonical_json(value))
-
-
-def decompress(blob: bytes) -> Any:
-    return json.loads(zstandard.ZstdDecompressor().decompress(blob))
-
-
 def memo_key(unit: str, revision: str, spec_hash: str) -> str:
     """Where the render key of ``unit`` at this revision and spec is remembered while its
     render is cached: a reconcile then goes straight to apply (render is a pure function

@@ -96,21 +96,25 @@ def _instant(text: object) -> datetime | None:
     return at.astimezone(timezone.utc) if at.tzinfo is not None else None
 
 
-def read(ctx: Context, cluster: Cluster) -> ClusterHold | None:
+def read(ctx: Context, cluster: Cluster, unless_down: bool = False) -> ClusterHold | None:
     """The cluster's hold now: one GET, as fleetsync itself (never an impersonated
     identity), at most once per ``FRESH`` seconds in this process (a cold sync of a
     thousand units on one cluster reads it a few times, not a thousand times). Errors
-    are "not held": a 403 warned once, the rest left to the runs (and read again)."""
-    known, hold = remembered(cluster.name)
+    are "not held": a 403 warned once, the rest left to the runs (and read again).
+    ``unless_down``: a cluster marked down is not asked (not held), unless the hold was
+    read just now."""
+    known, hold = _remembered(cluster.name)
     if known:
         return hold
+    if unless_down and ctx.clusters.down(cluster.name):
+        return None
     hold, answered = _read(ctx, cluster)
     if answered:
         _SEEN[cluster.name] = (time.monotonic(), hold)
     return hold
 
 
-def remembered(cluster: str) -> tuple[bool, ClusterHold | None]:
+def _remembered(cluster: str) -> tuple[bool, ClusterHold | None]:
     """``(True, hold)`` when this process read the cluster's hold less than ``FRESH`` ago."""
     seen = _SEEN.get(cluster)
     if seen is not None and time.monotonic() - seen[0] < FRESH:

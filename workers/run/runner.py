@@ -142,9 +142,7 @@ def apply(ctx: Context, call: Call) -> Next:
         return _wait_for_dependencies(ctx, call, waiting, unit)
     # the cluster's own hold is read before the lock is taken: a slow API server must
     # not eat the lock's TTL before its lease is renewed (a cluster marked down: not read)
-    known, on_cluster = cluster_hold.remembered(cluster.name)
-    if not known:
-        on_cluster = None if ctx.clusters.down(cluster.name) else cluster_hold.read(ctx, cluster)
+    on_cluster = cluster_hold.read(ctx, cluster, unless_down=True)
     owner = uuid.uuid4().hex
     begun = ctx.runs.begin(call.unit, call.run_id, owner, cluster.name,
                            park={"render_key": call.render_key, "revision": call.revision},
