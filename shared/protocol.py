@@ -24,6 +24,10 @@ The invariants that follow from these functions:
   beat tick during a retry adds no second chain;
 - every ending (done, retry, superseded, lost) releases what the run held and
   clears the marker that pointed at it; a parked run is handed back to be sent;
+- a run begins only from a message of its current try (the run record counts its
+  retries; each message carries the count it was sent for), so a copy (a parked run
+  sent by its holder and revived by a request, a redelivery) is dropped when it is
+  delivered late, rather than going on as a second chain of the same run;
 - an ending is written once: a run that is done already does not end again
   (a crash reported after its ending, a second delivery), so its outcome stays;
 - a parked run lives as long as its holder holds the lock (``hold``: renewing
@@ -134,9 +138,10 @@ def request(unit: Unit, new_run: str, known_failure: bool = False) -> Step:
     return Step(replace(unit, queued=new_run), Verdict.QUEUED, RunState.QUEUED, other=new_run)
 
 
-def touch(unit: Unit, run: str, state: RunState | None) -> Step:
-    """A stage that needs no lock (render, a dependency check) starts for ``run``."""
-    if state in FINISHED:
+def touch(unit: Unit, run: str, state: RunState | None, stale: bool = False) -> Step:
+    """A stage that needs no lock (render, a dependency check) starts for ``run``.
+    ``stale``: the message was sent for an earlier try of the run (see ``begin``)."""
+    if state in FINISHED or stale:
         return Step(unit, Verdict.DUPLICATE)
     if unit.queued and unit.queued != run:
         return Step(unit, Verdict.SUPERSEDED, RunState.DONE, other=unit.queued)
@@ -144,14 +149,18 @@ def touch(unit: Unit, run: str, state: RunState | None) -> Step:
 
 
 def begin(unit: Unit, run: str, state: RunState | None, owner: str,
-          previous_owner: str = "") -> Step:
+          previous_owner: str = "", stale: bool = False) -> Step:
     """The apply stage of ``run`` wants the unit's lock (owner token ``owner``).
 
     ``previous_owner`` is the lock owner of this run's own previous attempt, when that
-    attempt could not release it (Redis failed under it): the retry takes it over."""
+    attempt could not release it (Redis failed under it): the retry takes it over.
+    ``stale``: the message was sent for an earlier try of the run (each retry counts
+    one; a parked run can be sent twice, by its holder and by a request that revived
+    it): only a message of the run's current try may begin it, so copies never become
+    chains of their own."""
     mine = bool(previous_owner) and unit.lock == previous_owner
     resumed = state == RunState.RUNNING and unit.running == run and (not unit.lock or mine)
-    if state in FINISHED and not resumed:     # a second delivery of a run that began
+    if stale or (state in FINISHED and not resumed):     # a second delivery of a run that began
         return Step(unit, Verdict.DUPLICATE)
     if unit.queued and unit.queued != run:
         return Step(unit, Verdict.SUPERSEDED, RunState.DONE, other=unit.queued)

@@ -88,6 +88,17 @@ class Outcome:
     held_revision: str = ""
 
 
+def _try_of(unit: str, run_id: str, tries: int) -> list[tuple[str, str, str]]:
+    """The run record's try count, assumed to be the message's (the usual case)."""
+    return [(keys.run(unit, run_id), "tries", str(tries) if tries else "")]
+
+
+def _stale(state: RunState | None, known: list[str], tries: int) -> bool:
+    """The message is for an earlier try than the record's. A run with no record (lost
+    with a Redis flush) has nothing to compare with: not stale."""
+    return state is not None and int(known[0] or 0) > tries
+
+
 class Runs:
     """The protocol on one decoded Redis client (real, or fakeredis for ``--local``)."""
 
@@ -128,18 +139,21 @@ class Runs:
                                            decision=decision, fresh=True)
         return step, (values[0] if memo else "")
 
-    def touch(self, unit: str, run_id: str) -> tuple[Step, str]:
-        """A lockless stage begins; also the revision the run must serve now."""
+    def touch(self, unit: str, run_id: str, tries: int = 0) -> tuple[Step, str]:
+        """A lockless stage begins (its message sent for try ``tries`` of the run); also
+        the revision the run must serve now."""
         step, values, _ = self._transition(
-            unit, run_id, lambda u, s, _: protocol.touch(u, run_id, s),
+            unit, run_id, lambda u, s, k: protocol.touch(u, run_id, s, _stale(s, k, tries)),
             self._superseded_writes(unit, run_id), Unit(queued=run_id), RunState.QUEUED,
-            reads=[(keys.run(unit, run_id), "revision")])
+            reads=[(keys.run(unit, run_id), "revision")], decision=_try_of(unit, run_id, tries))
         return step, values[0]
 
     def begin(self, unit: str, run_id: str, owner: str, cluster: str,
-              park: dict[str, str] | None = None, taking_over: str = "") -> Begun:
-        """Take the unit's lock for ``run_id``; when busy, park it with ``park`` (how to
-        send its apply stage again) for the holder to send when it ends."""
+              park: dict[str, str] | None = None, taking_over: str = "",
+              tries: int = 0) -> Begun:
+        """Take the unit's lock for ``run_id`` (its message sent for try ``tries``); when
+        busy, park it with ``park`` (how to send its apply stage again) for the holder to
+        send when it ends."""
         def writes(step: Step, ops: Ops) -> None:
             self._superseded_writes(unit, run_id)(step, ops)
             if step.verdict == Verdict.BUSY and park:
@@ -152,19 +166,21 @@ class Runs:
                 self._run_fields(ops, unit, step.lost, state=RunState.DONE, phase=Phase.FAILED,
                                  summary="the worker running it was lost (its lock expired)")
         step, values, tokens = self._transition(
-            unit, run_id, lambda u, s, _: protocol.begin(u, run_id, s, owner, taking_over),
+            unit, run_id, lambda u, s, k: protocol.begin(u, run_id, s, owner, taking_over,
+                                                         _stale(s, k, tries)),
             writes,
             Unit(queued=run_id), RunState.QUEUED,
             reads=[(keys.cluster_down(cluster), "next_at"),
-                   (keys.run(unit, run_id), "revision")])
+                   (keys.run(unit, run_id), "revision")], decision=_try_of(unit, run_id, tries))
         return Begun(step, tokens[0] if tokens else 0, float(values[0] or 0), values[1])
 
-    def retry(self, unit: str, run_id: str, owner: str, *, countdown: float,
+    def retry(self, unit: str, run_id: str, owner: str, *, countdown: float, tries: int,
               status: UnitStatus | None = None, revision: str = "") -> Step:
-        """Queue the run again; with ``revision``, it serves that revision from now on."""
+        """Queue the run again, as its try number ``tries`` (the message that carries it
+        on says so); with ``revision``, it serves that revision from now on."""
         def writes(step: Step, ops: Ops) -> None:
             if step.verdict == Verdict.RETRY:
-                self._run_fields(ops, unit, run_id, state=RunState.RETRYING,
+                self._run_fields(ops, unit, run_id, state=RunState.RETRYING, tries=tries,
                                  next_try_at=repr(time.time() + countdown),
                                  summary=status.message if status else "")
                 if revision:

@@ -22,9 +22,10 @@ import redis
 
 from devtools import fleet as devfleet
 from shared.protocol import cluster_backoff
+from shared.tasks_api import TASKS
 from shared.state.clusters import ClusterHealth
 from tests.conftest import new_redis_db
-from tests.support.broker import _messages, waiting_runs_by_unit
+from tests.support.broker import _call, _messages, waiting_runs_by_unit
 from tests.support.gitutil import GitRepo
 from tests.support.stack import Stack, configmap
 
@@ -84,6 +85,20 @@ def _where_runs_are(client: redis.Redis) -> str:
     return "\n".join(lines)
 
 
+def _broker_messages(client: redis.Redis) -> str:
+    """For a failure: each message in the broker, with its run's state."""
+    lines = []
+    for message in _messages(client):
+        name, args, kwargs = _call(message)
+        named = TASKS[name].named(args, kwargs) if name in TASKS else kwargs
+        unit = "/".join(str(named.get(k, "")) for k in ("cluster", "app"))
+        run_id = kwargs.get("run_id", "")
+        state = client.hget(f"fleetsync:run:{unit}:{run_id}", "state") if run_id else ""
+        lines.append(f"{name} {unit} run={run_id} state={state} "
+                     f"eta={message['headers'].get('eta')}")
+    return "\n".join(sorted(lines))
+
+
 def test_a_hung_api_server_is_a_cluster_that_does_not_answer(staging, redis_url, tmp_path):
     url = new_redis_db(redis_url)
     stack = Stack(tmp_path, url, staging.clusters, interval=INTERVAL)
@@ -117,7 +132,8 @@ def test_a_hung_api_server_is_a_cluster_that_does_not_answer(staging, redis_url,
             waiting = Counter(m["headers"]["task"] for m in _messages(client))
             if named and time.monotonic() - since > named + READ_TIMEOUT:  # drained by now
                 most = max(most, sum(waiting.values()))
-                assert most <= BACKLOG, f"{most} task messages wait in the broker: {waiting}"
+                assert most <= BACKLOG, (f"{most} task messages wait in the broker: {waiting}\n"
+                                         + _broker_messages(client))
             if not named and all("cluster staging does not answer: timed out after"
                                  in s.message for s in statuses()):
                 named = time.monotonic() - since

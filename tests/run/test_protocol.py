@@ -54,6 +54,13 @@ def test_a_second_delivery_of_a_started_or_done_run_is_dropped():
     assert p.touch(Unit(), "r1", RunState.DONE).verdict == Verdict.DUPLICATE
 
 
+def test_a_copy_sent_for_an_earlier_try_of_a_waiting_run_is_dropped():
+    waiting = Unit(queued="r1")
+    assert p.begin(waiting, "r1", RunState.RETRYING, "o1").verdict == Verdict.STARTED
+    assert p.begin(waiting, "r1", RunState.RETRYING, "o1", stale=True).verdict == Verdict.DUPLICATE
+    assert p.touch(waiting, "r1", RunState.RETRYING, stale=True).verdict == Verdict.DUPLICATE
+
+
 def test_a_redelivered_run_whose_attempt_died_resumes():
     step = p.begin(Unit(running="r1"), "r1", RunState.RUNNING, "o2")
     assert step.verdict == Verdict.STARTED and step.lost == ""

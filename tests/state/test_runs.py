@@ -73,7 +73,7 @@ def test_a_retrying_run_is_the_one_queued_run(client):
     runs = Runs(client)
     run = runs.request("web", "c1", trigger="beat").other
     runs.begin(UNIT, run, "o1", "c1")
-    step = runs.retry(UNIT, run, "o1", countdown=30,
+    step = runs.retry(UNIT, run, "o1", countdown=30, tries=1,
                       status=UnitStatus("web", "c1", phase="Progressing", revision="", message="unreachable"))
     assert step.verdict == Verdict.RETRY
     assert runs.run(UNIT, run)["state"] == RunState.RETRYING.value
@@ -102,14 +102,17 @@ def test_an_unreachable_redis_is_a_transient_error():
 
 
 def test_the_adapter_follows_the_pure_transitions(client):
-    """Random sequences of events: after each, Redis holds what the pure function says."""
+    """Random sequences of events: after each, Redis holds what the pure function says.
+    A begin or touch is sometimes a late copy from an earlier try of the run (stale)."""
     rng = random.Random(3)
     runs = Runs(client)
-    expected, states, owners = Unit(), {}, {}
-    for n in range(150):
+    expected, states, owners, tries = Unit(), {}, {}, {}
+    for n in range(300):
         run = rng.choice(list(states) or ["r0"])
         event = rng.choice(["request", "begin", "end", "retry", "touch"])
         before = expected
+        sent_for = max(0, tries.get(run, 0) - rng.choice([0, 0, 1]))
+        stale = states.get(run) is not None and sent_for < tries.get(run, 0)
         if event == "request":
             step = runs.request("web", "c1", trigger="beat")
             pure = protocol.request(before, step.other if step.verdict == Verdict.QUEUED else "x")
@@ -117,17 +120,20 @@ def test_the_adapter_follows_the_pure_transitions(client):
                 states[step.other] = RunState.QUEUED
         elif event == "begin":
             owners[run] = f"o{n}"
-            step = runs.begin(UNIT, run, owners[run], "c1").step
-            pure = protocol.begin(before, run, states.get(run), owners[run])
+            step = runs.begin(UNIT, run, owners[run], "c1", tries=sent_for).step
+            pure = protocol.begin(before, run, states.get(run), owners[run], stale=stale)
         elif event == "touch":
-            step = runs.touch(UNIT, run)[0]
-            pure = protocol.touch(before, run, states.get(run))
+            step = runs.touch(UNIT, run, sent_for)[0]
+            pure = protocol.touch(before, run, states.get(run), stale)
         elif event == "end":
             step = _end(runs, run, owners.get(run, ""))
             pure = protocol.end(before, run, owners.get(run, ""), states.get(run))
         else:
-            step = runs.retry(UNIT, run, owners.get(run, ""), countdown=1)
+            step = runs.retry(UNIT, run, owners.get(run, ""), countdown=1,
+                              tries=tries.get(run, 0) + 1)
             pure = protocol.retry(before, run, owners.get(run, ""))
+            if pure.verdict == Verdict.RETRY:
+                tries[run] = tries.get(run, 0) + 1
         assert step.verdict == pure.verdict, (event, run, before)
         if pure.run_state is not None and event != "request":
             states[run] = pure.run_state
@@ -135,6 +141,21 @@ def test_the_adapter_follows_the_pure_transitions(client):
             states[pure.lost] = RunState.DONE
         expected = pure.unit
         assert runs.unit(UNIT) == expected, (event, run, before)
+    assert any(tries.values())
+
+
+def test_a_copy_of_an_earlier_try_is_dropped_and_the_current_try_begins(client):
+    """A parked run sent twice (its holder's send and a request's revival): the first
+    copy begins it; once it has retried, the late copy is a duplicate, not a chain."""
+    runs = Runs(client)
+    run = runs.request("web", "c1", trigger="beat").other
+    assert runs.begin(UNIT, run, "o1", "c1").step.verdict == Verdict.STARTED
+    assert runs.retry(UNIT, run, "o1", countdown=5, tries=1).verdict == Verdict.RETRY
+    assert runs.run(UNIT, run)["tries"] == "1"
+    assert runs.begin(UNIT, run, "o2", "c1").step.verdict == Verdict.DUPLICATE   # try 0
+    assert runs.touch(UNIT, run)[0].verdict == Verdict.DUPLICATE
+    assert runs.unit(UNIT) == Unit(queued=run)                  # nothing written
+    assert runs.begin(UNIT, run, "o3", "c1", tries=1).step.verdict == Verdict.STARTED
 
 
 def test_a_request_reads_the_known_render_and_skips_known_failures_in_one_trip(client):

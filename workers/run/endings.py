@@ -55,7 +55,9 @@ def wait(ctx: Context, call: Call, owner: str, message: str, countdown: float, *
     status = UnitStatus(call.app, call.cluster, phase=Phase.PROGRESSING.value,
                         revision=call.revision, message=message, last_synced_at=now_iso(),
                         reason="Waiting", run_id=call.run_id, interval=interval)
-    step = ctx.runs.retry(call.unit, call.run_id, owner, countdown=countdown, status=status)
+    tries = call.tries + 1
+    step = ctx.runs.retry(call.unit, call.run_id, owner, countdown=countdown, tries=tries,
+                          status=status)
     if step.verdict != Verdict.RETRY:
         return Next(dropped(call, step.verdict, step.other),
                     tuple(resend(ctx, call.unit, step.send)))
@@ -65,7 +67,7 @@ def wait(ctx: Context, call: Call, owner: str, message: str, countdown: float, *
                                       f"next try in {countdown:.0f} s: {message}",
                                       run_id=call.run_id, revision=call.revision),
                 retry_in=countdown, retry_kwargs={**call.stage_kwargs(), "attempt": attempt,
-                                                  "owner": ""})
+                                                  "owner": "", "tries": tries})
 
 
 def finish(ctx: Context, call: Call, owner: str, outcome: Outcome, started: float,
@@ -171,5 +173,5 @@ def resend(ctx: Context, unit: str, run_id: str) -> list[Send]:
     app, cluster = keys.split_unit(record["unit"])
     call = Call(app, cluster, run_id, record.get("trigger", Trigger.COALESCED.value),
                 float(record.get("requested_at") or 0), record.get("revision", ""),
-                record.get("render_key", ""))
+                record.get("render_key", ""), tries=int(record.get("tries") or 0))
     return [apply_send(call) if call.render_key else render_send(call)]

@@ -72,7 +72,7 @@ def render(ctx: Context, call: Call) -> Next:
     unit = stages.unit_in_spec(ctx, call.app, call.cluster)
     if unit is None:
         return endings.drop(ctx, call)
-    step, revision = ctx.runs.touch(call.unit, call.run_id)
+    step, revision = ctx.runs.touch(call.unit, call.run_id, call.tries)
     if step.verdict != Verdict.GO:
         return Next(endings.dropped(call, step.verdict, step.other))
     call = replace(call, revision=revision or call.revision)
@@ -146,7 +146,7 @@ def apply(ctx: Context, call: Call) -> Next:
     owner = uuid.uuid4().hex
     begun = ctx.runs.begin(call.unit, call.run_id, owner, cluster.name,
                            park={"render_key": call.render_key, "revision": call.revision},
-                           taking_over=call.owner)
+                           taking_over=call.owner, tries=call.tries)
     verdict = begun.step.verdict
     if verdict != Verdict.STARTED:
         return Next(endings.dropped(call, verdict, begun.step.other))
@@ -356,7 +356,8 @@ def _refuse_render(ctx: Context, call: Call, unit: Unit, meta: dict[str, Any],
 
 
 def _back_to_render(ctx: Context, call: Call, owner: str, moved: bool = False) -> Next:
-    step = ctx.runs.retry(call.unit, call.run_id, owner, countdown=0,
+    call = replace(call, tries=call.tries + 1)
+    step = ctx.runs.retry(call.unit, call.run_id, owner, countdown=0, tries=call.tries,
                           revision=call.revision if moved else "")
     if step.verdict != Verdict.RETRY:
         return Next(endings.dropped(call, step.verdict, step.other),

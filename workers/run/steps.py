@@ -29,6 +29,7 @@ class Call:
     waited: float = 0.0             # seconds spent waiting for dependencies
     owner: str = ""                 # the lock owner of this stage's previous attempt, when
                                     # Redis failed before it could release the lock
+    tries: int = 0                  # the run's try this message is for (its retries so far)
 
     @property
     def unit(self) -> str:
@@ -37,7 +38,7 @@ class Call:
     def stage_kwargs(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "trigger": self.trigger,
                 "requested_at": self.requested_at, "attempt": self.attempt,
-                "waited": self.waited}
+                "waited": self.waited, **({"tries": self.tries} if self.tries else {})}
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ def call_of(name: str, args: list[Any], kwargs: dict[str, Any], task_id: str = "
                 float(kwargs.get("requested_at") or 0),
                 kwargs.get("revision") or ("" if is_apply else third),
                 third if is_apply else "", task_id, int(kwargs.get("attempt") or 0),
-                float(kwargs.get("waited") or 0), str(kwargs.get("owner") or ""))
+                float(kwargs.get("waited") or 0), str(kwargs.get("owner") or ""),
+                int(kwargs.get("tries") or 0))
 
 
 def render_send(call: Call) -> Send:
