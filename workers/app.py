@@ -11,6 +11,8 @@ from shared.settings import from_env
 
 settings = from_env()
 app = make_app(settings, include=["workers.tasks"])
+# task events in batches: one PUBLISH per short window, not one per event
+app.conf.worker_consumer = "workers.events:BatchingConsumer"
 
 import workers.signals  # noqa: E402,F401  (logging and metrics wiring, once)
 import workers.prefork  # noqa: E402,F401  (the pool shares what the main process loaded)
