@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from shared.celery_app import make_app
 from shared.settings import from_env
+from workers import broker
 
+broker.use()        # acknowledgements in plain pipelines (no MULTI/EXEC per message)
 settings = from_env()
 app = make_app(settings, include=["workers.tasks"])
 # task events in batches: one PUBLISH per short window, not one per event
