@@ -5,32 +5,72 @@ acknowledged (nothing is left in ``unacked``)."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import Counter
+
 import redis
 
+from tests.conftest import new_redis_db, start_worker, stop_worker
 from workers import broker
 
 TASKS = 20
+END = "end of the tasks counted"
 
 
-def _calls(client: redis.Redis) -> dict[str, int]:
-    stats = client.info("commandstats")
-    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+class Commands:
+    """The commands Redis runs in one database, as ``MONITOR`` sees them, until ``END``."""
+
+    def __init__(self, url: str) -> None:
+        self.client = redis.Redis.from_url(url)
+        self.db = self.client.connection_pool.connection_kwargs.get("db", 0)
+        self.seen: Counter[str] = Counter()
+        self._monitor = self.client.monitor().__enter__()
+        self._monitor.next_command()            # MONITOR's own OK: it is listening
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for command in self._monitor.listen():
+            if int(command.get("db", -1)) != self.db:
+                continue
+            words = command["command"].split()
+            if words[0].upper() == "ECHO" and END in command["command"]:
+                return
+            self.seen[words[0].upper()] += 1
+
+    def stop(self) -> Counter[str]:
+        self.client.echo(END)
+        self._thread.join(timeout=30)
+        assert not self._thread.is_alive(), "MONITOR never saw the end of the tasks"
+        return self.seen
 
 
-def test_deliveries_and_acks_need_no_transaction(celery_app, celery_worker, redis_url):
-    client = redis.Redis.from_url(redis_url)
-    assert celery_app.send_task("fleetsync.ping").get(timeout=30)["pong"]
-    before = _calls(client)
-    results = [celery_app.send_task("fleetsync.ping", args=[{"n": i}]) for i in range(TASKS)]
-    for result in results:
-        assert result.get(timeout=60)["pong"] is True
-    after = _calls(client)
-    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-    # with kombu's transport: two transactions per task (delivery, ack), plus the result
-    # backend's own; now only the result backend's
-    assert delta.get("multi", 0) <= TASKS + 2, delta
-    assert delta.get("zadd", 0) >= TASKS and delta.get("zrem", 0) >= TASKS, delta
-    assert client.hlen("unacked") == 0 and client.zcard("unacked_index") == 0
+def test_deliveries_and_acks_need_no_transaction(redis_url):
+    from shared.celery_app import make_app
+    from shared.settings import Settings
+
+    url = new_redis_db(redis_url)
+    app = make_app(Settings(redis_url=url))
+    worker = start_worker(url, "pipelines")
+    try:
+        assert app.send_task("fleetsync.ping").get(timeout=60)["pong"]
+        commands = Commands(url)
+        results = [app.send_task("fleetsync.ping", args=[{"n": i}]) for i in range(TASKS)]
+        for result in results:
+            assert result.get(timeout=60)["pong"] is True
+        client = redis.Redis.from_url(url)
+        deadline = time.monotonic() + 30        # a late ack follows the result
+        while client.hlen("unacked") or client.zcard("unacked_index"):
+            assert time.monotonic() < deadline, "a task was never acknowledged"
+            time.sleep(0.05)
+        seen = commands.stop()
+    finally:
+        stop_worker(worker)
+    # with kombu's transport: two transactions per task (its delivery and its ack), and
+    # the result backend's own; now only the result backend's
+    assert seen["MULTI"] <= TASKS + 2, seen
+    assert seen["ZADD"] >= TASKS and seen["ZREM"] >= TASKS, seen
 
 
 def test_the_worker_app_uses_these_transports_for_every_redis_url():
