@@ -146,7 +146,8 @@ def test_the_primary_fails_during_a_sync_storm_and_the_fleet_converges(
 
         for group in ("a", "b"):     # both groups took work: fetches into their own cache,
             mirrors = list((tmp_path / f"cache-{group}").glob("git/*"))     # and applies
-            applied = re.findall(r"Task fleetsync\.apply\[[^]]+\] succeeded",
+            # push mode applies in the render's task, or in an apply task of its own
+            applied = re.findall(r"Task fleetsync\.(?:apply|render)\[[^]]+\] succeeded",
                                  (tmp_path / f"group-{group}.log").read_text())
             assert mirrors and applied, f"worker group {group} took no work"
         print(f"\ncold sync of {APPS} units {cold:.1f}s; {done} units at the new commit and "
