@@ -265,6 +265,10 @@ class Runs:
     def run(self, unit: str, run_id: str) -> dict[str, str]:
         return self._call(lambda: self.client.hgetall(keys.run(unit, run_id)))
 
+    def revision(self, unit: str, run_id: str) -> str:
+        """The revision the run serves now (the newest request it joined): one read."""
+        return self._call(lambda: self.client.hget(keys.run(unit, run_id), "revision")) or ""
+
     def unit(self, unit: str) -> Unit:
         values = self._call(lambda: self.client.mget(
             keys.queued(unit), keys.pending(unit), keys.running(unit), keys.lock(unit)))

@@ -76,3 +76,23 @@ def test_a_task_for_a_unit_the_spec_no_longer_has_is_dropped_quietly(tmp_path):
         assert not nxt.send and nxt.retry_in is None
     assert ctx.runs.run("c1/ghost", run)["state"] == "done" and ctx.runs.unit("c1/ghost").queued == ""
     assert ctx.status.get_status("ghost", "c1").phase == "Unknown"     # no status written
+
+
+def test_in_push_mode_a_late_copy_of_a_render_whose_render_fails_ends_nothing(tmp_path):
+    """The render stage of push mode reads no protocol step before rendering (the apply's
+    begin in the same task decides); a render that fails writes the run's ending only
+    once the touch lets it: a copy of a run that another attempt is applying is dropped,
+    and that attempt keeps its run."""
+    spec = tmp_path / "fleet.yaml"
+    spec.write_text("sources:\n  - name: git\n    url: file:///srv/gitops.git\n    branch: main\n"
+                    "clusters:\n  - name: c1\n    labels: {env: prod}\n"
+                    "applications:\n  - name: web\n    source: git\n    path: web\n"
+                    "    clusters: {names: [c1]}\n")
+    ctx = Context.connect(Settings(cache_dir=tmp_path, fleet_path=str(spec)), use_redis=False)
+    assert ctx.settings.apply_after_render
+    call = _queued_call(ctx)
+    assert ctx.runs.begin(call.unit, call.run_id, "o1", "c1").step.verdict == Verdict.STARTED
+    nxt = runner.render(ctx, call)                  # the source was never fetched: it fails
+    assert nxt.result["verdict"] == "duplicate" and nxt.error is None and not nxt.send
+    record = ctx.runs.run(call.unit, call.run_id)
+    assert record["state"] == "running" and ctx.runs.unit(call.unit).lock == "o1"

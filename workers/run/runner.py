@@ -41,7 +41,7 @@ import threading
 import time
 import uuid
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 from shared import metrics, tasks_api
 from shared.errors import PermanentError, TransientError
@@ -72,23 +72,40 @@ def render(ctx: Context, call: Call) -> Next:
     unit = stages.unit_in_spec(ctx, call.app, call.cluster)
     if unit is None:
         return endings.drop(ctx, call)
-    step, revision = ctx.runs.touch(call.unit, call.run_id, call.tries)
-    if step.verdict != Verdict.GO:
-        return Next(endings.dropped(call, step.verdict, step.other))
+    # push mode: the apply's begin follows in this task and decides what the touch would
+    # (a copy of an earlier try, a newer run, a second delivery), so the touch is put
+    # off until this stage itself has an ending to write; only the revision the run
+    # serves now (a request may have joined it since it was sent) is read first
+    touched = not ctx.settings.apply_after_render
+    if touched:
+        step, revision = ctx.runs.touch(call.unit, call.run_id, call.tries)
+        if step.verdict != Verdict.GO:
+            return Next(endings.dropped(call, step.verdict, step.other))
+    else:
+        revision = ctx.runs.revision(call.unit, call.run_id)
     call = replace(call, revision=revision or call.revision)
     started = time.time()
+
+    def ending(end: Callable[[], Next]) -> Next:
+        """An ending this stage writes: only for a run the touch lets go on."""
+        if not touched:
+            step, _ = ctx.runs.touch(call.unit, call.run_id, call.tries)
+            if step.verdict != Verdict.GO:
+                return Next(endings.dropped(call, step.verdict, step.other))
+        return end()
+
     held = rollouts.suspension(ctx, call.app, call.cluster)
     if held is not None:             # suspended while it was queued: not rendered
-        before = ctx.status.get_status(call.app, call.cluster).revision
-        return endings.finish(ctx, replace(call, revision=before), "", Outcome(
-            Phase.SUSPENDED, held.message(), before, reason="Suspended"), started, unit)
+        before, message = ctx.status.get_status(call.app, call.cluster).revision, held.message()
+        return ending(lambda: endings.finish(ctx, replace(call, revision=before), "", Outcome(
+            Phase.SUSPENDED, message, before, reason="Suspended"), started, unit))
     try:
         rendered = stages.render(ctx, unit, call.revision)
     except PermanentError as exc:
-        return endings.finish(ctx, call, "", endings.failed(exc, unit.spec_key(call.revision)),
-                              started, unit)
+        return ending(lambda: endings.finish(
+            ctx, call, "", endings.failed(exc, unit.spec_key(call.revision)), started, unit))
     except TransientError as exc:
-        return endings.transient(ctx, call, "", exc, started, unit)
+        return ending(lambda: endings.transient(ctx, call, "", exc, started, unit))
     return Next({"summary": f"rendered {len(rendered.objects)} object(s)"
                             + (" (cached)" if rendered.hit else "") + "; apply next",
                  "unit": call.unit, "revision": call.revision, "run_id": call.run_id,
