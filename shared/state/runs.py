@@ -162,6 +162,9 @@ class Runs:
                 ops.add("FENCE", keys.fence(unit))
                 self._run_fields(ops, unit, run_id, state=RunState.RUNNING, owner=owner,
                                  started_at=repr(time.time()))
+                # the record has its expiry from the request (or its last retry), and its
+                # ending sets it again: no PEXPIRE for beginning
+                ops.expiries.pop(keys.run(unit, run_id), None)
             if step.lost:
                 self._run_fields(ops, unit, step.lost, state=RunState.DONE, phase=Phase.FAILED,
                                  summary="the worker running it was lost (its lock expired)")
