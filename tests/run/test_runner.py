@@ -21,6 +21,16 @@ def ctx(tmp_path):
     return Context.connect(Settings(cache_dir=tmp_path), use_redis=False)
 
 
+def _with_spec(tmp_path) -> Context:
+    """A context whose fleet spec has ``web`` on ``c1``, from a source never fetched."""
+    spec = tmp_path / "fleet.yaml"
+    spec.write_text("sources:\n  - name: git\n    url: file:///srv/gitops.git\n    branch: main\n"
+                    "clusters:\n  - name: c1\n    labels: {env: prod}\n"
+                    "applications:\n  - name: web\n    source: git\n    path: web\n"
+                    "    clusters: {names: [c1]}\n")
+    return Context.connect(Settings(cache_dir=tmp_path, fleet_path=str(spec)), use_redis=False)
+
+
 def _queued_call(ctx: Context, attempt: int = 0) -> Call:
     step = ctx.runs.request("web", "c1", trigger="beat", revision="abc")
     assert step.verdict == Verdict.QUEUED
@@ -63,12 +73,7 @@ def test_a_crash_still_ends_the_run(ctx):
 
 
 def test_a_task_for_a_unit_the_spec_no_longer_has_is_dropped_quietly(tmp_path):
-    spec = tmp_path / "fleet.yaml"
-    spec.write_text("sources:\n  - name: git\n    url: file:///srv/gitops.git\n    branch: main\n"
-                    "clusters:\n  - name: c1\n    labels: {env: prod}\n"
-                    "applications:\n  - name: web\n    source: git\n    path: web\n"
-                    "    clusters: {names: [c1]}\n")
-    ctx = Context.connect(Settings(cache_dir=tmp_path, fleet_path=str(spec)), use_redis=False)
+    ctx = _with_spec(tmp_path)
     run = ctx.runs.request("ghost", "c1", trigger="beat", revision="abc").other
     for stage in (runner.render, runner.apply):
         nxt = stage(ctx, Call("ghost", "c1", run, "beat", time.time(), "abc", "k"))
@@ -83,12 +88,7 @@ def test_in_push_mode_a_late_copy_of_a_render_whose_render_fails_ends_nothing(tm
     begin in the same task decides); a render that fails writes the run's ending only
     once the touch lets it: a copy of a run that another attempt is applying is dropped,
     and that attempt keeps its run."""
-    spec = tmp_path / "fleet.yaml"
-    spec.write_text("sources:\n  - name: git\n    url: file:///srv/gitops.git\n    branch: main\n"
-                    "clusters:\n  - name: c1\n    labels: {env: prod}\n"
-                    "applications:\n  - name: web\n    source: git\n    path: web\n"
-                    "    clusters: {names: [c1]}\n")
-    ctx = Context.connect(Settings(cache_dir=tmp_path, fleet_path=str(spec)), use_redis=False)
+    ctx = _with_spec(tmp_path)
     assert ctx.settings.apply_after_render
     call = _queued_call(ctx)
     assert ctx.runs.begin(call.unit, call.run_id, "o1", "c1").step.verdict == Verdict.STARTED
