@@ -129,7 +129,6 @@ class StatusStore:
     def __init__(self, client: Any, history_size: int = 50) -> None:
         self.client = client
         self.history_size = history_size
-        self._sources: dict[str, tuple[float, SourceRecord]] = {}     # see source_record
 
     # -- status ---------------------------------------------------------------
     def set_status(self, status: UnitStatus) -> None:
@@ -216,19 +215,9 @@ class StatusStore:
         record = self.source_record(source)
         return record.revision, record.error
 
-    def source_record(self, source: str, naming: str = "", within: float = 0.0
-                      ) -> "SourceRecord":
-        """Everything recorded about a source, in one read. With ``naming`` and ``within``:
-        the record this store read less than ``within`` seconds ago, if its revision is
-        ``naming`` (what the caller has already: a newer revision than that is missed for
-        at most ``within`` seconds, an older one never)."""
-        if naming and within:
-            seen = self._sources.get(source)
-            if seen and seen[1].revision == naming and time.monotonic() - seen[0] < within:
-                return seen[1]
-        record = SourceRecord.of(source, self.client.hgetall(keys.source(source)))
-        self._sources[source] = (time.monotonic(), record)
-        return record
+    def source_record(self, source: str) -> "SourceRecord":
+        """Everything recorded about a source, in one read."""
+        return SourceRecord.of(source, self.client.hgetall(keys.source(source)))
 
     # -- push notifications (fleetsync server) -------------------------------------------
     def want_fetch(self, source: str, ttl: float) -> bool:

@@ -68,19 +68,3 @@ def test_units_written_before_clusters_had_an_index_are_indexed_once(redis_clien
     assert [s.app for s in store.all_statuses("b")] == ["web"]
     redis_client.sadd(keys.UNITS, "b/late")        # not indexed: the migration ran once
     assert [s.app for s in store.all_statuses("b")] == ["web"]
-
-
-def test_a_source_record_naming_the_callers_revision_is_read_once_a_second(redis_client):
-    client = redis_client.__class__.from_url(_url(redis_client), decode_responses=True)
-    store, other = StatusStore(client), StatusStore(client)
-    store.set_source_revision("platform", "a" * 40, 1.0)
-    assert store.source_record("platform", naming="a" * 40, within=60).revision == "a" * 40
-    other.set_source_revision("platform", "b" * 40, 2.0)      # a fetch elsewhere moves it on
-    # naming what the caller has: this store's read of a moment ago is used again
-    assert store.source_record("platform", naming="a" * 40, within=60).revision == "a" * 40
-    # a caller that has the newer revision gets it, never the older record
-    assert store.source_record("platform", naming="b" * 40, within=60).revision == "b" * 40
-    assert store.source_record("platform", naming="a" * 40, within=60).revision == "b" * 40
-    other.set_source_revision("platform", "c" * 40, 3.0)
-    assert store.source_record("platform", naming="b" * 40, within=0.0).revision == "c" * 40
-    assert store.source_record("platform").revision == "c" * 40

@@ -204,7 +204,7 @@ def _apply_started(ctx: Context, call: Call, unit: Unit, begun: Begun, owner: st
     if entry is None:                # expired, flushed, or refused as tampered: render again
         return _back_to_render(ctx, call, owner)
     objects, meta = entry
-    head, source_error = stages.recorded_source(ctx, app.source, having=call.revision)
+    head, source_error = stages.recorded_source(ctx, app.source)     # one read for both
     desired = _desired(ctx, call, unit, head)
     held, stay = _window(ctx, call, unit, desired, on_cluster)
     if held is not None and not stay:       # held before it ever applied: nothing to do

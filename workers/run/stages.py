@@ -232,19 +232,11 @@ def render_mismatch(meta: dict[str, Any], app: Application, cluster: Cluster,
     return mismatch(meta, app, cluster, revision)
 
 
-SOURCE_FRESH = 1.0      # seconds a record naming the caller's revision is used again
-
-
-def recorded_source(ctx: Context, source_name: str, having: str = "") -> tuple[str, str]:
+def recorded_source(ctx: Context, source_name: str) -> tuple[str, str]:
     """The source's last good revision fleet-wide ("" when never), and why its latest
     fetch was refused ("" when it was not). The revision's commit, recorded beside it,
-    is remembered for ``commit_fields`` (the same read: no round trip of its own).
-    ``having``: the revision the caller has (the apply stage's): a record this process
-    read under ``SOURCE_FRESH`` ago that names it is not read again, so a cold sync of a
-    thousand units of one source reads it about once a second, not a thousand times;
-    a record naming another revision is always read again."""
-    record = ctx.status.source_record(source_name, naming=having,
-                                      within=SOURCE_FRESH if having else 0.0)
+    is remembered for ``commit_fields`` (the same read: no round trip of its own)."""
+    record = ctx.status.source_record(source_name)
     if record.commit_revision and record.commit:
         _remember_commit(record.commit_revision, record.commit)
     return record.revision, record.error
