@@ -35,6 +35,7 @@ from shared.state import keys
 from shared import protocol
 from shared.errors import TransientError
 from shared.state.cas import SCRIPT, Ops
+from shared.state.tries import stale as _stale, try_of as _try_of
 from shared.state.locks import Leases
 from shared.protocol import Phase, RunState, Step, Unit, Verdict
 from shared.state.status import HistoryEntry, UnitStatus, status_ops
@@ -86,17 +87,6 @@ class Outcome:
     held_by: str = ""               # a change window holds the unit (status's held_* fields)
     held_until: str = ""
     held_revision: str = ""
-
-
-def _try_of(unit: str, run_id: str, tries: int) -> list[tuple[str, str, str]]:
-    """The run record's try count, assumed to be the message's (the usual case)."""
-    return [(keys.run(unit, run_id), "tries", str(tries) if tries else "")]
-
-
-def _stale(state: RunState | None, known: list[str], tries: int) -> bool:
-    """The message is for an earlier try than the record's. A run with no record (lost
-    with a Redis flush) has nothing to compare with: not stale."""
-    return state is not None and int(known[0] or 0) > tries
 
 
 class Runs:
